@@ -1,0 +1,270 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The one place where HTTP calls are made, counted, paced and turned into typed errors.
+
+Both APIs the check talks to (PagerDuty's REST API and Datadog's API) go through `ApiClient`, so
+they share one set of rules: a hard request budget per run, a run deadline that no wait may pass,
+rate limits read from `ratelimit-*` / `X-RateLimit-*` headers, no redirects (credentials never
+follow one), and errors split into the kinds the callers act on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+# Longest single wait for a rate limit window; PagerDuty's windows are one minute.
+MAX_RATE_LIMIT_WAIT = 65.0
+# Retries of one request after a 429, a 5xx or a connection failure, within the run deadline.
+MAX_RETRIES = 3
+BACKOFF_BASE = 1.0
+# How much of an error body is kept for a log line.
+ERROR_BODY_LIMIT = 1000
+
+
+class ApiError(Exception):
+    """A request to one of the APIs failed; `api` names which."""
+
+    def __init__(self, api: str, message: str, status: int | None = None, body: str = '') -> None:
+        super().__init__('{} API: {}'.format(api, message))
+        self.api = api
+        self.status = status
+        self.body = body
+
+
+class AuthError(ApiError):
+    """401 or 403: the key is wrong or lacks a permission. Not retried."""
+
+
+class TransientError(ApiError):
+    """Network failure, timeout, 5xx, an unreadable body: worth trying again on a later run."""
+
+
+class RateLimited(TransientError):
+    """429 whose wait would pass the run deadline, or that persisted through the retries."""
+
+
+class RequestRejected(ApiError):
+    """Any other 4xx: the request itself is wrong; retrying it would fail the same way."""
+
+
+class BudgetExhausted(ApiError):
+    """The run has made `max_requests_per_run` requests to this API; the rest waits for the next run."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    data: Any = None
+
+
+@dataclass
+class RunLimits:
+    """Per-run bounds: how many requests are left and the monotonic time the run must end by."""
+
+    max_requests: int
+    deadline: float
+    used: int = 0
+    blocked_until: float = 0.0
+    waits: list[float] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.max_requests - self.used)
+
+
+def _header(headers: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def status_class(status: int | None) -> str:
+    """`2xx`, `4xx`, `5xx`…, or `error` when no response came back."""
+    return '{}xx'.format(status // 100) if status else 'error'
+
+
+class ApiClient:
+    """HTTP calls to one API through the check's HTTP wrapper, so `timeout`, `proxy` and TLS options apply.
+
+    `auth_headers` are sent with every request and never logged. `on_request(endpoint, status_class)`
+    is told of every attempt, `on_rate_limited(endpoint)` of every 429, so the caller can count them.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        http: Any,
+        base_url: str,
+        auth_headers: Mapping[str, str],
+        max_requests: int,
+        log: Any,
+        on_request: Callable[[str, str], None] | None = None,
+        on_rate_limited: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self._http = http
+        self.base_url = base_url.rstrip('/')
+        self._auth_headers = dict(auth_headers)
+        self._max_requests = max_requests
+        self._log = log
+        self._on_request = on_request or (lambda endpoint, klass: None)
+        self._on_rate_limited = on_rate_limited or (lambda endpoint: None)
+        self._clock = clock
+        # Looked up at call time so that a simulated clock can stand in for the real one.
+        self._sleep = sleep or (lambda seconds: time.sleep(seconds))
+        self._jitter = jitter
+        self.limits = RunLimits(max_requests=max_requests, deadline=float('inf'))
+
+    def start_run(self, deadline: float) -> None:
+        """Reset the request budget for a new run that must end by `deadline` (monotonic seconds)."""
+        blocked_until = self.limits.blocked_until
+        self.limits = RunLimits(max_requests=self._max_requests, deadline=deadline, blocked_until=blocked_until)
+
+    @property
+    def remaining(self) -> int:
+        return self.limits.remaining
+
+    def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
+        return self.request('get', path, params=params, endpoint=endpoint)
+
+    def post(self, path: str, body: Any, endpoint: str | None = None) -> Response:
+        return self.request('post', path, body=body, endpoint=endpoint)
+
+    def patch(self, path: str, body: Any, endpoint: str | None = None) -> Response:
+        return self.request('patch', path, body=body, endpoint=endpoint)
+
+    def request(self, method: str, path: str, *, params: Any = None, body: Any = None, endpoint: str | None = None) -> Response:
+        """Make one logical request (with bounded retries) and return its decoded JSON body.
+
+        Raises an `ApiError` subclass; never returns a failed response.
+        """
+        endpoint = endpoint or path
+        url = path if path.startswith(('http://', 'https://')) else self.base_url + path
+        attempt = 0
+        while True:
+            self._wait_for_rate_limit_window(endpoint)
+            self._take_budget(endpoint)
+            try:
+                response = self._send(method, url, params, body)
+            except OSError as e:
+                self._on_request(endpoint, 'error')
+                error: ApiError = TransientError(self.name, '{} failed: {}'.format(endpoint, type(e).__name__))
+                if self._backoff(attempt, None, endpoint):
+                    attempt += 1
+                    continue
+                raise error from None
+
+            status = response.status_code
+            self._on_request(endpoint, status_class(status))
+            headers = response.headers
+            self._note_rate_limit(headers)
+
+            if status == 429:
+                self._on_rate_limited(endpoint)
+                reset = _number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset'))
+                if self._backoff(attempt, reset, endpoint):
+                    attempt += 1
+                    continue
+                raise RateLimited(self.name, '{} is rate limited; resuming next run'.format(endpoint), status)
+            if status >= 500:
+                if self._backoff(attempt, None, endpoint):
+                    attempt += 1
+                    continue
+                raise TransientError(self.name, '{} answered {}'.format(endpoint, status), status, _body(response))
+            if status in (401, 403):
+                raise AuthError(self.name, '{} answered {}'.format(endpoint, status), status, _body(response))
+            if 300 <= status < 400:
+                raise RequestRejected(
+                    self.name, '{} answered a redirect ({}), which is not followed'.format(endpoint, status), status
+                )
+            if status >= 400:
+                raise RequestRejected(self.name, '{} answered {}'.format(endpoint, status), status, _body(response))
+            return Response(status=status, headers=headers, data=self._decode(response, endpoint))
+
+    def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
+        options: dict[str, Any] = {'extra_headers': self._auth_headers, 'allow_redirects': False, 'persist': True}
+        if params is not None:
+            options['params'] = params
+        if body is not None:
+            options['data'] = json.dumps(body, separators=(',', ':'))
+            options['extra_headers'] = dict(self._auth_headers, **{'Content-Type': 'application/json'})
+        return getattr(self._http, method)(url, **options)
+
+    def _decode(self, response: Any, endpoint: str) -> Any:
+        try:
+            content = response.content
+        except OSError:
+            raise TransientError(self.name, '{} body was cut short'.format(endpoint)) from None
+        if not content:
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise TransientError(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None
+
+    def _take_budget(self, endpoint: str) -> None:
+        if self.limits.used >= self.limits.max_requests:
+            raise BudgetExhausted(
+                self.name, 'reached max_requests_per_run ({}); resuming next run'.format(self.limits.max_requests)
+            )
+        self.limits.used += 1
+
+    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
+        remaining = _number(_header(headers, 'ratelimit-remaining', 'x-ratelimit-remaining'))
+        reset = _number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset'))
+        if remaining is not None and remaining <= 0 and reset is not None:
+            self.limits.blocked_until = self._clock() + min(reset, MAX_RATE_LIMIT_WAIT)
+
+    def _wait_for_rate_limit_window(self, endpoint: str) -> None:
+        wait = self.limits.blocked_until - self._clock()
+        if wait <= 0:
+            return
+        if self._clock() + wait > self.limits.deadline:
+            raise RateLimited(self.name, '{} quota is used up until the next window; resuming next run'.format(endpoint))
+        self._pause(wait)
+
+    def _backoff(self, attempt: int, reset: float | None, endpoint: str) -> bool:
+        """Wait before a retry if one is allowed and fits before the deadline; say whether to retry."""
+        if attempt >= MAX_RETRIES:
+            return False
+        if reset is not None:
+            wait = min(max(reset, 0.0), MAX_RATE_LIMIT_WAIT) + self._jitter()
+        else:
+            wait = BACKOFF_BASE * (2**attempt) * (0.5 + self._jitter())
+        if self._clock() + wait > self.limits.deadline:
+            self._log.debug('%s: not retrying %s, the wait of %.1fs would pass the run deadline', self.name, endpoint, wait)
+            return False
+        self._log.debug('%s: retrying %s in %.1fs', self.name, endpoint, wait)
+        self._pause(wait)
+        return True
+
+    def _pause(self, seconds: float) -> None:
+        self.limits.waits.append(seconds)
+        self._sleep(seconds)
+
+
+def _body(response: Any) -> str:
+    try:
+        text = response.text
+    except (OSError, ValueError):
+        return ''
+    return text[:ERROR_BODY_LIMIT] if isinstance(text, str) else ''

@@ -1,0 +1,220 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from datadog_checks.base import AgentCheck
+from datadog_checks.base.errors import CheckException
+
+from .api import ApiClient, ApiError, AuthError, TransientError
+from .catalog import CatalogStore
+from .client import PagerDutyClient, auth_headers
+from .collector import Collector, RunReport, Settings
+from .config_models import ConfigMixin
+from .dora import DoraDelivery
+from .mapping import parse_overrides
+from .outputs import Outputs, Submitters
+
+try:
+    import datadog_agent
+except ImportError:  # outside the Agent
+    from datadog_checks.base.stubs import datadog_agent
+
+DEFAULT_SITE = 'datadoghq.com'
+# Share of the collection interval a run may use, so that no run overlaps the next.
+RUN_TIME_SHARE = 0.8
+
+
+def _plain(value: Any) -> Any:
+    """Config model values (frozen models, mapping proxies, tuples) as plain Python values."""
+    if hasattr(value, 'model_dump'):
+        return {k: _plain(v) for k, v in value.model_dump().items()}
+    if hasattr(value, 'items'):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
+    """Polls PagerDuty for incidents and submits them as DORA failures, events and metrics."""
+
+    __NAMESPACE__ = 'pagerduty_dora'
+
+    def __init__(self, name, init_config, instances):
+        super().__init__(name, init_config, instances)
+        self.collector: Collector | None = None
+        self.last_report: RunReport | None = None
+        # Wall and monotonic clocks of the collection; the demo and the tests run the check on
+        # simulated time.
+        self.clock = time.time
+        self.monotonic = time.monotonic
+        self.check_initializations.append(self._build)
+
+    def persistent_cache_id(self) -> str:
+        """Key the stored state on what decides which incidents are collected, nothing else.
+
+        Timeouts, tags, mapping or filters can change without losing the cursor; another account,
+        key or scope starts fresh. The token enters only as a hash.
+        """
+        instance = self.instance or {}
+        token = str(instance.get('api_token') or '')
+        identity = {
+            'url': str(instance.get('pagerduty_api_url') or 'https://api.pagerduty.com').rstrip('/'),
+            'token': hashlib.sha256(token.encode('utf-8')).hexdigest()[:16],
+            'service_ids': sorted(instance.get('service_ids') or []),
+            'team_ids': sorted(instance.get('team_ids') or []),
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
+
+    def _build(self) -> None:
+        config = self.config
+        interval = float(self.instance.get('min_collection_interval') or 60)
+        self._run_seconds = max(5.0, interval * RUN_TIME_SHARE)
+        max_requests = config.max_requests_per_run
+
+        self.pagerduty_api = ApiClient(
+            name='pagerduty',
+            http=self.http,
+            base_url=config.pagerduty_api_url,
+            auth_headers=auth_headers(config.api_token),
+            max_requests=max_requests,
+            log=self.log,
+            on_request=self._request_counter('pagerduty'),
+            on_rate_limited=self._rate_limit_counter('pagerduty'),
+            clock=self.monotonic,
+        )
+        site = datadog_agent.get_config('site') or DEFAULT_SITE
+        datadog_headers = {'DD-API-KEY': config.datadog_api_key or datadog_agent.get_config('api_key') or ''}
+        if config.datadog_app_key:
+            datadog_headers['DD-APPLICATION-KEY'] = config.datadog_app_key
+        self.datadog_api = ApiClient(
+            name='datadog',
+            http=self.http,
+            base_url=config.datadog_api_url or 'https://api.{}'.format(site),
+            auth_headers=datadog_headers,
+            max_requests=max_requests,
+            log=self.log,
+            on_request=self._request_counter('datadog'),
+            on_rate_limited=self._rate_limit_counter('datadog'),
+            clock=self.monotonic,
+        )
+
+        catalog = CatalogStore(
+            api=self.datadog_api if config.datadog_app_key else None,
+            files=list(config.catalog_files or ()),
+            refresh_interval=config.catalog_refresh_interval,
+            read_cache=self.read_persistent_cache,
+            write_cache=self.write_persistent_cache,
+            log=self.log,
+            warning=self.warning,
+        )
+        dora = None
+        if config.submit_dora_failures:
+            dora = DoraDelivery(
+                self.datadog_api,
+                read_cache=self.read_persistent_cache,
+                write_cache=self.write_persistent_cache,
+                log=self.log,
+                warning=self.warning,
+                count=self._count,
+            )
+        outputs = Outputs(
+            Submitters(event=self.event, count=self.count, gauge=self.gauge, histogram=self.histogram),
+            instance_tags=list(config.tags or ()),
+            collect_events=config.collect_events,
+        )
+        settings = Settings(
+            backfill_days=config.backfill_days,
+            env=config.env,
+            overrides=parse_overrides(_plain(config.service_overrides or [])),
+            severity_mapping=_plain(config.severity_mapping) if config.severity_mapping else None,
+            urgencies=list(config.urgencies) if config.urgencies else None,
+            priorities=list(config.priorities) if config.priorities else None,
+            service_ids=list(config.service_ids or ()),
+            team_ids=list(config.team_ids or ()),
+            submit_dora_failures=config.submit_dora_failures,
+        )
+        self.collector = Collector(
+            PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
+            catalog=catalog,
+            dora=dora,
+            outputs=outputs,
+            settings=settings,
+            read_cache=self.read_persistent_cache,
+            write_cache=self.write_persistent_cache,
+            log=self.log,
+            warning=self.warning,
+            clock=self.clock,
+            monotonic=self.monotonic,
+        )
+
+    def check(self, _):
+        assert self.collector is not None
+        deadline = self.monotonic() + self._run_seconds
+        self.pagerduty_api.start_run(deadline)
+        self.datadog_api.start_run(deadline)
+        try:
+            self.last_report = self.collector.run(deadline)
+        except AuthError as e:
+            self._can_connect(e.api, 0)
+            self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:auth'])
+            self.warning(self._auth_message(e))
+            return
+        except TransientError as e:
+            reached = e.status is not None
+            self._can_connect(e.api, 1 if reached else 0)
+            self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:transient'])
+            raise CheckException('{}; collection resumes next run'.format(e)) from None
+        except ApiError as e:
+            self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:request'])
+            raise CheckException(str(e)) from None
+        self._can_connect('pagerduty', 1)
+
+    def _auth_message(self, error: AuthError) -> str:
+        if error.api == 'pagerduty':
+            if error.status == 401:
+                return (
+                    'PagerDuty rejected `api_token` (401 Unauthorized) at {}: the key is wrong or revoked, '
+                    'or belongs to another region (EU accounts use https://api.eu.pagerduty.com)'.format(
+                        self.config.pagerduty_api_url
+                    )
+                )
+            return (
+                'PagerDuty refused `api_token` access (403 Forbidden): {}. The key is valid but lacks read access '
+                'to incidents; use a REST API key with read access (a read-only key is enough)'.format(error)
+            )
+        return (
+            'Datadog rejected the API key ({} {}): check `datadog_api_key` (or the Agent `api_key`) and that '
+            '`datadog_api_url` matches your Datadog site'.format(error.status, 'Forbidden' if error.status == 403 else '')
+        ).replace(' )', ')')
+
+    # Submission helpers handed to the modules, so none of them reaches into the check.
+
+    def _tags(self, *extra: str) -> list[str]:
+        return list(self.config.tags or ()) + list(extra)
+
+    def _can_connect(self, api: str, value: int) -> None:
+        self.gauge('api.can_connect', value, tags=self._tags('api:{}'.format(api)))
+
+    def _request_counter(self, api: str):
+        def on_request(endpoint: str, status_class: str) -> None:
+            self._count(
+                'api.requests', 1, ['api:{}'.format(api), 'endpoint:{}'.format(endpoint), 'status_class:{}'.format(status_class)]
+            )
+
+        return on_request
+
+    def _rate_limit_counter(self, api: str):
+        def on_rate_limited(endpoint: str) -> None:
+            self._count('api.rate_limited', 1, ['api:{}'.format(api), 'endpoint:{}'.format(endpoint)])
+
+        return on_rate_limited
+
+    def _count(self, name: str, value: float, tags: list[str] | None = None) -> None:
+        self.count(name, value, tags=self._tags(*(tags or ())))

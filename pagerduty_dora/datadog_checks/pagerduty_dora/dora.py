@@ -1,0 +1,359 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""DORA failure payloads for PagerDuty incidents, and the queue that delivers them to Datadog.
+
+A failure's `id` is derived from the incident id, so every re-send of an incident updates the same
+failure in Datadog: the queue only has to converge on each incident's latest payload, never to
+deliver every intermediate one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable
+
+from .api import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
+
+if TYPE_CHECKING:
+    from .incident import Incident
+    from .mapping import MappingResult
+
+FAILURE_PATH = '/api/v2/dora/failure'
+ENDPOINT = 'dora_failure'
+CACHE_KEY = 'dora_pending'
+CACHE_VERSION = 1
+
+ID_PREFIX = 'pagerduty-incident-'
+ID_MIN_LENGTH = 16
+ID_MAX_LENGTH = 128
+ID_PATTERN = re.compile(r'[A-Za-z0-9\-_.:]+')
+_ID_DISALLOWED = re.compile(r'[^A-Za-z0-9\-_.:]')
+
+MAX_CUSTOM_TAGS = 100
+# Datadog truncates tags at 200 characters; cutting here keeps the cut predictable.
+MAX_TAG_LENGTH = 200
+# A PagerDuty title can be megabytes long; the DORA page shows a one-line name.
+MAX_NAME_LENGTH = 500
+FINGERPRINT_LENGTH = 16
+
+# Response bodies of rejected posts are logged; a Datadog key is 32 (API) or 40 (application)
+# hex characters, so any such run is masked in case a proxy or the API ever echoes one back.
+_KEY_LIKE = re.compile(r'[0-9A-Fa-f]{32,}')
+LOGGED_BODY_LIMIT = 500
+
+
+def failure_id(incident_id: str) -> str:
+    """The DORA failure id of a PagerDuty incident: `pagerduty-incident-<id>`.
+
+    PagerDuty ids are short alphanumerics, so the id is normally used as is. An id with characters
+    the DORA API refuses, or too long to fit in 128 characters, is cleaned and suffixed with a hash of
+    the original, so two such ids never collide and the result is the same on every run.
+    """
+    candidate = ID_PREFIX + incident_id
+    if len(candidate) <= ID_MAX_LENGTH and ID_PATTERN.fullmatch(incident_id):
+        return candidate
+    digest = hashlib.sha256(incident_id.encode('utf-8')).hexdigest()[:16]
+    room = ID_MAX_LENGTH - len(ID_PREFIX) - len(digest) - 1
+    cleaned = _ID_DISALLOWED.sub('_', incident_id)[:room]
+    return '{}{}.{}'.format(ID_PREFIX, cleaned, digest)
+
+
+def to_nanoseconds(epoch_seconds: float) -> int:
+    """Epoch seconds to integer nanoseconds, exact to the microsecond.
+
+    Multiplying a float epoch by 1e9 directly leaves rounding noise in the last digits (a float holds
+    about 16 significant digits); rounding at microseconds first keeps the result stable across runs.
+    """
+    return int(round(epoch_seconds * 1_000_000)) * 1_000
+
+
+def _tag(key: str, value: Any) -> str | None:
+    text = ' '.join(str(value).split()) if value is not None else ''
+    if not text:
+        return None
+    return '{}:{}'.format(key, text)[:MAX_TAG_LENGTH]
+
+
+def _name(incident: Incident) -> str:
+    title = ' '.join(incident.title.split())
+    if not title:
+        return 'PagerDuty incident #{}'.format(incident.number)
+    if len(title) > MAX_NAME_LENGTH:
+        return title[: MAX_NAME_LENGTH - 1] + '…'
+    return title
+
+
+def build_failure(incident: Incident, mapping: MappingResult) -> dict:
+    """The `attributes` object of a `POST /api/v2/dora/failure` for the incident's current state.
+
+    `finished_at` is present only while the incident is resolved, so a reopened incident is re-sent
+    without it. The API needs `services` or `team`: the mapping always yields one (its fallback rule
+    uses the PagerDuty service name); should it yield neither, the PagerDuty service name (or id) is
+    used as the service, which is what the fallback rule would have produced.
+    """
+    attributes: dict[str, Any] = {
+        'id': failure_id(incident.id),
+        'name': _name(incident),
+        'started_at': to_nanoseconds(incident.created_at),
+    }
+    if incident.status == 'resolved' and incident.resolved_at is not None:
+        # A resolve stamped before the creation (clock skew in the source) would be refused by the API.
+        attributes['finished_at'] = max(attributes['started_at'], to_nanoseconds(incident.resolved_at))
+    services = [name for name in mapping.services if name]
+    if services:
+        attributes['services'] = services
+    if mapping.team:
+        attributes['team'] = mapping.team
+    if not services and not mapping.team:
+        attributes['services'] = [incident.service_name or incident.service_id]
+    if mapping.env:
+        attributes['env'] = mapping.env
+    if mapping.severity:
+        attributes['severity'] = mapping.severity
+    tags = [
+        _tag('pagerduty_incident_number', incident.number),
+        _tag('pagerduty_service', incident.service_name),
+        _tag('urgency', incident.urgency),
+    ]
+    attributes['custom_tags'] = [tag for tag in tags if tag][:MAX_CUSTOM_TAGS]
+    return attributes
+
+
+def fingerprint(attributes: dict) -> str:
+    """A short, stable hash of a payload: equal payloads (in any key order) give equal fingerprints."""
+    encoded = json.dumps(attributes, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode('utf-8')).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def _masked_body(body: str) -> str:
+    text = _KEY_LIKE.sub('********', body or '')
+    return text[:LOGGED_BODY_LIMIT]
+
+
+class DoraDelivery:
+    """A persistent queue of DORA failure payloads, one per incident, delivered oldest first.
+
+    - `enqueue()` puts an incident's latest payload in the queue; a newer payload for an incident
+      already queued replaces it and keeps its place (so a busy incident is not starved).
+    - `flush()` posts from the oldest. It stops at the first transient error (connection failure,
+      timeout, 429, 5xx: counted as `dora.transient_errors`, kept, and not tried again until the API
+      client's next run) or when the run's request budget is used up. A 4xx other than 401/403 is
+      logged with the response body, counted as `dora.rejected` and dropped, since re-sending it
+      would fail the same way. A 401/403 keeps the queue and raises `AuthError` for the check to report.
+    - The queue is bounded: beyond `max_pending` the oldest payloads are dropped, and payloads queued
+      for longer than `max_age` seconds (counted from their first enqueue) are dropped; both are
+      counted as `dora.dropped` and warned about.
+    - Persistence: the queue lives under the `dora_pending` cache key, read on first use. `flush()`
+      saves when it changed the queue; the owner calls `save()` after a batch of `enqueue()` calls
+      (the collector does so at the end of every run), which writes only when something changed.
+    - The `dora.pending` gauge is the owner's to submit, from `pending`.
+
+    `count(name, value, tags)` submits a count metric (name without the integration prefix).
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        read_cache: Callable[[str], str],
+        write_cache: Callable[[str, str], None],
+        log: Any,
+        warning: Callable[..., None],
+        count: Callable[[str, float, list[str]], None],
+        clock: Callable[[], float] = time.time,
+        max_pending: int = 10000,
+        max_age: float = 7 * 86400,
+    ) -> None:
+        self._api = api
+        self._read_cache = read_cache
+        self._write_cache = write_cache
+        self._log = log
+        self._warning = warning
+        self._count = count
+        self._clock = clock
+        self._max_pending = max(1, max_pending)
+        self._max_age = max_age
+        # incident id -> [first enqueue time, attributes]; insertion order is delivery order.
+        self._queue: OrderedDict[str, list] | None = None
+        self._dirty = False
+        self._dropped_full = 0
+        # The API client's per-run limits object of the run in which delivery hit a transient error:
+        # no further attempt is made until the client starts a new run.
+        self._stalled_limits: Any = None
+
+    # Queue -------------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """How many incidents have a payload waiting to be delivered."""
+        return len(self._loaded())
+
+    def enqueue(self, incident_id: str, attributes: dict) -> None:
+        """Queue the incident's latest payload; it replaces any older one still waiting, keeping its place."""
+        queue = self._loaded()
+        entry = queue.get(incident_id)
+        if entry is not None:
+            entry[1] = attributes
+        else:
+            queue[incident_id] = [self._clock(), attributes]
+            while len(queue) > self._max_pending:
+                queue.popitem(last=False)
+                self._dropped_full += 1
+        self._dirty = True
+
+    def flush(self) -> None:
+        """Post pending payloads, oldest first, until the queue is empty or the API says stop.
+
+        Raises `AuthError` (queue kept) when Datadog refuses the key.
+        """
+        queue = self._loaded()
+        changed = self._expire(queue)
+        if not queue or self._stalled_limits is self._api.limits:
+            self._finish(changed)
+            return
+        submitted = 0
+        rejected = 0
+        try:
+            while queue:
+                incident_id, entry = next(iter(queue.items()))
+                try:
+                    self._api.post(FAILURE_PATH, {'data': {'attributes': entry[1]}}, endpoint=ENDPOINT)
+                except BudgetExhausted:
+                    self._log.debug(
+                        'DORA delivery: request budget used up, %d failures wait for the next run', len(queue)
+                    )
+                    break
+                except TransientError as e:
+                    self._stalled_limits = self._api.limits
+                    self._count('dora.transient_errors', 1, [])
+                    self._log.warning('DORA delivery paused until the next run, %d failures pending: %s', len(queue), e)
+                    break
+                except AuthError as e:
+                    raise AuthError(
+                        e.api,
+                        'the DORA API refused the key ({}): check `datadog_api_key` (or the Agent `api_key`) '
+                        'and that it belongs to the Datadog site of `datadog_api_url`'.format(e.status),
+                        e.status,
+                    ) from None
+                except RequestRejected as e:
+                    queue.popitem(last=False)
+                    changed = True
+                    rejected += 1
+                    self._count('dora.rejected', 1, ['status:{}'.format(e.status or 'unknown')])
+                    self._log.warning(
+                        'DORA failure %s for incident %s was rejected (%s) and is dropped: %s',
+                        entry[1].get('id'),
+                        incident_id,
+                        e.status,
+                        _masked_body(e.body),
+                    )
+                    continue
+                queue.popitem(last=False)
+                changed = True
+                submitted += 1
+        finally:
+            if submitted:
+                self._count('dora.submitted', submitted, [])
+            if rejected:
+                self._warning(
+                    '%d DORA failures were rejected by the Datadog API and dropped; the Agent log has the reasons',
+                    rejected,
+                )
+            self._finish(changed)
+
+    def save(self) -> None:
+        """Persist the queue if it changed since it was last read or written."""
+        self._report_full()
+        if not self._dirty or self._queue is None:
+            return
+        items = [[incident_id, entry[0], entry[1]] for incident_id, entry in self._queue.items()]
+        self._write_cache(
+            CACHE_KEY,
+            json.dumps({'version': CACHE_VERSION, 'items': items}, separators=(',', ':'), ensure_ascii=False),
+        )
+        self._dirty = False
+
+    # Internals ---------------------------------------------------------------------------------
+
+    def _finish(self, changed: bool) -> None:
+        if changed:
+            self._dirty = True
+            self.save()
+        else:
+            self._report_full()
+
+    def _expire(self, queue: OrderedDict[str, list]) -> bool:
+        # Entries are in first-enqueue order, so the expired ones are all at the front.
+        horizon = self._clock() - self._max_age
+        expired = 0
+        while queue:
+            first = next(iter(queue.values()))
+            if first[0] >= horizon:
+                break
+            queue.popitem(last=False)
+            expired += 1
+        if expired:
+            self._count('dora.dropped', expired, ['reason:expired'])
+            self._warning(
+                'Dropped %d DORA failures that could not be delivered within %d seconds (max age)',
+                expired,
+                int(self._max_age),
+            )
+        return expired > 0
+
+    def _report_full(self) -> None:
+        if not self._dropped_full:
+            return
+        dropped, self._dropped_full = self._dropped_full, 0
+        self._count('dora.dropped', dropped, ['reason:full'])
+        self._warning(
+            'Dropped the %d oldest DORA failures: more than %d were waiting for delivery', dropped, self._max_pending
+        )
+
+    def _loaded(self) -> OrderedDict[str, list]:
+        if self._queue is None:
+            self._queue = self._load()
+            while len(self._queue) > self._max_pending:
+                self._queue.popitem(last=False)
+                self._dropped_full += 1
+                self._dirty = True
+        return self._queue
+
+    def _load(self) -> OrderedDict[str, list]:
+        queue: OrderedDict[str, list] = OrderedDict()
+        raw = self._read_cache(CACHE_KEY)
+        if not raw:
+            return queue
+        try:
+            document = json.loads(raw)
+            if not isinstance(document, dict) or document.get('version') != CACHE_VERSION:
+                raise ValueError('unknown layout')
+            items = document['items']
+            if not isinstance(items, list):
+                raise ValueError('unknown layout')
+        except (ValueError, KeyError, TypeError) as e:
+            self._warning('The pending DORA failures in the persistent cache could not be read (%s); starting empty', e)
+            self._dirty = True
+            return queue
+        skipped = 0
+        for item in items:
+            if (
+                isinstance(item, list)
+                and len(item) == 3
+                and isinstance(item[0], str)
+                and isinstance(item[1], (int, float))
+                and not isinstance(item[1], bool)
+                and isinstance(item[2], dict)
+            ):
+                queue[item[0]] = [float(item[1]), item[2]]
+            else:
+                skipped += 1
+        if skipped:
+            self._warning('Skipped %d unreadable pending DORA failures from the persistent cache', skipped)
+            self._dirty = True
+        return queue

@@ -1,0 +1,181 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""PagerDuty incidents as plain values: parsing, timestamps and the fields that make a transition."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+STATUSES = ('triggered', 'acknowledged', 'resolved')
+URGENCIES = ('high', 'low')
+OPEN_STATUSES = ('triggered', 'acknowledged')
+
+
+class MalformedIncident(ValueError):
+    """Raised when a PagerDuty incident lacks a field the product cannot do without."""
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    """The fields of a PagerDuty incident that mapping and outputs use; times are UTC epoch seconds."""
+
+    id: str
+    number: int
+    title: str
+    status: str
+    urgency: str
+    created_at: float
+    html_url: str
+    service_id: str
+    service_name: str
+    service_url: str
+    teams: tuple[Team, ...]
+    priority: str | None
+    acknowledged_at: float | None
+    resolved_at: float | None
+    last_status_change_at: float | None
+    updated_at: float | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+def parse_time(value: Any) -> float:
+    """Parse a PagerDuty ISO 8601 timestamp into UTC epoch seconds.
+
+    PagerDuty renders times with an explicit offset (`Z` or `+02:00`). A timestamp without one is
+    ambiguous (the account time zone); the client always asks for UTC, so a naive value is read as UTC.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('not a timestamp: {!r}'.format(value))
+    text = value.strip()
+    if text.endswith(('Z', 'z')):
+        text = text[:-1] + '+00:00'
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def format_time(epoch: float) -> str:
+    """Render epoch seconds as an explicit-UTC ISO 8601 timestamp, the only form the client sends."""
+    return dt.datetime.fromtimestamp(int(epoch), tz=dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def _optional_time(value: Any) -> float | None:
+    if value in (None, ''):
+        return None
+    try:
+        return parse_time(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ''
+
+
+def _reference_name(reference: Any) -> str:
+    if not isinstance(reference, Mapping):
+        return ''
+    return _text(reference.get('name')) or _text(reference.get('summary'))
+
+
+def _latest_acknowledgement(acknowledgements: Any) -> float | None:
+    if not isinstance(acknowledgements, list):
+        return None
+    times = [_optional_time(ack.get('at')) for ack in acknowledgements if isinstance(ack, Mapping)]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def parse_incident(raw: Any) -> Incident:
+    """Build an `Incident` from one element of PagerDuty's `incidents` array.
+
+    Raises `MalformedIncident` naming the first field that is missing or unusable.
+    """
+    if not isinstance(raw, Mapping):
+        raise MalformedIncident('incident is not an object')
+    incident_id = raw.get('id')
+    if not isinstance(incident_id, str) or not incident_id.strip():
+        raise MalformedIncident('missing id')
+    status = raw.get('status')
+    if status not in STATUSES:
+        raise MalformedIncident('unknown status {!r}'.format(status))
+    number = raw.get('incident_number')
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise MalformedIncident('missing incident_number')
+    try:
+        created_at = parse_time(raw.get('created_at'))
+    except (TypeError, ValueError, OverflowError):
+        raise MalformedIncident('missing or malformed created_at') from None
+    service = raw.get('service')
+    if not isinstance(service, Mapping) or not isinstance(service.get('id'), str) or not service.get('id'):
+        raise MalformedIncident('missing service')
+    urgency = raw.get('urgency')
+    if urgency not in URGENCIES:
+        urgency = 'high'
+    teams = tuple(
+        Team(id=team['id'], name=_reference_name(team))
+        for team in (raw.get('teams') if isinstance(raw.get('teams'), list) else ())
+        if isinstance(team, Mapping) and isinstance(team.get('id'), str)
+    )
+    priority = _reference_name(raw.get('priority')) or None
+    resolved_at = _optional_time(raw.get('resolved_at'))
+    last_change = _optional_time(raw.get('last_status_change_at'))
+    if status == 'resolved' and resolved_at is None:
+        resolved_at = last_change
+    return Incident(
+        id=incident_id.strip(),
+        number=number,
+        title=_text(raw.get('title')) or _text(raw.get('summary')),
+        status=status,
+        urgency=urgency,
+        created_at=created_at,
+        html_url=_text(raw.get('html_url')),
+        service_id=service['id'],
+        service_name=_reference_name(service),
+        service_url=_text(service.get('html_url')),
+        teams=teams,
+        priority=priority,
+        acknowledged_at=_latest_acknowledgement(raw.get('acknowledgements')),
+        resolved_at=resolved_at if status == 'resolved' else None,
+        last_status_change_at=last_change,
+        updated_at=_optional_time(raw.get('updated_at')),
+    )
+
+
+TRANSITION_KINDS = (
+    'triggered',
+    'acknowledged',
+    'unacknowledged',
+    'resolved',
+    'reopened',
+    'priority_changed',
+    'urgency_changed',
+    'service_changed',
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of one incident, as observed by the collector.
+
+    `at` is when it happened in PagerDuty (UTC epoch seconds); `previous` holds the value before a
+    `*_changed` transition (priority name, urgency, or PagerDuty service name).
+    """
+
+    kind: str
+    incident: Incident
+    at: float
+    previous: str | None = None

@@ -1,0 +1,100 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Agent events and metrics for incident transitions, with the tags SPEC §6 names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from .events import build_event
+from .incident import Incident, Transition
+from .mapping import MappingResult
+
+STATUS_METRICS = {
+    'triggered': 'incidents.triggered',
+    'acknowledged': 'incidents.acknowledged',
+    'unacknowledged': 'incidents.unacknowledged',
+    'resolved': 'incidents.resolved',
+    'reopened': 'incidents.reopened',
+}
+CHANGE_METRIC = 'incidents.changed'
+
+
+def mapping_tags(incident: Incident, mapping: MappingResult) -> list[str]:
+    """The tags every incident metric and event carries: Datadog mapping first, then PagerDuty's own."""
+    tags = ['service:{}'.format(service) for service in mapping.services]
+    if mapping.team:
+        tags.append('team:{}'.format(mapping.team))
+    if mapping.env:
+        tags.append('env:{}'.format(mapping.env))
+    if mapping.severity:
+        tags.append('severity:{}'.format(mapping.severity))
+    tags.append('urgency:{}'.format(incident.urgency))
+    if incident.service_name:
+        tags.append('pagerduty_service:{}'.format(incident.service_name))
+    tags.extend('pagerduty_team:{}'.format(team.name) for team in incident.teams if team.name)
+    return tags
+
+
+@dataclass
+class Submitters:
+    """The check's submission methods, handed over so outputs never reach into the check."""
+
+    event: Callable[[dict], None]
+    count: Callable[..., None]
+    gauge: Callable[..., None]
+    histogram: Callable[..., None]
+
+
+class Outputs:
+    """Turns transitions into Agent events and metrics; `instance_tags` are added to everything."""
+
+    def __init__(self, submit: Submitters, *, instance_tags: Sequence[str], collect_events: bool) -> None:
+        self._submit = submit
+        self._instance_tags = list(instance_tags)
+        self._collect_events = collect_events
+
+    def tags(self, *extra: Sequence[str]) -> list[str]:
+        tags = list(self._instance_tags)
+        for group in extra:
+            tags.extend(group)
+        return tags
+
+    def transition(self, transition: Transition, mapping: MappingResult, incident_tags: list[str], now: float) -> None:
+        """Emit the event and metrics of one live transition."""
+        tags = self.tags(incident_tags)
+        incident = transition.incident
+        kind = transition.kind
+        if kind in STATUS_METRICS:
+            self._submit.count(STATUS_METRICS[kind], 1, tags=tags)
+        else:
+            self._submit.count(CHANGE_METRIC, 1, tags=tags + ['change:{}'.format(kind.split('_')[0])])
+        # A transition's time is when it happened in PagerDuty, also for an acknowledgement that a
+        # resolved incident no longer lists.
+        elapsed = max(0.0, transition.at - incident.created_at)
+        if kind == 'resolved':
+            self._submit.histogram('incidents.time_to_restore', elapsed, tags=tags)
+        elif kind == 'acknowledged':
+            self._submit.histogram('incidents.time_to_acknowledge', elapsed, tags=tags)
+        if self._collect_events:
+            # The transition tag lets monitors and the event explorer filter by what happened.
+            event_tags = tags + ['transition:{}'.format(kind)]
+            self._submit.event(build_event(transition, mapping, tags=event_tags, now=now))
+
+    def count(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
+        self._submit.count(name, value, tags=self.tags(*tag_groups))
+
+    def gauge(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
+        self._submit.gauge(name, value, tags=self.tags(*tag_groups))
+
+
+def open_gauges(records: Any) -> dict[tuple[str, ...], int]:
+    """Open incidents counted by (status, mapping tags), from the collector's records."""
+    counts: dict[tuple[str, ...], int] = {}
+    for record in records:
+        if record.status in STATUS_METRICS and record.status != 'resolved':
+            key = ('status:{}'.format(record.status), *record.tags)
+            counts[key] = counts.get(key, 0) + 1
+    return counts

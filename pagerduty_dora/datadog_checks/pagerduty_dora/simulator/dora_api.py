@@ -1,0 +1,215 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""A loopback fake of Datadog's `POST /api/v2/dora/failure`, validating payloads the way the real API does.
+
+Serve it with `FakeServer(state.routes())`. Beyond the published rules it refuses attribute names
+the API does not define, so a misspelt field fails a test instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable
+
+from .server import Handler, Reply, Request
+
+FAILURE_PATH = '/api/v2/dora/failure'
+FORBIDDEN = {'errors': ['Forbidden']}
+
+ID_PATTERN = re.compile(r'[A-Za-z0-9\-_.:]{16,128}')
+TAG_PATTERN = re.compile(r'[^:\s][^:]*:.+', re.DOTALL)
+MAX_CUSTOM_TAGS = 100
+ATTRIBUTES = {
+    'custom_tags',
+    'env',
+    'finished_at',
+    'git',
+    'id',
+    'name',
+    'services',
+    'severity',
+    'started_at',
+    'team',
+    'version',
+}
+STRING_ATTRIBUTES = ('env', 'name', 'severity', 'team', 'version')
+FAULT_KINDS = ('timeout',)
+
+
+def to_nanoseconds(value: int) -> int:
+    """The API takes seconds, milliseconds or nanoseconds and tells them apart by magnitude."""
+    if value < 10**11:
+        return value * 10**9
+    if value < 10**14:
+        return value * 10**6
+    return value
+
+
+def validate(body: Any) -> list[str]:
+    """The errors the API would answer a 400 with for this request body (empty when it is valid)."""
+    if not isinstance(body, dict) or not isinstance(body.get('data'), dict):
+        return ['data: required object']
+    attributes = body['data'].get('attributes')
+    if not isinstance(attributes, dict):
+        return ['data.attributes: required object']
+    errors = ['{}: unknown attribute'.format(name) for name in sorted(set(attributes) - ATTRIBUTES)]
+    failure_id = attributes.get('id')
+    if failure_id is not None and (not isinstance(failure_id, str) or not ID_PATTERN.fullmatch(failure_id)):
+        errors.append('id: must be 16-128 characters of a-z, A-Z, 0-9, -, _, ., :')
+    started_at = attributes.get('started_at')
+    if not _is_int(started_at) or started_at <= 0:
+        errors.append('started_at: required positive integer (Unix time in s, ms or ns)')
+        started_at = None
+    finished_at = attributes.get('finished_at')
+    if finished_at is not None:
+        if not _is_int(finished_at) or finished_at <= 0:
+            errors.append('finished_at: must be a positive integer (Unix time in s, ms or ns)')
+        elif started_at is not None and to_nanoseconds(finished_at) < to_nanoseconds(started_at):
+            errors.append('finished_at: must not be before started_at')
+    services = attributes.get('services')
+    if services is not None and (
+        not isinstance(services, list) or not all(isinstance(s, str) and s.strip() for s in services)
+    ):
+        errors.append('services: must be a list of service names')
+        services = None
+    team = attributes.get('team')
+    if not services and not (isinstance(team, str) and team.strip()):
+        errors.append('services or team: at least one is required')
+    for name in STRING_ATTRIBUTES:
+        if name in attributes and not isinstance(attributes[name], str):
+            errors.append('{}: must be a string'.format(name))
+    tags = attributes.get('custom_tags')
+    if tags is not None:
+        if not isinstance(tags, list):
+            errors.append('custom_tags: must be a list')
+        else:
+            if len(tags) > MAX_CUSTOM_TAGS:
+                errors.append('custom_tags: at most {} tags'.format(MAX_CUSTOM_TAGS))
+            bad = [t for t in tags if not isinstance(t, str) or not TAG_PATTERN.fullmatch(t)]
+            if bad:
+                errors.append('custom_tags: tags must follow the key:value pattern: {!r}'.format(bad[:3]))
+    git = attributes.get('git')
+    if git is not None and not (
+        isinstance(git, dict) and isinstance(git.get('commit_sha'), str) and isinstance(git.get('repository_url'), str)
+    ):
+        errors.append('git: must have commit_sha and repository_url')
+    return errors
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class DoraState:
+    """What the fake DORA API has received, plus its faults and rate limit.
+
+    `failures` holds the latest accepted attributes per failure id, `posts` every accepted one in
+    order. With `rate_limit`, at most that many requests are answered per `period` seconds; every
+    answer then carries `X-RateLimit-*` headers and the excess gets a 429, as Datadog does.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        rate_limit: int | None = None,
+        period: int = 60,
+        accepted_status: int = 202,
+        timeout_delay: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api_key = api_key
+        self.rate_limit = rate_limit
+        self.period = period
+        self.accepted_status = accepted_status
+        self.timeout_delay = timeout_delay
+        self.failures: dict[str, dict] = {}
+        self.posts: list[dict] = []
+        self.rejected: list[tuple[int, list[str]]] = []
+        self._clock = clock
+        self._faults: deque[int | str] = deque()
+        self._window_start = clock()
+        self._window_used = 0
+        self._lock = threading.Lock()
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """Route tuples for `FakeServer`."""
+        return [('POST', re.escape(FAILURE_PATH), self.handle)]
+
+    def fail_next(self, n: int, status_or_kind: int | str) -> None:
+        """Answer the next `n` requests with a fault: an HTTP status (429, 500, 503, 400...) or `timeout`."""
+        if isinstance(status_or_kind, str) and status_or_kind not in FAULT_KINDS:
+            raise ValueError('unknown fault {!r}'.format(status_or_kind))
+        with self._lock:
+            self._faults.extend([status_or_kind] * n)
+
+    def handle(self, request: Request) -> Reply:
+        with self._lock:
+            if request.headers.get('dd-api-key') != self.api_key:
+                return Reply(403, FORBIDDEN)
+            limited = self._rate_limit()
+            if limited is not None:
+                return limited
+            headers = self._rate_headers()
+            if self._faults:
+                return self._fault(self._faults.popleft(), headers)
+            try:
+                body = request.json()
+            except ValueError:
+                body = None
+            errors = validate(body)
+            if errors:
+                self.rejected.append((400, errors))
+                return Reply(400, {'errors': errors}, headers=headers)
+            attributes = body['data']['attributes']
+            failure_id = attributes.get('id') or str(uuid.uuid4())
+            self.failures[failure_id] = attributes
+            self.posts.append(attributes)
+            return Reply(self.accepted_status, {'data': {'id': failure_id, 'type': 'dora_failure'}}, headers=headers)
+
+    def _fault(self, fault: int | str, headers: dict[str, str]) -> Reply:
+        if fault == 'timeout':
+            return Reply(504, {'errors': ['Gateway Timeout']}, delay=self.timeout_delay)
+        if fault == 429:
+            return Reply(429, {'errors': ['Too many requests']}, headers=dict(headers, **self._exhausted_headers()))
+        if fault in (500, 502, 503, 504):
+            return Reply(fault, {'errors': ['Internal Server Error']}, headers=headers)
+        return Reply(int(fault), {'errors': ['Injected error {}'.format(fault)]}, headers=headers)
+
+    def _rate_limit(self) -> Reply | None:
+        if self.rate_limit is None:
+            return None
+        now = self._clock()
+        if now - self._window_start >= self.period:
+            self._window_start = now
+            self._window_used = 0
+        self._window_used += 1
+        if self._window_used <= self.rate_limit:
+            return None
+        return Reply(429, {'errors': ['Too many requests']}, headers=self._exhausted_headers())
+
+    def _reset(self) -> int:
+        return max(1, int(self.period - (self._clock() - self._window_start) + 0.999))
+
+    def _rate_headers(self) -> dict[str, str]:
+        if self.rate_limit is None:
+            return {}
+        return {
+            'X-RateLimit-Limit': str(self.rate_limit),
+            'X-RateLimit-Remaining': str(max(0, self.rate_limit - self._window_used)),
+            'X-RateLimit-Reset': str(self._reset()),
+            'X-RateLimit-Period': str(self.period),
+        }
+
+    def _exhausted_headers(self) -> dict[str, str]:
+        return {
+            'X-RateLimit-Limit': str(self.rate_limit or 1),
+            'X-RateLimit-Remaining': '0',
+            'X-RateLimit-Reset': str(self._reset()),
+            'X-RateLimit-Period': str(self.period),
+        }

@@ -1,0 +1,1053 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""A simulated PagerDuty account and a loopback fake of the parts of its REST API v2 the check reads.
+
+`PagerDutyAccount` is the world: services, teams, priorities and incidents, with a clock that only
+moves when told to, and mutations (trigger, acknowledge, resolve, reopen...) that write log entries
+the way PagerDuty does, including what PagerDuty does *not* log (a reopen, a priority change).
+
+`PagerDutySimulator` serves an account over HTTP on 127.0.0.1 and keeps the real API's edges sharp,
+because those are what the collector must survive:
+
+- `since`/`until` on `GET /incidents` filter on *creation* time; a naive timestamp is read in the
+  *account* time zone; times are rendered in the account zone unless `time_zone` says otherwise;
+- no `since`/`until` means the last 30 days; a range over 6 months is a 400;
+- `limit` is capped at 100; `offset + limit` past 10,000 is a 400 with code 2002;
+- log entries come newest first;
+- `ratelimit-*` headers on every answer, 429 past the per-minute budget, and injected faults
+  (429 with and without headers, 5xx, slow answers, cut bodies, bad JSON).
+
+Incidents are stored column-wise (arrays indexed by incident number) and rendered to JSON only
+when a page is served, so an account of 100,000 incidents costs a few megabytes.
+
+    account = PagerDutyAccount(now=parse_time('2026-11-26T12:00:00Z'))  # parse_time from ..incident
+    api = account.add_service('checkout-api', team_ids=[account.add_team('Payments')])
+    incident_id = account.trigger(api, 'Checkout errors', priority='P1')
+    with PagerDutySimulator(account) as pagerduty:
+        ...  # point a client at pagerduty.url with `Authorization: Token token=<account.token>`
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import datetime as dt
+import math
+import random
+import threading
+import time
+from array import array
+from typing import Any, Callable, Iterable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from datadog_checks.pagerduty_dora.incident import format_time
+from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
+
+STATUSES = ('triggered', 'acknowledged', 'resolved')
+URGENCIES = ('high', 'low')
+PRIORITY_NAMES = ('P1', 'P2', 'P3', 'P4', 'P5')
+
+# Log entry types this simulation writes; `is_overview=true` leaves out the notifications, as PagerDuty does.
+LOG_ENTRY_TYPES = (
+    'trigger_log_entry',
+    'assign_log_entry',
+    'notify_log_entry',
+    'acknowledge_log_entry',
+    'unacknowledge_log_entry',
+    'resolve_log_entry',
+)
+_OVERVIEW_KINDS = frozenset(i for i, name in enumerate(LOG_ENTRY_TYPES) if name != 'notify_log_entry')
+_TRIGGER, _ASSIGN, _NOTIFY, _ACK, _UNACK, _RESOLVE = range(len(LOG_ENTRY_TYPES))
+_TRIGGERED, _ACKNOWLEDGED, _RESOLVED = range(3)
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 25
+MAX_OFFSET_PLUS_LIMIT = 10000
+DEFAULT_RANGE = 30 * 86400
+MAX_RANGE_MONTHS = 6
+DEFAULT_RATE_LIMIT = 960
+RATE_LIMIT_WINDOW = 60.0
+FAULT_KINDS = ('429', '429_bare', '500', '502', 'timeout', 'truncated', 'bad_json')
+
+_UTC = dt.timezone.utc
+_NONE = math.nan  # "no time" in the float columns
+
+# PagerDuty-style ids: 'P' + 6 of [0-9A-Z], from an invertible permutation of a number, so an
+# incident id decodes back to its number without an id -> incident map.
+_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ'
+_ID_SPACE = 36**6
+_ID_FACTOR = 1000003  # prime, so coprime with 36: the permutation is invertible
+_ID_INVERSE = pow(_ID_FACTOR, -1, _ID_SPACE)
+_ID_SHIFT = 48271
+# Entities other than incidents number from here, so their ids never decode to an incident.
+_ENTITY_BASE = {'service': 10**9, 'team': 11 * 10**8, 'priority': 12 * 10**8, 'policy': 13 * 10**8, 'user': 14 * 10**8}
+
+
+def _encode_id(number: int, prefix: str = 'P') -> str:
+    value = (number * _ID_FACTOR + _ID_SHIFT) % _ID_SPACE
+    chars = []
+    for _ in range(6):
+        value, digit = divmod(value, 36)
+        chars.append(_ALPHABET[digit])
+    return prefix + ''.join(reversed(chars))
+
+
+def _decode_id(text: str, prefix: str = 'P') -> int | None:
+    if len(text) != 7 or not text.startswith(prefix):
+        return None
+    value = 0
+    for char in text[1:]:
+        digit = _ALPHABET.find(char)
+        if digit < 0:
+            return None
+        value = value * 36 + digit
+    return ((value - _ID_SHIFT) * _ID_INVERSE) % _ID_SPACE
+
+
+def _present(value: float) -> bool:
+    return value == value  # NaN marks an absent time
+
+
+def _argsort(times: array) -> array:
+    """Positions of `times` (whole seconds) in ascending order, ties in position order, as an array.
+
+    Sorting one float per element (time and position packed into 53 bits) instead of a list of
+    positions with a key list keeps a 100,000-incident account's build within a few megabytes.
+    """
+    if len(times) >= 1 << 22 or any(t >= 1 << 31 or t < 0 for t in times):
+        return array('i', sorted(range(len(times)), key=times.__getitem__))
+    packed = sorted(array('d', (t * 4194304.0 + i for i, t in enumerate(times))))
+    return array('i', (int(k) & 0x3FFFFF for k in packed))
+
+
+def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+class ApiError(Exception):
+    """A request the real API would refuse; becomes a PagerDuty-shaped error body."""
+
+    def __init__(self, status: int, message: str, code: int, errors: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.reply = Reply(
+            status, {'error': dict({'message': message, 'code': code}, **({'errors': list(errors)} if errors else {}))}
+        )
+
+
+def _invalid(detail: str) -> ApiError:
+    return ApiError(400, 'Invalid Input Provided', 2001, [detail])
+
+
+class PagerDutyAccount:
+    """One PagerDuty account: services, teams, priorities, incidents and their log entries.
+
+    Times are UTC epoch seconds. `now` only moves when set or advanced; every mutation stamps it.
+    Thread-safe: the HTTP fake reads while a test or the demo mutates.
+    """
+
+    def __init__(
+        self,
+        *,
+        subdomain: str = 'acme',
+        token: str = 'sim-token',
+        time_zone: str = 'America/New_York',
+        now: float | None = None,
+    ) -> None:
+        self.subdomain = subdomain
+        self.token = token
+        self.time_zone = ZoneInfo(time_zone)
+        self._now = float(int(time.time() if now is None else now))
+        self.lock = threading.RLock()
+        self.version = 0  # bumped by every change, so cached query results know they are stale
+        self._services: list[dict[str, Any]] = []  # {'id', 'name', 'team_ids'}
+        self._teams: list[dict[str, str]] = []
+        self.priorities = [(_encode_id(_ENTITY_BASE['priority'] + i), name) for i, name in enumerate(PRIORITY_NAMES)]
+        self.responder = (_encode_id(_ENTITY_BASE['user']), 'Alex Responder')
+        # Incident columns, index = incident number - 1.
+        self._created = array('d')
+        self._updated = array('d')
+        self._changed = array('d')
+        self._acked = array('d')
+        self._resolved = array('d')
+        self._status = array('b')
+        self._urgency = array('b')
+        self._priority = array('b')  # index into `priorities`, -1 for none
+        self._service = array('H')
+        self._titles: list[str] = []
+        # Incident indexes in creation order, with their creation times, for bisecting a range.
+        self._by_created = array('i')
+        self._created_sorted = array('d')
+        # Log entry columns, index = log entry sequence; plus their order by time.
+        self._log_time = array('d')
+        self._log_incident = array('i')
+        self._log_kind = array('b')
+        self._log_by_time = array('i')
+        self._log_time_sorted = array('d')
+
+    # -- clock -------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        with self.lock:
+            self._now = float(int(value))
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward and return the new `now`."""
+        with self.lock:
+            self._now = float(int(self._now + seconds))
+            return self._now
+
+    # -- services, teams, priorities ---------------------------------------------------------
+
+    def add_team(self, name: str) -> str:
+        """Create a team and return its id."""
+        with self.lock:
+            team_id = _encode_id(_ENTITY_BASE['team'] + len(self._teams))
+            self._teams.append({'id': team_id, 'name': name})
+            return team_id
+
+    def add_service(self, name: str, team_ids: Iterable[str] = ()) -> str:
+        """Create a service (its escalation policy belongs to `team_ids`) and return its id."""
+        with self.lock:
+            known = {team['id'] for team in self._teams}
+            team_ids = list(team_ids)
+            unknown = [t for t in team_ids if t not in known]
+            if unknown:
+                raise KeyError('unknown team ids: {}'.format(unknown))
+            service_id = _encode_id(_ENTITY_BASE['service'] + len(self._services))
+            self._services.append({'id': service_id, 'name': name, 'team_ids': team_ids})
+            return service_id
+
+    @property
+    def services(self) -> list[dict[str, Any]]:
+        return [dict(s, html_url=self.service_url(s['id'])) for s in self._services]
+
+    @property
+    def teams(self) -> list[dict[str, str]]:
+        return [dict(t) for t in self._teams]
+
+    def service_url(self, service_id: str) -> str:
+        return 'https://{}.pagerduty.com/service-directory/{}'.format(self.subdomain, service_id)
+
+    def _service_index(self, service_id: str) -> int:
+        for index, service in enumerate(self._services):
+            if service['id'] == service_id:
+                return index
+        raise KeyError('unknown service id {!r}'.format(service_id))
+
+    def _priority_index(self, name: str | None) -> int:
+        if name is None:
+            return -1
+        for index, (_, priority_name) in enumerate(self.priorities):
+            if priority_name == name:
+                return index
+        raise KeyError('unknown priority {!r}'.format(name))
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._titles)
+
+    def _index(self, incident_id: str) -> int:
+        number = _decode_id(incident_id)
+        if number is None or not 1 <= number <= len(self._titles):
+            raise KeyError('unknown incident id {!r}'.format(incident_id))
+        return number - 1
+
+    def exists(self, incident_id: str) -> bool:
+        with self.lock:
+            try:
+                self._index(incident_id)
+            except KeyError:
+                return False
+            return True
+
+    def trigger(
+        self,
+        service_id: str,
+        title: str,
+        urgency: str = 'high',
+        priority: str | None = None,
+        created_at: float | None = None,
+    ) -> str:
+        """Open a new incident on a service and return its id; `created_at` defaults to `now`."""
+        if urgency not in URGENCIES:
+            raise ValueError('urgency must be one of {}'.format(URGENCIES))
+        with self.lock:
+            at = self._now if created_at is None else float(int(created_at))
+            index = self._append(
+                at, title, self._service_index(service_id), URGENCIES.index(urgency), self._priority_index(priority)
+            )
+            position = bisect.bisect_right(self._created_sorted, at)
+            self._created_sorted.insert(position, at)
+            self._by_created.insert(position, index)
+            for kind in (_TRIGGER, _ASSIGN, _NOTIFY):
+                self._log(index, kind, at)
+            self.version += 1
+            return _encode_id(index + 1)
+
+    def _append(self, at: float, title: str, service: int, urgency: int, priority: int) -> int:
+        self._created.append(at)
+        self._updated.append(at)
+        self._changed.append(at)
+        self._acked.append(_NONE)
+        self._resolved.append(_NONE)
+        self._status.append(_TRIGGERED)
+        self._urgency.append(urgency)
+        self._priority.append(priority)
+        self._service.append(service)
+        self._titles.append(title)
+        return len(self._titles) - 1
+
+    def _log(self, index: int, kind: int, at: float) -> None:
+        sequence = len(self._log_time)
+        self._log_time.append(at)
+        self._log_incident.append(index)
+        self._log_kind.append(kind)
+        position = bisect.bisect_right(self._log_time_sorted, at)
+        self._log_time_sorted.insert(position, at)
+        self._log_by_time.insert(position, sequence)
+
+    def _transition(self, incident_id: str, allowed_from: tuple[int, ...], to: int, kind: int | None) -> None:
+        with self.lock:
+            index = self._index(incident_id)
+            current = self._status[index]
+            if current not in allowed_from:
+                raise ValueError(
+                    'incident {} is {}; cannot go to {}'.format(incident_id, STATUSES[current], STATUSES[to])
+                )
+            now = self._now
+            self._status[index] = to
+            self._changed[index] = now
+            self._updated[index] = now
+            if to == _ACKNOWLEDGED:
+                self._acked[index] = now
+            elif to == _TRIGGERED:
+                self._acked[index] = _NONE
+            if to == _RESOLVED:
+                self._resolved[index] = now
+            else:
+                self._resolved[index] = _NONE
+            if kind is not None:
+                self._log(index, kind, now)
+            self.version += 1
+
+    def acknowledge(self, incident_id: str) -> None:
+        """Triggered (or already acknowledged: a re-acknowledge) -> acknowledged."""
+        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _ACKNOWLEDGED, _ACK)
+
+    def unacknowledge(self, incident_id: str) -> None:
+        """Acknowledged -> triggered, as when an acknowledgement times out."""
+        self._transition(incident_id, (_ACKNOWLEDGED,), _TRIGGERED, _UNACK)
+
+    def resolve(self, incident_id: str) -> None:
+        """Triggered or acknowledged -> resolved."""
+        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _RESOLVED, _RESOLVE)
+
+    def reopen(self, incident_id: str) -> None:
+        """Resolved -> triggered. PagerDuty writes no log entry for this."""
+        self._transition(incident_id, (_RESOLVED,), _TRIGGERED, None)
+
+    def _change(self, incident_id: str, column: array, value: int) -> None:
+        with self.lock:
+            index = self._index(incident_id)
+            column[index] = value
+            self._updated[index] = self._now
+            self.version += 1
+
+    def set_priority(self, incident_id: str, name: str | None) -> None:
+        """Set or clear the priority. PagerDuty writes no log entry for this."""
+        self._change(incident_id, self._priority, self._priority_index(name))
+
+    def set_urgency(self, incident_id: str, urgency: str) -> None:
+        """Change the urgency (no log entry)."""
+        if urgency not in URGENCIES:
+            raise ValueError('urgency must be one of {}'.format(URGENCIES))
+        self._change(incident_id, self._urgency, URGENCIES.index(urgency))
+
+    def move(self, incident_id: str, service_id: str) -> None:
+        """Move the incident to another service (its teams follow the service; no log entry)."""
+        self._change(incident_id, self._service, self._service_index(service_id))
+
+    def created_at(self, incident_id: str) -> float:
+        """When the incident was created (UTC epoch seconds)."""
+        with self.lock:
+            return self._created[self._index(incident_id)]
+
+    def status(self, incident_id: str) -> str:
+        with self.lock:
+            return STATUSES[self._status[self._index(incident_id)]]
+
+    def incident(self, incident_id: str, *, time_zone: str = 'UTC', api_url: str = 'https://api.pagerduty.com') -> dict:
+        """The incident as `GET /incidents/{id}` renders it (in UTC unless told otherwise)."""
+        with self.lock:
+            return self._render_incident(self._index(incident_id), ZoneInfo(time_zone), api_url)
+
+    def incident_ids(self) -> list[str]:
+        """Every incident id, in creation order."""
+        with self.lock:
+            return [_encode_id(index + 1) for index in self._by_created]
+
+    # -- bulk generation ---------------------------------------------------------------------
+
+    @classmethod
+    def generate(
+        cls,
+        count: int,
+        start: float,
+        end: float,
+        seed: int = 0,
+        *,
+        hot_day: float | None = None,
+        hot_day_count: int = 0,
+        open_fraction: float = 0.02,
+        services: int = 12,
+        **account_options: Any,
+    ) -> 'PagerDutyAccount':
+        """A new account (4 teams, `services` services) with `count` incidents created in [start, end),
+        exactly `hot_day_count` of them in the 24 hours from `hot_day`. `now` defaults to `end`.
+        See `populate`."""
+        account_options.setdefault('now', end)
+        account = cls(**account_options)
+        rng = random.Random(seed)
+        teams = [account.add_team('Team {}'.format(name)) for name in ('Payments', 'Search', 'Platform', 'Identity')]
+        for number in range(services):
+            account.add_service('service-{:02d}'.format(number + 1), team_ids=[teams[number % len(teams)]])
+        account.populate(
+            count,
+            start,
+            end,
+            seed=rng.randrange(2**32),
+            hot_day=hot_day,
+            hot_day_count=hot_day_count,
+            open_fraction=open_fraction,
+        )
+        return account
+
+    def populate(
+        self,
+        count: int,
+        start: float,
+        end: float,
+        seed: int = 0,
+        *,
+        hot_day: float | None = None,
+        hot_day_count: int = 0,
+        open_fraction: float = 0.02,
+    ) -> None:
+        """Add `count` incidents created in [start, end), with their log entries; the 24 hours from
+        `hot_day` hold exactly `hot_day_count` of them. Most are resolved; `open_fraction` stay open. Nothing
+        happens after `now`. Built in bulk: 100,000 incidents take a few seconds."""
+        if not self._services:
+            raise ValueError('add at least one service before populating')
+        if hot_day_count > count or (hot_day_count and hot_day is None):
+            raise ValueError('hot_day_count needs hot_day and must not exceed count')
+        rng = random.Random(seed)
+        uniform, choices = rng.uniform, rng.random
+        if hot_day_count:
+            # The hot day holds exactly `hot_day_count`: the others are spread over the rest of the range.
+            if not start <= hot_day <= end - 86400:
+                raise ValueError('the hot day must lie within [start, end)')
+            created = [int(uniform(start, end - 86400)) for _ in range(count - hot_day_count)]
+            created = [at + 86400 if at >= hot_day else at for at in created]
+            created += [int(uniform(hot_day, hot_day + 86400)) for _ in range(hot_day_count)]
+        else:
+            created = [int(uniform(start, end)) for _ in range(count)]
+        created.sort()
+        titles = ['{} on {}'.format(what, where) for what in _TITLE_WHAT for where in _TITLE_WHERE]
+        service_count, now = len(self._services), self._now
+        log_time, log_incident, log_kind = self._log_time, self._log_incident, self._log_kind
+        with self.lock:
+            for at in created:
+                at = float(min(at, now))
+                urgency = 0 if choices() < 0.8 else 1
+                priority = rng.randrange(len(self.priorities)) if choices() < 0.7 else -1
+                index = self._append(at, rng.choice(titles), rng.randrange(service_count), urgency, priority)
+                log_time.extend((at, at, at))
+                log_incident.extend((index, index, index))
+                log_kind.extend((_TRIGGER, _ASSIGN, _NOTIFY))
+                duration = 60.0 + int(rng.expovariate(1 / 3600.0))
+                resolved_at = at + duration
+                stays_open = choices() < open_fraction or resolved_at > now
+                acked_at = at + int(duration * choices())
+                if choices() < 0.7 and acked_at <= now:
+                    self._status[index] = _ACKNOWLEDGED
+                    self._acked[index] = self._changed[index] = self._updated[index] = acked_at
+                    log_time.append(acked_at)
+                    log_incident.append(index)
+                    log_kind.append(_ACK)
+                if not stays_open:
+                    self._status[index] = _RESOLVED
+                    self._resolved[index] = self._changed[index] = self._updated[index] = resolved_at
+                    log_time.append(resolved_at)
+                    log_incident.append(index)
+                    log_kind.append(_RESOLVE)
+            del created
+            # Rebuild both time indexes once: existing incidents may be younger than the new ones.
+            self._by_created = _argsort(self._created)
+            self._created_sorted = array('d', (self._created[i] for i in self._by_created))
+            self._log_by_time = _argsort(log_time)
+            self._log_time_sorted = array('d', (log_time[i] for i in self._log_by_time))
+            self.version += 1
+
+    # -- queries (used by the HTTP fake; callers hold `lock`) ---------------------------------
+
+    def _created_range(self, since: float | None, until: float | None) -> tuple[int, int]:
+        low = 0 if since is None else bisect.bisect_left(self._created_sorted, since)
+        high = len(self._created_sorted) if until is None else bisect.bisect_left(self._created_sorted, until)
+        return low, max(low, high)
+
+    def _matches(self, index: int, statuses: set[int], services: set[int], urgencies: set[int]) -> bool:
+        return (
+            (not statuses or self._status[index] in statuses)
+            and (not services or self._service[index] in services)
+            and (not urgencies or self._urgency[index] in urgencies)
+        )
+
+    def _team_services(self, team_ids: Sequence[str]) -> set[int]:
+        wanted = set(team_ids)
+        return {i for i, s in enumerate(self._services) if wanted.intersection(s['team_ids'])}
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _time(self, epoch: float, zone: dt.tzinfo) -> str | None:
+        if not _present(epoch):
+            return None
+        if zone is _UTC_ZONE:
+            return format_time(epoch)
+        return dt.datetime.fromtimestamp(int(epoch), zone).isoformat(timespec='seconds')
+
+    def _reference(self, kind: str, entity_id: str, name: str, path: str, api_url: str, html_url: str | None) -> dict:
+        return {
+            'id': entity_id,
+            'type': kind + '_reference',
+            'summary': name,
+            'self': '{}/{}/{}'.format(api_url, path, entity_id),
+            'html_url': html_url,
+        }
+
+    def _service_reference(self, service: int, api_url: str) -> dict:
+        data = self._services[service]
+        return self._reference('service', data['id'], data['name'], 'services', api_url, self.service_url(data['id']))
+
+    def _team_references(self, service: int, api_url: str) -> list[dict]:
+        names = {t['id']: t['name'] for t in self._teams}
+        return [
+            self._reference(
+                'team',
+                team_id,
+                names[team_id],
+                'teams',
+                api_url,
+                'https://{}.pagerduty.com/teams/{}'.format(self.subdomain, team_id),
+            )
+            for team_id in self._services[service]['team_ids']
+        ]
+
+    def _user_reference(self, api_url: str) -> dict:
+        user_id, name = self.responder
+        return self._reference(
+            'user', user_id, name, 'users', api_url, 'https://{}.pagerduty.com/users/{}'.format(self.subdomain, user_id)
+        )
+
+    def _render_incident(self, index: int, zone: dt.tzinfo, api_url: str) -> dict:
+        incident_id, number = _encode_id(index + 1), index + 1
+        service, status = self._service[index], STATUSES[self._status[index]]
+        title = self._titles[index]
+        policy_id = _encode_id(_ENTITY_BASE['policy'] + service)
+        priority = None
+        if self._priority[index] >= 0:
+            priority_id, priority_name = self.priorities[self._priority[index]]
+            priority = {
+                'id': priority_id,
+                'type': 'priority',
+                'summary': priority_name,
+                'self': '{}/priorities/{}'.format(api_url, priority_id),
+                'html_url': None,
+                'name': priority_name,
+            }
+        # PagerDuty lists acknowledgements and assignments of open incidents only: a resolved
+        # incident no longer says whether or when it was acknowledged.
+        acknowledgements, assignments = [], []
+        if status == 'acknowledged':
+            acknowledgements = [
+                {'at': self._time(self._acked[index], zone), 'acknowledger': self._user_reference(api_url)}
+            ]
+        if status != 'resolved':
+            assignments = [{'at': self._time(self._changed[index], zone), 'assignee': self._user_reference(api_url)}]
+        return {
+            'id': incident_id,
+            'type': 'incident',
+            'summary': '[#{}] {}'.format(number, title),
+            'self': '{}/incidents/{}'.format(api_url, incident_id),
+            'html_url': 'https://{}.pagerduty.com/incidents/{}'.format(self.subdomain, incident_id),
+            'incident_number': number,
+            'title': title,
+            'description': title,
+            'created_at': self._time(self._created[index], zone),
+            'updated_at': self._time(self._updated[index], zone),
+            'status': status,
+            'incident_key': '{:032x}'.format(number * 2654435761 % 2**128),
+            'service': self._service_reference(service, api_url),
+            'assignments': assignments,
+            'assigned_via': 'escalation_policy',
+            'last_status_change_at': self._time(self._changed[index], zone),
+            'last_status_change_by': self._service_reference(service, api_url)
+            if status == 'triggered'
+            else self._user_reference(api_url),
+            'first_trigger_log_entry': None,
+            'alert_counts': {
+                'all': 1,
+                'triggered': 0 if status == 'resolved' else 1,
+                'resolved': 1 if status == 'resolved' else 0,
+            },
+            'is_mergeable': True,
+            'escalation_policy': self._reference(
+                'escalation_policy',
+                policy_id,
+                '{} escalation'.format(self._services[service]['name']),
+                'escalation_policies',
+                api_url,
+                'https://{}.pagerduty.com/escalation_policies/{}'.format(self.subdomain, policy_id),
+            ),
+            'teams': self._team_references(service, api_url),
+            'pending_actions': [],
+            'acknowledgements': acknowledgements,
+            'alert_grouping': None,
+            'urgency': URGENCIES[self._urgency[index]],
+            'priority': priority,
+            'resolved_at': self._time(self._resolved[index], zone),
+            'resolve_reason': None,
+            'conference_bridge': None,
+            'incident_type': {'name': 'incident_default'},
+        }
+
+    def _render_log_entry(self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool) -> dict:
+        index, kind = self._log_incident[sequence], self._log_kind[sequence]
+        incident_id = _encode_id(index + 1)
+        entry_id = _encode_id(sequence, prefix='R')
+        service = self._service[index]
+        if kind == _TRIGGER or kind == _ASSIGN:
+            agent, channel = self._service_reference(service, api_url), {'type': 'api'}
+        elif kind == _UNACK:
+            agent, channel = None, {'type': 'timeout'}
+        else:
+            agent, channel = self._user_reference(api_url), {'type': 'web_trigger' if kind == _NOTIFY else 'web_ui'}
+        if with_incident:
+            incident = self._render_incident(index, zone, api_url)
+        else:
+            incident = self._reference(
+                'incident',
+                incident_id,
+                '[#{}] {}'.format(index + 1, self._titles[index]),
+                'incidents',
+                api_url,
+                'https://{}.pagerduty.com/incidents/{}'.format(self.subdomain, incident_id),
+            )
+        entry = {
+            'id': entry_id,
+            'type': LOG_ENTRY_TYPES[kind],
+            'summary': _LOG_SUMMARIES[kind],
+            'self': '{}/log_entries/{}'.format(api_url, entry_id),
+            'html_url': 'https://{}.pagerduty.com/incidents/{}/log_entries/{}'.format(
+                self.subdomain, incident_id, entry_id
+            ),
+            'created_at': self._time(self._log_time[sequence], zone),
+            'agent': agent,
+            'channel': channel,
+            'service': self._service_reference(service, api_url),
+            'incident': incident,
+            'teams': self._team_references(service, api_url),
+            'contexts': [],
+        }
+        if kind == _TRIGGER:
+            entry['event_details'] = {'description': self._titles[index]}
+        if kind in (_ASSIGN, _NOTIFY):
+            entry['assignees' if kind == _ASSIGN else 'user'] = (
+                [self._user_reference(api_url)] if kind == _ASSIGN else self._user_reference(api_url)
+            )
+        return entry
+
+
+_UTC_ZONE = ZoneInfo('UTC')
+_TITLE_WHAT = (
+    'High error rate',
+    'Latency above SLO',
+    'Disk almost full',
+    'Pods crash looping',
+    'Queue backlog growing',
+)
+_TITLE_WHERE = ('checkout', 'search', 'login', 'payments', 'the edge', 'the batch workers')
+_LOG_SUMMARIES = (
+    'Triggered through the API.',
+    'Assigned to Alex Responder.',
+    'Notified Alex Responder by push notification.',
+    'Acknowledged by Alex Responder.',
+    'Unacknowledged due to timeout.',
+    'Resolved by Alex Responder.',
+)
+
+
+class PagerDutySimulator:
+    """Serve a `PagerDutyAccount` as PagerDuty's REST API v2 on a loopback port.
+
+    `forbidden_tokens` are valid keys without read access (403). `rate_limit` is the per-minute
+    request budget, counted on `clock` (monotonic seconds) in fixed one-minute windows.
+    `timeout_delay` is how long a `timeout` fault holds its answer.
+    """
+
+    def __init__(
+        self,
+        account: PagerDutyAccount,
+        *,
+        forbidden_tokens: Iterable[str] = (),
+        rate_limit: int = DEFAULT_RATE_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_delay: float = 3.0,
+    ) -> None:
+        self.account = account
+        self.forbidden_tokens = set(forbidden_tokens)
+        self.rate_limit = rate_limit
+        self.timeout_delay = timeout_delay
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_start: float | None = None
+        self._window_used = 0
+        self._planned: list[tuple[str, dict[str, Any]]] = []
+        self._chaos: tuple[float, random.Random, tuple[str, ...], int] | None = None
+        self.faults_served: list[tuple[str, str]] = []  # (kind, path), for tests to assert on
+        self._query_cache: dict[tuple, array] = {}
+        self.server = FakeServer(self.routes())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Request]:
+        return self.server.requests
+
+    def count(self, path_prefix: str = '') -> int:
+        """How many requests reached the server under `path_prefix` (faults included)."""
+        return self.server.count(None, path_prefix)
+
+    def start(self) -> 'PagerDutySimulator':
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> 'PagerDutySimulator':
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def routes(self) -> list[tuple[str, str, Callable[[Request], Reply]]]:
+        """(method, path regex, handler) for `FakeServer`, each behind auth, faults and rate limits."""
+        return [
+            ('GET', r'/incidents', self._wrap(self._list_incidents)),
+            ('GET', r'/incidents/(?P<id>[^/]+)', self._wrap(self._get_incident)),
+            ('GET', r'/incidents/(?P<id>[^/]+)/log_entries', self._wrap(self._incident_log_entries)),
+            ('GET', r'/log_entries', self._wrap(self._list_log_entries)),
+        ]
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, kind: str = '500', *, reset: int = 1, path_prefix: str = '') -> None:
+        """Answer the next `n` requests under `path_prefix` with fault `kind` (one of `FAULT_KINDS`).
+
+        `429` carries `ratelimit-*` headers saying to wait `reset` seconds; `429_bare` carries none;
+        `timeout` answers after `timeout_delay`; `truncated` cuts a real answer in half; `bad_json`
+        answers 200 with a body that does not parse.
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError('kind must be one of {}'.format(FAULT_KINDS))
+        with self._lock:
+            self._planned += [(kind, {'reset': reset, 'path_prefix': path_prefix})] * n
+
+    def chaos(self, rate: float, seed: int = 0, kinds: Sequence[str] = FAULT_KINDS, *, reset: int = 1) -> None:
+        """Fail a seeded-random `rate` share of requests with one of `kinds`; `chaos(0)` stops it."""
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError('unknown fault kinds {}'.format(sorted(unknown)))
+        with self._lock:
+            self._chaos = (rate, random.Random(seed), tuple(kinds), reset) if rate > 0 else None
+
+    def _pick_fault(self, request: Request) -> tuple[str, int] | None:
+        with self._lock:
+            for position, (kind, options) in enumerate(self._planned):
+                if request.path.startswith(options['path_prefix']):
+                    del self._planned[position]
+                    return kind, options['reset']
+            if self._chaos is not None:
+                rate, rng, kinds, reset = self._chaos
+                if rng.random() < rate:
+                    return rng.choice(kinds), reset
+        return None
+
+    # -- request pipeline --------------------------------------------------------------------
+
+    def _wrap(self, handler: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
+        def serve(request: Request) -> Reply:
+            fault = self._pick_fault(request)
+            kind = fault[0] if fault else None
+            if fault:
+                self.faults_served.append((fault[0], request.path))
+            if kind == '429':
+                return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0, reset=fault[1]))
+            if kind == '429_bare':
+                return Reply(429, _RATE_LIMITED)
+            if kind in ('500', '502'):
+                return Reply(
+                    int(kind), {'error': {'message': 'Internal Server Error' if kind == '500' else 'Bad Gateway'}}
+                )
+            if kind == 'bad_json':
+                return Reply(200, raw=b'{"incidents": [{"id": "P', headers=self._rate_headers())
+            if kind == 'timeout':
+                reply = self._answer(request, handler)
+                reply.delay = self.timeout_delay
+                return reply
+            reply = self._answer(request, handler)
+            if kind == 'truncated':
+                reply.truncate = True
+            return reply
+
+        return serve
+
+    def _answer(self, request: Request, handler: Callable[[Request], Reply]) -> Reply:
+        token = _token(request.headers.get('authorization', ''))
+        if token != self.account.token and token not in self.forbidden_tokens:
+            return Reply(401, {'error': {'message': 'Authentication failed', 'code': 2006}})
+        budget = self._spend()
+        if budget is None:
+            return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0))
+        if token in self.forbidden_tokens:
+            reply = Reply(
+                403, {'error': {'message': 'Access Denied', 'code': 2010, 'errors': ['Read access required']}}
+            )
+        else:
+            try:
+                with self.account.lock:
+                    reply = handler(request)
+            except ApiError as e:
+                reply = e.reply
+        reply.headers.update(self._rate_headers(remaining=budget))
+        return reply
+
+    def _spend(self) -> int | None:
+        """Take one request from this minute's budget; return what is left, or None when none was."""
+        with self._lock:
+            now = self._clock()
+            if self._window_start is None or now - self._window_start >= RATE_LIMIT_WINDOW:
+                self._window_start, self._window_used = now, 0
+            if self._window_used >= self.rate_limit:
+                return None
+            self._window_used += 1
+            return self.rate_limit - self._window_used
+
+    def _rate_headers(self, remaining: int | None = None, reset: int | None = None) -> dict[str, str]:
+        with self._lock:
+            if reset is None:
+                start = self._window_start if self._window_start is not None else self._clock()
+                reset = max(1, math.ceil(start + RATE_LIMIT_WINDOW - self._clock()))
+            if remaining is None:
+                remaining = max(0, self.rate_limit - self._window_used)
+        return {
+            'ratelimit-limit': str(self.rate_limit),
+            'ratelimit-remaining': str(remaining),
+            'ratelimit-reset': str(reset),
+        }
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def _zone(self, request: Request) -> dt.tzinfo:
+        name = request.arg('time_zone')
+        if not name:
+            return self.account.time_zone
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _invalid('Time zone is invalid.') from None
+        return _UTC_ZONE if name in ('UTC', 'Etc/UTC') else zone
+
+    def _moment(self, text: str) -> float:
+        """Read a `since`/`until` value; one without an offset is in the account's time zone."""
+        try:
+            moment = dt.datetime.fromisoformat(text.strip().replace('Z', '+00:00').replace('z', '+00:00'))
+        except ValueError:
+            raise _invalid('{} is invalid.'.format(text)) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.account.time_zone)
+        return moment.timestamp()
+
+    def _window(self, request: Request, default_range: bool) -> tuple[float | None, float | None]:
+        if request.arg('date_range') == 'all':
+            return None, None
+        since_text, until_text = request.arg('since'), request.arg('until')
+        if not since_text and not until_text and not default_range:
+            return None, None
+        until = self._moment(until_text) if until_text else self.account.now + 1
+        since = self._moment(since_text) if since_text else until - DEFAULT_RANGE
+        if since > until:
+            raise _invalid('since must be before until.')
+        # The real message is as unhelpful as this; the client must not rely on its text.
+        if until > _add_months(dt.datetime.fromtimestamp(since, _UTC), MAX_RANGE_MONTHS).timestamp():
+            raise _invalid(' is invalid.')
+        return since, until
+
+    def _paging(self, request: Request) -> tuple[int, int]:
+        try:
+            limit = int(request.arg('limit') or DEFAULT_LIMIT)
+            offset = int(request.arg('offset') or 0)
+        except ValueError:
+            raise _invalid('limit and offset must be integers.') from None
+        if limit < 1 or offset < 0:
+            raise _invalid('limit must be positive and offset not negative.')
+        limit = min(limit, MAX_LIMIT)  # capped silently; the answer's `limit` says what was used
+        if offset + limit > MAX_OFFSET_PLUS_LIMIT:
+            raise ApiError(
+                400,
+                'Arguments Caused Error',
+                2002,
+                [
+                    'Offset+limit exceeds maximum allowed value of 10000. Please try to refine your search to '
+                    'reduce the returned set of records below this number, like adding a date range.'
+                ],
+            )
+        return limit, offset
+
+    def _page(self, request: Request, key: str, rows: Sequence[int], render: Callable[[int], dict]) -> Reply:
+        limit, offset = self._paging(request)
+        page = [render(row) for row in rows[offset : offset + limit]]
+        total = len(rows)
+        return Reply(
+            200,
+            {
+                key: page,
+                'limit': limit,
+                'offset': offset,
+                'total': total if request.arg('total') == 'true' else None,
+                'more': offset + len(page) < total,
+            },
+        )
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _list_incidents(self, request: Request) -> Reply:
+        account = self.account
+        zone = self._zone(request)
+        since, until = self._window(request, default_range=True)
+        statuses = _choices(request.args('statuses'), STATUSES, 'statuses')
+        urgencies = _choices(request.args('urgencies'), URGENCIES, 'urgencies')
+        service_ids = set(request.args('service_ids'))
+        services = {i for i, s in enumerate(account._services) if s['id'] in service_ids}
+        if service_ids and not services:
+            services = {-1}  # unknown ids match nothing rather than everything
+        if request.args('team_ids'):
+            team_services = account._team_services(request.args('team_ids')) or {-1}
+            services = services & team_services if services else team_services
+        sort_by = request.arg('sort_by') or 'created_at'
+        field, _, direction = sort_by.partition(':')
+        if field not in ('created_at', 'incident_number') or direction not in ('', 'asc', 'desc'):
+            raise _invalid('sort_by {} is invalid.'.format(sort_by))
+        key = (
+            account.version,
+            since,
+            until,
+            tuple(sorted(statuses)),
+            tuple(sorted(services)),
+            tuple(sorted(urgencies)),
+            field,
+        )
+        rows = self._query_cache.get(key)
+        if rows is None:
+            low, high = account._created_range(since, until)
+            window = account._by_created[low:high]
+            if statuses or services or urgencies:
+                window = array('i', (i for i in window if account._matches(i, statuses, services, urgencies)))
+            if field == 'incident_number':
+                window = array('i', sorted(window))
+            rows = window
+            if len(self._query_cache) > 16:
+                self._query_cache.clear()
+            self._query_cache[key] = rows
+        if direction == 'desc':
+            rows = rows[::-1]
+        return self._page(request, 'incidents', rows, lambda i: account._render_incident(i, zone, self.url))
+
+    def _get_incident(self, request: Request) -> Reply:
+        try:
+            index = self.account._index(request.match['id'])
+        except KeyError:
+            raise ApiError(404, 'Not Found', 2100) from None
+        return Reply(200, {'incident': self.account._render_incident(index, self._zone(request), self.url)})
+
+    def _log_rows(
+        self, request: Request, sequences: Sequence[int], times: Sequence[float], default_range: bool
+    ) -> list[int]:
+        since, until = self._window(request, default_range=default_range)
+        low = 0 if since is None else bisect.bisect_left(times, since)
+        high = len(times) if until is None else bisect.bisect_left(times, until)
+        rows = list(sequences[low:high])
+        if request.arg('is_overview') == 'true':
+            kinds = self.account._log_kind
+            rows = [s for s in rows if kinds[s] in _OVERVIEW_KINDS]
+        rows.reverse()  # PagerDuty lists log entries newest first
+        return rows
+
+    def _list_log_entries(self, request: Request) -> Reply:
+        account = self.account
+        rows = self._log_rows(request, account._log_by_time, account._log_time_sorted, default_range=True)
+        if request.args('team_ids'):
+            services = account._team_services(request.args('team_ids'))
+            rows = [s for s in rows if account._service[account._log_incident[s]] in services]
+        return self._render_log_page(request, rows)
+
+    def _incident_log_entries(self, request: Request) -> Reply:
+        account = self.account
+        try:
+            index = account._index(request.match['id'])
+        except KeyError:
+            raise ApiError(404, 'Not Found', 2100) from None
+        mine = [s for s in account._log_by_time if account._log_incident[s] == index]
+        times = [account._log_time[s] for s in mine]
+        return self._render_log_page(request, self._log_rows(request, mine, times, default_range=False))
+
+    def _render_log_page(self, request: Request, rows: Sequence[int]) -> Reply:
+        zone = self._zone(request)
+        with_incident = 'incidents' in request.args('include')
+        return self._page(
+            request, 'log_entries', rows, lambda s: self.account._render_log_entry(s, zone, self.url, with_incident)
+        )
+
+
+_RATE_LIMITED = {'error': {'message': 'Rate Limit Exceeded', 'code': 2020}}
+
+
+def _token(header: str) -> str | None:
+    scheme, _, value = header.partition(' ')
+    if scheme.lower() != 'token' or not value.startswith('token='):
+        return None
+    return value[len('token=') :].strip()
+
+
+def _choices(values: list[str], allowed: Sequence[str], name: str) -> set[int]:
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise _invalid('{} {} is invalid.'.format(name, unknown[0]))
+    return {allowed.index(v) for v in values}
+
+
+__all__ = ['FAULT_KINDS', 'LOG_ENTRY_TYPES', 'PagerDutyAccount', 'PagerDutySimulator']

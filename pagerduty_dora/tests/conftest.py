@@ -1,0 +1,61 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
+
+# Tokens shaped like real keys, so a test that looks for a leaked secret finds a distinctive string.
+API_TOKEN = 'u+pdTestToken_x9Lk2QwErTy'
+DATADOG_API_KEY = 'ddApiKeyForTests0123456789abcdef'
+
+# `GET /incidents` of an account with no incident in scope, as PagerDuty answers it.
+EMPTY_INCIDENTS = {'incidents': [], 'limit': 100, 'offset': 0, 'more': False, 'total': 0}
+
+
+def _incidents(request: Request) -> Reply:
+    return Reply(200, EMPTY_INCIDENTS)
+
+
+def _dora_failure(request: Request) -> Reply:
+    return Reply(202, {'data': {'id': 'accepted', 'type': 'dora_failure'}})
+
+
+def quiet_account_routes() -> list[tuple[str, str, Any]]:
+    """Routes of a loopback fake serving both APIs: a PagerDuty account with no incidents, a DORA API that accepts."""
+    return [
+        ('GET', '/incidents', _incidents),
+        ('POST', '/api/v2/dora/failure', _dora_failure),
+    ]
+
+
+def make_instance(url: str, **options: Any) -> dict[str, Any]:
+    """An instance whose PagerDuty and Datadog APIs are both the loopback fake at `url`."""
+    instance: dict[str, Any] = {
+        'api_token': API_TOKEN,
+        'pagerduty_api_url': url,
+        'datadog_api_url': url,
+        'datadog_api_key': DATADOG_API_KEY,
+    }
+    instance.update(options)
+    return instance
+
+
+@pytest.fixture(scope='session')
+def quiet_server() -> Iterator[FakeServer]:
+    with FakeServer(quiet_account_routes()) as server:
+        yield server
+
+
+@pytest.fixture(scope='session')
+def dd_environment(quiet_server: FakeServer) -> Iterator[dict[str, Any]]:
+    yield make_instance(quiet_server.url)
+
+
+@pytest.fixture
+def instance(quiet_server: FakeServer) -> dict[str, Any]:
+    return make_instance(quiet_server.url)

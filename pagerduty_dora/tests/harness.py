@@ -1,0 +1,67 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""A simulated PagerDuty account and Datadog API on loopback, and checks that run against them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState
+from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount, PagerDutySimulator
+from datadog_checks.pagerduty_dora.simulator.server import FakeServer
+
+DD_API_KEY = 'dd0123456789abcdef0123456789abcd'
+DAY = 86400.0
+# 2026-11-02T12:00:00Z: far enough from any DST change in the account's zone to keep tests readable.
+START = 1793620800.0
+
+
+class World:
+    """PagerDuty and Datadog fakes for one test, with helpers to build and run checks against them."""
+
+    def __init__(self, account: PagerDutyAccount | None = None, **simulator_options: Any) -> None:
+        self.account = account if account is not None else PagerDutyAccount(now=START)
+        self.pagerduty = PagerDutySimulator(self.account, **simulator_options).start()
+        self.dora = DoraState(DD_API_KEY)
+        self.datadog = FakeServer(self.dora.routes()).start()
+
+    def close(self) -> None:
+        self.pagerduty.stop()
+        self.datadog.stop()
+
+    def instance(self, **options: Any) -> dict[str, Any]:
+        instance = {
+            'pagerduty_api_url': self.pagerduty.url,
+            'api_token': self.account.token,
+            'datadog_api_url': self.datadog.url,
+            'datadog_api_key': DD_API_KEY,
+            'min_collection_interval': 60,
+            'timeout': 5,
+        }
+        instance.update(options)
+        return instance
+
+    def check(self, **options: Any) -> PagerdutyDoraCheck:
+        """A new check instance: calling this again over the same stubs is an Agent restart."""
+        check = PagerdutyDoraCheck('pagerduty_dora', {}, [self.instance(**options)])
+        check.clock = lambda: self.account.now
+        check.monotonic = lambda: self.account.now
+        return check
+
+    def pd_requests(self) -> int:
+        return self.pagerduty.count('/')
+
+
+def event_keys(aggregator: Any) -> Counter:
+    """(incident id, transition) of every event submitted, counted."""
+    return Counter((e['aggregation_key'], transition_of(e)) for e in aggregator.events)
+
+
+def transition_of(event: dict) -> str:
+    """The transition an event reports, from its `transition:` tag."""
+    found = [tag.split(':', 1)[1] for tag in event['tags'] if tag.startswith('transition:')]
+    assert len(found) == 1, event['tags']
+    return found[0]

@@ -1,0 +1,349 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The collection engine end to end: the check against loopback fakes of PagerDuty and Datadog."""
+
+import random
+import time
+from collections import Counter
+
+import pytest
+
+from datadog_checks.dev.utils import get_metadata_metrics
+from datadog_checks.pagerduty_dora.dora import failure_id
+from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount
+from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+
+from .harness import DAY, START, World, event_keys, transition_of
+
+pytestmark = pytest.mark.usefixtures('datadog_agent')
+
+
+@pytest.fixture(autouse=True)
+def instant_sleep(monkeypatch):
+    """Rate-limit waits pass instantly; tests assert on what was waited, not on the wall clock."""
+    waits = []
+    monkeypatch.setattr(time, 'sleep', waits.append)
+    return waits
+
+
+@pytest.fixture(autouse=True)
+def generic_tags(monkeypatch):
+    # Our metrics carry `service` and `env` tags on purpose (SPEC §6).
+    monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
+
+
+@pytest.fixture
+def world():
+    world = World()
+    yield world
+    world.close()
+
+
+@pytest.fixture
+def services(world):
+    team = world.account.add_team('Payments')
+    return {
+        'checkout': world.account.add_service('Checkout API', team_ids=[team]),
+        'billing': world.account.add_service('Billing', team_ids=[team]),
+    }
+
+
+def kinds(aggregator):
+    return sorted(transition_of(e) for e in aggregator.events)
+
+
+class TestLifecycle:
+    """Each transition of an incident is seen once, in the run after it happens."""
+
+    def test_trigger_ack_resolve(self, world, services, dd_run_check, aggregator):
+        check = world.check()
+        dd_run_check(check)
+        assert aggregator.events == []
+
+        world.account.advance(60)
+        incident = world.account.trigger(services['checkout'], 'Checkout latency above SLO', priority='P1')
+        world.account.advance(60)
+        dd_run_check(check)
+        assert kinds(aggregator) == ['triggered']
+        event = aggregator.events[0]
+        assert event['aggregation_key'] == incident
+        assert event['alert_type'] == 'error'
+        assert event['timestamp'] == int(world.account.now - 60)
+        aggregator.assert_metric('pagerduty_dora.incidents.triggered', value=1, count=1)
+        aggregator.assert_metric('pagerduty_dora.incidents.open', value=1, tags=[
+            'status:triggered', 'service:Checkout API', 'team:Payments', 'severity:P1', 'urgency:high',
+            'pagerduty_service:Checkout API', 'pagerduty_team:Payments',
+        ])
+
+        aggregator.reset()
+        world.account.acknowledge(incident)
+        world.account.advance(300)
+        world.account.resolve(incident)
+        world.account.advance(60)
+        dd_run_check(check)
+        assert kinds(aggregator) == ['acknowledged', 'resolved']
+        aggregator.assert_metric('pagerduty_dora.incidents.time_to_acknowledge', value=60, count=1)
+        aggregator.assert_metric('pagerduty_dora.incidents.time_to_restore', value=360, count=1)
+        aggregator.assert_metric('pagerduty_dora.api.can_connect', value=1, tags=['api:pagerduty'])
+        aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
+
+        failure = world.dora.failures[failure_id(incident)]
+        assert failure['finished_at'] - failure['started_at'] == 360 * 10**9
+        assert failure['severity'] == 'P1'
+
+        aggregator.reset()
+        world.account.advance(60)
+        dd_run_check(check)
+        assert aggregator.events == []
+        aggregator.assert_metric('pagerduty_dora.incidents.open', count=0, value=1)
+
+    def test_reopen_of_a_twenty_day_old_incident(self, world, services, dd_run_check, aggregator):
+        old = world.account.trigger(services['billing'], 'Invoices stuck', created_at=START - 20 * DAY)
+        world.account.now = START - 20 * DAY + 3600
+        world.account.resolve(old)
+        world.account.now = START
+        check = world.check(backfill_days=7)
+        dd_run_check(check)
+        assert aggregator.events == []
+
+        world.account.advance(120)
+        world.account.reopen(old)
+        world.account.advance(60)
+        dd_run_check(check)
+        assert kinds(aggregator) == ['reopened']
+        assert world.dora.failures[failure_id(old)].get('finished_at') is None
+
+    def test_priority_change_of_an_open_incident(self, world, services, dd_run_check, aggregator):
+        incident = world.account.trigger(services['checkout'], 'Error rate', priority='P3')
+        world.account.advance(1)
+        check = world.check(severity_mapping={'P1': 'critical', 'P3': 'minor'})
+        dd_run_check(check)
+        assert world.dora.failures[failure_id(incident)]['severity'] == 'minor'
+
+        world.account.advance(60)
+        world.account.set_priority(incident, 'P1')
+        world.account.advance(60)
+        dd_run_check(check)
+        assert kinds(aggregator) == ['priority_changed']
+        assert world.dora.failures[failure_id(incident)]['severity'] == 'critical'
+        assert len(world.dora.posts) == 2
+
+
+class TestRestarts:
+    """A new check instance over the same persistent cache repeats nothing and misses nothing."""
+
+    def test_restart_in_the_middle_of_a_lifecycle(self, world, services, dd_run_check, aggregator):
+        dd_run_check(world.check())
+        world.account.advance(60)
+        incident = world.account.trigger(services['checkout'], 'Disk full')
+        world.account.advance(60)
+        dd_run_check(world.check())
+        assert kinds(aggregator) == ['triggered']
+
+        aggregator.reset()
+        dd_run_check(world.check())
+        assert aggregator.events == []
+
+        world.account.acknowledge(incident)
+        world.account.advance(60)
+        dd_run_check(world.check(timeout=7, tags=['team_owner:sre']))
+        assert kinds(aggregator) == ['acknowledged']
+        assert 'team_owner:sre' in aggregator.events[0]['tags']
+
+    def test_another_scope_starts_fresh(self, world, services, dd_run_check, aggregator):
+        dd_run_check(world.check())
+        world.account.advance(60)
+        world.account.trigger(services['checkout'], 'Disk full')
+        world.account.advance(60)
+        # Another scope is another collection: its first run only records.
+        dd_run_check(world.check(service_ids=[services['checkout']]))
+        assert aggregator.events == []
+
+
+class TestScale:
+    """Windows stay under PagerDuty's offset cap, and big loads spread over runs."""
+
+    def test_one_day_with_twelve_thousand_incidents(self, world, services, dd_run_check, aggregator):
+        check = world.check(submit_dora_failures=False, collect_events=True)
+        dd_run_check(check)
+        base = world.account.now
+        rng = random.Random(7)
+        for created in sorted(base + rng.uniform(0, DAY) for _ in range(12000)):
+            world.account.now = created
+            world.account.resolve(world.account.trigger(services['checkout'], 'Burst'))
+        world.account.now = base + DAY + 60
+        dd_run_check(check)
+        counted = event_keys(aggregator)
+        assert len(counted) == 24000
+        assert set(counted.values()) == {1}
+        assert Counter(kind for _, kind in counted) == {'triggered': 12000, 'resolved': 12000}
+        errors = [r for r in world.pagerduty.requests if int(r.arg('offset', '0')) + int(r.arg('limit', '25')) > 10000]
+        assert errors == []
+        assert world.pd_requests() <= 1.05 * 120 + 10
+
+    def test_backfill_spreads_over_runs_within_the_request_budget(self, world, services, dd_run_check, aggregator):
+        rng = random.Random(3)
+        ids = []
+        for created in sorted(START - rng.uniform(0, 29 * DAY) for _ in range(240)):
+            world.account.now = created
+            ids.append(world.account.trigger(services['billing'], 'Old'))
+            if len(ids) % 10:
+                world.account.advance(600)
+                world.account.resolve(ids[-1])
+        world.account.now = START
+        check = world.check(max_requests_per_run=7)
+        runs = 0
+        while len(world.dora.failures) < len(ids) and runs < 100:
+            before_pd, before_dd = world.pd_requests(), world.datadog.count('POST')
+            dd_run_check(check)
+            assert world.pd_requests() - before_pd <= 7
+            assert world.datadog.count('POST') - before_dd <= 7
+            world.account.advance(60)
+            runs += 1
+        assert set(world.dora.failures) == {failure_id(i) for i in ids}
+        assert len(world.dora.posts) == len(ids)
+        assert aggregator.events == []
+
+    def test_idle_run_makes_at_most_two_requests(self, world, services, dd_run_check):
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        before = world.pd_requests()
+        dd_run_check(check)
+        assert world.pd_requests() - before <= 2
+
+
+class TestRequests:
+    """What the client asks PagerDuty, whatever the account's time zone."""
+
+    def test_explicit_utc_and_creation_windows(self, dd_run_check, services):
+        account = PagerDutyAccount(now=START, time_zone='Pacific/Kiritimati')
+        world = World(account)
+        try:
+            team = account.add_team('Ops')
+            service = account.add_service('Edge', team_ids=[team])
+            account.trigger(service, 'Old', created_at=START - 2 * DAY)
+            dd_run_check(world.check(backfill_days=3))
+            listed = [r for r in world.pagerduty.requests if r.path == '/incidents']
+            assert listed
+            for request in listed:
+                assert request.arg('time_zone') == 'UTC'
+                assert request.headers['accept'] == 'application/vnd.pagerduty+json;version=2'
+                for name in ('since', 'until'):
+                    if request.arg(name):
+                        assert request.arg(name).endswith('Z')
+            assert len(world.dora.failures) == 1
+        finally:
+            world.close()
+
+    def test_budget_holds_against_a_server_that_always_has_more(self, dd_run_check):
+        page = {'incidents': [], 'limit': 100, 'offset': 0, 'more': True, 'total': None}
+        server = FakeServer([('GET', '/incidents', lambda r: Reply(200, page))]).start()
+        try:
+            world = World()
+            check = world.check(pagerduty_api_url=server.url, max_requests_per_run=25)
+            for _ in range(3):
+                before = server.count('GET')
+                dd_run_check(check)
+                assert server.count('GET') - before == 25
+            world.close()
+        finally:
+            server.stop()
+
+
+class TestAuth:
+    """401 and 403 from PagerDuty: can_connect 0 and a message that says which."""
+
+    @pytest.mark.parametrize(
+        'token, forbidden, expected',
+        [('u+0Bad0Key0Xq9', (), '401 Unauthorized'), ('u+0NoScope0Zr7', ('u+0NoScope0Zr7',), '403 Forbidden')],
+        ids=['bad-key', 'missing-scope'],
+    )
+    def test_auth_failures(self, dd_run_check, aggregator, token, forbidden, expected):
+        world = World(forbidden_tokens=forbidden)
+        try:
+            check = world.check(api_token=token)
+            dd_run_check(check)
+            aggregator.assert_metric('pagerduty_dora.api.can_connect', value=0, tags=['api:pagerduty'])
+            assert len(check.warnings) == 1
+            assert expected in check.warnings[0]
+            assert token not in check.warnings[0]
+        finally:
+            world.close()
+
+
+class TestFaults:
+    """Seeded random faults over many runs of a changing world, then clean runs: nothing missed, nothing twice."""
+
+    @pytest.mark.parametrize('seed', [1, 2, 3], ids=['seed-1', 'seed-2', 'seed-3'])
+    def test_chaos(self, seed, services, dd_run_check, aggregator):
+        world = World(timeout_delay=1.5)
+        try:
+            team = world.account.add_team('Core')
+            service_ids = [world.account.add_service('svc-{}'.format(i), team_ids=[team]) for i in range(3)]
+            rng = random.Random(seed)
+            check = world.check(timeout=1)
+            dd_run_check(check)
+            expected = Counter()
+            incidents = []
+            world.pagerduty.chaos(0.25, seed=seed, kinds=('429', '429_bare', '500', '502', 'truncated', 'bad_json'))
+            failed_runs = 0
+            for _ in range(40):
+                for _ in range(rng.randint(0, 3)):
+                    self._mutate(world.account, rng, service_ids, incidents, expected, event_keys(aggregator))
+                world.account.advance(60)
+                if rng.random() < 0.3:
+                    world.dora.fail_next(rng.randint(1, 3), rng.choice([429, 500, 503]))
+                try:
+                    dd_run_check(check)
+                except Exception:
+                    failed_runs += 1
+            assert failed_runs > 0
+            world.pagerduty.chaos(0)
+            for _ in range(5):
+                world.account.advance(60)
+                dd_run_check(check)
+            assert event_keys(aggregator) == expected
+            for incident in incidents:
+                state = world.account.status(incident)
+                failure = world.dora.failures[failure_id(incident)]
+                assert (failure.get('finished_at') is not None) == (state == 'resolved')
+        finally:
+            world.close()
+
+    @staticmethod
+    def _mutate(account, rng, service_ids, incidents, expected, observed):
+        """One change to the world, on an incident whose earlier changes have all been observed."""
+        settled = [i for i in incidents if all(observed[(i, kind)] >= n for (key, kind), n in expected.items() if key == i)]
+        choices = ['trigger'] + (['change'] * 3 if settled else [])
+        if rng.choice(choices) == 'trigger':
+            incident = account.trigger(rng.choice(service_ids), 'Chaos', priority=rng.choice(['P1', 'P2', None]))
+            incidents.append(incident)
+            expected[(incident, 'triggered')] += 1
+            return incident
+        incident = rng.choice(settled)
+        status = account.status(incident)
+        if status == 'resolved':
+            account.reopen(incident)
+            expected[(incident, 'reopened')] += 1
+        elif status == 'triggered':
+            move = rng.choice(['acknowledge', 'resolve', 'priority'])
+            if move == 'acknowledge':
+                account.acknowledge(incident)
+                expected[(incident, 'acknowledged')] += 1
+            elif move == 'resolve':
+                account.resolve(incident)
+                expected[(incident, 'resolved')] += 1
+            else:
+                current = (account.incident(incident).get('priority') or {}).get('name')
+                account.set_priority(incident, rng.choice([p for p in ('P3', 'P4') if p != current]))
+                expected[(incident, 'priority_changed')] += 1
+        else:
+            if rng.random() < 0.5:
+                account.unacknowledge(incident)
+                expected[(incident, 'unacknowledged')] += 1
+            else:
+                account.resolve(incident)
+                expected[(incident, 'resolved')] += 1
+        return incident

@@ -1,0 +1,242 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from datadog_checks.base import ConfigurationError
+from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
+from datadog_checks.pagerduty_dora.simulator.server import FakeServer
+
+from .conftest import API_TOKEN, DATADOG_API_KEY, make_instance
+
+CONF_EXAMPLE = Path(__file__).parent.parent / 'datadog_checks' / 'pagerduty_dora' / 'data' / 'conf.yaml.example'
+
+# (instance options replacing the valid ones, text the error must contain); the option name comes first.
+BAD_VALUES = [
+    ({'api_token': ''}, '`api_token` must not be empty'),
+    ({'api_token': '   '}, '`api_token` must not be empty'),
+    ({'pagerduty_api_url': 'http://api.pagerduty.com'}, '`pagerduty_api_url` must use https'),
+    ({'pagerduty_api_url': 'http://10.20.30.40:8080'}, '`pagerduty_api_url` must use https'),
+    ({'pagerduty_api_url': 'api.pagerduty.com'}, '`pagerduty_api_url` must be a URL'),
+    ({'pagerduty_api_url': 'ftp://api.pagerduty.com'}, '`pagerduty_api_url` must be a URL'),
+    ({'datadog_api_url': 'http://api.datadoghq.com'}, '`datadog_api_url` must use https'),
+    ({'datadog_api_url': 'http://127.0.0.1.example.com'}, '`datadog_api_url` must use https'),
+    ({'datadog_api_url': 'https://'}, '`datadog_api_url` must be a URL'),
+    ({'backfill_days': -1}, '`backfill_days` must be between 0 and 365, got -1'),
+    ({'backfill_days': 366}, '`backfill_days` must be between 0 and 365, got 366'),
+    ({'backfill_days': '400'}, '`backfill_days` must be between 0 and 365, got 400'),
+    ({'urgencies': ['high', 'critical']}, "`urgencies` entry #2 must be one of high or low, got 'critical'"),
+    ({'urgencies': ['']}, '`urgencies` entry #1 must be one of high or low'),
+    ({'catalog_refresh_interval': 0}, '`catalog_refresh_interval` must be greater than 0'),
+    ({'catalog_refresh_interval': -600}, '`catalog_refresh_interval` must be greater than 0'),
+    ({'max_requests_per_run': 0}, '`max_requests_per_run` must be at least 1, got 0'),
+    ({'max_requests_per_run': -5}, '`max_requests_per_run` must be at least 1, got -5'),
+    ({'service_overrides': [{'service': 'checkout', 'team': 'payments'}]}, '#1 needs `pagerduty_service`'),
+    ({'service_overrides': [{'pagerduty_service': ' ', 'service': 'checkout'}]}, '#1 needs `pagerduty_service`'),
+    (
+        {'service_overrides': [{'pagerduty_service': 'PABC123', 'env': 'prod'}, {'pagerduty_service': 'PDEF456'}]},
+        "entry #2 for 'PDEF456' needs at least one of `service`, `team`, `env`",
+    ),
+    (
+        {'service_overrides': [{'pagerduty_service': 'PABC123', 'service': '', 'team': None}]},
+        "entry #1 for 'PABC123' needs at least one of `service`, `team`, `env`",
+    ),
+]
+BAD_IDS = [
+    'api_token-empty',
+    'api_token-blank',
+    'pagerduty_api_url-http-public-host',
+    'pagerduty_api_url-http-private-address',
+    'pagerduty_api_url-no-scheme',
+    'pagerduty_api_url-ftp',
+    'datadog_api_url-http-public-host',
+    'datadog_api_url-http-host-looking-like-loopback',
+    'datadog_api_url-no-host',
+    'backfill_days-negative',
+    'backfill_days-above-365',
+    'backfill_days-string-above-365',
+    'urgencies-unknown',
+    'urgencies-empty-string',
+    'catalog_refresh_interval-zero',
+    'catalog_refresh_interval-negative',
+    'max_requests_per_run-zero',
+    'max_requests_per_run-negative',
+    'service_overrides-no-pagerduty_service',
+    'service_overrides-blank-pagerduty_service',
+    'service_overrides-no-target',
+    'service_overrides-empty-targets',
+]
+
+
+def _load(instance: dict[str, Any]) -> InstanceConfig:
+    """Validate an instance the way the check does at its first run, and return the model."""
+    check = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
+    check.load_configuration_models()
+    return check.config
+
+
+class TestBadConfiguration:
+    """Each bad value fails the first run with a ConfigurationError that names the option."""
+
+    @pytest.mark.parametrize('options, expected', BAD_VALUES, ids=BAD_IDS)
+    def test_first_run_fails(
+        self, dd_run_check: Callable[..., Any], quiet_server: FakeServer, options: dict, expected: str
+    ) -> None:
+        check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **options)])
+        requests_before = len(quiet_server.requests)
+
+        with pytest.raises(Exception) as raised:
+            dd_run_check(check)
+
+        report = str(raised.value)
+        assert 'ConfigurationError' in report
+        assert expected in report
+        assert quiet_server.requests[requests_before:] == []
+
+    @pytest.mark.parametrize('options, expected', BAD_VALUES, ids=BAD_IDS)
+    def test_model_raises_configuration_error(self, options: dict, expected: str) -> None:
+        with pytest.raises(ConfigurationError, match='Detected 1 error') as raised:
+            _load(make_instance('http://127.0.0.1:9', **options))
+        assert expected in str(raised.value)
+
+    def test_missing_api_token_names_it(self) -> None:
+        instance = make_instance('http://127.0.0.1:9')
+        del instance['api_token']
+        with pytest.raises(ConfigurationError, match=r'(?s)api_token.*Field required'):
+            _load(instance)
+
+    @pytest.mark.parametrize(
+        'options',
+        [{'api_token': ''}, {'backfill_days': 999}, {'pagerduty_api_url': 'http://pagerduty.internal'}],
+        ids=['empty-token', 'bad-backfill', 'bad-url'],
+    )
+    def test_secrets_stay_out_of_the_message(self, options: dict) -> None:
+        with pytest.raises(ConfigurationError) as raised:
+            _load(make_instance('http://127.0.0.1:9', **options))
+        assert API_TOKEN not in str(raised.value)
+        assert DATADOG_API_KEY not in str(raised.value)
+
+
+class TestGoodConfiguration:
+    """Valid configurations load, with the defaults of the specification."""
+
+    def test_defaults(self) -> None:
+        config = _load({'api_token': API_TOKEN})
+
+        assert config.api_token == API_TOKEN
+        assert config.pagerduty_api_url == 'https://api.pagerduty.com'
+        assert config.backfill_days == 30
+        assert config.catalog_refresh_interval == 600
+        assert config.max_requests_per_run == 500
+        assert config.submit_dora_failures is True
+        assert config.collect_events is True
+        assert config.min_collection_interval == 60
+        unset = (
+            'env',
+            'service_ids',
+            'team_ids',
+            'urgencies',
+            'priorities',
+            'datadog_app_key',
+            'catalog_files',
+            'service_overrides',
+            'severity_mapping',
+            'datadog_api_url',
+            'datadog_api_key',
+            'service',
+        )
+        assert {name: getattr(config, name) for name in unset} == dict.fromkeys(unset)
+
+    @pytest.mark.parametrize(
+        'url',
+        [
+            'https://api.pagerduty.com',
+            'https://api.eu.pagerduty.com/',
+            'http://127.0.0.1:8080',
+            'http://127.3.4.5',
+            'http://localhost:9000',
+            'http://LOCALHOST',
+            'http://[::1]:8443',
+        ],
+        ids=[
+            'https',
+            'https-eu',
+            'http-127.0.0.1',
+            'http-127/8',
+            'http-localhost',
+            'http-localhost-upper',
+            'http-ipv6',
+        ],
+    )
+    def test_accepted_urls(self, url: str) -> None:
+        config = _load({'api_token': API_TOKEN, 'pagerduty_api_url': url, 'datadog_api_url': url})
+        assert (config.pagerduty_api_url, config.datadog_api_url) == (url, url)
+
+    @pytest.mark.parametrize(
+        'option, value, loaded',
+        [
+            ('backfill_days', 0, 0),
+            ('backfill_days', 365, 365),
+            ('catalog_refresh_interval', 1, 1),
+            ('max_requests_per_run', 1, 1),
+            ('urgencies', ['HIGH', ' low '], ('high', 'low')),
+        ],
+        ids=['backfill-0', 'backfill-365', 'refresh-1s', 'one-request', 'urgencies-normalised'],
+    )
+    def test_boundaries(self, option: str, value: Any, loaded: Any) -> None:
+        config = _load({'api_token': API_TOKEN, option: value})
+        assert getattr(config, option) == loaded
+
+    def test_every_option(self) -> None:
+        config = _load(
+            {
+                'api_token': API_TOKEN,
+                'pagerduty_api_url': 'https://api.eu.pagerduty.com',
+                'env': 'prod',
+                'service_ids': ['PABC123', 'PDEF456'],
+                'team_ids': ['PT4KHLK'],
+                'urgencies': ['high'],
+                'priorities': ['P1', 'none'],
+                'backfill_days': 90,
+                'datadog_app_key': 'appkey0123456789',
+                'catalog_files': ['/etc/datadog-agent/catalog/*.yaml'],
+                'catalog_refresh_interval': 300,
+                'service_overrides': [
+                    {'pagerduty_service': 'PABC123', 'service': 'checkout', 'team': 'payments'},
+                    {'pagerduty_service': 'Search API', 'env': 'staging'},
+                ],
+                'severity_mapping': {'P1': 'SEV-1', 'P2': 'SEV-2'},
+                'submit_dora_failures': False,
+                'datadog_api_url': 'https://api.datadoghq.eu',
+                'datadog_api_key': DATADOG_API_KEY,
+                'collect_events': False,
+                'max_requests_per_run': 100,
+                'tags': ['team:sre'],
+            }
+        )
+        assert config.service_overrides is not None
+        assert [(o.pagerduty_service, o.service, o.team, o.env) for o in config.service_overrides] == [
+            ('PABC123', 'checkout', 'payments', None),
+            ('Search API', None, None, 'staging'),
+        ]
+        assert dict(config.severity_mapping or {}) == {'P1': 'SEV-1', 'P2': 'SEV-2'}
+        assert (config.priorities, config.backfill_days, config.submit_dora_failures) == (('P1', 'none'), 90, False)
+
+    def test_example_file_instance_loads(self) -> None:
+        example = yaml.safe_load(CONF_EXAMPLE.read_text())
+        (instance,) = example['instances']
+        assert set(instance) == {'api_token'}
+        config = _load(instance)
+        assert config.pagerduty_api_url == 'https://api.pagerduty.com'
+
+    def test_first_run_succeeds(self, dd_run_check: Callable[..., Any], instance: dict) -> None:
+        check = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
+        dd_run_check(check)
+        assert check.config.api_token == API_TOKEN
