@@ -9,11 +9,13 @@ from collections import Counter
 from typing import Any
 
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+from datadog_checks.pagerduty_dora.simulator.catalog_api import CatalogState, catalog_routes
 from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState
 from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount, PagerDutySimulator
 from datadog_checks.pagerduty_dora.simulator.server import FakeServer
 
 DD_API_KEY = 'dd0123456789abcdef0123456789abcd'
+DD_APP_KEY = 'app0123456789abcdef0123456789abcdef0123'
 DAY = 86400.0
 # 2026-11-02T12:00:00Z: far enough from any DST change in the account's zone to keep tests readable.
 START = 1793620800.0
@@ -26,7 +28,8 @@ class World:
         self.account = account if account is not None else PagerDutyAccount(now=START)
         self.pagerduty = PagerDutySimulator(self.account, **simulator_options).start()
         self.dora = DoraState(DD_API_KEY)
-        self.datadog = FakeServer(self.dora.routes()).start()
+        self.catalog = CatalogState(api_key=DD_API_KEY, app_key=DD_APP_KEY)
+        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog)).start()
 
     def close(self) -> None:
         self.pagerduty.stop()

@@ -76,7 +76,9 @@ class TestRateLimits:
     """429 handling: wait as told when it fits, otherwise stop; never hammer."""
 
     def test_waits_for_ratelimit_reset_then_retries(self, clock):
-        with serve(Reply(429, {}, {'ratelimit-reset': '7', 'ratelimit-remaining': '0'}), Reply(200, {'ok': 1})) as server:
+        with serve(
+            Reply(429, {}, {'ratelimit-reset': '7', 'ratelimit-remaining': '0'}), Reply(200, {'ok': 1})
+        ) as server:
             client = make_client(server.url, clock)
             assert client.get('/things').data == {'ok': 1}
         assert clock.sleeps == [7.5]

@@ -5,7 +5,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -56,7 +56,7 @@ class Harness:
         self.warnings.append(message % args)
 
     def store(
-        self, *, api: ApiClient | None = None, files: list[str] = (), refresh_interval: float = 600
+        self, *, api: ApiClient | None = None, files: Sequence[str] = (), refresh_interval: float = 600
     ) -> CatalogStore:
         return CatalogStore(
             api=api,

@@ -71,10 +71,19 @@ class TestLifecycle:
         assert event['alert_type'] == 'error'
         assert event['timestamp'] == int(world.account.now - 60)
         aggregator.assert_metric('pagerduty_dora.incidents.triggered', value=1, count=1)
-        aggregator.assert_metric('pagerduty_dora.incidents.open', value=1, tags=[
-            'status:triggered', 'service:Checkout API', 'team:Payments', 'severity:P1', 'urgency:high',
-            'pagerduty_service:Checkout API', 'pagerduty_team:Payments',
-        ])
+        aggregator.assert_metric(
+            'pagerduty_dora.incidents.open',
+            value=1,
+            tags=[
+                'status:triggered',
+                'service:Checkout API',
+                'team:Payments',
+                'severity:P1',
+                'urgency:high',
+                'pagerduty_service:Checkout API',
+                'pagerduty_team:Payments',
+            ],
+        )
 
         aggregator.reset()
         world.account.acknowledge(incident)
@@ -315,7 +324,9 @@ class TestFaults:
     @staticmethod
     def _mutate(account, rng, service_ids, incidents, expected, observed):
         """One change to the world, on an incident whose earlier changes have all been observed."""
-        settled = [i for i in incidents if all(observed[(i, kind)] >= n for (key, kind), n in expected.items() if key == i)]
+        settled = [
+            i for i in incidents if all(observed[(i, kind)] >= n for (key, kind), n in expected.items() if key == i)
+        ]
         choices = ['trigger'] + (['change'] * 3 if settled else [])
         if rng.choice(choices) == 'trigger':
             incident = account.trigger(rng.choice(service_ids), 'Chaos', priority=rng.choice(['P1', 'P2', None]))

@@ -29,7 +29,7 @@ from datadog_checks.pagerduty_dora.dora import (
 from datadog_checks.pagerduty_dora.incident import parse_incident
 from datadog_checks.pagerduty_dora.mapping import MappingResult
 from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState, validate
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 API_KEY = '0123456789abcdef0123456789abcdef'
@@ -689,3 +689,71 @@ def test_payload_is_not_mutated_by_delivery(harness):
     delivery.flush()
     assert attributes == snapshot
     assert harness.state.posts == [snapshot]
+
+
+def post(state, attributes, key=API_KEY):
+    body = json.dumps({'data': {'attributes': attributes}}).encode()
+    request = Request(method='POST', path=FAILURE_PATH, query={}, headers={'dd-api-key': key}, body=body)
+    return state.handle(request)
+
+
+class TestFakeDoraApi:
+    """The fake answers like the real API: 403 on a wrong key, 400 with `errors`, 202 with the id."""
+
+    def test_accepts_and_stores_latest(self):
+        state = DoraState(API_KEY)
+        first = payload(1)
+        reply = post(state, first)
+        assert reply.status == 202
+        assert reply.body == {'data': {'id': first['id'], 'type': 'dora_failure'}}
+        post(state, dict(first, finished_at=first['started_at'] + 1))
+        assert len(state.posts) == 2
+        assert state.failures[first['id']]['finished_at'] == first['started_at'] + 1
+
+    @pytest.mark.parametrize('key', ['', 'ffffffffffffffffffffffffffffffff'], ids=['missing', 'wrong'])
+    def test_wrong_key_is_forbidden(self, key):
+        state = DoraState(API_KEY)
+        reply = post(state, payload(1), key=key)
+        assert (reply.status, reply.body) == (403, {'errors': ['Forbidden']})
+        assert state.posts == []
+
+    @pytest.mark.parametrize(
+        'changes, error',
+        [
+            pytest.param({'id': 'short'}, 'id:', id='id-too-short'),
+            pytest.param({'id': 'x' * 129}, 'id:', id='id-too-long'),
+            pytest.param({'id': 'pagerduty incident 1'}, 'id:', id='id-bad-characters'),
+            pytest.param({'started_at': None}, 'started_at:', id='no-started-at'),
+            pytest.param({'started_at': 1.5}, 'started_at:', id='float-started-at'),
+            pytest.param({'finished_at': 1}, 'finished_at:', id='finished-before-started'),
+            pytest.param({'services': [], 'team': None}, 'services or team', id='no-services-or-team'),
+            pytest.param({'custom_tags': ['a:b'] * 101}, 'custom_tags:', id='too-many-tags'),
+            pytest.param({'custom_tags': ['novalue']}, 'custom_tags:', id='tag-without-value'),
+            pytest.param({'env': 3}, 'env:', id='env-not-a-string'),
+            pytest.param({'finishd_at': 1}, 'finishd_at: unknown', id='unknown-attribute'),
+        ],
+    )
+    def test_invalid_payload_is_rejected(self, changes, error):
+        state = DoraState(API_KEY)
+        attributes = {k: v for k, v in dict(payload(1), **changes).items() if v is not None}
+        reply = post(state, attributes)
+        assert reply.status == 400
+        assert any(message.startswith(error) for message in reply.body['errors']), reply.body
+        assert state.posts == []
+
+    def test_finished_at_compares_across_units(self):
+        state = DoraState(API_KEY)
+        started_s = payload(1)['started_at'] // 10**9
+        assert post(state, dict(payload(1), finished_at=(started_s + 1) * 1000)).status == 202
+        assert post(state, dict(payload(1), finished_at=started_s - 1)).status == 400
+
+    def test_rate_limit_answers_429_with_headers(self, clock):
+        state = DoraState(API_KEY, rate_limit=1, period=60, clock=clock)
+        first = post(state, payload(1))
+        assert first.headers['X-RateLimit-Remaining'] == '0'
+        second = post(state, payload(2))
+        assert second.status == 429
+        assert second.headers['X-RateLimit-Reset'] == '60'
+        assert second.headers['X-RateLimit-Period'] == '60'
+        clock.now += 60
+        assert post(state, payload(2)).status == 202

@@ -101,7 +101,9 @@ class TestTransitions:
     )
     def test_status_changes(self, before, after, kinds):
         record = record_of(parse_incident(raw(status=before, resolved_at='2026-11-20T09:30:00Z')))
-        incident = parse_incident(raw(status=after, resolved_at='2026-11-20T09:40:00Z' if after == 'resolved' else None))
+        incident = parse_incident(
+            raw(status=after, resolved_at='2026-11-20T09:40:00Z' if after == 'resolved' else None)
+        )
         assert [t.kind for t in changes(record, incident, NOW)] == kinds
 
     def test_field_changes_carry_previous_values(self):

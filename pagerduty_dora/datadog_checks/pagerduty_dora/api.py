@@ -152,7 +152,9 @@ class ApiClient:
     def patch(self, path: str, body: Any, endpoint: str | None = None) -> Response:
         return self.request('patch', path, body=body, endpoint=endpoint)
 
-    def request(self, method: str, path: str, *, params: Any = None, body: Any = None, endpoint: str | None = None) -> Response:
+    def request(
+        self, method: str, path: str, *, params: Any = None, body: Any = None, endpoint: str | None = None
+    ) -> Response:
         """Make one logical request (with bounded retries) and return its decoded JSON body.
 
         Raises an `ApiError` subclass; never returns a failed response.
@@ -239,7 +241,9 @@ class ApiClient:
         if wait <= 0:
             return
         if self._clock() + wait > self.limits.deadline:
-            raise RateLimited(self.name, '{} quota is used up until the next window; resuming next run'.format(endpoint))
+            raise RateLimited(
+                self.name, '{} quota is used up until the next window; resuming next run'.format(endpoint)
+            )
         self._pause(wait)
 
     def _backoff(self, attempt: int, reset: float | None, endpoint: str) -> bool:
@@ -251,7 +255,9 @@ class ApiClient:
         else:
             wait = BACKOFF_BASE * (2**attempt) * (0.5 + self._jitter())
         if self._clock() + wait > self.limits.deadline:
-            self._log.debug('%s: not retrying %s, the wait of %.1fs would pass the run deadline', self.name, endpoint, wait)
+            self._log.debug(
+                '%s: not retrying %s, the wait of %.1fs would pass the run deadline', self.name, endpoint, wait
+            )
             return False
         self._log.debug('%s: retrying %s in %.1fs', self.name, endpoint, wait)
         self._pause(wait)

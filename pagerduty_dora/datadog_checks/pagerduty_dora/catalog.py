@@ -482,7 +482,7 @@ class CatalogStore:
             }
             body = self._get(ENTITIES_PATH, params)
             data = body['data']
-            included = body.get('included') if isinstance(body.get('included'), list) else []
+            included: list = body['included'] if isinstance(body.get('included'), list) else []
             schemas = {
                 inc['id']: _dig(inc, 'attributes', 'schema')
                 for inc in included
@@ -501,7 +501,7 @@ class CatalogStore:
         if not isinstance(entity, Mapping):
             self._warning('Skipping a catalog entity from the Datadog API: not an object')
             return []
-        attributes = entity.get('attributes') if isinstance(entity.get('attributes'), Mapping) else {}
+        attributes: Mapping[str, Any] = entity['attributes'] if isinstance(entity.get('attributes'), Mapping) else {}
         where = 'catalog entity {}'.format(
             _text(attributes.get('name')) or _item_id(entity) or '(no id)',
         )
@@ -536,7 +536,9 @@ class CatalogStore:
             previous_first = first
             for item in data:
                 attributes = item.get('attributes') if isinstance(item, Mapping) else None
-                handle = _text(attributes.get('handle')) if isinstance(attributes, Mapping) else None
+                if not isinstance(attributes, Mapping):
+                    attributes = {}
+                handle = _text(attributes.get('handle'))
                 if handle is None:
                     self._log.debug('skipping a Datadog team without a handle: %s', _item_id(item))
                     continue

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.base.errors import CheckException
+from datadog_checks.base.errors import CheckException, ConfigurationError
 
 from .api import ApiClient, ApiError, AuthError, TransientError
 from .catalog import CatalogStore
@@ -76,7 +76,15 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         config = self.config
         interval = float(self.instance.get('min_collection_interval') or 60)
         self._run_seconds = max(5.0, interval * RUN_TIME_SHARE)
+        # The config models fill every default in; these are only for the type checker.
+        assert config.pagerduty_api_url is not None and config.max_requests_per_run is not None
+        assert config.catalog_refresh_interval is not None and config.backfill_days is not None
         max_requests = config.max_requests_per_run
+        self.outputs = outputs = Outputs(
+            Submitters(event=self.event, count=self.count, gauge=self.gauge, histogram=self.histogram),
+            instance_tags=list(config.tags or ()),
+            collect_events=bool(config.collect_events),
+        )
 
         self.pagerduty_api = ApiClient(
             name='pagerduty',
@@ -113,6 +121,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             write_cache=self.write_persistent_cache,
             log=self.log,
             warning=self.warning,
+            clock=self.clock,
         )
         dora = None
         if config.submit_dora_failures:
@@ -123,22 +132,22 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 log=self.log,
                 warning=self.warning,
                 count=self._count,
+                clock=self.clock,
             )
-        outputs = Outputs(
-            Submitters(event=self.event, count=self.count, gauge=self.gauge, histogram=self.histogram),
-            instance_tags=list(config.tags or ()),
-            collect_events=config.collect_events,
-        )
+        try:
+            overrides = parse_overrides(_plain(config.service_overrides or []))
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from None
         settings = Settings(
             backfill_days=config.backfill_days,
             env=config.env,
-            overrides=parse_overrides(_plain(config.service_overrides or [])),
+            overrides=overrides,
             severity_mapping=_plain(config.severity_mapping) if config.severity_mapping else None,
             urgencies=list(config.urgencies) if config.urgencies else None,
             priorities=list(config.priorities) if config.priorities else None,
             service_ids=list(config.service_ids or ()),
             team_ids=list(config.team_ids or ()),
-            submit_dora_failures=config.submit_dora_failures,
+            submit_dora_failures=bool(config.submit_dora_failures),
         )
         self.collector = Collector(
             PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
@@ -159,6 +168,13 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         deadline = self.monotonic() + self._run_seconds
         self.pagerduty_api.start_run(deadline)
         self.datadog_api.start_run(deadline)
+        try:
+            self._collect(deadline)
+        finally:
+            self.outputs.flush()
+
+    def _collect(self, deadline: float) -> None:
+        assert self.collector is not None
         try:
             self.last_report = self.collector.run(deadline)
         except AuthError as e:
@@ -191,7 +207,9 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             )
         return (
             'Datadog rejected the API key ({} {}): check `datadog_api_key` (or the Agent `api_key`) and that '
-            '`datadog_api_url` matches your Datadog site'.format(error.status, 'Forbidden' if error.status == 403 else '')
+            '`datadog_api_url` matches your Datadog site'.format(
+                error.status, 'Forbidden' if error.status == 403 else ''
+            )
         ).replace(' )', ')')
 
     # Submission helpers handed to the modules, so none of them reaches into the check.
@@ -205,7 +223,9 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     def _request_counter(self, api: str):
         def on_request(endpoint: str, status_class: str) -> None:
             self._count(
-                'api.requests', 1, ['api:{}'.format(api), 'endpoint:{}'.format(endpoint), 'status_class:{}'.format(status_class)]
+                'api.requests',
+                1,
+                ['api:{}'.format(api), 'endpoint:{}'.format(endpoint), 'status_class:{}'.format(status_class)],
             )
 
         return on_request
@@ -217,4 +237,4 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         return on_rate_limited
 
     def _count(self, name: str, value: float, tags: list[str] | None = None) -> None:
-        self.count(name, value, tags=self._tags(*(tags or ())))
+        self.outputs.count(name, value, list(tags or ()))

@@ -128,7 +128,9 @@ class PagerDutyClient:
                 ('limit', str(PAGE_SIZE)),
                 ('offset', str(offset)),
             ]
-            response = self.api.get('/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries')
+            response = self.api.get(
+                '/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries'
+            )
             data = response.data
             entries = data.get('log_entries') if isinstance(data, dict) else None
             if not isinstance(entries, list):
@@ -163,4 +165,3 @@ def _last_created(incidents: list[Any]) -> float | None:
         except (AttributeError, TypeError, ValueError, OverflowError):
             continue
     return None
-

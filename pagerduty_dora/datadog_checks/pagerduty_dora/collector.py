@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .api import BudgetExhausted, RateLimited
+from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 from .dora import build_failure
 from .dora import fingerprint as fingerprint_of
-from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 from .incident import Incident, MalformedIncident, parse_incident
 from .mapping import Catalog, MappingResult, Override, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
@@ -149,6 +149,8 @@ class Collector:
             )
             report.stopped = 'catalog'
             return report
+        for source, entries in self.catalog.counts().items():
+            self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
         state = self.state
         now = self._clock()
         try:
@@ -179,8 +181,7 @@ class Collector:
         scan = state.open_scan
         if scan is None:
             scan = state.open_scan = OpenScan(started=now)
-        position: tuple[int, float | None] | None = (scan.offset, scan.since)
-        for page, position in self.client.open_incidents(now, position):
+        for page, position in self.client.open_incidents(now, (scan.offset, scan.since)):
             report.pages += 1
             for raw in page:
                 incident = self._parse(raw, report)
@@ -200,7 +201,9 @@ class Collector:
             # an old incident that is open but not recorded was reopened.
             state.live_since = scan.started
             return
-        missing = [key for key, record in state.incidents.items() if record.status != 'resolved' and key not in scan.seen]
+        missing = [
+            key for key, record in state.incidents.items() if record.status != 'resolved' and key not in scan.seen
+        ]
         for key in missing:
             self._check_deadline()
             raw = self.client.get_incident(key)
@@ -285,7 +288,7 @@ class Collector:
             return parse_incident(raw)
         except MalformedIncident as e:
             report.skipped += 1
-            key = raw.get('id') if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
+            key: str = raw['id'] if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
             self.outputs.count('incidents.skipped', 1, ['reason:malformed'])
             if key not in self._warned_malformed:
                 self._warned_malformed.add(key)
@@ -346,13 +349,18 @@ class Collector:
             for transition in transitions:
                 self.log.debug(
                     'Incident #%d %s (mapping_rule=%s service=%s team=%s env=%s)',
-                    incident.number, transition.kind, mapping.rule, ','.join(mapping.services), mapping.team, mapping.env,
+                    incident.number,
+                    transition.kind,
+                    mapping.rule,
+                    ','.join(mapping.services),
+                    mapping.team,
+                    mapping.env,
                 )
                 self.outputs.transition(transition, mapping, tags, now)
             report.transitions += len(transitions)
         elif transitions:
             self.outputs.count('incidents.filtered', 1, tags)
-        state.incidents[incident.id] = record_of(incident, fingerprint, tags, now)
+        state.incidents[incident.id] = record_of(incident, fingerprint, tags if wanted else [], now)
 
     def _deliver_failure(self, incident: Incident, mapping: MappingResult, fingerprint: str, wanted: bool) -> str:
         """Queue the incident's DORA failure when its mapped state changed; return the new fingerprint."""
@@ -362,7 +370,9 @@ class Collector:
         current = fingerprint_of(attributes)
         if current != fingerprint:
             self.dora.enqueue(incident.id, attributes)
-            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], mapping_tags(incident, mapping))
+            self.outputs.count(
+                'mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], mapping_tags(incident, mapping)
+            )
         return current
 
     def _deliver(self) -> None:
@@ -401,4 +411,3 @@ def _narrower(window: Window, total: int) -> float:
     """A window width expected to hold `WINDOW_TARGET` records, given `total` in `window`."""
     span = window.until - window.since
     return max(1.0, span * WINDOW_TARGET / max(total, 1) * 0.9)
-

@@ -125,9 +125,10 @@ def parse_incident(raw: Any) -> Incident:
     urgency = raw.get('urgency')
     if urgency not in URGENCIES:
         urgency = 'high'
+    listed = raw.get('teams')
     teams = tuple(
         Team(id=team['id'], name=_reference_name(team))
-        for team in (raw.get('teams') if isinstance(raw.get('teams'), list) else ())
+        for team in (listed if isinstance(listed, list) else [])
         if isinstance(team, Mapping) and isinstance(team.get('id'), str)
     )
     priority = _reference_name(raw.get('priority')) or None

@@ -49,12 +49,17 @@ class Submitters:
 
 
 class Outputs:
-    """Turns transitions into Agent events and metrics; `instance_tags` are added to everything."""
+    """Turns transitions into Agent events and metrics; `instance_tags` are added to everything.
+
+    Counts are added up during a run and submitted once by `flush()`: a backfill makes thousands
+    of requests and mappings, and one submission per tag set is enough.
+    """
 
     def __init__(self, submit: Submitters, *, instance_tags: Sequence[str], collect_events: bool) -> None:
         self._submit = submit
         self._instance_tags = list(instance_tags)
         self._collect_events = collect_events
+        self._counts: dict[tuple[str, tuple[str, ...]], float] = {}
 
     def tags(self, *extra: Sequence[str]) -> list[str]:
         tags = list(self._instance_tags)
@@ -68,9 +73,9 @@ class Outputs:
         incident = transition.incident
         kind = transition.kind
         if kind in STATUS_METRICS:
-            self._submit.count(STATUS_METRICS[kind], 1, tags=tags)
+            self._add(STATUS_METRICS[kind], 1, tags)
         else:
-            self._submit.count(CHANGE_METRIC, 1, tags=tags + ['change:{}'.format(kind.split('_')[0])])
+            self._add(CHANGE_METRIC, 1, tags + ['change:{}'.format(kind.split('_')[0])])
         # A transition's time is when it happened in PagerDuty, also for an acknowledgement that a
         # resolved incident no longer lists.
         elapsed = max(0.0, transition.at - incident.created_at)
@@ -84,7 +89,17 @@ class Outputs:
             self._submit.event(build_event(transition, mapping, tags=event_tags, now=now))
 
     def count(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
-        self._submit.count(name, value, tags=self.tags(*tag_groups))
+        self._add(name, value, self.tags(*tag_groups))
+
+    def _add(self, name: str, value: float, tags: list[str]) -> None:
+        key = (name, tuple(tags))
+        self._counts[key] = self._counts.get(key, 0) + value
+
+    def flush(self) -> None:
+        """Submit the counts added up since the last flush."""
+        counts, self._counts = self._counts, {}
+        for (name, tags), value in counts.items():
+            self._submit.count(name, value, tags=list(tags))
 
     def gauge(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
         self._submit.gauge(name, value, tags=self.tags(*tag_groups))
@@ -94,7 +109,8 @@ def open_gauges(records: Any) -> dict[tuple[str, ...], int]:
     """Open incidents counted by (status, mapping tags), from the collector's records."""
     counts: dict[tuple[str, ...], int] = {}
     for record in records:
-        if record.status in STATUS_METRICS and record.status != 'resolved':
+        # Records of incidents left out by the filters carry no tags: they are not counted.
+        if record.tags and record.status != 'resolved':
             key = ('status:{}'.format(record.status), *record.tags)
             counts[key] = counts.get(key, 0) + 1
     return counts

@@ -47,7 +47,9 @@ class IncidentRecord:
 
     @classmethod
     def from_list(cls, values: list[Any]) -> IncidentRecord:
-        status, priority, urgency, service_id, service_name, created_at, resolved_at, fingerprint, tags, seen_at = values
+        status, priority, urgency, service_id, service_name, created_at, resolved_at, fingerprint, tags, seen_at = (
+            values
+        )
         return cls(
             status=str(status),
             priority=priority if priority is None else str(priority),
@@ -125,7 +127,9 @@ class CollectorState:
             return cls(
                 horizon=_optional_float(data.get('horizon')),
                 live_since=_optional_float(data.get('live_since')),
-                window=None if window is None else Window(float(window[0]), float(window[1]), int(window[2]), window[3]),
+                window=None
+                if window is None
+                else Window(float(window[0]), float(window[1]), int(window[2]), window[3]),
                 width=float(data.get('width') or 0.0),
                 open_scan=None
                 if scan is None

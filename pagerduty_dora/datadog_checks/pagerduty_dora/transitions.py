@@ -19,7 +19,9 @@ def arrival(incident: Incident) -> list[Transition]:
     if incident.acknowledged_at is not None and incident.status != 'triggered':
         transitions.append(Transition('acknowledged', incident, incident.acknowledged_at))
     if incident.status == 'resolved':
-        transitions.append(Transition('resolved', incident, incident.resolved_at or _status_time(incident, incident.created_at)))
+        transitions.append(
+            Transition('resolved', incident, incident.resolved_at or _status_time(incident, incident.created_at))
+        )
     return transitions
 
 
@@ -27,7 +29,9 @@ def reopening(incident: Incident, now: float) -> list[Transition]:
     """Transitions of an incident that is open again after a resolve this collector did not keep."""
     transitions = [Transition('reopened', incident, _status_time(incident, now))]
     if incident.status == 'acknowledged':
-        transitions.append(Transition('acknowledged', incident, incident.acknowledged_at or _status_time(incident, now)))
+        transitions.append(
+            Transition('acknowledged', incident, incident.acknowledged_at or _status_time(incident, now))
+        )
     return transitions
 
 
@@ -52,7 +56,9 @@ def changes(
                 transitions.append(Transition('acknowledged', incident, acked))
             transitions.append(Transition('resolved', incident, incident.resolved_at or _status_time(incident, now)))
         elif after == 'acknowledged':
-            transitions.append(Transition('acknowledged', incident, incident.acknowledged_at or _status_time(incident, now)))
+            transitions.append(
+                Transition('acknowledged', incident, incident.acknowledged_at or _status_time(incident, now))
+            )
         else:
             transitions.append(Transition('unacknowledged', incident, _status_time(incident, now)))
 
@@ -61,7 +67,9 @@ def changes(
     if record.urgency != incident.urgency:
         transitions.append(Transition('urgency_changed', incident, changed_at, record.urgency))
     if record.service_id != incident.service_id:
-        transitions.append(Transition('service_changed', incident, changed_at, record.service_name or record.service_id))
+        transitions.append(
+            Transition('service_changed', incident, changed_at, record.service_name or record.service_id)
+        )
     return transitions
 
 

@@ -152,7 +152,7 @@ def _entities(state: CatalogState) -> Callable[[Request], Reply]:
         include_schema = 'schema' in (request.arg('include') or '').split(',')
         data, included = [], []
         for entity in page:
-            metadata = entity.get('metadata') if isinstance(entity.get('metadata'), dict) else {}
+            metadata: dict = entity['metadata'] if isinstance(entity.get('metadata'), dict) else {}
             name = str(metadata.get('name'))
             entity_id = _id('entity', str(entity.get('kind')), name)
             schema_id = _id('schema', str(entity.get('kind')), name)

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 from .server import Handler, Reply, Request
 
@@ -101,7 +101,7 @@ def validate(body: Any) -> list[str]:
     return errors
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -454,7 +454,7 @@ class PagerDutyAccount:
         uniform, choices = rng.uniform, rng.random
         if hot_day_count:
             # The hot day holds exactly `hot_day_count`: the others are spread over the rest of the range.
-            if not start <= hot_day <= end - 86400:
+            if hot_day is None or not start <= hot_day <= end - 86400:
                 raise ValueError('the hot day must lie within [start, end)')
             created = [int(uniform(start, end - 86400)) for _ in range(count - hot_day_count)]
             created = [at + 86400 if at >= hot_day else at for at in created]
@@ -466,8 +466,8 @@ class PagerDutyAccount:
         service_count, now = len(self._services), self._now
         log_time, log_incident, log_kind = self._log_time, self._log_incident, self._log_kind
         with self.lock:
-            for at in created:
-                at = float(min(at, now))
+            for created_at in created:
+                at = float(min(created_at, now))
                 urgency = 0 if choices() < 0.8 else 1
                 priority = rng.randrange(len(self.priorities)) if choices() < 0.7 else -1
                 index = self._append(at, rng.choice(titles), rng.randrange(service_count), urgency, priority)
@@ -806,7 +806,7 @@ class PagerDutySimulator:
             if fault:
                 self.faults_served.append((fault[0], request.path))
             if kind == '429':
-                return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0, reset=fault[1]))
+                return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0, reset=fault[1] if fault else 1))
             if kind == '429_bare':
                 return Reply(429, _RATE_LIMITED)
             if kind in ('500', '502'):

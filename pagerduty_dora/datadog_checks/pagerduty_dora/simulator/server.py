@@ -71,8 +71,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return 'http://{}:{}'.format(host, port)
+        return 'http://127.0.0.1:{}'.format(self._server.server_address[1])
 
     def start(self) -> 'FakeServer':
         if not self._thread.is_alive():
@@ -119,6 +118,9 @@ class FakeServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = 'HTTP/1.1'
+            # Headers and body go out in separate writes; without this, each answer on a kept-alive
+            # connection waits for the client's delayed acknowledgement.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

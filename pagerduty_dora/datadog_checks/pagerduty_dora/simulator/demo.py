@@ -1,0 +1,265 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The demo world: a small simulated PagerDuty account, a Datadog catalog, and the changes made between runs.
+
+The same account serves the `--demo` command and the test suite, so what the demo shows is what the
+tests prove. It is built so that every mapping rule decides at least one incident:
+
+| PagerDuty service (team)          | catalog / option                                    | rule                   |
+|-----------------------------------|-----------------------------------------------------|------------------------|
+| Legacy Billing (Payments)         | `service_overrides` -> billing-api                  | override               |
+| Checkout (prod) (Payments)        | checkout-api (v2.2) has its PagerDuty URL           | service_url            |
+| Search Platform (Search)          | search-api (v2.2) and search-indexer (v3), same team | service_url_team       |
+| login (Identity)                  | a v3 entity named login                             | service_name           |
+| Nightly ETL (Data Platform)       | Datadog team "Data Platform"                        | team_name              |
+| Observability (Operations)        | Datadog team "Observability"                        | service_name_as_team   |
+| Marketing Website (Web)           | nothing                                             | fallback               |
+
+Incidents cover every status, a reopened one, one without a priority, history older than the
+collector's memory (sent as DORA failures only), and low-urgency ones that `urgencies: [high]` leaves out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from datadog_checks.pagerduty_dora.incident import parse_time
+
+from .catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
+from .dora_api import DoraState
+from .pagerduty import PagerDutyAccount, PagerDutySimulator
+from .server import FakeServer
+
+# A fixed start keeps the demo's output the same on every machine and every day.
+START = parse_time('2026-11-26T12:00:00Z')
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+
+# Keys of the fake Datadog API only; they open nothing anywhere else.
+API_KEY = 'demo-datadog-api-key'
+APP_KEY = 'demo-datadog-app-key'
+ENV = 'prod'
+
+# PagerDuty services: name -> PagerDuty team.
+SERVICES = {
+    'Legacy Billing': 'Payments',
+    'Checkout (prod)': 'Payments',
+    'Search Platform': 'Search',
+    'login': 'Identity',
+    'Nightly ETL': 'Data Platform',
+    'Observability': 'Operations',
+    'Marketing Website': 'Web',
+}
+# Datadog teams: (handle, display name).
+DATADOG_TEAMS = [
+    ('payments', 'Payments'),
+    ('search', 'Search'),
+    ('identity', 'Identity'),
+    ('data-platform', 'Data Platform'),
+    ('observability', 'Observability'),
+]
+SERVICE_OVERRIDES = [{'pagerduty_service': 'Legacy Billing', 'service': 'billing-api', 'team': 'payments'}]
+# The rule each PagerDuty service is expected to be mapped by.
+EXPECTED_RULES = {
+    'Legacy Billing': 'override',
+    'Checkout (prod)': 'service_url',
+    'Search Platform': 'service_url_team',
+    'login': 'service_name',
+    'Nightly ETL': 'team_name',
+    'Observability': 'service_name_as_team',
+    'Marketing Website': 'fallback',
+}
+
+
+@dataclass
+class DemoAccount:
+    """The simulated account with its services and incidents by name, so changes can refer to them."""
+
+    account: PagerDutyAccount
+    services: dict[str, str] = field(default_factory=dict)  # PagerDuty service name -> id
+    incidents: dict[str, str] = field(default_factory=dict)  # incident title -> id
+
+    def trigger(self, service: str, title: str, *, priority: str | None, urgency: str = 'high') -> str:
+        incident_id = self.account.trigger(self.services[service], title, urgency=urgency, priority=priority)
+        self.incidents[title] = incident_id
+        return incident_id
+
+    def number(self, title: str) -> int:
+        return int(self.account.incident(self.incidents[title])['incident_number'])
+
+
+# The account's past, in time order: (seconds before START, action). Each action runs at that moment.
+def _history() -> list[tuple[float, Callable[[DemoAccount], None]]]:
+    def trigger(service: str, title: str, priority: str | None, urgency: str = 'high'):
+        return lambda demo: demo.trigger(service, title, priority=priority, urgency=urgency)
+
+    def act(verb: str, title: str):
+        return lambda demo: getattr(demo.account, verb)(demo.incidents[title])
+
+    return [
+        (20 * DAY, trigger('Checkout (prod)', 'Card payments declined', 'P1')),
+        (20 * DAY - 42 * MINUTE, act('resolve', 'Card payments declined')),
+        (12 * DAY, trigger('Search Platform', 'Search results stale', 'P2')),
+        (12 * DAY - 8 * MINUTE, act('acknowledge', 'Search results stale')),
+        (12 * DAY - 3 * HOUR - 10 * MINUTE, act('resolve', 'Search results stale')),
+        (9 * DAY, trigger('Nightly ETL', 'Warehouse load timed out', 'P3')),
+        (9 * DAY - 90 * MINUTE, act('resolve', 'Warehouse load timed out')),
+        (6 * DAY, trigger('login', 'Login page returns 502', 'P1')),
+        (6 * DAY - 25 * MINUTE, act('resolve', 'Login page returns 502')),
+        (26 * HOUR, trigger('Legacy Billing', 'Invoices stuck in queue', 'P2')),
+        (24 * HOUR, act('resolve', 'Invoices stuck in queue')),
+        (4 * HOUR, trigger('Observability', 'TLS certificate expires in 20 days', 'P4', urgency='low')),
+        (3 * HOUR, trigger('Nightly ETL', 'Nightly ETL job failed', 'P3')),
+        (2 * HOUR, trigger('Marketing Website', 'Contact form not sending', None)),
+        (60 * MINUTE, trigger('Observability', 'Alert pipeline lagging', 'P2')),
+        (50 * MINUTE, act('acknowledge', 'Alert pipeline lagging')),
+        (30 * MINUTE, trigger('Checkout (prod)', 'Checkout latency above SLO', 'P1')),
+    ]
+
+
+def build_account(start: float = START) -> DemoAccount:
+    """The demo account as it is at `start`: its services, teams, and past incidents."""
+    account = PagerDutyAccount(subdomain='acme', now=start)
+    teams: dict[str, str] = {}
+    demo = DemoAccount(account)
+    for service, team in SERVICES.items():
+        if team not in teams:
+            teams[team] = account.add_team(team)
+        demo.services[service] = account.add_service(service, team_ids=[teams[team]])
+    for before, action in _history():
+        account.now = start - before
+        action(demo)
+    account.now = start
+    return demo
+
+
+def build_catalog(demo: DemoAccount) -> CatalogState:
+    """The Datadog side: service definitions (v2.2), catalog entities (v3) and teams."""
+    checkout_url = demo.account.service_url(demo.services['Checkout (prod)'])
+    search_url = demo.account.service_url(demo.services['Search Platform'])
+    # The same service written the other way PagerDuty links it, to show URLs are compared by service id.
+    search_url_other_form = 'https://acme.pagerduty.com/services/{}/'.format(demo.services['Search Platform'])
+    return CatalogState(
+        definitions=[
+            v22_definition('checkout-api', team='payments', pagerduty_url=checkout_url),
+            v22_definition('search-api', team='search', pagerduty_url=search_url),
+            v22_definition('billing-api', team='payments'),
+        ],
+        entities=[
+            v3_entity('search-indexer', owner='search', pagerduty_url=search_url_other_form),
+            v3_entity('login', owner='identity'),
+        ],
+        teams=list(DATADOG_TEAMS),
+        api_key=API_KEY,
+        app_key=APP_KEY,
+    )
+
+
+@dataclass
+class Change:
+    """One live change made between two runs: what a person would read, and the change itself."""
+
+    incident: str  # incident title
+    description: str
+    apply: Callable[[DemoAccount], Any]
+
+
+def _changes() -> list[list[Change]]:
+    def trigger(service: str, title: str, priority: str | None, urgency: str = 'high') -> Change:
+        detail = priority or 'no priority'
+        if urgency == 'low':
+            detail += ', low urgency'
+        what = 'triggered on {} ({})'.format(service, detail)
+        return Change(title, what, lambda demo: demo.trigger(service, title, priority=priority, urgency=urgency))
+
+    def act(verb: str, title: str, description: str) -> Change:
+        return Change(title, description, lambda demo: getattr(demo.account, verb)(demo.incidents[title]))
+
+    def priority(title: str, name: str, description: str) -> Change:
+        return Change(title, description, lambda demo: demo.account.set_priority(demo.incidents[title], name))
+
+    return [
+        [
+            trigger('login', 'Login errors spiking', 'P2'),
+            act('acknowledge', 'Nightly ETL job failed', 'acknowledged'),
+            priority('Alert pipeline lagging', 'P1', 'priority raised P2 -> P1'),
+            act('reopen', 'Invoices stuck in queue', 'reopened (it was resolved yesterday)'),
+        ],
+        [
+            act('acknowledge', 'Login errors spiking', 'acknowledged'),
+            act('resolve', 'Checkout latency above SLO', 'resolved'),
+            act('acknowledge', 'Contact form not sending', 'acknowledged'),
+            trigger('Search Platform', 'Disk 80% full on build agents', 'P3', urgency='low'),
+        ],
+        [
+            act('resolve', 'Login errors spiking', 'resolved'),
+            act('resolve', 'Alert pipeline lagging', 'resolved'),
+        ],
+    ]
+
+
+# Between two runs: the changes happen this long after the previous run, and the next run comes
+# one check interval after the previous one.
+CHANGE_DELAY = 4 * MINUTE
+RUN_INTERVAL = 5 * MINUTE
+
+
+class DemoWorld:
+    """The demo account served by the PagerDuty simulator, and one Datadog fake (DORA API + catalog)."""
+
+    def __init__(self, start: float = START) -> None:
+        self.demo = build_account(start)
+        self.account = self.demo.account
+        self.catalog = build_catalog(self.demo)
+        self.dora = DoraState(API_KEY)
+        self.pagerduty = PagerDutySimulator(self.account)
+        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog))
+        self.changes = _changes()
+
+    def start(self) -> 'DemoWorld':
+        self.pagerduty.start()
+        self.datadog.start()
+        return self
+
+    def stop(self) -> None:
+        self.pagerduty.stop()
+        self.datadog.stop()
+
+    def __enter__(self) -> 'DemoWorld':
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def instance(self, **options: Any) -> dict[str, Any]:
+        """The check instance of the demo: both fakes, `env: prod`, high urgency only, one override."""
+        instance: dict[str, Any] = {
+            'pagerduty_api_url': self.pagerduty.url,
+            'api_token': self.account.token,
+            'datadog_api_url': self.datadog.url,
+            'datadog_api_key': API_KEY,
+            'datadog_app_key': APP_KEY,
+            'env': ENV,
+            'urgencies': ['high'],
+            'backfill_days': 30,
+            'service_overrides': [dict(o) for o in SERVICE_OVERRIDES],
+            'min_collection_interval': RUN_INTERVAL,
+            'timeout': 5,
+            # The fakes are on loopback: a proxy from the environment must not carry the demo elsewhere.
+            'skip_proxy': True,
+        }
+        instance.update(options)
+        return instance
+
+    def apply(self, step: int) -> list[tuple[Change, str]]:
+        """Make the changes of `step` (0-based) at their moment; return each with its incident id."""
+        self.account.advance(CHANGE_DELAY)
+        done = []
+        for change in self.changes[step]:
+            change.apply(self.demo)
+            done.append((change, self.demo.incidents[change.incident]))
+        self.account.advance(RUN_INTERVAL - CHANGE_DELAY)
+        return done

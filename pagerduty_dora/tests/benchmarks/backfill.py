@@ -1,0 +1,262 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Backfill benchmark: the check against the simulated PagerDuty, compared with the thinnest correct client.
+
+Run from the integration folder with the test environment's Python:
+
+    python -m tests.benchmarks.backfill --incidents 100000 --days 60 --hot-day 12000
+
+The fakes run in a process of their own, so their CPU and memory are not counted. The floor and
+the check each run in a fresh process and report their CPU seconds (process time) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import resource
+import time
+from typing import Any
+
+DAY = 86400.0
+TOKEN = 'bench-token'
+DD_API_KEY = 'bench0123456789abcdef0123456789ab'
+
+
+def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
+    """Build the account and serve PagerDuty and DORA until told to stop."""
+    from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState
+    from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount, PagerDutySimulator
+    from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+
+    start = end - args.days * DAY
+    hot = start + (args.days // 2) * DAY
+    account = PagerDutyAccount.generate(
+        args.incidents,
+        start,
+        end,
+        seed=1,
+        hot_day=hot,
+        hot_day_count=args.hot_day,
+        open_fraction=args.open / args.incidents,
+        token=TOKEN,
+        now=end,
+    )
+    dora = DoraState(DD_API_KEY)
+    # Posts are counted, not kept: 100,000 stored payloads would only measure the fake.
+    dora.posts = _Counter()
+    pagerduty = PagerDutySimulator(account, rate_limit=10**9).start()
+    datadog = FakeServer(dora.routes() + [('GET', '/_stats', lambda r: Reply(200, _kinds(pagerduty.requests)))]).start()
+    connection.send({'pagerduty': pagerduty.url, 'datadog': datadog.url, 'start': start, 'open': _open_count(account)})
+    connection.recv()
+    pagerduty.stop()
+    datadog.stop()
+
+
+def _kinds(requests: list) -> dict:
+    """PagerDuty requests by purpose: the creation-time sweep, the open-incident list, the rest."""
+    kinds = {'total': len(requests), 'sweep': 0, 'open_list': 0, 'other': 0}
+    for request in list(requests):
+        if request.path == '/incidents' and request.args('statuses'):
+            kinds['open_list'] += 1
+        elif request.path == '/incidents':
+            kinds['sweep'] += 1
+        else:
+            kinds['other'] += 1
+    return kinds
+
+
+class _Counter(list):
+    def append(self, item: Any) -> None:
+        self.count_ = getattr(self, 'count_', 0) + 1
+
+
+def _open_count(account: Any) -> int:
+    return sum(1 for i in account.incident_ids() if account.status(i) != 'resolved')
+
+
+def pagerduty_requests(urls: dict) -> dict:
+    import requests
+
+    return requests.get(urls['datadog'] + '/_stats', timeout=60).json()
+
+
+def _minus(after: dict, before: dict) -> dict:
+    return {key: after[key] - before[key] for key in after}
+
+
+def run_floor(urls: dict, end: float, connection: Any) -> None:
+    """The thinnest correct client: windows under the cap, 100 a page, one session, one POST each."""
+    import requests
+
+    session = requests.Session()
+    session.headers.update(
+        {'Authorization': 'Token token=' + TOKEN, 'Accept': 'application/vnd.pagerduty+json;version=2'}
+    )
+    cpu = time.process_time()
+    fetched = posted = 0
+    since = urls['start']
+    while since < end:
+        until = min(end, since + DAY / 2)
+        offset = 0
+        while True:
+            params = {
+                'since': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since)),
+                'until': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until)),
+                'time_zone': 'UTC',
+                'limit': 100,
+                'offset': offset,
+            }
+            page = json.loads(session.get(urls['pagerduty'] + '/incidents', params=params).content)
+            for incident in page['incidents']:
+                fetched += 1
+                body = {
+                    'data': {
+                        'attributes': {
+                            'id': 'pagerduty-incident-' + incident['id'],
+                            'name': incident['title'],
+                            'started_at': 10**9 * int(time.time()),
+                            'services': [incident['service']['summary']],
+                        }
+                    }
+                }
+                session.post(urls['datadog'] + '/api/v2/dora/failure', json=body, headers={'DD-API-KEY': DD_API_KEY})
+                posted += 1
+            if not page['more']:
+                break
+            offset += 100
+        since = until
+    connection.send(
+        {
+            'cpu': time.process_time() - cpu,
+            'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            'fetched': fetched,
+            'posted': posted,
+        }
+    )
+
+
+def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
+    """The real check, run after run as the Agent would, until the backfill is delivered."""
+    os.environ.setdefault('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
+    from datadog_checks.base.stubs import aggregator
+    from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+
+    instance = {
+        'pagerduty_api_url': urls['pagerduty'],
+        'api_token': TOKEN,
+        'datadog_api_url': urls['datadog'],
+        'datadog_api_key': DD_API_KEY,
+        'backfill_days': args.days + 1,
+        'min_collection_interval': args.interval,
+    }
+    check = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
+    cpu = time.process_time()
+    runs, longest, errors = 0, 0.0, []
+    before = pagerduty_requests(urls)
+    while True:
+        started = time.monotonic()
+        error = check.run()
+        longest = max(longest, time.monotonic() - started)
+        runs += 1
+        if error:
+            errors.append(json.loads(error)[0]['message'])
+        report = check.last_report
+        assert check.collector is not None
+        dora = check.collector.dora
+        if report is not None and report.sweep_complete and dora is not None and dora.pending == 0:
+            break
+        if runs > 10_000:
+            break
+        aggregator.reset()
+    backfill_cpu = time.process_time() - cpu
+    backfill_requests = _minus(pagerduty_requests(urls), before)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    idle_before = pagerduty_requests(urls)
+    check.run()
+    connection.send(
+        {
+            'cpu': backfill_cpu,
+            'rss_mb': rss,
+            'runs': runs,
+            'longest_run': longest,
+            'errors': errors[:3],
+            'requests': backfill_requests,
+            'idle_requests': _minus(pagerduty_requests(urls), idle_before)['total'],
+            'state_bytes': len(check.collector.state.dumps()) if check.collector else 0,
+        }
+    )
+
+
+def in_process(target: Any, *target_args: Any) -> dict:
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=target, args=(*target_args, child))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--incidents', type=int, default=100_000)
+    parser.add_argument('--days', type=int, default=60)
+    parser.add_argument('--hot-day', type=int, default=12_000, help='incidents created on one day of the window')
+    parser.add_argument('--interval', type=int, default=60, help='the check\'s min_collection_interval')
+    parser.add_argument('--open', type=int, default=40, help='incidents still open at the end')
+    args = parser.parse_args()
+    multiprocessing.set_start_method('spawn')
+    end = float(int(time.time()))
+
+    parent, child = multiprocessing.Pipe()
+    fakes = multiprocessing.Process(target=serve_fakes, args=(args, end, child), daemon=True)
+    fakes.start()
+    urls = parent.recv()
+
+    floor = in_process(run_floor, urls, end)
+    check = in_process(run_check, urls, args)
+    parent.send('stop')
+    fakes.join(10)
+
+    pages = math.ceil(args.incidents / 100)
+    print(json.dumps({'floor': floor, 'check': check, 'open_incidents': urls['open']}, indent=2))
+    print()
+    print('incidents                 {:>10,}'.format(args.incidents))
+    requests = check['requests']
+    print(
+        'PagerDuty sweep requests  {:>10,}  = {:.3f} x ceil(N/100) (target <= 1.05 x + 5)'.format(
+            requests['sweep'] + requests['other'], (requests['sweep'] + requests['other']) / pages
+        )
+    )
+    print(
+        'open-list requests        {:>10,}  over {} runs ({} open incidents: one list a run)'.format(
+            requests['open_list'], check['runs'], urls['open']
+        )
+    )
+    print(
+        'PagerDuty requests, all   {:>10,}  = {:.3f} x ceil(N/100)'.format(requests['total'], requests['total'] / pages)
+    )
+    print(
+        'CPU seconds, check        {:>10.1f}  = {:.2f} x floor ({:.1f} s) (target <= 1.3 x)'.format(
+            check['cpu'], check['cpu'] / floor['cpu'], floor['cpu']
+        )
+    )
+    print(
+        'peak RSS, check           {:>10.1f} MB (floor process {:.1f} MB; target <= 100 MB)'.format(
+            check['rss_mb'], floor['rss_mb']
+        )
+    )
+    print(
+        'runs / longest run        {:>10} / {:.1f} s (interval {} s)'.format(
+            check['runs'], check['longest_run'], args.interval
+        )
+    )
+    print('requests in an idle run   {:>10} (target <= 2)'.format(check['idle_requests']))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,153 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The dashboard and recommended monitors query only metrics of metadata.csv, and the manifest lists exactly them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+ASSETS = ROOT / 'assets'
+METRIC_PREFIX = 'pagerduty_dora.'
+# A metric name inside a query: `avg:pagerduty_dora.incidents.open{...}`, `...95percentile{*} by {service}`.
+METRIC_IN_QUERY = re.compile(r'(?<![\w.])pagerduty_dora\.[A-Za-z0-9_.]*[A-Za-z0-9_]')
+TEMPLATE_VARIABLE = re.compile(r'\$([A-Za-z_][A-Za-z0-9_]*)')
+# Monitor types whose `query` is a metric query.
+METRIC_MONITOR_TYPES = ('query alert', 'metric alert')
+MONITOR_FIELDS = ('version', 'created_at', 'last_updated_at', 'title', 'description', 'definition', 'tags')
+
+
+def metadata_metrics() -> set[str]:
+    with open(ROOT / 'metadata.csv', newline='', encoding='utf-8') as f:
+        return {row['metric_name'] for row in csv.DictReader(f)}
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding='utf-8'))
+
+
+def manifest_assets(kind: str) -> set[str]:
+    return set(load(ROOT / 'manifest.json')['assets'].get(kind, {}).values())
+
+
+def asset_files(kind: str) -> set[str]:
+    return {path.relative_to(ROOT).as_posix() for path in (ASSETS / kind).glob('*.json')}
+
+
+def dashboard_metric_queries(node: Any) -> Iterator[str]:
+    """Every metric query of a dashboard: formula-style `queries` and legacy `q` requests, in any group."""
+    if isinstance(node, dict):
+        if node.get('data_source') == 'metrics' and isinstance(node.get('query'), str):
+            yield node['query']
+        if isinstance(node.get('q'), str):
+            yield node['q']
+        for value in node.values():
+            yield from dashboard_metric_queries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from dashboard_metric_queries(value)
+
+
+def metric_names(query: str) -> list[str]:
+    return METRIC_IN_QUERY.findall(query)
+
+
+def asset_queries() -> list[tuple[str, str]]:
+    """(file, query) for every metric query of every dashboard and monitor the manifest lists."""
+    queries = []
+    for relative in sorted(manifest_assets('dashboards')):
+        for query in dashboard_metric_queries(load(ROOT / relative)):
+            queries.append((relative, query))
+    for relative in sorted(manifest_assets('monitors')):
+        definition = load(ROOT / relative)['definition']
+        if definition.get('type') in METRIC_MONITOR_TYPES:
+            queries.append((relative, definition['query']))
+    return queries
+
+
+class TestMetricNames:
+    """Each metric query names metrics that metadata.csv lists, so a rename cannot leave a dead widget or monitor."""
+
+    def test_assets_hold_metric_queries(self):
+        queries = asset_queries()
+        assert {relative.split('/')[1] for relative, _ in queries} == {'dashboards', 'monitors'}
+        assert len(queries) >= 20, queries
+
+    @pytest.mark.parametrize(
+        'query, expected',
+        [
+            ('avg:pagerduty_dora.incidents.time_to_restore.95percentile{$env} by {service}', ['95percentile']),
+            ('sum:pagerduty_dora.api.requests{*} by {status_class}.as_count()', ['requests']),
+            (
+                'sum(last_1h):sum:pagerduty_dora.dora.rejected{*}.as_count() / sum:pagerduty_dora.dora.submitted{*}',
+                ['rejected', 'submitted'],
+            ),
+            ('min:pagerduty_dora.api.can_connect{api:pagerduty}', ['can_connect']),
+        ],
+        ids=['histogram-aggregate', 'as-count-suffix', 'two-metrics', 'gauge'],
+    )
+    def test_metric_names_are_read_whole(self, query, expected):
+        assert [name.rsplit('.', 1)[1] for name in metric_names(query)] == expected
+
+    def test_every_query_names_a_listed_metric(self):
+        listed = metadata_metrics()
+        unknown = []
+        for relative, query in asset_queries():
+            names = metric_names(query)
+            assert names, 'no pagerduty_dora metric in {}: {}'.format(relative, query)
+            unknown.extend('{}: {}'.format(relative, name) for name in names if name not in listed)
+        assert not unknown, 'metrics missing from metadata.csv:\n' + '\n'.join(unknown)
+
+    def test_a_wrong_name_is_caught(self):
+        listed = metadata_metrics()
+        names = metric_names('avg:pagerduty_dora.incidents.time_to_restore.p95{*}')
+        assert names == ['pagerduty_dora.incidents.time_to_restore.p95']
+        assert names[0] not in listed
+
+
+class TestManifest:
+    """Every dashboard and monitor file is listed in manifest.json, and every listed file exists."""
+
+    @pytest.mark.parametrize('kind', ['dashboards', 'monitors'], ids=['dashboards', 'monitors'])
+    def test_listed_files_match_files_on_disk(self, kind):
+        on_disk = asset_files(kind)
+        assert on_disk, 'no {} under assets/{}'.format(kind, kind)
+        assert manifest_assets(kind) == on_disk
+
+
+class TestDashboard:
+    """The dashboard is in the new /dashboard format and uses only the template variables it defines."""
+
+    def test_template_variables(self):
+        for relative in manifest_assets('dashboards'):
+            dashboard = load(ROOT / relative)
+            assert dashboard['layout_type'] == 'ordered'
+            defined = {variable['name'] for variable in dashboard['template_variables']}
+            assert {'env', 'team', 'service'} <= defined
+            used = set(TEMPLATE_VARIABLE.findall(json.dumps(dashboard['widgets'])))
+            assert used, relative
+            assert used <= defined, used - defined
+
+
+class TestMonitors:
+    """Recommended monitors carry the fields and tag of the integrations-core monitor format."""
+
+    @pytest.mark.parametrize(
+        'relative', sorted(manifest_assets('monitors')), ids=lambda relative: Path(relative).stem
+    )
+    def test_monitor_shape(self, relative):
+        monitor = load(ROOT / relative)
+        assert [field for field in MONITOR_FIELDS if field not in monitor] == []
+        assert monitor['version'] == 2
+        assert monitor['tags'] == ['integration:pagerduty_dora']
+        definition = monitor['definition']
+        assert definition['type'] in METRIC_MONITOR_TYPES
+        assert definition['options']['thresholds']['critical'] is not None
+        assert definition['message'].strip()
