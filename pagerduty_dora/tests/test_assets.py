@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from datadog_api_client.configuration import Configuration
+from datadog_api_client.model_utils import validate_and_convert_types
+from datadog_api_client.v1.model.dashboard import Dashboard
+from datadog_api_client.v1.model.monitor import Monitor
 
 ROOT = Path(__file__).parent.parent
 ASSETS = ROOT / 'assets'
@@ -22,6 +26,21 @@ TEMPLATE_VARIABLE = re.compile(r'\$([A-Za-z_][A-Za-z0-9_]*)')
 # Monitor types whose `query` is a metric query.
 METRIC_MONITOR_TYPES = ('query alert', 'metric alert')
 MONITOR_FIELDS = ('version', 'created_at', 'last_updated_at', 'title', 'description', 'definition', 'tags')
+
+
+def api_model(document: dict, model: type) -> Any:
+    """`document` read into a model of Datadog's published API client, as the API would read it."""
+    return validate_and_convert_types(document, (model,), ['asset'], True, True, Configuration())
+
+
+def parsed_widgets(widgets: list) -> int:
+    """How many widgets, groups included, were read into a known widget definition; raises on one that was not."""
+    count = 0
+    for widget in widgets:
+        definition = widget.definition.get_oneof_instance()
+        assert not getattr(definition, '_unparsed', False), widget.id
+        count += 1 + parsed_widgets(getattr(definition, 'widgets', None) or [])
+    return count
 
 
 def metadata_metrics() -> set[str]:
@@ -135,13 +154,22 @@ class TestDashboard:
             assert used, relative
             assert used <= defined, used - defined
 
+    def test_dashboard_matches_the_api_model(self):
+        for relative in manifest_assets('dashboards'):
+            dashboard = api_model(load(ROOT / relative), Dashboard)
+            assert dashboard._unparsed is False
+            assert parsed_widgets(dashboard.widgets) >= 30
+
+    def test_a_bad_widget_is_caught(self):
+        document = load(ROOT / sorted(manifest_assets('dashboards'))[0])
+        document['widgets'][1]['definition']['widgets'][0]['definition']['type'] = 'query_valu'
+        assert api_model(document, Dashboard)._unparsed is True
+
 
 class TestMonitors:
     """Recommended monitors carry the fields and tag of the integrations-core monitor format."""
 
-    @pytest.mark.parametrize(
-        'relative', sorted(manifest_assets('monitors')), ids=lambda relative: Path(relative).stem
-    )
+    @pytest.mark.parametrize('relative', sorted(manifest_assets('monitors')), ids=lambda relative: Path(relative).stem)
     def test_monitor_shape(self, relative):
         monitor = load(ROOT / relative)
         assert [field for field in MONITOR_FIELDS if field not in monitor] == []
@@ -151,3 +179,15 @@ class TestMonitors:
         assert definition['type'] in METRIC_MONITOR_TYPES
         assert definition['options']['thresholds']['critical'] is not None
         assert definition['message'].strip()
+        fields = {key: value for key, value in definition.items() if key != 'restriction_policy'}
+        assert api_model(fields, Monitor)._unparsed is False
+
+
+class TestReadme:
+    """The README's metric table lists every metric of metadata.csv and nothing else."""
+
+    def test_metric_table_matches_metadata(self):
+        readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+        in_table = set(re.findall(r'^\| `(pagerduty_dora\.[A-Za-z0-9_.]+)` \|', readme, flags=re.MULTILINE))
+        assert in_table
+        assert in_table == metadata_metrics()

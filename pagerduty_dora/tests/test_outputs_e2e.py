@@ -168,6 +168,20 @@ class TestSwitches:
         assert len(aggregator.events) == events
         aggregator.assert_metric('pagerduty_dora.incidents.triggered', count=1)
 
+    def test_delivery_turned_on_later_sends_what_was_seen(self, world, estate, dd_run_check, aggregator):
+        services, _ = estate
+        incident = world.account.trigger(services['fallback'], 'Down')
+        world.account.advance(1)
+        dd_run_check(world.check(submit_dora_failures=False))
+        aggregator.assert_metric_has_tag('pagerduty_dora.mapping.matches', 'mapping_rule:fallback', count=1)
+        assert world.dora.posts == []
+
+        aggregator.reset()
+        world.account.advance(60)
+        dd_run_check(world.check())
+        assert set(world.dora.failures) == {failure_id(incident)}
+        aggregator.assert_metric('pagerduty_dora.mapping.matches', count=0)
+
 
 class TestPublishedSchema:
     """Every failure the check posts over a whole lifecycle matches Datadog's published request model."""

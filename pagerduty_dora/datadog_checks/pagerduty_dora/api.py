@@ -24,6 +24,10 @@ MAX_RETRIES = 3
 BACKOFF_BASE = 1.0
 # How much of an error body is kept for a log line.
 ERROR_BODY_LIMIT = 1000
+# The largest body read from one response. A full page of real PagerDuty incidents is well under a
+# megabyte; without a bound, a broken or hostile server could make the Agent hold any amount in memory.
+MAX_BODY_BYTES = 50 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 
 
 class ApiError(Exception):
@@ -124,6 +128,7 @@ class ApiClient:
         self._http = http
         self.base_url = base_url.rstrip('/')
         self._auth_headers = dict(auth_headers)
+        self._secrets = _secret_values(self._auth_headers)
         self._max_requests = max_requests
         self._log = log
         self._on_request = on_request or (lambda endpoint, klass: None)
@@ -175,35 +180,50 @@ class ApiClient:
                     continue
                 raise error from None
 
-            status = response.status_code
-            self._on_request(endpoint, status_class(status))
-            headers = response.headers
-            self._note_rate_limit(headers)
+            try:
+                status = response.status_code
+                self._on_request(endpoint, status_class(status))
+                headers = response.headers
+                self._note_rate_limit(headers)
 
-            if status == 429:
-                self._on_rate_limited(endpoint)
-                reset = _number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset'))
-                if self._backoff(attempt, reset, endpoint):
-                    attempt += 1
-                    continue
-                raise RateLimited(self.name, '{} is rate limited; resuming next run'.format(endpoint), status)
-            if status >= 500:
-                if self._backoff(attempt, None, endpoint):
-                    attempt += 1
-                    continue
-                raise TransientError(self.name, '{} answered {}'.format(endpoint, status), status, _body(response))
-            if status in (401, 403):
-                raise AuthError(self.name, '{} answered {}'.format(endpoint, status), status, _body(response))
-            if 300 <= status < 400:
-                raise RequestRejected(
-                    self.name, '{} answered a redirect ({}), which is not followed'.format(endpoint, status), status
-                )
-            if status >= 400:
-                raise RequestRejected(self.name, '{} answered {}'.format(endpoint, status), status, _body(response))
-            return Response(status=status, headers=headers, data=self._decode(response, endpoint))
+                if status == 429:
+                    self._on_rate_limited(endpoint)
+                    reset = _number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset'))
+                    if self._backoff(attempt, reset, endpoint):
+                        attempt += 1
+                        continue
+                    raise RateLimited(self.name, '{} is rate limited; resuming next run'.format(endpoint), status)
+                if status >= 500:
+                    if self._backoff(attempt, None, endpoint):
+                        attempt += 1
+                        continue
+                    raise TransientError(
+                        self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
+                    )
+                if status in (401, 403):
+                    raise AuthError(
+                        self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
+                    )
+                if 300 <= status < 400:
+                    raise RequestRejected(
+                        self.name, '{} answered a redirect ({}), which is not followed'.format(endpoint, status), status
+                    )
+                if status >= 400:
+                    raise RequestRejected(
+                        self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
+                    )
+                return Response(status=status, headers=headers, data=self._decode(response, endpoint))
+            finally:
+                _close(response)
 
     def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
-        options: dict[str, Any] = {'extra_headers': self._auth_headers, 'allow_redirects': False, 'persist': True}
+        # Streamed, so that the body is read in bounded chunks (`_read`) rather than all at once.
+        options: dict[str, Any] = {
+            'extra_headers': self._auth_headers,
+            'allow_redirects': False,
+            'persist': True,
+            'stream': True,
+        }
         if params is not None:
             options['params'] = params
         if body is not None:
@@ -211,17 +231,43 @@ class ApiClient:
             options['extra_headers'] = dict(self._auth_headers, **{'Content-Type': 'application/json'})
         return getattr(self._http, method)(url, **options)
 
-    def _decode(self, response: Any, endpoint: str) -> Any:
+    def _read(self, response: Any, endpoint: str, limit: int) -> bytes:
+        """The body, read in chunks; a body over `limit` bytes, or still arriving at the run deadline, is an error."""
+        chunks: list[bytes] = []
+        size = 0
         try:
-            content = response.content
-        except OSError:
-            raise TransientError(self.name, '{} body was cut short'.format(endpoint)) from None
+            for chunk in response.iter_content(READ_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise TransientError(
+                        self.name, '{} answered a body larger than {} MB; not read'.format(endpoint, limit // 2**20)
+                    )
+                chunks.append(chunk)
+                # A server that trickles a body never trips the socket timeout; the run deadline bounds it.
+                if self._clock() > self.limits.deadline:
+                    raise TransientError(self.name, '{} body was still arriving at the run deadline'.format(endpoint))
+        except (OSError, ValueError):
+            # Requests raises its own (OSError or ValueError based) errors for a body cut short or undecodable.
+            raise TransientError(self.name, '{} body was cut short or timed out'.format(endpoint)) from None
+        return b''.join(chunks)
+
+    def _decode(self, response: Any, endpoint: str) -> Any:
+        content = self._read(response, endpoint, MAX_BODY_BYTES)
         if not content:
             return None
         try:
             return json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise TransientError(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None
+
+    def redact(self, text: str) -> str:
+        """`text` with every credential this client sends masked, for a server that echoes them back."""
+        for secret in self._secrets:
+            text = text.replace(secret, '********')
+        return text
+
+    def _error_body(self, response: Any) -> str:
+        return self.redact(_body(response))
 
     def _take_budget(self, endpoint: str) -> None:
         if self.limits.used >= self.limits.max_requests:
@@ -269,8 +315,36 @@ class ApiClient:
 
 
 def _body(response: Any) -> str:
+    """The start of an error body, for a log line; only that much is read."""
     try:
-        text = response.text
+        raw = b''
+        for chunk in response.iter_content(READ_CHUNK):
+            raw += chunk
+            if len(raw) >= ERROR_BODY_LIMIT * 4:
+                break
     except (OSError, ValueError):
         return ''
-    return text[:ERROR_BODY_LIMIT] if isinstance(text, str) else ''
+    if not isinstance(raw, bytes):
+        return ''
+    return raw.decode(response.encoding or 'utf-8', errors='replace')[:ERROR_BODY_LIMIT]
+
+
+def _secret_values(headers: Mapping[str, str]) -> list[str]:
+    """The credentials in auth headers: each value, and the token of a `Token token=...` value; longest first."""
+    found: set[str] = set()
+    for name, value in headers.items():
+        if not isinstance(value, str) or name.lower() in ('accept', 'content-type'):
+            continue
+        for candidate in (value, value.split()[-1] if value.split() else '', value.rsplit('=', 1)[-1]):
+            # Short fragments would mask ordinary words; a real key is far longer than this.
+            if len(candidate.strip()) >= 8:
+                found.add(candidate.strip())
+    return sorted(found, key=len, reverse=True)
+
+
+def _close(response: Any) -> None:
+    """Give the connection back (a streamed response holds it until closed)."""
+    try:
+        response.close()
+    except (OSError, AttributeError):
+        pass

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from .api import ApiClient, ApiError, AuthError
-from .incident import format_time
+from .incident import LATEST_TIME, format_time
 from .mapping import Catalog, CatalogService, CatalogTeam, name_key
 
 CACHE_KEY = 'catalog'
@@ -211,6 +211,9 @@ class SourceCopy:
         loaded_at = raw['loaded_at']
         if isinstance(loaded_at, bool) or not isinstance(loaded_at, (int, float)):
             raise ValueError('loaded_at is not a number')
+        # Shown to the user as a date (`format_time`) when a refresh fails; it must be one.
+        if not 0 <= loaded_at < LATEST_TIME:
+            raise ValueError('loaded_at is out of range')
         services = []
         for name, team, url in raw['services']:
             if not isinstance(name, str) or not all(v is None or isinstance(v, str) for v in (team, url)):

@@ -50,6 +50,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         super().__init__(name, init_config, instances)
         self.collector: Collector | None = None
         self.last_report: RunReport | None = None
+        self._reached = {}
+        self._denied = set()
         # Wall and monotonic clocks of the collection; the demo and the tests run the check on
         # simulated time.
         self.clock = time.time
@@ -168,9 +170,15 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         deadline = self.monotonic() + self._run_seconds
         self.pagerduty_api.start_run(deadline)
         self.datadog_api.start_run(deadline)
+        # Per API: None until a request is made, then whether one got an answer this run.
+        self._reached: dict[str, bool | None] = {'pagerduty': None, 'datadog': None}
+        self._denied: set[str] = set()
         try:
             self._collect(deadline)
         finally:
+            for api, reached in self._reached.items():
+                if reached is not None:
+                    self._can_connect(api, 0 if api in self._denied or not reached else 1)
             self.outputs.flush()
 
     def _collect(self, deadline: float) -> None:
@@ -178,19 +186,16 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         try:
             self.last_report = self.collector.run(deadline)
         except AuthError as e:
-            self._can_connect(e.api, 0)
+            self._denied.add(e.api)
             self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:auth'])
+            # A warning, not an error: the status page shows it, and the next run simply tries again.
             self.warning(self._auth_message(e))
-            return
         except TransientError as e:
-            reached = e.status is not None
-            self._can_connect(e.api, 1 if reached else 0)
             self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:transient'])
             raise CheckException('{}; collection resumes next run'.format(e)) from None
         except ApiError as e:
             self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:request'])
             raise CheckException(str(e)) from None
-        self._can_connect('pagerduty', 1)
 
     def _auth_message(self, error: AuthError) -> str:
         if error.api == 'pagerduty':
@@ -222,6 +227,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
 
     def _request_counter(self, api: str):
         def on_request(endpoint: str, status_class: str) -> None:
+            self._reached[api] = bool(self._reached[api]) or status_class != 'error'
             self._count(
                 'api.requests',
                 1,

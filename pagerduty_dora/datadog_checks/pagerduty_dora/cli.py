@@ -383,6 +383,8 @@ def run_demo() -> dict[str, Any]:
         check.clock = lambda: world.account.now
         check.monotonic = lambda: world.account.now
         _initialize(check)
+        if check.collector is not None:
+            check.collector.keep_mappings = True
         for number in range(1, DEMO_RUNS + 1):
             changes = []
             if number > 1:
@@ -481,6 +483,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     _initialize(check)
     if check.collector is not None:
         check.collector.persist = False
+        check.collector.keep_mappings = True
     _collect(check)
     report = check.last_report
     warnings = check.get_warnings()

@@ -41,6 +41,8 @@ RESOLVED_RETENTION = 3 * DAY
 OVERLAP = 120.0
 # Windows are sized for this many records, leaving room under the offset cap for growth.
 WINDOW_TARGET = 8000
+# Marks a recorded fingerprint whose DORA failure was not sent (delivery turned off).
+UNDELIVERED = '-'
 # A new sweep page is fetched only while at most this many DORA failures wait for delivery.
 MAX_QUEUED_BEFORE_SWEEP = PAGE_SIZE
 
@@ -109,7 +111,10 @@ class Collector:
         self._deadline = float('inf')
         self._open_tag_sets: set[tuple[str, ...]] = set()
         self._warned_malformed: set[str] = set()
+        # Whether state is written (a dry run writes none) and per-incident mappings are kept in
+        # the run report (for the command line; a backfill would hold every incident of a run).
         self.persist = True
+        self.keep_mappings = False
 
     # State -------------------------------------------------------------------------------------
 
@@ -317,24 +322,30 @@ class Collector:
         report.seen += 1
         record = state.incidents.get(incident.id)
         mapping = self._map(incident, catalog)
-        report.mappings[incident.id] = (incident, mapping)
+        if self.keep_mappings:
+            report.mappings[incident.id] = (incident, mapping)
         tags = mapping_tags(incident, mapping)
         wanted = passes_filters(incident, urgencies=self.settings.urgencies, priorities=self.settings.priorities)
 
         if record is None:
-            # Incidents created after the first complete look at the open ones began are live news.
-            live_since = state.live_since if state.live else (state.open_scan.started if state.open_scan else None)
-            if live_since is not None and incident.created_at >= live_since:
+            if state.live:
+                if incident.created_at >= (state.live_since or now):
+                    transitions = arrival(incident)
+                elif incident.is_open:
+                    # Old, open, and not among the open incidents recorded: it was resolved and reopened.
+                    transitions = reopening(incident, now)
+                else:
+                    transitions = []
+            elif state.open_scan is not None and state.open_scan.started <= incident.created_at <= now:
+                # Created while the first look at the open incidents was under way: live news. The
+                # upper bound keeps a PagerDuty clock ahead of ours from passing history off as news.
                 transitions = arrival(incident)
-            elif state.live and incident.is_open:
-                # Old, open, and not among the open incidents recorded: it was resolved and reopened.
-                transitions = reopening(incident, now)
             else:
                 transitions = []
             if not incident.is_open and not transitions and incident.resolved_at is not None:
                 if incident.resolved_at < now - RESOLVED_RETENTION:
                     # History: delivered to DORA, not worth remembering.
-                    self._deliver_failure(incident, mapping, '', wanted)
+                    self._deliver_failure(incident, mapping, tags, '', wanted)
                     return
         else:
             acknowledged_at = None
@@ -344,7 +355,7 @@ class Collector:
             transitions = changes(record, incident, now, acknowledged_at)
 
         fingerprint = record.fingerprint if record is not None else ''
-        fingerprint = self._deliver_failure(incident, mapping, fingerprint, wanted)
+        fingerprint = self._deliver_failure(incident, mapping, tags, fingerprint, wanted)
         if wanted:
             for transition in transitions:
                 self.log.debug(
@@ -362,17 +373,25 @@ class Collector:
             self.outputs.count('incidents.filtered', 1, tags)
         state.incidents[incident.id] = record_of(incident, fingerprint, tags if wanted else [], now)
 
-    def _deliver_failure(self, incident: Incident, mapping: MappingResult, fingerprint: str, wanted: bool) -> str:
-        """Queue the incident's DORA failure when its mapped state changed; return the new fingerprint."""
-        if not wanted or self.dora is None:
+    def _deliver_failure(
+        self, incident: Incident, mapping: MappingResult, tags: list[str], fingerprint: str, wanted: bool
+    ) -> str:
+        """Queue the incident's DORA failure when its mapped state changed; return the fingerprint to record.
+
+        With DORA delivery off the fingerprint is still recorded, marked as not delivered, so that
+        `mapping.matches` counts each change of mapping once either way, and turning delivery on
+        later sends every incident seen since.
+        """
+        if not wanted:
             return fingerprint
         attributes = build_failure(incident, mapping)
         current = fingerprint_of(attributes)
+        if current != fingerprint.removeprefix(UNDELIVERED):
+            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
+        if self.dora is None:
+            return UNDELIVERED + current
         if current != fingerprint:
             self.dora.enqueue(incident.id, attributes)
-            self.outputs.count(
-                'mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], mapping_tags(incident, mapping)
-            )
         return current
 
     def _deliver(self) -> None:

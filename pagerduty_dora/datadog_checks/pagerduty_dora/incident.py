@@ -12,6 +12,16 @@ from typing import Any, Mapping
 STATUSES = ('triggered', 'acknowledged', 'resolved')
 URGENCIES = ('high', 'low')
 OPEN_STATUSES = ('triggered', 'acknowledged')
+# Times outside [1970, 9999) cannot be rendered back (`format_time`) nor sent to the DORA API.
+EARLIEST_TIME = 0.0
+LATEST_TIME = 253370764800.0  # 9999-01-01T00:00:00Z
+# PagerDuty ids are short; a longer one is not an id, and would be held in state and sent in tags.
+MAX_ID_LENGTH = 128
+MAX_INCIDENT_NUMBER = 2**63 - 1
+# Bounds on text kept from an incident: a title or name can be megabytes long, and every output
+# (event, DORA failure, tag) shows far less than this.
+MAX_TITLE_LENGTH = 4096
+MAX_NAME_LENGTH = 1024
 
 
 class MalformedIncident(ValueError):
@@ -64,7 +74,10 @@ def parse_time(value: Any) -> float:
     parsed = dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
+    epoch = parsed.timestamp()
+    if not EARLIEST_TIME <= epoch < LATEST_TIME:
+        raise ValueError('timestamp out of range: {!r}'.format(value))
+    return epoch
 
 
 def format_time(epoch: float) -> str:
@@ -81,14 +94,21 @@ def _optional_time(value: Any) -> float | None:
         return None
 
 
-def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ''
+def _text(value: Any, limit: int = MAX_NAME_LENGTH) -> str:
+    return value[: limit * 2].strip()[:limit] if isinstance(value, str) else ''
 
 
 def _reference_name(reference: Any) -> str:
     if not isinstance(reference, Mapping):
         return ''
     return _text(reference.get('name')) or _text(reference.get('summary'))
+
+
+def _identifier(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if 0 < len(text) <= MAX_ID_LENGTH else None
 
 
 def _latest_acknowledgement(acknowledgements: Any) -> float | None:
@@ -106,30 +126,31 @@ def parse_incident(raw: Any) -> Incident:
     """
     if not isinstance(raw, Mapping):
         raise MalformedIncident('incident is not an object')
-    incident_id = raw.get('id')
-    if not isinstance(incident_id, str) or not incident_id.strip():
+    incident_id = _identifier(raw.get('id'))
+    if incident_id is None:
         raise MalformedIncident('missing id')
     status = raw.get('status')
     if status not in STATUSES:
         raise MalformedIncident('unknown status {!r}'.format(status))
     number = raw.get('incident_number')
-    if isinstance(number, bool) or not isinstance(number, int):
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_INCIDENT_NUMBER:
         raise MalformedIncident('missing incident_number')
     try:
         created_at = parse_time(raw.get('created_at'))
     except (TypeError, ValueError, OverflowError):
         raise MalformedIncident('missing or malformed created_at') from None
     service = raw.get('service')
-    if not isinstance(service, Mapping) or not isinstance(service.get('id'), str) or not service.get('id'):
+    service_id = _identifier(service.get('id')) if isinstance(service, Mapping) else None
+    if service_id is None:
         raise MalformedIncident('missing service')
     urgency = raw.get('urgency')
     if urgency not in URGENCIES:
         urgency = 'high'
     listed = raw.get('teams')
     teams = tuple(
-        Team(id=team['id'], name=_reference_name(team))
+        Team(id=team['id'].strip(), name=_reference_name(team))
         for team in (listed if isinstance(listed, list) else [])
-        if isinstance(team, Mapping) and isinstance(team.get('id'), str)
+        if isinstance(team, Mapping) and _identifier(team.get('id'))
     )
     priority = _reference_name(raw.get('priority')) or None
     resolved_at = _optional_time(raw.get('resolved_at'))
@@ -137,16 +158,16 @@ def parse_incident(raw: Any) -> Incident:
     if status == 'resolved' and resolved_at is None:
         resolved_at = last_change
     return Incident(
-        id=incident_id.strip(),
+        id=incident_id,
         number=number,
-        title=_text(raw.get('title')) or _text(raw.get('summary')),
+        title=_text(raw.get('title'), MAX_TITLE_LENGTH) or _text(raw.get('summary'), MAX_TITLE_LENGTH),
         status=status,
         urgency=urgency,
         created_at=created_at,
-        html_url=_text(raw.get('html_url')),
-        service_id=service['id'],
+        html_url=_text(raw.get('html_url'), MAX_TITLE_LENGTH),
+        service_id=service_id,
         service_name=_reference_name(service),
-        service_url=_text(service.get('html_url')),
+        service_url=_text(service.get('html_url'), MAX_TITLE_LENGTH),
         teams=teams,
         priority=priority,
         acknowledged_at=_latest_acknowledgement(raw.get('acknowledgements')),

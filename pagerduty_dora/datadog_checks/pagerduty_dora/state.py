@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,11 +57,11 @@ class IncidentRecord:
             urgency=str(urgency),
             service_id=str(service_id),
             service_name=str(service_name),
-            created_at=float(created_at),
-            resolved_at=None if resolved_at is None else float(resolved_at),
+            created_at=_time(created_at),
+            resolved_at=_optional_time(resolved_at),
             fingerprint=str(fingerprint),
             tags=[str(t) for t in tags],
-            seen_at=float(seen_at),
+            seen_at=_time(seen_at),
         )
 
 
@@ -125,20 +126,52 @@ class CollectorState:
             window = data.get('window')
             scan = data.get('open_scan')
             return cls(
-                horizon=_optional_float(data.get('horizon')),
-                live_since=_optional_float(data.get('live_since')),
-                window=None
-                if window is None
-                else Window(float(window[0]), float(window[1]), int(window[2]), window[3]),
-                width=float(data.get('width') or 0.0),
+                horizon=_optional_time(data.get('horizon')),
+                live_since=_optional_time(data.get('live_since')),
+                window=None if window is None else _window(window),
+                width=_finite(data.get('width') or 0.0),
                 open_scan=None
                 if scan is None
-                else OpenScan(float(scan[0]), int(scan[1]), _optional_float(scan[2]), {str(i) for i in scan[3]}),
+                else OpenScan(_time(scan[0]), _offset(scan[1]), _optional_time(scan[2]), {str(i) for i in scan[3]}),
                 incidents={str(k): IncidentRecord.from_list(v) for k, v in dict(data.get('incidents') or {}).items()},
             )
         except (TypeError, KeyError, IndexError, AttributeError) as e:
             raise ValueError('malformed state: {}'.format(type(e).__name__)) from None
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+# Stored times must be ones `format_time` can render into a query: [1970, 9999).
+_LATEST_TIME = 253370764800.0
+
+
+def _finite(value: Any) -> float:
+    if isinstance(value, (bool, str)):
+        raise ValueError('not a number: {!r}'.format(value)[:80])
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError('not a finite non-negative number')
+    return number
+
+
+def _time(value: Any) -> float:
+    number = _finite(value)
+    if number >= _LATEST_TIME:
+        raise ValueError('time out of range')
+    return number
+
+
+def _optional_time(value: Any) -> float | None:
+    return None if value is None else _time(value)
+
+
+def _offset(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError('offset is not a non-negative integer')
+    return value
+
+
+def _window(raw: Any) -> Window:
+    since, until, offset, total = raw
+    window = Window(_time(since), _time(until), _offset(offset), None if total is None else _offset(total))
+    if window.since >= window.until:
+        raise ValueError('empty window')
+    return window

@@ -16,6 +16,14 @@ def instance_allow_redirects():
     return True
 
 
+def instance_attribute_change_failures():
+    return False
+
+
+def instance_attribution_window():
+    return 86400
+
+
 def instance_auth_type():
     return 'basic'
 

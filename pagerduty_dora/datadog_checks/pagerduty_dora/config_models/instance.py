@@ -69,6 +69,9 @@ class InstanceConfig(BaseModel):
     )
     allow_redirects: Optional[bool] = None
     api_token: str
+    attribute_change_failures: Optional[bool] = None
+    attribution_min_severity: Optional[str] = None
+    attribution_window: Optional[int] = None
     auth_token: Optional[AuthToken] = None
     auth_type: Optional[str] = None
     aws_host: Optional[str] = None

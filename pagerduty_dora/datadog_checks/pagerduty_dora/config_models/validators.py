@@ -99,6 +99,25 @@ def instance_service_overrides(value: Any, **kwargs: Any) -> Any:
     return value
 
 
+def instance_attribution_window(value: Any, **kwargs: Any) -> Any:
+    """An attribution window of zero or less could never contain a deployment."""
+    number = _as_int(value)
+    if number is not None and number <= 0:
+        raise ValueError('`attribution_window` must be greater than 0 seconds, got {}'.format(number))
+    return value
+
+
+def check_instance(model: Any) -> Any:
+    """Cross-option checks, once every option has its final value."""
+    if getattr(model, 'attribute_change_failures', False) and not getattr(model, 'datadog_app_key', None):
+        raise ValueError(
+            '`attribute_change_failures` needs `datadog_app_key`: set an application key whose user or '
+            'service account has the `dora_metrics_read` and `dora_metrics_write` permissions, '
+            'or set `attribute_change_failures` to false'
+        )
+    return model
+
+
 def is_loopback_host(host: str) -> bool:
     """Whether `host` is `localhost` or an address in 127.0.0.0/8 or ::1."""
     host = host.strip('[]').lower()
