@@ -10,6 +10,7 @@ from typing import Any
 
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.simulator.catalog_api import CatalogState, catalog_routes
+from datadog_checks.pagerduty_dora.simulator.deployments_api import DeploymentsState
 from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState
 from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount, PagerDutySimulator
 from datadog_checks.pagerduty_dora.simulator.server import FakeServer
@@ -29,7 +30,8 @@ class World:
         self.pagerduty = PagerDutySimulator(self.account, **simulator_options).start()
         self.dora = DoraState(DD_API_KEY)
         self.catalog = CatalogState(api_key=DD_API_KEY, app_key=DD_APP_KEY)
-        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog)).start()
+        self.deployments = DeploymentsState(DD_API_KEY, DD_APP_KEY)
+        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog) + self.deployments.routes()).start()
 
     def close(self) -> None:
         self.pagerduty.stop()

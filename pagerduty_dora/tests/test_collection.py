@@ -123,6 +123,28 @@ class TestLifecycle:
         assert kinds(aggregator) == ['reopened']
         assert world.dora.failures[failure_id(old)].get('finished_at') is None
 
+    def test_reopen_of_a_pruned_incident(self, world, services, dd_run_check, aggregator, datadog_agent):
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        incident = world.account.trigger(services['checkout'], 'Queue backlog')
+        world.account.advance(600)
+        world.account.resolve(incident)
+        world.account.advance(60)
+        dd_run_check(check)
+        assert kinds(aggregator) == ['resolved', 'triggered']
+        assert incident in check.collector.state.incidents
+
+        world.account.advance(10 * DAY)
+        dd_run_check(check)
+        assert incident not in check.collector.state.incidents
+
+        aggregator.reset()
+        world.account.reopen(incident)
+        world.account.advance(60)
+        dd_run_check(world.check())
+        assert kinds(aggregator) == ['reopened']
+
     def test_priority_change_of_an_open_incident(self, world, services, dd_run_check, aggregator):
         incident = world.account.trigger(services['checkout'], 'Error rate', priority='P3')
         world.account.advance(1)

@@ -202,3 +202,41 @@ class TestPublishedSchema:
             model = to_model(attributes)
             assert model.to_dict() == {'data': {'attributes': attributes}}
         assert world.dora.rejected == []
+
+
+class TestChangeFailureAttribution:
+    """Opt-in attribution, wired through the check: the triggering event names the blamed deployment."""
+
+    def test_incident_blames_the_latest_deployment_of_its_service_and_env(
+        self, world, estate, dd_run_check, aggregator
+    ):
+        services, options = estate
+        check = world.check(**dict(options, attribute_change_failures=True, attribution_window=86400))
+        dd_run_check(check)
+        start = world.account.now
+        world.deployments.add('checkout-api', 'prod', 'v41', start - 3 * 3600)
+        blamed = world.deployments.add('checkout-api', 'prod', 'v42', start - 600)
+        world.deployments.add('checkout-api', 'staging', 'v43', start - 300)
+        world.deployments.add('search', 'prod', 'v7', start - 120)
+        incident = world.account.trigger(services['service_url'], 'Checkout errors', priority='P1')
+        world.account.advance(60)
+        dd_run_check(check)
+
+        assert set(world.deployments.failed()) == {blamed}
+        event = next(e for e in aggregator.events if e['aggregation_key'] == incident)
+        assert 'v42' in event['msg_text']
+        aggregator.assert_metric_has_tag('pagerduty_dora.attribution.results', 'outcome:attributed', count=1)
+
+        aggregator.reset()
+        dd_run_check(world.check(**dict(options, attribute_change_failures=True)))
+        assert len([p for p in world.deployments.patches if p[0] == blamed]) == 1
+
+    def test_off_by_default(self, world, estate, dd_run_check):
+        services, options = estate
+        dd_run_check(world.check(**options))
+        world.deployments.add('checkout-api', 'prod', 'v42', world.account.now - 600)
+        world.account.trigger(services['service_url'], 'Checkout errors')
+        world.account.advance(60)
+        dd_run_check(world.check(**options))
+        assert world.deployments.patches == []
+        assert world.deployments.searches == []

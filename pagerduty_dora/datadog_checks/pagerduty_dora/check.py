@@ -12,6 +12,7 @@ from datadog_checks.base import AgentCheck
 from datadog_checks.base.errors import CheckException, ConfigurationError
 
 from .api import ApiClient, ApiError, AuthError, TransientError
+from .attribution import ChangeFailureAttribution
 from .catalog import CatalogStore
 from .client import PagerDutyClient, auth_headers
 from .collector import Collector, RunReport, Settings
@@ -136,6 +137,20 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 count=self._count,
                 clock=self.clock,
             )
+        attribution = None
+        if config.attribute_change_failures:
+            assert config.attribution_window is not None
+            attribution = ChangeFailureAttribution(
+                self.datadog_api,
+                window=config.attribution_window,
+                min_severity=config.attribution_min_severity,
+                read_cache=self.read_persistent_cache,
+                write_cache=self.write_persistent_cache,
+                log=self.log,
+                count=self._count,
+                warning=self.warning,
+                clock=self.clock,
+            )
         try:
             overrides = parse_overrides(_plain(config.service_overrides or []))
         except ValueError as e:
@@ -156,6 +171,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             catalog=catalog,
             dora=dora,
             outputs=outputs,
+            attribution=attribution,
             settings=settings,
             read_cache=self.read_persistent_cache,
             write_cache=self.write_persistent_cache,

@@ -476,7 +476,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     datadog_agent.reset()
     wanted_dora = instance.get('submit_dora_failures', True) is not False
     # A copy, so the instance shown in errors and the user's file stay as written.
-    dry_instance = dict(instance, submit_dora_failures=False)
+    dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
     check = _new_check(dict(init_config), dry_instance)
     # Nothing a dry run sees may be stored: a later real run must start from what the Agent knows.
     check.write_persistent_cache = _no_write

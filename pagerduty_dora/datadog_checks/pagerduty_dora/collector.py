@@ -88,6 +88,7 @@ class Collector:
         catalog: Any,
         dora: Any | None,
         outputs: Outputs,
+        attribution: Any | None = None,
         settings: Settings,
         read_cache: Callable[[str], str],
         write_cache: Callable[[str, str], None],
@@ -99,6 +100,7 @@ class Collector:
         self.client = client
         self.catalog = catalog
         self.dora = dora
+        self.attribution = attribution
         self.outputs = outputs
         self.settings = settings
         self._read_cache = read_cache
@@ -161,6 +163,8 @@ class Collector:
         try:
             if self.dora is not None:
                 self.dora.flush()
+            if self.attribution is not None:
+                self.attribution.flush()
             self._poll_open(catalog, now, report)
             self._sweep(catalog, now, report)
             report.sweep_complete = state.window is None and (state.horizon or 0) >= now - OVERLAP
@@ -172,6 +176,8 @@ class Collector:
             self.save()
             if self.dora is not None:
                 self.dora.save()
+            if self.attribution is not None:
+                self.attribution.save()
         self._report_gauges(now, report)
         return report
 
@@ -329,10 +335,12 @@ class Collector:
 
         if record is None:
             if state.live:
-                if incident.created_at >= (state.live_since or now):
+                # Created where the sweep already passed: it was seen then, and forgotten once resolved.
+                swept = state.horizon is not None and incident.created_at < state.horizon - OVERLAP
+                if not swept and incident.created_at >= (state.live_since or now):
                     transitions = arrival(incident)
                 elif incident.is_open:
-                    # Old, open, and not among the open incidents recorded: it was resolved and reopened.
+                    # Not new, open, and not among the open incidents recorded: it was resolved and reopened.
                     transitions = reopening(incident, now)
                 else:
                     transitions = []
@@ -367,10 +375,18 @@ class Collector:
                     mapping.team,
                     mapping.env,
                 )
-                self.outputs.transition(transition, mapping, tags, now)
+                notes = []
+                if self.attribution is not None:
+                    line = self.attribution.on_transition(transition, mapping)
+                    if line:
+                        notes.append(line)
+                self.outputs.transition(transition, mapping, tags, now, notes)
             report.transitions += len(transitions)
         elif transitions:
             self.outputs.count('incidents.filtered', 1, tags)
+            if self.attribution is not None:
+                for transition in transitions:
+                    self.attribution.on_transition(transition, mapping, wanted=False)
         state.incidents[incident.id] = record_of(incident, fingerprint, tags if wanted else [], now)
 
     def _deliver_failure(

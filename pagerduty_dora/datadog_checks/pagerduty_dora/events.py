@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .incident import format_time
 
@@ -137,7 +137,7 @@ def _change(transition: Transition) -> list[str]:
     ]
 
 
-def _text(transition: Transition, mapping: MappingResult, late: bool) -> str:
+def _text(transition: Transition, mapping: MappingResult, late: bool, notes: Sequence[str] = ()) -> str:
     incident = transition.incident
     heading = '#{} {}'.format(incident.number, _md(incident.title, TEXT_TITLE_LIMIT) if incident.title.strip() else '')
     lines = ['### ' + _link(heading.strip(), incident.html_url), '']
@@ -170,12 +170,15 @@ def _text(transition: Transition, mapping: MappingResult, late: bool) -> str:
             _code(mapping.rule), services, _code(mapping.team), _code(mapping.env), _code(mapping.severity)
         )
     )
+    lines.extend(notes)
     body = '\n'.join(lines)
     wrapper = len('%%% \n') + len('\n %%%')
     return '%%% \n' + _clip(body, TEXT_LIMIT - wrapper) + '\n %%%'
 
 
-def build_event(transition: Transition, mapping: MappingResult, *, tags: list[str], now: float) -> dict:
+def build_event(
+    transition: Transition, mapping: MappingResult, *, tags: list[str], now: float, notes: Sequence[str] = ()
+) -> dict:
     """The Agent event (for `AgentCheck.event`) of one transition, mapped as `mapping` says.
 
     `timestamp` is when the transition happened in PagerDuty, unless that is more than 18 hours
@@ -191,6 +194,6 @@ def build_event(transition: Transition, mapping: MappingResult, *, tags: list[st
         'alert_type': ALERT_TYPES.get(transition.kind, 'info'),
         'priority': 'normal',
         'msg_title': _title(transition),
-        'msg_text': _text(transition, mapping, late),
+        'msg_text': _text(transition, mapping, late, notes),
         'tags': list(tags),
     }

@@ -67,8 +67,15 @@ class Outputs:
             tags.extend(group)
         return tags
 
-    def transition(self, transition: Transition, mapping: MappingResult, incident_tags: list[str], now: float) -> None:
-        """Emit the event and metrics of one live transition."""
+    def transition(
+        self,
+        transition: Transition,
+        mapping: MappingResult,
+        incident_tags: list[str],
+        now: float,
+        notes: Sequence[str] = (),
+    ) -> None:
+        """Emit the event and metrics of one live transition; `notes` are extra lines for the event text."""
         tags = self.tags(incident_tags)
         incident = transition.incident
         kind = transition.kind
@@ -86,7 +93,7 @@ class Outputs:
         if self._collect_events:
             # The transition tag lets monitors and the event explorer filter by what happened.
             event_tags = tags + ['transition:{}'.format(kind)]
-            self._submit.event(build_event(transition, mapping, tags=event_tags, now=now))
+            self._submit.event(build_event(transition, mapping, tags=event_tags, now=now, notes=notes))
 
     def count(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
         self._add(name, value, self.tags(*tag_groups))
