@@ -3,11 +3,14 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
 import pytest
 
 from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
+
+from .harness import World
 
 # Tokens shaped like real keys, so a test that looks for a leaked secret finds a distinctive string.
 API_TOKEN = 'u+pdTestToken_x9Lk2QwErTy'
@@ -59,3 +62,24 @@ def dd_environment(quiet_server: FakeServer) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def instance(quiet_server: FakeServer) -> dict[str, Any]:
     return make_instance(quiet_server.url)
+
+
+@pytest.fixture
+def simulated_run(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Runs of the check on simulated time: rate-limit waits pass at once and are recorded.
+
+    Also lets the stub aggregator accept the mapped `service` and `env` tags, which our metrics carry
+    on purpose (SPEC §6).
+    """
+    waits: list[float] = []
+    monkeypatch.setattr(time, 'sleep', waits.append)
+    monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
+    return waits
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    """A simulated PagerDuty account and Datadog API on loopback, stopped after the test."""
+    world = World()
+    yield world
+    world.close()

@@ -67,7 +67,7 @@ class Rig:
         self.state = state
         self.server = server
         self.cache: dict[str, str] = {}
-        self.counts: Counter = Counter()
+        self.counts: Counter[tuple[str, ...]] = Counter()
         self.warnings: list[str] = []
         self.log = Log()
         self.now = T0 + HOUR
@@ -104,7 +104,7 @@ class Rig:
 
     def _count(self, name: str, value: float, tags: list[str]) -> None:
         assert name == 'attribution.results'
-        self.counts[tuple(tags)] += value
+        self.counts[tuple(tags)] += int(value)
 
     def _warning(self, message: str, *args: Any) -> None:
         self.warnings.append(message % args if args else message)

@@ -181,10 +181,22 @@ class TestDefinitionFiles:
         ]
         assert store.counts() == {'files': 7}
 
-    def test_pattern_matching_nothing_warns(self, harness, catalog_dir):
-        catalog = harness.store(files=[str(catalog_dir / 'nothing-*.yaml'), str(catalog_dir / 'v2.yaml')]).current()
-        assert [s.name for s in catalog.services] == ['payments-api']
-        assert harness.warnings == ['catalog_files pattern {} matched no file'.format(catalog_dir / 'nothing-*.yaml')]
+    def test_pattern_that_never_matched_holds_everything_back(self, harness, catalog_dir):
+        store = harness.store(files=[str(catalog_dir / 'nothing-*.yaml'), str(catalog_dir / 'v2.yaml')])
+        assert store.current() is None
+        assert len(harness.warnings) == 1
+        assert 'nothing-*.yaml matched no file' in harness.warnings[0]
+
+    def test_disappearing_file_keeps_last_good_copy(self, harness, tmp_path, catalog_dir):
+        path = tmp_path / 'v2.yaml'
+        shutil.copy(catalog_dir / 'v2.yaml', path)
+        store = harness.store(files=[str(tmp_path / '*.yaml')])
+        assert [s.name for s in store.current().services] == ['payments-api']
+        path.unlink()
+        harness.clock.now += 600
+        assert [s.name for s in store.current().services] == ['payments-api']
+        assert len(harness.warnings) == 1
+        assert 'matched no file' in harness.warnings[0] and 'last good copy' in harness.warnings[0]
 
     def test_json_list_of_definitions(self, harness, tmp_path):
         path = tmp_path / 'services.json'

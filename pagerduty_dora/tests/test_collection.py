@@ -4,7 +4,6 @@
 """The collection engine end to end: the check against loopback fakes of PagerDuty and Datadog."""
 
 import random
-import time
 from collections import Counter
 
 import pytest
@@ -16,28 +15,7 @@ from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
 
 from .harness import DAY, START, World, event_keys, transition_of
 
-pytestmark = pytest.mark.usefixtures('datadog_agent')
-
-
-@pytest.fixture(autouse=True)
-def instant_sleep(monkeypatch):
-    """Rate-limit waits pass instantly; tests assert on what was waited, not on the wall clock."""
-    waits = []
-    monkeypatch.setattr(time, 'sleep', waits.append)
-    return waits
-
-
-@pytest.fixture(autouse=True)
-def generic_tags(monkeypatch):
-    # Our metrics carry `service` and `env` tags on purpose (SPEC §6).
-    monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
-
-
-@pytest.fixture
-def world():
-    world = World()
-    yield world
-    world.close()
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
 
 @pytest.fixture

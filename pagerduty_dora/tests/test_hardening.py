@@ -11,12 +11,15 @@ import socket
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.dev.utils import get_metadata_metrics
+from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora import api as api_module
 from datadog_checks.pagerduty_dora.api import ApiClient, TransientError
 from datadog_checks.pagerduty_dora.client import OFFSET_CAP, PAGE_SIZE
@@ -24,24 +27,12 @@ from datadog_checks.pagerduty_dora.dora import MAX_NAME_LENGTH, failure_id
 from datadog_checks.pagerduty_dora.events import TEXT_LIMIT, TITLE_LIMIT
 from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
 
+from .conftest import make_instance
 from .harness import START, World, event_keys
 
-pytestmark = pytest.mark.usefixtures('datadog_agent')
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
 MB = 1024 * 1024
-
-
-@pytest.fixture(autouse=True)
-def instant_sleep(monkeypatch):
-    monkeypatch.setattr(time, 'sleep', lambda seconds: None)
-    monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
-
-
-@pytest.fixture
-def world():
-    world = World()
-    yield world
-    world.close()
 
 
 @pytest.fixture
@@ -312,11 +303,6 @@ class TestHugeTotal:
         state = json.loads(datadog_agent._cache[cache_key(datadog_agent, 'collector')])
         assert state['width'] >= 1.0
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason='collector._sweep narrows a window whose total stays over the cap forever (down to 1 s, then again '
-        'every run), spending the whole request budget without moving the horizon',
-    )
     def test_collection_still_moves_on(self, world, service, dd_run_check, datadog_agent):
         self._serve_huge_total(world)
         check = world.check(max_requests_per_run=60, backfill_days=1)
@@ -455,3 +441,53 @@ class TestCorruptedCache:
         # The catalog is simply read again from its source; events stay exactly-once.
         assert event_keys(aggregator) == {(incident, 'triggered'): 1}
         assert json.loads(datadog_agent._cache[key])['version'] == 1
+
+
+SPEC = Path(__file__).parent.parent / 'assets' / 'configuration' / 'spec.yaml'
+# Values of the wrong type for each option type of the spec; none of them can be coerced.
+WRONG_VALUES: dict[str, list[Any]] = {
+    'string': [['a', 'b'], {'key': 'value'}],
+    'integer': ['a few', [30], 1.5],
+    'boolean': ['maybe', [True], 2],
+    'array': ['P1', {'key': 'value'}, 42],
+    'object': [['P1'], 'P1', 42],
+}
+
+
+def _spec_options() -> list[tuple[str, str]]:
+    spec: Any = yaml.safe_load(SPEC.read_text(encoding='utf-8'))
+    options = []
+    for section in spec['files'][0]['options']:
+        if 'instances' not in (section.get('name'), section.get('template')):
+            continue
+        for option in section['options']:
+            if 'name' in option and isinstance(option.get('value'), dict):
+                options.append((option['name'], option['value']['type']))
+    return options
+
+
+WRONG_TYPE_CASES = [
+    (name, value) for name, kind in _spec_options() for value in WRONG_VALUES.get(kind, []) if name != 'service'
+]
+
+
+class TestConfigurationFuzz:
+    """Every option of the spec, given a value of the wrong type, fails the first run naming the option."""
+
+    def test_table_covers_every_option(self):
+        covered = {name for name, _ in WRONG_TYPE_CASES}
+        assert covered == {name for name, _ in _spec_options()} - {'service'}
+        assert len(covered) >= 18
+
+    @pytest.mark.parametrize(
+        'option, value', WRONG_TYPE_CASES, ids=['{}-{}'.format(n, type(v).__name__) for n, v in WRONG_TYPE_CASES]
+    )
+    def test_wrong_type(self, dd_run_check, quiet_server, option, value):
+        check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **{option: value})])
+        before = len(quiet_server.requests)
+        with pytest.raises(Exception) as raised:
+            dd_run_check(check)
+        report = str(raised.value)
+        assert 'ConfigurationError' in report
+        assert option in report
+        assert quiet_server.requests[before:] == []

@@ -4,7 +4,6 @@
 """Mapping, filters and outputs end to end: the check against fakes of PagerDuty, the catalog and DORA."""
 
 import json
-import time
 
 import pytest
 from datadog_api_client import ApiClient as DatadogApiClient
@@ -15,22 +14,9 @@ from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.dora import failure_id
 from datadog_checks.pagerduty_dora.simulator.catalog_api import v3_entity, v22_definition
 
-from .harness import DD_APP_KEY, World, transition_of
+from .harness import DD_APP_KEY, transition_of
 
-pytestmark = pytest.mark.usefixtures('datadog_agent')
-
-
-@pytest.fixture(autouse=True)
-def quiet_clock(monkeypatch):
-    monkeypatch.setattr(time, 'sleep', lambda seconds: None)
-    monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
-
-
-@pytest.fixture
-def world():
-    world = World()
-    yield world
-    world.close()
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
 
 @pytest.fixture

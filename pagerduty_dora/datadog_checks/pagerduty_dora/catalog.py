@@ -397,7 +397,9 @@ class CatalogStore:
             matched = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
             matched = [p for p in matched if os.path.isfile(p)]
             if not matched:
-                self._warning('catalog_files pattern %s matched no file', pattern)
+                # A file that disappeared (or was never deployed) fails the source: the last good copy
+                # stays in use, and with none nothing is submitted mis-tagged.
+                raise CatalogSourceError('catalog_files pattern {} matched no file'.format(pattern))
             paths.extend(p for p in matched if p not in paths)
         services: list[CatalogService] = []
         for path in paths:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .api import BudgetExhausted, RateLimited
-from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
+from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, IncidentPage, PagerDutyClient
 from .dora import build_failure
 from .dora import fingerprint as fingerprint_of
-from .incident import Incident, MalformedIncident, parse_incident
+from .incident import Incident, MalformedIncident, format_time, parse_incident
 from .mapping import Catalog, MappingResult, Override, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
 from .state import CollectorState, OpenScan, Window
@@ -254,10 +254,10 @@ class Collector:
             first_page = window.offset == 0
             page = self.client.list_created(window.since, window.until, window.offset, with_total=first_page)
             report.pages += 1
-            if first_page and page.total is not None and page.total > OFFSET_CAP - PAGE_SIZE:
+            if first_page and self._over_cap(window, page):
                 state.window = None
-                state.width = _narrower(window, page.total)
-                self.log.debug('Window of %d incidents is over the offset cap; narrowing it', page.total)
+                state.width = _narrower(window, page.total or 0)
+                self.log.debug('Window of %s incidents is over the offset cap; narrowing it', page.total)
                 continue
             if first_page:
                 window.total = page.total
@@ -267,21 +267,44 @@ class Collector:
                 if incident is not None:
                     self._observe(incident, catalog, now, report)
             self._deliver()
-            if page.more and window.offset + 2 * PAGE_SIZE <= OFFSET_CAP:
+            # An empty page that claims more is not believed: the window ends there.
+            more = page.more and bool(page.incidents)
+            if more and window.offset + 2 * PAGE_SIZE <= OFFSET_CAP:
                 window.offset += PAGE_SIZE
                 continue
-            if page.more:
+            if more:
                 # The window grew past the offset cap while it was paged: continue from the last
                 # creation time seen rather than leave the rest behind.
                 last = max((i.created_at for i in map(self._quiet_parse, page.incidents) if i), default=None)
                 if last is not None and last > window.since:
                     state.horizon, state.window = last, None
                     continue
+                self._warning(
+                    'More than %d incidents were created within one second at %s; the rest of that second is skipped',
+                    OFFSET_CAP,
+                    format_time(window.since),
+                )
             # The window is done: everything created before its end has been processed.
             state.horizon = window.until
             state.window = None
-            if window.total is not None and window.total < WINDOW_TARGET // 4:
+            # Widen after a light window, judged by what was seen rather than by the reported total.
+            if window.offset + len(page.incidents) < WINDOW_TARGET // 4:
                 state.width = min(MAX_WINDOW, (window.until - window.since) * 2)
+
+    @staticmethod
+    def _over_cap(window: Window, page: IncidentPage) -> bool:
+        """Whether a first page says its window holds more than PagerDuty lets an offset reach.
+
+        Only a full page is taken at its word, and a window of one second cannot narrow further:
+        a server that reports a huge total for everything still lets the sweep move on.
+        """
+        return (
+            page.total is not None
+            and page.total > OFFSET_CAP - PAGE_SIZE
+            and page.more
+            and len(page.incidents) >= PAGE_SIZE
+            and window.until - window.since > 1.0
+        )
 
     def _plan_window(self, horizon: float, target: float) -> Window | None:
         if horizon >= target:

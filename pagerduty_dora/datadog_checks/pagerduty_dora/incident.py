@@ -139,8 +139,9 @@ def parse_incident(raw: Any) -> Incident:
         created_at = parse_time(raw.get('created_at'))
     except (TypeError, ValueError, OverflowError):
         raise MalformedIncident('missing or malformed created_at') from None
-    service = raw.get('service')
-    service_id = _identifier(service.get('id')) if isinstance(service, Mapping) else None
+    listed_service = raw.get('service')
+    service: Mapping[str, Any] = listed_service if isinstance(listed_service, Mapping) else {}
+    service_id = _identifier(service.get('id'))
     if service_id is None:
         raise MalformedIncident('missing service')
     urgency = raw.get('urgency')

@@ -22,6 +22,10 @@ STATUS_METRICS = {
 CHANGE_METRIC = 'incidents.changed'
 
 
+# Datadog keeps the first 200 characters of a tag; clipping here keeps stored state small too.
+MAX_TAG_LENGTH = 200
+
+
 def mapping_tags(incident: Incident, mapping: MappingResult) -> list[str]:
     """The tags every incident metric and event carries: Datadog mapping first, then PagerDuty's own."""
     tags = ['service:{}'.format(service) for service in mapping.services]
@@ -35,7 +39,7 @@ def mapping_tags(incident: Incident, mapping: MappingResult) -> list[str]:
     if incident.service_name:
         tags.append('pagerduty_service:{}'.format(incident.service_name))
     tags.extend('pagerduty_team:{}'.format(team.name) for team in incident.teams if team.name)
-    return tags
+    return [tag[:MAX_TAG_LENGTH] for tag in tags]
 
 
 @dataclass

@@ -157,7 +157,7 @@ class DeploymentsState:
         """Route tuples for `FakeServer`."""
         single = re.escape(DEPLOYMENTS_PATH) + r'/(?P<deployment_id>[^/]+)'
         return [
-            ('POST', re.escape(DEPLOYMENTS_PATH), self.list),
+            ('POST', re.escape(DEPLOYMENTS_PATH), self.search),
             ('GET', single, self.get),
             ('PATCH', single, self.patch),
         ]
@@ -195,7 +195,7 @@ class DeploymentsState:
         self.rejected.append((400, errors))
         return Reply(400, {'errors': errors})
 
-    def list(self, request: Request) -> Reply:
+    def search(self, request: Request) -> Reply:
         with self._lock:
             refused = self._guard(request, READ)
             if refused is not None:
@@ -204,8 +204,8 @@ class DeploymentsState:
                 body = request.json()
             except ValueError:
                 body = None
-            data = body.get('data') if isinstance(body, dict) else None
-            attributes = data.get('attributes') if isinstance(data, dict) else None
+            data: dict = body['data'] if isinstance(body, dict) and isinstance(body.get('data'), dict) else {}
+            attributes = data.get('attributes')
             if not isinstance(attributes, dict):
                 return self._bad(['data.attributes: required object'])
             errors = ['{}: unknown attribute'.format(n) for n in sorted(set(attributes) - LIST_ATTRIBUTES)]
