@@ -25,13 +25,13 @@ that met a transient error (network, 429, 5xx, request budget), retried by `flus
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import cache
 from .api import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
 from .events import format_duration
 from .incident import format_time
@@ -365,12 +365,8 @@ class ChangeFailureAttribution:
         if not self._dirty or self._records is None or self._pending is None:
             return
         self._prune()
-        document = {
-            'version': CACHE_VERSION,
-            'incidents': self._records,
-            'pending': [[key, entry[0], entry[1]] for key, entry in self._pending.items()],
-        }
-        self._write_cache(CACHE_KEY, json.dumps(document, separators=(',', ':'), ensure_ascii=False))
+        pending = [[key, entry[0], entry[1]] for key, entry in self._pending.items()]
+        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'incidents': self._records, 'pending': pending}))
         self._dirty = False
 
     # Failure start -----------------------------------------------------------------------------
@@ -755,9 +751,7 @@ class ChangeFailureAttribution:
         if not raw:
             return
         try:
-            document = json.loads(raw)
-            if not isinstance(document, dict) or document.get('version') != CACHE_VERSION:
-                raise ValueError('unknown layout')
+            document = cache.decode(raw, CACHE_VERSION)
             incidents, pending = document['incidents'], document['pending']
             if not isinstance(incidents, dict) or not isinstance(pending, list):
                 raise ValueError('unknown layout')

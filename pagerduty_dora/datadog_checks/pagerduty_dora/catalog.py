@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from . import cache
 from .api import ApiClient, ApiError, AuthError
 from .incident import LATEST_TIME, format_time
 from .mapping import Catalog, CatalogService, CatalogTeam, name_key
@@ -359,10 +360,7 @@ class CatalogStore:
         if not raw:
             return
         try:
-            decoded = json.loads(raw)
-            if not isinstance(decoded, Mapping) or decoded.get('version') != CACHE_VERSION:
-                raise ValueError('unknown cache version')
-            sources = decoded['sources']
+            sources = cache.decode(raw, CACHE_VERSION)['sources']
             if not isinstance(sources, Mapping):
                 raise ValueError('sources is not an object')
         except (ValueError, TypeError, KeyError) as e:
@@ -383,11 +381,8 @@ class CatalogStore:
             self._good[source] = copy
 
     def _save_cache(self) -> None:
-        payload = {
-            'version': CACHE_VERSION,
-            'sources': {source: copy.to_json() for source, copy in self._good.items() if source in self._fingerprints},
-        }
-        self._write_cache(CACHE_KEY, json.dumps(payload, separators=(',', ':'), sort_keys=True))
+        sources = {source: copy.to_json() for source, copy in self._good.items() if source in self._fingerprints}
+        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'sources': sources}))
 
     # Files
 

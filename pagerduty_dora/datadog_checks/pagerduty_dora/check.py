@@ -51,8 +51,9 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         super().__init__(name, init_config, instances)
         self.collector: Collector | None = None
         self.last_report: RunReport | None = None
-        self._reached = {}
-        self._denied = set()
+        # Per API: None until a request is made in a run, then whether one got an answer.
+        self._reached: dict[str, bool | None] = {}
+        self._denied: set[str] = set()
         # Wall and monotonic clocks of the collection; the demo and the tests run the check on
         # simulated time.
         self.clock = time.time
@@ -164,7 +165,6 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             priorities=list(config.priorities) if config.priorities else None,
             service_ids=list(config.service_ids or ()),
             team_ids=list(config.team_ids or ()),
-            submit_dora_failures=bool(config.submit_dora_failures),
         )
         self.collector = Collector(
             PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
@@ -186,9 +186,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         deadline = self.monotonic() + self._run_seconds
         self.pagerduty_api.start_run(deadline)
         self.datadog_api.start_run(deadline)
-        # Per API: None until a request is made, then whether one got an answer this run.
-        self._reached: dict[str, bool | None] = {'pagerduty': None, 'datadog': None}
-        self._denied: set[str] = set()
+        self._reached = {'pagerduty': None, 'datadog': None}
+        self._denied = set()
         try:
             self._collect(deadline)
         finally:
@@ -226,12 +225,11 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 'PagerDuty refused `api_token` access (403 Forbidden): {}. The key is valid but lacks read access '
                 'to incidents; use a REST API key with read access (a read-only key is enough)'.format(error)
             )
+        status = '403 Forbidden' if error.status == 403 else '401 Unauthorized' if error.status == 401 else error.status
         return (
-            'Datadog rejected the API key ({} {}): check `datadog_api_key` (or the Agent `api_key`) and that '
-            '`datadog_api_url` matches your Datadog site'.format(
-                error.status, 'Forbidden' if error.status == 403 else ''
-            )
-        ).replace(' )', ')')
+            'Datadog rejected the API key ({}): check `datadog_api_key` (or the Agent `api_key`) and that '
+            '`datadog_api_url` matches your Datadog site'.format(status)
+        )
 
     # Submission helpers handed to the modules, so none of them reaches into the check.
 

@@ -10,7 +10,9 @@ How every transition is seen, although `GET /incidents` filters on creation time
 - every open incident, whatever its age, is listed each run (`statuses[]` open, `date_range=all`):
   acknowledgements, unacknowledgements, priority, urgency and service changes show there, and an
   old incident that is open again but not open in our records was reopened;
-- an incident we hold as open that is missing from that list is fetched by id: that is its resolve.
+- an incident we hold as open that is missing from that list is fetched by id: that is its resolve;
+  when it went from triggered to resolved between two runs, its log entries tell whether it was
+  acknowledged in between (a resolved incident no longer lists its acknowledgements).
 
 State is kept in memory during a run and written to the persistent cache when the run ends, even
 when it ends with an error; since the Agent sends a run's events only after the run, state and
@@ -53,7 +55,9 @@ class StopRun(Exception):
 
 @dataclass
 class Settings:
-    backfill_days: int = 30
+    """The instance options the collector acts on, as the config models validated them."""
+
+    backfill_days: int
     env: str | None = None
     overrides: Sequence[Override] = ()
     severity_mapping: dict[str, str] | None = None
@@ -61,7 +65,6 @@ class Settings:
     priorities: Sequence[str] | None = None
     service_ids: Sequence[str] = ()
     team_ids: Sequence[str] = ()
-    submit_dora_failures: bool = True
 
 
 @dataclass

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import cache
 from .api import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
 
 if TYPE_CHECKING:
@@ -272,10 +273,7 @@ class DoraDelivery:
         if not self._dirty or self._queue is None:
             return
         items = [[incident_id, entry[0], entry[1]] for incident_id, entry in self._queue.items()]
-        self._write_cache(
-            CACHE_KEY,
-            json.dumps({'version': CACHE_VERSION, 'items': items}, separators=(',', ':'), ensure_ascii=False),
-        )
+        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'items': items}))
         self._dirty = False
 
     # Internals ---------------------------------------------------------------------------------
@@ -330,10 +328,7 @@ class DoraDelivery:
         if not raw:
             return queue
         try:
-            document = json.loads(raw)
-            if not isinstance(document, dict) or document.get('version') != CACHE_VERSION:
-                raise ValueError('unknown layout')
-            items = document['items']
+            items = cache.decode(raw, CACHE_VERSION)['items']
             if not isinstance(items, list):
                 raise ValueError('unknown layout')
         except (ValueError, KeyError, TypeError) as e:

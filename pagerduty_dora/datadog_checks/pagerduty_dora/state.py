@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import cache
 
 # Bumped when the stored shape changes; an unknown version is treated like a damaged value.
 STATE_VERSION = 1
@@ -103,9 +104,9 @@ class CollectorState:
 
     def dumps(self) -> str:
         window, scan = self.window, self.open_scan
-        return json.dumps(
+        return cache.encode(
+            STATE_VERSION,
             {
-                'version': STATE_VERSION,
                 'horizon': self.horizon,
                 'live_since': self.live_since,
                 'window': None if window is None else [window.since, window.until, window.offset, window.total],
@@ -113,16 +114,13 @@ class CollectorState:
                 'open_scan': None if scan is None else [scan.started, scan.offset, scan.since, sorted(scan.seen)],
                 'incidents': {key: record.to_list() for key, record in self.incidents.items()},
             },
-            separators=(',', ':'),
         )
 
     @classmethod
     def loads(cls, text: str) -> CollectorState:
         """Decode a stored state; raises ValueError when it is damaged or of an unknown version."""
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or data.get('version') != STATE_VERSION:
-                raise ValueError('unknown state version')
+            data = cache.decode(text, STATE_VERSION)
             window = data.get('window')
             scan = data.get('open_scan')
             return cls(
