@@ -421,15 +421,15 @@ class Collector:
         """Queue the incident's DORA failure when its mapped state changed; return the fingerprint to record.
 
         With DORA delivery off the fingerprint is still recorded, marked as not delivered, so that
-        `mapping.matches` counts each change of mapping once either way, and turning delivery on
-        later sends every incident seen since.
+        turning delivery on later sends every incident seen since.
         """
         if not wanted:
             return fingerprint
+        if not fingerprint:
+            # First time this incident is mapped (fingerprints are recorded from then on).
+            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
         attributes = build_failure(incident, mapping)
         current = fingerprint_of(attributes)
-        if current != fingerprint.removeprefix(UNDELIVERED):
-            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
         if self.dora is None:
             return UNDELIVERED + current
         if current != fingerprint:
