@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -300,8 +299,7 @@ class ChangeFailureAttribution:
         self._max_pending = max(1, max_pending)
         self._max_age = max_age
         self._records: dict[str, dict] | None = None
-        # key -> [first queued time, task]; insertion order is execution order.
-        self._pending: OrderedDict[str, list] | None = None
+        self._pending: cache.PendingQueue | None = None
         self._dirty = False
         # The API client's per-run limits of the run in which the API failed or refused: no more
         # attempts until the client starts a new run.
@@ -347,13 +345,12 @@ class ChangeFailureAttribution:
         changed = self._expire(pending)
         try:
             while pending and self._stalled_limits is not self._api.limits:
-                key, entry = next(iter(pending.items()))
-                task = entry[1]
+                key, task = pending.first() or ('', {})
                 try:
                     self._run(task)
                 except _Deferred:
                     break
-                pending.pop(key, None)
+                pending.remove(key)
                 changed = True
         finally:
             if changed:
@@ -365,8 +362,8 @@ class ChangeFailureAttribution:
         if not self._dirty or self._records is None or self._pending is None:
             return
         self._prune()
-        pending = [[key, entry[0], entry[1]] for key, entry in self._pending.items()]
-        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'incidents': self._records, 'pending': pending}))
+        document = {'incidents': self._records, 'pending': self._pending.dump()}
+        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, document))
         self._dirty = False
 
     # Failure start -----------------------------------------------------------------------------
@@ -611,7 +608,7 @@ class ChangeFailureAttribution:
             # One PATCH per deployment is enough: the newest body wins, keeping a queued remediation
             # that another incident's plain blame of the same deployment would otherwise erase.
             attributes = body['data']['attributes']
-            remediation = queued[1]['body']['data']['attributes'].get('remediation')
+            remediation = queued['body']['data']['attributes'].get('remediation')
             if remediation and 'remediation' not in attributes:
                 attributes['remediation'] = remediation
         if queued is not None or self._stalled_limits is self._api.limits:
@@ -690,24 +687,15 @@ class ChangeFailureAttribution:
     # State -------------------------------------------------------------------------------------
 
     def _enqueue(self, key: str, task: dict) -> None:
-        pending = self._pending_loaded()
-        entry = pending.get(key)
-        if entry is not None:
-            entry[1] = task
-        else:
-            pending[key] = [self._clock(), task]
-            while len(pending) > self._max_pending:
-                dropped_key, _ = pending.popitem(last=False)
-                self._log.warning('Dropped the oldest attribution task %s: the queue is full', dropped_key)
+        for dropped_key in self._pending_loaded().put(key, task):
+            self._log.warning('Dropped the oldest attribution task %s: the queue is full', dropped_key)
         self._dirty = True
 
-    def _expire(self, pending: OrderedDict[str, list]) -> bool:
-        horizon = self._clock() - self._max_age
-        expired = [key for key, entry in pending.items() if entry[0] < horizon]
-        for key in expired:
-            task = pending.pop(key)[1]
+    def _expire(self, pending: cache.PendingQueue) -> bool:
+        expired = pending.expire()
+        for _, task in expired:
             if task.get('kind') == 'attribute':
-                record = self._records_loaded().get(task.get('incident'))
+                record = self._records_loaded().get(str(task.get('incident')))
                 if record:
                     record.pop('waiting', None)
         if expired:
@@ -738,7 +726,7 @@ class ChangeFailureAttribution:
         assert self._records is not None
         return self._records
 
-    def _pending_loaded(self) -> OrderedDict[str, list]:
+    def _pending_loaded(self) -> cache.PendingQueue:
         self._load()
         assert self._pending is not None
         return self._pending
@@ -746,7 +734,7 @@ class ChangeFailureAttribution:
     def _load(self) -> None:
         if self._records is not None:
             return
-        self._records, self._pending = {}, OrderedDict()
+        self._records, self._pending = {}, cache.PendingQueue(self._max_pending, self._max_age, self._clock)
         raw = self._read_cache(CACHE_KEY)
         if not raw:
             return
@@ -767,15 +755,7 @@ class ChangeFailureAttribution:
                     except (ValueError, KeyError, TypeError):
                         continue
                 self._records[key] = record
-        for item in pending:
-            if (
-                isinstance(item, list)
-                and len(item) == 3
-                and isinstance(item[0], str)
-                and isinstance(item[1], (int, float))
-                and isinstance(item[2], dict)
-            ):
-                self._pending[item[0]] = [float(item[1]), item[2]]
+        self._pending.load(pending)
 
 
 def _format_upper(epoch: float) -> str:

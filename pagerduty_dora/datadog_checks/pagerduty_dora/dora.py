@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import cache
@@ -179,8 +178,7 @@ class DoraDelivery:
         self._clock = clock
         self._max_pending = max(1, max_pending)
         self._max_age = max_age
-        # incident id -> [first enqueue time, attributes]; insertion order is delivery order.
-        self._queue: OrderedDict[str, list] | None = None
+        self._queue: cache.PendingQueue | None = None
         self._dirty = False
         self._dropped_full = 0
         # The API client's per-run limits object of the run in which delivery hit a transient error:
@@ -196,15 +194,7 @@ class DoraDelivery:
 
     def enqueue(self, incident_id: str, attributes: dict) -> None:
         """Queue the incident's latest payload; it replaces any older one still waiting, keeping its place."""
-        queue = self._loaded()
-        entry = queue.get(incident_id)
-        if entry is not None:
-            entry[1] = attributes
-        else:
-            queue[incident_id] = [self._clock(), attributes]
-            while len(queue) > self._max_pending:
-                queue.popitem(last=False)
-                self._dropped_full += 1
+        self._dropped_full += len(self._loaded().put(incident_id, attributes))
         self._dirty = True
 
     def flush(self) -> None:
@@ -221,9 +211,9 @@ class DoraDelivery:
         rejected = 0
         try:
             while queue:
-                incident_id, entry = next(iter(queue.items()))
+                incident_id, attributes = queue.first() or ('', {})
                 try:
-                    self._api.post(FAILURE_PATH, {'data': {'attributes': entry[1]}}, endpoint=ENDPOINT)
+                    self._api.post(FAILURE_PATH, {'data': {'attributes': attributes}}, endpoint=ENDPOINT)
                 except BudgetExhausted:
                     self._log.debug(
                         'DORA delivery: request budget used up, %d failures wait for the next run', len(queue)
@@ -242,19 +232,19 @@ class DoraDelivery:
                         e.status,
                     ) from None
                 except RequestRejected as e:
-                    queue.popitem(last=False)
+                    queue.remove(incident_id)
                     changed = True
                     rejected += 1
                     self._count('dora.rejected', 1, ['status:{}'.format(e.status or 'unknown')])
                     self._log.warning(
                         'DORA failure %s for incident %s was rejected (%s) and is dropped: %s',
-                        entry[1].get('id'),
+                        attributes.get('id'),
                         incident_id,
                         e.status,
                         _masked_body(e.body),
                     )
                     continue
-                queue.popitem(last=False)
+                queue.remove(incident_id)
                 changed = True
                 submitted += 1
         finally:
@@ -272,8 +262,7 @@ class DoraDelivery:
         self._report_full()
         if not self._dirty or self._queue is None:
             return
-        items = [[incident_id, entry[0], entry[1]] for incident_id, entry in self._queue.items()]
-        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'items': items}))
+        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'items': self._queue.dump()}))
         self._dirty = False
 
     # Internals ---------------------------------------------------------------------------------
@@ -285,16 +274,8 @@ class DoraDelivery:
         else:
             self._report_full()
 
-    def _expire(self, queue: OrderedDict[str, list]) -> bool:
-        # Entries are in first-enqueue order, so the expired ones are all at the front.
-        horizon = self._clock() - self._max_age
-        expired = 0
-        while queue:
-            first = next(iter(queue.values()))
-            if first[0] >= horizon:
-                break
-            queue.popitem(last=False)
-            expired += 1
+    def _expire(self, queue: cache.PendingQueue) -> bool:
+        expired = len(queue.expire())
         if expired:
             self._count('dora.dropped', expired, ['reason:expired'])
             self._warning(
@@ -313,20 +294,33 @@ class DoraDelivery:
             'Dropped the %d oldest DORA failures: more than %d were waiting for delivery', dropped, self._max_pending
         )
 
-    def _loaded(self) -> OrderedDict[str, list]:
+    def _loaded(self) -> cache.PendingQueue:
         if self._queue is None:
             self._queue = self._load()
-            while len(self._queue) > self._max_pending:
-                self._queue.popitem(last=False)
-                self._dropped_full += 1
+            dropped = len(self._queue.trim())
+            if dropped:
+                self._dropped_full += dropped
                 self._dirty = True
         return self._queue
 
-    def _load(self) -> OrderedDict[str, list]:
-        queue: OrderedDict[str, list] = OrderedDict()
+    def _load(self) -> cache.PendingQueue:
+        queue = cache.PendingQueue(self._max_pending, self._max_age, self._clock)
         raw = self._read_cache(CACHE_KEY)
         if not raw:
             return queue
+        try:
+            items = cache.decode(raw, CACHE_VERSION)['items']
+            if not isinstance(items, list):
+                raise ValueError('unknown layout')
+        except (ValueError, KeyError, TypeError) as e:
+            self._warning('The pending DORA failures in the persistent cache could not be read (%s); starting empty', e)
+            self._dirty = True
+            return queue
+        skipped = queue.load(items)
+        if skipped:
+            self._warning('Skipped %d unreadable pending DORA failures from the persistent cache', skipped)
+            self._dirty = True
+        return queue
         try:
             items = cache.decode(raw, CACHE_VERSION)['items']
             if not isinstance(items, list):
