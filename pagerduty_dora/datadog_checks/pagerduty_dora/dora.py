@@ -321,28 +321,3 @@ class DoraDelivery:
             self._warning('Skipped %d unreadable pending DORA failures from the persistent cache', skipped)
             self._dirty = True
         return queue
-        try:
-            items = cache.decode(raw, CACHE_VERSION)['items']
-            if not isinstance(items, list):
-                raise ValueError('unknown layout')
-        except (ValueError, KeyError, TypeError) as e:
-            self._warning('The pending DORA failures in the persistent cache could not be read (%s); starting empty', e)
-            self._dirty = True
-            return queue
-        skipped = 0
-        for item in items:
-            if (
-                isinstance(item, list)
-                and len(item) == 3
-                and isinstance(item[0], str)
-                and isinstance(item[1], (int, float))
-                and not isinstance(item[1], bool)
-                and isinstance(item[2], dict)
-            ):
-                queue[item[0]] = [float(item[1]), item[2]]
-            else:
-                skipped += 1
-        if skipped:
-            self._warning('Skipped %d unreadable pending DORA failures from the persistent cache', skipped)
-            self._dirty = True
-        return queue
