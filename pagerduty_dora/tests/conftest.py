@@ -48,6 +48,21 @@ def make_instance(url: str, **options: Any) -> dict[str, Any]:
     return instance
 
 
+def assert_configuration_error(dd_run_check: Any, server: FakeServer, options: dict[str, Any], expected: str) -> None:
+    """The first run of an instance with `options` fails with a `ConfigurationError` naming `expected`,
+    before any request is made."""
+    from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+
+    check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(server.url, **options)])
+    requests_before = len(server.requests)
+    with pytest.raises(Exception) as raised:
+        dd_run_check(check)
+    report = str(raised.value)
+    assert 'ConfigurationError' in report
+    assert expected in report
+    assert server.requests[requests_before:] == []
+
+
 @pytest.fixture(scope='session')
 def quiet_server() -> Iterator[FakeServer]:
     with FakeServer(quiet_account_routes()) as server:

@@ -14,7 +14,7 @@ from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
 from datadog_checks.pagerduty_dora.simulator.server import FakeServer
 
-from .conftest import API_TOKEN, DATADOG_API_KEY, make_instance
+from .conftest import API_TOKEN, DATADOG_API_KEY, assert_configuration_error, make_instance
 
 CONF_EXAMPLE = Path(__file__).parent.parent / 'datadog_checks' / 'pagerduty_dora' / 'data' / 'conf.yaml.example'
 
@@ -89,16 +89,7 @@ class TestBadConfiguration:
     def test_first_run_fails(
         self, dd_run_check: Callable[..., Any], quiet_server: FakeServer, options: dict, expected: str
     ) -> None:
-        check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **options)])
-        requests_before = len(quiet_server.requests)
-
-        with pytest.raises(Exception) as raised:
-            dd_run_check(check)
-
-        report = str(raised.value)
-        assert 'ConfigurationError' in report
-        assert expected in report
-        assert quiet_server.requests[requests_before:] == []
+        assert_configuration_error(dd_run_check, quiet_server, options, expected)
 
     @pytest.mark.parametrize('options, expected', BAD_VALUES, ids=BAD_IDS)
     def test_model_raises_configuration_error(self, options: dict, expected: str) -> None:

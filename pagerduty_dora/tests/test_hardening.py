@@ -19,7 +19,6 @@ import yaml
 
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.dev.utils import get_metadata_metrics
-from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora import api as api_module
 from datadog_checks.pagerduty_dora.api import ApiClient, TransientError
 from datadog_checks.pagerduty_dora.client import OFFSET_CAP, PAGE_SIZE
@@ -27,7 +26,7 @@ from datadog_checks.pagerduty_dora.dora import MAX_NAME_LENGTH, failure_id
 from datadog_checks.pagerduty_dora.events import TEXT_LIMIT, TITLE_LIMIT
 from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
 
-from .conftest import make_instance
+from .conftest import assert_configuration_error
 from .harness import START, World, event_keys
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -483,11 +482,4 @@ class TestConfigurationFuzz:
         'option, value', WRONG_TYPE_CASES, ids=['{}-{}'.format(n, type(v).__name__) for n, v in WRONG_TYPE_CASES]
     )
     def test_wrong_type(self, dd_run_check, quiet_server, option, value):
-        check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **{option: value})])
-        before = len(quiet_server.requests)
-        with pytest.raises(Exception) as raised:
-            dd_run_check(check)
-        report = str(raised.value)
-        assert 'ConfigurationError' in report
-        assert option in report
-        assert quiet_server.requests[before:] == []
+        assert_configuration_error(dd_run_check, quiet_server, {option: value}, option)
