@@ -1,6 +1,6 @@
 # Shared set-up for the scripts in this folder; source it, don't run it.
-# Finds the Python 3.12 and 3.13 interpreters (on PATH or installed by pyenv), puts them on PATH
-# so that hatch uses them instead of downloading its own, and provides `ensure_ddev`.
+# Finds the Python 3.13 interpreter (on PATH or installed by pyenv) and puts it on PATH so that hatch
+# uses it instead of downloading its own; provides `require_python312` (for the tests) and `ensure_ddev`.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DDEV_VERSION="${DDEV_VERSION:-20.1.0}"
@@ -31,9 +31,15 @@ find_python() {
     return 1
 }
 
-PYTHON312="$(find_python 3.12)"
+# Python 3.13 runs the demo and ddev; 3.12 only the tests, so only `require_python312` asks for it.
 PYTHON313="$(find_python 3.13)"
-export PATH="$(dirname "$PYTHON313"):$(dirname "$PYTHON312"):$PATH"
+export PATH="$(dirname "$PYTHON313"):$PATH"
+
+# Find Python 3.12 and put it on PATH, or fail: the test suite runs on both versions.
+require_python312() {
+    PYTHON312="$(find_python 3.12)"
+    export PATH="$(dirname "$PYTHON312"):$PATH"
+}
 
 # Create (once) a virtual environment holding ddev, and put it first on PATH.
 ensure_ddev() {

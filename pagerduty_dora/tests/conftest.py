@@ -98,3 +98,13 @@ def world() -> Iterator[World]:
     world = World()
     yield world
     world.close()
+
+
+@pytest.fixture
+def services(world):
+    """Two services of one team in the simulated account: `checkout` and `billing`."""
+    team = world.account.add_team('Payments')
+    return {
+        'checkout': world.account.add_service('Checkout API', team_ids=[team]),
+        'billing': world.account.add_service('Billing', team_ids=[team]),
+    }

@@ -28,7 +28,7 @@ class World:
     def __init__(self, account: PagerDutyAccount | None = None, **simulator_options: Any) -> None:
         self.account = account if account is not None else PagerDutyAccount(now=START)
         self.pagerduty = PagerDutySimulator(self.account, **simulator_options).start()
-        self.dora = DoraState(DD_API_KEY)
+        self.dora = DoraState(DD_API_KEY, app_key=DD_APP_KEY)
         self.catalog = CatalogState(api_key=DD_API_KEY, app_key=DD_APP_KEY)
         self.deployments = DeploymentsState(DD_API_KEY, DD_APP_KEY)
         self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog) + self.deployments.routes()).start()

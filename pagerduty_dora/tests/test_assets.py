@@ -25,6 +25,8 @@ METRIC_IN_QUERY = re.compile(r'(?<![\w.])pagerduty_dora\.[A-Za-z0-9_.]*[A-Za-z0-
 TEMPLATE_VARIABLE = re.compile(r'\$([A-Za-z_][A-Za-z0-9_]*)')
 # Monitor types whose `query` is a metric query.
 METRIC_MONITOR_TYPES = ('query alert', 'metric alert')
+SERVICE_CHECK_MONITOR_TYPE = 'service check'
+SERVICE_CHECK = 'pagerduty_dora.can_connect'
 MONITOR_FIELDS = ('version', 'created_at', 'last_updated_at', 'title', 'description', 'definition', 'tags')
 
 
@@ -72,6 +74,16 @@ def dashboard_metric_queries(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from dashboard_metric_queries(value)
+
+
+def titled_widgets(widgets: list) -> Iterator[tuple[str, list[str]]]:
+    """(title, metric queries) of every widget that is not a group, in any group."""
+    for widget in widgets:
+        definition = widget['definition']
+        if definition['type'] == 'group':
+            yield from titled_widgets(definition['widgets'])
+        else:
+            yield definition.get('title', ''), list(dashboard_metric_queries(definition))
 
 
 def metric_names(query: str) -> list[str]:
@@ -165,6 +177,22 @@ class TestDashboard:
         document['widgets'][1]['definition']['widgets'][0]['definition']['type'] = 'query_valu'
         assert api_model(document, Dashboard)._unparsed is True
 
+    def test_percentile_titles_say_what_they_compute(self):
+        # The Agent sends a histogram's median and p95 per flush: a widget of them is no percentile of its time frame.
+        for relative in manifest_assets('dashboards'):
+            for title, queries in titled_widgets(load(ROOT / relative)['widgets']):
+                if any(re.search(r'\.(median|95percentile)\{', query) for query in queries):
+                    assert 'per-flush' in title.lower(), title
+
+    def test_severity_split_and_attribution_results(self):
+        for relative in manifest_assets('dashboards'):
+            queries = list(dashboard_metric_queries(load(ROOT / relative)))
+            for metric in ('incidents.triggered', 'incidents.time_to_restore.median'):
+                assert any(METRIC_PREFIX + metric + '{' in q and 'by {severity}' in q for q in queries), metric
+            assert any(METRIC_PREFIX + 'attribution.results{' in q and 'by {outcome}' in q for q in queries)
+            for metric in ('dora.removed', 'dora.unremovable'):
+                assert any(METRIC_PREFIX + metric + '{' in q for q in queries), metric
+
 
 class TestMonitors:
     """Recommended monitors carry the fields and tag of the integrations-core monitor format."""
@@ -176,11 +204,38 @@ class TestMonitors:
         assert monitor['version'] == 2
         assert monitor['tags'] == ['integration:pagerduty_dora']
         definition = monitor['definition']
-        assert definition['type'] in METRIC_MONITOR_TYPES
+        assert definition['type'] in METRIC_MONITOR_TYPES + (SERVICE_CHECK_MONITOR_TYPE,)
         assert definition['options']['thresholds']['critical'] is not None
         assert definition['message'].strip()
         fields = {key: value for key, value in definition.items() if key != 'restriction_policy'}
         assert api_model(fields, Monitor)._unparsed is False
+
+    @pytest.mark.parametrize('relative', sorted(manifest_assets('monitors')), ids=lambda relative: Path(relative).stem)
+    def test_service_check_monitors_use_the_declared_check_and_alert_on_no_data(self, relative):
+        definition = load(ROOT / relative)['definition']
+        if definition['type'] != SERVICE_CHECK_MONITOR_TYPE:
+            assert SERVICE_CHECK not in definition['query']
+            return
+        declared = {entry['check'] for entry in load(ROOT / 'assets' / 'service_checks.json')}
+        assert re.match(r'^"([a-z_.]+)"\.over\(', definition['query']).group(1) in declared
+        # A broken configuration sends no service check at all: only no-data alerting notices it.
+        assert definition['options']['notify_no_data'] is True
+        assert definition['options']['no_data_timeframe'] > 0
+
+    def test_service_check_monitor_per_api_and_for_the_datadog_api(self):
+        queries = [
+            load(ROOT / relative)['definition']['query']
+            for relative in manifest_assets('monitors')
+            if load(ROOT / relative)['definition']['type'] == SERVICE_CHECK_MONITOR_TYPE
+        ]
+        assert any('.by("host","api")' in query for query in queries), queries
+        assert any('.over("api:datadog")' in query for query in queries), queries
+
+    def test_percentile_titles_say_what_they_compute(self):
+        for relative in manifest_assets('monitors'):
+            monitor = load(ROOT / relative)
+            if '95percentile' in monitor['definition']['query']:
+                assert 'per-flush' in monitor['title'].lower(), monitor['title']
 
 
 class TestReadme:

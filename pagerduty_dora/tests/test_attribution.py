@@ -507,6 +507,91 @@ class TestFaults:
         assert attribution.pending == 0
 
 
+class TestRejectedSearch:
+    """A 4xx from the deployments search is logged and counted, and skips only that incident's attribution."""
+
+    @pytest.mark.parametrize('status', [400, 404, 422], ids=['400', '404', '422'])
+    def test_attribution_is_skipped_and_the_run_goes_on(self, rig, state, status):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        state.fail_next(1, status)
+        attribution = rig.attribution()
+
+        line = attribution.on_transition(triggered(), mapping())
+        # The next incident of the same run is attributed: the rejection did not stop the run.
+        second = attribution.on_transition(triggered(T0 + MINUTE, number=1235), mapping())
+        attribution.save()
+
+        assert 'not attributed: the DORA deployments search was rejected ({})'.format(status) in line
+        assert 'attributed to deployment `dep-1`' in second
+        assert rig.outcomes() == {'rejected': 1, 'attributed': 1}
+        assert 'was rejected ({}) and is not retried'.format(status) in rig.log.text('warning')
+        assert attribution.pending == 0
+        state_written = json.loads(rig.cache[CACHE_KEY])
+        assert state_written['pending'] == []
+        assert 'waiting' not in state_written['incidents']['Q2N1234ABC']
+
+    def test_rejected_remediation_search_is_skipped(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
+        attribution = rig.attribution()
+        attribution.on_transition(triggered(), mapping())
+        state.add('checkout', 'prod', 'v43', T0 + 20 * MINUTE, deployment_id='dep-fix')
+        state.fail_next(1, 400)
+
+        line = attribution.on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
+
+        assert 'Remediation:** not recorded: the DORA deployments search was rejected (400)' in line
+        assert rig.outcomes() == {'attributed': 1, 'rejected': 1}
+        assert state.deployments['dep-bad'].remediation is None
+        assert attribution.pending == 0
+
+    def test_rejected_search_in_a_retried_task_is_dropped(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        state.fail_next(4, 503)
+        attribution = rig.attribution()
+        attribution.on_transition(triggered(), mapping())
+        assert attribution.pending == 1
+
+        rig.new_run()
+        state.fail_next(1, 400)
+        attribution.flush()
+
+        assert attribution.pending == 0
+        assert state.failed() == {}
+        assert rig.outcomes() == {'deferred': 1, 'rejected': 1}
+
+
+class TestPreview:
+    """`preview()` says which deployment would be marked and the remediation, reading only."""
+
+    def test_resolved_incident(self, rig, state):
+        state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
+        state.add('checkout', 'prod', 'v41', T0 + 20 * MINUTE, deployment_id='dep-fix')
+
+        found = rig.attribution().preview(incident('resolved', resolved_at=T0 + 30 * MINUTE), mapping())
+
+        assert found['outcome'] == 'attributed'
+        assert found['deployment']['id'] == 'dep-bad'
+        assert found['remediation']['type'] == 'rollback'
+        assert found['remediation']['deployment']['id'] == 'dep-fix'
+        assert rig.patches() == []
+        assert rig.cache == {}
+
+    @pytest.mark.parametrize(
+        'result, outcome',
+        [(mapping(env=None), 'no_env'), (mapping(services=()), 'no_service'), (mapping(), 'no_deployment')],
+        ids=['no-env', 'no-service', 'no-deployment'],
+    )
+    def test_nothing_to_mark(self, rig, state, result, outcome):
+        state.add('checkout', 'prod', 'v42', T0 - 30 * HOUR, deployment_id='dep-old')
+
+        found = rig.attribution().preview(incident(), result)
+
+        assert (found['outcome'], found['deployment'], found['remediation']) == (outcome, None, None)
+        assert found['note']
+        assert rig.patches() == []
+
+
 class TestFake:
     """The fake refuses what the real API refuses."""
 

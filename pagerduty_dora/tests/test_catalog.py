@@ -16,6 +16,7 @@ from datadog_checks.pagerduty_dora.catalog import (
     CatalogStore,
     InvalidDefinition,
     parse_definition,
+    resolve_inheritance,
 )
 from datadog_checks.pagerduty_dora.mapping import Catalog, CatalogService, CatalogTeam, map_incident
 from datadog_checks.pagerduty_dora.simulator.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
@@ -98,7 +99,8 @@ def harness() -> Harness:
 @pytest.fixture
 def catalog_dir(tmp_path: Path) -> Path:
     target = tmp_path / 'catalog'
-    shutil.copytree(FIXTURES, target)
+    # The estate files belong to the end-to-end tests, which install them one by one.
+    shutil.copytree(FIXTURES, target, ignore=shutil.ignore_patterns('estate'))
     return target
 
 
@@ -132,7 +134,13 @@ FILE_CASES = [
     ('v2.yaml', [('payments-api', 'payments', 'https://acme.eu.pagerduty.com/service-directory/PPAY001')]),
     ('v2_1.yaml', [('ledger', 'Payments Platform', 'https://acme.pagerduty.com/service-directory/PLED002')]),
     ('v2_2.json', [('checkout', 'web', 'https://acme.pagerduty.com/service-directory/PCHK003')]),
-    ('v3.yaml', [('search', 'discovery', 'https://acme.pagerduty.com/service-directory/PSRC004')]),
+    (
+        'v3.yaml',
+        [
+            ('search', 'discovery', 'https://acme.pagerduty.com/service-directory/PSRC004'),
+            ('search-index', 'discovery', 'https://acme.pagerduty.com/service-directory/PSRC004'),
+        ],
+    ),
     ('more/inventory.yml', [('inventory', 'warehouse', None)]),
 ]
 
@@ -140,7 +148,7 @@ FILE_CASES = [
 class TestDefinitionFiles:
     """`catalog_files`: globs of YAML or JSON definitions of every schema version; bad ones skipped with a warning."""
 
-    @pytest.mark.parametrize('name, expected', FILE_CASES, ids=['v2', 'v2.1', 'v2.2-json', 'v3-services-only', 'yml'])
+    @pytest.mark.parametrize('name, expected', FILE_CASES, ids=['v2', 'v2.1', 'v2.2-json', 'v3-every-kind', 'yml'])
     def test_schema_version(self, harness, name, expected):
         catalog = harness.store(files=[str(FIXTURES / name)]).current()
         assert as_tuples(catalog.services) == expected
@@ -162,6 +170,7 @@ class TestDefinitionFiles:
             'notifications',
             'payments-api',
             'search',
+            'search-index',
             'sms-gateway',
         ]
         broken = [w for w in harness.warnings if 'broken.yaml' in w]
@@ -177,15 +186,22 @@ class TestDefinitionFiles:
             'notifications',
             'payments-api',
             'search',
+            'search-index',
             'sms-gateway',
         ]
-        assert store.counts() == {'files': 7}
+        assert store.counts() == {'files': 8}
 
-    def test_pattern_that_never_matched_holds_everything_back(self, harness, catalog_dir):
+    def test_pattern_that_matches_nothing_is_a_warning(self, harness, catalog_dir):
         store = harness.store(files=[str(catalog_dir / 'nothing-*.yaml'), str(catalog_dir / 'v2.yaml')])
+        assert [s.name for s in store.current().services] == ['payments-api']
+        assert harness.warnings == ['catalog_files pattern {} matches no file'.format(catalog_dir / 'nothing-*.yaml')]
+
+    def test_no_pattern_matching_is_never_loaded(self, harness, catalog_dir):
+        store = harness.store(files=[str(catalog_dir / 'nothing-*.yaml')])
         assert store.current() is None
-        assert len(harness.warnings) == 1
-        assert 'nothing-*.yaml matched no file' in harness.warnings[0]
+        assert len(harness.warnings) == 2
+        assert 'nothing-*.yaml matches no file' in harness.warnings[0]
+        assert 'files has never loaded' in harness.warnings[1]
 
     def test_disappearing_file_keeps_last_good_copy(self, harness, tmp_path, catalog_dir):
         path = tmp_path / 'v2.yaml'
@@ -195,8 +211,11 @@ class TestDefinitionFiles:
         path.unlink()
         harness.clock.now += 600
         assert [s.name for s in store.current().services] == ['payments-api']
-        assert len(harness.warnings) == 1
-        assert 'matched no file' in harness.warnings[0] and 'last good copy' in harness.warnings[0]
+        assert harness.warnings == [
+            'catalog_files pattern {} matches no file'.format(tmp_path / '*.yaml'),
+            'Catalog file {} is missing since 2026-11-26T10:10:00Z; still using the 1 entry it gave at '
+            '2026-11-26T10:00:00Z'.format(path),
+        ]
 
     def test_json_list_of_definitions(self, harness, tmp_path):
         path = tmp_path / 'services.json'
@@ -214,7 +233,7 @@ class TestDefinitionFiles:
         harness.clock.now += 600
         assert [s.name for s in store.current().services] == ['payments-api']
         assert len(harness.warnings) == 1
-        assert 'cannot read' in harness.warnings[0] and 'v2.yaml' in harness.warnings[0]
+        assert harness.warnings[0].startswith('Catalog file {} cannot be read ('.format(path))
 
     @pytest.mark.parametrize(
         'document, message',
@@ -365,16 +384,55 @@ class TestDatadogApiSource:
         ],
         ids=['no-app-key', 'wrong-app-key', 'no-catalog-permission', 'no-teams-permission'],
     )
-    def test_403_names_the_scope(self, harness, account, server, app_key, catalog_read, teams_read, scope):
+    def test_bare_403_names_the_keys_then_the_scope(
+        self, harness, account, server, app_key, catalog_read, teams_read, scope
+    ):
+        # The simulator answers a bare `Forbidden` in every case, as Datadog does for a wrong key.
         account.catalog_read = catalog_read
         account.teams_read = teams_read
         store = harness.store(api=datadog_client(server.url, app_key=app_key))
         assert store.current() is None
         assert store.counts() == {}
         assert len(harness.warnings) == 1
-        assert 'never loaded' in harness.warnings[0]
-        assert scope in harness.warnings[0] and '403' in harness.warnings[0]
+        warning = harness.warnings[0]
+        assert 'never loaded' in warning and '403' in warning
+        assert 'wrong or revoked' in warning and 'keys are valid' not in warning
+        assert 'if both keys are right, the application key lacks the {} permission'.format(scope) in warning
         assert APP_KEY not in ' '.join(harness.warnings) and API_KEY not in ' '.join(harness.warnings)
+
+    def test_401_is_a_wrong_or_revoked_key(self, harness, server):
+        server.fault = lambda request: Reply(401, {'errors': ['Unauthorized']})
+        store = harness.store(api=datadog_client(server.url, app_key='revoked-key'))
+        assert store.current() is None
+        assert len(harness.warnings) == 1
+        warning = harness.warnings[0]
+        assert 'answered 401 to GET /api/v2/catalog/entity' in warning
+        assert 'datadog_app_key' in warning and 'wrong or revoked' in warning
+        # A key that does not authenticate at all holds no permission worth naming.
+        assert 'permission' not in warning and 'apm_service_catalog_read' not in warning
+        assert 'revoked-key' not in warning and API_KEY not in warning
+
+    @pytest.mark.parametrize(
+        'path, scope',
+        [('/api/v2/catalog/entity', 'apm_service_catalog_read'), ('/api/v2/team', 'teams_read')],
+        ids=['catalog', 'teams'],
+    )
+    def test_403_naming_a_failed_permission_is_a_missing_permission(self, harness, server, path, scope):
+        def refuse(request):
+            if request.path == path:
+                return Reply(403, {'errors': ['Failed permission authorization checks']})
+            return None
+
+        server.fault = refuse
+        store = harness.store(api=datadog_client(server.url))
+        assert store.current() is None
+        assert len(harness.warnings) == 1
+        warning = harness.warnings[0]
+        assert 'answered 403 to GET {}'.format(path) in warning
+        assert 'the keys are valid' in warning
+        assert 'lacks the {} permission'.format(scope) in warning
+        assert 'wrong or revoked' not in warning
+        assert APP_KEY not in warning and API_KEY not in warning
 
     def test_bad_entity_skipped_with_warning(self, harness, account, server):
         account.entities.append({'apiVersion': 'v3', 'kind': 'service', 'metadata': {'name': 'bad', 'owner': ['x']}})
@@ -532,3 +590,269 @@ class TestRefreshAndCache:
         harness.clock.now += 600
         assert len(store.current().services) == 4
         assert json.loads(harness.cache[CACHE_KEY])['version'] == 1
+
+
+ENTITIES = FIXTURES / 'estate' / 'entity.datadog.yaml'
+
+
+def entity(kind: str, name: str, owner: str | None = None, url: str | None = None, inherit: str | None = None):
+    return CatalogService(name, owner, url, 'files', kind=kind, inherit_from=inherit)
+
+
+class TestEntities:
+    """v3 entities of every kind, their additional owners and `inheritFrom`, as read from files."""
+
+    def test_every_kind_is_read(self, harness):
+        catalog = harness.store(files=[str(ENTITIES)]).current()
+        kinds = {(s.kind, s.name): (s.team, s.owners) for s in catalog.services}
+        assert kinds == {
+            ('system', 'checkout-platform'): ('payments', ('sre',)),
+            ('service', 'checkout-api'): ('payments', ()),
+            ('service', 'checkout-worker'): ('payments', ()),
+            ('queue', 'order-events'): ('payments', ()),
+            ('datastore', 'orders-db'): ('dba', ('payments',)),
+            ('api', 'checkout-public-api'): ('payments', ()),
+        }
+        # Only services are found by name: a datastore's name is not a DORA service.
+        assert [s.name for s in catalog.services_named('orders-db')] == []
+        assert [s.name for s in catalog.services_named('checkout-api')] == ['checkout-api']
+        assert harness.warnings == []
+
+    def test_same_name_in_two_kinds_stays_two_entities(self, harness, tmp_path):
+        path = tmp_path / 'entities.yaml'
+        path.write_text(
+            '---\n'.join(
+                json.dumps(e) + '\n'
+                for e in (v3_entity('orders', 'payments'), v3_entity('orders', 'dba', kind='datastore'))
+            )
+        )
+        catalog = harness.store(files=[str(path)]).current()
+        assert sorted((s.kind, s.team) for s in catalog.services) == [('datastore', 'dba'), ('service', 'payments')]
+
+    @pytest.mark.parametrize(
+        'metadata, expected',
+        [
+            ({'additionalOwners': [{'name': 'sre', 'type': 'operator'}, 'dba', {'name': ' '}]}, ('sre', 'dba')),
+            ({'additionalOwners': []}, ()),
+            ({'inheritFrom': 'system:checkout'}, 'system:checkout'),
+        ],
+        ids=['additional-owners-both-forms', 'no-additional-owners', 'inherit-from'],
+    )
+    def test_v3_metadata(self, metadata, expected):
+        (service,) = parse_definition(
+            {'apiVersion': 'v3', 'kind': 'queue', 'metadata': dict(metadata, name='q', owner='payments')}, 'files'
+        )
+        assert (service.kind, service.team) == ('queue', 'payments')
+        assert (service.inherit_from if 'inheritFrom' in metadata else service.owners) == expected
+
+    @pytest.mark.parametrize(
+        'document, message',
+        [
+            ({'apiVersion': 'v3', 'metadata': {'name': 'x'}}, 'kind is missing'),
+            ({'apiVersion': 'v3', 'kind': ['queue'], 'metadata': {'name': 'x'}}, 'kind must be'),
+            (
+                {'apiVersion': 'v3', 'kind': 'queue', 'metadata': {'name': 'x', 'additionalOwners': 'sre'}},
+                'additionalOwners must be a list',
+            ),
+            (
+                {'apiVersion': 'v3', 'kind': 'queue', 'metadata': {'name': 'x', 'additionalOwners': [{'type': 'a'}]}},
+                r'additionalOwners\[0\] must be a team name',
+            ),
+            (
+                {'apiVersion': 'v3', 'kind': 'queue', 'metadata': {'name': 'x', 'inheritFrom': {'kind': 'system'}}},
+                'inheritFrom must be a string',
+            ),
+        ],
+        ids=['no-kind', 'kind-not-string', 'owners-not-list', 'owner-without-name', 'inherit-not-string'],
+    )
+    def test_invalid_v3(self, document, message):
+        with pytest.raises(InvalidDefinition, match=message):
+            parse_definition(document, 'files')
+
+    URL = 'https://acme.pagerduty.com/service-directory/PSYS001'
+
+    @pytest.mark.parametrize(
+        'entities, expected, problem',
+        [
+            (
+                [
+                    entity('service', 'worker', url=URL + 'W', inherit='service:api'),
+                    entity('service', 'api', inherit='system:platform'),
+                    entity('system', 'platform', 'payments', URL),
+                ],
+                {'worker': ('payments', URL + 'W'), 'api': ('payments', URL), 'platform': ('payments', URL)},
+                None,
+            ),
+            (
+                [
+                    entity('queue', 'q', 'queue-team', inherit='System:default/Platform'),
+                    entity('system', 'platform', 'p', URL),
+                ],
+                {'q': ('queue-team', URL), 'platform': ('p', URL)},
+                None,
+            ),
+            (
+                [entity('service', 'a', inherit='service:ghost')],
+                {'a': (None, None)},
+                'catalog entity service:a inherits from service:ghost, which no catalog source defines',
+            ),
+            (
+                [entity('service', 'a', inherit='platform'), entity('system', 'platform', 'p', URL)],
+                {'a': (None, None), 'platform': ('p', URL)},
+                "catalog entity service:a has inheritFrom 'platform', which is not <kind>:<name>",
+            ),
+            (
+                [
+                    entity('service', 'a', inherit='service:b'),
+                    entity('service', 'b', 'team-b', inherit='service:c'),
+                    entity('service', 'c', url=URL, inherit='service:a'),
+                ],
+                {'a': ('team-b', URL), 'b': ('team-b', URL), 'c': (None, URL)},
+                'catalog entities service:a, service:b, service:c inherit from each other in a cycle',
+            ),
+        ],
+        ids=['chain', 'own-fields-win-and-namespace', 'unknown-entity', 'not-a-reference', 'cycle'],
+    )
+    def test_inheritance(self, entities, expected, problem):
+        resolved, problems = resolve_inheritance(entities)
+        assert {s.name: (s.team, s.pagerduty_url) for s in resolved} == expected
+        assert problems == ([problem] if problem else [])
+
+    def test_inheritance_across_sources(self, harness, server, tmp_path):
+        path = tmp_path / 'worker.yaml'
+        path.write_text(
+            json.dumps(
+                {'apiVersion': 'v3', 'kind': 'service', 'metadata': {'name': 'w', 'inheritFrom': 'service:ledger'}}
+            )
+        )
+        catalog = harness.store(api=datadog_client(server.url), files=[str(path)]).current()
+        (worker,) = [s for s in catalog.services if s.name == 'w']
+        assert (worker.team, worker.pagerduty_url) == (
+            'payments',
+            'https://acme.eu.pagerduty.com/service-directory/PLED002',
+        )
+
+
+class TestKnownTeams:
+    """Rules 3 and 4 know the Datadog teams: the Teams API's when configured, else the handles the files name."""
+
+    def test_files_name_the_teams(self, harness):
+        catalog = harness.store(files=[str(ENTITIES), str(FIXTURES / 'v2_1.yaml')]).current()
+        assert sorted(t.handle for t in catalog.teams) == ['Payments Platform', 'dba', 'payments', 'sre']
+        assert catalog.find_team('SRE') == 'sre'
+        assert catalog.find_team('payments platform') == 'Payments Platform'
+
+    def test_teams_api_wins(self, harness, server):
+        catalog = harness.store(api=datadog_client(server.url), files=[str(ENTITIES)]).current()
+        assert sorted(t.handle for t in catalog.teams) == ['payments', 'search-team', 'web']
+        assert catalog.find_team('sre') is None
+
+
+class TestFilesKeptPerFile:
+    """Each file keeps its last good copy; the store's report says what each file gave."""
+
+    def test_broken_document_keeps_the_entry_it_gave(self, harness, tmp_path):
+        path = tmp_path / 'multi.yaml'
+        shutil.copy(FIXTURES / 'multi.yaml', path)
+        store = harness.store(files=[str(path)])
+        assert [s.name for s in store.current().services] == ['notifications', 'sms-gateway']
+        harness.warnings.clear()
+        text = path.read_text().replace('dd-service: sms-gateway', 'dd-service: [sms-gateway]')
+        path.write_text(text + '---\nschema-version: v2.2\ndd-service: push\nteam: comms\n')
+        harness.clock.now += 600
+        assert sorted(s.name for s in store.current().services) == ['notifications', 'push', 'sms-gateway']
+        assert harness.warnings[-1] == (
+            'Catalog file {} has invalid definitions since 2026-11-26T10:10:00Z; still using 1 entry it gave at '
+            '2026-11-26T10:00:00Z and no longer gives'.format(path)
+        )
+        assert 'multi.yaml (document 3): dd-service must be a string' in harness.warnings[-2]
+
+    def test_file_that_shrinks_cleanly_is_replaced(self, harness, tmp_path):
+        path = tmp_path / 'multi.yaml'
+        path.write_text((FIXTURES / 'v2.yaml').read_text() + '---\n' + (FIXTURES / 'v2_1.yaml').read_text())
+        store = harness.store(files=[str(path)])
+        assert len(store.current().services) == 2
+        shutil.copy(FIXTURES / 'v2.yaml', path)
+        harness.clock.now += 600
+        assert [s.name for s in store.current().services] == ['payments-api']
+        assert harness.warnings == []
+
+    def test_file_back_after_missing(self, harness, tmp_path):
+        path = tmp_path / 'v2.yaml'
+        shutil.copy(FIXTURES / 'v2.yaml', path)
+        store = harness.store(files=[str(tmp_path / '*.yaml')])
+        store.current()
+        path.unlink()
+        harness.clock.now += 600
+        store.current()
+        path.write_text((FIXTURES / 'v2.yaml').read_text().replace('team: payments', 'team: treasury'))
+        harness.warnings.clear()
+        harness.clock.now += 600
+        assert [(s.name, s.team) for s in store.current().services] == [('payments-api', 'treasury')]
+        assert harness.warnings == []
+
+    def test_report_per_file(self, harness, catalog_dir):
+        store = harness.store(files=[str(catalog_dir / '*.yaml'), str(catalog_dir / '*.toml')])
+        store.current()
+        (catalog_dir / 'v2.yaml').write_text('')
+        harness.clock.now += 600
+        store.current()
+        report = {
+            Path(row.get('file') or row.get('pattern')).name: (row['entries'], row['skipped'])
+            for row in store.file_report()
+        }
+        assert report == {
+            'broken.yaml': (0, [report['broken.yaml'][1][0]]),
+            'multi.yaml': (2, ['document 2: dd-service is missing']),
+            'v2.yaml': (
+                1,
+                [
+                    'file holds no definition since 2026-11-26T10:10:00Z; '
+                    'using the 1 entry it gave at 2026-11-26T10:00:00Z'
+                ],
+            ),
+            'v2_1.yaml': (1, []),
+            'v3.yaml': (2, []),
+            '*.toml': (0, ['the pattern matches no file']),
+        }
+        assert report['broken.yaml'][1][0].startswith('file is not valid YAML or JSON (')
+        assert store.file_report()[0] == {
+            'pattern': str(catalog_dir / '*.toml'),
+            'entries': 0,
+            'skipped': ['the pattern matches no file'],
+        }
+
+    def test_cache_restores_every_file(self, harness, catalog_dir):
+        store = harness.store(files=[str(catalog_dir / '*.yaml')])
+        first = store.current()
+        saved = json.loads(harness.cache[CACHE_KEY])['sources']['files']
+        assert saved['count'] == 6 and saved['services'] == []
+        assert sorted(Path(p).name for p in saved['files']) == ['multi.yaml', 'v2.yaml', 'v2_1.yaml', 'v3.yaml']
+
+        for path in catalog_dir.glob('*.yaml'):
+            path.unlink()
+        restarted = Harness(cache=harness.cache)
+        restarted.clock.now = NOW + 3600
+        store = restarted.store(files=[str(catalog_dir / '*.yaml')])
+        assert store.current() == first
+        assert len([w for w in restarted.warnings if 'is missing since 2026-11-26T11:00:00Z' in w]) == 4
+        assert json.loads(harness.cache[CACHE_KEY])['sources']['files']['count'] == 6
+
+    def test_cache_written_before_files_were_kept_apart_is_ignored(self, harness, catalog_dir):
+        harness.cache[CACHE_KEY] = json.dumps(
+            {
+                'version': 1,
+                'sources': {
+                    'files': {
+                        'loaded_at': NOW,
+                        'count': 1,
+                        'fingerprint': 'files:' + json.dumps([str(catalog_dir / 'v2.yaml')]),
+                        'services': [['stale', None, None]],
+                        'teams': [],
+                    }
+                },
+            }
+        )
+        (catalog_dir / 'v2.yaml').unlink()
+        store = harness.store(files=[str(catalog_dir / 'v2.yaml')])
+        assert store.current() is None

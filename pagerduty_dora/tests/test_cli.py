@@ -67,7 +67,12 @@ def write_conf(tmp_path, *instances: dict[str, Any]) -> str:
 
 
 def posts(world: DemoWorld) -> list:
-    return [r for r in world.datadog.requests if r.method == 'POST']
+    """Requests that write to Datadog; the DORA deployments search is a POST that only reads."""
+    return [
+        r
+        for r in world.datadog.requests
+        if r.method in ('POST', 'PATCH', 'PUT') and r.path != '/api/v2/dora/deployments'
+    ]
 
 
 class TestDemo:
@@ -84,6 +89,8 @@ class TestDemo:
         assert '[P2] #11 triggered: Login errors spiking' in out
         assert 'pagerduty_dora.incidents.time_to_restore' in out
         assert '"id": "pagerduty-incident-' in out
+        assert 'dep-login-v1-9-0 (login v1.9.0 in prod) marked as a change failure, for [P2] #11 triggered' in out
+        assert 'remediation: rollback by dep-login-rollback' in out
 
     @pytest.mark.parametrize('rule', RULES, ids=RULES)
     def test_table_shows_every_rule(self, demo_text, rule):
@@ -240,3 +247,124 @@ class TestErrors:
         for secret in (TOKEN, WRONG_TOKEN, FORBIDDEN_TOKEN):
             assert secret not in result.stderr
         assert len(posts(world)) == before
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+class TestAgentValidation:
+    """The dry run loads the instance as the Agent does and refuses what it refuses, in one line naming the option."""
+
+    @pytest.mark.parametrize(
+        'options, removed, expected',
+        [
+            ({'submit_dora_failures': 'maybe'}, (), "`submit_dora_failures` must be true or false, got 'maybe'"),
+            (
+                {'attribute_change_failures': True},
+                ('datadog_app_key',),
+                '`attribute_change_failures` needs `datadog_app_key`',
+            ),
+            ({'urgencies': 'high'}, (), "`urgencies` must be a list of high, low or both, got 'high'"),
+            ({'severity_mapping': ['P1', 'P2']}, (), "`severity_mapping` must map priority names to severities"),
+            ({'timeout': -3}, (), '`timeout` must be greater than 0 seconds, got -3'),
+            ({'min_collection_interval': -10}, (), '`min_collection_interval` must be greater than 0 seconds, got -10'),
+            ({'tags': ['service:checkout']}, (), "`tags` entry #1 'service:checkout' is not allowed"),
+            ({'service': 'checkout'}, (), "`service` must not be set, got 'checkout'"),
+            ({'unmapped_incidents': 'drop'}, (), "`unmapped_incidents` must be `send` or `skip`, got 'drop'"),
+        ],
+        ids=[
+            'submit_dora_failures-maybe',
+            'attribution-without-app-key',
+            'urgencies-not-a-list',
+            'severity_mapping-a-list',
+            'timeout-negative',
+            'min_collection_interval-negative',
+            'service-tag',
+            'service-option',
+            'unmapped_incidents-unknown',
+        ],
+    )
+    def test_refused(self, world, tmp_path, options, removed, expected):
+        instance = {k: v for k, v in world.instance(**options).items() if k not in removed}
+        before = world.pagerduty.count('/')
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+
+        assert result.returncode == 1
+        assert_one_line_error(result, 'invalid configuration: ' + expected)
+        # Refused before any request, as the Agent refuses it before its first run.
+        assert world.pagerduty.count('/') == before
+
+    def test_connection_refused_names_url_cause_and_hint(self, world, tmp_path):
+        url = 'http://127.0.0.1:{}'.format(closed_port())
+        conf = write_conf(tmp_path, world.instance(pagerduty_api_url=url, min_collection_interval=5))
+
+        result = run('--config', conf, '--dry-run')
+
+        assert result.returncode == 1
+        assert_one_line_error(result, 'cannot connect to {}/incidents'.format(url))
+        line = result.stderr.strip()
+        assert 'was refused' in line
+        assert '`pagerduty_api_url` (EU accounts use https://api.eu.pagerduty.com)' in line
+        assert '`proxy` option' in line
+
+
+class TestDryRunOptions:
+    """Unknown options, `unmapped_incidents: skip` and the attribution preview, as the dry run shows them."""
+
+    def test_unknown_options_are_warned(self, world, tmp_path):
+        instance = world.instance(
+            backfil_days=7,
+            urgency=['high'],
+            service_overrides=[{'pagerduty_service': 'Legacy Billing', 'team': 'payments', 'servce': 'billing-api'}],
+        )
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+
+        assert result.returncode == 0, result.stderr
+        warnings = result.stdout.split('Warnings (the Agent status page would show these):', 1)[1]
+        for expected in (
+            'Unknown option `backfil_days` in the instance is ignored: did you mean `backfill_days`?',
+            'Unknown option `urgency` in the instance is ignored: did you mean `urgencies`?',
+            'Unknown option `servce` in `service_overrides` entry #1 is ignored: did you mean `service`?',
+        ):
+            assert warnings.count(expected) == 1, warnings
+
+    def test_unmapped_incidents_skip(self, world, tmp_path):
+        sent = json.loads(run('--config', write_conf(tmp_path, world.instance()), '--dry-run', '--json').stdout)
+        conf = write_conf(tmp_path, world.instance(unmapped_incidents='skip'))
+
+        data = json.loads(run('--config', conf, '--dry-run', '--json').stdout)
+        text = run('--config', conf, '--dry-run').stdout
+
+        fallback = [i for i in data['incidents'] if i['mapping']['rule'] == 'fallback' and i['counted']]
+        assert len(fallback) >= 1
+        assert data['unmapped_incidents']['skipped'] == len(fallback)
+        assert [i['number'] for i in data['unmapped_incidents']['incidents']] == [i['number'] for i in fallback]
+        assert all(i['dora_failure'] is None for i in fallback)
+        assert data['dora_failures']['count'] == sent['dora_failures']['count'] - len(fallback)
+        assert sent['unmapped_incidents']['skipped'] == 0
+        assert 'Unmapped incidents not sent (unmapped_incidents: skip' in text
+        assert 'Contact form not sending' in text.split('Unmapped incidents not sent', 1)[1]
+
+    def test_attribution_preview_reads_and_writes_nothing(self, world, tmp_path):
+        conf = write_conf(tmp_path, world.instance(attribute_change_failures=True))
+
+        data = json.loads(run('--config', conf, '--dry-run', '--json').stdout)
+        text = run('--config', conf, '--dry-run').stdout
+
+        preview = {i['title']: i for i in data['attribution']['incidents']}
+        checkout = preview['Checkout latency above SLO']
+        assert checkout['outcome'] == 'attributed'
+        assert (checkout['deployment']['id'], checkout['deployment']['version']) == ('dep-checkout-v3-4-1', 'v3.4.1')
+        assert data['attribution']['marked'] == 1
+        assert world.deployments.failed() == {}
+        assert [r for r in world.datadog.requests if r.method == 'PATCH'] == []
+        assert 'Change-failure attribution preview (deployments read, nothing written): 1 of' in text
+        assert 'dep-checkout-v3-4-1 v3.4.1' in text

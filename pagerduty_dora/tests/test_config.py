@@ -48,6 +48,23 @@ BAD_VALUES = [
         {'service_overrides': [{'pagerduty_service': 'PABC123', 'service': '', 'team': None}]},
         "entry #1 for 'PABC123' needs at least one of `service`, `team`, `env`",
     ),
+    ({'urgencies': 'high'}, "`urgencies` must be a list of high, low or both, got 'high'"),
+    ({'priorities': 'P1'}, "`priorities` must be a list of PagerDuty priority names, or `none`, got 'P1'"),
+    ({'service_ids': 'PABC123'}, "`service_ids` must be a list of PagerDuty service IDs, got 'PABC123'"),
+    ({'severity_mapping': ['P1', 'P2']}, "`severity_mapping` must map priority names to severities"),
+    ({'severity_mapping': {'P1': ''}}, "`severity_mapping` must map priority names to severities"),
+    ({'timeout': -3}, '`timeout` must be greater than 0 seconds, got -3'),
+    ({'timeout': 'soon'}, "`timeout` must be a number of seconds greater than 0, got 'soon'"),
+    ({'min_collection_interval': -10}, '`min_collection_interval` must be greater than 0 seconds, got -10'),
+    ({'tags': ['team:sre', 'service:checkout']}, "`tags` entry #2 'service:checkout' is not allowed"),
+    ({'service': 'checkout'}, "`service` must not be set, got 'checkout'"),
+    ({'submit_dora_failures': 'maybe'}, "`submit_dora_failures` must be true or false, got 'maybe'"),
+    ({'unmapped_incidents': 'drop'}, "`unmapped_incidents` must be `send` or `skip`, got 'drop'"),
+    ({'backfill_days': 'ten'}, "`backfill_days` must be a whole number from 0 to 365, got 'ten'"),
+    (
+        {'service_overrides': [{'pagerduty_service': 'PABC123', 'servce': 'checkout'}]},
+        '(`servce` is not an option: did you mean `service`?)',
+    ),
 ]
 BAD_IDS = [
     'api_token-empty',
@@ -72,6 +89,20 @@ BAD_IDS = [
     'service_overrides-blank-pagerduty_service',
     'service_overrides-no-target',
     'service_overrides-empty-targets',
+    'urgencies-not-a-list',
+    'priorities-not-a-list',
+    'service_ids-not-a-list',
+    'severity_mapping-a-list',
+    'severity_mapping-empty-severity',
+    'timeout-negative',
+    'timeout-not-a-number',
+    'min_collection_interval-negative',
+    'tags-service-tag',
+    'service-option',
+    'submit_dora_failures-not-a-boolean',
+    'unmapped_incidents-unknown',
+    'backfill_days-not-a-number',
+    'service_overrides-misspelt-target',
 ]
 
 
@@ -231,3 +262,55 @@ class TestGoodConfiguration:
         check = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
         dd_run_check(check)
         assert check.config.api_token == API_TOKEN
+
+
+class TestUnknownOptions:
+    """An option name the check does not know is a warning naming it and the closest known name."""
+
+    @pytest.mark.parametrize(
+        'options, expected',
+        [
+            (
+                {'backfil_days': 7},
+                'Unknown option `backfil_days` in the instance is ignored: did you mean `backfill_days`?',
+            ),
+            ({'urgency': ['high']}, 'Unknown option `urgency` in the instance is ignored: did you mean `urgencies`?'),
+            (
+                {'service_overrides': [{'pagerduty_service': 'PABC123', 'team': 'payments', 'servce': 'checkout'}]},
+                'Unknown option `servce` in `service_overrides` entry #1 is ignored: did you mean `service`?',
+            ),
+            (
+                {'zzqx_flag': True},
+                'Unknown option `zzqx_flag` in the instance is ignored: it is not an option of this check',
+            ),
+        ],
+        ids=['backfil_days', 'urgency', 'servce-in-service_overrides', 'nothing-close'],
+    )
+    def test_warned_once_per_check_instance(
+        self, dd_run_check: Callable[..., Any], quiet_server: FakeServer, options: dict, expected: str
+    ) -> None:
+        check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **options)])
+        dd_run_check(check)
+        dd_run_check(check)
+        assert [w for w in check.warnings if 'Unknown option' in w] == [expected]
+
+    def test_init_config(self, dd_run_check: Callable[..., Any], quiet_server: FakeServer) -> None:
+        check = PagerdutyDoraCheck('pagerduty_dora', {'timout': 5}, [make_instance(quiet_server.url)])
+        dd_run_check(check)
+        assert [w for w in check.warnings if 'Unknown option' in w] == [
+            'Unknown option `timout` in `init_config` is ignored: did you mean `timeout`?'
+        ]
+
+    def test_known_options_give_no_warning(self, dd_run_check: Callable[..., Any], quiet_server: FakeServer) -> None:
+        options = {
+            'env': 'prod',
+            'tags': ['team:sre'],
+            'min_collection_interval': 30,
+            'timeout': 5,
+            'unmapped_incidents': 'skip',
+            'service_overrides': [{'pagerduty_service': 'PABC123', 'service': 'checkout'}],
+            'proxy': {'https': 'http://proxy.internal:3128', 'no_proxy': ['127.0.0.1']},
+        }
+        check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **options)])
+        dd_run_check(check)
+        assert [w for w in check.warnings if 'Unknown option' in w] == []

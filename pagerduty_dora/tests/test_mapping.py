@@ -192,7 +192,7 @@ RULE_CASES = [
 
 
 class TestRules:
-    """The catalog rules of SPEC section 5, in order, first match wins."""
+    """The catalog rules of the README's mapping table, in order, first match wins."""
 
     @pytest.mark.parametrize(
         'incident, rule, services, team', [case[1:] for case in RULE_CASES], ids=[case[0] for case in RULE_CASES]
@@ -228,6 +228,56 @@ class TestRules:
         )
         result = map_incident(pd_incident(service_url=PD + '/services/PCHK003'), catalog)
         assert (result.rule, result.services, result.team) == ('service_url', ('checkout',), 'web')
+
+
+KIND_CATALOG = Catalog(
+    services=(
+        CatalogService('orders-db', 'dba', PD + '/services/PDB0001', 'files', kind='datastore', owners=('payments',)),
+        CatalogService('order-events', None, PD + '/services/PQU0001', 'files', kind='queue'),
+        CatalogService('checkout', 'payments', PD + '/services/PCHK001', 'files'),
+        CatalogService('checkout-db', 'payments', PD + '/services/PCHK001', 'files', kind='datastore'),
+        CatalogService('orders', 'dba', PD + '/services/PORD001', 'files', kind='datastore'),
+        CatalogService('orders', 'payments', PD + '/services/PORD001', 'files'),
+    ),
+)
+
+KIND_CASES = [
+    # (id, incident, expected rule, services, team)
+    ('one-datastore-gives-its-owner', {'service_url': PD + '/services/PDB0001'}, 'service_url_team', (), 'dba'),
+    (
+        'ownerless-queue-falls-through',
+        {'service_url': PD + '/services/PQU0001'},
+        'fallback',
+        ('Unknown Service',),
+        None,
+    ),
+    (
+        'service-and-datastore-of-one-team',
+        {'service_url': PD + '/services/PCHK001'},
+        'service_url_team',
+        (),
+        'payments',
+    ),
+    # A datastore and a service of one name are two entities, of two teams here.
+    ('same-name-two-kinds', {'service_url': PD + '/services/PORD001'}, 'fallback', ('Unknown Service',), None),
+    ('datastore-name-is-not-a-service', {'service_name': 'orders-db'}, 'fallback', ('orders-db',), None),
+]
+
+
+class TestEntityKinds:
+    """Entities other than services match by PagerDuty URL and give their owner team, never their name."""
+
+    @pytest.mark.parametrize(
+        'incident, rule, services, team', [case[1:] for case in KIND_CASES], ids=[case[0] for case in KIND_CASES]
+    )
+    def test_kind(self, incident, rule, services, team):
+        result = map_incident(pd_incident(**incident), KIND_CATALOG)
+        assert (result.rule, result.services, result.team) == (rule, services, team)
+
+    def test_override_naming_a_datastore_takes_no_team_from_it(self):
+        overrides = parse_overrides([{'pagerduty_service': 'PZZZ999', 'service': 'orders-db'}])
+        result = map_incident(pd_incident(service_name='Legacy'), KIND_CATALOG, overrides=overrides)
+        assert (result.rule, result.services, result.team) == ('override', ('orders-db',), None)
 
 
 OVERRIDE_CASES = [

@@ -107,7 +107,10 @@ class TestCatalogGate:
         assert any('catalog' in w.lower() for w in check.warnings)
         assert not any(key.endswith('_collector') for key in datadog_agent._cache)
 
-        dd_run_check(world.check(**options))
+        check = world.check(**options)
+        dd_run_check(check)
+        world.account.advance(60)
+        dd_run_check(check)
         assert len(world.dora.posts) == 1
 
 

@@ -318,7 +318,7 @@ class TestIncidentShape:
 
 
 class TestLogEntries:
-    """Log entries: written per status change, none for a reopen or a priority change, newest first."""
+    """Log entries: written per status, priority and urgency change, none for a reopen, newest first."""
 
     @pytest.fixture
     def lifecycle(self, account):
@@ -339,6 +339,8 @@ class TestLogEntries:
         'unacknowledge_log_entry',
         'acknowledge_log_entry',
         'resolve_log_entry',
+        'priority_change_log_entry',
+        'urgency_change_log_entry',
     ]
 
     @pytest.mark.parametrize('path', ['/log_entries', '/incidents/{}/log_entries'], ids=['account', 'incident'])
@@ -360,7 +362,7 @@ class TestLogEntries:
         ]
 
     def test_include_incidents_embeds_current_state(self, lifecycle, get):
-        entry = get('/log_entries', limit='1', **{'include[]': 'incidents'}).json()['log_entries'][0]
+        entry = get('/log_entries', limit='3', **{'include[]': 'incidents'}).json()['log_entries'][2]
         assert entry['type'] == 'resolve_log_entry'
         # The entry is the resolve; the embedded incident is what it is now: reopened, P1.
         assert (entry['incident']['status'], entry['incident']['priority']['name']) == ('triggered', 'P1')

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from datadog_checks.pagerduty_dora.incident import MalformedIncident, format_time, parse_incident, parse_time
-from datadog_checks.pagerduty_dora.state import CollectorState, Window
-from datadog_checks.pagerduty_dora.transitions import arrival, changes, record_of, reopening
+from datadog_checks.pagerduty_dora.state import CollectorState, Feed, FeedWindow, Reconciliation, Window
+from datadog_checks.pagerduty_dora.transitions import (
+    NEW,
+    UNKNOWN,
+    Replay,
+    adopt,
+    apply_entry,
+    arrival,
+    field_changes,
+    record_of,
+    reopened_unlogged,
+)
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'incident_acknowledged.json').read_text())
 NOW = parse_time('2026-11-20T10:00:00Z')
@@ -83,66 +93,157 @@ class TestParseIncident:
         assert parse_incident(raw(priority=None)).priority is None
 
 
-class TestTransitions:
-    """Which transitions a change of state produces, and when they happened."""
+def at(text):
+    return parse_time('2026-11-20T{}Z'.format(text))
+
+
+def replay_of(status, *, acked=False, resolved_at=None, status_at=0.0):
+    return Replay(status, acked=acked, resolved_at=resolved_at, status_at=status_at)
+
+
+def played(replay, incident, *entries):
+    found = []
+    for action, time in entries:
+        found += [(t.kind, format_time(t.at)[11:19], t.first) for t in apply_entry(replay, action, at(time), incident)]
+    return found
+
+
+class TestReplay:
+    """Status log entries replayed against what was last emitted: several changes between two looks."""
+
+    INCIDENT = parse_incident(raw(status='resolved', resolved_at='2026-11-20T09:45:00Z', acknowledgements=[]))
 
     @pytest.mark.parametrize(
-        'before, after, kinds',
+        'start, entries, expected',
         [
-            ('triggered', 'acknowledged', ['acknowledged']),
-            ('acknowledged', 'triggered', ['unacknowledged']),
-            ('acknowledged', 'resolved', ['resolved']),
-            ('triggered', 'resolved', ['acknowledged', 'resolved']),
-            ('resolved', 'triggered', ['reopened']),
-            ('resolved', 'acknowledged', ['reopened', 'acknowledged']),
-            ('acknowledged', 'acknowledged', []),
+            (
+                NEW,
+                [('trigger', '09:15:00'), ('acknowledge', '09:20:00'), ('resolve', '09:45:00')],
+                [
+                    ('triggered', '09:15:00', True),
+                    ('acknowledged', '09:20:00', True),
+                    ('resolved', '09:45:00', True),
+                ],
+            ),
+            (
+                'triggered',
+                [('resolve', '09:30:00'), ('resolve', '09:45:00')],
+                [('resolved', '09:30:00', True), ('reopened', '09:45:00', True), ('resolved', '09:45:00', True)],
+            ),
+            (
+                'acknowledged',
+                [('resolve', '09:30:00'), ('resolve', '09:45:00')],
+                [('resolved', '09:30:00', True), ('reopened', '09:45:00', True), ('resolved', '09:45:00', True)],
+            ),
+            (
+                'triggered',
+                [('acknowledge', '09:20:00'), ('unacknowledge', '09:25:00'), ('acknowledge', '09:30:00')],
+                [
+                    ('acknowledged', '09:20:00', True),
+                    ('unacknowledged', '09:25:00', True),
+                    ('acknowledged', '09:30:00', False),
+                ],
+            ),
+            (
+                'resolved',
+                [('acknowledge', '09:50:00')],
+                [('reopened', '09:50:00', True), ('acknowledged', '09:50:00', True)],
+            ),
+            ('acknowledged', [('acknowledge', '09:50:00')], []),
+            ('triggered', [('trigger', '09:15:00')], []),
+            (UNKNOWN, [('resolve', '09:45:00')], [('resolved', '09:45:00', True)]),
+            (UNKNOWN, [('acknowledge', '09:20:00')], [('acknowledged', '09:20:00', False)]),
         ],
-        ids=['ack', 'unack', 'resolve', 'ack-and-resolve-between-runs', 'reopen', 'reopen-and-ack', 'no-change'],
+        ids=[
+            'created-acked-resolved',
+            'resolve-reopen-resolve',
+            'acked-resolve-reopen-resolve',
+            'ack-unack-ack',
+            'ack-of-resolved-is-a-reopen',
+            're-acknowledge',
+            'duplicate-trigger',
+            'unknown-resolve-is-no-reopen',
+            'unknown-ack-is-not-the-first',
+        ],
     )
-    def test_status_changes(self, before, after, kinds):
-        record = record_of(parse_incident(raw(status=before, resolved_at='2026-11-20T09:30:00Z')))
+    def test_sequences(self, start, entries, expected):
+        assert played(replay_of(start), self.INCIDENT, *entries) == expected
+
+    def test_entries_before_the_last_look_are_reflected(self):
+        replay = replay_of('resolved', resolved_at=at('09:30:00'), status_at=at('09:40:00'))
+        assert played(replay, self.INCIDENT, ('resolve', '09:30:00')) == []
+
+    def test_an_entry_of_the_very_second_of_the_last_look_is_no_evidence_of_a_reopen(self):
+        replay = replay_of('resolved', resolved_at=at('09:40:00'), status_at=at('09:40:00') + 0.6)
+        assert played(replay, self.INCIDENT, ('resolve', '09:40:00')) == []
+        assert replay.status == 'resolved'
+
+
+class TestSnapshot:
+    """What the incident object alone shows: unlogged reopens, field changes, last-resort adoption."""
+
+    def test_unlogged_reopen_is_claimed_once_the_log_is_read_past_it(self):
         incident = parse_incident(
-            raw(status=after, resolved_at='2026-11-20T09:40:00Z' if after == 'resolved' else None)
+            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
         )
-        assert [t.kind for t in changes(record, incident, NOW)] == kinds
+        replay = replay_of('resolved', resolved_at=at('09:40:00'))
+        assert reopened_unlogged(replay, incident, covered_until=at('09:50:00')) is None
+        reopen = reopened_unlogged(replay, incident, covered_until=at('09:55:00'))
+        assert (reopen.kind, format_time(reopen.at)) == ('reopened', '2026-11-20T09:50:00Z')
+        assert replay.status == 'triggered'
+
+    def test_no_reopen_before_the_last_resolve(self):
+        incident = parse_incident(
+            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:30:00Z')
+        )
+        replay = replay_of('resolved', resolved_at=at('09:40:00'))
+        assert reopened_unlogged(replay, incident, covered_until=at('10:00:00')) is None
 
     def test_field_changes_carry_previous_values(self):
-        record = record_of(parse_incident(FIXTURE))
+        record = record_of(parse_incident(FIXTURE), replay_of('acknowledged'))
         moved = raw(
             priority={'id': 'P2ID', 'summary': 'P2', 'name': 'P2'},
             urgency='low',
             service={'id': 'PSVC002', 'summary': 'Billing', 'html_url': 'https://acme.pagerduty.com/services/PSVC002'},
         )
-        found = [(t.kind, t.previous) for t in changes(record, parse_incident(moved), NOW)]
+        found = [(t.kind, t.previous) for t in field_changes(record, parse_incident(moved), NOW)]
         assert found == [('priority_changed', 'P1'), ('urgency_changed', 'high'), ('service_changed', 'Checkout API')]
 
     def test_arrival_of_a_resolved_incident_replays_its_life(self):
         incident = parse_incident(raw(status='resolved', resolved_at='2026-11-20T09:45:00Z'))
         found = [(t.kind, format_time(t.at)) for t in arrival(incident)]
-        assert found == [
-            ('triggered', '2026-11-20T09:15:00Z'),
-            ('acknowledged', '2026-11-20T09:20:00Z'),
-            ('resolved', '2026-11-20T09:45:00Z'),
-        ]
+        assert found == [('triggered', '2026-11-20T09:15:00Z'), ('resolved', '2026-11-20T09:45:00Z')]
 
-    def test_reopening_uses_the_status_change_time(self):
-        incident = parse_incident(raw(status='triggered', acknowledgements=[]))
-        assert [(t.kind, format_time(t.at)) for t in reopening(incident, NOW)] == [('reopened', '2026-11-20T09:20:00Z')]
+    def test_adopt_from_resolved_to_acknowledged(self):
+        incident = parse_incident(FIXTURE)
+        found = [t.kind for t in adopt(replay_of('resolved', acked=True), incident, NOW)]
+        assert found == ['reopened', 'acknowledged']
 
 
 class TestStateRoundTrip:
     """The stored state survives a round trip and rejects what it cannot read."""
 
     def test_round_trip(self):
-        state = CollectorState(horizon=1.0, live_since=2.0, window=Window(3.0, 4.0, 200, 950), width=86400.0)
-        state.incidents['A'] = record_of(parse_incident(FIXTURE), 'abc', ['service:checkout'])
+        state = CollectorState(horizon=1.0, live_since=2.0, window=Window(3.0, 4.0, 200), width=86400.0)
+        state.feed = Feed(horizon=5.0, window=FeedWindow(4.0, 5.0, 250, 200), width=60.0, applied={'R1': 4.5})
+        state.reconciliation = Reconciliation(started=6.0, position=(3.5, 12), skip=100, verify=['A'])
+        state.incidents['A'] = record_of(
+            parse_incident(FIXTURE), replay_of('acknowledged', acked=True), fingerprint='abc'
+        )
         again = CollectorState.loads(state.dumps())
         assert again == state
 
     @pytest.mark.parametrize(
         'text',
-        ['{', '[]', '{"version": 99}', '{"version": 1, "incidents": {"A": [1, 2]}}', '{"version": 1, "window": 5}'],
-        ids=['truncated', 'wrong-type', 'future-version', 'short-record', 'bad-window'],
+        [
+            '{',
+            '[]',
+            '{"version": 99}',
+            '{"version": 2, "incidents": {"A": [1, 2]}}',
+            '{"version": 2, "window": 5}',
+            '{"version": 1, "incidents": {}}',
+        ],
+        ids=['truncated', 'wrong-type', 'future-version', 'short-record', 'bad-window', 'older-layout'],
     )
     def test_damaged(self, text):
         with pytest.raises(ValueError):

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 # Longest single wait for a rate limit window; PagerDuty's windows are one minute.
 MAX_RATE_LIMIT_WAIT = 65.0
@@ -28,28 +31,71 @@ ERROR_BODY_LIMIT = 1000
 # megabyte; without a bound, a broken or hostile server could make the Agent hold any amount in memory.
 MAX_BODY_BYTES = 50 * 1024 * 1024
 READ_CHUNK = 64 * 1024
+# Words of a 403 body that mean "valid key, missing permission" rather than "wrong key".
+PERMISSION_WORDS = ('permission', 'scope', 'not authorized')
+
+# What each cause of a connection failure means, and what to look at first.
+CONNECTION_CAUSES = {
+    'dns': 'the host name {host} does not resolve (DNS)',
+    'refused': 'the connection to {host} was refused',
+    'tls': 'the TLS handshake with {host} failed (certificate or protocol)',
+    'timeout': 'no answer from {host} within the timeout',
+    'proxy': 'the proxy failed or refused the connection to {host}',
+    'network': 'the connection to {host} failed',
+}
+CONNECTION_HINTS = {
+    'dns': 'if the Agent reaches the internet through a proxy, set the `proxy` option',
+    'refused': 'if the Agent must go through a proxy, set the `proxy` option',
+    'tls': 'check `tls_verify` and `tls_ca_cert`, and any proxy that intercepts TLS',
+    'timeout': 'check that the Agent can reach the host (firewall, `proxy` option), or raise `timeout`',
+    'proxy': 'check the `proxy` option (or set `skip_proxy: true` if the host is reachable directly)',
+    'network': 'if the Agent must go through a proxy, set the `proxy` option',
+}
 
 
 class ApiError(Exception):
-    """A request to one of the APIs failed; `api` names which."""
+    """A request to one of the APIs failed; `api` names which, `endpoint` the request."""
 
     def __init__(self, api: str, message: str, status: int | None = None, body: str = '') -> None:
         super().__init__('{} API: {}'.format(api, message))
         self.api = api
         self.status = status
         self.body = body
+        self.endpoint = ''
 
 
 class AuthError(ApiError):
     """401 or 403: the key is wrong or lacks a permission. Not retried."""
+
+    @property
+    def missing_permission(self) -> bool:
+        """Whether the API says the key is valid but lacks a permission, rather than wrong or revoked.
+
+        Datadog answers 403 to both; only the body tells them apart (`Failed permission authorization
+        checks` against a bare `Forbidden`).
+        """
+        body = (self.body or '').lower()
+        return self.status == 403 and any(word in body for word in PERMISSION_WORDS)
 
 
 class TransientError(ApiError):
     """Network failure, timeout, 5xx, an unreadable body: worth trying again on a later run."""
 
 
+class ConnectionFailed(TransientError):
+    """No answer at all: DNS, refused connection, TLS, timeout or proxy; `cause` says which."""
+
+    def __init__(self, api: str, message: str, cause: str) -> None:
+        super().__init__(api, message)
+        self.cause = cause
+
+
 class RateLimited(TransientError):
     """429 whose wait would pass the run deadline, or that persisted through the retries."""
+
+
+class DeadlineReached(TransientError):
+    """A response was still arriving when the run reached its deadline: the run ends, work resumes next run."""
 
 
 class RequestRejected(ApiError):
@@ -120,6 +166,8 @@ class ApiClient:
         log: Any,
         on_request: Callable[[str, str], None] | None = None,
         on_rate_limited: Callable[[str], None] | None = None,
+        on_failure: Callable[[ApiError], None] | None = None,
+        url_hint: str = '',
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
         jitter: Callable[[], float] = random.random,
@@ -133,6 +181,8 @@ class ApiClient:
         self._log = log
         self._on_request = on_request or (lambda endpoint, klass: None)
         self._on_rate_limited = on_rate_limited or (lambda endpoint: None)
+        self._on_failure = on_failure or (lambda error: None)
+        self._url_hint = url_hint
         self._clock = clock
         # Looked up at call time so that a simulated clock can stand in for the real one.
         self._sleep = sleep or (lambda seconds: time.sleep(seconds))
@@ -162,8 +212,18 @@ class ApiClient:
     ) -> Response:
         """Make one logical request (with bounded retries) and return its decoded JSON body.
 
-        Raises an `ApiError` subclass; never returns a failed response.
+        Raises an `ApiError` subclass, after telling `on_failure`; never returns a failed response.
         """
+        try:
+            return self._request(method, path, params=params, body=body, endpoint=endpoint)
+        except ApiError as e:
+            e.endpoint = e.endpoint or endpoint or path
+            self._on_failure(e)
+            raise
+
+    def _request(
+        self, method: str, path: str, *, params: Any = None, body: Any = None, endpoint: str | None = None
+    ) -> Response:
         endpoint = endpoint or path
         url = path if path.startswith(('http://', 'https://')) else self.base_url + path
         attempt = 0
@@ -174,7 +234,7 @@ class ApiClient:
                 response = self._send(method, url, params, body)
             except OSError as e:
                 self._on_request(endpoint, 'error')
-                error: ApiError = TransientError(self.name, '{} failed: {}'.format(endpoint, type(e).__name__))
+                error: ApiError = self._connection_failed(endpoint, url, e)
                 if self._backoff(attempt, None, endpoint):
                     attempt += 1
                     continue
@@ -216,6 +276,17 @@ class ApiClient:
             finally:
                 _close(response)
 
+    def _connection_failed(self, endpoint: str, url: str, error: BaseException) -> ConnectionFailed:
+        """The error for a request that got no answer: the URL, the cause, and what to check."""
+        cause = connection_cause(error)
+        host = urlsplit(url).hostname or url
+        hints = [self._url_hint] if self._url_hint and cause in ('dns', 'refused', 'network') else []
+        hints.append(CONNECTION_HINTS[cause])
+        message = '{} failed: cannot connect to {}: {} ({}); {}'.format(
+            endpoint, url, CONNECTION_CAUSES[cause].format(host=host), type(error).__name__, '; '.join(hints)
+        )
+        return ConnectionFailed(self.name, message, cause)
+
     def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
         # Streamed, so that the body is read in bounded chunks (`_read`) rather than all at once.
         options: dict[str, Any] = {
@@ -245,7 +316,7 @@ class ApiClient:
                 chunks.append(chunk)
                 # A server that trickles a body never trips the socket timeout; the run deadline bounds it.
                 if self._clock() > self.limits.deadline:
-                    raise TransientError(self.name, '{} body was still arriving at the run deadline'.format(endpoint))
+                    raise DeadlineReached(self.name, '{} body was still arriving at the run deadline'.format(endpoint))
         except (OSError, ValueError):
             # Requests raises its own (OSError or ValueError based) errors for a body cut short or undecodable.
             raise TransientError(self.name, '{} body was cut short or timed out'.format(endpoint)) from None
@@ -327,6 +398,42 @@ def _body(response: Any) -> str:
     if not isinstance(raw, bytes):
         return ''
     return raw.decode(response.encoding or 'utf-8', errors='replace')[:ERROR_BODY_LIMIT]
+
+
+def _error_chain(error: BaseException) -> list[BaseException]:
+    """The error and every error it wraps (cause, context, arguments, a urllib3-style `reason`)."""
+    seen: list[BaseException] = []
+    stack: list[Any] = [error]
+    while stack and len(seen) < 20:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        stack.extend([current.__cause__, current.__context__, getattr(current, 'reason', None), *current.args])
+    return seen
+
+
+def connection_cause(error: BaseException) -> str:
+    """`dns`, `refused`, `tls`, `timeout`, `proxy` or `network` for an error raised before any answer.
+
+    Read from the error's type names and the standard library errors it wraps, so that no HTTP
+    library has to be imported here.
+    """
+    chain = _error_chain(error)
+    names = {klass.__name__ for e in chain for klass in type(e).__mro__}
+    if 'ProxyError' in names:
+        return 'proxy'
+    if 'SSLError' in names or any(isinstance(e, ssl.SSLError) for e in chain):
+        return 'tls'
+    if 'NameResolutionError' in names or any(isinstance(e, socket.gaierror) for e in chain):
+        return 'dns'
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return 'refused'
+    if names & {'Timeout', 'ConnectTimeout', 'ReadTimeout', 'ConnectTimeoutError', 'ReadTimeoutError'}:
+        return 'timeout'
+    if any(isinstance(e, TimeoutError) for e in chain):
+        return 'timeout'
+    return 'network'
 
 
 def _secret_values(headers: Mapping[str, str]) -> list[str]:

@@ -368,41 +368,37 @@ class ChangeFailureAttribution:
 
     # Failure start -----------------------------------------------------------------------------
 
-    def _on_failure(self, transition: Transition, mapping: MappingResult) -> str:
-        incident = transition.incident
+    def _not_attributable(self, mapping: MappingResult) -> tuple[str, str] | None:
+        """(outcome, reason) when the incident cannot be attributed whatever the deployments are."""
         if not meets_severity(mapping.severity, self.min_severity):
-            self._log.debug(
-                'Incident %s not attributed: severity %s is below attribution_min_severity %s',
-                incident.id,
-                mapping.severity,
-                self.min_severity,
-            )
-            self._outcome(BELOW_SEVERITY)
-            return '- **Change failure:** not attributed: severity {} is below `attribution_min_severity` {}'.format(
+            return BELOW_SEVERITY, 'severity {} is below `attribution_min_severity` {}'.format(
                 _code(mapping.severity) if mapping.severity else '(none)', _code(self.min_severity)
             )
         services = [s for s in mapping.services if s and s.strip()]
         if not services:
-            self._log.debug('Incident %s not attributed: it maps to no Datadog service', incident.id)
-            self._outcome(NO_SERVICE)
-            return (
-                '- **Change failure:** not attributed: the incident maps to no Datadog service, and deployments '
-                'are matched by service'
-            )
+            return NO_SERVICE, 'the incident maps to no Datadog service, and deployments are matched by service'
         if len(services) > 1:
-            self._log.debug('Incident %s not attributed: it maps to several services (%s)', incident.id, services)
-            self._outcome(SEVERAL_SERVICES)
-            return '- **Change failure:** not attributed: the incident maps to several services ({})'.format(
+            return SEVERAL_SERVICES, 'the incident maps to several services ({})'.format(
                 ', '.join(_code(s) for s in services[:10])
             )
         if not mapping.env:
-            self._log.debug('Incident %s not attributed: it has no env', incident.id)
-            self._outcome(NO_ENV)
-            return (
-                '- **Change failure:** not attributed: the incident has no env (set `env`, or `env` in '
-                '`service_overrides`), and deployments are matched by env'
+            return NO_ENV, (
+                'the incident has no env (set `env`, or `env` in `service_overrides`), and deployments are '
+                'matched by env'
             )
+        return None
+
+    def _on_failure(self, transition: Transition, mapping: MappingResult) -> str:
+        incident = transition.incident
+        refused = self._not_attributable(mapping)
+        if refused is not None:
+            outcome, reason = refused
+            self._log.debug('Incident %s not attributed (%s): %s', incident.id, outcome, reason)
+            self._outcome(outcome)
+            return '- **Change failure:** not attributed: {}'.format(reason)
+        services = [s for s in mapping.services if s and s.strip()]
         service, env = services[0], mapping.env
+        assert env is not None
         records = self._records_loaded()
         record = records.get(incident.id)
         # A triggered incident starts its failure when it was created; a reopened one when it reopened.
@@ -442,12 +438,22 @@ class ChangeFailureAttribution:
         reference = float(task['reference'])
         records = self._records_loaded()
         record = records.setdefault(incident_id, {})
-        candidates = self._search(service, env, reference - self.window - START_MARGIN, reference)
-        in_window = [d for d in candidates if reference - self.window <= d.finished_at <= reference]
+        try:
+            candidates = self._search(service, env, reference - self.window - START_MARGIN, reference)
+        except RequestRejected as e:
+            # Asking again would be refused the same way: this incident's attribution is given up.
+            record.pop('waiting', None)
+            record['touched'] = self._clock()
+            self._dirty = True
+            self._search_rejected(incident_id, service, env, e)
+            return '- **Change failure:** not attributed: the DORA deployments search was rejected ({})'.format(
+                e.status
+            )
+        blamed = pick_blamed(candidates, reference, self.window)
         record.pop('waiting', None)
         record['touched'] = self._clock()
         self._dirty = True
-        if not in_window:
+        if blamed is None:
             self._log.debug(
                 'Incident %s not attributed: no deployment of %s in env %s finished in the %d s before %s',
                 incident_id,
@@ -461,14 +467,9 @@ class ChangeFailureAttribution:
                 '- **Change failure:** not attributed: no deployment of {} in env {} finished in the {} '
                 'before {}'.format(_code(service), _code(env), format_duration(self.window), format_time(reference))
             )
-        # Latest finish wins; the id breaks a tie the same way on every run.
-        blamed = max(in_window, key=lambda d: (d.finished_at, d.id))
         blamed_before = set(record.get('blamed') or ())
-        previous = sorted(
-            {d.version for d in candidates if d.version and d.finished_at < blamed.finished_at and d.id != blamed.id}
-        )[:MAX_PREVIOUS_VERSIONS]
         record['deployment'] = blamed.to_json()
-        record['previous_versions'] = [v for v in previous if v != blamed.version]
+        record['previous_versions'] = previous_versions(candidates, blamed)
         record['since'] = reference
         record.pop('remediation', None)
         if blamed.id in blamed_before:
@@ -519,18 +520,17 @@ class ChangeFailureAttribution:
         if not record or not record.get('deployment'):
             return None
         blamed = Deployment.from_json(record['deployment'])
-        candidates = self._search(blamed.service, blamed.env or '', blamed.finished_at, resolved_at)
-        later = [
-            d
-            for d in candidates
-            if d.id != blamed.id
-            and blamed.finished_at < d.finished_at <= resolved_at
-            # Redeploying the blamed version again changes nothing; it is not a remediation.
-            and not (d.version and d.version == blamed.version)
-        ]
+        try:
+            candidates = self._search(blamed.service, blamed.env or '', blamed.finished_at, resolved_at)
+        except RequestRejected as e:
+            record['touched'] = self._clock()
+            self._dirty = True
+            self._search_rejected(incident_id, blamed.service, blamed.env or '', e)
+            return '- **Remediation:** not recorded: the DORA deployments search was rejected ({})'.format(e.status)
+        found = pick_fix(candidates, blamed, resolved_at, record.get('previous_versions') or ())
         record['touched'] = self._clock()
         self._dirty = True
-        if not later:
+        if found is None:
             self._log.debug(
                 'Incident %s: no deployment of %s in env %s finished between deployment %s and the resolve',
                 incident_id,
@@ -543,8 +543,7 @@ class ChangeFailureAttribution:
                 '- **Remediation:** none recorded: no later deployment of {} in env {} finished before the '
                 'resolve'.format(_code(blamed.service), _code(blamed.env))
             )
-        fix = max(later, key=lambda d: (d.finished_at, d.id))
-        kind = ROLLBACK if fix.version and fix.version in set(record.get('previous_versions') or ()) else ROLLFORWARD
+        fix, kind = found
         record['remediation'] = {'id': fix.id, 'type': kind}
         self._log.info(
             'Incident %s: deployment %s recorded as a %s of deployment %s', incident_id, fix.id, kind, blamed.id
@@ -553,7 +552,66 @@ class ChangeFailureAttribution:
         self._send_patch(blamed.id, patch_body(blamed.id, {'id': fix.id, 'type': kind}))
         return '- **Remediation:** {} by {}'.format(kind, _describe(fix))
 
+    # Preview -----------------------------------------------------------------------------------
+
+    def preview(self, incident: Any, mapping: MappingResult) -> dict[str, Any]:
+        """What attribution would do for an incident triggered now, reading deployments and writing nothing.
+
+        Returns the `outcome`, the `deployment` that would be marked, the `remediation` a resolved
+        incident would record, and a `note` saying why when nothing would be.
+        """
+        result: dict[str, Any] = {'outcome': None, 'deployment': None, 'remediation': None, 'note': ''}
+        refused = self._not_attributable(mapping)
+        if refused is not None:
+            result['outcome'], result['note'] = refused
+            return result
+        service = next(s for s in mapping.services if s and s.strip())
+        env = mapping.env or ''
+        reference = float(incident.created_at)
+        try:
+            self._ensure_flowing()
+            candidates = self._search(service, env, reference - self.window - START_MARGIN, reference)
+            blamed = pick_blamed(candidates, reference, self.window)
+            if blamed is None:
+                result['outcome'] = NO_DEPLOYMENT
+                result['note'] = 'no deployment of {} in env {} finished in the {} before {}'.format(
+                    _code(service), _code(env), format_duration(self.window), format_time(reference)
+                )
+                return result
+            result['outcome'], result['deployment'] = ATTRIBUTED, blamed.to_json()
+            if incident.resolved_at is None:
+                return result
+            later = self._search(blamed.service, blamed.env or '', blamed.finished_at, float(incident.resolved_at))
+            found = pick_fix(later, blamed, float(incident.resolved_at), previous_versions(candidates, blamed))
+            if found is None:
+                result['note'] = 'no later deployment finished before the resolve: no remediation'
+            else:
+                fix, kind = found
+                result['remediation'] = {'type': kind, 'deployment': fix.to_json()}
+        except _Deferred as e:
+            result['outcome'] = e.outcome
+            result['note'] = (
+                self._forbidden_text()
+                if e.outcome == FORBIDDEN
+                else 'the DORA deployments API could not be read now (budget, timeout or error)'
+            )
+        except RequestRejected as e:
+            result['outcome'] = REJECTED
+            result['note'] = 'the DORA deployments search was rejected ({})'.format(e.status)
+        return result
+
     # API ---------------------------------------------------------------------------------------
+
+    def _search_rejected(self, incident_id: str, service: str, env: str, error: RequestRejected) -> None:
+        self._outcome(REJECTED)
+        self._log.warning(
+            'The DORA deployments search for incident %s (service %s, env %s) was rejected (%s) and is not retried: %s',
+            incident_id,
+            service,
+            env,
+            error.status,
+            (error.body or '')[:500],
+        )
 
     def _search(self, service: str, env: str, since: float, until: float) -> list[Deployment]:
         """Deployments of exactly this service and env with a start in [since, until], over every page."""
@@ -756,6 +814,40 @@ class ChangeFailureAttribution:
                         continue
                 self._records[key] = record
         self._pending.load(pending)
+
+
+def pick_blamed(candidates: list[Deployment], reference: float, window: float) -> Deployment | None:
+    """The deployment that finished last within `window` seconds before `reference`; the id breaks a tie."""
+    in_window = [d for d in candidates if reference - window <= d.finished_at <= reference]
+    if not in_window:
+        return None
+    return max(in_window, key=lambda d: (d.finished_at, d.id))
+
+
+def previous_versions(candidates: list[Deployment], blamed: Deployment) -> list[str]:
+    """Versions deployed before the blamed deployment: redeploying one of them is a rollback."""
+    previous = sorted(
+        {d.version for d in candidates if d.version and d.finished_at < blamed.finished_at and d.id != blamed.id}
+    )[:MAX_PREVIOUS_VERSIONS]
+    return [v for v in previous if v != blamed.version]
+
+
+def pick_fix(
+    candidates: list[Deployment], blamed: Deployment, resolved_at: float, previous: Any
+) -> tuple[Deployment, str] | None:
+    """The deployment that remediated `blamed` before the resolve, and whether it is a rollback or a rollforward."""
+    later = [
+        d
+        for d in candidates
+        if d.id != blamed.id
+        and blamed.finished_at < d.finished_at <= resolved_at
+        # Redeploying the blamed version again changes nothing; it is not a remediation.
+        and not (d.version and d.version == blamed.version)
+    ]
+    if not later:
+        return None
+    fix = max(later, key=lambda d: (d.finished_at, d.id))
+    return fix, ROLLBACK if fix.version and fix.version in set(previous) else ROLLFORWARD
 
 
 def _format_upper(epoch: float) -> str:

@@ -6,19 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from collections import deque
+from typing import Any, Callable
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.base.errors import CheckException, ConfigurationError
 
-from .api import ApiClient, ApiError, AuthError, TransientError
-from .attribution import ChangeFailureAttribution
-from .catalog import CatalogStore
+from .api import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
+from .attribution import LIST_ENDPOINT, PATCH_ENDPOINT, ChangeFailureAttribution
+from .catalog import SCOPES, CatalogStore
 from .client import PagerDutyClient, auth_headers
 from .collector import Collector, RunReport, Settings
 from .config_models import ConfigMixin
 from .dora import DoraDelivery
 from .mapping import parse_overrides
+from .options import configuration_message, unknown_init_config_options, unknown_instance_options
 from .outputs import Outputs, Submitters
 
 try:
@@ -27,6 +29,9 @@ except ImportError:  # outside the Agent
     from datadog_checks.base.stubs import datadog_agent
 
 DEFAULT_SITE = 'datadoghq.com'
+APIS = ('pagerduty', 'datadog')
+# The permission of `datadog_app_key` each Datadog endpoint needs (the DORA failure endpoint needs none).
+APP_KEY_PERMISSIONS = dict(SCOPES, **{LIST_ENDPOINT: 'dora_metrics_read', PATCH_ENDPOINT: 'dora_metrics_write'})
 # Share of the collection interval a run may use, so that no run overlaps the next.
 RUN_TIME_SHARE = 0.8
 
@@ -54,11 +59,16 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         # Per API: None until a request is made in a run, then whether one got an answer.
         self._reached: dict[str, bool | None] = {}
         self._denied: set[str] = set()
+        # Per API: the first authentication or connection failure of the run, for the service check.
+        self._failures: dict[str, str] = {}
         # Wall and monotonic clocks of the collection; the demo and the tests run the check on
         # simulated time.
         self.clock = time.time
         self.monotonic = time.monotonic
+        self.check_initializations.appendleft(self._warn_unknown_options)
         self.check_initializations.append(self._build)
+        # A configuration error stops every initialization after it; the service check still says why.
+        self.check_initializations = deque(self._reporting_configuration_errors(f) for f in self.check_initializations)
 
     def persistent_cache_id(self) -> str:
         """Key the stored state on what decides which incidents are collected, nothing else.
@@ -75,6 +85,27 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             'team_ids': sorted(instance.get('team_ids') or []),
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
+
+    def _warn_unknown_options(self) -> None:
+        """Name every option the check does not know, with the closest known name: a typo is otherwise silent."""
+        for message in unknown_init_config_options(self.init_config) + unknown_instance_options(self.instance):
+            self.warning(message)
+
+    def _reporting_configuration_errors(self, initialization: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                initialization()
+            except ConfigurationError as e:
+                message = 'Invalid configuration: {}'.format(configuration_message(str(e)))
+                tags = self.instance.get('tags') if isinstance(self.instance, dict) else None
+                plain_tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+                for api in APIS:
+                    self.service_check(
+                        'can_connect', AgentCheck.CRITICAL, tags=plain_tags + ['api:{}'.format(api)], message=message
+                    )
+                raise
+
+        return run
 
     def _build(self) -> None:
         config = self.config
@@ -99,6 +130,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             log=self.log,
             on_request=self._request_counter('pagerduty'),
             on_rate_limited=self._rate_limit_counter('pagerduty'),
+            on_failure=self._failure_recorder('pagerduty'),
+            url_hint='check `pagerduty_api_url` (EU accounts use https://api.eu.pagerduty.com)',
             clock=self.monotonic,
         )
         site = datadog_agent.get_config('site') or DEFAULT_SITE
@@ -114,6 +147,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             log=self.log,
             on_request=self._request_counter('datadog'),
             on_rate_limited=self._rate_limit_counter('datadog'),
+            on_failure=self._failure_recorder('datadog'),
+            url_hint='check `datadog_api_url`, or the Agent `site` when it is unset',
             clock=self.monotonic,
         )
 
@@ -137,6 +172,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 warning=self.warning,
                 count=self._count,
                 clock=self.clock,
+                can_remove=bool(config.datadog_app_key),
             )
         attribution = None
         if config.attribute_change_failures:
@@ -165,6 +201,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             priorities=list(config.priorities) if config.priorities else None,
             service_ids=list(config.service_ids or ()),
             team_ids=list(config.team_ids or ()),
+            unmapped_incidents=config.unmapped_incidents or 'send',
         )
         self.collector = Collector(
             PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
@@ -188,12 +225,21 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.datadog_api.start_run(deadline)
         self._reached = {'pagerduty': None, 'datadog': None}
         self._denied = set()
+        self._failures = {}
         try:
             self._collect(deadline)
         finally:
             for api, reached in self._reached.items():
                 if reached is not None:
                     self._can_connect(api, 0 if api in self._denied or not reached else 1)
+            for api in APIS:
+                failure = self._failures.get(api)
+                self.service_check(
+                    'can_connect',
+                    AgentCheck.CRITICAL if failure else AgentCheck.OK,
+                    tags=self._tags('api:{}'.format(api)),
+                    message=failure or '',
+                )
             self.outputs.flush()
 
     def _collect(self, deadline: float) -> None:
@@ -226,10 +272,35 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 'to incidents; use a REST API key with read access (a read-only key is enough)'.format(error)
             )
         status = '403 Forbidden' if error.status == 403 else '401 Unauthorized' if error.status == 401 else error.status
+        permission = APP_KEY_PERMISSIONS.get(error.endpoint)
+        if permission is None:
+            return (
+                'Datadog rejected the API key ({}): check `datadog_api_key` (or the Agent `api_key`) and that '
+                '`datadog_api_url` matches your Datadog site'.format(status)
+            )
+        if error.missing_permission:
+            return (
+                'Datadog refused {} ({}): the keys are valid, but the user or service account of `datadog_app_key` '
+                'lacks the `{}` permission'.format(error.endpoint, status, permission)
+            )
         return (
-            'Datadog rejected the API key ({}): check `datadog_api_key` (or the Agent `api_key`) and that '
-            '`datadog_api_url` matches your Datadog site'.format(status)
+            'Datadog rejected the keys at {} ({}): `datadog_app_key` or `datadog_api_key` (or the Agent `api_key`) '
+            'is wrong or revoked, or `datadog_api_url` is not your Datadog site. If both keys are right, the '
+            'application key lacks the `{}` permission'.format(error.endpoint, status, permission)
         )
+
+    def _failure_recorder(self, api: str) -> Callable[[ApiError], None]:
+        """Keep the first authentication or connection failure of the run, whoever catches the error."""
+
+        def on_failure(error: ApiError) -> None:
+            if api in self._failures:
+                return
+            if isinstance(error, AuthError):
+                self._failures[api] = self._auth_message(error)
+            elif isinstance(error, ConnectionFailed):
+                self._failures[api] = str(error)
+
+        return on_failure
 
     # Submission helpers handed to the modules, so none of them reaches into the check.
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, NoReturn, Sequence
 import yaml
 
 from .incident import format_time
+from .options import configuration_message
 
 PROG = 'python -m datadog_checks.pagerduty_dora'
 EXIT_ERROR = 1
@@ -33,6 +34,10 @@ SECRET_OPTIONS = ('api_token', 'datadog_api_key', 'datadog_app_key')
 METRIC_PREFIX = 'pagerduty_dora.'
 # The text view lists this many incidents, most recent first; `--json` lists them all.
 TEXT_ROWS = 50
+# The dry run previews attribution for at most this many incidents, within this many seconds.
+ATTRIBUTION_ROWS = 50
+ATTRIBUTION_SECONDS = 60.0
+FALLBACK_RULE = 'fallback'
 TITLE_WIDTH = 34
 DEMO_RUNS = 4
 FIRST_RUN_NOTE = (
@@ -182,7 +187,7 @@ def _initialize(check: Any) -> None:
     try:
         check.run_check_initializations()
     except ConfigurationError as e:
-        raise CliError('invalid configuration: {}'.format(_configuration_message(str(e)))) from None
+        raise CliError('invalid configuration: {}'.format(configuration_message(str(e)))) from None
     except Exception as e:
         raise CliError('the check could not start: {}'.format(_one_line(str(e)) or type(e).__name__)) from None
 
@@ -198,24 +203,6 @@ def _collect(check: Any) -> None:
         # This command runs once: there is no next run to resume in.
         message = _one_line(message).replace('; collection resumes next run', '')
         raise CliError(message)
-
-
-def _configuration_message(text: str) -> str:
-    """The base package's multi-line validation report as one line: `option: problem; option: problem`."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if lines and lines[0].startswith('Detected '):
-        parts, option = [], None
-        for line in lines[1:]:
-            if not line.startswith(' '):
-                option = line.strip()
-                continue
-            problem = line.strip()
-            if problem.startswith('Value error, '):
-                problem = problem[len('Value error, ') :]
-            parts.append('{}: {}'.format(option, problem) if option and option not in problem else problem)
-        if parts:
-            return '; '.join(parts)
-    return '; '.join(line.strip() for line in lines)
 
 
 def _one_line(text: str) -> str:
@@ -452,10 +439,29 @@ def run_demo() -> dict[str, Any]:
                 'titles': [e['msg_title'] for e in events],
                 'example': events[0] if events else None,
             },
+            'attribution': _demo_attribution(world, events),
             'metrics': metric_summaries(aggregator),
             'warnings': warnings,
         }
     return result
+
+
+def _demo_attribution(world: Any, events: list[dict]) -> list[dict[str, Any]]:
+    """The deployments the demo marked as change failures, the incident that caused it and the remediation."""
+    marked = []
+    for deployment in world.deployments.failed().values():
+        incident = next((e['msg_title'] for e in events if '`{}`'.format(deployment.id) in e.get('msg_text', '')), None)
+        marked.append(
+            {
+                'deployment': deployment.id,
+                'service': deployment.service,
+                'env': deployment.env,
+                'version': deployment.version,
+                'incident': incident,
+                'remediation': dict(deployment.remediation) if deployment.remediation else None,
+            }
+        )
+    return marked
 
 
 def _failure_id(incident_id: str) -> str:
@@ -472,9 +478,15 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     from .dora import build_failure
 
     aggregator, datadog_agent = _agent_stubs()
+    # The instance as written goes through the Agent's own validation first: the dry run refuses
+    # what the Agent refuses, with the same message, before any option is turned off below.
+    agent_check = _new_check(dict(init_config), dict(instance))
+    agent_check.write_persistent_cache = _no_write
+    _initialize(agent_check)
+    agent_config = agent_check.config
+    wanted_dora = bool(agent_config.submit_dora_failures)
     aggregator.reset()
     datadog_agent.reset()
-    wanted_dora = instance.get('submit_dora_failures', True) is not False
     # A copy, so the instance shown in errors and the user's file stay as written.
     dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
     check = _new_check(dict(init_config), dry_instance)
@@ -499,12 +511,20 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     config = check.config
     urgencies = list(config.urgencies) if config.urgencies else None
     priorities = list(config.priorities) if config.priorities else None
+    skip_unmapped = config.unmapped_incidents == 'skip'
     rows = []
     for incident, mapping in sorted(report.mappings.values(), key=lambda pair: -pair[0].created_at):
         row = _incident_row(incident, mapping, filtered_by=_filtered_by(incident, urgencies, priorities))
-        row['dora_failure'] = build_failure(incident, mapping) if row['counted'] and wanted_dora else None
+        row['unmapped_skipped'] = bool(row['counted'] and skip_unmapped and mapping.rule == FALLBACK_RULE)
+        sent = row['counted'] and wanted_dora and not row['unmapped_skipped']
+        row['dora_failure'] = build_failure(incident, mapping) if sent else None
         rows.append(row)
     failures = [r['dora_failure'] for r in rows if r['dora_failure'] is not None]
+    unmapped = [r for r in rows if r['unmapped_skipped']]
+    attribution = None
+    if agent_config.attribute_change_failures:
+        attribution = preview_attribution(check, agent_config, rows, report.mappings)
+        warnings = warnings + [w for w in check.get_warnings() if w not in warnings]
     return {
         'mode': 'dry_run',
         'config': path,
@@ -522,6 +542,16 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
             'count': len(failures),
             'example': _example_failure(failures),
         },
+        'unmapped_incidents': {
+            'option': config.unmapped_incidents,
+            'skipped': len(unmapped),
+            'incidents': [
+                {'number': r['number'], 'title': r['title'], 'pagerduty_service': r['pagerduty_service']}
+                for r in unmapped
+            ],
+        },
+        'attribution': attribution,
+        'catalog_files': catalog_file_report(check),
         # The Agent would send these; here they stay in this process.
         'events': {
             'count': len(aggregator.events),
@@ -530,6 +560,43 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         },
         'metrics': metric_summaries(aggregator),
         'warnings': warnings,
+    }
+
+
+def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dict) -> dict[str, Any]:
+    """Per counted incident, the deployment attribution would mark and the remediation it would record.
+
+    Reads the DORA deployments API with the check's own Datadog client; nothing is written. The most
+    recent `ATTRIBUTION_ROWS` incidents are previewed, to keep the number of searches bounded.
+    """
+    from .attribution import ChangeFailureAttribution
+
+    assert config.attribution_window is not None
+    attribution = ChangeFailureAttribution(
+        check.datadog_api,
+        window=config.attribution_window,
+        min_severity=config.attribution_min_severity,
+        read_cache=lambda key: '',
+        write_cache=_no_write,
+        log=check.log,
+        count=lambda name, value, tags: None,
+        warning=check.warning,
+    )
+    check.datadog_api.start_run(check.monotonic() + ATTRIBUTION_SECONDS)
+    counted = [r for r in rows if r['counted'] and not r['unmapped_skipped']]
+    previews = []
+    for row in counted[:ATTRIBUTION_ROWS]:
+        incident, mapping = mappings[row['id']]
+        preview = attribution.preview(incident, mapping)
+        row['attribution'] = preview
+        previews.append(dict(preview, number=row['number'], title=row['title']))
+    return {
+        'window': config.attribution_window,
+        'min_severity': config.attribution_min_severity,
+        'previewed': len(previews),
+        'not_previewed': max(0, len(counted) - len(previews)),
+        'marked': sum(1 for p in previews if p['deployment']),
+        'incidents': previews,
     }
 
 
@@ -688,6 +755,20 @@ def render_demo(result: dict) -> str:
         ),
     ]
     out += ['  ' + title for title in events['titles'][:12]]
+    out += [
+        '',
+        'Change-failure attribution (attribute_change_failures: true; PATCH /api/v2/dora/deployments/{id}):',
+    ]
+    for item in result['attribution']:
+        out.append(
+            '  {} ({} {} in {}) marked as a change failure, for {}'.format(
+                item['deployment'], item['service'], item['version'], item['env'], item['incident'] or 'an incident'
+            )
+        )
+        if item['remediation']:
+            out.append('    remediation: {} by {}'.format(item['remediation']['type'], item['remediation']['id']))
+    if not result['attribution']:
+        out.append('  none')
     out += ['', 'Metrics submitted over the {} runs:'.format(len(result['runs']))]
     out += _metric_lines(result['metrics'])
     if result['warnings']:
@@ -728,6 +809,7 @@ def render_dry_run(result: dict) -> str:
         )
     if result['skipped']:
         out.append('  {} malformed incident(s) skipped (see warnings).'.format(result['skipped']))
+    out += _catalog_file_lines(result.get('catalog_files') or [])
     dora = result['dora_failures']
     out.append('')
     if dora['enabled']:
@@ -737,6 +819,22 @@ def render_dry_run(result: dict) -> str:
             out += _json_block(dora['example'])
     else:
         out.append('DORA failures: none would be sent (submit_dora_failures is false in this instance).')
+    unmapped = result['unmapped_incidents']
+    if unmapped['skipped']:
+        out += [
+            '',
+            'Unmapped incidents not sent (unmapped_incidents: skip; they reached the fallback rule): {}'.format(
+                unmapped['skipped']
+            ),
+        ]
+        out += [
+            '  #{} {} (PagerDuty service {})'.format(
+                i['number'], _clip(i['title'], TITLE_WIDTH), i['pagerduty_service']
+            )
+            for i in unmapped['incidents'][:TEXT_ROWS]
+        ]
+    if result['attribution'] is not None:
+        out += [''] + _attribution_lines(result['attribution'])
     events = result['events']
     if events['count']:
         out += ['', 'Agent events this run produced (kept in this process, not sent): {}'.format(events['count'])]
@@ -750,8 +848,65 @@ def render_dry_run(result: dict) -> str:
     return '\n'.join(out) + '\n'
 
 
+def _attribution_lines(attribution: dict) -> list[str]:
+    """The attribution preview: per incident, the deployment that would be marked and the remediation."""
+    out = [
+        'Change-failure attribution preview (deployments read, nothing written): {} of {} incidents would '
+        'mark a deployment.'.format(attribution['marked'], attribution['previewed']),
+        '  The Agent attributes incidents as they are triggered, from its second run on; history is not attributed.',
+    ]
+    if attribution['not_previewed']:
+        out.append('  {} older incidents not previewed.'.format(attribution['not_previewed']))
+    cells = []
+    for item in attribution['incidents']:
+        deployment = item['deployment']
+        marked = '-'
+        if deployment:
+            marked = '{} {} {}'.format(
+                deployment['id'], deployment['version'] or '-', format_time(deployment['finished_at'])
+            )
+        remediation = item['remediation']
+        fix = '-'
+        if remediation:
+            fix = '{} by {} ({})'.format(
+                remediation['type'], remediation['deployment']['id'], remediation['deployment']['version'] or '-'
+            )
+        cells.append(
+            (
+                str(item['number']),
+                _clip(item['title'], TITLE_WIDTH),
+                item['outcome'] or '-',
+                marked,
+                fix,
+                _clip(item['note'], 60) if item['note'] else '',
+            )
+        )
+    if cells:
+        out += _table(('#', 'title', 'outcome', 'would mark (id version finished)', 'remediation', 'note'), cells)
+    return out
+
+
+def catalog_file_report(check: Any) -> list[dict[str, Any]]:
+    """Per `catalog_files` file (and pattern matching none): the entries it gave and why any were skipped."""
+    collector = getattr(check, 'collector', None)
+    store = getattr(collector, 'catalog', None)
+    return store.file_report() if store is not None else []
+
+
+def _catalog_file_lines(files: list[dict]) -> list[str]:
+    """The per-file part of the dry run, so a file that gives nothing is seen before the Agent runs."""
+    if not files:
+        return []
+    cells = [(f.get('file') or f.get('pattern', ''), str(f['entries']), '; '.join(f['skipped']) or '-') for f in files]
+    return ['', 'Catalog files (entries each gave to the catalog, and why any were skipped):'] + _table(
+        ('file', 'entries', 'skipped'), cells
+    )
+
+
 def _dry_note(row: dict) -> str:
     notes = ['not counted: ' + row['filtered_by']] if row['filtered_by'] else []
+    if row.get('unmapped_skipped'):
+        notes.append('not sent: unmapped')
     if row['priority'] is None:
         notes.append('no priority')
     return '; '.join(notes)

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from .api import ApiClient, RequestRejected, TransientError
 from .incident import OPEN_STATUSES, format_time, parse_time
+from .transitions import STATUS_ENTRIES
 
 PAGE_SIZE = 100
 # PagerDuty answers 400 when offset + limit passes this.
@@ -27,13 +28,31 @@ def auth_headers(token: str) -> dict[str, str]:
 @dataclass
 class IncidentPage:
     incidents: list[Any]
-    offset: int
     more: bool
     total: int | None
 
 
+@dataclass
+class LogPage:
+    entries: list[Any]
+    more: bool
+    total: int | None
+
+
+@dataclass
+class LogEntry:
+    """One log entry: `action` is the status change it records ('' for any other kind of entry);
+    `incident` is the embedded incident object, when the list was asked to include it."""
+
+    id: str
+    action: str
+    at: float
+    incident_id: str
+    incident: Any = None
+
+
 class PagerDutyClient:
-    """Queries `GET /incidents` and `GET /incidents/{id}` within the configured scope."""
+    """Queries incidents and log entries within the configured scope."""
 
     def __init__(self, api: ApiClient, *, service_ids: Sequence[str] = (), team_ids: Sequence[str] = ()) -> None:
         self.api = api
@@ -51,10 +70,10 @@ class PagerDutyClient:
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
         ] + self._scope
-        return self._page(self.api.get('/incidents', params, endpoint='incidents'), offset)
+        return self._page(self.api.get('/incidents', params, endpoint='incidents'))
 
     def list_open(self, offset: int = 0, since: float | None = None, until: float | None = None) -> IncidentPage:
-        """One page of currently open incidents, whatever their creation time (or created in a window)."""
+        """One page of currently open incidents, oldest first: all of them, or those created in [since, until)."""
         params = [('statuses[]', status) for status in OPEN_STATUSES]
         if since is None or until is None:
             params.append(('date_range', 'all'))
@@ -66,40 +85,10 @@ class PagerDutyClient:
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
         ] + self._scope
-        return self._page(self.api.get('/incidents', params, endpoint='incidents_open'), offset)
-
-    def open_incidents(
-        self, now: float, position: tuple[int, float | None] | None = None, overlap: int = 10
-    ) -> Iterator[tuple[list[Any], tuple[int, float | None] | None]]:
-        """Yield each page of open incidents with the position of the next one (None after the last).
-
-        A scan can stop after any page and resume from the position given with it. Pages step by
-        `PAGE_SIZE - overlap`, so an incident that shifts left while the list is paged (because one
-        before it resolved) is still seen. Past PagerDuty's offset cap, the scan continues by
-        creation time from the last incident seen.
-        """
-        offset, since = position or (0, None)
-        step = PAGE_SIZE - overlap
-        while True:
-            until = None if since is None else min(since + MAX_WINDOW, now + 60)
-            page = self.list_open(offset, since, until)
-            following: tuple[int, float | None] | None = None
-            if page.more and offset + step + PAGE_SIZE <= OFFSET_CAP:
-                following = (offset + step, since)
-            elif page.more:
-                last = _last_created(page.incidents)
-                if last is None:
-                    raise TransientError(self.api.name, 'open incident list passed the offset cap without timestamps')
-                following = (0, last)
-            elif since is not None and until is not None and until < now:
-                following = (0, until)
-            yield page.incidents, following
-            if following is None:
-                return
-            offset, since = following
+        return self._page(self.api.get('/incidents', params, endpoint='incidents_open'))
 
     def get_incident(self, incident_id: str) -> Any | None:
-        """The incident with this id, or None when PagerDuty no longer knows it."""
+        """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
         try:
             response = self.api.get('/incidents/{}'.format(incident_id), [('time_zone', 'UTC')], endpoint='incident')
         except RequestRejected as e:
@@ -111,57 +100,87 @@ class PagerDutyClient:
             raise TransientError(self.api.name, 'incident answer without an incident object')
         return data['incident']
 
-    def acknowledgements(self, incident_id: str, since: float, until: float) -> list[float]:
-        """When the incident was acknowledged in [since, until), from its log entries.
+    def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
+        """One page of the account's log entries in [since, until), newest first, each with its incident.
 
-        A resolved incident no longer lists its acknowledgements, so an acknowledge followed by a
-        resolve between two runs is only visible here.
+        `is_overview` leaves out notifications; `include[]=incidents` embeds each entry's incident as
+        it is now, so one request shows both what happened and where it stands. PagerDuty filters
+        this list by team but not by service: a `service_ids` scope is applied by the caller.
         """
-        times: list[float] = []
+        params = [
+            ('since', format_time(since)),
+            ('until', format_time(until)),
+            ('time_zone', 'UTC'),
+            ('is_overview', 'true'),
+            ('include[]', 'incidents'),
+            ('limit', str(PAGE_SIZE)),
+            ('offset', str(offset)),
+            ('total', 'true' if with_total else 'false'),
+        ] + [scope for scope in self._scope if scope[0] == 'team_ids[]']
+        data = self.api.get('/log_entries', params, endpoint='log_entries').data
+        entries = data.get('log_entries') if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise TransientError(self.api.name, 'log entry answer without a log_entries array')
+        return LogPage(entries=entries, more=bool(data.get('more')), total=_total(data))
+
+    def incident_log(self, incident_id: str, since: float | None = None) -> list[LogEntry]:
+        """The status entries of one incident from `since` on (all of them without it), oldest first."""
+        found: list[LogEntry] = []
         offset = 0
         while True:
-            params = [
-                ('since', format_time(since)),
-                ('until', format_time(until)),
-                ('time_zone', 'UTC'),
-                ('is_overview', 'true'),
-                ('limit', str(PAGE_SIZE)),
-                ('offset', str(offset)),
-            ]
-            response = self.api.get(
-                '/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries'
-            )
+            params = [('time_zone', 'UTC'), ('is_overview', 'true'), ('limit', str(PAGE_SIZE)), ('offset', str(offset))]
+            if since is not None:
+                params += [('since', format_time(since)), ('until', format_time(since + MAX_WINDOW))]
+            try:
+                response = self.api.get(
+                    '/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries'
+                )
+            except RequestRejected as e:
+                if e.status == 404:
+                    return []
+                raise
             data = response.data
             entries = data.get('log_entries') if isinstance(data, dict) else None
             if not isinstance(entries, list):
                 raise TransientError(self.api.name, 'log entry answer without a log_entries array')
-            for entry in entries:
-                if isinstance(entry, dict) and entry.get('type') == 'acknowledge_log_entry':
-                    try:
-                        times.append(parse_time(entry.get('created_at')))
-                    except (TypeError, ValueError, OverflowError):
-                        continue
-            if not data.get('more') or offset + 2 * PAGE_SIZE > OFFSET_CAP:
-                return sorted(times)
+            found.extend(entry for entry in map(parse_log_entry, entries) if entry is not None)
+            if not data.get('more') or not entries or offset + 2 * PAGE_SIZE > OFFSET_CAP:
+                found.sort(key=lambda entry: entry.at)
+                return found
             offset += PAGE_SIZE
 
-    def _page(self, response: Any, offset: int) -> IncidentPage:
+    def _page(self, response: Any) -> IncidentPage:
         data = response.data
         if not isinstance(data, dict) or not isinstance(data.get('incidents'), list):
             raise TransientError(self.api.name, 'incident list answer without an incidents array')
-        total = data.get('total')
-        return IncidentPage(
-            incidents=data['incidents'],
-            offset=offset,
-            more=bool(data.get('more')),
-            total=total if isinstance(total, int) and not isinstance(total, bool) else None,
-        )
+        return IncidentPage(incidents=data['incidents'], more=bool(data.get('more')), total=_total(data))
 
 
-def _last_created(incidents: list[Any]) -> float | None:
-    for raw in reversed(incidents):
-        try:
-            return parse_time(raw.get('created_at'))
-        except (AttributeError, TypeError, ValueError, OverflowError):
-            continue
-    return None
+def _total(data: dict) -> int | None:
+    total = data.get('total')
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
+
+def parse_log_entry(raw: Any) -> LogEntry | None:
+    """The parts of a log entry the collector acts on, or None for one it does not (or cannot read)."""
+    if not isinstance(raw, dict):
+        return None
+    kind = raw.get('type')
+    entry_id = raw.get('id')
+    if not isinstance(kind, str) or not isinstance(entry_id, str) or not entry_id:
+        return None
+    try:
+        at = parse_time(raw.get('created_at'))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    incident = raw.get('incident')
+    incident_id = incident.get('id') if isinstance(incident, dict) else None
+    if not isinstance(incident_id, str) or not incident_id:
+        return None
+    return LogEntry(
+        id=entry_id,
+        action=STATUS_ENTRIES.get(kind.replace('_reference', ''), ''),
+        at=at,
+        incident_id=incident_id,
+        incident=incident if isinstance(incident, dict) and incident.get('type') == 'incident' else None,
+    )

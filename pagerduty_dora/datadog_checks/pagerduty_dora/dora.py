@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 FAILURE_PATH = '/api/v2/dora/failure'
 ENDPOINT = 'dora_failure'
+REMOVAL_ENDPOINT = 'dora_failure_delete'
+# Marks a queued removal: the incident's failure is deleted rather than updated.
+REMOVE = '__remove__'
 CACHE_KEY = 'dora_pending'
 CACHE_VERSION = 1
 
@@ -168,8 +171,11 @@ class DoraDelivery:
         clock: Callable[[], float] = time.time,
         max_pending: int = 10000,
         max_age: float = 7 * 86400,
+        can_remove: bool = False,
     ) -> None:
         self._api = api
+        # Deleting a failure needs the application key; without it, a failure is closed, not removed.
+        self.can_remove = can_remove
         self._read_cache = read_cache
         self._write_cache = write_cache
         self._log = log
@@ -197,6 +203,10 @@ class DoraDelivery:
         self._dropped_full += len(self._loaded().put(incident_id, attributes))
         self._dirty = True
 
+    def remove(self, incident_id: str) -> None:
+        """Queue the removal of the incident's failure (it replaces any payload still waiting)."""
+        self.enqueue(incident_id, {REMOVE: failure_id(incident_id)})
+
     def flush(self) -> None:
         """Post pending payloads, oldest first, until the queue is empty or the API says stop.
 
@@ -213,7 +223,7 @@ class DoraDelivery:
             while queue:
                 incident_id, attributes = queue.first() or ('', {})
                 try:
-                    self._api.post(FAILURE_PATH, {'data': {'attributes': attributes}}, endpoint=ENDPOINT)
+                    self._send(attributes)
                 except BudgetExhausted:
                     self._log.debug(
                         'DORA delivery: request budget used up, %d failures wait for the next run', len(queue)
@@ -256,6 +266,18 @@ class DoraDelivery:
                     rejected,
                 )
             self._finish(changed)
+
+    def _send(self, attributes: dict) -> None:
+        removal = attributes.get(REMOVE)
+        if removal is None:
+            self._api.post(FAILURE_PATH, {'data': {'attributes': attributes}}, endpoint=ENDPOINT)
+            return
+        try:
+            self._api.request('delete', '{}/{}'.format(FAILURE_PATH, removal), endpoint=REMOVAL_ENDPOINT)
+        except RequestRejected as e:
+            if e.status != 404:
+                raise
+        self._count('dora.removed', 1, [])
 
     def save(self) -> None:
         """Persist the queue if it changed since it was last read or written."""

@@ -115,7 +115,7 @@ def _durations(transition: Transition) -> list[str]:
     elapsed = max(0.0, transition.at - incident.created_at)
     if transition.kind == 'resolved':
         return ['- **Time to restore:** {} ({} s)'.format(format_duration(elapsed), int(elapsed))]
-    if transition.kind == 'acknowledged':
+    if transition.kind == 'acknowledged' and transition.first:
         return ['- **Time to acknowledge:** {} ({} s)'.format(format_duration(elapsed), int(elapsed))]
     return []
 

@@ -54,6 +54,8 @@ class Incident:
     resolved_at: float | None
     last_status_change_at: float | None
     updated_at: float | None
+    # Resolved by a merge into another incident, which carries the failure from then on.
+    merged: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -175,7 +177,12 @@ def parse_incident(raw: Any) -> Incident:
         resolved_at=resolved_at if status == 'resolved' else None,
         last_status_change_at=last_change,
         updated_at=_optional_time(raw.get('updated_at')),
+        merged=status == 'resolved' and _is_merge(raw.get('resolve_reason')),
     )
+
+
+def _is_merge(reason: Any) -> bool:
+    return isinstance(reason, Mapping) and reason.get('type') == 'merge_resolve_reason'
 
 
 TRANSITION_KINDS = (
@@ -195,10 +202,12 @@ class Transition:
     """One change of one incident, as observed by the collector.
 
     `at` is when it happened in PagerDuty (UTC epoch seconds); `previous` holds the value before a
-    `*_changed` transition (priority name, urgency, or PagerDuty service name).
+    `*_changed` transition (priority name, urgency, or PagerDuty service name). `first` is False for
+    an acknowledgement after an earlier one (time to acknowledge ends at the first).
     """
 
     kind: str
     incident: Incident
     at: float
     previous: str | None = None
+    first: bool = True

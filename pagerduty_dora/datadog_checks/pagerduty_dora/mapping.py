@@ -72,14 +72,33 @@ def incident_url_key(incident: Incident) -> str:
     return pagerduty_url_key(incident.service_url) or 'id:' + incident.service_id.upper()
 
 
+# The entity kinds whose name is sent as a DORA service. Datadog's DORA Metrics takes `service` as the
+# Software Catalog service (an APM `kind: service` entity, the `service` tag); a datastore, queue, API,
+# frontend, library or system is not one, so those kinds contribute their owner team only.
+DORA_SERVICE_KINDS = frozenset({'service'})
+
+
 @dataclass(frozen=True)
 class CatalogService:
-    """A Software Catalog service: its name (`dd-service`), owning team, PagerDuty service URL, origin."""
+    """A Software Catalog entity: its name, owning team, PagerDuty service URL, origin and kind.
+
+    `kind` is the v3 entity kind (lower case; every v2.x definition is a `service`). `owners` are the
+    v3 `additionalOwners`: team handles that rules 3 and 4 may know, never the entity's team.
+    `inherit_from` is the v3 `metadata.inheritFrom` reference, kept for the catalog to resolve.
+    """
 
     name: str
     team: str | None
     pagerduty_url: str | None
     source: str
+    kind: str = 'service'
+    owners: tuple[str, ...] = ()
+    inherit_from: str | None = None
+
+    @property
+    def is_dora_service(self) -> bool:
+        """Whether the entity's name may be sent as a DORA service."""
+        return self.kind in DORA_SERVICE_KINDS
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,10 @@ class Catalog:
         object.__setattr__(
             self, 'by_pagerduty_url', _index(self.services, lambda s: pagerduty_url_key(s.pagerduty_url))
         )
-        object.__setattr__(self, 'by_name', _index(self.services, lambda s: name_key(s.name)))
+        # Only services are found by name: rule 2 and overrides send the name as the DORA service.
+        object.__setattr__(
+            self, 'by_name', _index(self.services, lambda s: name_key(s.name) if s.is_dora_service else '')
+        )
         handles: dict[str, str] = {}
         # Display names first, handles last: a handle is the exact identifier, so where one team's
         # display name equals another team's handle, the handle wins.
@@ -224,18 +246,19 @@ def severity_of(priority: str | None, severity_mapping: Mapping[str, str] | None
 
 
 def _catalog_rules(incident: Incident, catalog: Catalog) -> tuple[str, tuple[str, ...], str | None]:
-    """Rules 1 to 5 of SPEC section 5: (rule, services, team handle)."""
+    """Rules 1 to 5 (see the README's mapping table): (rule, services, team handle)."""
     by_url = catalog.by_pagerduty_url.get(incident_url_key(incident), ())
     if by_url:
-        # The same service may come from several sources; count distinct services, not definitions.
-        distinct: dict[str, CatalogService] = {}
+        # The same entity may come from several sources; count distinct entities, not definitions.
+        distinct: dict[tuple[str, str], CatalogService] = {}
         for service in by_url:
-            distinct.setdefault(name_key(service.name), service)
-        if len(distinct) == 1:
-            service = next(iter(distinct.values()))
+            distinct.setdefault((service.kind, name_key(service.name)), service)
+        if len(distinct) == 1 and by_url[0].is_dora_service:
+            service = by_url[0]
             return 'service_url', (service.name.strip(),), catalog.team_handle(service.team)
+        # Several entities, or one that is not a DORA service (a datastore, a queue...): only their team
+        # can be sent, and it is only certain when every one of them has it.
         owners = [catalog.team_handle(s.team) for s in distinct.values()]
-        # A service without a team does not share one: the team is only certain when every service has it.
         if all(owners) and len({name_key(owner) for owner in owners}) == 1:
             return 'service_url_team', (), owners[0]
 

@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Agent events and metrics for incident transitions, with the tags SPEC §6 names."""
+"""Agent events and metrics for incident transitions, with the tags the README lists under Data Collected."""
 
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ class Outputs:
         elapsed = max(0.0, transition.at - incident.created_at)
         if kind == 'resolved':
             self._submit.histogram('incidents.time_to_restore', elapsed, tags=tags)
-        elif kind == 'acknowledged':
+        elif kind == 'acknowledged' and transition.first:
+            # Time to acknowledge ends at the first acknowledgement, as PagerDuty's analytics measure it.
             self._submit.histogram('incidents.time_to_acknowledge', elapsed, tags=tags)
         if self._collect_events:
             # The transition tag lets monitors and the event explorer filter by what happened.

@@ -12,7 +12,7 @@ from typing import Any
 from . import cache
 
 # Bumped when the stored shape changes; an unknown version is treated like a damaged value.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -30,8 +30,14 @@ class IncidentRecord:
     fingerprint: str = ''
     # Mapping tags of an open incident, for the open-incident gauge.
     tags: list[str] = field(default_factory=list)
-    # When this state was observed (collector clock): later log entries are news.
-    seen_at: float = 0.0
+    # When `status` was last read from the incident object (log entries before it are reflected).
+    status_at: float = 0.0
+    # Whether an acknowledgement was emitted: later ones do not end time to acknowledge.
+    acked: bool = False
+    # Whether the last look found it in scope and filters (events and metrics are for those only).
+    wanted: bool = True
+    # When the collector last confirmed this state (a log entry, a list or a read by id).
+    checked_at: float = 0.0
 
     def to_list(self) -> list[Any]:
         return [
@@ -44,14 +50,31 @@ class IncidentRecord:
             self.resolved_at,
             self.fingerprint,
             self.tags,
-            self.seen_at,
+            self.status_at,
+            int(self.acked),
+            int(self.wanted),
+            self.checked_at,
         ]
 
     @classmethod
     def from_list(cls, values: list[Any]) -> IncidentRecord:
-        status, priority, urgency, service_id, service_name, created_at, resolved_at, fingerprint, tags, seen_at = (
-            values
-        )
+        (
+            status,
+            priority,
+            urgency,
+            service_id,
+            service_name,
+            created_at,
+            resolved_at,
+            fingerprint,
+            tags,
+            status_at,
+            acked,
+            wanted,
+            checked_at,
+        ) = values
+        if status not in ('triggered', 'acknowledged', 'resolved'):
+            raise ValueError('unknown status')
         return cls(
             status=str(status),
             priority=priority if priority is None else str(priority),
@@ -62,7 +85,10 @@ class IncidentRecord:
             resolved_at=_optional_time(resolved_at),
             fingerprint=str(fingerprint),
             tags=[str(t) for t in tags],
-            seen_at=_time(seen_at),
+            status_at=_time(status_at),
+            acked=bool(acked),
+            wanted=bool(wanted),
+            checked_at=_time(checked_at),
         )
 
 
@@ -73,29 +99,70 @@ class Window:
     since: float
     until: float
     offset: int = 0
-    total: int | None = None
 
 
 @dataclass
-class OpenScan:
-    """A pass over the open incidents that may span runs: where it is and what it has seen."""
+class FeedWindow:
+    """A window of the account's log being read oldest page first: [since, until), `total` entries.
+
+    PagerDuty lists log entries newest first, so the pages are read from the highest offset down;
+    `offset` is the next one to read. A window's `until` is fixed when it is planned, so the list
+    does not shift under the offsets while it is read.
+    """
+
+    since: float
+    until: float
+    total: int
+    offset: int
+
+
+@dataclass
+class Feed:
+    """The account-wide log, read as a change feed: every entry before `horizon` was applied."""
+
+    horizon: float
+    window: FeedWindow | None = None
+    width: float = 0.0
+    # Ids of entries applied that the next window's overlap reads again, with their times.
+    applied: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Reconciliation:
+    """A pass over the open incidents, in creation order, that may span runs.
+
+    `position` is the (creation time, incident number) of the last incident read; the next page
+    starts at that creation time and skips what is not past it, so incidents that resolve meanwhile
+    cannot shift the pass. `skip` counts incidents of that very second already read, for a second
+    holding more than a page. `verify` lists open records the pass did not meet: each is read by id.
+    """
 
     started: float
-    offset: int = 0
-    since: float | None = None
-    seen: set[str] = field(default_factory=set)
+    position: tuple[float, int] | None = None
+    skip: int = 0
+    verify: list[str] | None = None
 
 
 @dataclass
 class CollectorState:
+    # When collection went live (the first run): incidents created since are news.
+    live_since: float | None = None
+    # Whether a complete pass over the open incidents was made since going live: before it, an
+    # open incident without a record may simply not have been met yet.
+    baseline: bool = False
     # Every incident created before `horizon` has been processed (None: nothing collected yet).
     horizon: float | None = None
-    # When the first complete look at the open incidents started; before it, the run only records.
-    live_since: float | None = None
     window: Window | None = None
     # Width of the next creation-time window, learned from the totals PagerDuty reports.
     width: float = 0.0
-    open_scan: OpenScan | None = None
+    feed: Feed | None = None
+    reconciliation: Reconciliation | None = None
+    # While DORA delivery catches up on history it missed (it was turned off): the creation time
+    # up to which history was re-sent, and where that re-sending ends.
+    resend: Window | None = None
+    resend_end: float | None = None
+    # Whether the last run had DORA delivery on.
+    delivering: bool = True
     incidents: dict[str, IncidentRecord] = field(default_factory=dict)
 
     @property
@@ -103,15 +170,31 @@ class CollectorState:
         return self.live_since is not None
 
     def dumps(self) -> str:
-        window, scan = self.window, self.open_scan
+        feed, scan, resend = self.feed, self.reconciliation, self.resend
         return cache.encode(
             STATE_VERSION,
             {
-                'horizon': self.horizon,
                 'live_since': self.live_since,
-                'window': None if window is None else [window.since, window.until, window.offset, window.total],
+                'baseline': self.baseline,
+                'horizon': self.horizon,
+                'window': None if self.window is None else [self.window.since, self.window.until, self.window.offset],
                 'width': self.width,
-                'open_scan': None if scan is None else [scan.started, scan.offset, scan.since, sorted(scan.seen)],
+                'feed': None
+                if feed is None
+                else [
+                    feed.horizon,
+                    None
+                    if feed.window is None
+                    else [feed.window.since, feed.window.until, feed.window.total, feed.window.offset],
+                    feed.width,
+                    feed.applied,
+                ],
+                'reconciliation': None
+                if scan is None
+                else [scan.started, None if scan.position is None else list(scan.position), scan.skip, scan.verify],
+                'resend': None if resend is None else [resend.since, resend.until, resend.offset],
+                'resend_end': self.resend_end,
+                'delivering': self.delivering,
                 'incidents': {key: record.to_list() for key, record in self.incidents.items()},
             },
         )
@@ -121,16 +204,23 @@ class CollectorState:
         """Decode a stored state; raises ValueError when it is damaged or of an unknown version."""
         try:
             data = cache.decode(text, STATE_VERSION)
-            window = data.get('window')
-            scan = data.get('open_scan')
+            window, feed, scan, resend = (
+                data.get('window'),
+                data.get('feed'),
+                data.get('reconciliation'),
+                data.get('resend'),
+            )
             return cls(
-                horizon=_optional_time(data.get('horizon')),
                 live_since=_optional_time(data.get('live_since')),
+                baseline=bool(data.get('baseline')),
+                horizon=_optional_time(data.get('horizon')),
                 window=None if window is None else _window(window),
                 width=_finite(data.get('width') or 0.0),
-                open_scan=None
-                if scan is None
-                else OpenScan(_time(scan[0]), _offset(scan[1]), _optional_time(scan[2]), {str(i) for i in scan[3]}),
+                feed=None if feed is None else _feed(feed),
+                reconciliation=None if scan is None else _reconciliation(scan),
+                resend=None if resend is None else _window(resend),
+                resend_end=_optional_time(data.get('resend_end')),
+                delivering=bool(data.get('delivering', True)),
                 incidents={str(k): IncidentRecord.from_list(v) for k, v in dict(data.get('incidents') or {}).items()},
             )
         except (TypeError, KeyError, IndexError, AttributeError) as e:
@@ -168,8 +258,30 @@ def _offset(value: Any) -> int:
 
 
 def _window(raw: Any) -> Window:
-    since, until, offset, total = raw
-    window = Window(_time(since), _time(until), _offset(offset), None if total is None else _offset(total))
+    since, until, offset = raw
+    window = Window(_time(since), _time(until), _offset(offset))
     if window.since >= window.until:
         raise ValueError('empty window')
     return window
+
+
+def _feed(raw: Any) -> Feed:
+    horizon, window, width, applied = raw
+    feed = Feed(_time(horizon), width=_finite(width or 0.0))
+    if window is not None:
+        since, until, total, offset = window
+        feed.window = FeedWindow(_time(since), _time(until), _offset(total), _offset(offset))
+        if feed.window.since >= feed.window.until:
+            raise ValueError('empty window')
+    feed.applied = {str(key): _time(at) for key, at in dict(applied).items()}
+    return feed
+
+
+def _reconciliation(raw: Any) -> Reconciliation:
+    started, position, skip, verify = raw
+    return Reconciliation(
+        started=_time(started),
+        position=None if position is None else (_time(position[0]), _offset(position[1])),
+        skip=_offset(skip),
+        verify=None if verify is None else [str(key) for key in verify],
+    )

@@ -5,7 +5,10 @@
 
 Run from the integration folder with the test environment's Python:
 
-    python -m tests.benchmarks.backfill --incidents 100000 --days 60 --hot-day 12000
+    python -m tests.benchmarks.backfill --incidents 100000 --days 60 --hot-day 12000 --open 5000
+
+After the backfill it measures an idle run, and how many runs pass before a priority change of an
+open incident is reported, with and without PagerDuty logging the change.
 
 The fakes run in a process of their own, so their CPU and memory are not counted. The floor and
 the check each run in a fresh process and report their CPU seconds (process time) and peak RSS.
@@ -50,7 +53,21 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
     # Posts are counted, not kept: 100,000 stored payloads would only measure the fake.
     dora.posts = _Counter()
     pagerduty = PagerDutySimulator(account, rate_limit=10**9).start()
-    datadog = FakeServer(dora.routes() + [('GET', '/_stats', lambda r: Reply(200, _kinds(pagerduty.requests)))]).start()
+    opened = [i for i in account.incident_ids() if account.status(i) != 'resolved']
+
+    def change_priority(request: Any) -> Reply:
+        # The middle open incident, so that a pass in creation order reaches it halfway.
+        account.logs_field_changes = request.arg('logged') == 'true'
+        target = opened[len(opened) // 2]
+        current = (account.incident(target).get('priority') or {}).get('name')
+        account.set_priority(target, 'P2' if current != 'P2' else 'P3')
+        return Reply(200, {'incident': target})
+
+    routes = [
+        ('GET', '/_stats', lambda r: Reply(200, _kinds(pagerduty.requests))),
+        ('POST', '/_priority', change_priority),
+    ]
+    datadog = FakeServer(dora.routes() + routes).start()
     connection.send({'pagerduty': pagerduty.url, 'datadog': datadog.url, 'start': start, 'open': _open_count(account)})
     connection.recv()
     pagerduty.stop()
@@ -58,13 +75,15 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
 
 
 def _kinds(requests: list) -> dict:
-    """PagerDuty requests by purpose: the creation-time sweep, the open-incident list, the rest."""
-    kinds = {'total': len(requests), 'sweep': 0, 'open_list': 0, 'other': 0}
+    """PagerDuty requests by purpose: the creation-time sweep, the change feed, reconciliation, the rest."""
+    kinds = {'total': len(requests), 'sweep': 0, 'feed': 0, 'open_list': 0, 'other': 0}
     for request in list(requests):
         if request.path == '/incidents' and request.args('statuses'):
             kinds['open_list'] += 1
         elif request.path == '/incidents':
             kinds['sweep'] += 1
+        elif request.path == '/log_entries':
+            kinds['feed'] += 1
         else:
             kinds['other'] += 1
     return kinds
@@ -177,7 +196,10 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
     backfill_requests = _minus(pagerduty_requests(urls), before)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     idle_before = pagerduty_requests(urls)
+    aggregator.reset()
     check.run()
+    idle = _minus(pagerduty_requests(urls), idle_before)['total']
+    latency = {logged: _runs_to_see_priority_change(check, urls, aggregator, logged) for logged in (True, False)}
     connection.send(
         {
             'cpu': backfill_cpu,
@@ -186,10 +208,30 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
             'longest_run': longest,
             'errors': errors[:3],
             'requests': backfill_requests,
-            'idle_requests': _minus(pagerduty_requests(urls), idle_before)['total'],
+            'idle_requests': idle,
+            'priority_change_runs': latency,
             'state_bytes': len(check.collector.state.dumps()) if check.collector else 0,
         }
     )
+
+
+def _runs_to_see_priority_change(check: Any, urls: dict, aggregator: Any, logged: bool) -> int:
+    """Runs until the check reports a priority change made just before the first of them."""
+    import requests
+
+    incident = requests.post(urls['datadog'] + '/_priority', params={'logged': str(logged).lower()}, timeout=60)
+    target = incident.json()['incident']
+    for runs in range(1, 500):
+        aggregator.reset()
+        check.run()
+        seen = [
+            e
+            for e in aggregator.events
+            if e['aggregation_key'] == target and 'transition:priority_changed' in e['tags']
+        ]
+        if seen:
+            return runs
+    return -1
 
 
 def in_process(target: Any, *target_args: Any) -> dict:
@@ -207,7 +249,7 @@ def main() -> None:
     parser.add_argument('--days', type=int, default=60)
     parser.add_argument('--hot-day', type=int, default=12_000, help='incidents created on one day of the window')
     parser.add_argument('--interval', type=int, default=60, help='the check\'s min_collection_interval')
-    parser.add_argument('--open', type=int, default=40, help='incidents still open at the end')
+    parser.add_argument('--open', type=int, default=5000, help='incidents still open at the end')
     parser.add_argument('--repeat', type=int, default=1, help='floor and check runs, taking turns')
     args = parser.parse_args()
     multiprocessing.set_start_method('spawn')
@@ -236,7 +278,10 @@ def main() -> None:
         )
     )
     print(
-        'open-list requests        {:>10,}  over {} runs ({} open incidents: one list a run)'.format(
+        'change feed requests      {:>10,}  over {} runs (one a run while idle)'.format(requests['feed'], check['runs'])
+    )
+    print(
+        'reconciliation requests   {:>10,}  over {} runs ({} open: one page a run after the first pass)'.format(
             requests['open_list'], check['runs'], urls['open']
         )
     )
@@ -261,7 +306,15 @@ def main() -> None:
             check['runs'], check['longest_run'], args.interval
         )
     )
-    print('requests in an idle run   {:>10} (target <= 2)'.format(check['idle_requests']))
+    print('requests in an idle run   {:>10} (target <= 3)'.format(check['idle_requests']))
+    latency = check['priority_change_runs']
+    print(
+        'runs to see a priority change of an open incident: {} when PagerDuty logs it, {} when it does not '
+        '(target: within 10 runs at 5,000 open)'.format(
+            latency['true'] if 'true' in latency else latency[True],
+            latency['false'] if 'false' in latency else latency[False],
+        )
+    )
 
 
 if __name__ == '__main__':

@@ -112,5 +112,9 @@ def instance_tls_verify():
     return True
 
 
+def instance_unmapped_incidents():
+    return 'send'
+
+
 def instance_use_legacy_auth_encoding():
     return True

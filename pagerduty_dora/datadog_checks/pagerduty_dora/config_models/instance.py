@@ -127,6 +127,7 @@ class InstanceConfig(BaseModel):
     tls_protocols_allowed: Optional[tuple[str, ...]] = None
     tls_use_host_header: Optional[bool] = None
     tls_verify: Optional[bool] = None
+    unmapped_incidents: Optional[Literal['send', 'skip']] = None
     urgencies: Optional[tuple[str, ...]] = None
     use_legacy_auth_encoding: Optional[bool] = None
     username: Optional[str] = None

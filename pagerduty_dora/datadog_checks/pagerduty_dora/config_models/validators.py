@@ -17,8 +17,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 URGENCIES = ('high', 'low')
+UNMAPPED_INCIDENTS = ('send', 'skip')
+# The words YAML 1.1 and the Agent read as booleans when they arrive as strings (quoted in the file).
+BOOLEAN_WORDS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
 BACKFILL_DAYS_MAX = 365
 OVERRIDE_TARGETS = ('service', 'team', 'env')
+SERVICE_MESSAGE = (
+    'this check tags every metric and event with the service each incident maps to, and a fixed '
+    '`service` would attribute every incident to that one service'
+)
 
 
 def instance_api_token(value: Any, **kwargs: Any) -> Any:
@@ -40,14 +47,15 @@ def instance_datadog_api_url(value: Any, **kwargs: Any) -> Any:
 
 def instance_backfill_days(value: Any, **kwargs: Any) -> Any:
     """Bound the history loaded on the first run to 0-365 days."""
-    number = _as_int(value)
-    if number is not None and not 0 <= number <= BACKFILL_DAYS_MAX:
+    number = _integer('backfill_days', value, 'from 0 to {}'.format(BACKFILL_DAYS_MAX))
+    if not 0 <= number <= BACKFILL_DAYS_MAX:
         raise ValueError('`backfill_days` must be between 0 and {}, got {}'.format(BACKFILL_DAYS_MAX, number))
     return value
 
 
 def instance_urgencies(value: Any, **kwargs: Any) -> Any:
     """Accept only PagerDuty's two urgencies, compared case-insensitively and returned lower-case."""
+    _require_list('urgencies', value, 'high, low or both')
     if not isinstance(value, (list, tuple)):
         return value
     normalised = []
@@ -63,27 +71,31 @@ def instance_urgencies(value: Any, **kwargs: Any) -> Any:
 
 def instance_catalog_refresh_interval(value: Any, **kwargs: Any) -> Any:
     """A refresh interval of zero or less would re-read the catalog on every run, or never."""
-    number = _as_int(value)
-    if number is not None and number <= 0:
+    number = _integer('catalog_refresh_interval', value, 'of seconds greater than 0')
+    if number <= 0:
         raise ValueError('`catalog_refresh_interval` must be greater than 0 seconds, got {}'.format(number))
     return value
 
 
 def instance_max_requests_per_run(value: Any, **kwargs: Any) -> Any:
     """A run must be allowed at least one request per API, or it could never make progress."""
-    number = _as_int(value)
-    if number is not None and number < 1:
+    number = _integer('max_requests_per_run', value, 'of at least 1')
+    if number < 1:
         raise ValueError('`max_requests_per_run` must be at least 1, got {}'.format(number))
     return value
 
 
 def instance_service_overrides(value: Any, **kwargs: Any) -> Any:
     """Each entry needs the PagerDuty service it matches and at least one of service, team, env."""
+    _require_list('service_overrides', value, 'entries like `{pagerduty_service: PABC123, service: checkout}`')
     if not isinstance(value, (list, tuple)):
         return value
     for position, entry in enumerate(value, 1):
         if not isinstance(entry, Mapping):
-            continue
+            raise ValueError(
+                '`service_overrides` entry #{} must be a mapping like `{{pagerduty_service: PABC123, service: '
+                'checkout}}`, got {!r}'.format(position, entry)
+            )
         if not _filled(entry.get('pagerduty_service')):
             raise ValueError(
                 '`service_overrides` entry #{} needs `pagerduty_service` (a PagerDuty service ID, name or URL)'.format(
@@ -92,17 +104,121 @@ def instance_service_overrides(value: Any, **kwargs: Any) -> Any:
             )
         if not any(_filled(entry.get(target)) for target in OVERRIDE_TARGETS):
             raise ValueError(
-                '`service_overrides` entry #{} for {!r} needs at least one of {}'.format(
-                    position, entry['pagerduty_service'], ', '.join('`{}`'.format(t) for t in OVERRIDE_TARGETS)
+                '`service_overrides` entry #{} for {!r} needs at least one of {}{}'.format(
+                    position,
+                    entry['pagerduty_service'],
+                    ', '.join('`{}`'.format(t) for t in OVERRIDE_TARGETS),
+                    _unknown_hint(entry, ('pagerduty_service',) + OVERRIDE_TARGETS),
                 )
             )
     return value
 
 
+def instance_service_ids(value: Any, **kwargs: Any) -> Any:
+    """A single ID written without brackets would otherwise fail with a bare type error."""
+    return _require_list('service_ids', value, 'PagerDuty service IDs')
+
+
+def instance_team_ids(value: Any, **kwargs: Any) -> Any:
+    """A single ID written without brackets would otherwise fail with a bare type error."""
+    return _require_list('team_ids', value, 'PagerDuty team IDs')
+
+
+def instance_priorities(value: Any, **kwargs: Any) -> Any:
+    """A single priority written without brackets would otherwise fail with a bare type error."""
+    return _require_list('priorities', value, 'PagerDuty priority names, or `none`')
+
+
+def instance_catalog_files(value: Any, **kwargs: Any) -> Any:
+    """A single path written without brackets would otherwise fail with a bare type error."""
+    return _require_list('catalog_files', value, 'paths or glob patterns')
+
+
+def instance_tags(value: Any, **kwargs: Any) -> Any:
+    """Tags must be a list, and none may be `service:`: the check sets `service` per incident."""
+    _require_list('tags', value, '`key:value` tags')
+    if isinstance(value, (list, tuple)):
+        for position, tag in enumerate(value, 1):
+            if isinstance(tag, str) and tag.strip().lower().startswith('service:'):
+                raise ValueError(
+                    '`tags` entry #{} {!r} is not allowed: {}; remove it'.format(position, tag, SERVICE_MESSAGE)
+                )
+    return value
+
+
+def instance_service(value: Any, **kwargs: Any) -> Any:
+    """Refuse the `service` option, which would put one fixed `service` tag next to the mapped one."""
+    return _refuse_service('`service`', value)
+
+
+def shared_service(value: Any, **kwargs: Any) -> Any:
+    """Refuse the `service` option of `init_config`, for the same reason as in an instance."""
+    return _refuse_service('`service` in `init_config`', value)
+
+
+def instance_severity_mapping(value: Any, **kwargs: Any) -> Any:
+    """A mapping of priority names to severity names; a list is the usual mistake."""
+    example = 'priority names to severities, like `{P1: SEV-1, P2: SEV-2}`'
+    if value is not None and not isinstance(value, Mapping):
+        raise ValueError('`severity_mapping` must map {}, got {!r}'.format(example, value))
+    for priority, severity in (value or {}).items():
+        if not isinstance(severity, str) or not severity.strip():
+            raise ValueError('`severity_mapping` must map {}, got {!r} for {!r}'.format(example, severity, priority))
+    return value
+
+
+def instance_unmapped_incidents(value: Any, **kwargs: Any) -> Any:
+    """`send` or `skip`, compared case-insensitively and returned lower-case."""
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name not in UNMAPPED_INCIDENTS:
+        raise ValueError('`unmapped_incidents` must be `send` or `skip`, got {!r}'.format(value))
+    return name
+
+
+def instance_submit_dora_failures(value: Any, **kwargs: Any) -> Any:
+    """A boolean; the type error alone would not show the value received."""
+    return _require_bool('submit_dora_failures', value)
+
+
+def instance_collect_events(value: Any, **kwargs: Any) -> Any:
+    """A boolean; the type error alone would not show the value received."""
+    return _require_bool('collect_events', value)
+
+
+def instance_attribute_change_failures(value: Any, **kwargs: Any) -> Any:
+    """A boolean; the type error alone would not show the value received."""
+    return _require_bool('attribute_change_failures', value)
+
+
+def instance_min_collection_interval(value: Any, **kwargs: Any) -> Any:
+    """Seconds between runs; zero or less would leave a run no time at all."""
+    return _require_positive('min_collection_interval', value, 'seconds')
+
+
+def instance_timeout(value: Any, **kwargs: Any) -> Any:
+    """Seconds a request may take; the HTTP library refuses zero or less only when a request is made."""
+    return _require_positive('timeout', value, 'seconds')
+
+
+def instance_connect_timeout(value: Any, **kwargs: Any) -> Any:
+    """Seconds to connect; zero or less would fail every request."""
+    return _require_positive('connect_timeout', value, 'seconds')
+
+
+def instance_read_timeout(value: Any, **kwargs: Any) -> Any:
+    """Seconds to wait for an answer; zero or less would fail every request."""
+    return _require_positive('read_timeout', value, 'seconds')
+
+
+def shared_timeout(value: Any, **kwargs: Any) -> Any:
+    """The `init_config` default for `timeout`, bounded like the instance option."""
+    return _require_positive('timeout', value, 'seconds')
+
+
 def instance_attribution_window(value: Any, **kwargs: Any) -> Any:
     """An attribution window of zero or less could never contain a deployment."""
-    number = _as_int(value)
-    if number is not None and number <= 0:
+    number = _integer('attribution_window', value, 'of seconds greater than 0')
+    if number <= 0:
         raise ValueError('`attribution_window` must be greater than 0 seconds, got {}'.format(number))
     return value
 
@@ -148,7 +264,7 @@ def _check_api_url(option: str, value: Any) -> Any:
 
 
 def _as_int(value: Any) -> int | None:
-    """The integer a value will become, or None when pydantic should report the type error itself."""
+    """The integer a value will become, or None when it is not a whole number."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -161,6 +277,80 @@ def _as_int(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def _require_list(option: str, value: Any, accepted: str) -> Any:
+    """A list option given a single value (`urgencies: high`) is refused with the fix, not a type error."""
+    if value is not None and not isinstance(value, (list, tuple)):
+        raise ValueError(
+            '`{}` must be a list of {}, got {!r}: write it in brackets, like `{}: [{}]`'.format(
+                option, accepted, value, option, value
+            )
+        )
+    return value
+
+
+def _require_bool(option: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS:
+        return BOOLEAN_WORDS[value.strip().lower()]
+    raise ValueError('`{}` must be true or false, got {!r}'.format(option, value))
+
+
+def _integer(option: str, value: Any, accepted: str) -> int:
+    number = _as_int(value)
+    if number is None:
+        raise ValueError('`{}` must be a whole number {}, got {!r}'.format(option, accepted, value))
+    return number
+
+
+def _require_positive(option: str, value: Any, unit: str) -> Any:
+    number = _as_float(value)
+    if number is None:
+        raise ValueError('`{}` must be a number of {} greater than 0, got {!r}'.format(option, unit, value))
+    if number <= 0:
+        raise ValueError('`{}` must be greater than 0 {}, got {}'.format(option, unit, _plain_number(number)))
+    return value
+
+
+def _refuse_service(where: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return value
+    raise ValueError('{} must not be set, got {!r}: {}; remove it'.format(where, value, SERVICE_MESSAGE))
+
+
+def _unknown_hint(entry: Mapping, known: tuple[str, ...]) -> str:
+    """`(`servce` is not an option: did you mean `service`?)` for the unknown keys of an entry."""
+    from datadog_checks.pagerduty_dora.options import closest
+
+    hints = []
+    for key in entry:
+        if key not in known:
+            suggestion = closest(str(key), known)
+            hints.append(
+                '`{}` is not an option{}'.format(key, ': did you mean `{}`?'.format(suggestion) if suggestion else '')
+            )
+    return ' ({})'.format('; '.join(hints)) if hints else ''
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _plain_number(number: float) -> str:
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def _filled(value: Any) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from datadog_checks.pagerduty_dora.incident import parse_time
 
 from .catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
+from .deployments_api import DeploymentsState
 from .dora_api import DoraState
 from .pagerduty import PagerDutyAccount, PagerDutySimulator
 from .server import FakeServer
@@ -158,6 +159,22 @@ def build_catalog(demo: DemoAccount) -> CatalogState:
     )
 
 
+def build_deployments(start: float = START) -> DeploymentsState:
+    """The DORA deployments change-failure attribution reads: a bad `login` release and its rollback.
+
+    `Login errors spiking` is triggered 4 minutes after the first run, 20 minutes after `login`
+    v1.9.0 finished: that release is marked as the change failure. v1.8.0 is deployed again before
+    the incident resolves, which is recorded as a rollback. A `checkout-api` release shortly before
+    `Checkout latency above SLO` shows in the dry run's attribution preview.
+    """
+    deployments = DeploymentsState(API_KEY, APP_KEY)
+    deployments.add('login', ENV, 'v1.8.0', start - 5 * HOUR, deployment_id='dep-login-v1-8-0')
+    deployments.add('login', ENV, 'v1.9.0', start - 16 * MINUTE, deployment_id='dep-login-v1-9-0')
+    deployments.add('login', ENV, 'v1.8.0', start + 12 * MINUTE, deployment_id='dep-login-rollback')
+    deployments.add('checkout-api', ENV, 'v3.4.1', start - 45 * MINUTE, deployment_id='dep-checkout-v3-4-1')
+    return deployments
+
+
 @dataclass
 class Change:
     """One live change made between two runs: what a person would read, and the change itself."""
@@ -208,15 +225,16 @@ RUN_INTERVAL = 5 * MINUTE
 
 
 class DemoWorld:
-    """The demo account served by the PagerDuty simulator, and one Datadog fake (DORA API + catalog)."""
+    """The demo account served by the PagerDuty simulator, and one Datadog fake (DORA API, catalog, deployments)."""
 
     def __init__(self, start: float = START) -> None:
         self.demo = build_account(start)
         self.account = self.demo.account
         self.catalog = build_catalog(self.demo)
         self.dora = DoraState(API_KEY)
+        self.deployments = build_deployments(start)
         self.pagerduty = PagerDutySimulator(self.account)
-        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog))
+        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog) + self.deployments.routes())
         self.changes = _changes()
 
     def start(self) -> 'DemoWorld':
@@ -246,6 +264,7 @@ class DemoWorld:
             'urgencies': ['high'],
             'backfill_days': 30,
             'service_overrides': [dict(o) for o in SERVICE_OVERRIDES],
+            'attribute_change_failures': True,
             'min_collection_interval': RUN_INTERVAL,
             'timeout': 5,
             # The fakes are on loopback: a proxy from the environment must not carry the demo elsewhere.

@@ -117,6 +117,7 @@ class DoraState:
         self,
         api_key: str,
         *,
+        app_key: str | None = None,
         rate_limit: int | None = None,
         period: int = 60,
         accepted_status: int = 202,
@@ -124,6 +125,8 @@ class DoraState:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_key = api_key
+        # Deleting a failure needs an application key as well; without one configured, any is refused.
+        self.app_key = app_key
         self.rate_limit = rate_limit
         self.period = period
         self.accepted_status = accepted_status
@@ -131,6 +134,7 @@ class DoraState:
         self.failures: dict[str, dict] = {}
         self.posts: list[dict] = []
         self.rejected: list[tuple[int, list[str]]] = []
+        self.removed: list[str] = []
         self._clock = clock
         self._faults: deque[int | str] = deque()
         self._window_start = clock()
@@ -139,7 +143,10 @@ class DoraState:
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """Route tuples for `FakeServer`."""
-        return [('POST', re.escape(FAILURE_PATH), self.handle)]
+        return [
+            ('POST', re.escape(FAILURE_PATH), self.handle),
+            ('DELETE', re.escape(FAILURE_PATH) + r'/(?P<id>[^/]+)', self.handle_delete),
+        ]
 
     def fail_next(self, n: int, status_or_kind: int | str) -> None:
         """Answer the next `n` requests with a fault: an HTTP status (429, 500, 503, 400...) or `timeout`."""
@@ -148,16 +155,25 @@ class DoraState:
         with self._lock:
             self._faults.extend([status_or_kind] * n)
 
+    def _admit(self, request: Request, *, app_key: bool = False) -> tuple[Reply | None, dict[str, str]]:
+        """Authentication, rate limit and injected faults, shared by every route: a refusal, or the headers."""
+        if request.headers.get('dd-api-key') != self.api_key:
+            return Reply(403, FORBIDDEN), {}
+        if app_key and (self.app_key is None or request.headers.get('dd-application-key') != self.app_key):
+            return Reply(403, FORBIDDEN), {}
+        limited = self._rate_limit()
+        if limited is not None:
+            return limited, {}
+        headers = self._rate_headers()
+        if self._faults:
+            return self._fault(self._faults.popleft(), headers), headers
+        return None, headers
+
     def handle(self, request: Request) -> Reply:
         with self._lock:
-            if request.headers.get('dd-api-key') != self.api_key:
-                return Reply(403, FORBIDDEN)
-            limited = self._rate_limit()
-            if limited is not None:
-                return limited
-            headers = self._rate_headers()
-            if self._faults:
-                return self._fault(self._faults.popleft(), headers)
+            refused, headers = self._admit(request)
+            if refused is not None:
+                return refused
             try:
                 body = request.json()
             except ValueError:
@@ -171,6 +187,18 @@ class DoraState:
             self.failures[failure_id] = attributes
             self.posts.append(attributes)
             return Reply(self.accepted_status, {'data': {'id': failure_id, 'type': 'dora_failure'}}, headers=headers)
+
+    def handle_delete(self, request: Request) -> Reply:
+        """`DELETE /api/v2/dora/failure/{id}`: 204 when it existed, 404 when it did not."""
+        with self._lock:
+            refused, headers = self._admit(request, app_key=True)
+            if refused is not None:
+                return refused
+            failure_id = request.match['id']
+            if self.failures.pop(failure_id, None) is None:
+                return Reply(404, {'errors': ['Not Found']}, headers=headers)
+            self.removed.append(failure_id)
+            return Reply(204, headers=headers)
 
     def _fault(self, fault: int | str, headers: dict[str, str]) -> Reply:
         if fault == 'timeout':

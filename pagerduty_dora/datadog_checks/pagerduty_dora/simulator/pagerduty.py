@@ -56,9 +56,11 @@ LOG_ENTRY_TYPES = (
     'acknowledge_log_entry',
     'unacknowledge_log_entry',
     'resolve_log_entry',
+    'priority_change_log_entry',
+    'urgency_change_log_entry',
 )
 _OVERVIEW_KINDS = frozenset(i for i, name in enumerate(LOG_ENTRY_TYPES) if name != 'notify_log_entry')
-_TRIGGER, _ASSIGN, _NOTIFY, _ACK, _UNACK, _RESOLVE = range(len(LOG_ENTRY_TYPES))
+_TRIGGER, _ASSIGN, _NOTIFY, _ACK, _UNACK, _RESOLVE, _PRIORITY, _URGENCY = range(len(LOG_ENTRY_TYPES))
 _TRIGGERED, _ACKNOWLEDGED, _RESOLVED = range(3)
 
 MAX_LIMIT = 100
@@ -156,8 +158,12 @@ class PagerDutyAccount:
         token: str = 'sim-token',
         time_zone: str = 'America/New_York',
         now: float | None = None,
+        logs_field_changes: bool = True,
     ) -> None:
         self.subdomain = subdomain
+        # Whether priority and urgency changes write a log entry; without them, only re-reading an
+        # incident shows such a change.
+        self.logs_field_changes = logs_field_changes
         self.token = token
         self.time_zone = ZoneInfo(time_zone)
         self._now = float(int(time.time() if now is None else now))
@@ -178,6 +184,9 @@ class PagerDutyAccount:
         self._priority = array('b')  # index into `priorities`, -1 for none
         self._service = array('H')
         self._titles: list[str] = []
+        # Deleted incidents (404 by id, absent from every list) and merged ones (index -> survivor).
+        self._deleted: set[int] = set()
+        self._merged: dict[int, int] = {}
         # Incident indexes in creation order, with their creation times, for bisecting a range.
         self._by_created = array('i')
         self._created_sorted = array('d')
@@ -258,7 +267,7 @@ class PagerDutyAccount:
 
     def _index(self, incident_id: str) -> int:
         number = _decode_id(incident_id)
-        if number is None or not 1 <= number <= len(self._titles):
+        if number is None or not 1 <= number <= len(self._titles) or number - 1 in self._deleted:
             raise KeyError('unknown incident id {!r}'.format(incident_id))
         return number - 1
 
@@ -356,22 +365,37 @@ class PagerDutyAccount:
         """Resolved -> triggered. PagerDuty writes no log entry for this."""
         self._transition(incident_id, (_RESOLVED,), _TRIGGERED, None)
 
-    def _change(self, incident_id: str, column: array, value: int) -> None:
+    def merge(self, incident_id: str, into_id: str) -> None:
+        """Merge an open incident into another: it is resolved with a merge resolve reason."""
+        with self.lock:
+            survivor = self._index(into_id)
+            self.resolve(incident_id)
+            self._merged[self._index(incident_id)] = survivor
+
+    def delete(self, incident_id: str) -> None:
+        """Remove the incident: `GET /incidents/{id}` answers 404 and no list shows it or its log entries."""
+        with self.lock:
+            self._deleted.add(self._index(incident_id))
+            self.version += 1
+
+    def _change(self, incident_id: str, column: array, value: int, kind: int | None = None) -> None:
         with self.lock:
             index = self._index(incident_id)
             column[index] = value
             self._updated[index] = self._now
+            if kind is not None and self.logs_field_changes:
+                self._log(index, kind, self._now)
             self.version += 1
 
     def set_priority(self, incident_id: str, name: str | None) -> None:
-        """Set or clear the priority. PagerDuty writes no log entry for this."""
-        self._change(incident_id, self._priority, self._priority_index(name))
+        """Set or clear the priority; logged as a `priority_change_log_entry` when `logs_field_changes`."""
+        self._change(incident_id, self._priority, self._priority_index(name), _PRIORITY)
 
     def set_urgency(self, incident_id: str, urgency: str) -> None:
-        """Change the urgency (no log entry)."""
+        """Change the urgency; logged as an `urgency_change_log_entry` when `logs_field_changes`."""
         if urgency not in URGENCIES:
             raise ValueError('urgency must be one of {}'.format(URGENCIES))
-        self._change(incident_id, self._urgency, URGENCIES.index(urgency))
+        self._change(incident_id, self._urgency, URGENCIES.index(urgency), _URGENCY)
 
     def move(self, incident_id: str, service_id: str) -> None:
         """Move the incident to another service (its teams follow the service; no log entry)."""
@@ -507,7 +531,8 @@ class PagerDutyAccount:
 
     def _matches(self, index: int, statuses: set[int], services: set[int], urgencies: set[int]) -> bool:
         return (
-            (not statuses or self._status[index] in statuses)
+            index not in self._deleted
+            and (not statuses or self._status[index] in statuses)
             and (not services or self._service[index] in services)
             and (not urgencies or self._urgency[index] in urgencies)
         )
@@ -625,9 +650,26 @@ class PagerDutyAccount:
             'urgency': URGENCIES[self._urgency[index]],
             'priority': priority,
             'resolved_at': self._time(self._resolved[index], zone),
-            'resolve_reason': None,
+            'resolve_reason': self._resolve_reason(index, api_url),
             'conference_bridge': None,
             'incident_type': {'name': 'incident_default'},
+        }
+
+    def _resolve_reason(self, index: int, api_url: str) -> dict | None:
+        survivor = self._merged.get(index)
+        if survivor is None or self._status[index] != _RESOLVED:
+            return None
+        survivor_id = _encode_id(survivor + 1)
+        return {
+            'type': 'merge_resolve_reason',
+            'incident': self._reference(
+                'incident',
+                survivor_id,
+                '[#{}] {}'.format(survivor + 1, self._titles[survivor]),
+                'incidents',
+                api_url,
+                'https://{}.pagerduty.com/incidents/{}'.format(self.subdomain, survivor_id),
+            ),
         }
 
     def _render_log_entry(self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool) -> dict:
@@ -693,6 +735,8 @@ _LOG_SUMMARIES = (
     'Acknowledged by Alex Responder.',
     'Unacknowledged due to timeout.',
     'Resolved by Alex Responder.',
+    'Priority changed by Alex Responder.',
+    'Urgency changed by Alex Responder.',
 )
 
 
@@ -975,7 +1019,7 @@ class PagerDutySimulator:
         if rows is None:
             low, high = account._created_range(since, until)
             window = account._by_created[low:high]
-            if statuses or services or urgencies:
+            if statuses or services or urgencies or account._deleted:
                 window = array('i', (i for i in window if account._matches(i, statuses, services, urgencies)))
             if field == 'incident_number':
                 window = array('i', sorted(window))
@@ -1004,6 +1048,9 @@ class PagerDutySimulator:
         if request.arg('is_overview') == 'true':
             kinds = self.account._log_kind
             rows = [s for s in rows if kinds[s] in _OVERVIEW_KINDS]
+        if self.account._deleted:
+            deleted, owner = self.account._deleted, self.account._log_incident
+            rows = [s for s in rows if owner[s] not in deleted]
         rows.reverse()  # PagerDuty lists log entries newest first
         return rows
 

@@ -1,0 +1,150 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The `pagerduty_dora.can_connect` service check: one per API, CRITICAL with the reason, OK otherwise."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable
+
+import pytest
+
+from datadog_checks.base import AgentCheck
+from datadog_checks.pagerduty_dora.api import AuthError
+
+from .harness import World
+
+SERVICE_CHECK = 'pagerduty_dora.can_connect'
+
+
+def statuses(aggregator: Any, api: str) -> list[tuple[int, str]]:
+    """(status, message) of every `can_connect` service check tagged `api:<api>`."""
+    return [
+        (sc.status, sc.message) for sc in aggregator.service_checks(SERVICE_CHECK) if 'api:{}'.format(api) in sc.tags
+    ]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+class TestServiceCheck:
+    """Each run reports the service check for both APIs, with the instance tags."""
+
+    def test_ok(self, aggregator, dd_run_check: Callable[..., Any], world: World, simulated_run) -> None:
+        check = world.check(tags=['team:sre'])
+        dd_run_check(check)
+
+        for api in ('pagerduty', 'datadog'):
+            aggregator.assert_service_check(
+                SERVICE_CHECK, AgentCheck.OK, tags=['team:sre', 'api:{}'.format(api)], count=1
+            )
+
+    def test_rejected_pagerduty_key(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        dd_run_check(world.check(api_token='u+pdRevokedKey_H3jVc9'))
+
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:datadog'], count=1)
+        ((_, message),) = statuses(aggregator, 'pagerduty')
+        assert message.startswith('PagerDuty rejected `api_token` (401 Unauthorized)')
+        assert 'u+pdRevokedKey_H3jVc9' not in message
+
+    def test_connection_refused(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        url = 'http://127.0.0.1:{}'.format(closed_port())
+        with pytest.raises(Exception, match='cannot connect'):
+            dd_run_check(world.check(pagerduty_api_url=url))
+
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
+        ((_, message),) = statuses(aggregator, 'pagerduty')
+        assert 'cannot connect to {}/incidents'.format(url) in message
+        assert 'was refused' in message
+        assert '`pagerduty_api_url` (EU accounts use https://api.eu.pagerduty.com)' in message
+        assert '`proxy` option' in message
+
+    def test_wrong_datadog_app_key(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        dd_run_check(world.check(datadog_app_key='appWrongKey0123456789abcdef0123456789ab'))
+
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
+        ((_, message),) = statuses(aggregator, 'datadog')
+        assert 'is wrong or revoked' in message
+        assert 'appWrongKey' not in message
+
+    @pytest.mark.parametrize(
+        'options, expected',
+        [
+            ({'timeout': -3}, '`timeout` must be greater than 0 seconds, got -3'),
+            ({'attribute_change_failures': True}, '`attribute_change_failures` needs `datadog_app_key`'),
+            ({'urgencies': 'high'}, "`urgencies` must be a list of high, low or both, got 'high'"),
+        ],
+        ids=['timeout', 'attribution-without-app-key', 'urgencies-not-a-list'],
+    )
+    def test_configuration_error(self, aggregator, dd_run_check, world: World, options, expected) -> None:
+        with pytest.raises(Exception, match='ConfigurationError'):
+            dd_run_check(world.check(tags=['team:sre'], **options))
+
+        for api in ('pagerduty', 'datadog'):
+            aggregator.assert_service_check(
+                SERVICE_CHECK, AgentCheck.CRITICAL, tags=['team:sre', 'api:{}'.format(api)], count=1
+            )
+            ((_, message),) = statuses(aggregator, api)
+            assert message.startswith('Invalid configuration: ') and expected in message
+            assert '\n' not in message
+
+    def test_recovers(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        check = world.check()
+        token = world.account.token
+        world.account.token = 'u+pdRotatedKey_Z1xCv2'
+        dd_run_check(check)
+        world.account.token = token
+        aggregator.reset()
+        dd_run_check(check)
+
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
+
+
+class TestDatadogKeyMessages:
+    """A 401/403 from Datadog tells a wrong key apart from a key missing one permission."""
+
+    @pytest.mark.parametrize(
+        'endpoint, status, body, expected',
+        [
+            (
+                '/api/v2/services/definitions',
+                403,
+                '{"errors":["Forbidden"]}',
+                '`datadog_app_key` or `datadog_api_key` (or the Agent `api_key`) is wrong or revoked',
+            ),
+            (
+                '/api/v2/team',
+                401,
+                '{"errors":["Unauthorized"]}',
+                'is wrong or revoked',
+            ),
+            (
+                'dora_deployments_list',
+                403,
+                '{"errors":["Failed permission authorization checks"]}',
+                'the keys are valid, but the user or service account of `datadog_app_key` lacks the '
+                '`dora_metrics_read` permission',
+            ),
+            (
+                'dora_failure',
+                403,
+                '{"errors":["Forbidden"]}',
+                'Datadog rejected the API key (403 Forbidden): check `datadog_api_key`',
+            ),
+        ],
+        ids=['catalog-wrong-key', 'teams-unauthorized', 'deployments-missing-permission', 'dora-api-key'],
+    )
+    def test_message(self, world: World, endpoint: str, status: int, body: str, expected: str) -> None:
+        check = world.check()
+        check.load_configuration_models()
+        error = AuthError('datadog', '{} answered {}'.format(endpoint, status), status, body)
+        error.endpoint = endpoint
+
+        assert expected in check._auth_message(error)
