@@ -58,6 +58,8 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
     def change_priority(request: Any) -> Reply:
         # The middle open incident, so that a pass in creation order reaches it halfway.
         account.logs_field_changes = request.arg('logged') == 'true'
+        # The account's clock stood still while the check ran on the real one: the change happens now.
+        account.now = time.time()
         target = opened[len(opened) // 2]
         current = (account.incident(target).get('priority') or {}).get('name')
         account.set_priority(target, 'P2' if current != 'P2' else 'P3')
