@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 from __future__ import annotations
@@ -8,8 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
-
+from .fakes.server import FakeServer, Reply, Request
 from .harness import World
 
 # Tokens shaped like real keys, so a test that looks for a leaked secret finds a distinctive string.
@@ -20,8 +19,16 @@ DATADOG_API_KEY = 'ddApiKeyForTests0123456789abcdef'
 EMPTY_INCIDENTS = {'incidents': [], 'limit': 100, 'offset': 0, 'more': False, 'total': 0}
 
 
+# `GET /log_entries` of an account where nothing happened.
+EMPTY_LOG = {'log_entries': [], 'limit': 100, 'offset': 0, 'more': False, 'total': 0}
+
+
 def _incidents(request: Request) -> Reply:
     return Reply(200, EMPTY_INCIDENTS)
+
+
+def _log_entries(request: Request) -> Reply:
+    return Reply(200, EMPTY_LOG)
 
 
 def _dora_failure(request: Request) -> Reply:
@@ -32,6 +39,7 @@ def quiet_account_routes() -> list[tuple[str, str, Any]]:
     """Routes of a loopback fake serving both APIs: a PagerDuty account with no incidents, a DORA API that accepts."""
     return [
         ('GET', '/incidents', _incidents),
+        ('GET', '/log_entries', _log_entries),
         ('POST', '/api/v2/dora/failure', _dora_failure),
     ]
 
@@ -69,11 +77,6 @@ def quiet_server() -> Iterator[FakeServer]:
         yield server
 
 
-@pytest.fixture(scope='session')
-def dd_environment(quiet_server: FakeServer) -> Iterator[dict[str, Any]]:
-    yield make_instance(quiet_server.url)
-
-
 @pytest.fixture
 def instance(quiet_server: FakeServer) -> dict[str, Any]:
     return make_instance(quiet_server.url)
@@ -81,14 +84,9 @@ def instance(quiet_server: FakeServer) -> dict[str, Any]:
 
 @pytest.fixture
 def simulated_run(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Runs of the check on simulated time: rate-limit waits pass at once and are recorded.
-
-    Also lets the stub aggregator accept the mapped `service` and `env` tags, which our metrics carry
-    on purpose (SPEC §6).
-    """
+    """Runs of the check on simulated time: rate-limit waits pass at once and are recorded."""
     waits: list[float] = []
     monkeypatch.setattr(time, 'sleep', waits.append)
-    monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
     return waits
 
 

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """A simulated PagerDuty account and Datadog API on loopback, and checks that run against them."""
@@ -9,11 +9,12 @@ from collections import Counter
 from typing import Any
 
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
-from datadog_checks.pagerduty_dora.simulator.catalog_api import CatalogState, catalog_routes
-from datadog_checks.pagerduty_dora.simulator.deployments_api import DeploymentsState
-from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState
-from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount, PagerDutySimulator
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer
+
+from .fakes.catalog_api import CatalogState, catalog_routes
+from .fakes.deployments_api import DeploymentsState
+from .fakes.dora_api import DoraState
+from .fakes.pagerduty import PagerDutyAccount, PagerDutySimulator
+from .fakes.server import FakeServer
 
 DD_API_KEY = 'dd0123456789abcdef0123456789abcd'
 DD_APP_KEY = 'app0123456789abcdef0123456789abcdef0123'

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Change-failure attribution against a loopback fake of the DORA deployments API, with a real ApiClient."""
@@ -19,17 +19,16 @@ from datadog_api_client.v2.model.dora_list_deployments_request import DORAListDe
 from datadog_checks.base import ConfigurationError
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
-from datadog_checks.pagerduty_dora.api import ApiClient
-from datadog_checks.pagerduty_dora.attribution import (
-    CACHE_KEY,
-    ChangeFailureAttribution,
-    meets_severity,
-    parse_api_time,
-)
-from datadog_checks.pagerduty_dora.incident import Transition, format_time, parse_incident
+from datadog_checks.pagerduty_dora.attribution import CACHE_KEY, ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.attribution_rules import meets_severity
+from datadog_checks.pagerduty_dora.http_client import ApiClient
+from datadog_checks.pagerduty_dora.incident import parse_incident
 from datadog_checks.pagerduty_dora.mapping import MappingResult
-from datadog_checks.pagerduty_dora.simulator.deployments_api import READ, WRITE, DeploymentsState
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+from datadog_checks.pagerduty_dora.times import format_time, parse_api_time
+from datadog_checks.pagerduty_dora.transitions import Transition
+
+from .fakes.deployments_api import READ, WRITE, DeploymentsState
+from .fakes.server import FakeServer, Reply
 
 DD_API_KEY = 'dd0123456789abcdef0123456789abcd'
 DD_APP_KEY = 'app0123456789abcdef0123456789abcdef0123'
@@ -88,7 +87,7 @@ class Rig:
     def new_run(self) -> None:
         self.api.start_run(time.monotonic() + 60)
 
-    def attribution(self, window: float = DAY, min_severity: str | None = None) -> ChangeFailureAttribution:
+    def attribution(self, window: float = DAY, min_severity: str | None = None, **options) -> ChangeFailureAttribution:
         """A new instance over the same cache: calling it again is an Agent restart."""
         return ChangeFailureAttribution(
             self.api,
@@ -100,6 +99,7 @@ class Rig:
             count=self._count,
             warning=self._warning,
             clock=lambda: self.now,
+            **options,
         )
 
     def _count(self, name: str, value: float, tags: list[str]) -> None:
@@ -420,7 +420,7 @@ class TestFaults:
 
     def test_transient_search_failure_is_retried_next_run(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
-        state.fail_next(4, 503)
+        state.faults.fail_next(4, 503)
         attribution = rig.attribution()
 
         line = attribution.on_transition(triggered(), mapping())
@@ -507,13 +507,35 @@ class TestFaults:
         assert attribution.pending == 0
 
 
+class TestQueueBounds:
+    """The attribution queue is bounded: an incident whose queued search was dropped is searched afresh."""
+
+    def test_dropped_search_no_longer_holds_its_incident(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        state.faults.fail_next(4, 503)
+        attribution = rig.attribution(max_pending=1)
+
+        attribution.on_transition(triggered(), mapping())
+        attribution.on_transition(triggered(T0 + MINUTE, number=1235), mapping())
+        attribution.save()
+
+        assert attribution.pending == 1
+        assert rig.warnings == ['Dropped the 1 oldest change-failure attribution tasks: more than 1 were waiting']
+        assert 'waiting' not in json.loads(rig.cache[CACHE_KEY])['incidents']['Q2N1234ABC']
+
+        rig.new_run()
+        line = attribution.on_transition(triggered(), mapping())
+
+        assert 'attributed to deployment `dep-1`' in line
+
+
 class TestRejectedSearch:
     """A 4xx from the deployments search is logged and counted, and skips only that incident's attribution."""
 
     @pytest.mark.parametrize('status', [400, 404, 422], ids=['400', '404', '422'])
     def test_attribution_is_skipped_and_the_run_goes_on(self, rig, state, status):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
-        state.fail_next(1, status)
+        state.faults.fail_next(1, status)
         attribution = rig.attribution()
 
         line = attribution.on_transition(triggered(), mapping())
@@ -535,7 +557,7 @@ class TestRejectedSearch:
         attribution = rig.attribution()
         attribution.on_transition(triggered(), mapping())
         state.add('checkout', 'prod', 'v43', T0 + 20 * MINUTE, deployment_id='dep-fix')
-        state.fail_next(1, 400)
+        state.faults.fail_next(1, 400)
 
         line = attribution.on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
 
@@ -546,13 +568,13 @@ class TestRejectedSearch:
 
     def test_rejected_search_in_a_retried_task_is_dropped(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
-        state.fail_next(4, 503)
+        state.faults.fail_next(4, 503)
         attribution = rig.attribution()
         attribution.on_transition(triggered(), mapping())
         assert attribution.pending == 1
 
         rig.new_run()
-        state.fail_next(1, 400)
+        state.faults.fail_next(1, 400)
         attribution.flush()
 
         assert attribution.pending == 0

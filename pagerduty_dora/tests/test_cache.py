@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import pytest
@@ -72,3 +72,152 @@ class TestPendingQueue:
         assert again.dump() == queue.dump()
         again.remove('a')
         assert again.get('a') is None and again.get('b') == {'v': 2}
+
+
+class Store:
+    """A persistent cache, the warnings and the drops reported by one `StoredQueue`."""
+
+    def __init__(self, **options):
+        self.clock = Clock()
+        self.cache = {}
+        self.reads = []
+        self.writes = 0
+        self.warnings = []
+        self.drops = []
+        self.options = options
+
+    def read(self, key):
+        self.reads.append(key)
+        return self.cache.get(key, '')
+
+    def write(self, key, value):
+        self.writes += 1
+        self.cache[key] = value
+
+    def queue(self, max_items=10, **options):
+        return cache.StoredQueue(
+            'work',
+            read_cache=self.read,
+            write_cache=self.write,
+            warning=lambda message, *args: self.warnings.append(message % args),
+            max_items=max_items,
+            max_age=60,
+            clock=self.clock,
+            what='work state',
+            entries='work items',
+            on_dropped=lambda reason, count: self.drops.append((reason, count)),
+            **dict(self.options, **options),
+        )
+
+
+class TestStoredQueue:
+    """A `PendingQueue` in the persistent cache: read once, damage survived, bounds reported, written when changed."""
+
+    def test_round_trip_with_the_owner_fields(self):
+        store = Store(field='pending', fields={'records': dict})
+        first = store.queue()
+        assert first.read() == {}
+        first.put('a', {'v': 1})
+        first.save({'records': {'x': 1}})
+        second = store.queue()
+        assert second.read() == {'records': {'x': 1}}
+        assert second.first() == ('a', {'v': 1})
+        assert store.warnings == []
+
+    def test_read_once_and_lazily(self):
+        store = Store()
+        queue = store.queue()
+        assert store.reads == []
+        queue.read()
+        queue.read()
+        assert store.reads == ['work']
+
+    def test_writes_only_after_a_change(self):
+        store = Store()
+        queue = store.queue()
+        queue.read()
+        queue.save()
+        queue.remove('missing')
+        queue.save()
+        assert store.writes == 0
+        queue.put('a', {})
+        queue.save()
+        queue.save()
+        assert store.writes == 1
+
+    def test_not_read_means_not_written(self):
+        store = Store()
+        queue = store.queue()
+        queue.dirty = True
+        queue.save()
+        assert store.writes == 0
+
+    @pytest.mark.parametrize(
+        'raw, options',
+        [
+            ('{"version": 1, "items": [', {}),
+            ('{"version": 2, "items": []}', {}),
+            ('{"version": 1, "items": {}}', {}),
+            ('{"version": 1, "items": [], "records": []}', {'fields': {'records': dict}}),
+            ('{"version": 1, "items": []}', {'fields': {'records': dict}}),
+        ],
+        ids=['truncated', 'other-version', 'items-not-a-list', 'field-of-another-type', 'field-missing'],
+    )
+    def test_damaged_document_starts_empty_with_a_warning(self, raw, options):
+        store = Store(**options)
+        store.cache['work'] = raw
+        queue = store.queue()
+        assert queue.read() == {}
+        assert len(queue) == 0
+        assert len(store.warnings) == 1
+        assert 'The work state in the persistent cache could not be read' in store.warnings[0]
+        queue.save()
+        assert cache.decode(store.cache['work'], 1)['items'] == []
+
+    def test_damaged_items_are_skipped_with_a_warning(self):
+        store = Store()
+        store.cache['work'] = cache.encode(1, {'items': [['a', 1000.0, {}], ['b'], 'c']})
+        queue = store.queue()
+        queue.read()
+        assert len(queue) == 1
+        assert store.warnings == ['Skipped 2 unreadable work items from the persistent cache']
+        queue.save()
+        assert len(cache.decode(store.cache['work'], 1)['items']) == 1
+
+    def test_size_bound_is_reported_on_save(self):
+        store = Store()
+        queue = store.queue(max_items=2)
+        queue.read()
+        assert queue.put('a', {}) == [] and queue.put('b', {}) == []
+        assert queue.put('c', {}) == ['a']
+        assert store.drops == []
+        queue.save()
+        assert store.drops == [('full', 1)]
+        assert store.warnings == ['Dropped the 1 oldest work items: more than 2 were waiting']
+        queue.save()
+        assert store.drops == [('full', 1)]
+
+    def test_lowered_bound_applies_to_what_was_stored(self):
+        store = Store()
+        first = store.queue()
+        first.read()
+        for key in 'abcd':
+            first.put(key, {})
+        first.save()
+        second = store.queue(max_items=3)
+        second.read()
+        assert [item[0] for item in second.dump()] == ['b', 'c', 'd']
+        second.report_dropped()
+        assert store.drops == [('full', 1)]
+
+    def test_expired_entries_are_reported_at_once(self):
+        store = Store()
+        queue = store.queue()
+        queue.read()
+        queue.put('a', {'v': 1})
+        store.clock.now += 61
+        assert queue.expire() == [('a', {'v': 1})]
+        assert store.drops == [('expired', 1)]
+        assert store.warnings == ['Dropped 1 work items that could not be sent within 60 seconds (max age)']
+        assert queue.dirty
+        assert queue.expire() == []

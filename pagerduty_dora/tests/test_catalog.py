@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import json
@@ -10,17 +10,13 @@ from typing import Any, Iterator, Sequence
 import pytest
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.api import ApiClient
-from datadog_checks.pagerduty_dora.catalog import (
-    CACHE_KEY,
-    CatalogStore,
-    InvalidDefinition,
-    parse_definition,
-    resolve_inheritance,
-)
+from datadog_checks.pagerduty_dora.catalog import CACHE_KEY, CatalogStore
+from datadog_checks.pagerduty_dora.definitions import InvalidDefinition, parse_definition, resolve_inheritance
+from datadog_checks.pagerduty_dora.http_client import ApiClient
 from datadog_checks.pagerduty_dora.mapping import Catalog, CatalogService, CatalogTeam, map_incident
-from datadog_checks.pagerduty_dora.simulator.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+
+from .fakes.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
+from .fakes.server import FakeServer, Reply
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'catalog'
 API_KEY = 'fake-dd-api-key'

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The command line: `--demo`, `--config ... --dry-run`, `--json`, `--help` and errors, run as a subprocess."""
@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from datadog_checks.pagerduty_dora import cli
+from datadog_checks.pagerduty_dora.dry_run import run_dry
 from datadog_checks.pagerduty_dora.mapping import RULES
-from datadog_checks.pagerduty_dora.simulator.demo import EXPECTED_RULES, DemoWorld
+
+from .fakes.demo import EXPECTED_RULES, DemoWorld
 
 COMMAND = [sys.executable, '-m', 'datadog_checks.pagerduty_dora']
 # Shaped like a real key, so a leak is found by a plain substring search.
@@ -186,11 +187,10 @@ class TestDryRun:
         assert result.returncode == 0, result.stderr
         assert 'none would be sent (submit_dora_failures is false' in result.stdout
 
-    def test_nothing_is_stored(self, world, tmp_path, monkeypatch):
+    def test_nothing_is_stored(self, world, tmp_path):
         from datadog_checks.base.stubs import datadog_agent
 
-        monkeypatch.setenv('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
-        result = cli.run_dry({}, world.instance(), 'conf.yaml', 0)
+        result = run_dry({}, world.instance(), 'conf.yaml', 0)
         assert result['dora_failures']['count'] == 9
         assert datadog_agent._cache == {}
 

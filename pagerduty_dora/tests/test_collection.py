@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The collection engine end to end: the check against loopback fakes of PagerDuty and Datadog."""
@@ -10,9 +10,9 @@ import pytest
 
 from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.dora import failure_id
-from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
 
+from .fakes.pagerduty import PagerDutyAccount
+from .fakes.server import FakeServer, Reply
 from .harness import DAY, DD_APP_KEY, START, World, event_keys, transition_of
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -219,7 +219,7 @@ class TestScale:
 class TestRequests:
     """What the client asks PagerDuty, whatever the account's time zone."""
 
-    def test_explicit_utc_and_creation_windows(self, dd_run_check, services):
+    def test_explicit_utc_and_creation_windows(self, dd_run_check):
         account = PagerDutyAccount(now=START, time_zone='Pacific/Kiritimati')
         world = World(account)
         try:
@@ -227,14 +227,14 @@ class TestRequests:
             service = account.add_service('Edge', team_ids=[team])
             account.trigger(service, 'Old', created_at=START - 2 * DAY)
             dd_run_check(world.check(backfill_days=3))
-            listed = [r for r in world.pagerduty.requests if r.path == '/incidents']
-            assert listed
+            listed = [r for r in world.pagerduty.requests if r.path in ('/incidents', '/log_entries')]
+            windowed = [r for r in listed if r.arg('date_range') != 'all']
+            assert windowed
             for request in listed:
                 assert request.arg('time_zone') == 'UTC'
                 assert request.headers['accept'] == 'application/vnd.pagerduty+json;version=2'
-                for name in ('since', 'until'):
-                    if request.arg(name):
-                        assert request.arg(name).endswith('Z')
+            for request in windowed:
+                assert request.arg('since').endswith('Z') and request.arg('until').endswith('Z')
             assert len(world.dora.failures) == 1
         finally:
             world.close()
@@ -283,7 +283,7 @@ class TestFaults:
     """
 
     @pytest.mark.parametrize('seed', [1, 2, 3], ids=['seed-1', 'seed-2', 'seed-3'])
-    def test_chaos(self, seed, services, dd_run_check, aggregator):
+    def test_chaos(self, seed, dd_run_check, aggregator):
         world = World(timeout_delay=1.5)
         try:
             team = world.account.add_team('Core')
@@ -295,7 +295,9 @@ class TestFaults:
             expected = Counter()
             incidents = []
             gone = set()
-            world.pagerduty.chaos(0.25, seed=seed, kinds=('429', '429_bare', '500', '502', 'truncated', 'bad_json'))
+            world.pagerduty.faults.chaos(
+                0.25, seed=seed, kinds=('429', '429_bare', '500', '502', 'truncated', 'bad_json')
+            )
             failed_runs = 0
             for _ in range(40):
                 for _ in range(rng.randint(0, 4)):
@@ -303,13 +305,13 @@ class TestFaults:
                     world.account.advance(rng.randint(1, 20))
                 world.account.advance(60)
                 if rng.random() < 0.3:
-                    world.dora.fail_next(rng.randint(1, 3), rng.choice([429, 500, 503]))
+                    world.dora.faults.fail_next(rng.randint(1, 3), rng.choice([429, 500, 503]))
                 try:
                     dd_run_check(check)
                 except Exception:
                     failed_runs += 1
             assert failed_runs > 0
-            world.pagerduty.chaos(0)
+            world.pagerduty.faults.chaos(0)
             for _ in range(5):
                 world.account.advance(60)
                 dd_run_check(check)

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 from __future__ import annotations
@@ -12,9 +12,9 @@ import yaml
 from datadog_checks.base import ConfigurationError
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer
 
 from .conftest import API_TOKEN, DATADOG_API_KEY, assert_configuration_error, make_instance
+from .fakes.server import FakeServer
 
 CONF_EXAMPLE = Path(__file__).parent.parent / 'datadog_checks' / 'pagerduty_dora' / 'data' / 'conf.yaml.example'
 

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import copy
@@ -17,7 +17,6 @@ from datadog_api_client.v2.model.dora_failure_request import DORAFailureRequest
 from datadog_api_client.v2.model.dora_failure_request_attributes import DORAFailureRequestAttributes
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.api import ApiClient, AuthError
 from datadog_checks.pagerduty_dora.dora import (
     CACHE_KEY,
     FAILURE_PATH,
@@ -26,10 +25,12 @@ from datadog_checks.pagerduty_dora.dora import (
     failure_id,
     fingerprint,
 )
+from datadog_checks.pagerduty_dora.http_client import ApiClient, AuthError
 from datadog_checks.pagerduty_dora.incident import parse_incident
 from datadog_checks.pagerduty_dora.mapping import MappingResult
-from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState, validate
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
+
+from .fakes.dora_api import DoraState, validate
+from .fakes.server import FakeServer, Reply, Request
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 API_KEY = '0123456789abcdef0123456789abcdef'
@@ -437,7 +438,7 @@ class TestDeliveryFaults:
         enqueue(delivery, 1, 2, 3)
         # The client retries three times within a run (a 429's reset fits in the run here); the fault outlasts them.
         harness.state.period = 2
-        harness.state.fail_next(4, fault)
+        harness.state.faults.fail_next(4, fault)
         delivery.flush()
         assert harness.state.posts == []
         assert delivery.pending == 3
@@ -639,7 +640,7 @@ class TestDeliveryBounds:
         enqueue(delivery, 1)
         clock.wall += 5 * DAY
         enqueue(delivery, 2)
-        harness.state.fail_next(4, 503)
+        harness.state.faults.fail_next(4, 503)
         delivery.flush()
         clock.wall += 3 * DAY
         harness.start_run()
@@ -652,10 +653,11 @@ class TestDeliveryBounds:
         """100,000 payloads enqueued in pages of 100, each page flushed, take linear time."""
 
         class Accepting:
-            limits = object()
-
             def __init__(self):
                 self.posts = 0
+
+            def stalled(self, caller):
+                return False
 
             def post(self, path, body, endpoint=None):
                 self.posts += 1

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The collection engine between two looks: several changes, undone changes, scope moves, deletes, merges.
@@ -13,9 +13,9 @@ import random
 import pytest
 
 from datadog_checks.pagerduty_dora.dora import failure_id
-from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
 
+from .fakes.pagerduty import PagerDutyAccount
+from .fakes.server import FakeServer, Reply
 from .harness import DAY, DD_APP_KEY, START, World, event_keys, transition_of
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import datetime as dt
@@ -9,8 +9,9 @@ import pytest
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora.events import build_event, format_duration
-from datadog_checks.pagerduty_dora.incident import TRANSITION_KINDS, Transition, parse_incident
+from datadog_checks.pagerduty_dora.incident import parse_incident
 from datadog_checks.pagerduty_dora.mapping import MappingResult
+from datadog_checks.pagerduty_dora.transitions import TRANSITION_KINDS, Transition
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 MAPPED = MappingResult(rule='service_url', services=('checkout',), team='payments', env='prod', severity='SEV-1')

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Bad input and hostile servers end to end: malformed incidents, huge bodies, hangs, redirects, damaged state."""
@@ -19,14 +19,14 @@ import yaml
 
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.dev.utils import get_metadata_metrics
-from datadog_checks.pagerduty_dora import api as api_module
-from datadog_checks.pagerduty_dora.api import ApiClient, TransientError
+from datadog_checks.pagerduty_dora import http_client as api_module
 from datadog_checks.pagerduty_dora.client import OFFSET_CAP, PAGE_SIZE
 from datadog_checks.pagerduty_dora.dora import MAX_NAME_LENGTH, failure_id
 from datadog_checks.pagerduty_dora.events import TEXT_LIMIT, TITLE_LIMIT
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
+from datadog_checks.pagerduty_dora.http_client import ApiClient, TransientError
 
 from .conftest import assert_configuration_error
+from .fakes.server import FakeServer, Reply, Request
 from .harness import START, World, event_keys
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -151,7 +151,7 @@ class TestNeverEndingResponse:
 
     def test_timeout_option_is_honoured(self, world, service, dd_run_check):
         world.pagerduty.timeout_delay = 5.0
-        world.pagerduty.fail_next(8, 'timeout')
+        world.pagerduty.faults.fail_next(8, 'timeout')
         check = world.check(timeout=0.3)
         started = time.monotonic()
         with pytest.raises(Exception, match='incidents_open failed: .*Timeout.*collection resumes next run'):
@@ -445,7 +445,7 @@ class TestCorruptedCache:
         assert json.loads(datadog_agent._cache[key])['version'] == 1
 
 
-SPEC = Path(__file__).parent.parent / 'assets' / 'configuration' / 'spec.yaml'
+CONFIG_SPEC = Path(__file__).parent.parent / 'assets' / 'configuration' / 'spec.yaml'
 # Values of the wrong type for each option type of the spec; none of them can be coerced.
 WRONG_VALUES: dict[str, list[Any]] = {
     'string': [['a', 'b'], {'key': 'value'}],
@@ -457,7 +457,7 @@ WRONG_VALUES: dict[str, list[Any]] = {
 
 
 def _spec_options() -> list[tuple[str, str]]:
-    spec: Any = yaml.safe_load(SPEC.read_text(encoding='utf-8'))
+    spec: Any = yaml.safe_load(CONFIG_SPEC.read_text(encoding='utf-8'))
     options = []
     for section in spec['files'][0]['options']:
         if 'instances' not in (section.get('name'), section.get('template')):

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The wheel as the Agent's installer sees it, and the check loaded from it the way the Agent loads it."""
@@ -16,12 +16,65 @@ from typing import Any
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer
-
 from .conftest import API_TOKEN, DATADOG_API_KEY, quiet_account_routes
+from .fakes.server import FakeServer
 
 ROOT = Path(__file__).parent.parent
 PACKAGE_DIR = 'datadog_checks/pagerduty_dora/'
+# Every file the wheel holds under the package: the check, its generated config models, and the
+# demo's small world. A module only the tests use (a fake, fault injection) belongs in tests/fakes.
+SHIPPED = [
+    '__about__.py',
+    '__init__.py',
+    '__main__.py',
+    'attribution.py',
+    'attribution_rules.py',
+    'cache.py',
+    'catalog.py',
+    'catalog_api.py',
+    'catalog_files.py',
+    'check.py',
+    'cli.py',
+    'client.py',
+    'collector.py',
+    'config_models/__init__.py',
+    'config_models/defaults.py',
+    'config_models/instance.py',
+    'config_models/shared.py',
+    'config_models/validators.py',
+    'data/conf.yaml.example',
+    'definitions.py',
+    'demo/__init__.py',
+    'demo/catalog.py',
+    'demo/datadog.py',
+    'demo/pagerduty.py',
+    'demo/rendering.py',
+    'demo/server.py',
+    'demo/world.py',
+    'demo_run.py',
+    'deployments.py',
+    'dora.py',
+    'dry_run.py',
+    'events.py',
+    'http_client.py',
+    'incident.py',
+    'mapping.py',
+    'options.py',
+    'outputs.py',
+    'passes.py',
+    'report.py',
+    'settings.py',
+    'standalone.py',
+    'state.py',
+    'summary.py',
+    'text.py',
+    'times.py',
+    'transitions.py',
+]
+# Names of what only the tests use; none may appear in a shipped path.
+TEST_ONLY = ('tests', 'fakes', 'faults', 'simulator', 'conftest', 'harness')
+# Words of the tests' fault injection; none may appear in a shipped module.
+FAULT_INJECTION = ('fail_next', 'chaos(', 'Faults(', 'timeout_delay', 'faults.take')
 # What the Agent's embedded Python holds: the base package and the libraries it pins, nothing of ours.
 AGENT_BASE = 'datadog-checks-base[deps]==38.5.0'
 
@@ -118,6 +171,20 @@ class TestWheel:
         outside = [n for n in names if not n.startswith(PACKAGE_DIR) and '.dist-info/' not in n]
         assert outside == []
         assert [n for n in names if '__pycache__' in n or n.endswith('.pyc')] == []
+
+    def test_holds_the_product_and_the_demo_only(self, wheel: Path) -> None:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            sources = {n: archive.read(n).decode('utf-8') for n in names if n.endswith('.py')}
+
+        shipped = sorted(n[len(PACKAGE_DIR) :] for n in names if n.startswith(PACKAGE_DIR))
+        assert shipped == sorted(SHIPPED), (
+            'a module was added or removed: if it is for the tests, move it to tests/fakes'
+        )
+        parts = {part.removesuffix('.py') for name in names for part in name.split('/')}
+        assert parts.isdisjoint(TEST_ONLY)
+        injecting = [n for n, text in sources.items() if any(w in text for w in FAULT_INJECTION)]
+        assert injecting == [], 'fault injection ships in the wheel'
 
 
 class TestAgentLoad:

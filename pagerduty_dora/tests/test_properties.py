@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Properties over generated input: parsing and mapping never fail in a way the collector does not expect."""
@@ -13,18 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datadog_checks.pagerduty_dora.catalog import InvalidDefinition, SourceCopy, parse_definition
+from datadog_checks.pagerduty_dora.catalog import SourceCopy
+from datadog_checks.pagerduty_dora.definitions import InvalidDefinition, parse_definition
 from datadog_checks.pagerduty_dora.dora import build_failure, failure_id, fingerprint
 from datadog_checks.pagerduty_dora.events import build_event
-from datadog_checks.pagerduty_dora.incident import (
-    LATEST_TIME,
-    Incident,
-    MalformedIncident,
-    Transition,
-    format_time,
-    parse_incident,
-    parse_time,
-)
+from datadog_checks.pagerduty_dora.incident import Incident, MalformedIncident, parse_incident
 from datadog_checks.pagerduty_dora.mapping import (
     RULES,
     Catalog,
@@ -37,6 +30,8 @@ from datadog_checks.pagerduty_dora.mapping import (
 )
 from datadog_checks.pagerduty_dora.outputs import mapping_tags
 from datadog_checks.pagerduty_dora.state import CollectorState
+from datadog_checks.pagerduty_dora.times import LATEST_TIME, format_time, parse_time
+from datadog_checks.pagerduty_dora.transitions import Transition
 
 PROFILE = settings(
     max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """`api_token`, `datadog_api_key` and `datadog_app_key` never leave the Authorization headers they are sent in."""
@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount
-from datadog_checks.pagerduty_dora.simulator.server import Reply, Request
-
+from .fakes.pagerduty import PagerDutyAccount
+from .fakes.server import Reply, Request
 from .harness import DD_API_KEY, DD_APP_KEY, START, World
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -189,9 +188,10 @@ class TestEchoedErrorBodies:
     @pytest.mark.parametrize('status', [400, 401, 500], ids=['rejected', 'auth', 'server-error'])
     def test_error_body_is_redacted(self, status):
         from datadog_checks.base.utils.http import RequestsWrapper
-        from datadog_checks.pagerduty_dora.api import ApiClient, ApiError
         from datadog_checks.pagerduty_dora.client import auth_headers
-        from datadog_checks.pagerduty_dora.simulator.server import FakeServer
+        from datadog_checks.pagerduty_dora.http_client import ApiClient, ApiError
+
+        from .fakes.server import FakeServer
 
         with FakeServer([('GET', '/incidents', echo_headers(status))]) as server:
             client = ApiClient(

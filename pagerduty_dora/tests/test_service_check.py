@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The `pagerduty_dora.can_connect` service check: one per API, CRITICAL with the reason, OK otherwise."""
@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.pagerduty_dora.api import AuthError
+from datadog_checks.pagerduty_dora.http_client import AuthError
 
 from .harness import World
 

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import copy
@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from datadog_checks.pagerduty_dora.incident import MalformedIncident, format_time, parse_incident, parse_time
+from datadog_checks.pagerduty_dora.incident import MalformedIncident, parse_incident
 from datadog_checks.pagerduty_dora.state import CollectorState, Feed, FeedWindow, Reconciliation, Window
+from datadog_checks.pagerduty_dora.times import format_time, parse_time
 from datadog_checks.pagerduty_dora.transitions import (
     NEW,
     UNKNOWN,
+    Horizons,
+    ReadLog,
     Replay,
     adopt,
     apply_entry,
@@ -19,6 +22,7 @@ from datadog_checks.pagerduty_dora.transitions import (
     field_changes,
     record_of,
     reopened_unlogged,
+    settle,
 )
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'incident_acknowledged.json').read_text())
@@ -218,6 +222,66 @@ class TestSnapshot:
         incident = parse_incident(FIXTURE)
         found = [t.kind for t in adopt(replay_of('resolved', acked=True), incident, NOW)]
         assert found == ['reopened', 'acknowledged']
+
+
+class Logged:
+    def __init__(self, action, time):
+        self.action, self.at = action, at(time)
+
+
+class TestSettle:
+    """The decision step: what the incident's own state means, and when only its own log can tell."""
+
+    HORIZONS = Horizons(
+        live_since=at('08:00:00'), covered=at('10:00:00'), baseline=True, now=at('10:00:30'), overlap=120
+    )
+
+    def test_an_open_incident_without_a_record_after_the_baseline_asks_for_its_log(self):
+        incident = parse_incident(
+            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
+        )
+        replay = Replay.of(None, incident, None)
+        assert settle(replay, incident, None, self.HORIZONS) == ReadLog(None)
+        assert replay.status == UNKNOWN
+
+    @pytest.mark.parametrize(
+        'log, expected',
+        [([('trigger', '09:15:00'), ('resolve', '09:40:00')], ['reopened']), ([('trigger', '09:15:00')], [])],
+        ids=['resolved-before-so-reopened', 'never-resolved-so-moved-into-scope'],
+    )
+    def test_its_log_tells_a_reopen_from_a_move_into_scope(self, log, expected):
+        incident = parse_incident(
+            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
+        )
+        replay = Replay.of(None, incident, None)
+        found = settle(replay, incident, None, self.HORIZONS, [Logged(*entry) for entry in log])
+        assert [t.kind for t in found] == expected
+        assert replay.status == 'triggered'
+
+    def test_before_the_baseline_an_unknown_incident_is_recorded_silently(self):
+        incident = parse_incident(
+            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
+        )
+        horizons = Horizons(at('08:00:00'), at('10:00:00'), False, at('10:00:30'), 120)
+        assert settle(Replay.of(None, incident, None), incident, None, horizons) == []
+
+    def test_a_change_the_feed_read_past_without_showing_asks_for_the_log_since_the_last_look(self):
+        incident = parse_incident(FIXTURE)  # acknowledged at 09:20
+        record = record_of(
+            parse_incident(raw(status='triggered', acknowledgements=[])),
+            replay_of('triggered', status_at=at('09:10:00')),
+        )
+        replay = Replay.of(record, incident, None)
+        assert settle(replay, incident, record, self.HORIZONS) == ReadLog(at('09:10:00'))
+        found = settle(replay, incident, record, self.HORIZONS, [Logged('acknowledge', '09:20:00')])
+        assert [(t.kind, format_time(t.at)) for t in found] == [('acknowledged', '2026-11-20T09:20:00Z')]
+
+    def test_a_change_the_feed_has_not_read_yet_waits_for_it(self):
+        incident = parse_incident(raw(last_status_change_at='2026-11-20T09:59:30Z'))
+        record = record_of(parse_incident(raw(status='triggered', acknowledgements=[])), replay_of('triggered'))
+        replay = Replay.of(record, incident, None)
+        assert settle(replay, incident, record, self.HORIZONS) == []
+        assert replay.status == 'triggered'
 
 
 class TestStateRoundTrip:

@@ -1,19 +1,20 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Versioned JSON documents, the form every value this check keeps in the Agent's persistent cache takes."""
+"""Versioned JSON documents, the form every value this check keeps in the Agent's persistent cache takes,
+and the queue of work that waits in that cache for a later run."""
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 def encode(version: int, fields: dict[str, Any]) -> str:
     """A cache value holding `fields` under layout `version`."""
     # ASCII escapes keep any lone surrogate a remote API sent writable as UTF-8.
-    return json.dumps(dict(fields, version=version), separators=(',', ':'))
+    return json.dumps(dict(fields, version=version), separators=(',', ':'), check_circular=False)
 
 
 def decode(raw: str, version: int) -> dict[str, Any]:
@@ -106,3 +107,130 @@ class PendingQueue:
             else:
                 skipped += 1
         return skipped
+
+
+class StoredQueue(PendingQueue):
+    """A `PendingQueue` kept in the persistent cache under `cache_key`, read on first use, written when changed.
+
+    The cache value is a document of layout `version` holding the queue's `dump()` under `field`,
+    beside the owner's own `fields` (each of the type `fields` names): `read()` returns them and
+    `save()` writes them back with the queue. Damage is survived: a value that is not such a document
+    is warned about and the queue starts empty; items that are not entries are warned about and
+    skipped; either way the next `save()` writes a clean document.
+
+    The bounds hold from the first read (a lowered `max_items` applies to what was stored). What
+    they drop is reported: entries expired by `expire()` at once, entries dropped for room when
+    `report_dropped()` or `save()` is next called, each as `on_dropped(reason, count)` (`full` or
+    `expired`) and a warning. `what` names the document and `entries` its entries in the warnings.
+    """
+
+    def __init__(
+        self,
+        cache_key: str,
+        *,
+        read_cache: Callable[[str], str],
+        write_cache: Callable[[str, str], None],
+        warning: Callable[..., None],
+        max_items: int,
+        max_age: float,
+        clock: Callable[[], float],
+        what: str,
+        entries: str,
+        on_dropped: Callable[[str, int], None] | None = None,
+        field: str = 'items',
+        fields: Mapping[str, type] | None = None,
+        version: int = 1,
+    ) -> None:
+        super().__init__(max_items, max_age, clock)
+        self.cache_key = cache_key
+        self._read_cache = read_cache
+        self._write_cache = write_cache
+        self._warning = warning
+        self._what = what
+        self._entries_name = entries
+        self._on_dropped = on_dropped or (lambda reason, count: None)
+        self._field = field
+        self._field_types = dict(fields or {})
+        self._version = version
+        self._fields: dict[str, Any] | None = None
+        self._dropped_full = 0
+        # Whether the cache holds something other than this queue (and the owner's fields) now.
+        self.dirty = False
+
+    def read(self) -> dict[str, Any]:
+        """Load the queue on the first call; return the owner's fields as stored (empty when none could be read)."""
+        if self._fields is None:
+            self._fields = self._load()
+            self._count_full(self.trim())
+        return self._fields
+
+    def put(self, key: str, payload: dict) -> list[str]:
+        dropped = super().put(key, payload)
+        self._count_full(dropped)
+        self.dirty = True
+        return dropped
+
+    def remove(self, key: str) -> None:
+        if key in self._entries:
+            super().remove(key)
+            self.dirty = True
+
+    def expire(self) -> list[tuple[str, dict]]:
+        expired = super().expire()
+        if expired:
+            self.dirty = True
+            self._on_dropped('expired', len(expired))
+            self._warning(
+                'Dropped %d %s that could not be sent within %d seconds (max age)',
+                len(expired),
+                self._entries_name,
+                int(self.max_age),
+            )
+        return expired
+
+    def report_dropped(self) -> None:
+        """Report the entries dropped for room since the last report."""
+        if not self._dropped_full:
+            return
+        dropped, self._dropped_full = self._dropped_full, 0
+        self._on_dropped('full', dropped)
+        self._warning(
+            'Dropped the %d oldest %s: more than %d were waiting', dropped, self._entries_name, self.max_items
+        )
+
+    def save(self, fields: Mapping[str, Any] | None = None) -> None:
+        """Report drops, and write the queue (with the owner's `fields`) if it was read and changed since."""
+        self.report_dropped()
+        if not self.dirty or self._fields is None:
+            return
+        if fields is not None:
+            self._fields = dict(fields)
+        document = dict(self._fields, **{self._field: self.dump()})
+        self._write_cache(self.cache_key, encode(self._version, document))
+        self.dirty = False
+
+    def _count_full(self, dropped: list[str]) -> None:
+        if dropped:
+            self._dropped_full += len(dropped)
+            self.dirty = True
+
+    def _load(self) -> dict[str, Any]:
+        raw = self._read_cache(self.cache_key)
+        if not raw:
+            return {}
+        try:
+            document = decode(raw, self._version)
+            items = document[self._field]
+            if not isinstance(items, list) or any(
+                not isinstance(document.get(name), kind) for name, kind in self._field_types.items()
+            ):
+                raise ValueError('unknown layout')
+        except (ValueError, KeyError, TypeError) as e:
+            self._warning('The %s in the persistent cache could not be read (%s); starting empty', self._what, e)
+            self.dirty = True
+            return {}
+        skipped = self.load(items)
+        if skipped:
+            self._warning('Skipped %d unreadable %s from the persistent cache', skipped, self._entries_name)
+            self.dirty = True
+        return {name: document[name] for name in self._field_types}

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 from __future__ import annotations
@@ -12,16 +12,18 @@ from typing import Any, Callable
 from datadog_checks.base import AgentCheck
 from datadog_checks.base.errors import CheckException, ConfigurationError
 
-from .api import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
 from .attribution import LIST_ENDPOINT, PATCH_ENDPOINT, ChangeFailureAttribution
-from .catalog import SCOPES, CatalogStore
+from .catalog import CatalogStore
+from .catalog_api import SCOPES
 from .client import PagerDutyClient, auth_headers
-from .collector import Collector, RunReport, Settings
-from .config_models import ConfigMixin
+from .collector import Collector, RunReport
+from .config_models import ConfigMixin, defaults
 from .dora import DoraDelivery
+from .http_client import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
 from .mapping import parse_overrides
 from .options import configuration_message, unknown_init_config_options, unknown_instance_options
 from .outputs import Outputs, Submitters
+from .settings import Settings
 
 try:
     import datadog_agent
@@ -76,10 +78,11 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         Timeouts, tags, mapping or filters can change without losing the cursor; another account,
         key or scope starts fresh. The token enters only as a hash.
         """
+        # Read from the instance rather than the config models: the Agent may ask before they are loaded.
         instance = self.instance or {}
         token = str(instance.get('api_token') or '')
         identity = {
-            'url': str(instance.get('pagerduty_api_url') or 'https://api.pagerduty.com').rstrip('/'),
+            'url': str(instance.get('pagerduty_api_url') or defaults.instance_pagerduty_api_url()).rstrip('/'),
             'token': hashlib.sha256(token.encode('utf-8')).hexdigest()[:16],
             'service_ids': sorted(instance.get('service_ids') or []),
             'team_ids': sorted(instance.get('team_ids') or []),
@@ -109,7 +112,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
 
     def _build(self) -> None:
         config = self.config
-        interval = float(self.instance.get('min_collection_interval') or 60)
+        assert config.min_collection_interval is not None
+        interval = float(config.min_collection_interval)
         self._run_seconds = max(5.0, interval * RUN_TIME_SHARE)
         # The config models fill every default in; these are only for the type checker.
         assert config.pagerduty_api_url is not None and config.max_requests_per_run is not None

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """PagerDuty REST API v2: the incident queries the collector needs, with PagerDuty's paging rules."""
@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .api import ApiClient, RequestRejected, TransientError
-from .incident import OPEN_STATUSES, format_time, parse_time
+from .http_client import ApiClient, RequestRejected, TransientError
+from .incident import OPEN_STATUSES
+from .times import format_time, parse_time
 from .transitions import STATUS_ENTRIES
 
 PAGE_SIZE = 100

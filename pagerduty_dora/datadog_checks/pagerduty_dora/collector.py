@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Turns PagerDuty's log and incident lists into transitions, each emitted once, and remembers where it is.
@@ -26,6 +26,10 @@ An incident the collector has no record of is news only when created after colle
 an older one starts from an unknown state, so it is never reported as triggered or reopened on the
 strength of a list alone: its own log is read to tell a reopen from a move into scope.
 
+The passes page through PagerDuty (`passes.py`); what an incident's log and state mean is decided by
+pure functions (`transitions.py`); this module holds the state, reads an incident's own log when a
+decision asks for it, and does the output: DORA failures, events and metrics.
+
 State lives in memory during a run and is written to the persistent cache when the run ends, even
 when it ends with an error; the Agent sends a run's events only after the run, so state and events
 stay in step across restarts.
@@ -33,35 +37,29 @@ stay in step across restarts.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from .api import BudgetExhausted, DeadlineReached, RateLimited
-from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, LogEntry, PagerDutyClient, parse_log_entry
+from .client import MAX_WINDOW, LogEntry, PagerDutyClient
 from .dora import build_failure
 from .dora import fingerprint as fingerprint_of
-from .incident import Incident, MalformedIncident, Transition, format_time, parse_incident
-from .mapping import Catalog, MappingResult, Override, map_incident, passes_filters
+from .http_client import BudgetExhausted, DeadlineReached, RateLimited
+from .incident import Incident, MalformedIncident, parse_incident
+from .mapping import Catalog, MappingResult, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
-from .state import CollectorState, Feed, FeedWindow, Reconciliation, Window
-from .transitions import NEW, UNKNOWN, Replay, adopt, apply_entry, field_changes, record_of, reopened_unlogged
+from .passes import DAY, OVERLAP, Passes
+from .settings import Settings
+from .state import CollectorState, Feed, Window
+from .transitions import Horizons, ReadLog, Replay, Transition, apply_entry, field_changes, record_of, settle
 
 STATE_KEY = 'collector'
-DAY = 86400.0
 # Resolved incidents are remembered this long, to recognise them in overlapping queries and reopens.
 RESOLVED_RETENTION = 3 * DAY
-# How far back each query reaches before the last horizon, for records PagerDuty indexes late.
-OVERLAP = 120.0
-# Windows are sized for this many records, leaving room under the offset cap for growth.
-WINDOW_TARGET = 8000
 # Marks a recorded fingerprint whose DORA failure was not sent (delivery turned off).
 UNDELIVERED = '-'
-# A new sweep page is fetched only while at most this many DORA failures wait for delivery.
-MAX_QUEUED_BEFORE_SWEEP = PAGE_SIZE
-# Pages of open incidents read per run once the baseline pass is done.
-RECONCILE_PAGES = 1
+# A page is read only while at most this many DORA failures wait for delivery.
+MAX_QUEUED_BEFORE_SWEEP = 100
 
 
 class StopRun(Exception):
@@ -69,29 +67,11 @@ class StopRun(Exception):
 
 
 @dataclass
-class Settings:
-    """The instance options the collector acts on, as the config models validated them."""
-
-    backfill_days: int
-    env: str | None = None
-    overrides: Sequence[Override] = ()
-    severity_mapping: dict[str, str] | None = None
-    urgencies: Sequence[str] | None = None
-    priorities: Sequence[str] | None = None
-    service_ids: Sequence[str] = ()
-    team_ids: Sequence[str] = ()
-    unmapped_incidents: str = 'send'
-
-
-@dataclass
 class RunReport:
     """What one run did, for logs, the dry run and tests."""
 
     pages: int = 0
-    seen: int = 0
-    transitions: int = 0
     skipped: int = 0
-    open_list_complete: bool = False
     sweep_complete: bool = False
     stopped: str = ''
     mappings: dict[str, tuple[Incident, MappingResult]] = field(default_factory=dict)
@@ -132,6 +112,8 @@ class Collector:
         self._deadline = float('inf')
         self._open_tag_sets: set[tuple[str, ...]] = set()
         self._warned_malformed: set[str] = set()
+        # Catalog, clock and report of the run under way, shared by the steps the passes call.
+        self._run: _Run
         # Whether state is written (a dry run writes none) and per-incident mappings are kept in
         # the run report (for the command line; a backfill would hold every incident of a run).
         self.persist = True
@@ -183,20 +165,25 @@ class Collector:
             state.live_since = now
             state.feed = Feed(horizon=now)
         self._switch_delivery(now)
+        self._run = _Run(catalog, now, report)
+        passes = Passes(self.client, self)
         try:
             if self.dora is not None:
                 self.dora.flush()
             if self.attribution is not None:
                 self.attribution.flush()
-            self._read_feed(catalog, now, report)
-            self._reconcile(catalog, now, report)
-            self._sweep(catalog, now, report)
-            self._resend(catalog, now, report)
-            report.sweep_complete = state.window is None and (state.horizon or 0) >= self._sweep_target(now) - 1
+            passes.read_feed(state.feed, state.live_since, now)
+            passes.reconcile(state, now)
+            if state.horizon is None:
+                state.horizon = now - self.settings.backfill_days * DAY
+            passes.sweep(state, self._sweep_target(now))
+            passes.resend(state)
+            report.sweep_complete = state.window is None and state.horizon >= self._sweep_target(now) - 1
         except (BudgetExhausted, RateLimited, DeadlineReached, StopRun) as e:
             report.stopped = str(e)
             self.log.info('Collection paused until the next run: %s', e)
         finally:
+            report.pages = passes.pages
             self._prune(now)
             self.save()
             if self.dora is not None:
@@ -206,170 +193,25 @@ class Collector:
         self._report_gauges(now, report)
         return report
 
-    def _check_deadline(self) -> None:
+    # Steps the passes call -------------------------------------------------------------------
+
+    def before_request(self) -> None:
+        """Stop at the run deadline, and read no further while DORA delivery is behind (its queue is bounded)."""
         if self._monotonic() > self._deadline:
             raise StopRun('the run reached its time limit')
-
-    def _wait_for_delivery(self) -> None:
-        """Read no further while DORA delivery is behind: the queue is bounded, and what is read must be sent."""
         if self.dora is not None and self.dora.pending > MAX_QUEUED_BEFORE_SWEEP:
             raise StopRun('DORA deliveries are behind; reading continues once they catch up')
 
-    def _deliver(self) -> None:
+    def deliver(self) -> None:
         if self.dora is not None:
             self.dora.flush()
-        self._check_deadline()
+        if self._monotonic() > self._deadline:
+            raise StopRun('the run reached its time limit')
 
-    # 1. The change feed ------------------------------------------------------------------------
+    def warning(self, message: str, *args: Any) -> None:
+        self._warning(message, *args)
 
-    def _read_feed(self, catalog: Catalog, now: float, report: RunReport) -> None:
-        feed = self.state.feed
-        assert feed is not None
-        target = float(math.floor(now))
-        while True:
-            window = feed.window
-            if window is None:
-                if feed.horizon >= target:
-                    return
-                since = feed.horizon - OVERLAP
-                width = feed.width if feed.width > 0 else MAX_WINDOW
-                until = min(target, max(feed.horizon + 1, since + min(width, MAX_WINDOW)))
-                page = self.client.log_entries(since, until, 0, with_total=True)
-                report.pages += 1
-                if page.more and page.total is None and until - since > 2 * OVERLAP:
-                    # Without a total the pages cannot be read oldest first: narrow until one page holds it.
-                    feed.width = max(1.0, (until - since) / 4)
-                    continue
-                if page.total is not None and page.total > OFFSET_CAP - PAGE_SIZE and until - feed.horizon > 1:
-                    feed.width = _narrower(until - since, page.total)
-                    continue
-                if not page.more:
-                    self._apply_entries(page.entries, catalog, now, report)
-                    self._close_feed_window(feed, since, until, len(page.entries))
-                    self._deliver()
-                    continue
-                total = page.total if page.total is not None else len(page.entries)
-                last = min(OFFSET_CAP - PAGE_SIZE, ((max(total, 1) - 1) // PAGE_SIZE) * PAGE_SIZE)
-                window = feed.window = FeedWindow(since, until, total, last)
-                if last == 0:
-                    self._apply_entries(page.entries, catalog, now, report)
-                    feed.window = None
-                    self._close_feed_window(feed, since, until, total)
-                    self._deliver()
-                    continue
-            page = self.client.log_entries(window.since, window.until, window.offset)
-            report.pages += 1
-            self._apply_entries(page.entries, catalog, now, report)
-            if window.offset <= 0:
-                feed.window = None
-                self._close_feed_window(feed, window.since, window.until, window.total)
-            else:
-                window.offset -= PAGE_SIZE
-            self._deliver()
-
-    def _close_feed_window(self, feed: Feed, since: float, until: float, entries: int) -> None:
-        feed.horizon = max(feed.horizon, until)
-        if entries < WINDOW_TARGET // 4:
-            feed.width = min(MAX_WINDOW, max(feed.width, (until - since)) * 2)
-        keep_from = feed.horizon - OVERLAP
-        feed.applied = {key: at for key, at in feed.applied.items() if at >= keep_from}
-
-    def _apply_entries(self, raw_entries: list[Any], catalog: Catalog, now: float, report: RunReport) -> None:
-        """Apply one page of the feed (newest first, as PagerDuty lists it) in the order it happened."""
-        state = self.state
-        feed = state.feed
-        assert feed is not None and state.live_since is not None
-        live_second = math.floor(state.live_since)
-        for raw in reversed(raw_entries):
-            entry = parse_log_entry(raw)
-            if entry is None or entry.id in feed.applied:
-                continue
-            feed.applied[entry.id] = entry.at
-            if entry.at < live_second or entry.incident is None:
-                continue
-            incident = self._parse(entry.incident, report)
-            if incident is not None:
-                self._observe(incident, catalog, now, report, [entry] if entry.action else [])
-
-    # 2. Reconciliation -------------------------------------------------------------------------
-
-    def _reconcile(self, catalog: Catalog, now: float, report: RunReport) -> None:
-        state = self.state
-        scan = state.reconciliation
-        if scan is None:
-            scan = state.reconciliation = Reconciliation(started=now)
-        pages = 0
-        while scan.verify is None:
-            if state.baseline and pages >= RECONCILE_PAGES:
-                return
-            self._check_deadline()
-            self._wait_for_delivery()
-            self._reconcile_page(scan, catalog, now, report)
-            pages += 1
-            self._deliver()
-        self._verify(scan, catalog, now, report)
-        report.open_list_complete = True
-        if not state.baseline:
-            state.baseline = True
-        state.reconciliation = None
-
-    def _reconcile_page(self, scan: Reconciliation, catalog: Catalog, now: float, report: RunReport) -> None:
-        if scan.position is None:
-            page = self.client.list_open(scan.skip)
-            since, until = None, None
-        else:
-            since = scan.position[0]
-            until = min(since + MAX_WINDOW, now + 60)
-            page = self.client.list_open(scan.skip, since, until)
-        report.pages += 1
-        fresh = 0
-        for raw in page.incidents:
-            incident = self._parse(raw, report)
-            if incident is None:
-                continue
-            key = (incident.created_at, incident.number)
-            if scan.position is not None and key <= scan.position:
-                continue
-            fresh += 1
-            self._observe(incident, catalog, now, report)
-            if scan.position is None or key > scan.position:
-                scan.position = key
-        if page.more and not fresh:
-            # A whole page of one second already read: step over it within that second.
-            scan.skip += PAGE_SIZE
-            return
-        scan.skip = 0
-        if page.more:
-            return
-        if since is not None and until is not None and until < now:
-            # The list was read in a window of at most six months; the rest starts at its end.
-            scan.position = (until, -1)
-            return
-        scan.verify = sorted(
-            key
-            for key, record in self.state.incidents.items()
-            if record.status != 'resolved' and record.checked_at < scan.started
-        )
-
-    def _verify(self, scan: Reconciliation, catalog: Catalog, now: float, report: RunReport) -> None:
-        """Read by id each recorded open incident the pass did not meet."""
-        assert scan.verify is not None
-        while scan.verify:
-            key = scan.verify[0]
-            record = self.state.incidents.get(key)
-            if record is not None and record.status != 'resolved' and record.checked_at < scan.started:
-                self._check_deadline()
-                raw = self.client.get_incident(key)
-                if raw is None:
-                    self._gone(key)
-                else:
-                    incident = self._parse(raw, report)
-                    if incident is not None:
-                        self._observe(incident, catalog, now, report)
-            scan.verify.pop(0)
-        self._deliver()
-
-    def _gone(self, key: str) -> None:
+    def gone(self, key: str) -> None:
         """The incident was deleted in PagerDuty: its failure must not stay open."""
         record = self.state.incidents.pop(key)
         if not _sent(record.fingerprint) or self.dora is None:
@@ -384,108 +226,21 @@ class Collector:
             key,
         )
 
-    # 3. Creation-time sweep --------------------------------------------------------------------
-
     def _sweep_target(self, now: float) -> float:
         # What was created since going live comes from the feed, trigger entry first.
         live_since = self.state.live_since
         return min(now, live_since) if live_since is not None else now
 
-    def _sweep(self, catalog: Catalog, now: float, report: RunReport) -> None:
-        state = self.state
-        if state.horizon is None:
-            state.horizon = now - self.settings.backfill_days * DAY
-        target = self._sweep_target(now)
-        while True:
-            window = state.window or self._plan_window(state.horizon, target, state.width)
-            if window is None:
-                return
-            state.window = window
-            done, width = self._sweep_window(window, catalog, now, report, deliver_only=False)
-            if width is not None:
-                state.window, state.width = None, width
-                continue
-            if done is not None:
-                state.horizon = max(state.horizon, done)
-                state.window = None
-                if window.offset < WINDOW_TARGET // 4:
-                    state.width = min(MAX_WINDOW, max(state.width, window.until - window.since) * 2)
-
-    def _resend(self, catalog: Catalog, now: float, report: RunReport) -> None:
-        """Deliver the history that runs with DORA delivery off kept back, window by window."""
-        state = self.state
-        while state.resend is not None and state.resend_end is not None:
-            window = state.resend
-            done, width = self._sweep_window(window, catalog, now, report, deliver_only=True)
-            if width is not None:
-                state.resend = Window(window.since, window.since + width)
-            elif done is not None and done < state.resend_end:
-                state.resend = Window(done, min(state.resend_end, done + MAX_WINDOW))
-            else:
-                state.resend = state.resend_end = None
-
-    def _sweep_window(
-        self, window: Window, catalog: Catalog, now: float, report: RunReport, *, deliver_only: bool
-    ) -> tuple[float | None, float | None]:
-        """Page through one creation-time window from `window.offset` on.
-
-        Returns (creation time up to which it is done, None) when the window is finished, or
-        (None, narrower width) when its first page shows it holds more than the offset cap.
-        """
-        while True:
-            self._check_deadline()
-            self._wait_for_delivery()
-            first = window.offset == 0
-            page = self.client.list_created(window.since, window.until, window.offset, with_total=first)
-            report.pages += 1
-            if first and _over_cap(window, page.total, page.more, len(page.incidents)):
-                return None, _narrower(window.until - window.since, page.total or 0)
-            for raw in page.incidents:
-                incident = self._parse(raw, report)
-                if incident is None:
-                    continue
-                if deliver_only:
-                    self._redeliver(incident, catalog)
-                else:
-                    self._observe(incident, catalog, now, report)
-            self._deliver()
-            # An empty page that claims more is not believed: the window ends there.
-            more = page.more and bool(page.incidents)
-            if more and window.offset + 2 * PAGE_SIZE <= OFFSET_CAP:
-                window.offset += PAGE_SIZE
-                continue
-            if more:
-                last = max((i.created_at for i in map(_quiet_parse, page.incidents) if i), default=None)
-                if last is not None and last > window.since:
-                    # The window grew past the offset cap while it was paged: go on from the last
-                    # creation time seen rather than leave the rest behind.
-                    window.since, window.offset = last, 0
-                    continue
-                self._warning(
-                    'More than %d incidents were created within one second at %s; the rest of that second is skipped',
-                    OFFSET_CAP,
-                    format_time(window.since),
-                )
-            return window.until, None
-
-    @staticmethod
-    def _plan_window(horizon: float, target: float, width: float) -> Window | None:
-        if horizon >= target:
-            return None
-        width = min(width if width > 0 else MAX_WINDOW, MAX_WINDOW)
-        # Near the present, reach back for late-indexed incidents, but never so far that the window
-        # ends before the horizon: the cursor only moves forward.
-        since = horizon - min(OVERLAP, width / 2) if horizon > target - DAY else horizon
-        until = min(target, max(since + width, horizon + 1))
-        return Window(since=since, until=max(until, since + 1))
+    # One incident ------------------------------------------------------------------------------
 
     # One incident ------------------------------------------------------------------------------
 
-    def _parse(self, raw: Any, report: RunReport) -> Incident | None:
+    def parse(self, raw: Any) -> Incident | None:
+        """The incident, or None (counted, warned once per incident) when a field it needs is unusable."""
         try:
             return parse_incident(raw)
         except MalformedIncident as e:
-            report.skipped += 1
+            self._run.report.skipped += 1
             key: str = raw['id'] if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
             self.outputs.count('incidents.skipped', 1, ['reason:malformed'])
             if key not in self._warned_malformed:
@@ -518,43 +273,48 @@ class Collector:
         # A merged incident is counted by the incident it was merged into.
         return not (incident.merged and self.dora is not None and self.dora.can_remove)
 
-    def _observe(
-        self,
-        incident: Incident,
-        catalog: Catalog,
-        now: float,
-        report: RunReport,
-        entries: list[LogEntry] | None = None,
-    ) -> None:
-        """Bring one incident's record up to date: replay `entries` (from the feed), then its current state."""
-        state = self.state
+    def observe(self, incident: Incident, entries: list[LogEntry] | None = None) -> None:
+        """Bring one incident's record up to date: decide (pure), read its own log if that is needed, then output."""
+        state, run = self.state, self._run
         assert state.live_since is not None and state.feed is not None
-        report.seen += 1
         record = state.incidents.get(incident.id)
         if not self._in_scope(incident):
-            self._out_of_scope(incident, catalog)
+            self._out_of_scope(incident, record)
             return
-        # A record is forgotten only once resolved for `RESOLVED_RETENTION`: younger incidents without
-        # one are news when the log shows them; a list alone never makes one news (see `_settle`).
-        news_since = max(state.live_since, now - RESOLVED_RETENTION) if entries is not None else None
-        replay = Replay.of(record, incident, news_since)
-        if record is None and entries is None and incident.created_at >= state.feed.horizon:
-            if incident.created_at >= state.live_since:
+        if record is None and entries is None:
+            if incident.created_at >= max(state.feed.horizon, state.live_since):
                 # Created where the feed has not read yet: the feed reports it, with its whole story.
                 return
+            if not incident.is_open and (incident.resolved_at or incident.created_at) < run.now - RESOLVED_RETENTION:
+                self._history(incident)
+                return
+        # A record is forgotten only once resolved for `RESOLVED_RETENTION`: younger incidents without
+        # one are news when the log shows them; a list alone never makes one news.
+        news_since = max(state.live_since, run.now - RESOLVED_RETENTION) if entries is not None else None
+        replay = Replay.of(record, incident, news_since)
         transitions: list[Transition] = []
         for entry in entries or []:
             transitions += apply_entry(replay, entry.action, entry.at, incident)
-        self._settle(replay, incident, record, now, transitions)
-        transitions += field_changes(record, incident, now)
+        horizons = Horizons(state.live_since, state.feed.horizon, state.baseline, run.now, OVERLAP)
+        settled = settle(replay, incident, record, horizons)
+        if isinstance(settled, ReadLog):
+            settled = settle(replay, incident, record, horizons, self.client.incident_log(incident.id, settled.since))
+            assert not isinstance(settled, ReadLog)
+        transitions += settled
+        transitions += field_changes(record, incident, run.now)
+        self._commit(incident, record, replay, transitions)
 
-        mapping = self._map(incident, catalog)
+    def _commit(self, incident: Incident, record: Any, replay: Replay, transitions: list[Transition]) -> None:
+        """Queue the DORA failure, emit the transitions and record the incident: the output of one observation."""
+        state, run = self.state, self._run
+        mapping = self._map(incident, run.catalog)
         if self.keep_mappings:
-            report.mappings[incident.id] = (incident, mapping)
+            run.report.mappings[incident.id] = (incident, mapping)
         tags = mapping_tags(incident, mapping)
         wanted = self._qualifies(incident, mapping)
         fingerprint = record.fingerprint if record is not None else ''
-        if wanted or (_sent(fingerprint) and not (self.dora is not None and self.dora.can_remove)):
+        can_remove = self.dora is not None and self.dora.can_remove
+        if wanted or (_sent(fingerprint) and not can_remove):
             # A failure already sent that no longer qualifies is followed to its resolve when it cannot be removed.
             fingerprint = self._deliver_failure(incident, mapping, tags, fingerprint, count=wanted)
         elif _sent(fingerprint) and self.dora is not None:
@@ -562,70 +322,31 @@ class Collector:
             fingerprint = ''
         if record is None and not wanted and self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
             self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
-        self._emit(transitions, mapping, tags, wanted, now, report)
+        self._emit(transitions, mapping, tags, wanted)
 
-        history = record is None and not incident.is_open and not transitions
-        if history and (incident.resolved_at or incident.created_at) < now - RESOLVED_RETENTION:
-            return
         state.incidents[incident.id] = record_of(
-            incident, replay, fingerprint=fingerprint, tags=tags if wanted else [], wanted=wanted, checked_at=now
+            incident, replay, fingerprint=fingerprint, tags=tags if wanted else [], wanted=wanted, checked_at=run.now
         )
 
-    def _settle(
-        self, replay: Replay, incident: Incident, record: Any, now: float, transitions: list[Transition]
-    ) -> None:
-        """Reconcile the replayed status with the incident's own, adding the transitions that explains."""
-        state = self.state
-        assert state.feed is not None
-        covered = state.feed.horizon
-        changed = incident.last_status_change_at
-        if replay.status == NEW:
-            # Shown by the log without its trigger entry (read before the window it is in).
-            transitions += adopt(replay, incident, now)
-            replay.status_at = max(replay.status_at, now)
-            return
-        if replay.status == UNKNOWN:
-            if state.baseline and incident.is_open and record is None:
-                transitions += self._unknown_open(replay, incident, covered)
-            replay.status = incident.status
-            replay.status_at = max(replay.status_at, now)
-            return
-        if replay.status == incident.status:
-            return
-        reopen = reopened_unlogged(replay, incident, covered)
-        if reopen is not None:
-            transitions.append(reopen)
-            if replay.status == incident.status:
-                return
-        if changed is None or changed < covered - OVERLAP:
-            # The feed read past this change without showing it: read the incident's own log.
-            for entry in self.client.incident_log(incident.id, replay.status_at or None):
-                transitions += apply_entry(replay, entry.action, entry.at, incident)
-            if replay.status != incident.status:
-                transitions += adopt(replay, incident, now)
-                replay.status_at = max(replay.status_at, changed or now)
+    def _history(self, incident: Incident) -> None:
+        """An incident resolved long before this look: its DORA failure only, nothing to remember or emit."""
+        run = self._run
+        mapping = self._map(incident, run.catalog)
+        if self.keep_mappings:
+            run.report.mappings[incident.id] = (incident, mapping)
+        if self._qualifies(incident, mapping):
+            tags = mapping_tags(incident, mapping)
+            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
+            if self.dora is not None:
+                self.dora.enqueue(incident.id, build_failure(incident, mapping))
+        elif self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
+            self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
 
-    def _unknown_open(self, replay: Replay, incident: Incident, covered: float) -> list[Transition]:
-        """An open incident met without a record after the baseline: reopened, or moved into scope?
-
-        Only its own log tells: a resolve in it means it was reopened (PagerDuty logs no reopen);
-        none means it was never resolved and has just come into scope or into the filters.
-        """
-        assert self.state.live_since is not None
-        changed = incident.last_status_change_at
-        if changed is None or changed < self.state.live_since or changed >= covered:
-            return []
-        resolves = [e.at for e in self.client.incident_log(incident.id) if e.action == 'resolve']
-        if not resolves or max(resolves) >= changed:
-            return []
-        return [Transition('reopened', incident, changed)]
-
-    def _out_of_scope(self, incident: Incident, catalog: Catalog) -> None:
+    def _out_of_scope(self, incident: Incident, record: Any) -> None:
         """An incident outside `service_ids`/`team_ids`: a failure it left behind is removed or followed.
 
         Its record stays (not wanted) while it is open, so that coming back into scope is not news.
         """
-        record = self.state.incidents.get(incident.id)
         if record is None:
             return
         if _sent(record.fingerprint) and self.dora is not None:
@@ -633,21 +354,13 @@ class Collector:
                 self.dora.remove(incident.id)
                 record.fingerprint = ''
             else:
-                mapping = self._map(incident, catalog)
+                mapping = self._map(incident, self._run.catalog)
                 record.fingerprint = self._deliver_failure(incident, mapping, [], record.fingerprint, count=False)
-        record.wanted, record.tags, record.checked_at = False, [], self._clock()
+        record.wanted, record.tags, record.checked_at = False, [], self._run.now
         if not incident.is_open:
             del self.state.incidents[incident.id]
 
-    def _emit(
-        self,
-        transitions: list[Transition],
-        mapping: MappingResult,
-        tags: list[str],
-        wanted: bool,
-        now: float,
-        report: RunReport,
-    ) -> None:
+    def _emit(self, transitions: list[Transition], mapping: MappingResult, tags: list[str], wanted: bool) -> None:
         if not transitions:
             return
         if not wanted:
@@ -671,13 +384,13 @@ class Collector:
                 line = self.attribution.on_transition(transition, mapping)
                 if line:
                     notes.append(line)
-            self.outputs.transition(transition, mapping, tags, now, notes)
-        report.transitions += len(transitions)
+            self.outputs.transition(transition, mapping, tags, self._run.now, notes)
 
-    def _redeliver(self, incident: Incident, catalog: Catalog) -> None:
+    def redeliver(self, incident: Incident) -> None:
+        """Queue the failure of a history incident for delivery only (no record, no event)."""
         if self.dora is None or not self._in_scope(incident):
             return
-        mapping = self._map(incident, catalog)
+        mapping = self._map(incident, self._run.catalog)
         if self._qualifies(incident, mapping):
             self.dora.enqueue(incident.id, build_failure(incident, mapping))
 
@@ -743,28 +456,10 @@ def _sent(fingerprint: str) -> bool:
     return bool(fingerprint) and not fingerprint.startswith(UNDELIVERED)
 
 
-def _quiet_parse(raw: Any) -> Incident | None:
-    try:
-        return parse_incident(raw)
-    except MalformedIncident:
-        return None
+@dataclass
+class _Run:
+    """What every step of one run shares."""
 
-
-def _over_cap(window: Window, total: int | None, more: bool, size: int) -> bool:
-    """Whether a first page says its window holds more than PagerDuty lets an offset reach.
-
-    Only a full page is taken at its word, and a window of one second cannot narrow further: a
-    server that reports a huge total for everything still lets the sweep move on.
-    """
-    return (
-        total is not None
-        and total > OFFSET_CAP - PAGE_SIZE
-        and more
-        and size >= PAGE_SIZE
-        and window.until - window.since > 1.0
-    )
-
-
-def _narrower(span: float, total: int) -> float:
-    """A window width expected to hold `WINDOW_TARGET` records, given `total` in `span` seconds."""
-    return max(1.0, span * WINDOW_TARGET / max(total, 1) * 0.9)
+    catalog: Catalog
+    now: float
+    report: RunReport

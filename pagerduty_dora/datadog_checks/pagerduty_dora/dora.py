@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """DORA failure payloads for PagerDuty incidents, and the queue that delivers them to Datadog.
@@ -16,8 +16,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import cache
-from .api import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
+from .cache import StoredQueue
+from .http_client import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
 
 if TYPE_CHECKING:
     from .incident import Incident
@@ -32,7 +32,6 @@ CACHE_KEY = 'dora_pending'
 CACHE_VERSION = 1
 
 ID_PREFIX = 'pagerduty-incident-'
-ID_MIN_LENGTH = 16
 ID_MAX_LENGTH = 128
 ID_PATTERN = re.compile(r'[A-Za-z0-9\-_.:]+')
 _ID_DISALLOWED = re.compile(r'[^A-Za-z0-9\-_.:]')
@@ -151,8 +150,8 @@ class DoraDelivery:
     - The queue is bounded: beyond `max_pending` the oldest payloads are dropped, and payloads queued
       for longer than `max_age` seconds (counted from their first enqueue) are dropped; both are
       counted as `dora.dropped` and warned about.
-    - Persistence: the queue lives under the `dora_pending` cache key, read on first use. `flush()`
-      saves when it changed the queue; the owner calls `save()` after a batch of `enqueue()` calls
+    - Persistence: the queue is a `StoredQueue` under the `dora_pending` cache key, read on first
+      use. `flush()` saves what changed; the owner calls `save()` after a batch of `enqueue()` calls
       (the collector does so at the end of every run), which writes only when something changed.
     - The `dora.pending` gauge is the owner's to submit, from `pending`.
 
@@ -176,20 +175,22 @@ class DoraDelivery:
         self._api = api
         # Deleting a failure needs the application key; without it, a failure is closed, not removed.
         self.can_remove = can_remove
-        self._read_cache = read_cache
-        self._write_cache = write_cache
         self._log = log
         self._warning = warning
         self._count = count
-        self._clock = clock
-        self._max_pending = max(1, max_pending)
-        self._max_age = max_age
-        self._queue: cache.PendingQueue | None = None
-        self._dirty = False
-        self._dropped_full = 0
-        # The API client's per-run limits object of the run in which delivery hit a transient error:
-        # no further attempt is made until the client starts a new run.
-        self._stalled_limits: Any = None
+        self._queue = StoredQueue(
+            CACHE_KEY,
+            read_cache=read_cache,
+            write_cache=write_cache,
+            warning=warning,
+            max_items=max_pending,
+            max_age=max_age,
+            clock=clock,
+            what='pending DORA failures',
+            entries='DORA failures',
+            on_dropped=lambda reason, dropped: count('dora.dropped', dropped, ['reason:' + reason]),
+            version=CACHE_VERSION,
+        )
 
     # Queue -------------------------------------------------------------------------------------
 
@@ -200,8 +201,7 @@ class DoraDelivery:
 
     def enqueue(self, incident_id: str, attributes: dict) -> None:
         """Queue the incident's latest payload; it replaces any older one still waiting, keeping its place."""
-        self._dropped_full += len(self._loaded().put(incident_id, attributes))
-        self._dirty = True
+        self._loaded().put(incident_id, attributes)
 
     def remove(self, incident_id: str) -> None:
         """Queue the removal of the incident's failure (it replaces any payload still waiting)."""
@@ -213,14 +213,11 @@ class DoraDelivery:
         Raises `AuthError` (queue kept) when Datadog refuses the key.
         """
         queue = self._loaded()
-        changed = self._expire(queue)
-        if not queue or self._stalled_limits is self._api.limits:
-            self._finish(changed)
-            return
+        queue.expire()
         submitted = 0
         rejected = 0
         try:
-            while queue:
+            while queue and not self._api.stalled(CACHE_KEY):
                 incident_id, attributes = queue.first() or ('', {})
                 try:
                     self._send(attributes)
@@ -230,7 +227,7 @@ class DoraDelivery:
                     )
                     break
                 except TransientError as e:
-                    self._stalled_limits = self._api.limits
+                    self._api.stall(CACHE_KEY)
                     self._count('dora.transient_errors', 1, [])
                     self._log.warning('DORA delivery paused until the next run, %d failures pending: %s', len(queue), e)
                     break
@@ -243,7 +240,6 @@ class DoraDelivery:
                     ) from None
                 except RequestRejected as e:
                     queue.remove(incident_id)
-                    changed = True
                     rejected += 1
                     self._count('dora.rejected', 1, ['status:{}'.format(e.status or 'unknown')])
                     self._log.warning(
@@ -255,7 +251,6 @@ class DoraDelivery:
                     )
                     continue
                 queue.remove(incident_id)
-                changed = True
                 submitted += 1
         finally:
             if submitted:
@@ -265,7 +260,7 @@ class DoraDelivery:
                     '%d DORA failures were rejected by the Datadog API and dropped; the Agent log has the reasons',
                     rejected,
                 )
-            self._finish(changed)
+            queue.save()
 
     def _send(self, attributes: dict) -> None:
         removal = attributes.get(REMOVE)
@@ -281,65 +276,8 @@ class DoraDelivery:
 
     def save(self) -> None:
         """Persist the queue if it changed since it was last read or written."""
-        self._report_full()
-        if not self._dirty or self._queue is None:
-            return
-        self._write_cache(CACHE_KEY, cache.encode(CACHE_VERSION, {'items': self._queue.dump()}))
-        self._dirty = False
+        self._queue.save()
 
-    # Internals ---------------------------------------------------------------------------------
-
-    def _finish(self, changed: bool) -> None:
-        if changed:
-            self._dirty = True
-            self.save()
-        else:
-            self._report_full()
-
-    def _expire(self, queue: cache.PendingQueue) -> bool:
-        expired = len(queue.expire())
-        if expired:
-            self._count('dora.dropped', expired, ['reason:expired'])
-            self._warning(
-                'Dropped %d DORA failures that could not be delivered within %d seconds (max age)',
-                expired,
-                int(self._max_age),
-            )
-        return expired > 0
-
-    def _report_full(self) -> None:
-        if not self._dropped_full:
-            return
-        dropped, self._dropped_full = self._dropped_full, 0
-        self._count('dora.dropped', dropped, ['reason:full'])
-        self._warning(
-            'Dropped the %d oldest DORA failures: more than %d were waiting for delivery', dropped, self._max_pending
-        )
-
-    def _loaded(self) -> cache.PendingQueue:
-        if self._queue is None:
-            self._queue = self._load()
-            dropped = len(self._queue.trim())
-            if dropped:
-                self._dropped_full += dropped
-                self._dirty = True
+    def _loaded(self) -> StoredQueue:
+        self._queue.read()
         return self._queue
-
-    def _load(self) -> cache.PendingQueue:
-        queue = cache.PendingQueue(self._max_pending, self._max_age, self._clock)
-        raw = self._read_cache(CACHE_KEY)
-        if not raw:
-            return queue
-        try:
-            items = cache.decode(raw, CACHE_VERSION)['items']
-            if not isinstance(items, list):
-                raise ValueError('unknown layout')
-        except (ValueError, KeyError, TypeError) as e:
-            self._warning('The pending DORA failures in the persistent cache could not be read (%s); starting empty', e)
-            self._dirty = True
-            return queue
-        skipped = queue.load(items)
-        if skipped:
-            self._warning('Skipped %d unreadable pending DORA failures from the persistent cache', skipped)
-            self._dirty = True
-        return queue

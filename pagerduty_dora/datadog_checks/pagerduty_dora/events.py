@@ -1,7 +1,10 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Agent events for incident transitions: one per transition, threaded per incident by `aggregation_key`."""
+"""Agent events for incident transitions: one per transition, threaded per incident by `aggregation_key`.
+
+The lines change-failure attribution adds to an event's text (`notes`) are built here too.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,15 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .incident import format_time
+from .attribution_rules import BELOW_SEVERITY, NO_SERVICE, SEVERAL_SERVICES, mapped_services
+from .text import clip, one_line
+from .times import format_time
 
 if TYPE_CHECKING:
-    from .incident import Incident, Transition
+    from .attribution_rules import Deployment
+    from .incident import Incident
     from .mapping import MappingResult
+    from .transitions import Transition
 
 EVENT_TYPE = 'pagerduty_dora'
 SOURCE_TYPE_NAME = 'pagerduty_dora'
@@ -77,17 +84,9 @@ def format_duration(seconds: float) -> str:
     return '0s'
 
 
-def _one_line(text: str) -> str:
-    return ' '.join((text or '').split())
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + '…'
-
-
 def _md(text: Any, limit: int = NAME_LIMIT) -> str:
     """Untrusted text as literal Markdown on one line (and never the `%%%` block delimiter)."""
-    clipped = _clip(_one_line(str(text)), limit)
+    clipped = clip(one_line(str(text)), limit)
     return _BLOCK_DELIMITER.sub('%%', _MARKDOWN_SPECIAL.sub(r'\\\1', clipped))
 
 
@@ -98,16 +97,16 @@ def _link(label: str, url: str) -> str:
 
 
 def _code(value: Any) -> str:
-    return '`{}`'.format(_clip(_one_line(str(value)), NAME_LIMIT).replace('`', "'")) if value else '(none)'
+    return '`{}`'.format(clip(one_line(str(value)), NAME_LIMIT).replace('`', "'")) if value else '(none)'
 
 
 def _title(transition: Transition) -> str:
     incident = transition.incident
     head = '#{} {}'.format(incident.number, KIND_LABELS.get(transition.kind, transition.kind.replace('_', ' ')))
     if incident.priority:
-        head = '[{}] {}'.format(_clip(_one_line(incident.priority), 20), head)
-    title = _one_line(incident.title)
-    return '{}: {}'.format(head, _clip(title, TITLE_LIMIT)) if title else head
+        head = '[{}] {}'.format(clip(one_line(incident.priority), 20), head)
+    title = one_line(incident.title)
+    return '{}: {}'.format(head, clip(title, TITLE_LIMIT)) if title else head
 
 
 def _durations(transition: Transition) -> list[str]:
@@ -137,7 +136,7 @@ def _change(transition: Transition) -> list[str]:
     ]
 
 
-def _text(transition: Transition, mapping: MappingResult, late: bool, notes: Sequence[str] = ()) -> str:
+def _body(transition: Transition, mapping: MappingResult, late: bool, notes: Sequence[str] = ()) -> str:
     incident = transition.incident
     heading = '#{} {}'.format(incident.number, _md(incident.title, TEXT_TITLE_LIMIT) if incident.title.strip() else '')
     lines = ['### ' + _link(heading.strip(), incident.html_url), '']
@@ -173,7 +172,7 @@ def _text(transition: Transition, mapping: MappingResult, late: bool, notes: Seq
     lines.extend(notes)
     body = '\n'.join(lines)
     wrapper = len('%%% \n') + len('\n %%%')
-    return '%%% \n' + _clip(body, TEXT_LIMIT - wrapper) + '\n %%%'
+    return '%%% \n' + clip(body, TEXT_LIMIT - wrapper) + '\n %%%'
 
 
 def build_event(
@@ -194,6 +193,86 @@ def build_event(
         'alert_type': ALERT_TYPES.get(transition.kind, 'info'),
         'priority': 'normal',
         'msg_title': _title(transition),
-        'msg_text': _text(transition, mapping, late, notes),
+        'msg_text': _body(transition, mapping, late, notes),
         'tags': list(tags),
     }
+
+
+# Change-failure attribution notes ---------------------------------------------------------------
+
+FORBIDDEN_REASON = (
+    'Datadog refused access to DORA deployments (403); `datadog_app_key` needs the `dora_metrics_read` '
+    'and `dora_metrics_write` permissions'
+)
+_UNREACHABLE = 'the DORA deployments API could not be reached; retried on the next run'
+
+
+def deployment_text(deployment: Deployment) -> str:
+    """A deployment named for people: id, service, env, version and finish time."""
+    return 'deployment {} of {} in env {}, version {}, finished at {}'.format(
+        _code(deployment.id),
+        _code(deployment.service),
+        _code(deployment.env),
+        _code(deployment.version),
+        format_time(deployment.finished_at),
+    )
+
+
+def refusal_reason(outcome: str, mapping: MappingResult, min_severity: str | None) -> str:
+    """Why an incident cannot be attributed, for an `attribution_rules.refusal()` outcome."""
+    if outcome == BELOW_SEVERITY:
+        return 'severity {} is below `attribution_min_severity` {}'.format(_code(mapping.severity), _code(min_severity))
+    if outcome == NO_SERVICE:
+        return 'the incident maps to no Datadog service, and deployments are matched by service'
+    if outcome == SEVERAL_SERVICES:
+        services = mapped_services(mapping)[:10]
+        return 'the incident maps to several services ({})'.format(', '.join(_code(s) for s in services))
+    return 'the incident has no env (set `env`, or `env` in `service_overrides`), and deployments are matched by env'
+
+
+def no_deployment_reason(service: str, env: str, window: float, start: float) -> str:
+    return 'no deployment of {} in env {} finished in the {} before {}'.format(
+        _code(service), _code(env), format_duration(window), format_time(start)
+    )
+
+
+def rejected_reason(status: int | None) -> str:
+    return 'the DORA deployments search was rejected ({})'.format(status)
+
+
+def attribution_line(deployment: Deployment, *, kept: bool = False) -> str:
+    return '- **Change failure:** {} {}'.format(
+        'still attributed to' if kept else 'attributed to', deployment_text(deployment)
+    )
+
+
+def not_attributed_line(reason: str) -> str:
+    return '- **Change failure:** not attributed: {}'.format(reason)
+
+
+def attribution_pending_line(forbidden: bool = False) -> str:
+    if forbidden:
+        return '- **Change failure:** not attributed yet: {}'.format(FORBIDDEN_REASON)
+    return '- **Change failure:** attribution pending: {}'.format(_UNREACHABLE)
+
+
+def remediation_line(kind: str, fix: Deployment) -> str:
+    return '- **Remediation:** {} by {}'.format(kind, deployment_text(fix))
+
+
+def no_remediation_line(blamed: Deployment) -> str:
+    return '- **Remediation:** none recorded: no later deployment of {} in env {} finished before the resolve'.format(
+        _code(blamed.service), _code(blamed.env)
+    )
+
+
+def remediation_rejected_line(status: int | None) -> str:
+    return '- **Remediation:** not recorded: {}'.format(rejected_reason(status))
+
+
+def remediation_pending_line(forbidden: bool = False, *, after_attribution: bool = False) -> str:
+    if after_attribution:
+        return '- **Remediation:** pending: the attribution of this incident is retried on the next run'
+    if forbidden:
+        return '- **Remediation:** not recorded yet: {}'.format(FORBIDDEN_REASON)
+    return '- **Remediation:** pending: {}'.format(_UNREACHABLE)

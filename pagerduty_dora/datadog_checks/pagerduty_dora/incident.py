@@ -1,20 +1,18 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """PagerDuty incidents as plain values: parsing, timestamps and the fields that make a transition."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from .times import parse_time
 
 STATUSES = ('triggered', 'acknowledged', 'resolved')
 URGENCIES = ('high', 'low')
 OPEN_STATUSES = ('triggered', 'acknowledged')
-# Times outside [1970, 9999) cannot be rendered back (`format_time`) nor sent to the DORA API.
-EARLIEST_TIME = 0.0
-LATEST_TIME = 253370764800.0  # 9999-01-01T00:00:00Z
 # PagerDuty ids are short; a longer one is not an id, and would be held in state and sent in tags.
 MAX_ID_LENGTH = 128
 MAX_INCIDENT_NUMBER = 2**63 - 1
@@ -62,31 +60,6 @@ class Incident:
         return self.status in OPEN_STATUSES
 
 
-def parse_time(value: Any) -> float:
-    """Parse a PagerDuty ISO 8601 timestamp into UTC epoch seconds.
-
-    PagerDuty renders times with an explicit offset (`Z` or `+02:00`). A timestamp without one is
-    ambiguous (the account time zone); the client always asks for UTC, so a naive value is read as UTC.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError('not a timestamp: {!r}'.format(value))
-    text = value.strip()
-    if text.endswith(('Z', 'z')):
-        text = text[:-1] + '+00:00'
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    epoch = parsed.timestamp()
-    if not EARLIEST_TIME <= epoch < LATEST_TIME:
-        raise ValueError('timestamp out of range: {!r}'.format(value))
-    return epoch
-
-
-def format_time(epoch: float) -> str:
-    """Render epoch seconds as an explicit-UTC ISO 8601 timestamp, the only form the client sends."""
-    return dt.datetime.fromtimestamp(int(epoch), tz=dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
 def _optional_time(value: Any) -> float | None:
     if value in (None, ''):
         return None
@@ -96,14 +69,14 @@ def _optional_time(value: Any) -> float | None:
         return None
 
 
-def _text(value: Any, limit: int = MAX_NAME_LENGTH) -> str:
+def _bounded(value: Any, limit: int = MAX_NAME_LENGTH) -> str:
     return value[: limit * 2].strip()[:limit] if isinstance(value, str) else ''
 
 
 def _reference_name(reference: Any) -> str:
     if not isinstance(reference, Mapping):
         return ''
-    return _text(reference.get('name')) or _text(reference.get('summary'))
+    return _bounded(reference.get('name')) or _bounded(reference.get('summary'))
 
 
 def _identifier(value: Any) -> str | None:
@@ -163,14 +136,14 @@ def parse_incident(raw: Any) -> Incident:
     return Incident(
         id=incident_id,
         number=number,
-        title=_text(raw.get('title'), MAX_TITLE_LENGTH) or _text(raw.get('summary'), MAX_TITLE_LENGTH),
+        title=_bounded(raw.get('title'), MAX_TITLE_LENGTH) or _bounded(raw.get('summary'), MAX_TITLE_LENGTH),
         status=status,
         urgency=urgency,
         created_at=created_at,
-        html_url=_text(raw.get('html_url'), MAX_TITLE_LENGTH),
+        html_url=_bounded(raw.get('html_url'), MAX_TITLE_LENGTH),
         service_id=service_id,
         service_name=_reference_name(service),
-        service_url=_text(service.get('html_url'), MAX_TITLE_LENGTH),
+        service_url=_bounded(service.get('html_url'), MAX_TITLE_LENGTH),
         teams=teams,
         priority=priority,
         acknowledged_at=_latest_acknowledgement(raw.get('acknowledgements')),
@@ -183,31 +156,3 @@ def parse_incident(raw: Any) -> Incident:
 
 def _is_merge(reason: Any) -> bool:
     return isinstance(reason, Mapping) and reason.get('type') == 'merge_resolve_reason'
-
-
-TRANSITION_KINDS = (
-    'triggered',
-    'acknowledged',
-    'unacknowledged',
-    'resolved',
-    'reopened',
-    'priority_changed',
-    'urgency_changed',
-    'service_changed',
-)
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One change of one incident, as observed by the collector.
-
-    `at` is when it happened in PagerDuty (UTC epoch seconds); `previous` holds the value before a
-    `*_changed` transition (priority name, urgency, or PagerDuty service name). `first` is False for
-    an acknowledgement after an earlier one (time to acknowledge ends at the first).
-    """
-
-    kind: str
-    incident: Incident
-    at: float
-    previous: str | None = None
-    first: bool = True

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Which Datadog service, team, env and severity an incident belongs to: the Service Catalog matching rules.
@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .incident import Incident
+from .text import text_or_none
 
 RULES = (
     'override',
@@ -196,10 +197,6 @@ class MappingResult:
     severity: str | None
 
 
-def _clean(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 def parse_overrides(raw: Sequence[Mapping[str, Any]] | None) -> list[Override]:
     """Validate `service_overrides` into `Override`s, in order.
 
@@ -219,14 +216,14 @@ def parse_overrides(raw: Sequence[Mapping[str, Any]] | None) -> list[Override]:
         for key in OVERRIDE_FIELDS:
             if entry.get(key) is not None and not isinstance(entry.get(key), str):
                 raise ValueError('{}.{} must be a string'.format(where, key))
-        pagerduty_service = _clean(entry.get('pagerduty_service'))
+        pagerduty_service = text_or_none(entry.get('pagerduty_service'))
         if pagerduty_service is None:
             raise ValueError('{} needs pagerduty_service (a PagerDuty service id, name or URL)'.format(where))
         override = Override(
             pagerduty_service=pagerduty_service,
-            service=_clean(entry.get('service')),
-            team=_clean(entry.get('team')),
-            env=_clean(entry.get('env')),
+            service=text_or_none(entry.get('service')),
+            team=text_or_none(entry.get('team')),
+            env=text_or_none(entry.get('env')),
         )
         if override.service is None and override.team is None and override.env is None:
             raise ValueError('{} sets none of service, team, env'.format(where))
@@ -240,7 +237,7 @@ def severity_of(priority: str | None, severity_mapping: Mapping[str, str] | None
         return None
     wanted = name_key(priority)
     for key, value in (severity_mapping or {}).items():
-        if name_key(key) == wanted and _clean(value):
+        if name_key(key) == wanted and text_or_none(value):
             return value.strip()
     return priority.strip()
 
@@ -296,7 +293,7 @@ def map_incident(
     by an override are resolved to the handle when the teams list knows them.
     """
     rule, services, team = _catalog_rules(incident, catalog)
-    chosen_env = _clean(env)
+    chosen_env = text_or_none(env)
     override = next((o for o in overrides if o.matches(incident)), None)
     if override is not None:
         rule = 'override'

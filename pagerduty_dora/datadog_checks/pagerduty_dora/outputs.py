@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Agent events and metrics for incident transitions, with the tags the README lists under Data Collected."""
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .events import build_event
-from .incident import Incident, Transition
+from .incident import Incident
 from .mapping import MappingResult
+from .transitions import Transition
 
 STATUS_METRICS = {
     'triggered': 'incidents.triggered',

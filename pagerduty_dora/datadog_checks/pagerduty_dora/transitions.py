@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Pure functions: an incident's transitions, replayed from its log entries and its current state.
@@ -23,10 +23,39 @@ open again after its last logged resolve was reopened at its `last_status_change
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Protocol, Sequence
 
-from .incident import Incident, Transition
+from .incident import Incident
 from .state import IncidentRecord
+
+TRANSITION_KINDS = (
+    'triggered',
+    'acknowledged',
+    'unacknowledged',
+    'resolved',
+    'reopened',
+    'priority_changed',
+    'urgency_changed',
+    'service_changed',
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of one incident, as observed by the collector.
+
+    `at` is when it happened in PagerDuty (UTC epoch seconds); `previous` holds the value before a
+    `*_changed` transition (priority name, urgency, or PagerDuty service name). `first` is False for
+    an acknowledgement after an earlier one (time to acknowledge ends at the first).
+    """
+
+    kind: str
+    incident: Incident
+    at: float
+    previous: str | None = None
+    first: bool = True
+
 
 NEW = 'new'
 UNKNOWN = 'unknown'
@@ -151,6 +180,104 @@ def adopt(replay: Replay, incident: Incident, now: float) -> list[Transition]:
         out.append(Transition('resolved', incident, incident.resolved_at or at))
         replay.resolved_at = incident.resolved_at or at
     replay.status = target
+    return out
+
+
+@dataclass(frozen=True)
+class Horizons:
+    """Where collection stands, which decides what an incident's current state can mean."""
+
+    live_since: float
+    # The change feed has applied every log entry before this time.
+    covered: float
+    # A full pass over the open incidents was made since going live.
+    baseline: bool
+    now: float
+    # How late PagerDuty may index an entry: a change older than `covered - overlap` that the feed
+    # did not show was missed, not merely not read yet.
+    overlap: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReadLog:
+    """The incident's own log is needed to tell what happened: from `since` on, or all of it (None)."""
+
+    since: float | None
+
+
+class _Entry(Protocol):
+    """What `settle` reads of a log entry."""
+
+    action: str
+    at: float
+
+
+def settle(
+    replay: Replay,
+    incident: Incident,
+    record: IncidentRecord | None,
+    horizons: Horizons,
+    log: Sequence[_Entry] | None = None,
+) -> list[Transition] | ReadLog:
+    """Reconcile the replayed status with the incident's own, returning the transitions that explains.
+
+    Returns `ReadLog` (and leaves `replay` as it was) when only the incident's own log can tell;
+    the caller reads it and calls again with `log`.
+    """
+    trial = replace(replay)
+    result = _settle(trial, incident, record, horizons, log)
+    if not isinstance(result, ReadLog):
+        for item in fields(replay):
+            setattr(replay, item.name, getattr(trial, item.name))
+    return result
+
+
+def _settle(
+    replay: Replay, incident: Incident, record: IncidentRecord | None, horizons: Horizons, log: Sequence[_Entry] | None
+) -> list[Transition] | ReadLog:
+    now, covered = horizons.now, horizons.covered
+    changed = incident.last_status_change_at
+    if replay.status == NEW:
+        # Shown by the log without its trigger entry (it lies before the window being read).
+        out = adopt(replay, incident, now)
+        replay.status_at = max(replay.status_at, now)
+        return out
+    if replay.status == UNKNOWN:
+        out = []
+        if (
+            horizons.baseline
+            and record is None
+            and incident.is_open
+            and changed is not None
+            and horizons.live_since <= changed < covered
+        ):
+            # Open, unknown, after the baseline: reopened, or moved into scope? A resolve in its own
+            # log means reopened (PagerDuty logs no reopen); none means it was never resolved.
+            if log is None:
+                return ReadLog(None)
+            resolves = [entry.at for entry in log if entry.action == 'resolve']
+            if resolves and max(resolves) < changed:
+                out = [Transition('reopened', incident, changed)]
+        replay.status = incident.status
+        replay.status_at = max(replay.status_at, now)
+        return out
+    if replay.status == incident.status:
+        return []
+    out = []
+    reopen = reopened_unlogged(replay, incident, covered)
+    if reopen is not None:
+        out.append(reopen)
+        if replay.status == incident.status:
+            return out
+    if changed is None or changed < covered - horizons.overlap:
+        # The feed read past this change without showing it: the incident's own log tells.
+        if log is None:
+            return ReadLog(replay.status_at or None)
+        for entry in log:
+            out += apply_entry(replay, entry.action, entry.at, incident)
+        if replay.status != incident.status:
+            out += adopt(replay, incident, now)
+            replay.status_at = max(replay.status_at, changed or now)
     return out
 
 

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Backfill benchmark: the check against the simulated PagerDuty, compared with the thinnest correct client.
@@ -32,9 +32,9 @@ DD_API_KEY = 'bench0123456789abcdef0123456789ab'
 
 def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
     """Build the account and serve PagerDuty and DORA until told to stop."""
-    from datadog_checks.pagerduty_dora.simulator.dora_api import DoraState
-    from datadog_checks.pagerduty_dora.simulator.pagerduty import PagerDutyAccount, PagerDutySimulator
-    from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+    from ..fakes.dora_api import DoraState
+    from ..fakes.pagerduty import PagerDutyAccount, PagerDutySimulator
+    from ..fakes.server import FakeServer, Reply
 
     start = end - args.days * DAY
     hot = start + (args.days // 2) * DAY
@@ -224,6 +224,9 @@ def _runs_to_see_priority_change(check: Any, urls: dict, aggregator: Any, logged
     incident = requests.post(urls['datadog'] + '/_priority', params={'logged': str(logged).lower()}, timeout=60)
     target = incident.json()['incident']
     for runs in range(1, 500):
+        # Runs are a minute apart under the Agent; a second apart is enough for PagerDuty's
+        # one-second timestamps to fall behind the check's clock, as they do there.
+        time.sleep(1.0)
         aggregator.reset()
         check.run()
         seen = [

@@ -1,9 +1,9 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The demo world: a small simulated PagerDuty account, a Datadog catalog, and the changes made between runs.
 
-The same account serves the `--demo` command and the test suite, so what the demo shows is what the
+The test suite runs the same world against its stricter fakes, so what the demo shows is what the
 tests prove. It is built so that every mapping rule decides at least one incident:
 
 | PagerDuty service (team)          | catalog / option                                    | rule                   |
@@ -25,13 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from datadog_checks.pagerduty_dora.incident import parse_time
+from datadog_checks.pagerduty_dora.times import parse_time
 
-from .catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
-from .deployments_api import DeploymentsState
-from .dora_api import DoraState
-from .pagerduty import PagerDutyAccount, PagerDutySimulator
-from .server import FakeServer
+from .catalog import Catalog, v3_entity, v22_definition
+from .datadog import Deployments, DoraFailures
+from .pagerduty import PagerDutyAccount, PagerDutyApi
+from .server import LoopbackServer, Route
 
 # A fixed start keeps the demo's output the same on every machine and every day.
 START = parse_time('2026-11-26T12:00:00Z')
@@ -79,7 +78,7 @@ EXPECTED_RULES = {
 class DemoAccount:
     """The simulated account with its services and incidents by name, so changes can refer to them."""
 
-    account: PagerDutyAccount
+    account: Any  # a PagerDutyAccount, or one with the same methods
     services: dict[str, str] = field(default_factory=dict)  # PagerDuty service name -> id
     incidents: dict[str, str] = field(default_factory=dict)  # incident title -> id
 
@@ -121,9 +120,9 @@ def _history() -> list[tuple[float, Callable[[DemoAccount], None]]]:
     ]
 
 
-def build_account(start: float = START) -> DemoAccount:
+def build_account(start: float = START, account_class: Any = PagerDutyAccount) -> DemoAccount:
     """The demo account as it is at `start`: its services, teams, and past incidents."""
-    account = PagerDutyAccount(subdomain='acme', now=start)
+    account = account_class(subdomain='acme', now=start)
     teams: dict[str, str] = {}
     demo = DemoAccount(account)
     for service, team in SERVICES.items():
@@ -137,13 +136,13 @@ def build_account(start: float = START) -> DemoAccount:
     return demo
 
 
-def build_catalog(demo: DemoAccount) -> CatalogState:
+def build_catalog(demo: DemoAccount, catalog_class: Any = Catalog) -> Any:
     """The Datadog side: service definitions (v2.2), catalog entities (v3) and teams."""
     checkout_url = demo.account.service_url(demo.services['Checkout (prod)'])
     search_url = demo.account.service_url(demo.services['Search Platform'])
     # The same service written the other way PagerDuty links it, to show URLs are compared by service id.
     search_url_other_form = 'https://acme.pagerduty.com/services/{}/'.format(demo.services['Search Platform'])
-    return CatalogState(
+    return catalog_class(
         definitions=[
             v22_definition('checkout-api', team='payments', pagerduty_url=checkout_url),
             v22_definition('search-api', team='search', pagerduty_url=search_url),
@@ -159,7 +158,7 @@ def build_catalog(demo: DemoAccount) -> CatalogState:
     )
 
 
-def build_deployments(start: float = START) -> DeploymentsState:
+def build_deployments(start: float = START, deployments_class: Any = Deployments) -> Any:
     """The DORA deployments change-failure attribution reads: a bad `login` release and its rollback.
 
     `Login errors spiking` is triggered 4 minutes after the first run, 20 minutes after `login`
@@ -167,7 +166,7 @@ def build_deployments(start: float = START) -> DeploymentsState:
     the incident resolves, which is recorded as a rollback. A `checkout-api` release shortly before
     `Checkout latency above SLO` shows in the dry run's attribution preview.
     """
-    deployments = DeploymentsState(API_KEY, APP_KEY)
+    deployments = deployments_class(API_KEY, APP_KEY)
     deployments.add('login', ENV, 'v1.8.0', start - 5 * HOUR, deployment_id='dep-login-v1-8-0')
     deployments.add('login', ENV, 'v1.9.0', start - 16 * MINUTE, deployment_id='dep-login-v1-9-0')
     deployments.add('login', ENV, 'v1.8.0', start + 12 * MINUTE, deployment_id='dep-login-rollback')
@@ -225,17 +224,31 @@ RUN_INTERVAL = 5 * MINUTE
 
 
 class DemoWorld:
-    """The demo account served by the PagerDuty simulator, and one Datadog fake (DORA API, catalog, deployments)."""
+    """The demo account served as PagerDuty's API, and one Datadog API (DORA failures, catalog, deployments).
+
+    The classes are attributes so that the tests can run the same world on their stricter fakes.
+    """
+
+    account_class: Any = PagerDutyAccount
+    catalog_class: Any = Catalog
+    dora_class: Any = DoraFailures
+    deployments_class: Any = Deployments
 
     def __init__(self, start: float = START) -> None:
-        self.demo = build_account(start)
+        self.demo = build_account(start, self.account_class)
         self.account = self.demo.account
-        self.catalog = build_catalog(self.demo)
-        self.dora = DoraState(API_KEY)
-        self.deployments = build_deployments(start)
-        self.pagerduty = PagerDutySimulator(self.account)
-        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog) + self.deployments.routes())
+        self.catalog = build_catalog(self.demo, self.catalog_class)
+        self.dora = self.dora_class(API_KEY)
+        self.deployments = build_deployments(start, self.deployments_class)
+        self.pagerduty = self.serve_pagerduty(self.account)
+        self.datadog = self.serve_datadog(self.dora.routes() + self.catalog.routes() + self.deployments.routes())
         self.changes = _changes()
+
+    def serve_pagerduty(self, account: Any) -> Any:
+        return PagerDutyApi(account)
+
+    def serve_datadog(self, routes: list[Route]) -> Any:
+        return LoopbackServer(routes)
 
     def start(self) -> 'DemoWorld':
         self.pagerduty.start()

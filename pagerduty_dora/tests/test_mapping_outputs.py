@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Mapping, filters and outputs end to end: the check against fakes of PagerDuty, the catalog and DORA."""
@@ -12,8 +12,8 @@ from datadog_api_client.v2.model.dora_failure_request import DORAFailureRequest
 
 from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.dora import failure_id
-from datadog_checks.pagerduty_dora.simulator.catalog_api import v3_entity, v22_definition
 
+from .fakes.catalog_api import v3_entity, v22_definition
 from .harness import DD_APP_KEY, transition_of
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -54,7 +54,7 @@ def to_model(attributes):
 
 
 class TestMapping:
-    """Each SPEC §5 rule, from both catalog sources, shows in DORA failures, events and metrics."""
+    """Each rule of the README's mapping table, from both catalog sources, shows in failures, events and metrics."""
 
     EXPECTED = {
         'service_url': (['checkout-api'], 'payments', 'prod'),

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The one place where HTTP calls are made, counted, paced and turned into typed errors.
@@ -115,17 +115,16 @@ class Response:
 
 @dataclass
 class RunLimits:
-    """Per-run bounds: how many requests are left and the monotonic time the run must end by."""
+    """Per-run bounds: how many requests are left and the monotonic time the run must end by.
+
+    `stalled` names the callers that make no more requests in this run (see `ApiClient.stall`).
+    """
 
     max_requests: int
     deadline: float
     used: int = 0
     blocked_until: float = 0.0
-    waits: list[float] = field(default_factory=list)
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.max_requests - self.used)
+    stalled: set[str] = field(default_factory=set)
 
 
 def _header(headers: Mapping[str, str], *names: str) -> str | None:
@@ -194,9 +193,13 @@ class ApiClient:
         blocked_until = self.limits.blocked_until
         self.limits = RunLimits(max_requests=self._max_requests, deadline=deadline, blocked_until=blocked_until)
 
-    @property
-    def remaining(self) -> int:
-        return self.limits.remaining
+    def stall(self, caller: str) -> None:
+        """Note that `caller` (a queue of work, by name) makes no more requests until the next `start_run()`."""
+        self.limits.stalled.add(caller)
+
+    def stalled(self, caller: str) -> bool:
+        """Whether `caller` stalled in this run; `start_run()` clears it."""
+        return caller in self.limits.stalled
 
     def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
         return self.request('get', path, params=params, endpoint=endpoint)
@@ -381,7 +384,6 @@ class ApiClient:
         return True
 
     def _pause(self, seconds: float) -> None:
-        self.limits.waits.append(seconds)
         self._sleep(seconds)
 
 

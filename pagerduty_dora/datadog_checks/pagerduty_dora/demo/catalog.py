@@ -1,29 +1,27 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""A loopback fake of Datadog's Software Catalog and Teams endpoints, for `FakeServer`.
+"""Datadog's Software Catalog and Teams listings the demo's check reads, for `LoopbackServer`.
 
-It answers like the real API where the check depends on it: `page[size]` and `page[limit]` above 100
-are refused, service definitions have no total (a short page ends the listing), entities carry
-`links.next` and their schema in `included`, and a missing or wrong `DD-API-KEY` or
-`DD-APPLICATION-KEY`, or a key without the needed permission, answers 403.
+They page like the real API: service definitions have no total (a short page ends the listing),
+entities carry `links.next` and their schema in `included`, teams give their page numbers. A
+missing or wrong `DD-API-KEY` or `DD-APPLICATION-KEY` answers 403.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
-from .server import Reply, Request
+from .server import Reply, Request, Route
 
 DEFINITIONS_PATH = '/api/v2/services/definitions'
 ENTITIES_PATH = '/api/v2/catalog/entity'
 TEAMS_PATH = '/api/v2/team'
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
-
-Route = tuple[str, str, Callable[[Request], Reply]]
+FORBIDDEN = {'errors': ['Forbidden']}
 
 
 def _id(*parts: str) -> str:
@@ -50,12 +48,16 @@ def v3_entity(name: str, owner: str | None = None, pagerduty_url: str | None = N
     return entity
 
 
-class CatalogState:
-    """What the fake Datadog account holds: v2.2 definitions, v3 entities, teams, and the accepted keys.
+class Refused(Exception):
+    """Answers the request with `reply` instead of a page."""
 
-    `teams` are `(handle, display name)` pairs. `catalog_read` / `teams_read` say whether the
-    application key has `apm_service_catalog_read` / `teams_read`.
-    """
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+class Catalog:
+    """What the Datadog account holds: v2.2 definitions, v3 entities, `(handle, display name)` teams, and its keys."""
 
     def __init__(
         self,
@@ -65,54 +67,45 @@ class CatalogState:
         teams: list[tuple[str, str]] | None = None,
         api_key: str = 'fake-dd-api-key',
         app_key: str = 'fake-dd-app-key',
-        catalog_read: bool = True,
-        teams_read: bool = True,
     ) -> None:
         self.definitions = list(definitions or [])
         self.entities = list(entities or [])
         self.teams = list(teams or [])
         self.api_key = api_key
         self.app_key = app_key
-        self.catalog_read = catalog_read
-        self.teams_read = teams_read
 
-    def authorized(self, request: Request, permission: bool) -> Reply | None:
-        """None when the keys are right and hold the permission, else the 403 the real API answers."""
+    def routes(self) -> list[Route]:
+        """The service definitions, catalog entity and team listings."""
+        return [
+            ('GET', DEFINITIONS_PATH, self._serve(self.definitions_page, 'catalog')),
+            ('GET', ENTITIES_PATH, self._serve(self.entities_page, 'catalog')),
+            ('GET', TEAMS_PATH, self._serve(self.teams_page, 'teams')),
+        ]
+
+    def _serve(self, page: Any, scope: str) -> Any:
+        def handler(request: Request) -> Reply:
+            try:
+                self.check_access(request, scope)
+                return page(request)
+            except Refused as e:
+                return e.reply
+
+        return handler
+
+    def check_access(self, request: Request, scope: str) -> None:
+        """Raise `Refused` unless the keys are right (and may read `scope`: `catalog` or `teams`)."""
         if (
             request.headers.get('dd-api-key') != self.api_key
             or request.headers.get('dd-application-key') != self.app_key
         ):
-            return Reply(403, {'errors': ['Forbidden']})
-        if not permission:
-            return Reply(403, {'errors': ['Forbidden']})
-        return None
+            raise Refused(Reply(403, FORBIDDEN))
 
+    def paging(self, request: Request, size_name: str, index_name: str, default_size: int) -> tuple[int, int]:
+        """(size, index) of the page asked for."""
+        return int(request.arg(size_name) or default_size), int(request.arg(index_name) or 0)
 
-def _int_arg(request: Request, name: str, default: int) -> int | None:
-    value = request.arg(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        return None
-    return number if number >= 0 else None
-
-
-def _bad_request(detail: str) -> Reply:
-    return Reply(400, {'errors': [detail]})
-
-
-def _definitions(state: CatalogState) -> Callable[[Request], Reply]:
-    def handler(request: Request) -> Reply:
-        refused = state.authorized(request, state.catalog_read)
-        if refused:
-            return refused
-        size = _int_arg(request, 'page[size]', DEFAULT_PAGE_SIZE)
-        number = _int_arg(request, 'page[number]', 0)
-        if size is None or number is None or not 1 <= size <= MAX_PAGE_SIZE:
-            return _bad_request('page[size] must be between 1 and {}'.format(MAX_PAGE_SIZE))
-        page = state.definitions[number * size : (number + 1) * size]
+    def definitions_page(self, request: Request) -> Reply:
+        size, number = self.paging(request, 'page[size]', 'page[number]', DEFAULT_PAGE_SIZE)
         data = [
             {
                 'type': 'service-definition',
@@ -130,28 +123,17 @@ def _definitions(state: CatalogState) -> Callable[[Request], Reply]:
                     'schema': d,
                 },
             }
-            for d in page
+            for d in self.definitions[number * size : (number + 1) * size]
         ]
         return Reply(200, {'data': data})
 
-    return handler
-
-
-def _entities(state: CatalogState) -> Callable[[Request], Reply]:
-    def handler(request: Request) -> Reply:
-        refused = state.authorized(request, state.catalog_read)
-        if refused:
-            return refused
-        limit = _int_arg(request, 'page[limit]', MAX_PAGE_SIZE)
-        offset = _int_arg(request, 'page[offset]', 0)
-        if limit is None or offset is None or not 1 <= limit <= MAX_PAGE_SIZE:
-            return _bad_request('page[limit] must be between 1 and {}'.format(MAX_PAGE_SIZE))
+    def entities_page(self, request: Request) -> Reply:
+        limit, offset = self.paging(request, 'page[limit]', 'page[offset]', MAX_PAGE_SIZE)
         kind = request.arg('filter[kind]')
-        selected = [e for e in state.entities if kind is None or e.get('kind') == kind]
-        page = selected[offset : offset + limit]
+        selected = [e for e in self.entities if kind is None or e.get('kind') == kind]
         include_schema = 'schema' in (request.arg('include') or '').split(',')
         data, included = [], []
-        for entity in page:
+        for entity in selected[offset : offset + limit]:
             metadata: dict = entity['metadata'] if isinstance(entity.get('metadata'), dict) else {}
             name = str(metadata.get('name'))
             entity_id = _id('entity', str(entity.get('kind')), name)
@@ -196,19 +178,8 @@ def _entities(state: CatalogState) -> Callable[[Request], Reply]:
             body['included'] = included
         return Reply(200, body)
 
-    return handler
-
-
-def _teams(state: CatalogState) -> Callable[[Request], Reply]:
-    def handler(request: Request) -> Reply:
-        refused = state.authorized(request, state.teams_read)
-        if refused:
-            return refused
-        size = _int_arg(request, 'page[size]', DEFAULT_PAGE_SIZE)
-        number = _int_arg(request, 'page[number]', 0)
-        if size is None or number is None or not 1 <= size <= MAX_PAGE_SIZE:
-            return _bad_request('page[size] must be between 1 and {}'.format(MAX_PAGE_SIZE))
-        page = state.teams[number * size : (number + 1) * size]
+    def teams_page(self, request: Request) -> Reply:
+        size, number = self.paging(request, 'page[size]', 'page[number]', DEFAULT_PAGE_SIZE)
         data = [
             {
                 'type': 'team',
@@ -227,36 +198,18 @@ def _teams(state: CatalogState) -> Callable[[Request], Reply]:
                 },
                 'relationships': {},
             }
-            for handle, name in page
+            for handle, name in self.teams[number * size : (number + 1) * size]
         ]
-        total = len(state.teams)
+        total = len(self.teams)
         last = max(0, (total - 1) // size)
-        return Reply(
-            200,
-            {
-                'data': data,
-                'meta': {
-                    'pagination': {
-                        'type': 'number_size',
-                        'number': number,
-                        'size': size,
-                        'total': total,
-                        'first_number': 0,
-                        'last_number': last,
-                        'prev_number': number - 1 if number > 0 else None,
-                        'next_number': number + 1 if number < last else None,
-                    }
-                },
-            },
-        )
-
-    return handler
-
-
-def catalog_routes(state: CatalogState) -> list[Route]:
-    """Routes for `FakeServer`: the service definitions, catalog entity and team listings over `state`."""
-    return [
-        ('GET', DEFINITIONS_PATH, _definitions(state)),
-        ('GET', ENTITIES_PATH, _entities(state)),
-        ('GET', TEAMS_PATH, _teams(state)),
-    ]
+        pagination = {
+            'type': 'number_size',
+            'number': number,
+            'size': size,
+            'total': total,
+            'first_number': 0,
+            'last_number': last,
+            'prev_number': number - 1 if number > 0 else None,
+            'next_number': number + 1 if number < last else None,
+        }
+        return Reply(200, {'data': data, 'meta': {'pagination': pagination}})

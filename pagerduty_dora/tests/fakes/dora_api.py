@@ -1,25 +1,24 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """A loopback fake of Datadog's `POST /api/v2/dora/failure`, validating payloads the way the real API does.
 
-Serve it with `FakeServer(state.routes())`. Beyond the published rules it refuses attribute names
-the API does not define, so a misspelt field fails a test instead of being silently ignored.
+Serve it with `FakeServer(state.routes())`. It builds on the demo's intake with the API's rate
+limit, `DELETE` of a failure, injected faults (`faults`) and validation. Beyond the published rules
+it refuses attribute names the API does not define, so a misspelt field fails a test instead of
+being silently ignored.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
-import uuid
-from collections import deque
 from typing import Any, Callable, TypeGuard
 
-from .server import Handler, Reply, Request
+from datadog_checks.pagerduty_dora.demo.datadog import FAILURE_PATH, FORBIDDEN, DoraFailures
 
-FAILURE_PATH = '/api/v2/dora/failure'
-FORBIDDEN = {'errors': ['Forbidden']}
+from .faults import Fault, Faults
+from .server import Handler, Reply, Request
 
 ID_PATTERN = re.compile(r'[A-Za-z0-9\-_.:]{16,128}')
 TAG_PATTERN = re.compile(r'[^:\s][^:]*:.+', re.DOTALL)
@@ -38,7 +37,7 @@ ATTRIBUTES = {
     'version',
 }
 STRING_ATTRIBUTES = ('env', 'name', 'severity', 'team', 'version')
-FAULT_KINDS = ('timeout',)
+FAULT_KINDS = ('timeout',)  # named faults, besides any HTTP status
 
 
 def to_nanoseconds(value: int) -> int:
@@ -105,12 +104,13 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class DoraState:
+class DoraState(DoraFailures):
     """What the fake DORA API has received, plus its faults and rate limit.
 
     `failures` holds the latest accepted attributes per failure id, `posts` every accepted one in
     order. With `rate_limit`, at most that many requests are answered per `period` seconds; every
-    answer then carries `X-RateLimit-*` headers and the excess gets a 429, as Datadog does.
+    answer then carries `X-RateLimit-*` headers and the excess gets a 429, as Datadog does. Faults
+    are taken after authentication and the rate limit.
     """
 
     def __init__(
@@ -124,36 +124,25 @@ class DoraState:
         timeout_delay: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.api_key = api_key
+        super().__init__(api_key)
         # Deleting a failure needs an application key as well; without one configured, any is refused.
         self.app_key = app_key
         self.rate_limit = rate_limit
         self.period = period
         self.accepted_status = accepted_status
         self.timeout_delay = timeout_delay
-        self.failures: dict[str, dict] = {}
-        self.posts: list[dict] = []
-        self.rejected: list[tuple[int, list[str]]] = []
         self.removed: list[str] = []
+        self.faults = Faults(FAULT_KINDS)
         self._clock = clock
-        self._faults: deque[int | str] = deque()
         self._window_start = clock()
         self._window_used = 0
-        self._lock = threading.Lock()
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """Route tuples for `FakeServer`."""
-        return [
-            ('POST', re.escape(FAILURE_PATH), self.handle),
-            ('DELETE', re.escape(FAILURE_PATH) + r'/(?P<id>[^/]+)', self.handle_delete),
-        ]
+        return super().routes() + [('DELETE', re.escape(FAILURE_PATH) + r'/(?P<id>[^/]+)', self.handle_delete)]
 
-    def fail_next(self, n: int, status_or_kind: int | str) -> None:
-        """Answer the next `n` requests with a fault: an HTTP status (429, 500, 503, 400...) or `timeout`."""
-        if isinstance(status_or_kind, str) and status_or_kind not in FAULT_KINDS:
-            raise ValueError('unknown fault {!r}'.format(status_or_kind))
-        with self._lock:
-            self._faults.extend([status_or_kind] * n)
+    def errors(self, body: Any) -> list[str]:
+        return validate(body)
 
     def _admit(self, request: Request, *, app_key: bool = False) -> tuple[Reply | None, dict[str, str]]:
         """Authentication, rate limit and injected faults, shared by every route: a refusal, or the headers."""
@@ -165,28 +154,10 @@ class DoraState:
         if limited is not None:
             return limited, {}
         headers = self._rate_headers()
-        if self._faults:
-            return self._fault(self._faults.popleft(), headers), headers
+        fault = self.faults.take(request)
+        if fault is not None:
+            return datadog_fault(fault, headers, self._exhausted_headers(), self.timeout_delay), headers
         return None, headers
-
-    def handle(self, request: Request) -> Reply:
-        with self._lock:
-            refused, headers = self._admit(request)
-            if refused is not None:
-                return refused
-            try:
-                body = request.json()
-            except ValueError:
-                body = None
-            errors = validate(body)
-            if errors:
-                self.rejected.append((400, errors))
-                return Reply(400, {'errors': errors}, headers=headers)
-            attributes = body['data']['attributes']
-            failure_id = attributes.get('id') or str(uuid.uuid4())
-            self.failures[failure_id] = attributes
-            self.posts.append(attributes)
-            return Reply(self.accepted_status, {'data': {'id': failure_id, 'type': 'dora_failure'}}, headers=headers)
 
     def handle_delete(self, request: Request) -> Reply:
         """`DELETE /api/v2/dora/failure/{id}`: 204 when it existed, 404 when it did not."""
@@ -199,15 +170,6 @@ class DoraState:
                 return Reply(404, {'errors': ['Not Found']}, headers=headers)
             self.removed.append(failure_id)
             return Reply(204, headers=headers)
-
-    def _fault(self, fault: int | str, headers: dict[str, str]) -> Reply:
-        if fault == 'timeout':
-            return Reply(504, {'errors': ['Gateway Timeout']}, delay=self.timeout_delay)
-        if fault == 429:
-            return Reply(429, {'errors': ['Too many requests']}, headers=dict(headers, **self._exhausted_headers()))
-        if fault in (500, 502, 503, 504):
-            return Reply(fault, {'errors': ['Internal Server Error']}, headers=headers)
-        return Reply(int(fault), {'errors': ['Injected error {}'.format(fault)]}, headers=headers)
 
     def _rate_limit(self) -> Reply | None:
         if self.rate_limit is None:
@@ -241,3 +203,15 @@ class DoraState:
             'X-RateLimit-Reset': str(self._reset()),
             'X-RateLimit-Period': str(self.period),
         }
+
+
+def datadog_fault(fault: Fault, headers: dict[str, str], exhausted: dict[str, str], timeout_delay: float) -> Reply:
+    """A fault as Datadog's API answers it: `timeout` is a 504 held back `timeout_delay` seconds, a 429
+    carries the `exhausted` rate limit headers, any other status an `errors` list."""
+    if fault.kind == 'timeout':
+        return Reply(504, {'errors': ['Gateway Timeout']}, delay=timeout_delay)
+    if fault.kind == '429':
+        return Reply(429, {'errors': ['Too many requests']}, headers=dict(headers, **exhausted))
+    status = int(fault.kind)
+    message = 'Internal Server Error' if 500 <= status <= 504 else 'Injected error {}'.format(status)
+    return Reply(status, {'errors': [message]}, headers=headers)

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The simulated PagerDuty account behaves like PagerDuty's REST API v2 where the collector can trip."""
@@ -12,8 +12,10 @@ import time
 import pytest
 import requests
 
-from datadog_checks.pagerduty_dora.incident import parse_incident, parse_time
-from datadog_checks.pagerduty_dora.simulator.pagerduty import (
+from datadog_checks.pagerduty_dora.incident import parse_incident
+from datadog_checks.pagerduty_dora.times import parse_time
+
+from .fakes.pagerduty import (
     FAULT_KINDS,
     PagerDutyAccount,
     PagerDutySimulator,
@@ -437,7 +439,7 @@ class TestFaults:
         ids=['429', '429-bare', '500', '502'],
     )
     def test_status_faults(self, simulator, get, kind, status, has_headers):
-        simulator.fail_next(2, kind, reset=7)
+        simulator.faults.fail_next(2, kind, reset=7)
         answers = [get('/incidents') for _ in range(3)]
         assert [r.status_code for r in answers] == [status, status, 200]
         assert ('ratelimit-reset' in answers[0].headers) is has_headers
@@ -446,35 +448,35 @@ class TestFaults:
             assert answers[0].headers['ratelimit-remaining'] == '0'
 
     def test_bad_json(self, simulator, get):
-        simulator.fail_next(1, 'bad_json')
+        simulator.faults.fail_next(1, 'bad_json')
         response = get('/incidents')
         assert response.status_code == 200
         with pytest.raises(ValueError):
             json.loads(response.content)
 
     def test_truncated(self, simulator, get):
-        simulator.fail_next(1, 'truncated')
+        simulator.faults.fail_next(1, 'truncated')
         with pytest.raises(requests.exceptions.RequestException):
             get('/incidents')
         assert get('/incidents').status_code == 200
 
     def test_timeout(self, account):
         with PagerDutySimulator(account, timeout_delay=1.0) as simulator:
-            simulator.fail_next(1, 'timeout')
+            simulator.faults.fail_next(1, 'timeout')
             started = time.monotonic()
             with pytest.raises(requests.exceptions.Timeout):
                 requests.get(simulator.url + '/incidents', headers=HEADERS, timeout=0.2)
             assert time.monotonic() - started < 1.0
 
     def test_path_prefix(self, simulator, get):
-        simulator.fail_next(1, '500', path_prefix='/log_entries')
+        simulator.faults.fail_next(1, '500', path_prefix='/log_entries')
         assert get('/incidents').status_code == 200
         assert get('/log_entries').status_code == 500
 
     def test_chaos_is_seeded(self, account):
         def run():
             with PagerDutySimulator(account) as simulator:
-                simulator.chaos(0.5, seed=7, kinds=['500', '429', '429_bare'])
+                simulator.faults.chaos(0.5, seed=7, kinds=['500', '429', '429_bare'])
                 return [
                     requests.get(simulator.url + '/incidents', headers=HEADERS, timeout=10).status_code
                     for _ in range(20)
@@ -485,14 +487,14 @@ class TestFaults:
         assert 200 in first and {500, 429} <= set(first)
 
     def test_chaos_off(self, simulator, get):
-        simulator.chaos(1.0, seed=1, kinds=['500'])
+        simulator.faults.chaos(1.0, seed=1, kinds=['500'])
         assert get('/incidents').status_code == 500
-        simulator.chaos(0)
+        simulator.faults.chaos(0)
         assert get('/incidents').status_code == 200
 
     def test_unknown_kind(self, simulator):
         with pytest.raises(ValueError):
-            simulator.fail_next(1, 'teapot')
+            simulator.faults.fail_next(1, 'teapot')
         assert 'teapot' not in FAULT_KINDS
 
 

@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import logging
@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.api import (
+from datadog_checks.pagerduty_dora.http_client import (
     ApiClient,
     AuthError,
     BudgetExhausted,
@@ -14,7 +14,8 @@ from datadog_checks.pagerduty_dora.api import (
     RequestRejected,
     TransientError,
 )
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply
+
+from .fakes.server import FakeServer, Reply
 
 SECRET = 'u+SECRETtoken0123456789'
 

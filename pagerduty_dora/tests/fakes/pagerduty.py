@@ -1,4 +1,4 @@
-# (C) Datadog, Inc. 2026-present
+# (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """A simulated PagerDuty account and a loopback fake of the parts of its REST API v2 the check reads.
@@ -16,12 +16,14 @@ because those are what the collector must survive:
 - `limit` is capped at 100; `offset + limit` past 10,000 is a 400 with code 2002;
 - log entries come newest first;
 - `ratelimit-*` headers on every answer, 429 past the per-minute budget, and injected faults
-  (429 with and without headers, 5xx, slow answers, cut bodies, bad JSON).
+  (429 with and without headers, 5xx, slow answers, cut bodies, bad JSON) through `faults`.
+
+It renders incidents and log entries with the demo's `Renderer`, so both speak the same JSON.
 
 Incidents are stored column-wise (arrays indexed by incident number) and rendered to JSON only
 when a page is served, so an account of 100,000 incidents costs a few megabytes.
 
-    account = PagerDutyAccount(now=parse_time('2026-11-26T12:00:00Z'))  # parse_time from ..incident
+    account = PagerDutyAccount(now=parse_time('2026-11-26T12:00:00Z'))
     api = account.add_service('checkout-api', team_ids=[account.add_team('Payments')])
     incident_id = account.trigger(api, 'Checkout errors', priority='P1')
     with PagerDutySimulator(account) as pagerduty:
@@ -38,73 +40,49 @@ import random
 import threading
 import time
 from array import array
+from http import HTTPStatus
 from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from datadog_checks.pagerduty_dora.incident import format_time
-from datadog_checks.pagerduty_dora.simulator.server import FakeServer, Reply, Request
-
-STATUSES = ('triggered', 'acknowledged', 'resolved')
-URGENCIES = ('high', 'low')
-PRIORITY_NAMES = ('P1', 'P2', 'P3', 'P4', 'P5')
-
-# Log entry types this simulation writes; `is_overview=true` leaves out the notifications, as PagerDuty does.
-LOG_ENTRY_TYPES = (
-    'trigger_log_entry',
-    'assign_log_entry',
-    'notify_log_entry',
-    'acknowledge_log_entry',
-    'unacknowledge_log_entry',
-    'resolve_log_entry',
-    'priority_change_log_entry',
-    'urgency_change_log_entry',
+from datadog_checks.pagerduty_dora.demo.pagerduty import DEFAULT_LIMIT, MAX_LIMIT, OVERVIEW_KINDS, PagerDutyApi
+from datadog_checks.pagerduty_dora.demo.rendering import (
+    ACK,
+    ASSIGN,
+    ENTITY_BASE,
+    LOG_ENTRY_TYPES,
+    NOTIFY,
+    PRIORITY,
+    RESOLVE,
+    RESPONDER,
+    STATUSES,
+    TRIGGER,
+    UNACK,
+    URGENCIES,
+    URGENCY,
+    IncidentFacts,
+    Renderer,
+    decode_id,
+    encode_id,
+    priorities,
 )
-_OVERVIEW_KINDS = frozenset(i for i, name in enumerate(LOG_ENTRY_TYPES) if name != 'notify_log_entry')
-_TRIGGER, _ASSIGN, _NOTIFY, _ACK, _UNACK, _RESOLVE, _PRIORITY, _URGENCY = range(len(LOG_ENTRY_TYPES))
+from datadog_checks.pagerduty_dora.times import format_time
+
+from .faults import Faults
+from .server import FakeServer, Reply, Request
+
 _TRIGGERED, _ACKNOWLEDGED, _RESOLVED = range(3)
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 25
 MAX_OFFSET_PLUS_LIMIT = 10000
 DEFAULT_RANGE = 30 * 86400
 MAX_RANGE_MONTHS = 6
 DEFAULT_RATE_LIMIT = 960
 RATE_LIMIT_WINDOW = 60.0
-FAULT_KINDS = ('429', '429_bare', '500', '502', 'timeout', 'truncated', 'bad_json')
+# Named faults this fake answers, besides any HTTP status (see `faults`).
+FAULT_KINDS = ('429_bare', 'timeout', 'truncated', 'bad_json')
 
 _UTC = dt.timezone.utc
+_ACCOUNT_OPTIONS = ('subdomain', 'token', 'time_zone', 'now', 'logs_field_changes')
 _NONE = math.nan  # "no time" in the float columns
-
-# PagerDuty-style ids: 'P' + 6 of [0-9A-Z], from an invertible permutation of a number, so an
-# incident id decodes back to its number without an id -> incident map.
-_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ'
-_ID_SPACE = 36**6
-_ID_FACTOR = 1000003  # prime, so coprime with 36: the permutation is invertible
-_ID_INVERSE = pow(_ID_FACTOR, -1, _ID_SPACE)
-_ID_SHIFT = 48271
-# Entities other than incidents number from here, so their ids never decode to an incident.
-_ENTITY_BASE = {'service': 10**9, 'team': 11 * 10**8, 'priority': 12 * 10**8, 'policy': 13 * 10**8, 'user': 14 * 10**8}
-
-
-def _encode_id(number: int, prefix: str = 'P') -> str:
-    value = (number * _ID_FACTOR + _ID_SHIFT) % _ID_SPACE
-    chars = []
-    for _ in range(6):
-        value, digit = divmod(value, 36)
-        chars.append(_ALPHABET[digit])
-    return prefix + ''.join(reversed(chars))
-
-
-def _decode_id(text: str, prefix: str = 'P') -> int | None:
-    if len(text) != 7 or not text.startswith(prefix):
-        return None
-    value = 0
-    for char in text[1:]:
-        digit = _ALPHABET.find(char)
-        if digit < 0:
-            return None
-        value = value * 36 + digit
-    return ((value - _ID_SHIFT) * _ID_INVERSE) % _ID_SPACE
 
 
 def _present(value: float) -> bool:
@@ -171,8 +149,8 @@ class PagerDutyAccount:
         self.version = 0  # bumped by every change, so cached query results know they are stale
         self._services: list[dict[str, Any]] = []  # {'id', 'name', 'team_ids'}
         self._teams: list[dict[str, str]] = []
-        self.priorities = [(_encode_id(_ENTITY_BASE['priority'] + i), name) for i, name in enumerate(PRIORITY_NAMES)]
-        self.responder = (_encode_id(_ENTITY_BASE['user']), 'Alex Responder')
+        self.priorities = priorities()
+        self.responder = RESPONDER
         # Incident columns, index = incident number - 1.
         self._created = array('d')
         self._updated = array('d')
@@ -219,7 +197,7 @@ class PagerDutyAccount:
     def add_team(self, name: str) -> str:
         """Create a team and return its id."""
         with self.lock:
-            team_id = _encode_id(_ENTITY_BASE['team'] + len(self._teams))
+            team_id = encode_id(ENTITY_BASE['team'] + len(self._teams))
             self._teams.append({'id': team_id, 'name': name})
             return team_id
 
@@ -231,7 +209,7 @@ class PagerDutyAccount:
             unknown = [t for t in team_ids if t not in known]
             if unknown:
                 raise KeyError('unknown team ids: {}'.format(unknown))
-            service_id = _encode_id(_ENTITY_BASE['service'] + len(self._services))
+            service_id = encode_id(ENTITY_BASE['service'] + len(self._services))
             self._services.append({'id': service_id, 'name': name, 'team_ids': team_ids})
             return service_id
 
@@ -266,7 +244,7 @@ class PagerDutyAccount:
         return len(self._titles)
 
     def _index(self, incident_id: str) -> int:
-        number = _decode_id(incident_id)
+        number = decode_id(incident_id)
         if number is None or not 1 <= number <= len(self._titles) or number - 1 in self._deleted:
             raise KeyError('unknown incident id {!r}'.format(incident_id))
         return number - 1
@@ -298,10 +276,10 @@ class PagerDutyAccount:
             position = bisect.bisect_right(self._created_sorted, at)
             self._created_sorted.insert(position, at)
             self._by_created.insert(position, index)
-            for kind in (_TRIGGER, _ASSIGN, _NOTIFY):
+            for kind in (TRIGGER, ASSIGN, NOTIFY):
                 self._log(index, kind, at)
             self.version += 1
-            return _encode_id(index + 1)
+            return encode_id(index + 1)
 
     def _append(self, at: float, title: str, service: int, urgency: int, priority: int) -> int:
         self._created.append(at)
@@ -351,15 +329,15 @@ class PagerDutyAccount:
 
     def acknowledge(self, incident_id: str) -> None:
         """Triggered (or already acknowledged: a re-acknowledge) -> acknowledged."""
-        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _ACKNOWLEDGED, _ACK)
+        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _ACKNOWLEDGED, ACK)
 
     def unacknowledge(self, incident_id: str) -> None:
         """Acknowledged -> triggered, as when an acknowledgement times out."""
-        self._transition(incident_id, (_ACKNOWLEDGED,), _TRIGGERED, _UNACK)
+        self._transition(incident_id, (_ACKNOWLEDGED,), _TRIGGERED, UNACK)
 
     def resolve(self, incident_id: str) -> None:
         """Triggered or acknowledged -> resolved."""
-        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _RESOLVED, _RESOLVE)
+        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _RESOLVED, RESOLVE)
 
     def reopen(self, incident_id: str) -> None:
         """Resolved -> triggered. PagerDuty writes no log entry for this."""
@@ -389,13 +367,13 @@ class PagerDutyAccount:
 
     def set_priority(self, incident_id: str, name: str | None) -> None:
         """Set or clear the priority; logged as a `priority_change_log_entry` when `logs_field_changes`."""
-        self._change(incident_id, self._priority, self._priority_index(name), _PRIORITY)
+        self._change(incident_id, self._priority, self._priority_index(name), PRIORITY)
 
     def set_urgency(self, incident_id: str, urgency: str) -> None:
         """Change the urgency; logged as an `urgency_change_log_entry` when `logs_field_changes`."""
         if urgency not in URGENCIES:
             raise ValueError('urgency must be one of {}'.format(URGENCIES))
-        self._change(incident_id, self._urgency, URGENCIES.index(urgency), _URGENCY)
+        self._change(incident_id, self._urgency, URGENCIES.index(urgency), URGENCY)
 
     def move(self, incident_id: str, service_id: str) -> None:
         """Move the incident to another service (its teams follow the service; no log entry)."""
@@ -418,42 +396,26 @@ class PagerDutyAccount:
     def incident_ids(self) -> list[str]:
         """Every incident id, in creation order."""
         with self.lock:
-            return [_encode_id(index + 1) for index in self._by_created]
+            return [encode_id(index + 1) for index in self._by_created]
 
     # -- bulk generation ---------------------------------------------------------------------
 
     @classmethod
     def generate(
-        cls,
-        count: int,
-        start: float,
-        end: float,
-        seed: int = 0,
-        *,
-        hot_day: float | None = None,
-        hot_day_count: int = 0,
-        open_fraction: float = 0.02,
-        services: int = 12,
-        **account_options: Any,
+        cls, count: int, start: float, end: float, seed: int = 0, *, services: int = 12, **options: Any
     ) -> 'PagerDutyAccount':
-        """A new account (4 teams, `services` services) with `count` incidents created in [start, end),
-        exactly `hot_day_count` of them in the 24 hours from `hot_day`. `now` defaults to `end`.
-        See `populate`."""
+        """A new account (4 teams, `services` services) with `count` incidents created in [start, end).
+
+        `options` are the account's (`token`, `now`..., `now` defaulting to `end`) and `populate`'s
+        (`hot_day`, `hot_day_count`, `open_fraction`)."""
+        account_options = {name: options.pop(name) for name in _ACCOUNT_OPTIONS if name in options}
         account_options.setdefault('now', end)
         account = cls(**account_options)
         rng = random.Random(seed)
         teams = [account.add_team('Team {}'.format(name)) for name in ('Payments', 'Search', 'Platform', 'Identity')]
         for number in range(services):
             account.add_service('service-{:02d}'.format(number + 1), team_ids=[teams[number % len(teams)]])
-        account.populate(
-            count,
-            start,
-            end,
-            seed=rng.randrange(2**32),
-            hot_day=hot_day,
-            hot_day_count=hot_day_count,
-            open_fraction=open_fraction,
-        )
+        account.populate(count, start, end, seed=rng.randrange(2**32), **options)
         return account
 
     def populate(
@@ -497,7 +459,7 @@ class PagerDutyAccount:
                 index = self._append(at, rng.choice(titles), rng.randrange(service_count), urgency, priority)
                 log_time.extend((at, at, at))
                 log_incident.extend((index, index, index))
-                log_kind.extend((_TRIGGER, _ASSIGN, _NOTIFY))
+                log_kind.extend((TRIGGER, ASSIGN, NOTIFY))
                 duration = 60.0 + int(rng.expovariate(1 / 3600.0))
                 resolved_at = at + duration
                 stays_open = choices() < open_fraction or resolved_at > now
@@ -507,13 +469,13 @@ class PagerDutyAccount:
                     self._acked[index] = self._changed[index] = self._updated[index] = acked_at
                     log_time.append(acked_at)
                     log_incident.append(index)
-                    log_kind.append(_ACK)
+                    log_kind.append(ACK)
                 if not stays_open:
                     self._status[index] = _RESOLVED
                     self._resolved[index] = self._changed[index] = self._updated[index] = resolved_at
                     log_time.append(resolved_at)
                     log_incident.append(index)
-                    log_kind.append(_RESOLVE)
+                    log_kind.append(RESOLVE)
             del created
             # Rebuild both time indexes once: existing incidents may be younger than the new ones.
             self._by_created = _argsort(self._created)
@@ -550,173 +512,36 @@ class PagerDutyAccount:
             return format_time(epoch)
         return dt.datetime.fromtimestamp(int(epoch), zone).isoformat(timespec='seconds')
 
-    def _reference(self, kind: str, entity_id: str, name: str, path: str, api_url: str, html_url: str | None) -> dict:
-        return {
-            'id': entity_id,
-            'type': kind + '_reference',
-            'summary': name,
-            'self': '{}/{}/{}'.format(api_url, path, entity_id),
-            'html_url': html_url,
-        }
-
-    def _service_reference(self, service: int, api_url: str) -> dict:
-        data = self._services[service]
-        return self._reference('service', data['id'], data['name'], 'services', api_url, self.service_url(data['id']))
-
-    def _team_references(self, service: int, api_url: str) -> list[dict]:
-        names = {t['id']: t['name'] for t in self._teams}
-        return [
-            self._reference(
-                'team',
-                team_id,
-                names[team_id],
-                'teams',
-                api_url,
-                'https://{}.pagerduty.com/teams/{}'.format(self.subdomain, team_id),
-            )
-            for team_id in self._services[service]['team_ids']
-        ]
-
-    def _user_reference(self, api_url: str) -> dict:
-        user_id, name = self.responder
-        return self._reference(
-            'user', user_id, name, 'users', api_url, 'https://{}.pagerduty.com/users/{}'.format(self.subdomain, user_id)
-        )
+    def _renderer(self, api_url: str) -> Renderer:
+        return Renderer(self.subdomain, api_url, self._services, {t['id']: t['name'] for t in self._teams})
 
     def _render_incident(self, index: int, zone: dt.tzinfo, api_url: str) -> dict:
-        incident_id, number = _encode_id(index + 1), index + 1
-        service, status = self._service[index], STATUSES[self._status[index]]
-        title = self._titles[index]
-        policy_id = _encode_id(_ENTITY_BASE['policy'] + service)
-        priority = None
-        if self._priority[index] >= 0:
-            priority_id, priority_name = self.priorities[self._priority[index]]
-            priority = {
-                'id': priority_id,
-                'type': 'priority',
-                'summary': priority_name,
-                'self': '{}/priorities/{}'.format(api_url, priority_id),
-                'html_url': None,
-                'name': priority_name,
-            }
-        # PagerDuty lists acknowledgements and assignments of open incidents only: a resolved
-        # incident no longer says whether or when it was acknowledged.
-        acknowledgements, assignments = [], []
-        if status == 'acknowledged':
-            acknowledgements = [
-                {'at': self._time(self._acked[index], zone), 'acknowledger': self._user_reference(api_url)}
-            ]
-        if status != 'resolved':
-            assignments = [{'at': self._time(self._changed[index], zone), 'assignee': self._user_reference(api_url)}]
-        return {
-            'id': incident_id,
-            'type': 'incident',
-            'summary': '[#{}] {}'.format(number, title),
-            'self': '{}/incidents/{}'.format(api_url, incident_id),
-            'html_url': 'https://{}.pagerduty.com/incidents/{}'.format(self.subdomain, incident_id),
-            'incident_number': number,
-            'title': title,
-            'description': title,
-            'created_at': self._time(self._created[index], zone),
-            'updated_at': self._time(self._updated[index], zone),
-            'status': status,
-            'incident_key': '{:032x}'.format(number * 2654435761 % 2**128),
-            'service': self._service_reference(service, api_url),
-            'assignments': assignments,
-            'assigned_via': 'escalation_policy',
-            'last_status_change_at': self._time(self._changed[index], zone),
-            'last_status_change_by': self._service_reference(service, api_url)
-            if status == 'triggered'
-            else self._user_reference(api_url),
-            'first_trigger_log_entry': None,
-            'alert_counts': {
-                'all': 1,
-                'triggered': 0 if status == 'resolved' else 1,
-                'resolved': 1 if status == 'resolved' else 0,
-            },
-            'is_mergeable': True,
-            'escalation_policy': self._reference(
-                'escalation_policy',
-                policy_id,
-                '{} escalation'.format(self._services[service]['name']),
-                'escalation_policies',
-                api_url,
-                'https://{}.pagerduty.com/escalation_policies/{}'.format(self.subdomain, policy_id),
-            ),
-            'teams': self._team_references(service, api_url),
-            'pending_actions': [],
-            'acknowledgements': acknowledgements,
-            'alert_grouping': None,
-            'urgency': URGENCIES[self._urgency[index]],
-            'priority': priority,
-            'resolved_at': self._time(self._resolved[index], zone),
-            'resolve_reason': self._resolve_reason(index, api_url),
-            'conference_bridge': None,
-            'incident_type': {'name': 'incident_default'},
-        }
-
-    def _resolve_reason(self, index: int, api_url: str) -> dict | None:
         survivor = self._merged.get(index)
-        if survivor is None or self._status[index] != _RESOLVED:
-            return None
-        survivor_id = _encode_id(survivor + 1)
-        return {
-            'type': 'merge_resolve_reason',
-            'incident': self._reference(
-                'incident',
-                survivor_id,
-                '[#{}] {}'.format(survivor + 1, self._titles[survivor]),
-                'incidents',
-                api_url,
-                'https://{}.pagerduty.com/incidents/{}'.format(self.subdomain, survivor_id),
-            ),
-        }
+        facts = IncidentFacts(
+            number=index + 1,
+            title=self._titles[index],
+            status=STATUSES[self._status[index]],
+            urgency=URGENCIES[self._urgency[index]],
+            priority=self.priorities[self._priority[index]] if self._priority[index] >= 0 else None,
+            created=self._time(self._created[index], zone),
+            updated=self._time(self._updated[index], zone),
+            changed=self._time(self._changed[index], zone),
+            acked=self._time(self._acked[index], zone),
+            resolved=self._time(self._resolved[index], zone),
+            service=self._service[index],
+            merged_into=None if survivor is None else (survivor + 1, self._titles[survivor]),
+        )
+        return self._renderer(api_url).incident(facts)
 
     def _render_log_entry(self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool) -> dict:
-        index, kind = self._log_incident[sequence], self._log_kind[sequence]
-        incident_id = _encode_id(index + 1)
-        entry_id = _encode_id(sequence, prefix='R')
-        service = self._service[index]
-        if kind == _TRIGGER or kind == _ASSIGN:
-            agent, channel = self._service_reference(service, api_url), {'type': 'api'}
-        elif kind == _UNACK:
-            agent, channel = None, {'type': 'timeout'}
-        else:
-            agent, channel = self._user_reference(api_url), {'type': 'web_trigger' if kind == _NOTIFY else 'web_ui'}
+        index, renderer = self._log_incident[sequence], self._renderer(api_url)
+        title = self._titles[index]
         if with_incident:
             incident = self._render_incident(index, zone, api_url)
         else:
-            incident = self._reference(
-                'incident',
-                incident_id,
-                '[#{}] {}'.format(index + 1, self._titles[index]),
-                'incidents',
-                api_url,
-                'https://{}.pagerduty.com/incidents/{}'.format(self.subdomain, incident_id),
-            )
-        entry = {
-            'id': entry_id,
-            'type': LOG_ENTRY_TYPES[kind],
-            'summary': _LOG_SUMMARIES[kind],
-            'self': '{}/log_entries/{}'.format(api_url, entry_id),
-            'html_url': 'https://{}.pagerduty.com/incidents/{}/log_entries/{}'.format(
-                self.subdomain, incident_id, entry_id
-            ),
-            'created_at': self._time(self._log_time[sequence], zone),
-            'agent': agent,
-            'channel': channel,
-            'service': self._service_reference(service, api_url),
-            'incident': incident,
-            'teams': self._team_references(service, api_url),
-            'contexts': [],
-        }
-        if kind == _TRIGGER:
-            entry['event_details'] = {'description': self._titles[index]}
-        if kind in (_ASSIGN, _NOTIFY):
-            entry['assignees' if kind == _ASSIGN else 'user'] = (
-                [self._user_reference(api_url)] if kind == _ASSIGN else self._user_reference(api_url)
-            )
-        return entry
+            incident = renderer.incident_reference(index + 1, title)
+        at = self._time(self._log_time[sequence], zone)
+        return renderer.log_entry(sequence, self._log_kind[sequence], at, self._service[index], title, incident)
 
 
 _UTC_ZONE = ZoneInfo('UTC')
@@ -728,25 +553,17 @@ _TITLE_WHAT = (
     'Queue backlog growing',
 )
 _TITLE_WHERE = ('checkout', 'search', 'login', 'payments', 'the edge', 'the batch workers')
-_LOG_SUMMARIES = (
-    'Triggered through the API.',
-    'Assigned to Alex Responder.',
-    'Notified Alex Responder by push notification.',
-    'Acknowledged by Alex Responder.',
-    'Unacknowledged due to timeout.',
-    'Resolved by Alex Responder.',
-    'Priority changed by Alex Responder.',
-    'Urgency changed by Alex Responder.',
-)
 
 
-class PagerDutySimulator:
+class PagerDutySimulator(PagerDutyApi):
     """Serve a `PagerDutyAccount` as PagerDuty's REST API v2 on a loopback port.
 
     `forbidden_tokens` are valid keys without read access (403). `rate_limit` is the per-minute
     request budget, counted on `clock` (monotonic seconds) in fixed one-minute windows.
     `timeout_delay` is how long a `timeout` fault holds its answer.
     """
+
+    server_class = FakeServer
 
     def __init__(
         self,
@@ -757,7 +574,6 @@ class PagerDutySimulator:
         clock: Callable[[], float] = time.monotonic,
         timeout_delay: float = 3.0,
     ) -> None:
-        self.account = account
         self.forbidden_tokens = set(forbidden_tokens)
         self.rate_limit = rate_limit
         self.timeout_delay = timeout_delay
@@ -765,17 +581,9 @@ class PagerDutySimulator:
         self._lock = threading.Lock()
         self._window_start: float | None = None
         self._window_used = 0
-        self._planned: list[tuple[str, dict[str, Any]]] = []
-        self._chaos: tuple[float, random.Random, tuple[str, ...], int] | None = None
-        self.faults_served: list[tuple[str, str]] = []  # (kind, path), for tests to assert on
+        self.faults = Faults(FAULT_KINDS)
         self._query_cache: dict[tuple, array] = {}
-        self.server = FakeServer(self.routes())
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+        super().__init__(account)
 
     @property
     def requests(self) -> list[Request]:
@@ -785,92 +593,36 @@ class PagerDutySimulator:
         """How many requests reached the server under `path_prefix` (faults included)."""
         return self.server.count(None, path_prefix)
 
-    def start(self) -> 'PagerDutySimulator':
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> 'PagerDutySimulator':
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def routes(self) -> list[tuple[str, str, Callable[[Request], Reply]]]:
-        """(method, path regex, handler) for `FakeServer`, each behind auth, faults and rate limits."""
-        return [
-            ('GET', r'/incidents', self._wrap(self._list_incidents)),
-            ('GET', r'/incidents/(?P<id>[^/]+)', self._wrap(self._get_incident)),
-            ('GET', r'/incidents/(?P<id>[^/]+)/log_entries', self._wrap(self._incident_log_entries)),
-            ('GET', r'/log_entries', self._wrap(self._list_log_entries)),
-        ]
-
-    # -- faults ------------------------------------------------------------------------------
-
-    def fail_next(self, n: int = 1, kind: str = '500', *, reset: int = 1, path_prefix: str = '') -> None:
-        """Answer the next `n` requests under `path_prefix` with fault `kind` (one of `FAULT_KINDS`).
-
-        `429` carries `ratelimit-*` headers saying to wait `reset` seconds; `429_bare` carries none;
-        `timeout` answers after `timeout_delay`; `truncated` cuts a real answer in half; `bad_json`
-        answers 200 with a body that does not parse.
-        """
-        if kind not in FAULT_KINDS:
-            raise ValueError('kind must be one of {}'.format(FAULT_KINDS))
-        with self._lock:
-            self._planned += [(kind, {'reset': reset, 'path_prefix': path_prefix})] * n
-
-    def chaos(self, rate: float, seed: int = 0, kinds: Sequence[str] = FAULT_KINDS, *, reset: int = 1) -> None:
-        """Fail a seeded-random `rate` share of requests with one of `kinds`; `chaos(0)` stops it."""
-        unknown = set(kinds) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError('unknown fault kinds {}'.format(sorted(unknown)))
-        with self._lock:
-            self._chaos = (rate, random.Random(seed), tuple(kinds), reset) if rate > 0 else None
-
-    def _pick_fault(self, request: Request) -> tuple[str, int] | None:
-        with self._lock:
-            for position, (kind, options) in enumerate(self._planned):
-                if request.path.startswith(options['path_prefix']):
-                    del self._planned[position]
-                    return kind, options['reset']
-            if self._chaos is not None:
-                rate, rng, kinds, reset = self._chaos
-                if rng.random() < rate:
-                    return rng.choice(kinds), reset
-        return None
-
     # -- request pipeline --------------------------------------------------------------------
 
-    def _wrap(self, handler: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
+    def _guard(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """Faults come first, ahead of authentication and the rate limit, as a proxy's would.
+
+        Every route of the demo's table (`routes()`) is served through this.
+        """
+
         def serve(request: Request) -> Reply:
-            fault = self._pick_fault(request)
-            kind = fault[0] if fault else None
-            if fault:
-                self.faults_served.append((fault[0], request.path))
-            if kind == '429':
-                return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0, reset=fault[1] if fault else 1))
-            if kind == '429_bare':
+            fault = self.faults.take(request)
+            if fault is None:
+                return self._answer(request, handler)
+            if fault.kind == '429':
+                return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0, reset=fault.reset))
+            if fault.kind == '429_bare':
                 return Reply(429, _RATE_LIMITED)
-            if kind in ('500', '502'):
-                return Reply(
-                    int(kind), {'error': {'message': 'Internal Server Error' if kind == '500' else 'Bad Gateway'}}
-                )
-            if kind == 'bad_json':
+            if fault.status is not None:
+                return Reply(fault.status, {'error': {'message': HTTPStatus(fault.status).phrase}})
+            if fault.kind == 'bad_json':
                 return Reply(200, raw=b'{"incidents": [{"id": "P', headers=self._rate_headers())
-            if kind == 'timeout':
-                reply = self._answer(request, handler)
-                reply.delay = self.timeout_delay
-                return reply
             reply = self._answer(request, handler)
-            if kind == 'truncated':
+            if fault.kind == 'timeout':
+                reply.delay = self.timeout_delay
+            else:  # truncated
                 reply.truncate = True
             return reply
 
         return serve
 
-    def _answer(self, request: Request, handler: Callable[[Request], Reply]) -> Reply:
+    def _answer(self, request: Request, handler: Callable[[Request], Any]) -> Any:
         token = _token(request.headers.get('authorization', ''))
         if token != self.account.token and token not in self.forbidden_tokens:
             return Reply(401, {'error': {'message': 'Authentication failed', 'code': 2006}})
@@ -936,7 +688,7 @@ class PagerDutySimulator:
             moment = moment.replace(tzinfo=self.account.time_zone)
         return moment.timestamp()
 
-    def _window(self, request: Request, default_range: bool) -> tuple[float | None, float | None]:
+    def _window(self, request: Request, default_range: bool = True) -> tuple[float | None, float | None]:
         if request.arg('date_range') == 'all':
             return None, None
         since_text, until_text = request.arg('since'), request.arg('until')
@@ -1047,7 +799,7 @@ class PagerDutySimulator:
         rows = list(sequences[low:high])
         if request.arg('is_overview') == 'true':
             kinds = self.account._log_kind
-            rows = [s for s in rows if kinds[s] in _OVERVIEW_KINDS]
+            rows = [s for s in rows if kinds[s] in OVERVIEW_KINDS]
         if self.account._deleted:
             deleted, owner = self.account._deleted, self.account._log_incident
             rows = [s for s in rows if owner[s] not in deleted]
