@@ -131,7 +131,7 @@ class TestFailureId:
 
 
 class TestBuildFailure:
-    """The payload follows SPEC §6 for each incident state and mapping outcome."""
+    """The payload follows the README's "DORA failures" table for each incident state and mapping outcome."""
 
     def test_resolved_incident_payload(self):
         assert build_failure(incident('resolved'), MAPPED) == {
