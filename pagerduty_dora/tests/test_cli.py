@@ -108,6 +108,14 @@ class TestDemo:
         found = {i['mapping']['rule'] for i in demo_json['incidents'] if i['pagerduty_service'] == service}
         assert found == {rule}
 
+    def test_in_process_run_matches_the_command(self, demo_json):
+        """The demo's own small world (what ships in the wheel), run in this process, gives what the command gave."""
+        from datadog_checks.pagerduty_dora import demo_run
+
+        result = json.loads(json.dumps(demo_run.run_demo()))
+        for key in ('rules', 'incidents', 'dora_failures', 'events', 'attribution'):
+            assert result[key] == demo_json[key], key
+
     def test_json_states_and_outputs(self, demo_json):
         incidents = demo_json['incidents']
         assert {i['status'] for i in incidents} == {'triggered', 'acknowledged', 'resolved'}
