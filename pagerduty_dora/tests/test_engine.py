@@ -15,7 +15,7 @@ import pytest
 from datadog_checks.pagerduty_dora.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
-from .fakes.server import FakeServer, Reply
+from .fakes.server import Reply
 from .harness import DAY, DD_APP_KEY, START, World, event_keys, transition_of
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -369,18 +369,20 @@ class TestDeadline:
     """A response still arriving at the run deadline ends the run cleanly; the next run resumes."""
 
     def test_slow_body_at_the_deadline(self, world, services, dd_run_check, aggregator):
-        check = live_check(dd_run_check, world)
+        live_check(dd_run_check, world)
         incident = world.account.trigger(services['checkout'], 'Slow day')
         world.account.advance(60)
-        body = {'incidents': [{'id': 'Q{}'.format(n), 'status': 'unknown'} for n in range(40000)], 'more': False}
-        slow = FakeServer([('GET', '/incidents', lambda request: Reply(200, body))]).start()
+        # A log page of about 5 MB, read in 64 KB chunks while the run's clock moves a second per look.
+        body = {'log_entries': [{'id': 'R{}'.format(n), 'type': 'annotate_log_entry'} for n in range(100000)]}
+        world.pagerduty.server.fault = lambda request: Reply(200, body) if request.path == '/log_entries' else None
         ticks = iter(range(10**6))
-        try:
-            stalled = world.check(pagerduty_api_url=slow.url)
-            stalled.monotonic = lambda: float(next(ticks))
-            dd_run_check(stalled)
-            assert 'deadline' in stalled.last_report.stopped
-        finally:
-            slow.stop()
-        dd_run_check(check)
+        stalled = world.check()
+        stalled.monotonic = lambda: float(next(ticks))
+        dd_run_check(stalled)
+        assert 'deadline' in stalled.last_report.stopped
+        assert aggregator.events == []
+
+        world.pagerduty.server.fault = None
+        world.account.advance(60)
+        dd_run_check(world.check())
         assert [kind for kind, _ in timeline(aggregator, incident)] == ['triggered']

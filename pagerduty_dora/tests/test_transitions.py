@@ -18,7 +18,6 @@ from datadog_checks.pagerduty_dora.transitions import (
     Replay,
     adopt,
     apply_entry,
-    arrival,
     field_changes,
     record_of,
     reopened_unlogged,
@@ -215,7 +214,7 @@ class TestSnapshot:
 
     def test_arrival_of_a_resolved_incident_replays_its_life(self):
         incident = parse_incident(raw(status='resolved', resolved_at='2026-11-20T09:45:00Z'))
-        found = [(t.kind, format_time(t.at)) for t in arrival(incident)]
+        found = [(t.kind, format_time(t.at)) for t in adopt(Replay(NEW), incident, incident.created_at)]
         assert found == [('triggered', '2026-11-20T09:15:00Z'), ('resolved', '2026-11-20T09:45:00Z')]
 
     def test_adopt_from_resolved_to_acknowledged(self):

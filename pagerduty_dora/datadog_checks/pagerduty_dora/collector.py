@@ -197,14 +197,16 @@ class Collector:
 
     def before_request(self) -> None:
         """Stop at the run deadline, and read no further while DORA delivery is behind (its queue is bounded)."""
-        if self._monotonic() > self._deadline:
-            raise StopRun('the run reached its time limit')
+        self._check_deadline()
         if self.dora is not None and self.dora.pending > MAX_QUEUED_BEFORE_SWEEP:
             raise StopRun('DORA deliveries are behind; reading continues once they catch up')
 
     def deliver(self) -> None:
         if self.dora is not None:
             self.dora.flush()
+        self._check_deadline()
+
+    def _check_deadline(self) -> None:
         if self._monotonic() > self._deadline:
             raise StopRun('the run reached its time limit')
 
@@ -230,8 +232,6 @@ class Collector:
         # What was created since going live comes from the feed, trigger entry first.
         live_since = self.state.live_since
         return min(now, live_since) if live_since is not None else now
-
-    # One incident ------------------------------------------------------------------------------
 
     # One incident ------------------------------------------------------------------------------
 
@@ -320,8 +320,8 @@ class Collector:
         elif _sent(fingerprint) and self.dora is not None:
             self.dora.remove(incident.id)
             fingerprint = ''
-        if record is None and not wanted and self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
-            self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
+        if record is None and not wanted:
+            self._count_unmapped(mapping)
         self._emit(transitions, mapping, tags, wanted)
 
         state.incidents[incident.id] = record_of(
@@ -339,7 +339,12 @@ class Collector:
             self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
             if self.dora is not None:
                 self.dora.enqueue(incident.id, build_failure(incident, mapping))
-        elif self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
+        else:
+            self._count_unmapped(mapping)
+
+    def _count_unmapped(self, mapping: MappingResult) -> None:
+        """Count an incident first left out because it reached the fallback rule under `unmapped_incidents: skip`."""
+        if self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
             self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
 
     def _out_of_scope(self, incident: Incident, record: Any) -> None:

@@ -296,12 +296,6 @@ def field_changes(record: IncidentRecord | None, incident: Incident, now: float)
     return out
 
 
-def arrival(incident: Incident) -> list[Transition]:
-    """Transitions of a new incident known only from its current state (its log could not be read)."""
-    replay = Replay(NEW)
-    return adopt(replay, incident, incident.created_at)
-
-
 def record_of(
     incident: Incident,
     replay: Replay,
