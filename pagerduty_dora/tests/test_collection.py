@@ -359,8 +359,9 @@ class TestFaults:
             survivors = [i for i in settled if i != incident and account.status(i) != 'resolved']
             if status == 'resolved' or not survivors:
                 return
-            # The merged incident's failure is removed (the survivor counts it), its resolve not reported.
+            # A merge resolves the incident: its resolve is reported, and its failure is removed (the survivor counts it).
             account.merge(incident, rng.choice(survivors))
+            expected[(incident, 'resolved')] += 1
             gone.add(incident)
             return
         if status == 'resolved':

@@ -10,19 +10,8 @@ import pytest
 from datadog_checks.pagerduty_dora.incident import MalformedIncident, parse_incident
 from datadog_checks.pagerduty_dora.state import CollectorState, Feed, FeedWindow, Reconciliation, Window
 from datadog_checks.pagerduty_dora.times import format_time, parse_time
-from datadog_checks.pagerduty_dora.transitions import (
-    NEW,
-    UNKNOWN,
-    Horizons,
-    ReadLog,
-    Replay,
-    adopt,
-    apply_entry,
-    field_changes,
-    record_of,
-    reopened_unlogged,
-    settle,
-)
+from datadog_checks.pagerduty_dora.state import IncidentRecord
+from datadog_checks.pagerduty_dora.transitions import NEW, Base, Step, adopt, field_changes, fold, observed, replay
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'incident_acknowledged.json').read_text())
 NOW = parse_time('2026-11-20T10:00:00Z')
@@ -100,28 +89,26 @@ def at(text):
     return parse_time('2026-11-20T{}Z'.format(text))
 
 
-def replay_of(status, *, acked=False, resolved_at=None, status_at=0.0):
-    return Replay(status, acked=acked, resolved_at=resolved_at, status_at=status_at)
+def step(action, time, entry_id=None, evidence=True, kind=''):
+    return Step(entry_id or '{}-{}'.format(action or kind or 'entry', time), at(time), action, evidence, kind)
 
 
-def played(replay, incident, *entries):
-    found = []
-    for action, time in entries:
-        found += [(t.kind, format_time(t.at)[11:19], t.first) for t in apply_entry(replay, action, at(time), incident)]
-    return found
+def played(base, incident, *steps):
+    transitions, _ = replay(base, steps, incident)
+    return [(t.kind, format_time(t.at)[11:19], t.first) for t in transitions]
 
 
 class TestReplay:
-    """Status log entries replayed against what was last emitted: several changes between two looks."""
+    """Log entries replayed in time order from a base: several changes between two looks, each once."""
 
     INCIDENT = parse_incident(raw(status='resolved', resolved_at='2026-11-20T09:45:00Z', acknowledgements=[]))
 
     @pytest.mark.parametrize(
-        'start, entries, expected',
+        'start, steps, expected',
         [
             (
                 NEW,
-                [('trigger', '09:15:00'), ('acknowledge', '09:20:00'), ('resolve', '09:45:00')],
+                [step('trigger', '09:15:00'), step('acknowledge', '09:20:00'), step('resolve', '09:45:00')],
                 [
                     ('triggered', '09:15:00', True),
                     ('acknowledged', '09:20:00', True),
@@ -130,17 +117,12 @@ class TestReplay:
             ),
             (
                 'triggered',
-                [('resolve', '09:30:00'), ('resolve', '09:45:00')],
-                [('resolved', '09:30:00', True), ('reopened', '09:45:00', True), ('resolved', '09:45:00', True)],
-            ),
-            (
-                'acknowledged',
-                [('resolve', '09:30:00'), ('resolve', '09:45:00')],
-                [('resolved', '09:30:00', True), ('reopened', '09:45:00', True), ('resolved', '09:45:00', True)],
+                [step('resolve', '09:30:00'), step('', '09:40:00', kind='assign'), step('resolve', '09:45:00')],
+                [('resolved', '09:30:00', True), ('reopened', '09:40:00', True), ('resolved', '09:45:00', True)],
             ),
             (
                 'triggered',
-                [('acknowledge', '09:20:00'), ('unacknowledge', '09:25:00'), ('acknowledge', '09:30:00')],
+                [step('acknowledge', '09:20:00'), step('unacknowledge', '09:25:00'), step('acknowledge', '09:30:00')],
                 [
                     ('acknowledged', '09:20:00', True),
                     ('unacknowledged', '09:25:00', True),
@@ -149,138 +131,88 @@ class TestReplay:
             ),
             (
                 'resolved',
-                [('acknowledge', '09:50:00')],
+                [step('acknowledge', '09:50:00')],
                 [('reopened', '09:50:00', True), ('acknowledged', '09:50:00', True)],
             ),
-            ('acknowledged', [('acknowledge', '09:50:00')], []),
-            ('triggered', [('trigger', '09:15:00')], []),
-            (UNKNOWN, [('resolve', '09:45:00')], [('resolved', '09:45:00', True)]),
-            (UNKNOWN, [('acknowledge', '09:20:00')], [('acknowledged', '09:20:00', False)]),
+            ('resolved', [step('', '09:50:00', evidence=False, kind='annotate')], []),
+            ('acknowledged', [step('acknowledge', '09:50:00')], []),
+            ('triggered', [step('trigger', '09:15:00')], []),
+            (
+                NEW,
+                [step('resolve', '09:15:00'), step('', '09:15:00', kind='assign'), step('trigger', '09:15:00')],
+                [('triggered', '09:15:00', True), ('resolved', '09:15:00', True)],
+            ),
+            (
+                'triggered',
+                [step('resolve', '09:45:00'), step('acknowledge', '09:20:00')],
+                [('acknowledged', '09:20:00', True), ('resolved', '09:45:00', True)],
+            ),
         ],
         ids=[
             'created-acked-resolved',
             'resolve-reopen-resolve',
-            'acked-resolve-reopen-resolve',
             'ack-unack-ack',
             'ack-of-resolved-is-a-reopen',
+            'a-note-on-a-resolved-incident-is-no-reopen',
             're-acknowledge',
             'duplicate-trigger',
-            'unknown-resolve-is-no-reopen',
-            'unknown-ack-is-not-the-first',
+            'one-second-on-two-pages-is-no-reopen',
+            'late-acknowledgement-goes-in-its-place',
         ],
     )
-    def test_sequences(self, start, entries, expected):
-        assert played(replay_of(start), self.INCIDENT, *entries) == expected
+    def test_sequences(self, start, steps, expected):
+        assert played(Base(start), self.INCIDENT, *steps) == expected
 
-    def test_entries_before_the_last_look_are_reflected(self):
-        replay = replay_of('resolved', resolved_at=at('09:30:00'), status_at=at('09:40:00'))
-        assert played(replay, self.INCIDENT, ('resolve', '09:30:00')) == []
+    def test_keys_name_the_entry_that_proves_each_transition(self):
+        steps = [step('resolve', '09:30:00', 'R1'), step('', '09:40:00', 'A2', kind='assign'), step('acknowledge', '09:41:00', 'K3')]
+        transitions, _ = replay(Base('triggered'), steps, self.INCIDENT)
+        assert [t.key for t in transitions] == ['R1', 'reopen:R1', 'K3']
 
-    def test_an_entry_of_the_very_second_of_the_last_look_is_no_evidence_of_a_reopen(self):
-        replay = replay_of('resolved', resolved_at=at('09:40:00'), status_at=at('09:40:00') + 0.6)
-        assert played(replay, self.INCIDENT, ('resolve', '09:40:00')) == []
-        assert replay.status == 'resolved'
+    def test_entries_before_the_base_are_reflected(self):
+        base = Base('triggered', at=at('09:30:00'))
+        assert played(base, self.INCIDENT, step('acknowledge', '09:20:00')) == []
 
-
-class TestSnapshot:
-    """What the incident object alone shows: unlogged reopens, field changes, last-resort adoption."""
-
-    def test_unlogged_reopen_is_claimed_once_the_log_is_read_past_it(self):
-        incident = parse_incident(
-            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
-        )
-        replay = replay_of('resolved', resolved_at=at('09:40:00'))
-        assert reopened_unlogged(replay, incident, covered_until=at('09:50:00')) is None
-        reopen = reopened_unlogged(replay, incident, covered_until=at('09:55:00'))
-        assert (reopen.kind, format_time(reopen.at)) == ('reopened', '2026-11-20T09:50:00Z')
-        assert replay.status == 'triggered'
-
-    def test_no_reopen_before_the_last_resolve(self):
-        incident = parse_incident(
-            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:30:00Z')
-        )
-        replay = replay_of('resolved', resolved_at=at('09:40:00'))
-        assert reopened_unlogged(replay, incident, covered_until=at('10:00:00')) is None
-
-    def test_field_changes_carry_previous_values(self):
-        record = record_of(parse_incident(FIXTURE), replay_of('acknowledged'))
-        moved = raw(
-            priority={'id': 'P2ID', 'summary': 'P2', 'name': 'P2'},
-            urgency='low',
-            service={'id': 'PSVC002', 'summary': 'Billing', 'html_url': 'https://acme.pagerduty.com/services/PSVC002'},
-        )
-        found = [(t.kind, t.previous) for t in field_changes(record, parse_incident(moved), NOW)]
-        assert found == [('priority_changed', 'P1'), ('urgency_changed', 'high'), ('service_changed', 'Checkout API')]
-
-    def test_arrival_of_a_resolved_incident_replays_its_life(self):
-        incident = parse_incident(raw(status='resolved', resolved_at='2026-11-20T09:45:00Z'))
-        found = [(t.kind, format_time(t.at)) for t in adopt(Replay(NEW), incident, incident.created_at)]
-        assert found == [('triggered', '2026-11-20T09:15:00Z'), ('resolved', '2026-11-20T09:45:00Z')]
-
-    def test_adopt_from_resolved_to_acknowledged(self):
-        incident = parse_incident(FIXTURE)
-        found = [t.kind for t in adopt(replay_of('resolved', acked=True), incident, NOW)]
-        assert found == ['reopened', 'acknowledged']
+    def test_an_entry_of_the_second_an_object_was_read_is_no_evidence_of_a_reopen(self):
+        base = observed(self.INCIDENT, at('09:50:00'))
+        assert played(base, self.INCIDENT, step('acknowledge', '09:50:00')) == []
+        assert played(base, self.INCIDENT, step('acknowledge', '09:50:01')) == [
+            ('reopened', '09:50:01', True),
+            ('acknowledged', '09:50:01', True),
+        ]
 
 
-class Logged:
-    def __init__(self, action, time):
-        self.action, self.at = action, at(time)
+class TestFold:
+    """Steps older than the overlap move into the base; the story that remains replays the same."""
+
+    INCIDENT = TestReplay.INCIDENT
+
+    def test_fold_keeps_the_rest_of_the_story(self):
+        steps = [step('trigger', '09:15:00', 'T'), step('acknowledge', '09:20:00', 'A'), step('resolve', '09:45:00', 'R')]
+        base, kept, folded = fold(Base(), steps, at('09:30:00'), self.INCIDENT)
+        assert (base.status, base.acked, folded) == ('acknowledged', True, {'trigger', 'A'})
+        assert [s.id for s in kept] == ['R']
+        assert played(base, self.INCIDENT, *kept) == [('resolved', '09:45:00', True)]
 
 
-class TestSettle:
-    """The decision step: what the incident's own state means, and when only its own log can tell."""
+class TestAdopt:
+    """The last resort: the incident's own status when no entry explains it, keyed so it is taken once."""
 
-    HORIZONS = Horizons(
-        live_since=at('08:00:00'), covered=at('10:00:00'), baseline=True, now=at('10:00:30'), overlap=120
-    )
+    def test_resolved_to_acknowledged(self):
+        incident = parse_incident(raw())
+        transitions = adopt(Base('resolved', resolve_key='R9'), incident, NOW)
+        assert [(t.kind, t.key) for t in transitions] == [
+            ('reopened', 'reopen:R9'),
+            ('acknowledged', 'adopt:ack:{}'.format(int(incident.last_status_change_at))),
+        ]
 
-    def test_an_open_incident_without_a_record_after_the_baseline_asks_for_its_log(self):
-        incident = parse_incident(
-            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
-        )
-        replay = Replay.of(None, incident, None)
-        assert settle(replay, incident, None, self.HORIZONS) == ReadLog(None)
-        assert replay.status == UNKNOWN
-
-    @pytest.mark.parametrize(
-        'log, expected',
-        [([('trigger', '09:15:00'), ('resolve', '09:40:00')], ['reopened']), ([('trigger', '09:15:00')], [])],
-        ids=['resolved-before-so-reopened', 'never-resolved-so-moved-into-scope'],
-    )
-    def test_its_log_tells_a_reopen_from_a_move_into_scope(self, log, expected):
-        incident = parse_incident(
-            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
-        )
-        replay = Replay.of(None, incident, None)
-        found = settle(replay, incident, None, self.HORIZONS, [Logged(*entry) for entry in log])
-        assert [t.kind for t in found] == expected
-        assert replay.status == 'triggered'
-
-    def test_before_the_baseline_an_unknown_incident_is_recorded_silently(self):
-        incident = parse_incident(
-            raw(status='triggered', acknowledgements=[], last_status_change_at='2026-11-20T09:50:00Z')
-        )
-        horizons = Horizons(at('08:00:00'), at('10:00:00'), False, at('10:00:30'), 120)
-        assert settle(Replay.of(None, incident, None), incident, None, horizons) == []
-
-    def test_a_change_the_feed_read_past_without_showing_asks_for_the_log_since_the_last_look(self):
-        incident = parse_incident(FIXTURE)  # acknowledged at 09:20
-        record = record_of(
-            parse_incident(raw(status='triggered', acknowledgements=[])),
-            replay_of('triggered', status_at=at('09:10:00')),
-        )
-        replay = Replay.of(record, incident, None)
-        assert settle(replay, incident, record, self.HORIZONS) == ReadLog(at('09:10:00'))
-        found = settle(replay, incident, record, self.HORIZONS, [Logged('acknowledge', '09:20:00')])
-        assert [(t.kind, format_time(t.at)) for t in found] == [('acknowledged', '2026-11-20T09:20:00Z')]
-
-    def test_a_change_the_feed_has_not_read_yet_waits_for_it(self):
-        incident = parse_incident(raw(last_status_change_at='2026-11-20T09:59:30Z'))
-        record = record_of(parse_incident(raw(status='triggered', acknowledgements=[])), replay_of('triggered'))
-        replay = Replay.of(record, incident, None)
-        assert settle(replay, incident, record, self.HORIZONS) == []
-        assert replay.status == 'triggered'
+    def test_field_changes_carry_previous_values_and_an_urgency_change_its_own_time(self):
+        incident = parse_incident(raw())
+        steps = [step('', '09:31:00', kind='urgency_change')]
+        changes = field_changes(('P3', 'low', 'POTHER', 'Old service'), incident, steps, NOW)
+        found = {t.kind: (t.previous, t.at) for t in changes}
+        assert found['priority_changed'][0] == 'P3'
+        assert found['urgency_changed'] == ('low', at('09:31:00'))
+        assert found['service_changed'][0] == 'Old service'
 
 
 class TestStateRoundTrip:
@@ -288,11 +220,27 @@ class TestStateRoundTrip:
 
     def test_round_trip(self):
         state = CollectorState(horizon=1.0, live_since=2.0, window=Window(3.0, 4.0, 200), width=86400.0)
-        state.feed = Feed(horizon=5.0, window=FeedWindow(4.0, 5.0, 250, 200), width=60.0, applied={'R1': 4.5})
+        state.feed = Feed(horizon=5.0, window=FeedWindow(4.0, 5.0, 200, 5.0, ['R1']), width=60.0, failures=1)
         state.reconciliation = Reconciliation(started=6.0, position=(3.5, 12), skip=100, verify=['A'])
-        state.incidents['A'] = record_of(
-            parse_incident(FIXTURE), replay_of('acknowledged', acked=True), fingerprint='abc'
+        state.incidents['A'] = IncidentRecord(
+            status='acknowledged',
+            priority='P1',
+            urgency='high',
+            service_id='PSVC',
+            service_name='Checkout',
+            created_at=1.0,
+            resolved_at=None,
+            desired='abc',
+            delivered='abd',
+            acked=True,
+            base=Base('triggered', False, '', None, 2.0, 3.0),
+            steps=[Step('E1', 4.0, 'acknowledge', True, 'acknowledge')],
+            emitted=['E1'],
+            counted=True,
         )
+        state.last_run = (7.0, 8.0)
+        state.refetch = ['B']
+        state.gauged = [['status:triggered', 'service:checkout']]
         again = CollectorState.loads(state.dumps())
         assert again == state
 
@@ -302,9 +250,9 @@ class TestStateRoundTrip:
             '{',
             '[]',
             '{"version": 99}',
-            '{"version": 2, "incidents": {"A": [1, 2]}}',
-            '{"version": 2, "window": 5}',
-            '{"version": 1, "incidents": {}}',
+            '{"version": 3, "incidents": {"A": [1, 2]}}',
+            '{"version": 3, "window": 5}',
+            '{"version": 2, "incidents": {}}',
         ],
         ids=['truncated', 'wrong-type', 'future-version', 'short-record', 'bad-window', 'older-layout'],
     )

@@ -64,6 +64,10 @@ class PendingQueue:
         self._entries[key] = [self._clock(), payload]
         return self.trim()
 
+    def keys(self) -> list[str]:
+        """The keys waiting, in the order they leave in (a copy: the queue may change meanwhile)."""
+        return list(self._entries)
+
     def first(self) -> tuple[str, dict] | None:
         """The entry that leaves next, without removing it."""
         for key, entry in self._entries.items():

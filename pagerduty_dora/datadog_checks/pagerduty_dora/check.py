@@ -38,6 +38,11 @@ APP_KEY_PERMISSIONS = dict(SCOPES, **{LIST_ENDPOINT: 'dora_metrics_read', PATCH_
 RUN_TIME_SHARE = 0.8
 
 
+def _sorted_strings(value: Any) -> list[str]:
+    """A list option as sorted strings, whatever the Agent handed over (a bad value fails validation later)."""
+    return sorted(str(item) for item in value) if isinstance(value, (list, tuple)) else []
+
+
 def _plain(value: Any) -> Any:
     """Config model values (frozen models, mapping proxies, tuples) as plain Python values."""
     if hasattr(value, 'model_dump'):
@@ -73,10 +78,11 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.check_initializations = deque(self._reporting_configuration_errors(f) for f in self.check_initializations)
 
     def persistent_cache_id(self) -> str:
-        """Key the stored state on what decides which incidents are collected, nothing else.
+        """Key the stored state on what decides which incidents are collected and what is sent for them.
 
-        Timeouts, tags, mapping or filters can change without losing the cursor; another account,
-        key or scope starts fresh. The token enters only as a hash.
+        Timeouts, tags and mapping can change without losing the cursor; another account, key,
+        scope, filter, env or Datadog destination starts fresh, so two instances never share a state
+        or a delivery queue. The token enters only as a hash.
         """
         # Read from the instance rather than the config models: the Agent may ask before they are loaded.
         instance = self.instance or {}
@@ -84,8 +90,13 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         identity = {
             'url': str(instance.get('pagerduty_api_url') or defaults.instance_pagerduty_api_url()).rstrip('/'),
             'token': hashlib.sha256(token.encode('utf-8')).hexdigest()[:16],
-            'service_ids': sorted(instance.get('service_ids') or []),
-            'team_ids': sorted(instance.get('team_ids') or []),
+            'service_ids': _sorted_strings(instance.get('service_ids')),
+            'team_ids': _sorted_strings(instance.get('team_ids')),
+            'urgencies': _sorted_strings(instance.get('urgencies')),
+            'priorities': _sorted_strings(instance.get('priorities')),
+            'env': str(instance.get('env') or ''),
+            'unmapped_incidents': str(instance.get('unmapped_incidents') or 'send'),
+            'datadog_api_url': str(instance.get('datadog_api_url') or '').rstrip('/'),
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
 
@@ -206,6 +217,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             service_ids=list(config.service_ids or ()),
             team_ids=list(config.team_ids or ()),
             unmapped_incidents=config.unmapped_incidents or 'send',
+            interval=interval,
         )
         self.collector = Collector(
             PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
@@ -300,6 +312,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             if api in self._failures:
                 return
             if isinstance(error, AuthError):
+                self._denied.add(api)
                 self._failures[api] = self._auth_message(error)
             elif isinstance(error, ConnectionFailed):
                 self._failures[api] = str(error)

@@ -5,13 +5,26 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Sequence
 
 from .http_client import ApiClient, RequestRejected, TransientError
 from .incident import OPEN_STATUSES
 from .times import format_time, parse_time
-from .transitions import STATUS_ENTRIES
+
+# Log entry types that change an incident's status, by the action they stand for.
+STATUS_ENTRIES = {
+    'trigger_log_entry': 'trigger',
+    'acknowledge_log_entry': 'acknowledge',
+    'unacknowledge_log_entry': 'unacknowledge',
+    'resolve_log_entry': 'resolve',
+}
+# Entries PagerDuty also writes on a resolved incident: a note or a field edit is no sign of a reopen.
+NOT_REOPEN_EVIDENCE = frozenset(
+    ('annotate_log_entry', 'field_value_change_log_entry', 'custom_field_value_change_log_entry')
+)
 
 PAGE_SIZE = 100
 # PagerDuty answers 400 when offset + limit passes this.
@@ -19,6 +32,10 @@ OFFSET_CAP = 10_000
 # Longest `since`..`until` span PagerDuty accepts.
 MAX_WINDOW = 180 * 86400
 PD_ACCEPT = 'application/vnd.pagerduty+json;version=2'
+# Times past this cannot be sent back in a query (`format_time` renders years up to 9999).
+LATEST_TIME = 253370764800.0
+# PagerDuty entry ids are short; a longer one is not an id and would be kept in the state.
+MAX_ENTRY_ID_LENGTH = 128
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -38,18 +55,25 @@ class LogPage:
     entries: list[Any]
     more: bool
     total: int | None
+    # The offset the answer says it starts at (None when it says none): a server that ignores the
+    # requested offset answers page one again.
+    offset: int | None = None
 
 
 @dataclass
 class LogEntry:
     """One log entry: `action` is the status change it records ('' for any other kind of entry);
-    `incident` is the embedded incident object, when the list was asked to include it."""
+    `kind` its type without the `_log_entry` suffix (`assign`, `urgency_change`...); `evidence`
+    whether it shows the incident open (any entry but a note or a field edit); `incident` is the
+    embedded incident object, when the list was asked to include it."""
 
     id: str
     action: str
     at: float
     incident_id: str
     incident: Any = None
+    kind: str = ''
+    evidence: bool = True
 
 
 class PagerDutyClient:
@@ -57,6 +81,9 @@ class PagerDutyClient:
 
     def __init__(self, api: ApiClient, *, service_ids: Sequence[str] = (), team_ids: Sequence[str] = ()) -> None:
         self.api = api
+        # PagerDuty's own time, from the `Date` header of its latest answer (whole seconds): the one
+        # clock that PagerDuty's timestamps are compared with. None until PagerDuty has answered.
+        self.now: float | None = None
         self._scope: list[tuple[str, str]] = [('service_ids[]', s) for s in service_ids]
         self._scope += [('team_ids[]', t) for t in team_ids]
 
@@ -71,7 +98,7 @@ class PagerDutyClient:
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
         ] + self._scope
-        return self._page(self.api.get('/incidents', params, endpoint='incidents'))
+        return self._page(self._get('/incidents', params, endpoint='incidents'))
 
     def list_open(self, offset: int = 0, since: float | None = None, until: float | None = None) -> IncidentPage:
         """One page of currently open incidents, oldest first: all of them, or those created in [since, until)."""
@@ -86,12 +113,12 @@ class PagerDutyClient:
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
         ] + self._scope
-        return self._page(self.api.get('/incidents', params, endpoint='incidents_open'))
+        return self._page(self._get('/incidents', params, endpoint='incidents_open'))
 
     def get_incident(self, incident_id: str) -> Any | None:
         """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
         try:
-            response = self.api.get('/incidents/{}'.format(incident_id), [('time_zone', 'UTC')], endpoint='incident')
+            response = self._get('/incidents/{}'.format(incident_id), [('time_zone', 'UTC')], endpoint='incident')
         except RequestRejected as e:
             if e.status == 404:
                 return None
@@ -118,11 +145,17 @@ class PagerDutyClient:
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
         ] + [scope for scope in self._scope if scope[0] == 'team_ids[]']
-        data = self.api.get('/log_entries', params, endpoint='log_entries').data
+        data = self._get('/log_entries', params, endpoint='log_entries').data
         entries = data.get('log_entries') if isinstance(data, dict) else None
         if not isinstance(entries, list):
             raise TransientError(self.api.name, 'log entry answer without a log_entries array')
-        return LogPage(entries=entries, more=bool(data.get('more')), total=_total(data))
+        echoed = data.get('offset')
+        return LogPage(
+            entries=entries,
+            more=data.get('more') is True,
+            total=_total(data),
+            offset=echoed if isinstance(echoed, int) and not isinstance(echoed, bool) else None,
+        )
 
     def incident_log(self, incident_id: str, since: float | None = None) -> list[LogEntry]:
         """The status entries of one incident from `since` on (all of them without it), oldest first."""
@@ -133,7 +166,7 @@ class PagerDutyClient:
             if since is not None:
                 params += [('since', format_time(since)), ('until', format_time(since + MAX_WINDOW))]
             try:
-                response = self.api.get(
+                response = self._get(
                     '/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries'
                 )
             except RequestRejected as e:
@@ -146,9 +179,20 @@ class PagerDutyClient:
                 raise TransientError(self.api.name, 'log entry answer without a log_entries array')
             found.extend(entry for entry in map(parse_log_entry, entries) if entry is not None)
             if not data.get('more') or not entries or offset + 2 * PAGE_SIZE > OFFSET_CAP:
+                # Listed newest first: reversed, then sorted stably, entries of one second keep their order.
+                found.reverse()
                 found.sort(key=lambda entry: entry.at)
                 return found
             offset += PAGE_SIZE
+
+    def _get(self, path: str, params: Any, endpoint: str) -> Any:
+        """GET through the API client, noting PagerDuty's time from the answer's `Date` header."""
+        response = self.api.get(path, params, endpoint=endpoint)
+        at = http_date(response.headers)
+        if at is not None:
+            # Within a run PagerDuty's time only moves forward, whatever one answer says.
+            self.now = at if self.now is None else max(self.now, at)
+        return response
 
     def _page(self, response: Any) -> IncidentPage:
         data = response.data
@@ -160,6 +204,24 @@ class PagerDutyClient:
 def _total(data: dict) -> int | None:
     total = data.get('total')
     return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
+
+def http_date(headers: Any) -> float | None:
+    """The epoch second of an HTTP `Date` header, or None when there is none that reads."""
+    try:
+        value = headers.get('Date') or headers.get('date')
+    except AttributeError:
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    at = moment.timestamp()
+    return float(math.floor(at)) if 0 < at < LATEST_TIME else None
 
 
 def parse_log_entry(raw: Any) -> LogEntry | None:
@@ -178,10 +240,15 @@ def parse_log_entry(raw: Any) -> LogEntry | None:
     incident_id = incident.get('id') if isinstance(incident, dict) else None
     if not isinstance(incident_id, str) or not incident_id:
         return None
+    if not at < LATEST_TIME or len(entry_id) > MAX_ENTRY_ID_LENGTH:
+        return None
+    kind = kind.replace('_reference', '')
     return LogEntry(
         id=entry_id,
-        action=STATUS_ENTRIES.get(kind.replace('_reference', ''), ''),
+        action=STATUS_ENTRIES.get(kind, ''),
         at=at,
         incident_id=incident_id,
         incident=incident if isinstance(incident, dict) and incident.get('type') == 'incident' else None,
+        kind=kind[: -len('_log_entry')] if kind.endswith('_log_entry') else kind,
+        evidence=kind not in NOT_REOPEN_EVIDENCE and kind != 'trigger_log_entry',
     )

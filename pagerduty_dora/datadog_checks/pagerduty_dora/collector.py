@@ -7,28 +7,32 @@
 so no list of incidents can say what happened to an old incident between two runs. Each run does,
 in this order:
 
-1. **The change feed**: the account's log entries (`GET /log_entries`) since the last run, read
-   oldest first, each with its incident embedded. Status entries (trigger, acknowledge,
-   unacknowledge, resolve) are replayed against what was last emitted (`transitions.py`), so several
-   changes between two runs each give their own transition with their own time; any other entry
-   (a priority or urgency change, a note) makes the collector compare the embedded incident with its
-   record. Cost follows activity: an idle account costs one request.
-2. **Reconciliation**: one page of the open incidents per run, in creation order, resumed by
-   position. It finds what has no log entry (a reopen, a service move) and anything the feed
-   missed; an open incident it recorded but did not meet in a whole pass is read by id (resolved,
-   deleted, merged or moved out of scope). The first pass after going live reads every page at
-   once: it is the baseline of what was open.
-3. **The creation-time sweep**: `backfill_days` of history before going live (DORA failures only),
-   in windows sized to stay under PagerDuty's 10,000-record offset cap, spread over runs at the pace
-   DORA delivery allows. Incidents created since going live come from the feed.
+1. **The change feed**: the account's log entries (`GET /log_entries`) since the last run, each with
+   its incident embedded, in windows that each fit one page (`passes.py`). Every entry is added to
+   its incident's story and the story is replayed (`transitions.py`): each transition is named by
+   the entry that proves it and reported once, in time order, also when PagerDuty indexed the entry
+   late or several changes happened between two runs. Cost follows activity: an idle account costs
+   one request.
+2. **Reconciliation**: a share of the open incidents each run, paced so that a pass completes
+   within about ten minutes at any open count, resumed by position. It finds what has no log entry
+   (a priority change, a service move) and anything the feed missed; an open incident it recorded
+   but did not meet in a whole pass is read by id (resolved, deleted, merged or moved out of scope).
+   The first pass, when collection goes live, is read whole: it is the baseline of what was open.
+3. **The creation-time sweep**: `backfill_days` of history before going live (DORA failures only).
 
-An incident the collector has no record of is news only when created after collection went live;
-an older one starts from an unknown state, so it is never reported as triggered or reopened on the
-strength of a list alone: its own log is read to tell a reopen from a move into scope.
+**One clock.** Every time compared with PagerDuty's timestamps is PagerDuty's own: collection goes
+live at the `Date` of its first answer, and each run reads the log up to the `Date` of the feed's
+first answer. The Agent's clock only schedules and bounds runs, so skew between the two changes
+nothing.
 
-The passes page through PagerDuty (`passes.py`); what an incident's log and state mean is decided by
-pure functions (`transitions.py`); this module holds the state, reads an incident's own log when a
-decision asks for it, and does the output: DORA failures, events and metrics.
+**Never settled on a guess.** An incident the collector holds no record of (forgotten after its
+resolve, loaded as history, never in scope) is never given its current status silently once
+collection is live: its own log is read and replayed, so a reopen of an incident of any age is a
+reopen. Only the baseline takes incidents as they are.
+
+**Delivery truth.** A record says which DORA failure the incident should have (`desired`) and
+which one Datadog accepted (`delivered`); the queue reports what it delivered. A payload lost to
+an outage, the queue's bounds or a crash is noticed at the next run and read again by id.
 
 State lives in memory during a run and is written to the persistent cache when the run ends, even
 when it ends with an error; the Agent sends a run's events only after the run, so state and events
@@ -37,29 +41,38 @@ stay in step across restarts.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-from .client import MAX_WINDOW, LogEntry, PagerDutyClient
-from .dora import build_failure
+from .client import LogEntry, PagerDutyClient
+from .dora import REJECTED, build_failure
 from .dora import fingerprint as fingerprint_of
 from .http_client import BudgetExhausted, DeadlineReached, RateLimited
 from .incident import Incident, MalformedIncident, parse_incident
 from .mapping import Catalog, MappingResult, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
-from .passes import DAY, OVERLAP, Passes
+from .passes import DAY, OVERLAP, RECONCILE_PERIOD, Passes
 from .settings import Settings
-from .state import CollectorState, Feed, Window
-from .transitions import Horizons, ReadLog, Replay, Transition, apply_entry, field_changes, record_of, settle
+from .state import CollectorState, Feed, IncidentRecord, Window
+from .times import format_time
+from .transitions import NEW, Base, Step, Transition, adopt, field_changes, fold, observed, replay
 
 STATE_KEY = 'collector'
-# Resolved incidents are remembered this long, to recognise them in overlapping queries and reopens.
+# Resolved incidents are remembered this long; an older one that comes back is read from its own log.
 RESOLVED_RETENTION = 3 * DAY
-# Marks a recorded fingerprint whose DORA failure was not sent (delivery turned off).
-UNDELIVERED = '-'
 # A page is read only while at most this many DORA failures wait for delivery.
 MAX_QUEUED_BEFORE_SWEEP = 100
+# Incidents whose own log may be read in one run (those without a record that the feed or
+# reconciliation meets); past it, the run stops and the next one goes on from there.
+MAX_LOG_READS_PER_RUN = 30
+# Incidents read again by id in one run because their DORA failure went missing.
+MAX_REFETCH_PER_RUN = 20
+# Longest pause between two runs taken into account when a stored horizon is repaired.
+MAX_REPAIR_SPAN = 7 * DAY
+# Ids of malformed incidents already warned about, kept at most.
+MAX_WARNED = 1000
 
 
 class StopRun(Exception):
@@ -110,9 +123,8 @@ class Collector:
         self._monotonic = monotonic
         self._state: CollectorState | None = None
         self._deadline = float('inf')
-        self._open_tag_sets: set[tuple[str, ...]] = set()
         self._warned_malformed: set[str] = set()
-        # Catalog, clock and report of the run under way, shared by the steps the passes call.
+        # Catalog, report and feed position of the run under way, shared by the steps the passes call.
         self._run: _Run
         # Whether state is written (a dry run writes none) and per-incident mappings are kept in
         # the run report (for the command line; a backfill would hold every incident of a run).
@@ -160,51 +172,84 @@ class Collector:
         for source, entries in self.catalog.counts().items():
             self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
         state = self.state
-        now = self._clock()
-        if state.live_since is None or state.feed is None:
-            state.live_since = now
-            state.feed = Feed(horizon=now)
-        self._switch_delivery(now)
-        self._run = _Run(catalog, now, report)
+        self.client.now = None
+        feed = state.feed
+        self._run = _Run(catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf'))
         passes = Passes(self.client, self)
         try:
-            if self.dora is not None:
-                self.dora.flush()
-            if self.attribution is not None:
-                self.attribution.flush()
-            passes.read_feed(state.feed, state.live_since, now)
-            passes.reconcile(state, now)
+            self._deliver()
+            self._find_undelivered()
+            if state.live_since is not None and state.feed is not None:
+                passes.read_feed(state.feed, state.live_since)
+            passes.reconcile(state, self.client.now, self._reconcile_pages())
+            self._go_live()
+            now = self.now()
+            self._switch_delivery(now)
             if state.horizon is None:
                 state.horizon = now - self.settings.backfill_days * DAY
+            self._refetch(passes)
             passes.sweep(state, self._sweep_target(now))
             passes.resend(state)
-            report.sweep_complete = state.window is None and state.horizon >= self._sweep_target(now) - 1
+            report.sweep_complete = self._history_complete(now)
         except (BudgetExhausted, RateLimited, DeadlineReached, StopRun) as e:
             report.stopped = str(e)
             self.log.info('Collection paused until the next run: %s', e)
         finally:
             report.pages = passes.pages
-            self._prune(now)
+            if state.live_since is not None:
+                now = self.now()
+                self._prune(now)
+                state.last_run = (now, self._clock())
+            self._report_gauges(self.now(), report)
             self.save()
             if self.dora is not None:
                 self.dora.save()
             if self.attribution is not None:
                 self.attribution.save()
-        self._report_gauges(now, report)
         return report
+
+    def now(self) -> float:
+        """PagerDuty's time: the `Date` of its latest answer (the Agent's clock only before any answer)."""
+        return self.client.now if self.client.now is not None else self.fallback_now()
+
+    def fallback_now(self) -> float:
+        """The Agent's clock, for a server that dates none of its answers."""
+        return float(math.floor(self._clock()))
+
+    def _go_live(self) -> None:
+        """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
+        state = self.state
+        if state.live_since is None and self.client.now is not None:
+            state.live_since = self.client.now
+            state.feed = Feed(horizon=self.client.now)
 
     # Steps the passes call -------------------------------------------------------------------
 
     def before_request(self) -> None:
-        """Stop at the run deadline, and read no further while DORA delivery is behind (its queue is bounded)."""
+        """Stop at the run deadline."""
+        self._check_deadline()
+
+    def before_sweep_request(self) -> None:
+        """Stop at the run deadline, and read no more history while DORA delivery is behind (its queue is bounded)."""
         self._check_deadline()
         if self.dora is not None and self.dora.pending > MAX_QUEUED_BEFORE_SWEEP:
             raise StopRun('DORA deliveries are behind; reading continues once they catch up')
 
     def deliver(self) -> None:
+        self._deliver()
+        self._check_deadline()
+
+    def _deliver(self) -> None:
+        """Flush the outputs' queues and record what Datadog accepted."""
         if self.dora is not None:
             self.dora.flush()
-        self._check_deadline()
+            incidents = self.state.incidents
+            for key, accepted in self.dora.take_outcomes():
+                record = incidents.get(key)
+                if record is not None:
+                    record.delivered = accepted
+        if self.attribution is not None:
+            self.attribution.flush()
 
     def _check_deadline(self) -> None:
         if self._monotonic() > self._deadline:
@@ -213,14 +258,42 @@ class Collector:
     def warning(self, message: str, *args: Any) -> None:
         self._warning(message, *args)
 
+    def skipped_entries(self, reason: str, count: int) -> None:
+        """Log entries that could not be used: counted, and warned about once per run."""
+        self.outputs.count('log_entries.skipped', count, ['reason:{}'.format(reason)])
+        if reason not in self._run.warned:
+            self._run.warned.add(reason)
+            self._warning('Skipped %d PagerDuty log entries that could not be used (%s)', count, reason)
+
+    def horizon_ahead(self, feed: Feed, now: float) -> None:
+        """The stored feed position is ahead of PagerDuty's clock: read again from where the last run really was."""
+        state = self.state
+        last = state.last_run
+        span = min(max(self._clock() - last[1], 0.0), MAX_REPAIR_SPAN) if last is not None else DAY
+        repaired = now - span - OVERLAP
+        self._warning(
+            "The stored position of the change feed (%s) is ahead of PagerDuty's clock (%s); reading again from %s",
+            format_time(feed.horizon),
+            format_time(now),
+            format_time(repaired),
+        )
+        self.outputs.count('collection.repaired', 1, ['what:feed_horizon'])
+        feed.horizon, feed.window = repaired, None
+        self._run.read_start = min(self._run.read_start, repaired - OVERLAP)
+
     def gone(self, key: str) -> None:
         """The incident was deleted in PagerDuty: its failure must not stay open."""
-        record = self.state.incidents.pop(key)
-        if not _sent(record.fingerprint) or self.dora is None:
+        record = self.state.incidents.get(key)
+        if record is None:
+            return
+        if not record.delivered or record.delivered.startswith(REJECTED) or self.dora is None:
+            del self.state.incidents[key]
             return
         if self.dora.can_remove:
-            self.dora.remove(key)
+            record.desired, record.status, record.wanted, record.tags = '', 'resolved', False, []
+            self._want(key, record, None)
             return
+        del self.state.incidents[key]
         self.outputs.count('dora.unremovable', 1, [])
         self._warning(
             'PagerDuty incident %s was deleted, but its DORA failure cannot be removed without '
@@ -233,6 +306,16 @@ class Collector:
         live_since = self.state.live_since
         return min(now, live_since) if live_since is not None else now
 
+    def _history_complete(self, now: float) -> bool:
+        state = self.state
+        return state.window is None and state.horizon is not None and state.horizon >= self._sweep_target(now) - 1
+
+    def _reconcile_pages(self) -> int:
+        """Pages of open incidents per run, so that a whole pass takes about `RECONCILE_PERIOD` seconds."""
+        open_records = sum(1 for record in self.state.incidents.values() if record.status != 'resolved')
+        pass_pages = max(1, math.ceil(open_records / 100))
+        return max(1, math.ceil(pass_pages * self.settings.interval / RECONCILE_PERIOD))
+
     # One incident ------------------------------------------------------------------------------
 
     def parse(self, raw: Any) -> Incident | None:
@@ -243,7 +326,7 @@ class Collector:
             self._run.report.skipped += 1
             key: str = raw['id'] if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
             self.outputs.count('incidents.skipped', 1, ['reason:malformed'])
-            if key not in self._warned_malformed:
+            if key not in self._warned_malformed and len(self._warned_malformed) < MAX_WARNED:
                 self._warned_malformed.add(key)
                 self._warning('Skipped PagerDuty incident %s: %s', key, e)
             return None
@@ -264,105 +347,202 @@ class Collector:
             return False
         return True
 
-    def _qualifies(self, incident: Incident, mapping: MappingResult) -> bool:
-        """Whether the incident counts as a failure: filters, unmapped policy, and not merged away."""
+    def _wanted(self, incident: Incident, mapping: MappingResult) -> bool:
+        """Whether the incident counts: in the filters, and mapped unless unmapped incidents are sent."""
         if not passes_filters(incident, urgencies=self.settings.urgencies, priorities=self.settings.priorities):
             return False
-        if self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
-            return False
-        # A merged incident is counted by the incident it was merged into.
-        return not (incident.merged and self.dora is not None and self.dora.can_remove)
+        return not (self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback')
+
+    def _failure_wanted(self, incident: Incident, wanted: bool) -> bool:
+        """Whether the incident should have a DORA failure: wanted, and not merged away (the survivor carries it)."""
+        return wanted and not (incident.merged and self.dora is not None and self.dora.can_remove)
 
     def observe(self, incident: Incident, entries: list[LogEntry] | None = None) -> None:
-        """Bring one incident's record up to date: decide (pure), read its own log if that is needed, then output."""
-        state, run = self.state, self._run
-        assert state.live_since is not None and state.feed is not None
+        """Bring one incident's record up to date from its object and any log entries just read."""
+        self._go_live()
+        state = self.state
         record = state.incidents.get(incident.id)
         if not self._in_scope(incident):
             self._out_of_scope(incident, record)
             return
-        if record is None and entries is None:
-            if incident.created_at >= max(state.feed.horizon, state.live_since):
-                # Created where the feed has not read yet: the feed reports it, with its whole story.
+        now = self.now()
+        steps = [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries or []]
+        if record is None:
+            story = self._first_look(incident, steps, now, from_feed=entries is not None)
+            if story is None:
                 return
-            if not incident.is_open and (incident.resolved_at or incident.created_at) < run.now - RESOLVED_RETENTION:
-                self._history(incident)
-                return
-        # A record is forgotten only once resolved for `RESOLVED_RETENTION`: younger incidents without
-        # one are news when the log shows them; a list alone never makes one news.
-        news_since = max(state.live_since, run.now - RESOLVED_RETENTION) if entries is not None else None
-        replay = Replay.of(record, incident, news_since)
-        transitions: list[Transition] = []
-        for entry in entries or []:
-            transitions += apply_entry(replay, entry.action, entry.at, incident)
-        horizons = Horizons(state.live_since, state.feed.horizon, state.baseline, run.now, OVERLAP)
-        settled = settle(replay, incident, record, horizons)
-        if isinstance(settled, ReadLog):
-            settled = settle(replay, incident, record, horizons, self.client.incident_log(incident.id, settled.since))
-            assert not isinstance(settled, ReadLog)
-        transitions += settled
-        transitions += field_changes(record, incident, run.now)
-        self._commit(incident, record, replay, transitions)
+            base, steps, emitted = story
+        else:
+            base, emitted = record.base, set(record.emitted)
+            steps = _merged(record.steps, steps)
+        transitions, end = replay(base, steps, incident)
+        if end.status != incident.status and self._missed(incident):
+            # The feed read past this change without showing it: the incident's own log tells, and
+            # only when even that cannot explain it is the incident's own status taken.
+            if record is not None:
+                steps = _merged(steps, self._read_log(incident, base.at))
+                transitions, end = replay(base, steps, incident)
+            if end.status != incident.status:
+                transitions += adopt(end, incident, now)
+                base, steps = observed(incident, now), []
+                base.acked = base.acked or end.acked
+                end = base
+        elif end.status != incident.status and record is None and end.status != NEW:
+            # Its log does not explain its status yet (an entry not indexed yet): decided on a later look.
+            return
+        new = [t for t in transitions if t.key not in emitted]
+        emitted.update(t.key for t in new)
+        if record is not None and not record.wanted:
+            # Coming back into scope or the filters is not news: nothing that happened meanwhile is reported.
+            new = []
+        if state.feed is not None:
+            base, steps, folded = fold(base, steps, state.feed.horizon - OVERLAP, incident)
+            emitted -= folded
+        if record is not None:
+            previous = (record.priority, record.urgency, record.service_id, record.service_name)
+            new += field_changes(previous, incident, steps, now)
+        self._commit(incident, record, end, base, steps, emitted, new)
 
-    def _commit(self, incident: Incident, record: Any, replay: Replay, transitions: list[Transition]) -> None:
-        """Queue the DORA failure, emit the transitions and record the incident: the output of one observation."""
-        state, run = self.state, self._run
-        mapping = self._map(incident, run.catalog)
-        if self.keep_mappings:
-            run.report.mappings[incident.id] = (incident, mapping)
-        tags = mapping_tags(incident, mapping)
-        wanted = self._qualifies(incident, mapping)
-        fingerprint = record.fingerprint if record is not None else ''
-        can_remove = self.dora is not None and self.dora.can_remove
-        if wanted or (_sent(fingerprint) and not can_remove):
-            # A failure already sent that no longer qualifies is followed to its resolve when it cannot be removed.
-            fingerprint = self._deliver_failure(incident, mapping, tags, fingerprint, count=wanted)
-        elif _sent(fingerprint) and self.dora is not None:
-            self.dora.remove(incident.id)
-            fingerprint = ''
-        if record is None and not wanted:
-            self._count_unmapped(mapping)
-        self._emit(transitions, mapping, tags, wanted)
+    def _first_look(
+        self, incident: Incident, steps: list[Step], now: float, *, from_feed: bool
+    ) -> tuple[Base, list[Step], set[str]] | None:
+        """The story of an incident without a record, and the keys of what in it is not news; None to leave it.
 
-        state.incidents[incident.id] = record_of(
-            incident, replay, fingerprint=fingerprint, tags=tags if wanted else [], wanted=wanted, checked_at=run.now
-        )
+        During the baseline the incident is taken as it is (nothing before going live is news). After
+        it, an incident whose whole life lies in what the feed reads starts from nothing; any other
+        is read from its own log, and only what happened since the cut is news.
+        """
+        state = self.state
+        live = state.live_since if state.live_since is not None else now
+        read_start = self._run.read_start
+        if from_feed:
+            if incident.created_at >= read_start:
+                transitions, _ = replay(Base(), steps, incident)
+                return Base(), steps, {t.key for t in transitions if t.at < live}
+            return self._from_log(incident, steps, max(read_start, live))
+        if incident.created_at >= max(live, min(read_start, state.feed.horizon if state.feed else live)):
+            # Created where the feed reads: it reports the incident, with its whole story.
+            return None
+        if not state.baseline:
+            return observed(incident, now), [], set()
+        return self._from_log(incident, steps, live if incident.created_at >= live else read_start)
 
-    def _history(self, incident: Incident) -> None:
-        """An incident resolved long before this look: its DORA failure only, nothing to remember or emit."""
+    def _from_log(self, incident: Incident, steps: list[Step], cut: float) -> tuple[Base, list[Step], set[str]]:
+        """The incident's whole story from its own log; what happened before `cut` is not news."""
+        steps = _merged(self._read_log(incident, None), steps)
+        transitions, _ = replay(Base(), steps, incident)
+        return Base(), steps, {t.key for t in transitions if t.at < cut}
+
+    def _read_log(self, incident: Incident, since: float | None) -> list[Step]:
+        run = self._run
+        if run.log_reads >= MAX_LOG_READS_PER_RUN:
+            raise StopRun('read the logs of {} incidents this run; the rest waits for the next one'.format(run.log_reads))
+        run.log_reads += 1
+        self._check_deadline()
+        entries = self.client.incident_log(incident.id, since)
+        return [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries]
+
+    def _missed(self, incident: Incident) -> bool:
+        """Whether the incident's status change should have been shown by the feed already."""
+        feed = self.state.feed
+        if feed is None or not self.state.baseline:
+            return False
+        changed = incident.last_status_change_at
+        return changed is None or changed < feed.horizon - OVERLAP
+
+    def _commit(
+        self,
+        incident: Incident,
+        record: IncidentRecord | None,
+        end: Base,
+        base: Base,
+        steps: list[Step],
+        emitted: set[str],
+        transitions: list[Transition],
+    ) -> None:
+        """Record the incident, want its DORA failure, and emit its transitions: the output of one look."""
         run = self._run
         mapping = self._map(incident, run.catalog)
         if self.keep_mappings:
             run.report.mappings[incident.id] = (incident, mapping)
-        if self._qualifies(incident, mapping):
-            tags = mapping_tags(incident, mapping)
+        tags = mapping_tags(incident, mapping)
+        wanted = self._wanted(incident, mapping)
+        status = end.status if end.status != NEW else incident.status
+        updated = IncidentRecord(
+            status=status,
+            priority=incident.priority,
+            urgency=incident.urgency,
+            service_id=incident.service_id,
+            service_name=incident.service_name,
+            created_at=incident.created_at,
+            resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
+            delivered=record.delivered if record is not None else '',
+            tags=tags if wanted and status != 'resolved' else [],
+            acked=end.acked,
+            wanted=wanted,
+            checked_at=self.now(),
+            base=base,
+            steps=steps,
+            emitted=sorted(emitted),
+            counted=record.counted if record is not None else False,
+        )
+        if wanted and not updated.counted:
+            updated.counted = True
             self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
-            if self.dora is not None:
-                self.dora.enqueue(incident.id, build_failure(incident, mapping))
-        else:
+        elif record is None and not wanted:
             self._count_unmapped(mapping)
+        if self._failure_wanted(incident, wanted):
+            updated.desired = self._want(incident.id, updated, build_failure(incident, mapping))
+        elif updated.delivered and not updated.delivered.startswith(REJECTED) and not self._can_remove():
+            # A failure already sent that no longer counts is followed to its resolve when it cannot be removed.
+            updated.desired = self._want(incident.id, updated, build_failure(incident, mapping))
+        else:
+            updated.desired = self._want(incident.id, updated, None)
+        self.state.incidents[incident.id] = updated
+        self._emit(transitions, mapping, tags, wanted)
+
+    def _can_remove(self) -> bool:
+        return self.dora is not None and self.dora.can_remove
+
+    def _want(self, key: str, record: IncidentRecord, attributes: dict | None) -> str:
+        """Queue what the incident's failure should become unless Datadog has it already; return its fingerprint.
+
+        None asks for no failure: a removal is queued for one Datadog holds. With DORA delivery off
+        nothing is queued; the record keeps what is wanted, and turning delivery on sends it.
+        """
+        desired = fingerprint_of(attributes) if attributes is not None else ''
+        if self.dora is None or _settled(record.delivered, desired):
+            return desired
+        if self.dora.queued(key) == desired:
+            return desired
+        if attributes is not None:
+            self.dora.enqueue(key, attributes)
+        elif self.dora.can_remove:
+            self.dora.remove(key)
+        return desired
 
     def _count_unmapped(self, mapping: MappingResult) -> None:
         """Count an incident first left out because it reached the fallback rule under `unmapped_incidents: skip`."""
         if self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
             self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
 
-    def _out_of_scope(self, incident: Incident, record: Any) -> None:
+    def _out_of_scope(self, incident: Incident, record: IncidentRecord | None) -> None:
         """An incident outside `service_ids`/`team_ids`: a failure it left behind is removed or followed.
 
         Its record stays (not wanted) while it is open, so that coming back into scope is not news.
         """
         if record is None:
             return
-        if _sent(record.fingerprint) and self.dora is not None:
-            if self.dora.can_remove:
-                self.dora.remove(incident.id)
-                record.fingerprint = ''
-            else:
-                mapping = self._map(incident, self._run.catalog)
-                record.fingerprint = self._deliver_failure(incident, mapping, [], record.fingerprint, count=False)
-        record.wanted, record.tags, record.checked_at = False, [], self._run.now
-        if not incident.is_open:
+        now = self.now()
+        if self._can_remove() or not record.delivered:
+            record.desired = self._want(incident.id, record, None)
+        else:
+            mapping = self._map(incident, self._run.catalog)
+            record.desired = self._want(incident.id, record, build_failure(incident, mapping))
+        record.wanted, record.tags, record.checked_at = False, [], now
+        record.status = incident.status
+        record.base, record.steps, record.emitted = observed(incident, now), [], []
+        if not incident.is_open and _settled(record.delivered, record.desired):
             del self.state.incidents[incident.id]
 
     def _emit(self, transitions: list[Transition], mapping: MappingResult, tags: list[str], wanted: bool) -> None:
@@ -374,7 +554,8 @@ class Collector:
                 for transition in transitions:
                     self.attribution.on_transition(transition, mapping, wanted=False)
             return
-        for transition in transitions:
+        now = self.now()
+        for transition in sorted(transitions, key=lambda t: t.at):
             self.log.debug(
                 'Incident #%d %s (mapping_rule=%s service=%s team=%s env=%s)',
                 transition.incident.number,
@@ -389,45 +570,95 @@ class Collector:
                 line = self.attribution.on_transition(transition, mapping)
                 if line:
                     notes.append(line)
-            self.outputs.transition(transition, mapping, tags, self._run.now, notes)
+            self.outputs.transition(transition, mapping, tags, now, notes)
 
     def redeliver(self, incident: Incident) -> None:
-        """Queue the failure of a history incident for delivery only (no record, no event)."""
+        """Queue the failure of an incident met by the re-sending of history (delivery was off)."""
         if self.dora is None or not self._in_scope(incident):
             return
+        record = self.state.incidents.get(incident.id)
+        if record is not None:
+            self.observe(incident)
+            return
         mapping = self._map(incident, self._run.catalog)
-        if self._qualifies(incident, mapping):
+        if self._failure_wanted(incident, self._wanted(incident, mapping)):
             self.dora.enqueue(incident.id, build_failure(incident, mapping))
 
-    def _deliver_failure(
-        self, incident: Incident, mapping: MappingResult, tags: list[str], fingerprint: str, *, count: bool = True
-    ) -> str:
-        """Queue the incident's DORA failure when its mapped state changed; return the fingerprint to record.
-
-        With DORA delivery off the fingerprint is still recorded, marked as not delivered, so that
-        turning delivery on later sends every incident seen since.
-        """
-        if not fingerprint and count:
-            # First time this incident is mapped (fingerprints are recorded from then on).
+    def _history(self, incident: Incident) -> None:
+        """An incident resolved long before this look: its DORA failure only, nothing to remember or emit."""
+        run = self._run
+        mapping = self._map(incident, run.catalog)
+        if self.keep_mappings:
+            run.report.mappings[incident.id] = (incident, mapping)
+        if self._failure_wanted(incident, self._wanted(incident, mapping)):
+            tags = mapping_tags(incident, mapping)
             self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
-        attributes = build_failure(incident, mapping)
-        current = fingerprint_of(attributes)
-        if self.dora is None:
-            return UNDELIVERED + current
-        if current != fingerprint:
-            self.dora.enqueue(incident.id, attributes)
-        return current
+            if self.dora is not None:
+                self.dora.enqueue(incident.id, build_failure(incident, mapping))
+        else:
+            self._count_unmapped(mapping)
+
+    def sweep_incident(self, incident: Incident) -> None:
+        """One incident of the history sweep: a resolved one without a record is history (its failure only)."""
+        if not self._in_scope(incident):
+            return
+        if incident.id not in self.state.incidents and not incident.is_open:
+            self._history(incident)
+            return
+        self.observe(incident)
 
     # Bookkeeping -------------------------------------------------------------------------------
 
+    def _find_undelivered(self) -> None:
+        """Records whose DORA failure is outstanding but no longer queued (dropped, or lost in a crash)."""
+        if self.dora is None:
+            return
+        state = self.state
+        queued = set(state.refetch)
+        for key, record in state.incidents.items():
+            if _settled(record.delivered, record.desired) or key in queued:
+                continue
+            waiting = self.dora.queued(key)
+            if waiting == record.desired:
+                continue
+            if record.desired == '' and self.dora.can_remove:
+                self.dora.remove(key)
+                continue
+            state.refetch.append(key)
+            queued.add(key)
+
+    def _refetch(self, passes: Passes) -> None:
+        """Read again by id the incidents whose failure went missing, and want it again."""
+        state = self.state
+        done = 0
+        while state.refetch and done < MAX_REFETCH_PER_RUN:
+            key = state.refetch[0]
+            record = state.incidents.get(key)
+            if record is not None and self.dora is not None and not _settled(record.delivered, record.desired):
+                self.before_request()
+                raw = self.client.get_incident(key)
+                passes.pages += 1
+                done += 1
+                if raw is None:
+                    self.gone(key)
+                else:
+                    incident = self.parse(raw)
+                    if incident is not None:
+                        self.observe(incident)
+            state.refetch.pop(0)
+
     def _switch_delivery(self, now: float) -> None:
-        """Turning DORA delivery on after runs without it re-sends the history those runs kept back."""
+        """Turning DORA delivery on after runs without it re-sends what those runs kept back.
+
+        Incidents with a record are wanted again by `_find_undelivered`; the others (history, and
+        incidents resolved and forgotten meanwhile) are re-read by creation time up to now.
+        """
         state = self.state
         delivering = self.dora is not None
         if delivering and not state.delivering and state.horizon is not None:
             since = now - self.settings.backfill_days * DAY
-            state.resend_end = max(since + 1, min(state.horizon, now))
-            state.resend = Window(since=since, until=min(state.resend_end, since + MAX_WINDOW))
+            state.resend_end = max(since + 1, now)
+            state.resend = Window(since=since, until=min(state.resend_end, since + 180 * DAY))
         state.delivering = delivering
 
     def _prune(self, now: float) -> None:
@@ -435,7 +666,9 @@ class Collector:
         stale = [
             key
             for key, record in incidents.items()
-            if record.status == 'resolved' and (record.resolved_at or record.created_at) < now - RESOLVED_RETENTION
+            if record.status == 'resolved'
+            and ((record.resolved_at or record.created_at) < now - RESOLVED_RETENTION or not record.wanted)
+            and (self.dora is None or _settled(record.delivered, record.desired))
         ]
         for key in stale:
             del incidents[key]
@@ -443,22 +676,36 @@ class Collector:
     def _report_gauges(self, now: float, report: RunReport) -> None:
         state = self.state
         if state.horizon is not None:
-            reached = state.feed.horizon if state.feed is not None and state.window is None else state.horizon
+            feed = state.feed
+            reached = feed.horizon if feed is not None and self._history_complete(now) else state.horizon
             self.outputs.gauge('collection.lag', max(0.0, now - min(reached, now)), [])
         if self.dora is not None:
             self.outputs.gauge('dora.pending', self.dora.pending, [])
         if not state.baseline:
             return
         counts = open_gauges(r for r in state.incidents.values() if r.wanted)
-        for tags in self._open_tag_sets - set(counts):
+        current = {tuple(tags) for tags in counts}
+        for tags in {tuple(tags) for tags in state.gauged} - current:
             self.outputs.gauge('incidents.open', 0, list(tags))
         for tags, value in counts.items():
             self.outputs.gauge('incidents.open', value, list(tags))
-        self._open_tag_sets = set(counts)
+        state.gauged = [list(tags) for tags in sorted(current)]
 
 
-def _sent(fingerprint: str) -> bool:
-    return bool(fingerprint) and not fingerprint.startswith(UNDELIVERED)
+def _settled(delivered: str, desired: str) -> bool:
+    """Whether Datadog holds what is wanted (or refused it for good, so that re-sending it would fail again)."""
+    return delivered == desired or delivered == REJECTED + desired
+
+
+def _merged(steps: Iterable[Step], more: Iterable[Step]) -> list[Step]:
+    """`steps` and the steps of `more` not among them (by entry id), in that order."""
+    out = list(steps)
+    known = {step.id for step in out}
+    for step in more:
+        if step.id not in known:
+            known.add(step.id)
+            out.append(step)
+    return out
 
 
 @dataclass
@@ -466,5 +713,8 @@ class _Run:
     """What every step of one run shares."""
 
     catalog: Catalog
-    now: float
     report: RunReport
+    # Where this run's change feed reading starts: entries before it were read by earlier runs.
+    read_start: float
+    log_reads: int = 0
+    warned: set[str] = field(default_factory=set)

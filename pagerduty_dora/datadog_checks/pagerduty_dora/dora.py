@@ -28,6 +28,8 @@ ENDPOINT = 'dora_failure'
 REMOVAL_ENDPOINT = 'dora_failure_delete'
 # Marks a queued removal: the incident's failure is deleted rather than updated.
 REMOVE = '__remove__'
+# Marks a delivered fingerprint that Datadog refused for good (a 4xx): not sent again until it changes.
+REJECTED = '!'
 CACHE_KEY = 'dora_pending'
 CACHE_VERSION = 1
 
@@ -178,6 +180,7 @@ class DoraDelivery:
         self._log = log
         self._warning = warning
         self._count = count
+        self._outcomes: list[tuple[str, str]] = []
         self._queue = StoredQueue(
             CACHE_KEY,
             read_cache=read_cache,
@@ -210,15 +213,25 @@ class DoraDelivery:
     def flush(self) -> None:
         """Post pending payloads, oldest first, until the queue is empty or the API says stop.
 
-        Raises `AuthError` (queue kept) when Datadog refuses the key.
+        What Datadog accepted (or refused for good) is kept for `take_outcomes()`. A refusal of the
+        key stops this output for the run (warned, queue kept), never the collection; a removal the
+        application key may not make stops removals only, and failures behind it still go out.
         """
         queue = self._loaded()
         queue.expire()
         submitted = 0
         rejected = 0
+        removals_refused = False
         try:
-            while queue and not self._api.stalled(CACHE_KEY):
-                incident_id, attributes = queue.first() or ('', {})
+            for incident_id in queue.keys():
+                if self._api.stalled(CACHE_KEY):
+                    break
+                attributes = queue.get(incident_id)
+                if attributes is None:
+                    continue
+                removal = REMOVE in attributes
+                if removal and removals_refused:
+                    continue
                 try:
                     self._send(attributes)
                 except BudgetExhausted:
@@ -232,15 +245,30 @@ class DoraDelivery:
                     self._log.warning('DORA delivery paused until the next run, %d failures pending: %s', len(queue), e)
                     break
                 except AuthError as e:
-                    raise AuthError(
-                        e.api,
-                        'the DORA API refused the key ({}): check `datadog_api_key` (or the Agent `api_key`) '
-                        'and that it belongs to the Datadog site of `datadog_api_url`'.format(e.status),
+                    if removal:
+                        removals_refused = True
+                        self._count('dora.errors', 1, ['kind:removal_refused'])
+                        self._warning(
+                            'Datadog refused to delete DORA failure %s (%s): the application key of `datadog_app_key` '
+                            'needs the `dora_metrics_write` permission. Removals wait for the next run; '
+                            'collection and other deliveries go on',
+                            attributes.get(REMOVE),
+                            e.status,
+                        )
+                        continue
+                    self._api.stall(CACHE_KEY)
+                    self._count('dora.errors', 1, ['kind:auth'])
+                    self._warning(
+                        'The DORA API refused the key (%s): check `datadog_api_key` (or the Agent `api_key`) and '
+                        'that it belongs to the Datadog site of `datadog_api_url`; %d failures wait for the next run',
                         e.status,
-                    ) from None
+                        len(queue),
+                    )
+                    break
                 except RequestRejected as e:
                     queue.remove(incident_id)
                     rejected += 1
+                    self._outcomes.append((incident_id, REJECTED + fingerprint(attributes)))
                     self._count('dora.rejected', 1, ['status:{}'.format(e.status or 'unknown')])
                     self._log.warning(
                         'DORA failure %s for incident %s was rejected (%s) and is dropped: %s',
@@ -251,7 +279,9 @@ class DoraDelivery:
                     )
                     continue
                 queue.remove(incident_id)
-                submitted += 1
+                self._outcomes.append((incident_id, '' if removal else fingerprint(attributes)))
+                if not removal:
+                    submitted += 1
         finally:
             if submitted:
                 self._count('dora.submitted', submitted, [])
@@ -261,6 +291,19 @@ class DoraDelivery:
                     rejected,
                 )
             queue.save()
+
+    def take_outcomes(self) -> list[tuple[str, str]]:
+        """(incident id, fingerprint) of each payload Datadog accepted since the last call ('' for a removal,
+        `REJECTED` + fingerprint for one it refused for good), oldest first."""
+        outcomes, self._outcomes = self._outcomes, []
+        return outcomes
+
+    def queued(self, incident_id: str) -> str | None:
+        """The fingerprint of the payload waiting for the incident ('' for a removal), or None when none waits."""
+        attributes = self._loaded().get(incident_id)
+        if attributes is None:
+            return None
+        return '' if REMOVE in attributes else fingerprint(attributes)
 
     def _send(self, attributes: dict) -> None:
         removal = attributes.get(REMOVE)

@@ -82,6 +82,10 @@ class TransientError(ApiError):
     """Network failure, timeout, 5xx, an unreadable body: worth trying again on a later run."""
 
 
+class UnreadableResponse(TransientError):
+    """A body that is not JSON the check can read: retried on later runs, then skipped by the caller."""
+
+
 class ConnectionFailed(TransientError):
     """No answer at all: DNS, refused connection, TLS, timeout or proxy; `cause` says which."""
 
@@ -332,7 +336,7 @@ class ApiClient:
         try:
             return json.loads(content)
         except (ValueError, RecursionError):
-            raise TransientError(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None
+            raise UnreadableResponse(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None
 
     def redact(self, text: str) -> str:
         """`text` with every credential this client sends masked, for a server that echoes them back."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .events import build_event
+from .events import MAX_EVENT_AGE, build_event
 from .incident import Incident
 from .mapping import MappingResult
 from .transitions import Transition
@@ -80,7 +80,11 @@ class Outputs:
         now: float,
         notes: Sequence[str] = (),
     ) -> None:
-        """Emit the event and metrics of one live transition; `notes` are extra lines for the event text."""
+        """Emit the event and metrics of one live transition; `notes` are extra lines for the event text.
+
+        `now` is PagerDuty's time: a transition older than Datadog accepts for an event (18 hours) is
+        dated `now`, tagged `reported_late:true` and counted as `events.late`; its text keeps its real time.
+        """
         tags = self.tags(incident_tags)
         incident = transition.incident
         kind = transition.kind
@@ -96,9 +100,17 @@ class Outputs:
         elif kind == 'acknowledged' and transition.first:
             # Time to acknowledge ends at the first acknowledgement, as PagerDuty's analytics measure it.
             self._submit.histogram('incidents.time_to_acknowledge', elapsed, tags=tags)
+        late = transition.at < now - MAX_EVENT_AGE
+        if late:
+            self._add('events.late', 1, tags)
         if self._collect_events:
-            # The transition tag lets monitors and the event explorer filter by what happened.
+            # The transition tag lets monitors and the event explorer filter by what happened; the
+            # identity tag names the log entry that proves it, so the event can be told from its repeats.
             event_tags = tags + ['transition:{}'.format(kind)]
+            if transition.key:
+                event_tags.append('pagerduty_transition:{}'.format(transition.key)[:MAX_TAG_LENGTH])
+            if late:
+                event_tags.append('reported_late:true')
             self._submit.event(build_event(transition, mapping, tags=event_tags, now=now, notes=notes))
 
     def count(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:

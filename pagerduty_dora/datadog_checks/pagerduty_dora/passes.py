@@ -17,18 +17,26 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, LogEntry, PagerDutyClient, parse_log_entry
+from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, LogEntry, LogPage, PagerDutyClient, parse_log_entry
+from .http_client import UnreadableResponse
 from .incident import Incident, MalformedIncident, parse_incident
 from .state import CollectorState, Feed, FeedWindow, Reconciliation, Window
 from .times import format_time
 
 DAY = 86400.0
-# How far back each query reaches before the last horizon, for records PagerDuty indexes late.
-OVERLAP = 120.0
+# How far back each run's first feed window reaches before the horizon, for entries PagerDuty
+# indexes late (it indexes within seconds to a minute).
+OVERLAP = 180.0
+# Entries shared by two consecutive pages of a feed window, matched by id.
+PAGE_OVERLAP = 3
+# Feed windows are sized for this many entries, far below the offset cap.
+WINDOW_ENTRIES = 5000
+# Runs a feed page may fail to read before it is narrowed, then passed over.
+UNREADABLE_RETRIES = 3
+# A pass over the open incidents completes within this many seconds, whatever their number.
+RECONCILE_PERIOD = 600.0
 # Windows are sized for this many records, leaving room under the offset cap for growth.
 WINDOW_TARGET = 8000
-# Pages of open incidents read per run once the baseline pass is done.
-RECONCILE_PAGES = 1
 
 
 class Steps(Protocol):
@@ -40,13 +48,23 @@ class Steps(Protocol):
 
     def redeliver(self, incident: Incident) -> None: ...
 
+    def sweep_incident(self, incident: Incident) -> None: ...
+
     def gone(self, key: str) -> None: ...
 
     def deliver(self) -> None: ...
 
     def before_request(self) -> None: ...
 
+    def before_sweep_request(self) -> None: ...
+
     def warning(self, message: str, *args: Any) -> None: ...
+
+    def skipped_entries(self, reason: str, count: int) -> None: ...
+
+    def fallback_now(self) -> float: ...
+
+    def horizon_ahead(self, feed: Feed, now: float) -> None: ...
 
 
 class Passes:
@@ -59,75 +77,171 @@ class Passes:
 
     # The change feed ---------------------------------------------------------------------------
 
-    def read_feed(self, feed: Feed, live_since: float, now: float) -> None:
-        """Apply every log entry up to `now` (whole seconds), window by window."""
-        target = float(math.floor(now))
+    def read_feed(self, feed: Feed, live_since: float) -> None:
+        """Apply every log entry up to PagerDuty's present second, window by window.
+
+        The run's first window reaches back `OVERLAP` before the horizon for entries PagerDuty
+        indexed late; entries are matched by id (in the incidents' stories), so reading one twice is
+        harmless. Each window is sized from the `total` PagerDuty reports to stay far below the offset
+        cap, and paged from the newest entry down (see `FeedWindow`), so nothing that PagerDuty adds
+        while it is read can push an entry out of sight. The horizon moves only once a window is read.
+        """
+        target: float | None = None
+        since = feed.horizon - OVERLAP
         while True:
             window = feed.window
             if window is None:
-                if feed.horizon >= target:
+                if target is not None and since >= target:
                     return
-                window = self._open_feed_window(feed, target, live_since)
-                if window is None:
+                width = min(feed.width if feed.width > 0 else MAX_WINDOW, MAX_WINDOW)
+                until = since + max(1.0, width)
+                if target is not None:
+                    until = max(since + 1, min(until, target))
+                window = feed.window = FeedWindow(since, until, 0, until)
+            page = self._feed_page(feed, window)
+            if target is None:
+                # PagerDuty's present, from its own answer: what lies at or past it is read next run.
+                target = self.client.now if self.client.now is not None else self.steps.fallback_now()
+                if feed.horizon > target + 1:
+                    self.steps.horizon_ahead(feed, target)
+                    since = feed.horizon - OVERLAP
                     continue
-            page = self.client.log_entries(window.since, window.until, window.offset)
-            self.pages += 1
-            self._apply(page.entries, feed, live_since)
-            if window.offset <= 0:
+                window.end = min(window.end, max(target, window.since + 1))
+            if page is None:
+                since = feed.horizon
+                continue
+            if window.offset == 0 and page.total is not None and page.total > WINDOW_ENTRIES:
+                if window.until - window.since > 1:
+                    # Too many entries for one window: a narrower one, planned from what PagerDuty counted.
+                    feed.width = _narrower(window.until - window.since, page.total, WINDOW_ENTRIES)
+                    feed.window = None
+                    since = window.since
+                    continue
+            if self._page_through(feed, window, page, live_since):
                 feed.window = None
-                _close_feed_window(feed, window.since, window.until, window.total)
-            else:
-                window.offset -= PAGE_SIZE
+                feed.horizon = max(feed.horizon, window.end)
+                if window.offset < WINDOW_ENTRIES // 4:
+                    feed.width = min(MAX_WINDOW, max(feed.width, window.until - window.since) * 2)
+                since = window.end
             self.steps.deliver()
 
-    def _open_feed_window(self, feed: Feed, target: float, live_since: float) -> FeedWindow | None:
-        """Plan the next window and read its first page; None when that page was the whole window."""
-        since = feed.horizon - OVERLAP
-        width = feed.width if feed.width > 0 else MAX_WINDOW
-        until = min(target, max(feed.horizon + 1, since + min(width, MAX_WINDOW)))
-        page = self.client.log_entries(since, until, 0, with_total=True)
+    def _page_through(self, feed: Feed, window: FeedWindow, page: LogPage, live_since: float) -> bool:
+        """Apply one page of `window` and move on to the next; True once the window is read."""
+        ids = [entry.get('id') for entry in page.entries if isinstance(entry, dict)]
+        if window.offset > 0 and window.tail and not set(window.tail) & set(ids):
+            # The page does not repeat the end of the previous one: entries vanished (a deleted
+            # incident) and shifted the list; read from a page earlier, matching entries by id.
+            window.offset = max(0, window.offset - (PAGE_SIZE - PAGE_OVERLAP))
+            window.tail = []
+            return False
+        if page.offset is not None and page.offset != window.offset:
+            self.steps.warning(
+                'PagerDuty answered log entries from offset %d when asked for offset %d; the rest of %s to %s '
+                'is skipped, and reconciliation recovers the state of the incidents it concerns',
+                page.offset,
+                window.offset,
+                format_time(window.since),
+                format_time(window.until),
+            )
+            self.steps.skipped_entries('unpaged', 1)
+            return True
+        self._apply(page.entries, window.since, window.until, live_since)
+        # `more` is believed when it says there is more; a full page is read past even when it says not.
+        more = page.more or len(page.entries) >= PAGE_SIZE
+        if not more or not page.entries:
+            return True
+        if window.offset + 2 * PAGE_SIZE > OFFSET_CAP:
+            times = [entry.at for entry in map(parse_log_entry, page.entries) if entry is not None]
+            oldest = min(times, default=window.since)
+            if oldest > window.since:
+                # The window grew past the offset cap while it was read: the rest of it, older than
+                # what was read, is read as a window of its own.
+                window.until, window.offset, window.tail = oldest + 1, 0, []
+                return False
+            self.steps.warning(
+                'More than %d PagerDuty log entries are dated %s; the rest of that second is skipped',
+                OFFSET_CAP,
+                format_time(window.since),
+            )
+            self.steps.skipped_entries('offset_cap', 1)
+            return True
+        window.offset += PAGE_SIZE - PAGE_OVERLAP
+        window.tail = [str(i) for i in ids[-PAGE_OVERLAP:]]
+        return False
+
+    def _feed_page(self, feed: Feed, window: FeedWindow) -> LogPage | None:
+        """One page of the log, or None when it cannot be read after `UNREADABLE_RETRIES` runs and was skipped.
+
+        A page that never reads (PagerDuty, or a proxy, answers something that is not JSON) must not
+        stop the feed for ever: its window is narrowed to one second, then that second is passed over
+        with a warning and a count, and reconciliation and the incidents' own logs recover what it held.
+        """
+        self.steps.before_request()
+        try:
+            page = self.client.log_entries(window.since, window.until, window.offset, with_total=window.offset == 0)
+        except UnreadableResponse:
+            feed.failures += 1
+            if feed.failures < UNREADABLE_RETRIES:
+                raise
+            feed.failures = 0
+            if window.until - window.since > 1 and window.offset == 0:
+                feed.width = max(1.0, (window.until - window.since) / 8)
+                feed.window = None
+                return None
+            feed.window = None
+            feed.horizon = max(feed.horizon, window.until if window.offset == 0 else window.end)
+            self.steps.skipped_entries('unreadable', 1)
+            self.steps.warning(
+                'PagerDuty log entries of %s to %s could not be read after %d tries and were skipped; '
+                'reconciliation recovers the state of the incidents they concern',
+                format_time(window.since),
+                format_time(window.until),
+                UNREADABLE_RETRIES,
+            )
+            return None
         self.pages += 1
-        if page.more and page.total is None and until - since > 2 * OVERLAP:
-            # Without a total the pages cannot be read oldest first: narrow until one page holds it.
-            feed.width = max(1.0, (until - since) / 4)
-            return None
-        if page.total is not None and page.total > OFFSET_CAP - PAGE_SIZE and until - feed.horizon > 1:
-            feed.width = _narrower(until - since, page.total)
-            return None
-        total = page.total if page.total is not None else len(page.entries)
-        last = min(OFFSET_CAP - PAGE_SIZE, ((max(total, 1) - 1) // PAGE_SIZE) * PAGE_SIZE)
-        if not page.more or last == 0:
-            self._apply(page.entries, feed, live_since)
-            _close_feed_window(feed, since, until, total)
-            self.steps.deliver()
-            return None
-        feed.window = FeedWindow(since, until, total, last)
-        return feed.window
+        feed.failures = 0
+        return page
 
-    def _apply(self, raw_entries: list[Any], feed: Feed, live_since: float) -> None:
-        """Apply one page (newest first, as PagerDuty lists it) in the order it happened."""
-        live_second = math.floor(live_since)
+    def _apply(self, raw_entries: list[Any], since: float, until: float, live_since: float) -> None:
+        """Hand one page's entries in [since, until) to the steps, per incident, oldest first."""
+        by_incident: dict[str, tuple[Any, list[LogEntry]]] = {}
+        unusable = 0
         for raw in reversed(raw_entries):
             entry = parse_log_entry(raw)
-            if entry is None or entry.id in feed.applied:
+            if entry is None:
+                unusable += 1
                 continue
-            feed.applied[entry.id] = entry.at
-            if entry.at < live_second or entry.incident is None:
+            if not since <= entry.at < until or entry.at < live_since:
                 continue
-            incident = self.steps.parse(entry.incident)
+            if entry.incident is None:
+                unusable += 1
+                continue
+            found = by_incident.get(entry.incident_id)
+            if found is None:
+                by_incident[entry.incident_id] = (entry.incident, [entry])
+            else:
+                found[1].append(entry)
+        if unusable:
+            self.steps.skipped_entries('malformed', unusable)
+        for raw_incident, entries in by_incident.values():
+            incident = self.steps.parse(raw_incident)
             if incident is not None:
-                self.steps.observe(incident, [entry] if entry.action else [])
+                self.steps.observe(incident, entries)
 
     # Reconciliation ----------------------------------------------------------------------------
 
-    def reconcile(self, state: CollectorState, now: float) -> None:
-        """Read this run's share of the open incidents, and end the pass when it has read them all."""
+    def reconcile(self, state: CollectorState, now: float | None, pages_per_run: int) -> None:
+        """Read this run's share (`pages_per_run`) of the open incidents, and end the pass when it has read them all.
+
+        The first pass (the baseline of what is open when collection goes live) is read whole.
+        """
         scan = state.reconciliation
         if scan is None:
-            scan = state.reconciliation = Reconciliation(started=now)
+            scan = state.reconciliation = Reconciliation(started=-1.0 if now is None else now)
         pages = 0
         while scan.verify is None:
-            if state.baseline and pages >= RECONCILE_PAGES:
+            if state.baseline and pages >= pages_per_run:
                 return
             self.steps.before_request()
             self._reconcile_page(scan, state, now)
@@ -158,9 +272,12 @@ class Passes:
             page = self.client.list_open(scan.skip)
         else:
             since = scan.position[0]
-            until = min(since + MAX_WINDOW, now + 60)
+            until = min(since + MAX_WINDOW, (now if now is not None else scan.started) + 60)
             page = self.client.list_open(scan.skip, since, until)
         self.pages += 1
+        if scan.started < 0:
+            # The first pass starts with PagerDuty's first answer: records it meets are dated by that clock.
+            scan.started = self.client.now if self.client.now is not None else self.steps.fallback_now()
         fresh = 0
         for raw in page.incidents:
             incident = self.steps.parse(raw)
@@ -173,21 +290,27 @@ class Passes:
             self.steps.observe(incident)
             scan.position = key if scan.position is None else max(scan.position, key)
         if page.more and not fresh:
-            # A whole page of one second already read: step over it within that second.
-            scan.skip += PAGE_SIZE
+            # A whole page of one second already read: step over it within that second, but never
+            # past the offset PagerDuty accepts (a server that always says `more` ends the pass here).
+            if scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP:
+                scan.skip += PAGE_SIZE
+                return
+            self.steps.warning(
+                'The list of open PagerDuty incidents did not end within %d incidents of one position; '
+                'this reconciliation pass ends there and the next one starts over',
+                OFFSET_CAP,
+            )
+            scan.skip = 0
+            scan.verify = _unmet(state, scan)
             return
         scan.skip = 0
         if page.more:
             return
-        if since is not None and until is not None and until < now:
+        if since is not None and until is not None and until < (now if now is not None else scan.started):
             # The list was read in a window of at most six months; the rest starts at its end.
             scan.position = (until, -1)
             return
-        scan.verify = sorted(
-            key
-            for key, record in state.incidents.items()
-            if record.status != 'resolved' and record.checked_at < scan.started
-        )
+        scan.verify = _unmet(state, scan)
 
     # Creation-time sweep -----------------------------------------------------------------------
 
@@ -228,7 +351,7 @@ class Passes:
         (None, narrower width) when its first page shows it holds more than the offset cap.
         """
         while True:
-            self.steps.before_request()
+            self.steps.before_sweep_request()
             first = window.offset == 0
             page = self.client.list_created(window.since, window.until, window.offset, with_total=first)
             self.pages += 1
@@ -237,7 +360,7 @@ class Passes:
             for raw in page.incidents:
                 incident = self.steps.parse(raw)
                 if incident is not None:
-                    (self.steps.redeliver if deliver_only else self.steps.observe)(incident)
+                    (self.steps.redeliver if deliver_only else self.steps.sweep_incident)(incident)
             self.steps.deliver()
             # An empty page that claims more is not believed: the window ends there.
             more = page.more and bool(page.incidents)
@@ -259,12 +382,11 @@ class Passes:
             return window.until, None
 
 
-def _close_feed_window(feed: Feed, since: float, until: float, entries: int) -> None:
-    feed.horizon = max(feed.horizon, until)
-    if entries < WINDOW_TARGET // 4:
-        feed.width = min(MAX_WINDOW, max(feed.width, (until - since)) * 2)
-    keep_from = feed.horizon - OVERLAP
-    feed.applied = {key: at for key, at in feed.applied.items() if at >= keep_from}
+def _unmet(state: CollectorState, scan: Reconciliation) -> list[str]:
+    """Open records the pass did not meet: each is read by id."""
+    return sorted(
+        key for key, record in state.incidents.items() if record.status != 'resolved' and record.checked_at < scan.started
+    )
 
 
 def _plan_window(horizon: float, target: float, width: float) -> Window | None:
@@ -300,6 +422,6 @@ def _over_cap(window: Window, total: int | None, more: bool, size: int) -> bool:
     )
 
 
-def _narrower(span: float, total: int) -> float:
-    """A window width expected to hold `WINDOW_TARGET` records, given `total` in `span` seconds."""
-    return max(1.0, span * WINDOW_TARGET / max(total, 1) * 0.9)
+def _narrower(span: float, total: int, target: int = WINDOW_TARGET) -> float:
+    """A window width expected to hold `target` records, given `total` in `span` seconds."""
+    return max(1.0, min(span / 2, span * target / max(total, 1) * 0.9))

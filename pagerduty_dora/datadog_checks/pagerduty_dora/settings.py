@@ -24,3 +24,5 @@ class Settings:
     service_ids: Sequence[str] = ()
     team_ids: Sequence[str] = ()
     unmapped_incidents: str = 'send'
+    # Seconds between runs (`min_collection_interval`), which paces reconciliation.
+    interval: float = 60.0

@@ -10,14 +10,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cache
+from .transitions import NEW, Base, Step
 
 # Bumped when the stored shape changes; an unknown version is treated like a damaged value.
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass
 class IncidentRecord:
-    """What was last emitted for one incident: the fields whose change is a transition."""
+    """What the collector holds of one incident between runs.
+
+    `base` and `steps` are the incident's recent story (see `transitions.py`): `emitted` names the
+    transitions of `steps` already reported, so a step that arrives late reports only itself.
+    `status`, `acked` and `resolved_at` are where that story ends. `desired` is the fingerprint of
+    the DORA failure the incident should have in Datadog ('' for none), `delivered` the one Datadog
+    last accepted ('' for none): they differ while a delivery or removal is outstanding.
+    """
 
     status: str
     priority: str | None
@@ -26,18 +34,20 @@ class IncidentRecord:
     service_name: str
     created_at: float
     resolved_at: float | None
-    # Fingerprint of the DORA failure last handed to delivery ('' when none was).
-    fingerprint: str = ''
+    desired: str = ''
+    delivered: str = ''
     # Mapping tags of an open incident, for the open-incident gauge.
     tags: list[str] = field(default_factory=list)
-    # When `status` was last read from the incident object (log entries before it are reflected).
-    status_at: float = 0.0
-    # Whether an acknowledgement was emitted: later ones do not end time to acknowledge.
     acked: bool = False
     # Whether the last look found it in scope and filters (events and metrics are for those only).
     wanted: bool = True
-    # When the collector last confirmed this state (a log entry, a list or a read by id).
+    # When (PagerDuty time) the collector last confirmed this state (a log entry, a list or a read by id).
     checked_at: float = 0.0
+    base: Base = field(default_factory=Base)
+    steps: list[Step] = field(default_factory=list)
+    emitted: list[str] = field(default_factory=list)
+    # Whether `mapping.matches` has counted this incident (once, the first time it is wanted).
+    counted: bool = False
 
     def to_list(self) -> list[Any]:
         return [
@@ -48,12 +58,16 @@ class IncidentRecord:
             self.service_name,
             self.created_at,
             self.resolved_at,
-            self.fingerprint,
+            self.desired,
+            self.delivered,
             self.tags,
-            self.status_at,
             int(self.acked),
             int(self.wanted),
             self.checked_at,
+            self.base.to_list(),
+            [[step.id, step.at, step.action, int(step.evidence), step.kind] for step in self.steps],
+            self.emitted,
+            int(self.counted),
         ]
 
     @classmethod
@@ -66,12 +80,16 @@ class IncidentRecord:
             service_name,
             created_at,
             resolved_at,
-            fingerprint,
+            desired,
+            delivered,
             tags,
-            status_at,
             acked,
             wanted,
             checked_at,
+            base,
+            steps,
+            emitted,
+            counted,
         ) = values
         if status not in ('triggered', 'acknowledged', 'resolved'):
             raise ValueError('unknown status')
@@ -83,12 +101,16 @@ class IncidentRecord:
             service_name=str(service_name),
             created_at=_time(created_at),
             resolved_at=_optional_time(resolved_at),
-            fingerprint=str(fingerprint),
+            desired=str(desired),
+            delivered=str(delivered),
             tags=[str(t) for t in tags],
-            status_at=_time(status_at),
             acked=bool(acked),
             wanted=bool(wanted),
             checked_at=_time(checked_at),
+            base=_base(base),
+            steps=[_step(step) for step in steps],
+            emitted=[str(key) for key in emitted],
+            counted=bool(counted),
         )
 
 
@@ -103,28 +125,34 @@ class Window:
 
 @dataclass
 class FeedWindow:
-    """A window of the account's log being read oldest page first: [since, until), `total` entries.
+    """A window of the account's log being paged: [since, until), from `offset` on, newest first.
 
-    PagerDuty lists log entries newest first, so the pages are read from the highest offset down;
-    `offset` is the next one to read. A window's `until` is fixed when it is planned, so the list
-    does not shift under the offsets while it is read.
+    New entries (and entries PagerDuty indexes late) only push older ones to higher offsets, so
+    paging from the newest down loses none; consecutive pages overlap by a few entries and `tail`
+    holds the ids the next page must repeat, so an entry that disappears (its incident deleted) is
+    noticed and the page read again. `end` is where the feed's horizon moves once it is read.
     """
 
     since: float
     until: float
-    total: int
     offset: int
+    end: float
+    tail: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Feed:
-    """The account-wide log, read as a change feed: every entry before `horizon` was applied."""
+    """The account-wide log, read as a change feed: every entry before `horizon` (PagerDuty time) was applied.
+
+    `window` is the window being paged, should a run stop in the middle of one; `width` is the span
+    of the next window, learned from how many entries the last ones held.
+    """
 
     horizon: float
     window: FeedWindow | None = None
     width: float = 0.0
-    # Ids of entries applied that the next window's overlap reads again, with their times.
-    applied: dict[str, float] = field(default_factory=dict)
+    # Runs in a row whose feed page could not be read (see `Passes._feed_page`).
+    failures: int = 0
 
 
 @dataclass
@@ -164,10 +192,13 @@ class CollectorState:
     # Whether the last run had DORA delivery on.
     delivering: bool = True
     incidents: dict[str, IncidentRecord] = field(default_factory=dict)
-
-    @property
-    def live(self) -> bool:
-        return self.live_since is not None
+    # PagerDuty's time and the Agent's at the end of the last run: how much time passed between two
+    # runs, should a stored horizon turn out ahead of PagerDuty's clock.
+    last_run: tuple[float, float] | None = None
+    # Incidents to read again by id: their DORA failure is outstanding but no longer queued.
+    refetch: list[str] = field(default_factory=list)
+    # Tag sets of the open-incident gauge last submitted, so that one that empties is sent as 0 once.
+    gauged: list[list[str]] = field(default_factory=list)
 
     def dumps(self) -> str:
         feed, scan, resend = self.feed, self.reconciliation, self.resend
@@ -185,9 +216,9 @@ class CollectorState:
                     feed.horizon,
                     None
                     if feed.window is None
-                    else [feed.window.since, feed.window.until, feed.window.total, feed.window.offset],
+                    else [feed.window.since, feed.window.until, feed.window.offset, feed.window.end, feed.window.tail],
                     feed.width,
-                    feed.applied,
+                    feed.failures,
                 ],
                 'reconciliation': None
                 if scan is None
@@ -196,6 +227,9 @@ class CollectorState:
                 'resend_end': self.resend_end,
                 'delivering': self.delivering,
                 'incidents': {key: record.to_list() for key, record in self.incidents.items()},
+                'last_run': None if self.last_run is None else list(self.last_run),
+                'refetch': self.refetch,
+                'gauged': self.gauged,
             },
         )
 
@@ -222,6 +256,9 @@ class CollectorState:
                 resend_end=_optional_time(data.get('resend_end')),
                 delivering=bool(data.get('delivering', True)),
                 incidents={str(k): IncidentRecord.from_list(v) for k, v in dict(data.get('incidents') or {}).items()},
+                last_run=_last_run(data.get('last_run')),
+                refetch=[str(key) for key in data.get('refetch') or []],
+                gauged=[[str(tag) for tag in tags] for tags in data.get('gauged') or []],
             )
         except (TypeError, KeyError, IndexError, AttributeError) as e:
             raise ValueError('malformed state: {}'.format(type(e).__name__)) from None
@@ -266,22 +303,40 @@ def _window(raw: Any) -> Window:
 
 
 def _feed(raw: Any) -> Feed:
-    horizon, window, width, applied = raw
-    feed = Feed(_time(horizon), width=_finite(width or 0.0))
+    horizon, window, width, failures = raw
+    feed = Feed(_time(horizon), width=_finite(width or 0.0), failures=_offset(failures))
     if window is not None:
-        since, until, total, offset = window
-        feed.window = FeedWindow(_time(since), _time(until), _offset(total), _offset(offset))
+        since, until, offset, end, tail = window
+        feed.window = FeedWindow(_time(since), _time(until), _offset(offset), _time(end), [str(t) for t in tail][:10])
         if feed.window.since >= feed.window.until:
             raise ValueError('empty window')
-    feed.applied = {str(key): _time(at) for key, at in dict(applied).items()}
     return feed
 
 
 def _reconciliation(raw: Any) -> Reconciliation:
     started, position, skip, verify = raw
     return Reconciliation(
-        started=_time(started),
+        started=-1.0 if started == -1 else _time(started),
         position=None if position is None else (_time(position[0]), _offset(position[1])),
         skip=_offset(skip),
         verify=None if verify is None else [str(key) for key in verify],
     )
+
+
+def _base(raw: Any) -> Base:
+    status, acked, resolve_key, resolved_at, at, unsure_until = raw
+    if status not in (NEW, 'triggered', 'acknowledged', 'resolved'):
+        raise ValueError('unknown status')
+    return Base(str(status), bool(acked), str(resolve_key), _optional_time(resolved_at), _time(at), _time(unsure_until))
+
+
+def _step(raw: Any) -> Step:
+    entry_id, at, action, evidence, kind = raw
+    return Step(str(entry_id), _time(at), str(action), bool(evidence), str(kind))
+
+
+def _last_run(raw: Any) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    pagerduty, agent = raw
+    return _time(pagerduty), _time(agent)

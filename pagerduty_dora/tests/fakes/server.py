@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Callable
@@ -33,8 +34,8 @@ class FakeServer(demo_server.LoopbackServer):
     every request is appended to `requests`.
     """
 
-    def __init__(self, routes: list[Route]) -> None:
-        super().__init__(routes)
+    def __init__(self, routes: list[Route], clock: Callable[[], float] = time.time) -> None:
+        super().__init__(routes, clock)
         self.requests: list[Request] = []
         self.fault: Callable[[Request], demo_server.Reply | None] | None = None
         self._lock = threading.Lock()

@@ -25,7 +25,6 @@ from .rendering import (
     ENTITY_BASE,
     LOG_ENTRY_TYPES,
     NOTIFY,
-    PRIORITY,
     RESOLVE,
     TRIGGER,
     IncidentFacts,
@@ -127,15 +126,15 @@ class PagerDutyAccount:
         self._transition(incident_id, ('triggered', 'acknowledged'), 'resolved', RESOLVE)
 
     def reopen(self, incident_id: str) -> None:
-        """Resolved -> triggered. PagerDuty writes no log entry for this."""
-        self._transition(incident_id, ('resolved',), 'triggered', None)
+        """Resolved -> triggered. PagerDuty logs no reopen; it logs the assignment that comes with it."""
+        self._transition(incident_id, ('resolved',), 'triggered', ASSIGN)
 
     def set_priority(self, incident_id: str, name: str | None) -> None:
         with self.lock:
             index, incident = self._get(incident_id)
+            # PagerDuty logs no priority change: only re-reading the incident shows it.
             incident.priority = [n for _, n in self.priorities].index(name) if name else -1
             incident.updated = self._now
-            self._log.append((self._now, index, PRIORITY))
 
     def incident(self, incident_id: str, api_url: str = 'https://api.pagerduty.com') -> dict:
         """The incident as `GET /incidents/{id}` renders it."""
@@ -213,7 +212,8 @@ class PagerDutyApi:
 
     def __init__(self, account: Any) -> None:
         self.account = account
-        self.server = self.server_class(self.routes())
+        # Answers are dated by the account's clock, as PagerDuty's are by its own.
+        self.server = self.server_class(self.routes(), clock=lambda: float(account.now))
 
     @property
     def url(self) -> str:

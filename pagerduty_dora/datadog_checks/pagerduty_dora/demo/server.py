@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -51,7 +53,9 @@ Route = tuple[str, str, Handler]
 class LoopbackServer:
     """Serve `routes` (method, path regex, handler) on a free loopback port until `stop()`."""
 
-    def __init__(self, routes: list[Route]) -> None:
+    def __init__(self, routes: list[Route], clock: Callable[[], float] = time.time) -> None:
+        # The `Date` header of every answer: a simulated account's own clock, like a real server's.
+        self.clock = clock
         self._routes = [(method.upper(), re.compile(pattern + r'\Z'), handler) for method, pattern, handler in routes]
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), _handler_class(self))
         self._server.daemon_threads = True
@@ -118,6 +122,9 @@ def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             return
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return formatdate(server.clock() if timestamp is None else timestamp, usegmt=True)
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
