@@ -49,9 +49,14 @@ Route = tuple[str, str, Handler]
 
 
 class LoopbackServer:
-    """Serve `routes` (method, path regex, handler) on a free loopback port until `stop()`."""
+    """Serve `routes` (method, path regex, handler) on a free loopback port until `stop()`.
+
+    `date` may be set to a callable giving the epoch seconds every answer's `Date` header states, so a
+    simulated account answers in its own time; without it, the header gives the machine's clock.
+    """
 
     def __init__(self, routes: list[Route]) -> None:
+        self.date: Callable[[], float] | None = None
         self._routes = [(method.upper(), re.compile(pattern + r'\Z'), handler) for method, pattern, handler in routes]
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), _handler_class(self))
         self._server.daemon_threads = True
@@ -118,6 +123,12 @@ def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             return
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            # `send_response` stamps every answer's `Date` through this.
+            if timestamp is None and server.date is not None:
+                timestamp = server.date()
+            return super().date_time_string(timestamp)
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
