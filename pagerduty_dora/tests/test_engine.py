@@ -14,9 +14,8 @@ import pytest
 
 from datadog_checks.pagerduty_dora.dora import failure_id
 
-from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply
-from .harness import DAY, DD_APP_KEY, START, World, event_keys, transition_of
+from .harness import DAY, DD_APP_KEY, START, event_keys, transition_of
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -349,20 +348,16 @@ class TestCost:
             assert world.pd_requests() - before <= 3
             account.advance(60)
 
-    def test_unlogged_priority_change_seen_within_one_interval(self, dd_run_check, aggregator):
-        world = World(PagerDutyAccount(now=START, logs_field_changes=False))
-        try:
-            service = world.account.add_service('Edge')
-            incidents = [world.account.trigger(service, 'Open {}'.format(n)) for n in range(90)]
-            world.account.advance(60)
-            check = live_check(dd_run_check, world)
-            dd_run_check(check)
-            world.account.set_priority(incidents[45], 'P2')
-            world.account.advance(60)
-            dd_run_check(check)
-            assert [kind for kind, _ in timeline(aggregator)] == ['priority_changed']
-        finally:
-            world.close()
+    def test_unlogged_priority_change_seen_within_one_interval(self, world, dd_run_check, aggregator):
+        service = world.account.add_service('Edge')
+        incidents = [world.account.trigger(service, 'Open {}'.format(n)) for n in range(90)]
+        world.account.advance(60)
+        check = live_check(dd_run_check, world)
+        dd_run_check(check)
+        world.account.set_priority(incidents[45], 'P2')
+        world.account.advance(60)
+        dd_run_check(check)
+        assert [kind for kind, _ in timeline(aggregator)] == ['priority_changed']
 
 
 class TestDeadline:

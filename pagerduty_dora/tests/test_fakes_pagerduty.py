@@ -320,7 +320,8 @@ class TestIncidentShape:
 
 
 class TestLogEntries:
-    """Log entries: written per status, priority and urgency change, none for a reopen, newest first."""
+    """Log entries: written per status and urgency change; a reopen writes only its assignment, a priority
+    change nothing; newest first."""
 
     @pytest.fixture
     def lifecycle(self, account):
@@ -341,7 +342,7 @@ class TestLogEntries:
         'unacknowledge_log_entry',
         'acknowledge_log_entry',
         'resolve_log_entry',
-        'priority_change_log_entry',
+        'assign_log_entry',
         'urgency_change_log_entry',
     ]
 
@@ -371,6 +372,120 @@ class TestLogEntries:
 
     def test_unknown_incident(self, get):
         assert get('/incidents/PNOSUCH/log_entries').status_code == 404
+
+
+class TestUnloggedChanges:
+    """A reopen logs only the assignment it makes; a priority change or a service move logs nothing."""
+
+    def test_reopen_writes_an_assignment_at_its_time(self, account, get):
+        incident_id = account.trigger(account.checkout, 'Flapping')
+        account.advance(60)
+        account.resolve(incident_id)
+        account.advance(60)
+        account.reopen(incident_id)
+        body = get('/incidents/{}/log_entries'.format(incident_id), time_zone='UTC').json()
+        assert [(e['type'], e['created_at']) for e in body['log_entries'][:2]] == [
+            ('assign_log_entry', '2026-11-26T12:02:00Z'),
+            ('resolve_log_entry', '2026-11-26T12:01:00Z'),
+        ]
+
+    @pytest.mark.parametrize('logged', [False, True], ids=['pagerduty', 'non-conforming-server'])
+    def test_priority_change(self, account, get, logged):
+        account.logs_priority_changes = logged
+        incident_id = account.trigger(account.checkout, 'Escalated', priority='P3')
+        account.advance(60)
+        account.set_priority(incident_id, 'P1')
+        account.move(incident_id, account.search)
+        types = [e['type'] for e in get('/log_entries').json()['log_entries']]
+        assert types[0] == ('priority_change_log_entry' if logged else 'notify_log_entry')
+        assert len(types) == (4 if logged else 3)
+        assert get('/incidents/' + incident_id).json()['incident']['priority']['name'] == 'P1'
+
+
+class TestLateIndexing:
+    """An entry indexed late is missing from both log lists until its delay has passed; incidents are current."""
+
+    @pytest.mark.parametrize('path', ['/log_entries', '/incidents/{}/log_entries'], ids=['account', 'incident'])
+    def test_hidden_until_indexed(self, account, get, path):
+        incident_id = account.trigger(account.checkout, 'Slow index')
+        account.advance(10)
+        account.index_delay = 40
+        account.acknowledge(incident_id)
+        account.index_delay = 0
+        account.advance(5)
+        account.resolve(incident_id)
+
+        def types():
+            return [e['type'] for e in get(path.format(incident_id), is_overview='true').json()['log_entries']]
+
+        assert types() == ['resolve_log_entry', 'assign_log_entry', 'trigger_log_entry']
+        assert get('/incidents/' + incident_id).json()['incident']['status'] == 'resolved'
+        account.advance(34)
+        assert 'acknowledge_log_entry' not in types()
+        account.advance(1)
+        assert types() == ['resolve_log_entry', 'acknowledge_log_entry', 'assign_log_entry', 'trigger_log_entry']
+
+    def test_delay_per_entry_type(self, account, get):
+        account.index_delay = lambda kind: 30 if kind == 'resolve_log_entry' else 0
+        incident_id = account.trigger(account.checkout, 'Resolve indexed late')
+        account.resolve(incident_id)
+        body = get('/log_entries', total='true').json()
+        assert (body['total'], 'resolve_log_entry' in [e['type'] for e in body['log_entries']]) == (3, False)
+        account.advance(30)
+        assert get('/log_entries', total='true').json()['total'] == 4
+
+
+class TestDateHeader:
+    """Every answer, errors and faults included, carries a `Date` with the account's time."""
+
+    def test_account_time(self, account, simulator, get):
+        account.advance(3600)
+        answers = [get('/incidents'), get('/incidents/PNOSUCH')]
+        simulator.faults.fail_next(1, 503)
+        answers.append(get('/incidents'))
+        assert [(a.status_code, a.headers['Date']) for a in answers] == [
+            (status, 'Thu, 26 Nov 2026 13:00:00 GMT') for status in (200, 404, 503)
+        ]
+
+    def test_only_one_date_header(self, simulator, get):
+        response = get('/incidents')
+        assert response.raw.headers.getlist('Date') == ['Thu, 26 Nov 2026 12:00:00 GMT']
+
+
+class TestHistory:
+    """`history` records every mutation in order, with its time and new value."""
+
+    def test_every_mutation(self, account):
+        first = account.trigger(account.checkout, 'First', priority='P2')
+        second = account.trigger(account.checkout, 'Second')
+        steps = [
+            lambda: account.acknowledge(first),
+            lambda: account.unacknowledge(first),
+            lambda: account.set_priority(first, 'P1'),
+            lambda: account.set_urgency(first, 'low'),
+            lambda: account.move(first, account.search),
+            lambda: account.resolve(first),
+            lambda: account.reopen(first),
+            lambda: account.merge(second, first),
+            lambda: account.delete(first),
+        ]
+        for step in steps:
+            account.advance(1)
+            step()
+        assert account.history == [
+            (first, 'triggered', NOW, None),
+            (second, 'triggered', NOW, None),
+            (first, 'acknowledged', NOW + 1, None),
+            (first, 'unacknowledged', NOW + 2, None),
+            (first, 'priority_changed', NOW + 3, 'P1'),
+            (first, 'urgency_changed', NOW + 4, 'low'),
+            (first, 'service_changed', NOW + 5, account.search),
+            (first, 'resolved', NOW + 6, None),
+            (first, 'reopened', NOW + 7, None),
+            (second, 'resolved', NOW + 8, None),
+            (second, 'merged', NOW + 8, first),
+            (first, 'deleted', NOW + 9, None),
+        ]
 
 
 class TestAuth:

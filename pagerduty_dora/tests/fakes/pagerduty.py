@@ -5,7 +5,11 @@
 
 `PagerDutyAccount` is the world: services, teams, priorities and incidents, with a clock that only
 moves when told to, and mutations (trigger, acknowledge, resolve, reopen...) that write log entries
-the way PagerDuty does, including what PagerDuty does *not* log (a reopen, a priority change).
+the way PagerDuty does, including what PagerDuty does *not* log: a reopen leaves only the
+assignment it makes, a priority change, a service move or a merge leave nothing. A log entry may be
+indexed late (`index_delay`): PagerDuty's log lists show it only some seconds after its time, while
+the incident object is always current. `history` records every mutation in order, the ground truth
+a test compares the collector's output with.
 
 `PagerDutySimulator` serves an account over HTTP on 127.0.0.1 and keeps the real API's edges sharp,
 because those are what the collector must survive:
@@ -16,7 +20,8 @@ because those are what the collector must survive:
 - `limit` is capped at 100; `offset + limit` past 10,000 is a 400 with code 2002;
 - log entries come newest first;
 - `ratelimit-*` headers on every answer, 429 past the per-minute budget, and injected faults
-  (429 with and without headers, 5xx, slow answers, cut bodies, bad JSON) through `faults`.
+  (429 with and without headers, 5xx, slow answers, cut bodies, bad JSON) through `faults`;
+- a `Date` header on every answer with the account's `now`, not the machine's clock.
 
 It renders incidents and log entries with the demo's `Renderer`, so both speak the same JSON.
 
@@ -81,7 +86,20 @@ RATE_LIMIT_WINDOW = 60.0
 FAULT_KINDS = ('429_bare', 'timeout', 'truncated', 'bad_json')
 
 _UTC = dt.timezone.utc
-_ACCOUNT_OPTIONS = ('subdomain', 'token', 'time_zone', 'now', 'logs_field_changes')
+_ACCOUNT_OPTIONS = ('subdomain', 'token', 'time_zone', 'now', 'logs_priority_changes', 'index_delay')
+# What `history` records, per incident: status changes, field changes, and its end.
+HISTORY_KINDS = (
+    'triggered',
+    'acknowledged',
+    'unacknowledged',
+    'resolved',
+    'reopened',
+    'priority_changed',
+    'urgency_changed',
+    'service_changed',
+    'merged',
+    'deleted',
+)
 _NONE = math.nan  # "no time" in the float columns
 
 
@@ -127,6 +145,17 @@ class PagerDutyAccount:
 
     Times are UTC epoch seconds. `now` only moves when set or advanced; every mutation stamps it.
     Thread-safe: the HTTP fake reads while a test or the demo mutates.
+
+    `index_delay` is how many seconds after its time a new log entry first shows in the log lists:
+    a number, or a callable given the entry's type (`'acknowledge_log_entry'`...) that returns one.
+    It applies to the entries written from then on, so a test may change it before any mutation.
+    `logs_priority_changes` makes priority changes write a `priority_change_log_entry`, as a server
+    that does not conform would; PagerDuty writes none.
+
+    `history` holds every mutation, in the order made, as `(incident_id, kind, at, detail)`: `kind` is
+    one of `HISTORY_KINDS`; `detail` is the new value of a `*_changed` (priority name or None, urgency,
+    service id), the survivor's id of a `merged`, else None. A merge is recorded as `resolved` then
+    `merged`. Incidents built in bulk by `populate` are not recorded.
     """
 
     def __init__(
@@ -136,12 +165,13 @@ class PagerDutyAccount:
         token: str = 'sim-token',
         time_zone: str = 'America/New_York',
         now: float | None = None,
-        logs_field_changes: bool = True,
+        logs_priority_changes: bool = False,
+        index_delay: float | Callable[[str], float] = 0.0,
     ) -> None:
         self.subdomain = subdomain
-        # Whether priority and urgency changes write a log entry; without them, only re-reading an
-        # incident shows such a change.
-        self.logs_field_changes = logs_field_changes
+        self.logs_priority_changes = logs_priority_changes
+        self.index_delay = index_delay
+        self.history: list[tuple[str, str, float, Any]] = []
         self.token = token
         self.time_zone = ZoneInfo(time_zone)
         self._now = float(int(time.time() if now is None else now))
@@ -174,6 +204,9 @@ class PagerDutyAccount:
         self._log_kind = array('b')
         self._log_by_time = array('i')
         self._log_time_sorted = array('d')
+        # When each entry written with an indexing delay first shows (sequence -> time); an entry
+        # leaves this once shown, so the lists filter only while some entry is still being indexed.
+        self._unindexed: dict[int, float] = {}
 
     # -- clock -------------------------------------------------------------------------------
 
@@ -279,7 +312,9 @@ class PagerDutyAccount:
             for kind in (TRIGGER, ASSIGN, NOTIFY):
                 self._log(index, kind, at)
             self.version += 1
-            return encode_id(index + 1)
+            incident_id = encode_id(index + 1)
+            self.history.append((incident_id, 'triggered', at, None))
+            return incident_id
 
     def _append(self, at: float, title: str, service: int, urgency: int, priority: int) -> int:
         self._created.append(at)
@@ -302,8 +337,22 @@ class PagerDutyAccount:
         position = bisect.bisect_right(self._log_time_sorted, at)
         self._log_time_sorted.insert(position, at)
         self._log_by_time.insert(position, sequence)
+        delay = self.index_delay(LOG_ENTRY_TYPES[kind]) if callable(self.index_delay) else self.index_delay
+        if delay > 0:
+            self._unindexed[sequence] = at + delay
 
-    def _transition(self, incident_id: str, allowed_from: tuple[int, ...], to: int, kind: int | None) -> None:
+    def _indexed(self, sequences: Iterable[int]) -> list[int]:
+        """The entries of `sequences` that the log lists show by now (callers hold `lock`)."""
+        if self._unindexed:
+            now = self._now
+            for sequence in [s for s, shown in self._unindexed.items() if shown <= now]:
+                del self._unindexed[sequence]
+        if not self._unindexed:
+            return list(sequences)
+        hidden = self._unindexed
+        return [s for s in sequences if s not in hidden]
+
+    def _transition(self, incident_id: str, allowed_from: tuple[int, ...], to: int, kind: int, name: str) -> None:
         with self.lock:
             index = self._index(incident_id)
             current = self._status[index]
@@ -323,25 +372,25 @@ class PagerDutyAccount:
                 self._resolved[index] = now
             else:
                 self._resolved[index] = _NONE
-            if kind is not None:
-                self._log(index, kind, now)
+            self._log(index, kind, now)
             self.version += 1
+            self.history.append((incident_id, name, now, None))
 
     def acknowledge(self, incident_id: str) -> None:
         """Triggered (or already acknowledged: a re-acknowledge) -> acknowledged."""
-        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _ACKNOWLEDGED, ACK)
+        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _ACKNOWLEDGED, ACK, 'acknowledged')
 
     def unacknowledge(self, incident_id: str) -> None:
         """Acknowledged -> triggered, as when an acknowledgement times out."""
-        self._transition(incident_id, (_ACKNOWLEDGED,), _TRIGGERED, UNACK)
+        self._transition(incident_id, (_ACKNOWLEDGED,), _TRIGGERED, UNACK, 'unacknowledged')
 
     def resolve(self, incident_id: str) -> None:
         """Triggered or acknowledged -> resolved."""
-        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _RESOLVED, RESOLVE)
+        self._transition(incident_id, (_TRIGGERED, _ACKNOWLEDGED), _RESOLVED, RESOLVE, 'resolved')
 
     def reopen(self, incident_id: str) -> None:
-        """Resolved -> triggered. PagerDuty writes no log entry for this."""
-        self._transition(incident_id, (_RESOLVED,), _TRIGGERED, None)
+        """Resolved -> triggered. PagerDuty logs no reopen, only the assignment every reopen makes."""
+        self._transition(incident_id, (_RESOLVED,), _TRIGGERED, ASSIGN, 'reopened')
 
     def merge(self, incident_id: str, into_id: str) -> None:
         """Merge an open incident into another: it is resolved with a merge resolve reason."""
@@ -349,35 +398,39 @@ class PagerDutyAccount:
             survivor = self._index(into_id)
             self.resolve(incident_id)
             self._merged[self._index(incident_id)] = survivor
+            self.history.append((incident_id, 'merged', self._now, into_id))
 
     def delete(self, incident_id: str) -> None:
         """Remove the incident: `GET /incidents/{id}` answers 404 and no list shows it or its log entries."""
         with self.lock:
             self._deleted.add(self._index(incident_id))
             self.version += 1
+            self.history.append((incident_id, 'deleted', self._now, None))
 
-    def _change(self, incident_id: str, column: array, value: int, kind: int | None = None) -> None:
+    def _change(self, incident_id: str, column: array, value: int, name: str, detail: Any, kind: int | None) -> None:
         with self.lock:
             index = self._index(incident_id)
             column[index] = value
             self._updated[index] = self._now
-            if kind is not None and self.logs_field_changes:
+            if kind is not None:
                 self._log(index, kind, self._now)
             self.version += 1
+            self.history.append((incident_id, name, self._now, detail))
 
     def set_priority(self, incident_id: str, name: str | None) -> None:
-        """Set or clear the priority; logged as a `priority_change_log_entry` when `logs_field_changes`."""
-        self._change(incident_id, self._priority, self._priority_index(name), PRIORITY)
+        """Set or clear the priority. PagerDuty logs no priority change (`logs_priority_changes` makes one)."""
+        kind = PRIORITY if self.logs_priority_changes else None
+        self._change(incident_id, self._priority, self._priority_index(name), 'priority_changed', name, kind)
 
     def set_urgency(self, incident_id: str, urgency: str) -> None:
-        """Change the urgency; logged as an `urgency_change_log_entry` when `logs_field_changes`."""
+        """Change the urgency; logged as an `urgency_change_log_entry`."""
         if urgency not in URGENCIES:
             raise ValueError('urgency must be one of {}'.format(URGENCIES))
-        self._change(incident_id, self._urgency, URGENCIES.index(urgency), URGENCY)
+        self._change(incident_id, self._urgency, URGENCIES.index(urgency), 'urgency_changed', urgency, URGENCY)
 
     def move(self, incident_id: str, service_id: str) -> None:
         """Move the incident to another service (its teams follow the service; no log entry)."""
-        self._change(incident_id, self._service, self._service_index(service_id))
+        self._change(incident_id, self._service, self._service_index(service_id), 'service_changed', service_id, None)
 
     def created_at(self, incident_id: str) -> float:
         """When the incident was created (UTC epoch seconds)."""
@@ -559,7 +612,8 @@ class PagerDutySimulator(PagerDutyApi):
     """Serve a `PagerDutyAccount` as PagerDuty's REST API v2 on a loopback port.
 
     `forbidden_tokens` are valid keys without read access (403). `rate_limit` is the per-minute
-    request budget, counted on `clock` (monotonic seconds) in fixed one-minute windows.
+    request budget, counted on `clock` (monotonic seconds) in fixed one-minute windows. Every
+    answer's `Date` header gives the account's `now`.
     `timeout_delay` is how long a `timeout` fault holds its answer.
     """
 
@@ -796,7 +850,7 @@ class PagerDutySimulator(PagerDutyApi):
         since, until = self._window(request, default_range=default_range)
         low = 0 if since is None else bisect.bisect_left(times, since)
         high = len(times) if until is None else bisect.bisect_left(times, until)
-        rows = list(sequences[low:high])
+        rows = self.account._indexed(sequences[low:high])
         if request.arg('is_overview') == 'true':
             kinds = self.account._log_kind
             rows = [s for s in rows if kinds[s] in OVERVIEW_KINDS]

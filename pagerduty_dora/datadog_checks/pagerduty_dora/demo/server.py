@@ -51,7 +51,11 @@ Route = tuple[str, str, Handler]
 
 
 class LoopbackServer:
-    """Serve `routes` (method, path regex, handler) on a free loopback port until `stop()`."""
+    """Serve `routes` (method, path regex, handler) on a free loopback port until `stop()`.
+
+    `clock` gives the epoch seconds every answer's `Date` header states, so a simulated account
+    answers in its own time; by default, the machine's clock.
+    """
 
     def __init__(self, routes: list[Route], clock: Callable[[], float] = time.time) -> None:
         # The `Date` header of every answer: a simulated account's own clock, like a real server's.
