@@ -325,11 +325,11 @@ class TestCorruptedCache:
         '[1, 2, 3]',
         '{"version": 0, "incidents": {}}',
         '{"version": 99}',
-        '{"version": 2, "horizon": "yesterday"}',
-        '{"version": 2, "horizon": NaN}',
-        '{"version": 2, "horizon": 1e300}',
-        '{"version": 2, "incidents": {"PX": [1, 2]}}',
-        '{"version": 2, "window": [5, 1, 0]}',
+        '{"version": 3, "horizon": "yesterday"}',
+        '{"version": 3, "horizon": NaN}',
+        '{"version": 3, "horizon": 1e300}',
+        '{"version": 3, "incidents": {"PX": [1, 2]}}',
+        '{"version": 3, "window": [5, 1, 0]}',
     ]
     DAMAGE_IDS = [
         'invalid-json',
@@ -373,7 +373,7 @@ class TestCorruptedCache:
         # DORA failures are idempotent by id: a re-send converges on the same failures.
         assert world.dora.failures == failures_before
         state = json.loads(datadog_agent._cache[cache_key(datadog_agent, 'collector')])
-        assert state['version'] == 2 and set(state['incidents']) >= {second}
+        assert state['version'] == 3 and set(state['incidents']) >= {second}
 
         # And live again from the next run.
         world.account.acknowledge(second)
@@ -405,8 +405,10 @@ class TestCorruptedCache:
         dd_run_check(restarted)
 
         assert any('pending DORA failures' in w for w in restarted.warnings), restarted.warnings
-        # The queue is lost: the incident's failure is re-sent only when its state changes again.
-        assert failure_id(incident) not in world.dora.failures
+        # The queue is lost, but the record still wants a failure Datadog never accepted: the
+        # incident is read again by id and its failure sent in the same run.
+        assert failure_id(incident) in world.dora.failures
+        assert 'finished_at' not in world.dora.failures[failure_id(incident)]
         assert aggregator.events == []
         assert json.loads(datadog_agent._cache[key]) == {'version': 1, 'items': []}
         world.account.resolve(incident)

@@ -190,6 +190,8 @@ class Collector:
             self._refetch(passes)
             passes.sweep(state, self._sweep_target(now))
             passes.resend(state)
+            # What this run found goes out in this run.
+            self._deliver()
             report.sweep_complete = self._history_complete(now)
         except (BudgetExhausted, RateLimited, DeadlineReached, StopRun) as e:
             report.stopped = str(e)
@@ -288,6 +290,9 @@ class Collector:
             return
         if not record.delivered or record.delivered.startswith(REJECTED) or self.dora is None:
             del self.state.incidents[key]
+            if self.dora is not None:
+                # A failure still waiting to be sent for it never is.
+                self.dora.discard(key)
             return
         if self.dora.can_remove:
             record.desired, record.status, record.wanted, record.tags = '', 'resolved', False, []
@@ -511,14 +516,22 @@ class Collector:
         nothing is queued; the record keeps what is wanted, and turning delivery on sends it.
         """
         desired = fingerprint_of(attributes) if attributes is not None else ''
-        if self.dora is None or _settled(record.delivered, desired):
+        if self.dora is None:
             return desired
-        if self.dora.queued(key) == desired:
+        waiting = self.dora.queued(key)
+        if waiting == desired:
+            return desired
+        if _settled(record.delivered, desired):
+            if waiting is not None:
+                # A change queued earlier is no longer wanted: Datadog already holds what is.
+                self.dora.discard(key)
             return desired
         if attributes is not None:
             self.dora.enqueue(key, attributes)
         elif self.dora.can_remove:
             self.dora.remove(key)
+        elif waiting is not None:
+            self.dora.discard(key)
         return desired
 
     def _count_unmapped(self, mapping: MappingResult) -> None:

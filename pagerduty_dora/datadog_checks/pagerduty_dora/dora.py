@@ -206,6 +206,10 @@ class DoraDelivery:
         """Queue the incident's latest payload; it replaces any older one still waiting, keeping its place."""
         self._loaded().put(incident_id, attributes)
 
+    def discard(self, incident_id: str) -> None:
+        """Forget whatever waits for the incident: it is no longer wanted."""
+        self._loaded().remove(incident_id)
+
     def remove(self, incident_id: str) -> None:
         """Queue the removal of the incident's failure (it replaces any payload still waiting)."""
         self.enqueue(incident_id, {REMOVE: failure_id(incident_id)})
