@@ -13,6 +13,7 @@ from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from .fakes.catalog_api import CatalogState, catalog_routes
 from .fakes.deployments_api import DeploymentsState
 from .fakes.dora_api import DoraState
+from .fakes.events_api import EventsState
 from .fakes.pagerduty import PagerDutyAccount, PagerDutySimulator
 from .fakes.server import FakeServer
 
@@ -32,11 +33,34 @@ class World:
         self.dora = DoraState(DD_API_KEY, app_key=DD_APP_KEY)
         self.catalog = CatalogState(api_key=DD_API_KEY, app_key=DD_APP_KEY)
         self.deployments = DeploymentsState(DD_API_KEY, DD_APP_KEY)
-        self.datadog = FakeServer(self.dora.routes() + catalog_routes(self.catalog) + self.deployments.routes()).start()
+        # The events Datadog holds, on the account's clock: fed by `ingest()` or `forward_events()`.
+        self.events = EventsState(DD_API_KEY, DD_APP_KEY, clock=lambda: self.account.now)
+        self._forwarding: list[Any] = []
+        self.datadog = FakeServer(
+            self.dora.routes() + catalog_routes(self.catalog) + self.deployments.routes() + self.events.routes()
+        ).start()
 
     def close(self) -> None:
+        for aggregator in self._forwarding:
+            # Only the wrapper set by `forward_events()` is an instance attribute; the stub's method stays.
+            aggregator.__dict__.pop('submit_event', None)
+        self._forwarding.clear()
         self.pagerduty.stop()
         self.datadog.stop()
+
+    def forward_events(self, aggregator: Any) -> None:
+        """Deliver every event a check submits to `aggregator` from now on to the Datadog fake, as the Agent does.
+
+        Each event is ingested when it is submitted, on the account's clock; `close()` stops it.
+        """
+        submit = aggregator.submit_event
+
+        def submit_and_forward(check: Any, check_id: str, event: dict) -> None:
+            submit(check, check_id, event)
+            self.events.ingest([event])
+
+        aggregator.submit_event = submit_and_forward
+        self._forwarding.append(aggregator)
 
     def instance(self, **options: Any) -> dict[str, Any]:
         instance = {

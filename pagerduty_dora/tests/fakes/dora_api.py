@@ -1,22 +1,38 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""A loopback fake of Datadog's `POST /api/v2/dora/failure`, validating payloads the way the real API does.
+"""A loopback fake of Datadog's DORA failure API, validating payloads the way the real API does.
 
-Serve it with `FakeServer(state.routes())`. It builds on the demo's intake with the API's rate
-limit, `DELETE` of a failure, injected faults (`faults`) and validation. Beyond the published rules
-it refuses attribute names the API does not define, so a misspelt field fails a test instead of
-being silently ignored.
+Serve it with `FakeServer(state.routes())`. It builds on the demo's intake (`POST
+/api/v2/dora/failure`) with the API's rate limit, `DELETE` of a failure, injected faults (`faults`)
+and validation. Beyond the published rules it refuses attribute names the API does not define, so
+a misspelt field fails a test instead of being silently ignored.
+
+It also answers the read side, in the shapes of the official client's models
+(`DORAFailuresListResponse`, `DORAFailureFetchResponse`):
+- `POST /api/v2/dora/failures` lists failures: `from`/`to` (RFC 3339) bound when a failure
+  *started*, `from` inclusive and `to` exclusive (the stricter reading of the API's "minimum /
+  maximum timestamp": a client that pages by moving `to` must not count on seeing `to` itself;
+  `to_inclusive` makes it inclusive, for a client that must not count on the opposite either);
+  `limit` 1-1000, default 10; `sort` `started_at` or `finished_at`, `-` for descending, default
+  `-started_at`, ties by id; `query` in event-platform syntax on service, env, team, severity,
+  version and `custom_tags` keys. There is no cursor. Times come back as RFC 3339 strings with
+  milliseconds, so what is read back is exact to the millisecond, not the nanosecond posted;
+- `GET /api/v2/dora/failures/{id}` returns one failure, 404 when unknown.
+Both need `DD-API-KEY`, `DD-APPLICATION-KEY` and the `dora_metrics_read` permission (a 403 saying
+so otherwise); faults are taken after the permission check and the rate limit.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
-from typing import Any, Callable, TypeGuard
+from typing import Any, Callable, Iterable, Iterator, TypeGuard
 
-from datadog_checks.pagerduty_dora.demo.datadog import FAILURE_PATH, FORBIDDEN, DoraFailures
+from datadog_checks.pagerduty_dora.demo.datadog import FAILURE_PATH, FORBIDDEN, DoraFailures, read_time, render_time
 
+from . import search_query
 from .faults import Fault, Faults
 from .server import Handler, Reply, Request
 
@@ -38,6 +54,18 @@ ATTRIBUTES = {
 }
 STRING_ATTRIBUTES = ('env', 'name', 'severity', 'team', 'version')
 FAULT_KINDS = ('timeout',)  # named faults, besides any HTTP status
+
+FAILURES_PATH = '/api/v2/dora/failures'
+READ = 'dora_metrics_read'
+WRITE = 'dora_metrics_write'
+NOT_AUTHORIZED = {'errors': ['Failed permission authorization checks']}
+LIST_TYPE = 'dora_failures_list_request'
+LIST_ATTRIBUTES = {'from', 'to', 'limit', 'query', 'sort'}
+SORT_FIELDS = ('started_at', 'finished_at')
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+# Query keys that are attributes of a failure; any other key matches the failure's `custom_tags`.
+QUERY_ATTRIBUTES = ('env', 'team', 'severity', 'version')
 
 
 def to_nanoseconds(value: int) -> int:
@@ -123,10 +151,19 @@ class DoraState(DoraFailures):
         accepted_status: int = 202,
         timeout_delay: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        permissions: Iterable[str] = (READ, WRITE),
     ) -> None:
         super().__init__(api_key)
-        # Deleting a failure needs an application key as well; without one configured, any is refused.
+        # Deleting and reading failures need an application key as well; without one configured, any is refused.
         self.app_key = app_key
+        # What the application key's user may do: remove `dora_metrics_read` to have reads refused.
+        self.permissions = set(permissions)
+        # Whether the list's `to` includes failures started exactly at `to` (the API does not say).
+        self.to_inclusive = False
+        # Failures by start time, rebuilt when what was received changed (`_version`).
+        self._version = 0
+        self._index: list[tuple[int, str]] = []
+        self._index_version = -1
         self.rate_limit = rate_limit
         self.period = period
         self.accepted_status = accepted_status
@@ -139,17 +176,41 @@ class DoraState(DoraFailures):
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """Route tuples for `FakeServer`."""
-        return super().routes() + [('DELETE', re.escape(FAILURE_PATH) + r'/(?P<id>[^/]+)', self.handle_delete)]
+        return super().routes() + [
+            ('DELETE', re.escape(FAILURE_PATH) + r'/(?P<id>[^/]+)', self.handle_delete),
+            ('POST', re.escape(FAILURES_PATH), self.handle_list),
+            ('GET', re.escape(FAILURES_PATH) + r'/(?P<id>[^/]+)', self.handle_get),
+        ]
+
+    def preload(self, failures: Iterable[dict]) -> None:
+        """Hold these failures (the `attributes` of accepted posts, each with an `id`) as if posted."""
+        with self._lock:
+            for attributes in failures:
+                self.failures[attributes['id']] = attributes
+            self._version += 1
+
+    def handle(self, request: Request) -> Reply:
+        reply = super().handle(request)
+        with self._lock:
+            self._version += 1
+        return reply
 
     def errors(self, body: Any) -> list[str]:
         return validate(body)
 
-    def _admit(self, request: Request, *, app_key: bool = False) -> tuple[Reply | None, dict[str, str]]:
-        """Authentication, rate limit and injected faults, shared by every route: a refusal, or the headers."""
+    def _admit(
+        self, request: Request, *, app_key: bool = False, permission: str | None = None
+    ) -> tuple[Reply | None, dict[str, str]]:
+        """Authentication, permission, rate limit and injected faults, shared by every route.
+
+        A refusal, or None and the headers of the answer.
+        """
         if request.headers.get('dd-api-key') != self.api_key:
             return Reply(403, FORBIDDEN), {}
         if app_key and (self.app_key is None or request.headers.get('dd-application-key') != self.app_key):
             return Reply(403, FORBIDDEN), {}
+        if permission is not None and permission not in self.permissions:
+            return Reply(403, NOT_AUTHORIZED), {}
         limited = self._rate_limit()
         if limited is not None:
             return limited, {}
@@ -169,7 +230,94 @@ class DoraState(DoraFailures):
             if self.failures.pop(failure_id, None) is None:
                 return Reply(404, {'errors': ['Not Found']}, headers=headers)
             self.removed.append(failure_id)
+            self._version += 1
             return Reply(204, headers=headers)
+
+    def handle_list(self, request: Request) -> Reply:
+        """`POST /api/v2/dora/failures`: one page of failures, newest start first unless `sort` says otherwise."""
+        with self._lock:
+            refused, headers = self._admit(request, app_key=True, permission=READ)
+            if refused is not None:
+                return refused
+            body = _json(request)
+            errors = list_errors(body)
+            if errors:
+                self.rejected.append((400, errors))
+                return Reply(400, {'errors': errors}, headers=headers)
+            attributes = body['data']['attributes']
+            since, until = read_time(attributes.get('from')), read_time(attributes.get('to'))
+            terms = search_query.parse(attributes.get('query'))
+            limit = attributes.get('limit', DEFAULT_LIMIT)
+            sort = attributes.get('sort', '-started_at')
+            ids = self._select(
+                None if since is None else _ns(since), None if until is None else _ns(until), sort, terms, limit
+            )
+            return Reply(200, {'data': [failure_object(i, self.failures[i]) for i in ids]}, headers=headers)
+
+    def handle_get(self, request: Request) -> Reply:
+        """`GET /api/v2/dora/failures/{id}`: the failure, 404 when there is none by that id."""
+        with self._lock:
+            refused, headers = self._admit(request, app_key=True, permission=READ)
+            if refused is not None:
+                return refused
+            attributes = self.failures.get(request.match['id'])
+            if attributes is None:
+                return Reply(404, {'errors': ['Not Found']}, headers=headers)
+            return Reply(200, {'data': failure_object(request.match['id'], attributes)}, headers=headers)
+
+    def _select(self, since: int | None, until: int | None, sort: str, terms: list, limit: int) -> list[str]:
+        """Up to `limit` ids of failures started in [since, until) that match `terms`, in `sort` order."""
+        index = self._started_index()
+        lo = 0 if since is None else bisect.bisect_left(index, (since, ''))
+        if until is None:
+            hi = len(index)
+        elif self.to_inclusive:
+            hi = bisect.bisect_right(index, (until, '\uffff'))
+        else:
+            hi = bisect.bisect_left(index, (until, ''))
+        field = sort.lstrip('-')
+        descending = sort.startswith('-')
+        if field == 'started_at':
+            positions: Iterable[int] = range(hi - 1, lo - 1, -1) if descending else range(lo, hi)
+            found = []
+            for position in positions:
+                failure_id = index[position][1]
+                if search_query.matches(terms, self._values_of(failure_id)):
+                    found.append(failure_id)
+                    if len(found) == limit:
+                        break
+            return found
+        matching = [i for _, i in index[lo:hi] if search_query.matches(terms, self._values_of(i))]
+        finished = {i: self.failures[i].get('finished_at') for i in matching}
+        # Open failures have no finish time; they come last in either order.
+        closed = [i for i in matching if finished[i] is not None]
+        closed.sort(key=lambda i: (to_nanoseconds(finished[i]), i))
+        if descending:
+            closed.reverse()
+        return (closed + sorted(i for i in matching if finished[i] is None))[:limit]
+
+    def _started_index(self) -> list[tuple[int, str]]:
+        if self._index_version != self._version:
+            self._index = sorted((to_nanoseconds(a['started_at']), i) for i, a in self.failures.items())
+            self._index_version = self._version
+        return self._index
+
+    def _values_of(self, failure_id: str) -> Callable[[str], Iterator[str]]:
+        attributes = self.failures[failure_id]
+
+        def values_of(key: str) -> Iterator[str]:
+            if key == 'service':
+                yield from attributes.get('services') or ()
+            elif key in QUERY_ATTRIBUTES:
+                if isinstance(attributes.get(key), str):
+                    yield attributes[key]
+            else:
+                for tag in attributes.get('custom_tags') or ():
+                    name, _, value = tag.partition(':')
+                    if name.casefold() == key:
+                        yield value
+
+        return values_of
 
     def _rate_limit(self) -> Reply | None:
         if self.rate_limit is None:
@@ -203,6 +351,60 @@ class DoraState(DoraFailures):
             'X-RateLimit-Reset': str(self._reset()),
             'X-RateLimit-Period': str(self.period),
         }
+
+
+def list_errors(body: Any) -> list[str]:
+    """Why the API would answer this list request with a 400 (empty when it would not)."""
+    data = body.get('data') if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return ['data: required object']
+    attributes = data.get('attributes')
+    if not isinstance(attributes, dict):
+        return ['data.attributes: required object']
+    errors = ['{}: unknown attribute'.format(name) for name in sorted(set(attributes) - LIST_ATTRIBUTES)]
+    if data.get('type', LIST_TYPE) != LIST_TYPE:
+        errors.append('data.type: must be {}'.format(LIST_TYPE))
+    limit = attributes.get('limit', DEFAULT_LIMIT)
+    if not _is_int(limit) or not 1 <= limit <= MAX_LIMIT:
+        errors.append('limit: must be an integer from 1 to {}'.format(MAX_LIMIT))
+    for name in ('from', 'to'):
+        if name in attributes and read_time(attributes[name]) is None:
+            errors.append('{}: must be an RFC 3339 date-time with a time zone'.format(name))
+    sort = attributes.get('sort', '-started_at')
+    if not isinstance(sort, str) or sort.lstrip('-') not in SORT_FIELDS or sort.startswith('--'):
+        errors.append('sort: unsupported sort {!r}'.format(sort))
+    query = attributes.get('query', '')
+    if not isinstance(query, str):
+        errors.append('query: must be a string')
+    else:
+        try:
+            search_query.parse(query)
+        except ValueError as e:
+            errors.append('query: {}'.format(e))
+    return errors
+
+
+def failure_object(failure_id: str, attributes: dict) -> dict:
+    """A `DORAIncidentObject`: the posted attributes as the API renders them back, times as RFC 3339."""
+    rendered: dict[str, Any] = {}
+    for name in ('name', 'services', 'team', 'env', 'severity', 'custom_tags', 'version', 'git'):
+        if attributes.get(name) is not None:
+            rendered[name] = attributes[name]
+    for name in ('started_at', 'finished_at'):
+        if attributes.get(name) is not None:
+            rendered[name] = render_time(to_nanoseconds(attributes[name]) / 1e9)
+    return {'id': failure_id, 'type': 'dora_failure', 'attributes': rendered}
+
+
+def _ns(epoch: float) -> int:
+    return int(round(epoch * 1_000_000)) * 1_000
+
+
+def _json(request: Request) -> Any:
+    try:
+        return request.json()
+    except ValueError:
+        return None
 
 
 def datadog_fault(fault: Fault, headers: dict[str, str], exhausted: dict[str, str], timeout_delay: float) -> Reply:
