@@ -23,6 +23,8 @@ from .http_client import ApiClient, ApiError, AuthError, ConnectionFailed, Trans
 from .mapping import parse_overrides
 from .options import configuration_message, unknown_init_config_options, unknown_instance_options
 from .outputs import Outputs, Submitters
+from .readback import PERMISSIONS as READBACK_PERMISSIONS
+from .readback import Readback
 from .settings import Settings
 
 try:
@@ -33,7 +35,13 @@ except ImportError:  # outside the Agent
 DEFAULT_SITE = 'datadoghq.com'
 APIS = ('pagerduty', 'datadog')
 # The permission of `datadog_app_key` each Datadog endpoint needs (the DORA failure endpoint needs none).
-APP_KEY_PERMISSIONS = dict(SCOPES, **{LIST_ENDPOINT: 'dora_metrics_read', PATCH_ENDPOINT: 'dora_metrics_write'})
+APP_KEY_PERMISSIONS = dict(
+    SCOPES,
+    **{LIST_ENDPOINT: 'dora_metrics_read', PATCH_ENDPOINT: 'dora_metrics_write'},
+    **READBACK_PERMISSIONS,
+)
+# The tag of every event naming the instance that sent it, so that a check can read its own back.
+INSTANCE_TAG = 'pagerduty_dora_instance'
 # Share of the collection interval a run may use, so that no run overlaps the next.
 RUN_TIME_SHARE = 0.8
 
@@ -134,6 +142,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             Submitters(event=self.event, count=self.count, gauge=self.gauge, histogram=self.histogram),
             instance_tags=list(config.tags or ()),
             collect_events=bool(config.collect_events),
+            event_tags=[INSTANCE_TAG + ':' + self.persistent_cache_id()[:16]],
         )
 
         self.pagerduty_api = ApiClient(
@@ -232,6 +241,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             warning=self.warning,
             clock=self.clock,
             monotonic=self.monotonic,
+            readback=Readback(self.datadog_api) if config.datadog_app_key else None,
+            record_query='source:pagerduty_dora {}:{}'.format(INSTANCE_TAG, self.persistent_cache_id()[:16]),
         )
 
     def check(self, _):

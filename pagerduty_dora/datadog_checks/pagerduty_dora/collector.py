@@ -41,6 +41,7 @@ stay in step across restarts.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,17 +50,27 @@ from typing import Any, Callable, Iterable
 from .client import LogEntry, PagerDutyClient
 from .dora import REJECTED, build_failure
 from .dora import fingerprint as fingerprint_of
-from .http_client import BudgetExhausted, DeadlineReached, RateLimited
+from .http_client import ApiError, AuthError, BudgetExhausted, DeadlineReached, RateLimited
 from .incident import Incident, MalformedIncident, parse_incident
 from .mapping import Catalog, MappingResult, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
 from .passes import DAY, OVERLAP, RECONCILE_PERIOD, Passes
+from .readback import Readback
+from .rebuild import payload_digest, read_record
 from .settings import Settings
 from .state import CollectorState, Feed, IncidentRecord, Window
 from .times import format_time
 from .transitions import NEW, Base, Step, Transition, adopt, field_changes, fold, observed, replay
 
 STATE_KEY = 'collector'
+# Digests of the DORA failures Datadog held when the state was rebuilt, kept until history is compared.
+HELD_KEY = 'failures_held'
+# Rebuild attempts in a row that failed for a passing reason.
+REBUILD_KEY = 'rebuild_attempts'
+# Runs a rebuild is retried (nothing collected meanwhile) before the check starts as on a first run.
+REBUILD_ATTEMPTS = 3
+# How often Datadog's open failures are compared with PagerDuty (PagerDuty time).
+DRIFT_INTERVAL = DAY
 # Resolved incidents are remembered this long; an older one that comes back is read from its own log.
 RESOLVED_RETENTION = 3 * DAY
 # A page is read only while at most this many DORA failures wait for delivery.
@@ -108,8 +119,16 @@ class Collector:
         warning: Callable[..., None],
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        readback: Readback | None = None,
+        record_query: str = '',
     ) -> None:
         self.client = client
+        # Reads back from Datadog what this instance sent (with `datadog_app_key`): a state that
+        # starts empty is rebuilt from it, and a daily drift check compares it with PagerDuty.
+        self.readback = readback
+        self._record_query = record_query
+        # Digests of the failures Datadog holds, while a rebuilt state's history is compared with them.
+        self._held: dict[str, str] | None = None
         self.catalog = catalog
         self.dora = dora
         self.attribution = attribution
@@ -122,6 +141,7 @@ class Collector:
         self._clock = clock
         self._monotonic = monotonic
         self._state: CollectorState | None = None
+        self._fresh = False
         self._deadline = float('inf')
         self._warned_malformed: set[str] = set()
         # Catalog, report and feed position of the run under way, shared by the steps the passes call.
@@ -141,6 +161,7 @@ class Collector:
 
     def _load_state(self) -> CollectorState:
         raw = self._read_cache(STATE_KEY)
+        self._fresh = not raw
         if not raw:
             return CollectorState()
         try:
@@ -173,6 +194,9 @@ class Collector:
             self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
         state = self.state
         self.client.now = None
+        if self._fresh and self.readback is not None and state.live_since is None and not self._rebuild():
+            report.stopped = 'rebuild'
+            return report
         feed = state.feed
         self._run = _Run(catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf'))
         passes = Passes(self.client, self)
@@ -187,6 +211,7 @@ class Collector:
             self._switch_delivery(now)
             if state.horizon is None:
                 state.horizon = now - self.settings.backfill_days * DAY
+            self._check_drift(now)
             self._refetch(passes)
             passes.sweep(state, self._sweep_target(now))
             passes.resend(state)
@@ -202,6 +227,7 @@ class Collector:
                 now = self.now()
                 self._prune(now)
                 state.last_run = (now, self._clock())
+                self._forget_record(now)
             self._report_gauges(self.now(), report)
             self.save()
             if self.dora is not None:
@@ -209,6 +235,112 @@ class Collector:
             if self.attribution is not None:
                 self.attribution.save()
         return report
+
+    def _rebuild(self) -> bool:
+        """Rebuild an empty state from what Datadog holds; False to try again next run (nothing collected meanwhile).
+
+        Without the record, the check starts as on a first run: history is sent again as DORA
+        failures (idempotent by id) and no event is sent for what happened before it went live.
+        """
+        assert self.readback is not None
+        state = self.state
+        now = self.fallback_now()
+        attempts = _count(self._read_cache(REBUILD_KEY))
+        try:
+            record = read_record(
+                self.readback,
+                query=self._record_query,
+                now=now,
+                history_since=now - (self.settings.backfill_days + 1) * DAY,
+            )
+        except AuthError as e:
+            self._rebuild_failed('forbidden', e, final=True)
+            return True
+        except ApiError as e:
+            attempts += 1
+            final = attempts >= REBUILD_ATTEMPTS
+            if self.persist:
+                self._write_cache(REBUILD_KEY, '0' if final else str(attempts))
+            self._rebuild_failed('error', e, final=final)
+            return final
+        if self.persist:
+            self._write_cache(REBUILD_KEY, '0')
+        # What happened after the last event Datadog holds was not reported. Without any event there is
+        # no sign of when the earlier node went live: collection goes live at PagerDuty's first answer,
+        # as on a first run.
+        start = record.last_event_at
+        if start is not None:
+            state.live_since = start
+            state.feed = Feed(horizon=start)
+        state.rebuilt = {key: sorted(keys) for key, keys in record.emitted.items()}
+        state.rebuilt_at = state.drift_at = now
+        self._held = record.failures
+        if self.persist:
+            self._write_cache(HELD_KEY, json.dumps(record.failures, separators=(',', ':')))
+        self.outputs.count('rebuild', 1, ['result:rebuilt'])
+        self.log.info(
+            'Rebuilt the collection state from Datadog: %d events, %d DORA failures; reading PagerDuty from %s',
+            record.events,
+            len(record.failures),
+            format_time(start) if start is not None else 'now',
+        )
+        return True
+
+    def _rebuild_failed(self, reason: str, error: ApiError, *, final: bool) -> None:
+        self.outputs.count('rebuild', 1, ['result:{}'.format('fallback' if final else 'retry'), 'reason:' + reason])
+        then = (
+            'starting as on a first run: history is sent again as DORA failures, and nothing that happened '
+            'before this run is reported as an event'
+            if final
+            else 'nothing is collected until it is tried again next run'
+        )
+        self._warning('Could not rebuild the collection state from Datadog (%s); %s', error, then)
+
+    def _forget_record(self, now: float) -> None:
+        """Drop what the rebuild read once it has served: events once the feed is past it, failures once history is."""
+        state = self.state
+        if not state.rebuilt_at:
+            return
+        if state.rebuilt and state.feed is not None and state.feed.horizon > state.rebuilt_at + DAY:
+            state.rebuilt = {}
+        if self._history_complete(now) and state.resend is None:
+            state.rebuilt_at = 0.0
+            self._held = {}
+            if self.persist:
+                self._write_cache(HELD_KEY, '')
+
+    def _held_failures(self) -> dict[str, str]:
+        """Digests of the failures Datadog held at the rebuild, while history is compared with them."""
+        if self._held is None:
+            raw = self._read_cache(HELD_KEY)
+            try:
+                held = json.loads(raw) if raw else {}
+            except (ValueError, RecursionError):
+                held = {}
+            self._held = {str(k): str(v) for k, v in held.items()} if isinstance(held, dict) else {}
+        return self._held
+
+    def _check_drift(self, now: float) -> None:
+        """Once a day, read Datadog's open failures and queue every one PagerDuty does not show open for repair."""
+        state = self.state
+        if self.readback is None or self.dora is None or not state.baseline or now - state.drift_at < DRIFT_INTERVAL:
+            return
+        state.drift_at = now
+        found = 0
+        try:
+            for failure in self.readback.failures(now - self.settings.backfill_days * DAY, now + 3600):
+                record = state.incidents.get(failure.incident_id)
+                if failure.open and failure.exact_id and (record is None or record.status == 'resolved'):
+                    if record is not None:
+                        # Datadog does not hold what the record says it accepted.
+                        record.delivered = ''
+                    if failure.incident_id not in state.refetch:
+                        state.refetch.append(failure.incident_id)
+                        found += 1
+        except ApiError as e:
+            self._warning('The daily comparison of DORA failures with PagerDuty could not read them (%s)', e)
+            return
+        self.outputs.count('dora.drift', found, ['result:queued'])
 
     def now(self) -> float:
         """PagerDuty's time: the `Date` of its latest answer (the Agent's clock only before any answer)."""
@@ -224,6 +356,7 @@ class Collector:
         if state.live_since is None and self.client.now is not None:
             state.live_since = self.client.now
             state.feed = Feed(horizon=self.client.now)
+            state.drift_at = self.client.now
 
     # Steps the passes call -------------------------------------------------------------------
 
@@ -423,7 +556,7 @@ class Collector:
         if from_feed:
             if incident.created_at >= read_start:
                 transitions, _ = replay(Base(), steps, incident)
-                return Base(), steps, {t.key for t in transitions if t.at < live}
+                return Base(), steps, self._not_news(incident, transitions, live)
             return self._from_log(incident, steps, max(read_start, live))
         if incident.created_at >= max(live, min(read_start, state.feed.horizon if state.feed else live)):
             # Created where the feed reads: it reports the incident, with its whole story.
@@ -436,7 +569,12 @@ class Collector:
         """The incident's whole story from its own log; what happened before `cut` is not news."""
         steps = _merged(self._read_log(incident, None), steps)
         transitions, _ = replay(Base(), steps, incident)
-        return Base(), steps, {t.key for t in transitions if t.at < cut}
+        return Base(), steps, self._not_news(incident, transitions, cut)
+
+    def _not_news(self, incident: Incident, transitions: list[Transition], cut: float) -> set[str]:
+        """Keys of the transitions not to report: before `cut`, or reported already as Datadog's record shows."""
+        reported = self.state.rebuilt.get(incident.id, ())
+        return {t.key for t in transitions if t.at < cut or t.key.lower() in reported}
 
     def _read_log(self, incident: Incident, since: float | None) -> list[Step]:
         run = self._run
@@ -481,7 +619,7 @@ class Collector:
             service_name=incident.service_name,
             created_at=incident.created_at,
             resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
-            delivered=record.delivered if record is not None else '',
+            delivered=record.delivered if record is not None else self._held_delivery(incident, mapping),
             tags=tags if wanted and status != 'resolved' else [],
             acked=end.acked,
             wanted=wanted,
@@ -505,6 +643,14 @@ class Collector:
             updated.desired = self._want(incident.id, updated, None)
         self.state.incidents[incident.id] = updated
         self._emit(transitions, mapping, tags, wanted)
+
+    def _held_delivery(self, incident: Incident, mapping: MappingResult) -> str:
+        """For an incident first seen after a rebuild: the fingerprint of its failure if Datadog holds it as it is."""
+        held = self._held_failures().get(incident.id) if self.state.rebuilt_at else None
+        if held is None:
+            return ''
+        attributes = build_failure(incident, mapping)
+        return fingerprint_of(attributes) if payload_digest(attributes) == held else ''
 
     def _can_remove(self) -> bool:
         return self.dora is not None and self.dora.can_remove
@@ -607,7 +753,9 @@ class Collector:
             tags = mapping_tags(incident, mapping)
             self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
             if self.dora is not None:
-                self.dora.enqueue(incident.id, build_failure(incident, mapping))
+                attributes = build_failure(incident, mapping)
+                if self._held_delivery(incident, mapping) != fingerprint_of(attributes):
+                    self.dora.enqueue(incident.id, attributes)
         else:
             self._count_unmapped(mapping)
 
@@ -641,23 +789,24 @@ class Collector:
             queued.add(key)
 
     def _refetch(self, passes: Passes) -> None:
-        """Read again by id the incidents whose failure went missing, and want it again."""
+        """Read again by id the incidents whose failure went missing or disagrees with Datadog, and want it again."""
         state = self.state
         done = 0
-        while state.refetch and done < MAX_REFETCH_PER_RUN:
+        while state.refetch and done < MAX_REFETCH_PER_RUN and self.dora is not None:
             key = state.refetch[0]
             record = state.incidents.get(key)
-            if record is not None and self.dora is not None and not _settled(record.delivered, record.desired):
+            if record is None or not _settled(record.delivered, record.desired):
                 self.before_request()
                 raw = self.client.get_incident(key)
                 passes.pages += 1
                 done += 1
-                if raw is None:
+                incident = self.parse(raw) if raw is not None else None
+                if raw is None and record is not None:
                     self.gone(key)
-                else:
-                    incident = self.parse(raw)
-                    if incident is not None:
-                        self.observe(incident)
+                elif raw is None and self.dora.can_remove:
+                    self.dora.remove(key)
+                elif incident is not None:
+                    self.sweep_incident(incident)
             state.refetch.pop(0)
 
     def _switch_delivery(self, now: float) -> None:
@@ -703,6 +852,13 @@ class Collector:
         for tags, value in counts.items():
             self.outputs.gauge('incidents.open', value, list(tags))
         state.gauged = [list(tags) for tags in sorted(current)]
+
+
+def _count(raw: str | None) -> int:
+    try:
+        return max(0, int(raw or 0))
+    except ValueError:
+        return 0
 
 
 def _settled(delivered: str, desired: str) -> bool:

@@ -60,9 +60,18 @@ class Outputs:
     of requests and mappings, and one submission per tag set is enough.
     """
 
-    def __init__(self, submit: Submitters, *, instance_tags: Sequence[str], collect_events: bool) -> None:
+    def __init__(
+        self,
+        submit: Submitters,
+        *,
+        instance_tags: Sequence[str],
+        collect_events: bool,
+        event_tags: Sequence[str] = (),
+    ) -> None:
         self._submit = submit
         self._instance_tags = list(instance_tags)
+        # Tags of every event only: the instance they came from, so that they can be read back.
+        self._event_tags = list(event_tags)
         self._collect_events = collect_events
         self._counts: dict[tuple[str, tuple[str, ...]], float] = {}
 
@@ -106,7 +115,7 @@ class Outputs:
         if self._collect_events:
             # The transition tag lets monitors and the event explorer filter by what happened; the
             # identity tag names the log entry that proves it, so the event can be told from its repeats.
-            event_tags = tags + ['transition:{}'.format(kind)]
+            event_tags = tags + self._event_tags + ['transition:{}'.format(kind)]
             if transition.key:
                 event_tags.append('pagerduty_transition:{}'.format(transition.key)[:MAX_TAG_LENGTH])
             if late:

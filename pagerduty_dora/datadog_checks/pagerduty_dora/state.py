@@ -199,6 +199,12 @@ class CollectorState:
     refetch: list[str] = field(default_factory=list)
     # Tag sets of the open-incident gauge last submitted, so that one that empties is sent as 0 once.
     gauged: list[list[str]] = field(default_factory=list)
+    # After a rebuild from Datadog: the transition keys its events show reported, per incident
+    # (until the feed is well past the rebuild), and when it was made (0 once history is compared).
+    rebuilt: dict[str, list[str]] = field(default_factory=dict)
+    rebuilt_at: float = 0.0
+    # When (PagerDuty time) Datadog's open failures were last compared with PagerDuty.
+    drift_at: float = 0.0
 
     def dumps(self) -> str:
         feed, scan, resend = self.feed, self.reconciliation, self.resend
@@ -230,6 +236,9 @@ class CollectorState:
                 'last_run': None if self.last_run is None else list(self.last_run),
                 'refetch': self.refetch,
                 'gauged': self.gauged,
+                'rebuilt': self.rebuilt,
+                'rebuilt_at': self.rebuilt_at,
+                'drift_at': self.drift_at,
             },
         )
 
@@ -259,6 +268,9 @@ class CollectorState:
                 last_run=_last_run(data.get('last_run')),
                 refetch=[str(key) for key in data.get('refetch') or []],
                 gauged=[[str(tag) for tag in tags] for tags in data.get('gauged') or []],
+                rebuilt={str(k): [str(key) for key in v] for k, v in dict(data.get('rebuilt') or {}).items()},
+                rebuilt_at=_finite(data.get('rebuilt_at') or 0.0),
+                drift_at=_finite(data.get('drift_at') or 0.0),
             )
         except (TypeError, KeyError, IndexError, AttributeError) as e:
             raise ValueError('malformed state: {}'.format(type(e).__name__)) from None
