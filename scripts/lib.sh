@@ -1,6 +1,8 @@
 # Shared set-up for the scripts in this folder; source it, don't run it.
-# Finds the Python 3.13 interpreter (on PATH or installed by pyenv) and puts it on PATH so that hatch
-# uses it instead of downloading its own; provides `require_python312` (for the tests) and `ensure_ddev`.
+# Provides `require_python313` (finds Python 3.13 on PATH or under pyenv and puts it first on PATH, so
+# that hatch uses it instead of downloading its own), `require_python312` (for the tests),
+# `ensure_ddev`, and `ensure_demo_venv` (the environment `scripts/demo` and `scripts/dry-run` run in).
+# Python is looked for only when something must be installed: an existing environment is used as is.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DDEV_VERSION="${DDEV_VERSION:-20.1.0}"
@@ -31,9 +33,13 @@ find_python() {
     return 1
 }
 
-# Python 3.13 runs the demo and ddev; 3.12 only the tests, so only `require_python312` asks for it.
-PYTHON313="$(find_python 3.13)"
-export PATH="$(dirname "$PYTHON313"):$PATH"
+# Find Python 3.13 and put it on PATH, or fail: it runs ddev, the demo's environment and the tests.
+require_python313() {
+    if [ -z "${PYTHON313:-}" ]; then
+        PYTHON313="$(find_python 3.13)"
+        export PATH="$(dirname "$PYTHON313"):$PATH"
+    fi
+}
 
 # Find Python 3.12 and put it on PATH, or fail: the test suite runs on both versions.
 require_python312() {
@@ -41,8 +47,10 @@ require_python312() {
     export PATH="$(dirname "$PYTHON312"):$PATH"
 }
 
-# Create (once) a virtual environment holding ddev, and put it first on PATH.
+# Create (once) a virtual environment holding ddev, and put it first on PATH. Python 3.13 goes on
+# PATH too: the environments ddev creates with hatch (tests, lint) are built with it.
 ensure_ddev() {
+    require_python313
     if ! "$DDEV_VENV/bin/ddev" --version 2>/dev/null | grep -q "version $DDEV_VERSION\$"; then
         echo "Installing ddev $DDEV_VERSION into $DDEV_VENV" >&2
         rm -rf "$DDEV_VENV"
@@ -50,4 +58,22 @@ ensure_ddev() {
         "$DDEV_VENV/bin/python" -m pip install -qq --disable-pip-version-check "ddev==$DDEV_VERSION"
     fi
     export PATH="$DDEV_VENV/bin:$PATH"
+}
+
+# Create (once) the environment the demo and the dry run run in: the integration, editable (so it
+# runs the code of this working tree), and the datadog-checks-base release the tests pin, with its
+# `deps` extra. Sets DEMO_PYTHON to its interpreter.
+ensure_demo_venv() {
+    local venv="$ROOT/.venv-demo"
+    DEMO_PYTHON="$venv/bin/python"
+    if [ -x "$DEMO_PYTHON" ] && "$DEMO_PYTHON" -c 'import datadog_checks.pagerduty_dora' >/dev/null 2>&1; then
+        return 0
+    fi
+    require_python313
+    echo "Setting up $venv" >&2
+    rm -rf "$venv"
+    "$PYTHON313" -m venv "$venv"
+    "$DEMO_PYTHON" -m pip install -qq --disable-pip-version-check \
+        "datadog-checks-base[deps]==$DDEV_TEST_BASE_PACKAGE_VERSION"
+    "$DEMO_PYTHON" -m pip install -qq --disable-pip-version-check --no-deps -e "$ROOT/pagerduty_dora"
 }

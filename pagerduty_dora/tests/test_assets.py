@@ -27,6 +27,7 @@ TEMPLATE_VARIABLE = re.compile(r'\$([A-Za-z_][A-Za-z0-9_]*)')
 METRIC_MONITOR_TYPES = ('query alert', 'metric alert')
 SERVICE_CHECK_MONITOR_TYPE = 'service check'
 SERVICE_CHECK = 'pagerduty_dora.can_connect'
+SUBMIT_CHECK = 'pagerduty_dora.can_submit'
 MONITOR_FIELDS = ('version', 'created_at', 'last_updated_at', 'title', 'description', 'definition', 'tags')
 
 
@@ -211,16 +212,36 @@ class TestMonitors:
         assert api_model(fields, Monitor)._unparsed is False
 
     @pytest.mark.parametrize('relative', sorted(manifest_assets('monitors')), ids=lambda relative: Path(relative).stem)
-    def test_service_check_monitors_use_the_declared_check_and_alert_on_no_data(self, relative):
+    def test_service_check_monitors_use_the_declared_check(self, relative):
         definition = load(ROOT / relative)['definition']
         if definition['type'] != SERVICE_CHECK_MONITOR_TYPE:
-            assert SERVICE_CHECK not in definition['query']
+            assert SERVICE_CHECK not in definition['query'] and SUBMIT_CHECK not in definition['query']
             return
         declared = {entry['check'] for entry in load(ROOT / 'assets' / 'service_checks.json')}
         assert re.match(r'^"([a-z_.]+)"\.over\(', definition['query']).group(1) in declared
-        # A broken configuration sends no service check at all: only no-data alerting notices it.
-        assert definition['options']['notify_no_data'] is True
-        assert definition['options']['no_data_timeframe'] > 0
+        assert '{{check_message}}' in definition['message']
+
+    def test_can_connect_monitors_alert_on_no_data(self):
+        # An Agent that stopped running the check sends no service check at all: only no-data alerting
+        # notices it. The monitors of `can_connect` do; the one of `can_submit` does not repeat that alert.
+        definitions = [load(ROOT / relative)['definition'] for relative in sorted(manifest_assets('monitors'))]
+        no_data = {
+            d['query'].split('"')[1]: d['options']['notify_no_data']
+            for d in definitions
+            if d['type'] == SERVICE_CHECK_MONITOR_TYPE
+        }
+        assert no_data == {SERVICE_CHECK: True, SUBMIT_CHECK: False}
+        timeframes = [d['options'].get('no_data_timeframe', 0) for d in definitions if SERVICE_CHECK in d['query']]
+        assert len(timeframes) == 2 and min(timeframes) > 0
+
+    def test_can_submit_monitor(self):
+        """Nothing submitted (invalid configuration, a catalog source that never loaded) has its monitor."""
+        declared = {entry['check']: entry for entry in load(ROOT / 'assets' / 'service_checks.json')}
+        assert declared[SUBMIT_CHECK]['statuses'] == ['ok', 'critical', 'unknown']
+        queries = [load(ROOT / relative)['definition']['query'] for relative in manifest_assets('monitors')]
+        assert [q for q in queries if SUBMIT_CHECK in q] == [
+            '"pagerduty_dora.can_submit".over("*").by("host").last(3).count_by_status()'
+        ]
 
     def test_service_check_monitor_per_api_and_for_the_datadog_api(self):
         queries = [

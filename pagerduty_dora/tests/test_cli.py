@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -376,3 +377,150 @@ class TestDryRunOptions:
         assert [r for r in world.datadog.requests if r.method == 'PATCH'] == []
         assert 'Change-failure attribution preview (deployments read, nothing written): 1 of' in text
         assert 'dep-checkout-v3-4-1 v3.4.1' in text
+
+
+def stderr_lines(result: subprocess.CompletedProcess) -> tuple[list[str], str]:
+    """The `warning:` lines, in order, and the one `error:` line, which comes last."""
+    lines = result.stderr.strip().splitlines()
+    assert 'Traceback' not in result.stderr
+    assert lines and ': error: ' in lines[-1], result.stderr
+    assert all(': warning: ' in line for line in lines[:-1]), result.stderr
+    return [line.split(': warning: ', 1)[1] for line in lines[:-1]], lines[-1].split(': error: ', 1)[1]
+
+
+def without(instance: dict[str, Any], *options: str) -> dict[str, Any]:
+    return {k: v for k, v in instance.items() if k not in options}
+
+
+class TestAgentVerdict:
+    """The dry run exits 1 where the Agent reports a CRITICAL service check, with the same line, warnings first."""
+
+    def test_warnings_come_first_at_an_unreachable_url(self, world, tmp_path):
+        url = 'http://127.0.0.1:{}'.format(closed_port())
+        instance = world.instance(pagerduty_api_url=url, min_collection_interval=5, backfil_days=7, urgency=['high'])
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+
+        assert result.returncode == 1 and result.stdout == ''
+        warnings, error = stderr_lines(result)
+        assert warnings == [
+            'Unknown option `backfil_days` in the instance is ignored: did you mean `backfill_days`?',
+            'Unknown option `urgency` in the instance is ignored: did you mean `urgencies`?',
+        ]
+        assert 'cannot connect to {}/incidents'.format(url) in error and 'was refused' in error
+
+    def test_warnings_come_first_in_the_report(self, world, tmp_path):
+        result = run('--config', write_conf(tmp_path, without(world.instance(), 'env')), '--dry-run')
+
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert out.index('Warnings (the Agent status page would show these):') < out.index('Incidents (')
+        assert '  No `env` is set: every DORA failure' in out
+
+    def test_api_key_for_api_token(self, world, tmp_path):
+        instance = without(world.instance(), 'api_token')
+        instance['api_key'] = TOKEN
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+
+        assert result.returncode == 1
+        warnings, error = stderr_lines(result)
+        assert error == (
+            'invalid configuration: api_token: Field required (the instance has `api_key`: did you mean `api_token`?)'
+        )
+        assert len(warnings) == 1 and 'did you mean `api_token`' in warnings[0]
+        assert TOKEN not in result.stderr
+
+    def test_service_overrides_as_a_mapping(self, world, tmp_path):
+        conf = write_conf(tmp_path, world.instance(service_overrides={'PABC123': 'checkout'}))
+
+        result = run('--config', conf, '--dry-run')
+
+        assert_one_line_error(
+            result,
+            'invalid configuration: `service_overrides` must be a list of entries, got a mapping: write one entry per '
+            'PagerDuty service, like `service_overrides: [{pagerduty_service: PABC123, service: checkout}]`',
+        )
+
+    @pytest.mark.parametrize(
+        'options, removed, environment, expected',
+        [
+            ({}, ('datadog_app_key',), {}, 'the API key is accepted.'),
+            (
+                {},
+                ('datadog_app_key', 'datadog_api_key'),
+                {'DD_API_KEY': ''},
+                'set DD_API_KEY in the environment (or `datadog_api_key` in this copy of conf.yaml) to check it.',
+            ),
+            ({}, ('datadog_app_key', 'datadog_api_key'), {'DD_API_KEY': 'demo-datadog-api-key'}, 'is accepted.'),
+        ],
+        ids=['instance-key', 'agent-key-unknown', 'agent-key-from-environment'],
+    )
+    def test_datadog_api_is_checked_without_writing(self, world, tmp_path, options, removed, environment, expected):
+        instance = without(world.instance(attribute_change_failures=False, **options), *removed)
+        before = len(world.datadog.requests)
+
+        result = subprocess.run(
+            [*COMMAND, '--config', write_conf(tmp_path, instance), '--dry-run'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, **environment),
+        )
+
+        assert result.returncode == 0, result.stderr
+        line = next(line for line in result.stdout.splitlines() if line.startswith('Datadog API ('))
+        answers = 'Datadog API ({}): it answers (GET /api/v1/validate, nothing written); '.format(world.datadog.url)
+        assert line.startswith(answers)
+        assert line.endswith(expected)
+        assert [(r.method, r.path) for r in world.datadog.requests[before:]] == [('GET', '/api/v1/validate')]
+
+    def test_datadog_key_refused(self, world, tmp_path):
+        instance = without(world.instance(attribute_change_failures=False, datadog_api_key='wrong'), 'datadog_app_key')
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+
+        assert_one_line_error(
+            result,
+            'Datadog rejected the API key (403 Forbidden): check `datadog_api_key` (or the Agent `api_key`) and that '
+            '`datadog_api_url` matches your Datadog site',
+        )
+
+    @pytest.mark.parametrize('app_key', [False, True], ids=['without-app-key', 'with-app-key'])
+    def test_datadog_unreachable_names_url_and_cause(self, world, tmp_path, app_key):
+        url = 'http://127.0.0.1:{}'.format(closed_port())
+        instance = world.instance(datadog_api_url=url, min_collection_interval=5, attribute_change_failures=app_key)
+        if not app_key:
+            instance = without(instance, 'datadog_app_key')
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+
+        assert result.returncode == 1 and result.stdout == ''
+        _, error = stderr_lines(result)
+        path = '/api/v2/catalog/entity' if app_key else '/api/v1/validate'
+        assert 'cannot connect to {}{}: the connection to 127.0.0.1 was refused'.format(url, path) in error
+        assert 'check `datadog_api_url`' in error and 'api.can_connect' not in error
+
+    def test_pagerduty_401_agrees_with_the_agent(self, world, tmp_path, dd_run_check):
+        from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+
+        instance = world.instance(api_token=WRONG_TOKEN)
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run')
+        with pytest.raises(Exception) as raised:
+            dd_run_check(PagerdutyDoraCheck('pagerduty_dora', {}, [instance]))
+
+        assert result.returncode == 1
+        _, error = stderr_lines(result)
+        assert error.startswith('PagerDuty rejected `api_token` (401 Unauthorized) at ')
+        assert error in str(raised.value)
+
+
+class TestNextStep:
+    """The demo ends with the command that dry-runs the user's own conf.yaml, from a clone and where installed."""
+
+    def test_demo_prints_the_dry_run_commands(self, demo_text):
+        tail = demo_text.stdout.rstrip().splitlines()[-3:]
+        assert tail[0].startswith('Next: see how your own incidents map')
+        assert tail[1].split() == ['scripts/dry-run', 'conf.yaml', 'from', 'a', 'clone', 'of', 'the', 'repository']
+        assert tail[2].strip().startswith('python -m datadog_checks.pagerduty_dora --config conf.yaml --dry-run')

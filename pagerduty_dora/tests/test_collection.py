@@ -255,7 +255,7 @@ class TestRequests:
 
 
 class TestAuth:
-    """401 and 403 from PagerDuty: can_connect 0 and a message that says which."""
+    """401 and 403 from PagerDuty: can_connect 0, and the run ends with a message that says which."""
 
     @pytest.mark.parametrize(
         'token, forbidden, expected',
@@ -266,11 +266,10 @@ class TestAuth:
         world = World(forbidden_tokens=forbidden)
         try:
             check = world.check(api_token=token)
-            dd_run_check(check)
+            with pytest.raises(Exception, match=expected) as raised:
+                dd_run_check(check)
             aggregator.assert_metric('pagerduty_dora.api.can_connect', value=0, tags=['api:pagerduty'])
-            assert len(check.warnings) == 1
-            assert expected in check.warnings[0]
-            assert token not in check.warnings[0]
+            assert token not in str(raised.value)
         finally:
             world.close()
 

@@ -102,7 +102,9 @@ class TestCatalogGate:
         services, options = estate
         world.account.trigger(services['fallback'], 'Early')
         check = world.check(**dict(options, datadog_app_key='not-the-app-key'))
-        dd_run_check(check)
+        # The refused key is the run's error (`can_connect` CRITICAL); nothing is submitted meanwhile.
+        with pytest.raises(Exception, match='wrong or revoked'):
+            dd_run_check(check)
         assert world.dora.posts == []
         assert any('catalog' in w.lower() for w in check.warnings)
         assert not any(key.endswith('_collector') for key in datadog_agent._cache)

@@ -63,6 +63,7 @@ SHIPPED = [
     'outputs.py',
     'passes.py',
     'report.py',
+    'scope.py',
     'settings.py',
     'standalone.py',
     'state.py',

@@ -1,7 +1,7 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The `pagerduty_dora.can_connect` service check: one per API, CRITICAL with the reason, OK otherwise."""
+"""The service checks: `can_connect` per API and `can_submit`, CRITICAL with the reason, one alert per cause."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import pytest
 from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora.http_client import AuthError
 
-from .harness import World
+from .fakes.server import Reply
+from .harness import DD_APP_KEY, World
 
 SERVICE_CHECK = 'pagerduty_dora.can_connect'
+SUBMIT_CHECK = 'pagerduty_dora.can_submit'
 
 
 def statuses(aggregator: Any, api: str) -> list[tuple[int, str]]:
@@ -23,6 +25,11 @@ def statuses(aggregator: Any, api: str) -> list[tuple[int, str]]:
     return [
         (sc.status, sc.message) for sc in aggregator.service_checks(SERVICE_CHECK) if 'api:{}'.format(api) in sc.tags
     ]
+
+
+def submit_statuses(aggregator: Any) -> list[tuple[int, str]]:
+    """(status, message) of every `can_submit` service check."""
+    return [(sc.status, sc.message) for sc in aggregator.service_checks(SUBMIT_CHECK)]
 
 
 def closed_port() -> int:
@@ -45,13 +52,16 @@ class TestServiceCheck:
             )
 
     def test_rejected_pagerduty_key(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
-        dd_run_check(world.check(api_token='u+pdRevokedKey_H3jVc9'))
+        # Nothing could be collected: the run ends with the service check's message, as the dry run exits 1 with it.
+        with pytest.raises(Exception, match='PagerDuty rejected `api_token`') as raised:
+            dd_run_check(world.check(api_token='u+pdRevokedKey_H3jVc9'))
 
         aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
         aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:datadog'], count=1)
         ((_, message),) = statuses(aggregator, 'pagerduty')
         assert message.startswith('PagerDuty rejected `api_token` (401 Unauthorized)')
-        assert 'u+pdRevokedKey_H3jVc9' not in message
+        assert message in str(raised.value)
+        assert 'u+pdRevokedKey_H3jVc9' not in message + str(raised.value)
 
     def test_connection_refused(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
         url = 'http://127.0.0.1:{}'.format(closed_port())
@@ -66,7 +76,8 @@ class TestServiceCheck:
         assert '`proxy` option' in message
 
     def test_wrong_datadog_app_key(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
-        dd_run_check(world.check(datadog_app_key='appWrongKey0123456789abcdef0123456789ab'))
+        with pytest.raises(Exception, match='is wrong or revoked'):
+            dd_run_check(world.check(datadog_app_key='appWrongKey0123456789abcdef0123456789ab'))
 
         aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
         aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
@@ -84,27 +95,94 @@ class TestServiceCheck:
         ids=['timeout', 'attribution-without-app-key', 'urgencies-not-a-list'],
     )
     def test_configuration_error(self, aggregator, dd_run_check, world: World, options, expected) -> None:
+        """One alert that names the option: `can_submit` CRITICAL; no API was tried, so `can_connect` is UNKNOWN."""
         with pytest.raises(Exception, match='ConfigurationError'):
             dd_run_check(world.check(tags=['team:sre'], **options))
 
+        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
+        ((_, message),) = submit_statuses(aggregator)
+        assert message.startswith('Invalid configuration: ') and expected in message
+        assert '\n' not in message
         for api in ('pagerduty', 'datadog'):
             aggregator.assert_service_check(
-                SERVICE_CHECK, AgentCheck.CRITICAL, tags=['team:sre', 'api:{}'.format(api)], count=1
+                SERVICE_CHECK, AgentCheck.UNKNOWN, tags=['team:sre', 'api:{}'.format(api)], count=1
             )
-            ((_, message),) = statuses(aggregator, api)
-            assert message.startswith('Invalid configuration: ') and expected in message
-            assert '\n' not in message
+            ((_, unknown),) = statuses(aggregator, api)
+            assert unknown == 'Not tried: the configuration is invalid (see pagerduty_dora.can_submit)'
+        reported = aggregator.service_checks(SERVICE_CHECK) + aggregator.service_checks(SUBMIT_CHECK)
+        assert [sc.name for sc in reported if sc.status == AgentCheck.CRITICAL] == [SUBMIT_CHECK]
+        assert world.pd_requests() == 0
 
     def test_recovers(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
         check = world.check()
         token = world.account.token
         world.account.token = 'u+pdRotatedKey_Z1xCv2'
-        dd_run_check(check)
+        with pytest.raises(Exception, match='401 Unauthorized'):
+            dd_run_check(check)
         world.account.token = token
         aggregator.reset()
         dd_run_check(check)
 
         aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
+
+
+class TestCanSubmit:
+    """`can_submit` is CRITICAL with the reason when the check submits nothing, so that a monitor fires."""
+
+    def test_ok(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        dd_run_check(world.check(tags=['team:sre']))
+
+        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.OK, tags=['team:sre'], count=1)
+
+    def test_catalog_files_matching_nothing(self, aggregator, dd_run_check, world: World, tmp_path) -> None:
+        pattern = str(tmp_path / 'definitions' / '*.yaml')
+        check = world.check(catalog_files=[pattern], tags=['team:sre'])
+        world.account.trigger(world.account.add_service('Checkout API'), 'Down')
+
+        with pytest.raises(Exception, match='Nothing is submitted') as raised:
+            dd_run_check(check)
+
+        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
+        ((_, message),) = submit_statuses(aggregator)
+        assert message.startswith('Nothing is submitted: `catalog_files` has never loaded (')
+        assert message in str(raised.value)
+        # The APIs are fine: the one alert is `can_submit`, not `can_connect`.
+        for api in ('pagerduty', 'datadog'):
+            aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['team:sre', 'api:' + api], count=1)
+        assert world.dora.posts == [] and aggregator.events == []
+
+        (tmp_path / 'definitions').mkdir()
+        (tmp_path / 'definitions' / 'checkout.yaml').write_text(
+            'schema-version: v2.2\ndd-service: checkout\nteam: payments\n', encoding='utf-8'
+        )
+        aggregator.reset()
+        world.account.advance(60)
+        dd_run_check(check)
+        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.OK, count=1)
+        assert len(world.dora.posts) == 1
+
+    def test_catalog_api_answering_404(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        world.datadog.fault = lambda request: Reply(404, {'errors': ['Not found']}) if request.method == 'GET' else None
+
+        with pytest.raises(Exception, match='Nothing is submitted'):
+            dd_run_check(world.check(datadog_app_key=DD_APP_KEY))
+
+        ((status, message),) = submit_statuses(aggregator)
+        assert status == AgentCheck.CRITICAL
+        assert message.startswith('Nothing is submitted: the Datadog Software Catalog (`datadog_app_key`) has never')
+        assert '404' in message
+
+    def test_api_failure_is_one_alert(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
+        url = 'http://127.0.0.1:{}'.format(closed_port())
+        with pytest.raises(Exception, match='cannot connect'):
+            dd_run_check(world.check(datadog_api_url=url, datadog_app_key=DD_APP_KEY))
+
+        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
+        ((status, message),) = submit_statuses(aggregator)
+        assert status == AgentCheck.UNKNOWN
+        assert message == (
+            'The Datadog API failed (see pagerduty_dora.can_connect): nothing is submitted until a catalog source loads'
+        )
 
 
 class TestDatadogKeyMessages:

@@ -220,6 +220,15 @@ class CatalogStore:
         """Services plus teams held per configured source that has loaded (for the `catalog.entries` gauge)."""
         return {source: self._good[source].count for source in self.sources if source in self._good}
 
+    def unloaded(self) -> dict[str, str]:
+        """Per configured source that has never loaded: why (its last failure, or that it was not tried yet).
+
+        For the `can_submit` service check, which says why nothing is submitted.
+        """
+        return {
+            source: self._failure.get(source, 'not tried yet') for source in self.sources if source not in self._good
+        }
+
     def file_report(self) -> list[dict[str, Any]]:
         """Per catalog file, and per pattern that matched none, at the last refresh: entries, and why any were skipped.
 

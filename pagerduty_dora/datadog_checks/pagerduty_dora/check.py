@@ -1,6 +1,16 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
+"""The Agent check: builds the collection from the instance and reports its health where users alert.
+
+Two service checks tell a user that something is not sent, each with the reason: `can_connect`, per
+API, for a key that is refused or an API that does not answer; `can_submit` for what stops the check
+itself from submitting (an invalid configuration, a catalog source that never loaded). One cause is
+one CRITICAL service check: the other says UNKNOWN, naming the one that is CRITICAL. A run with a
+CRITICAL service check ends with that error, after submitting what it could, so the status page,
+`datadog-agent check` and the dry run give the same verdict.
+"""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,10 +31,16 @@ from .config_models import ConfigMixin, defaults
 from .dora import DoraDelivery
 from .http_client import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
 from .mapping import parse_overrides
-from .options import configuration_message, unknown_init_config_options, unknown_instance_options
+from .options import (
+    configuration_message,
+    unknown_init_config_options,
+    unknown_instance_options,
+    with_spelling_hints,
+)
 from .outputs import Outputs, Submitters
 from .readback import PERMISSIONS as READBACK_PERMISSIONS
 from .readback import Readback
+from .scope import scope_warnings
 from .settings import Settings
 
 try:
@@ -34,6 +50,11 @@ except ImportError:  # outside the Agent
 
 DEFAULT_SITE = 'datadoghq.com'
 APIS = ('pagerduty', 'datadog')
+EU_PAGERDUTY_URL = 'https://api.eu.pagerduty.com'
+NO_ENV_WARNING = 'No `env` is set'
+UNAUTHORIZED_PAGERDUTY = 'PagerDuty rejected `api_token` (401 Unauthorized) at {}: the key is wrong or revoked, {}'
+# The option behind each catalog source, as the user wrote it.
+CATALOG_SOURCE_OPTIONS = {'files': '`catalog_files`', 'datadog_api': 'the Datadog Software Catalog (`datadog_app_key`)'}
 # The permission of `datadog_app_key` each Datadog endpoint needs (the DORA failure endpoint needs none).
 APP_KEY_PERMISSIONS = dict(
     SCOPES,
@@ -49,6 +70,13 @@ RUN_TIME_SHARE = 0.8
 def _sorted_strings(value: Any) -> list[str]:
     """A list option as sorted strings, whatever the Agent handed over (a bad value fails validation later)."""
     return sorted(str(item) for item in value) if isinstance(value, (list, tuple)) else []
+
+
+def pagerduty_url_hint(url: str) -> str:
+    """What to check when PagerDuty does not answer: the EU URL only for an account not already on it."""
+    if url.rstrip('/').lower() == EU_PAGERDUTY_URL:
+        return 'check `pagerduty_api_url` (this is the EU service region\'s URL; US accounts use the default)'
+    return 'check `pagerduty_api_url` (EU accounts use {})'.format(EU_PAGERDUTY_URL)
 
 
 def _plain(value: Any) -> Any:
@@ -76,6 +104,12 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self._denied: set[str] = set()
         # Per API: the first authentication or connection failure of the run, for the service check.
         self._failures: dict[str, str] = {}
+        # Why the last run submitted nothing, for the `can_submit` service check ('' when it could submit).
+        self.submit_problem = ''
+        # Warnings about PagerDuty services and teams the instance names that do not exist, repeated
+        # every run until they are asked about again (every `catalog_refresh_interval`).
+        self._scope_warnings: list[str] = []
+        self._scope_checked_at: float | None = None
         # Wall and monotonic clocks of the collection; the demo and the tests run the check on
         # simulated time.
         self.clock = time.time
@@ -109,23 +143,39 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
 
     def _warn_unknown_options(self) -> None:
-        """Name every option the check does not know, with the closest known name: a typo is otherwise silent."""
+        """Name every option the check does not know, with the closest known name: a typo is otherwise silent.
+
+        Also an instance without `env`, whose failures, events and metrics would all be sent without one.
+        """
         for message in unknown_init_config_options(self.init_config) + unknown_instance_options(self.instance):
             self.warning(message)
+        instance = self.instance if isinstance(self.instance, dict) else {}
+        if not str(instance.get('env') or '').strip():
+            self.warning(
+                '%s: every DORA failure, event and metric of this instance is sent without an env; set `env` '
+                '(for example `env: prod`) to see the failures under their environment in DORA Metrics',
+                NO_ENV_WARNING,
+            )
 
     def _reporting_configuration_errors(self, initialization: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
                 initialization()
             except ConfigurationError as e:
-                message = 'Invalid configuration: {}'.format(configuration_message(str(e)))
+                detail = with_spelling_hints(configuration_message(str(e)), self.instance)
+                message = 'Invalid configuration: {}'.format(detail)
                 tags = self.instance.get('tags') if isinstance(self.instance, dict) else None
                 plain_tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+                # One alert, naming the option: no API was tried, so neither can be said to be down.
+                self.service_check('can_submit', AgentCheck.CRITICAL, tags=plain_tags, message=message)
                 for api in APIS:
                     self.service_check(
-                        'can_connect', AgentCheck.CRITICAL, tags=plain_tags + ['api:{}'.format(api)], message=message
+                        'can_connect',
+                        AgentCheck.UNKNOWN,
+                        tags=plain_tags + ['api:{}'.format(api)],
+                        message='Not tried: the configuration is invalid (see pagerduty_dora.can_submit)',
                     )
-                raise
+                raise ConfigurationError(detail) from None
 
         return run
 
@@ -155,7 +205,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             on_request=self._request_counter('pagerduty'),
             on_rate_limited=self._rate_limit_counter('pagerduty'),
             on_failure=self._failure_recorder('pagerduty'),
-            url_hint='check `pagerduty_api_url` (EU accounts use https://api.eu.pagerduty.com)',
+            url_hint=pagerduty_url_hint(config.pagerduty_api_url),
             clock=self.monotonic,
         )
         site = datadog_agent.get_config('site') or DEFAULT_SITE
@@ -253,8 +303,10 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self._reached = {'pagerduty': None, 'datadog': None}
         self._denied = set()
         self._failures = {}
+        self.last_report = None
         try:
             self._collect(deadline)
+            self._verify_scope()
         finally:
             for api, reached in self._reached.items():
                 if reached is not None:
@@ -267,7 +319,80 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                     tags=self._tags('api:{}'.format(api)),
                     message=failure or '',
                 )
+            self._report_submission()
             self.outputs.flush()
+        # Everything the run could submit is submitted; what is CRITICAL makes the run an error too.
+        problems = [self._failures[api] for api in APIS if api in self._failures]
+        if self.submit_problem:
+            problems.append(self.submit_problem)
+        if problems:
+            raise CheckException('; '.join(problems))
+
+    def _report_submission(self) -> None:
+        """`can_submit`: CRITICAL when a catalog source that never loaded stops every submission.
+
+        UNKNOWN while an API fails (`can_connect` is CRITICAL and says why, also when that failure is
+        what keeps a catalog source from loading), OK otherwise.
+        """
+        self.submit_problem = ''
+        report = self.last_report
+        stopped = report is not None and report.stopped == 'catalog'
+        if self._failures:
+            # The API failure is the cause, and `can_connect` its one alert.
+            failing = ' and '.join('PagerDuty' if api == 'pagerduty' else 'Datadog' for api in self._failures)
+            consequence = 'nothing is submitted until a catalog source loads' if stopped else 'not known'
+            self.service_check(
+                'can_submit',
+                AgentCheck.UNKNOWN,
+                tags=self._tags(),
+                message='The {} API failed (see pagerduty_dora.can_connect): {}'.format(failing, consequence),
+            )
+        elif stopped:
+            self.submit_problem = self._catalog_problem()
+            self.service_check('can_submit', AgentCheck.CRITICAL, tags=self._tags(), message=self.submit_problem)
+        else:
+            self.service_check('can_submit', AgentCheck.OK, tags=self._tags())
+
+    def _catalog_problem(self) -> str:
+        store = getattr(self.collector, 'catalog', None)
+        unloaded = store.unloaded() if hasattr(store, 'unloaded') else {}
+        causes = [
+            '{} has never loaded ({})'.format(CATALOG_SOURCE_OPTIONS.get(source, source), reason)
+            for source, reason in unloaded.items()
+        ]
+        return (
+            'Nothing is submitted: {}; the check waits for every configured catalog source rather than send '
+            'incidents mapped without it'.format('; '.join(causes) or 'a catalog source has never loaded')
+        )
+
+    def _verify_scope(self) -> None:
+        """Warn about `service_overrides`, `service_ids` and `team_ids` that name nothing in PagerDuty.
+
+        Asked again every `catalog_refresh_interval`, and only after a run PagerDuty answered; an error
+        here changes nothing else (the service checks report the collection's own requests).
+        """
+        config = self.config
+        names = bool(config.service_overrides or config.service_ids or config.team_ids)
+        now = self.clock()
+        due = self._scope_checked_at is None or now - self._scope_checked_at >= float(
+            config.catalog_refresh_interval or 0
+        )
+        if names and due and self._reached.get('pagerduty') and 'pagerduty' not in self._failures:
+            failures = dict(self._failures)
+            try:
+                self._scope_warnings = scope_warnings(
+                    self.pagerduty_api,
+                    parse_overrides(_plain(config.service_overrides or [])),
+                    list(config.service_ids or ()),
+                    list(config.team_ids or ()),
+                )
+                self._scope_checked_at = now
+            except ApiError as e:
+                self.log.debug('could not look up the PagerDuty services and teams the instance names: %s', e)
+            finally:
+                self._failures = failures
+        for message in self._scope_warnings:
+            self.warning(message)
 
     def _collect(self, deadline: float) -> None:
         assert self.collector is not None
@@ -276,8 +401,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         except AuthError as e:
             self._denied.add(e.api)
             self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:auth'])
-            # A warning, not an error: the status page shows it, and the next run simply tries again.
-            self.warning(self._auth_message(e))
+            # The run ends with this error (see `check`): nothing could be collected.
+            self._failures.setdefault(e.api, self._auth_message(e))
         except TransientError as e:
             self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:transient'])
             raise CheckException('{}; collection resumes next run'.format(e)) from None
@@ -288,12 +413,13 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     def _auth_message(self, error: AuthError) -> str:
         if error.api == 'pagerduty':
             if error.status == 401:
-                return (
-                    'PagerDuty rejected `api_token` (401 Unauthorized) at {}: the key is wrong or revoked, '
-                    'or belongs to another region (EU accounts use https://api.eu.pagerduty.com)'.format(
-                        self.config.pagerduty_api_url
-                    )
+                url = str(self.config.pagerduty_api_url)
+                region = (
+                    'or belongs to the US service region (its URL is the default, https://api.pagerduty.com)'
+                    if url.rstrip('/').lower() == EU_PAGERDUTY_URL
+                    else 'or belongs to another region (EU accounts use {})'.format(EU_PAGERDUTY_URL)
                 )
+                return UNAUTHORIZED_PAGERDUTY.format(url, region)
             return (
                 'PagerDuty refused `api_token` access (403 Forbidden): {}. The key is valid but lacks read access '
                 'to incidents; use a REST API key with read access (a read-only key is enough)'.format(error)

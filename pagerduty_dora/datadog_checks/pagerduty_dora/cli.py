@@ -46,8 +46,14 @@ examples:
   {prog} --config /etc/datadog-agent/conf.d/pagerduty_dora.d/conf.yaml --dry-run
   {prog} --config conf.yaml --instance 1 --dry-run --json > mapping.json
 
+the dry run checks the Datadog API DORA failures would be sent to (GET /api/v1/validate, which
+writes nothing). Outside the Agent it reads the Agent's `api_key` and `site` from DD_API_KEY and
+DD_SITE, for an instance without `datadog_api_key`.
+
 exit status: 0 on success, 1 on an error (unreadable conf.yaml, no such instance, invalid option,
-rejected credentials, unreachable API), 2 on a usage error. Errors are one line on stderr.
+rejected credentials, unreachable API, nothing that could be submitted: whenever the Agent would
+report a CRITICAL service check), 2 on a usage error. Errors are one line on stderr, after the
+warnings of the check (`warning:` lines), which come first.
 """.format(prog=PROG)
 
 
@@ -124,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(_redact(output, secrets))
         return 0
     except CliError as e:
+        # What the check warned about comes first: an unknown option name may be why the run failed.
+        for warning in e.warnings:
+            sys.stderr.write('{}: warning: {}\n'.format(PROG, _redact(one_line(warning), secrets)))
         sys.stderr.write('{}: error: {}\n'.format(PROG, _redact(one_line(str(e)), secrets)))
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .standalone import CliError, agent_stubs, collect, initialize, new_check, no_write
+from .standalone import CliError, agent_settings, agent_stubs, collect, initialize, new_check, no_write
 from .summary import METRIC_PREFIX, example_failure, filter_reason, incident_row, metric_summaries, rule_counts
 
 # The dry run previews attribution for at most this many incidents, within this many seconds.
 ATTRIBUTION_ROWS = 50
 ATTRIBUTION_SECONDS = 60.0
+# Datadog's API key check (read-only), and how long the dry run waits for it.
+VALIDATE_PATH = '/api/v1/validate'
+VALIDATE_SECONDS = 30.0
 FALLBACK_RULE = 'fallback'
 FIRST_RUN_NOTE = (
     'A dry run is a first run (empty state): the Agent records what it finds on its first run and '
@@ -27,6 +30,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     from .dora import build_failure
 
     aggregator, datadog_agent = agent_stubs()
+    agent_settings(datadog_agent)
     # The instance as written goes through the Agent's own validation first: the dry run refuses
     # what the Agent refuses, with the same message, before any option is turned off below.
     agent_check = new_check(dict(init_config), dict(instance))
@@ -36,6 +40,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     wanted_dora = bool(agent_config.submit_dora_failures)
     aggregator.reset()
     datadog_agent.reset()
+    agent_settings(datadog_agent)
     # A copy, so the instance shown in errors and the user's file stay as written.
     dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
     check = new_check(dict(init_config), dry_instance)
@@ -45,18 +50,14 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     if check.collector is not None:
         check.collector.persist = False
         check.collector.keep_mappings = True
+    # A run the Agent would end with an error (a CRITICAL service check) is an error here, with its message.
     collect(check)
     report = check.last_report
     warnings = check.get_warnings()
-    _raise_on_auth_failure(aggregator, warnings)
+    _raise_on_critical(aggregator, warnings)
     if report is None:
-        raise CliError('the run produced no report')
-    if report.stopped == 'catalog':
-        raise CliError(
-            'no catalog source loaded, so nothing would be mapped or submitted: {}'.format(
-                '; '.join(warnings) or 'see --verbose'
-            )
-        )
+        raise CliError('the run produced no report', warnings)
+    datadog = check_datadog_api(check, agent_config, warnings)
     config = check.config
     urgencies = list(config.urgencies) if config.urgencies else None
     priorities = list(config.priorities) if config.priorities else None
@@ -100,6 +101,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
             ],
         },
         'attribution': attribution,
+        'datadog_api': datadog,
         'catalog_files': catalog_file_report(check),
         # The Agent would send these; here they stay in this process.
         'events': {
@@ -156,11 +158,47 @@ def catalog_file_report(check: Any) -> list[dict[str, Any]]:
     return store.file_report() if store is not None else []
 
 
-def _raise_on_auth_failure(aggregator: Any, warnings: list[str]) -> None:
-    """A rejected key is reported by the check as `api.can_connect` 0 and a warning: here it is an error."""
-    for metric in aggregator.metrics(METRIC_PREFIX + 'api.can_connect'):
-        if metric.value == 0:
-            api = next((t.split(':', 1)[1] for t in metric.tags if t.startswith('api:')), 'the API')
-            named = 'PagerDuty' if api == 'pagerduty' else 'Datadog'
-            message = next((w for w in reversed(warnings) if named in w), None)
-            raise CliError(message or 'could not connect to {} (api.can_connect is 0)'.format(named))
+def _raise_on_critical(aggregator: Any, warnings: list[str]) -> None:
+    """A CRITICAL service check is the Agent's alert: here it is an error, with the service check's message."""
+    from datadog_checks.base import AgentCheck
+
+    for name in ('can_connect', 'can_submit'):
+        for service_check in aggregator.service_checks(METRIC_PREFIX + name):
+            if service_check.status == AgentCheck.CRITICAL:
+                raise CliError(service_check.message or '{} is CRITICAL'.format(METRIC_PREFIX + name), warnings)
+
+
+def check_datadog_api(check: Any, config: Any, warnings: list[str]) -> dict[str, Any]:
+    """Whether the Datadog API answers and accepts the API key DORA failures would be sent with.
+
+    `GET /api/v1/validate` checks an API key and writes nothing. The Agent would send DORA failures
+    with `datadog_api_key`, or its own `api_key` (read here from `DD_API_KEY`); without either the
+    API is only checked to answer. A refused key or an API that does not answer is an error, as it
+    is for the Agent (the `can_connect` service check of `api:datadog`).
+    """
+    from datadog_checks.base.stubs import datadog_agent
+
+    from .http_client import ApiError, AuthError
+
+    url = check.datadog_api.base_url
+    if not config.submit_dora_failures and not config.datadog_app_key:
+        return {'url': url, 'checked': False, 'key_checked': False, 'note': 'not used by this instance'}
+    key = config.datadog_api_key or datadog_agent.get_config('api_key')
+    check.datadog_api.start_run(check.monotonic() + VALIDATE_SECONDS)
+    try:
+        check.datadog_api.get(VALIDATE_PATH, endpoint='validate')
+    except AuthError as e:
+        if key:
+            raise CliError(check._auth_message(e), warnings) from None
+        return {
+            'url': url,
+            'checked': True,
+            'key_checked': False,
+            'note': (
+                'the Agent would send DORA failures with its own `api_key`, which a dry run cannot read: set '
+                'DD_API_KEY in the environment (or `datadog_api_key` in this copy of conf.yaml) to check it'
+            ),
+        }
+    except ApiError as e:
+        raise CliError(str(e), warnings) from None
+    return {'url': url, 'checked': True, 'key_checked': True, 'note': 'the API key is accepted'}

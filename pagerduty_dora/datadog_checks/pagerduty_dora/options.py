@@ -23,6 +23,18 @@ AGENT_INSTANCE_KEYS = frozenset(
 AGENT_INIT_CONFIG_KEYS = frozenset(['loader', 'min_collection_interval', 'process_isolation', 'profile_memory'])
 # How alike a name must be to be suggested (difflib's ratio); lower suggests unrelated names.
 SIMILARITY = 0.6
+# Names people carry over from other Datadog configurations, with what this check calls them instead.
+KNOWN_MISTAKES = {
+    'site': (
+        'the check sends DORA failures to the Agent\'s `site`; for another Datadog site, set `datadog_api_url` '
+        '(for example https://api.datadoghq.eu)'
+    ),
+    'api_key': (
+        'did you mean `api_token` (the PagerDuty REST API key)? The Datadog API key, when it is not the '
+        'Agent\'s, is `datadog_api_key`'
+    ),
+    'app_key': 'did you mean `datadog_app_key`?',
+}
 
 
 def _model_fields(model: Any) -> dict[str, Any]:
@@ -42,6 +54,19 @@ def _nested_model(annotation: Any) -> Any:
     return None
 
 
+def _holds_entries(annotation: Any) -> bool:
+    """Whether an option holds a list of entries (a tuple of models), rather than one model."""
+    from typing import get_args, get_origin
+
+    stack = [annotation]
+    while stack:
+        current = stack.pop()
+        if get_origin(current) is tuple:
+            return True
+        stack.extend(get_args(current))
+    return False
+
+
 def closest(name: str, known: Any) -> str | None:
     """The known name closest to `name`, or None when none is close enough."""
     found = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=SIMILARITY)
@@ -52,6 +77,8 @@ def describe_unknown(name: str, known: Any, where: str) -> str:
     """`Unknown option ... ignored; did you mean ...?` for one name found in `where`."""
     suggestion = closest(name, known)
     hint = 'did you mean `{}`?'.format(suggestion) if suggestion else 'it is not an option of this check'
+    if where == 'the instance' and name in KNOWN_MISTAKES:
+        hint = KNOWN_MISTAKES[name]
     return 'Unknown option `{}` in {} is ignored: {}'.format(name, where, hint)
 
 
@@ -77,6 +104,9 @@ def unknown_instance_options(instance: Any) -> list[str]:
         if model is None or value is None:
             continue
         entry_fields = _model_fields(model)
+        if isinstance(value, Mapping) and _holds_entries(field.annotation):
+            # A mapping where a list of entries belongs is refused as a whole; its keys are data, not options.
+            continue
         if isinstance(value, Mapping):
             for key in unknown_keys(value, entry_fields):
                 messages.append(describe_unknown(key, entry_fields, '`{}`'.format(option)))
@@ -94,6 +124,25 @@ def unknown_init_config_options(init_config: Any) -> list[str]:
     fields = _model_fields(SharedConfig)
     known = set(fields) | AGENT_INIT_CONFIG_KEYS
     return [describe_unknown(key, fields, '`init_config`') for key in unknown_keys(init_config, known)]
+
+
+def with_spelling_hints(message: str, instance: Any) -> str:
+    """`api_token: Field required` becomes `... (the instance has `api_key`: did you mean `api_token`?)`.
+
+    A required option spelled wrong is reported twice by the base check, as an unknown option and as a
+    missing one; the one line a user reads (the service check, the dry run's error) must join the two.
+    """
+    from .config_models.instance import InstanceConfig
+
+    fields = _model_fields(InstanceConfig)
+    for key in unknown_keys(instance, set(fields) | AGENT_INSTANCE_KEYS):
+        suggestion = 'api_token' if key == 'api_key' else closest(key, fields)
+        missing = '{}: Field required'.format(suggestion)
+        if suggestion and missing in message:
+            message = message.replace(
+                missing, '{} (the instance has `{}`: did you mean `{}`?)'.format(missing, key, suggestion), 1
+            )
+    return message
 
 
 def configuration_message(text: str) -> str:

@@ -19,6 +19,8 @@ from .times import format_time
 
 # The text view lists this many incidents, most recent first; `--json` lists them all.
 TEXT_ROWS = 50
+# The dry run from a clone: it sets up the clone's own environment, as `scripts/demo` does.
+DRY_RUN_SCRIPT = 'scripts/dry-run conf.yaml'
 TITLE_WIDTH = 34
 
 
@@ -180,7 +182,9 @@ def render_demo(result: dict) -> str:
         out += ['', 'Warnings:'] + ['  ' + w for w in result['warnings']]
     out += [
         '',
-        'Next: run `{} --config conf.yaml --dry-run` to see how your own incidents map.'.format(PROG),
+        'Next: see how your own incidents map, with a copy of your conf.yaml (nothing is sent, nothing stored):',
+        '  {}   from a clone of the repository'.format(DRY_RUN_SCRIPT),
+        '  {} --config conf.yaml --dry-run   where the integration is installed'.format(PROG),
     ]
     return '\n'.join(out) + '\n'
 
@@ -196,6 +200,11 @@ def render_dry_run(result: dict) -> str:
             ', env {}'.format(result['env']) if result['env'] else '',
         ),
         'Nothing was submitted and no state was stored.',
+    ]
+    if result['warnings']:
+        # First, whatever follows: an unknown option name or a missing `env` may explain the rest.
+        out += ['', 'Warnings (the Agent status page would show these):'] + ['  ' + w for w in result['warnings']]
+    out += [
         '',
         'Incidents ({} seen: the open ones and the backfill window of this first run){}:'.format(
             len(rows), ', most recent {} shown; --json lists all'.format(TEXT_ROWS) if len(rows) > TEXT_ROWS else ''
@@ -248,9 +257,17 @@ def render_dry_run(result: dict) -> str:
         out += ['', 'Agent events: none. ' + FIRST_RUN_NOTE]
     out += ['', 'Metrics this run produced (kept in this process, not sent):']
     out += _metric_lines(result['metrics']) if result['metrics'] else ['  none']
-    if result['warnings']:
-        out += ['', 'Warnings (the Agent status page would show these):'] + ['  ' + w for w in result['warnings']]
+    out += ['', _datadog_line(result['datadog_api'])]
     return '\n'.join(out) + '\n'
+
+
+def _datadog_line(datadog: dict) -> str:
+    """What the dry run found of the Datadog API the Agent would send DORA failures to."""
+    if not datadog['checked']:
+        return 'Datadog API ({}): {}.'.format(datadog['url'], datadog['note'])
+    return 'Datadog API ({}): it answers (GET /api/v1/validate, nothing written); {}.'.format(
+        datadog['url'], datadog['note']
+    )
 
 
 def _attribution_lines(attribution: dict) -> list[str]:

@@ -22,7 +22,15 @@ PROG = 'python -m datadog_checks.pagerduty_dora'
 
 
 class CliError(Exception):
-    """An error for the user: one line on stderr and exit status 1."""
+    """An error for the user: one line on stderr and exit status 1.
+
+    `warnings` are what the check warned about before the error (an unknown option name, a missing
+    `env`): they are printed first, since they may be the cause.
+    """
+
+    def __init__(self, message: str, warnings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.warnings = list(warnings or ())
 
 
 def agent_stubs() -> tuple[Any, Any]:
@@ -35,6 +43,18 @@ def agent_stubs() -> tuple[Any, Any]:
     # purpose (they are the point of the mapping).
     os.environ.setdefault('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
     return aggregator, datadog_agent
+
+
+def agent_settings(datadog_agent: Any) -> None:
+    """The Agent's `api_key` and `site`, from the environment variables the Agent itself reads.
+
+    Outside the Agent there is no datadog.yaml: without `DD_API_KEY`, an instance that relies on the
+    Agent's key has none here, and the dry run says it could not check it.
+    """
+    for variable, option in (('DD_API_KEY', 'api_key'), ('DD_SITE', 'site')):
+        value = os.environ.get(variable, '').strip()
+        if value:
+            datadog_agent._config[option] = value
 
 
 def new_check(init_config: dict, instance: dict) -> Any:
@@ -50,9 +70,13 @@ def initialize(check: Any) -> None:
     try:
         check.run_check_initializations()
     except ConfigurationError as e:
-        raise CliError('invalid configuration: {}'.format(configuration_message(str(e)))) from None
+        raise CliError(
+            'invalid configuration: {}'.format(configuration_message(str(e))), check.get_warnings()
+        ) from None
     except Exception as e:
-        raise CliError('the check could not start: {}'.format(one_line(str(e)) or type(e).__name__)) from None
+        raise CliError(
+            'the check could not start: {}'.format(one_line(str(e)) or type(e).__name__), check.get_warnings()
+        ) from None
 
 
 def collect(check: Any) -> None:
@@ -65,7 +89,7 @@ def collect(check: Any) -> None:
             message = error
         # This command runs once: there is no next run to resume in.
         message = one_line(str(message)).replace('; collection resumes next run', '')
-        raise CliError(message)
+        raise CliError(message, check.get_warnings())
 
 
 def no_write(key: str, value: str) -> None:

@@ -87,6 +87,12 @@ def instance_max_requests_per_run(value: Any, **kwargs: Any) -> Any:
 
 def instance_service_overrides(value: Any, **kwargs: Any) -> Any:
     """Each entry needs the PagerDuty service it matches and at least one of service, team, env."""
+    if isinstance(value, Mapping):
+        # `{PABC123: checkout}` is the usual first try; the fix must be entries that are valid as written.
+        raise ValueError(
+            '`service_overrides` must be a list of entries, got a mapping: write one entry per PagerDuty service, '
+            'like `service_overrides: [{}]`'.format(_override_entries(value))
+        )
     _require_list('service_overrides', value, 'entries like `{pagerduty_service: PABC123, service: checkout}`')
     if not isinstance(value, (list, tuple)):
         return value
@@ -334,6 +340,14 @@ def _unknown_hint(entry: Mapping, known: tuple[str, ...]) -> str:
                 '`{}` is not an option{}'.format(key, ': did you mean `{}`?'.format(suggestion) if suggestion else '')
             )
     return ' ({})'.format('; '.join(hints)) if hints else ''
+
+
+def _override_entries(mapping: Mapping) -> str:
+    """`{pagerduty_service: PABC123, service: checkout}, ...` for a mapping of PagerDuty services to services."""
+    pairs = [(k, v) for k, v in mapping.items() if _filled(k) and _filled(v)]
+    if len(pairs) != len(mapping) or not pairs:
+        pairs = [('PABC123', 'checkout')]
+    return ', '.join('{{pagerduty_service: {}, service: {}}}'.format(k.strip(), v.strip()) for k, v in pairs[:3])
 
 
 def _as_float(value: Any) -> float | None:

@@ -24,6 +24,8 @@ from typing import Any
 from .server import Reply, Request, Route
 
 FAILURE_PATH = '/api/v2/dora/failure'
+# Checks an API key and writes nothing: `{"valid": true}`, or a 403 for a key Datadog does not know.
+VALIDATE_PATH = '/api/v1/validate'
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
 FORBIDDEN = {'errors': ['Forbidden']}
 QUERY_FIELDS = ('service', 'env', 'version', 'team')
@@ -49,7 +51,13 @@ class DoraFailures:
         self._lock = threading.Lock()
 
     def routes(self) -> list[Route]:
-        return [('POST', re.escape(FAILURE_PATH), self.handle)]
+        return [('POST', re.escape(FAILURE_PATH), self.handle), ('GET', re.escape(VALIDATE_PATH), self.validate)]
+
+    def validate(self, request: Request) -> Reply:
+        """`GET /api/v1/validate`: whether the API key is valid; the application key plays no part."""
+        if request.headers.get('dd-api-key') != self.api_key:
+            return Reply(403, FORBIDDEN)
+        return Reply(200, {'valid': True})
 
     def _admit(self, request: Request, *, app_key: bool = False) -> tuple[Reply | None, dict[str, str]]:
         """A refusal, or None and the headers of the answer."""

@@ -97,6 +97,16 @@ class PagerDutyAccount:
     def service_url(self, service_id: str) -> str:
         return 'https://{}.pagerduty.com/service-directory/{}'.format(self.subdomain, service_id)
 
+    @property
+    def services(self) -> list[dict[str, Any]]:
+        """Every service: id, name, team ids and page URL."""
+        return [dict(s, html_url=self.service_url(s['id'])) for s in self._services]
+
+    @property
+    def teams(self) -> list[dict[str, str]]:
+        """Every team: id and name."""
+        return [{'id': team_id, 'name': name} for team_id, name in self._team_names.items()]
+
     def trigger(self, service_id: str, title: str, urgency: str = 'high', priority: str | None = None) -> str:
         """Open a new incident on a service now and return its id."""
         with self.lock:
@@ -238,7 +248,38 @@ class PagerDutyApi:
             ('GET', r'/incidents/(?P<id>[^/]+)', self._guard(self._get_incident)),
             ('GET', r'/incidents/(?P<id>[^/]+)/log_entries', self._guard(self._incident_log_entries)),
             ('GET', r'/log_entries', self._guard(self._list_log_entries)),
+            ('GET', r'/services', self._guard(self._list_services)),
+            ('GET', r'/services/(?P<id>[^/]+)', self._guard(self._get_service)),
+            ('GET', r'/teams/(?P<id>[^/]+)', self._guard(self._get_team)),
         ]
+
+    def _render_service(self, service: dict[str, Any]) -> dict[str, Any]:
+        return {
+            'id': service['id'],
+            'type': 'service',
+            'summary': service['name'],
+            'name': service['name'],
+            'html_url': service['html_url'],
+            'teams': [{'id': t, 'type': 'team_reference'} for t in service['team_ids']],
+        }
+
+    def _list_services(self, request: Request) -> Reply:
+        """`GET /services`, with `query` matching the services whose name contains it, as PagerDuty does."""
+        query = (request.arg('query') or '').casefold()
+        services = [s for s in self.account.services if query in s['name'].casefold()]
+        return self._page(request, 'services', range(len(services)), lambda i: self._render_service(services[i]))
+
+    def _get_service(self, request: Request) -> Reply:
+        found = [s for s in self.account.services if s['id'] == request.match['id']]
+        if not found:
+            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
+        return Reply(200, {'service': self._render_service(found[0])})
+
+    def _get_team(self, request: Request) -> Reply:
+        found = [t for t in self.account.teams if t['id'] == request.match['id']]
+        if not found:
+            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
+        return Reply(200, {'team': dict(found[0], type='team', summary=found[0]['name'])})
 
     def _guard(self, handler: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
         def serve(request: Request) -> Reply:
