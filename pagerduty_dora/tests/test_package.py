@@ -62,6 +62,8 @@ SHIPPED = [
     'options.py',
     'outputs.py',
     'passes.py',
+    'readback.py',
+    'rebuild.py',
     'report.py',
     'scope.py',
     'settings.py',
