@@ -216,6 +216,8 @@ class Collector:
     def gone(self, key: str) -> None:
         """The incident was deleted in PagerDuty: its failure must not stay open."""
         record = self.state.incidents.pop(key)
+        if self.attribution is not None:
+            self.attribution.gone(key)
         if not _sent(record.fingerprint) or self.dora is None:
             return
         if self.dora.can_remove:
@@ -322,7 +324,8 @@ class Collector:
             fingerprint = ''
         if record is None and not wanted:
             self._count_unmapped(mapping)
-        self._emit(transitions, mapping, tags, wanted)
+        notes = self.attribution.observe(incident, mapping, wanted, transitions) if self.attribution is not None else {}
+        self._emit(transitions, mapping, tags, wanted, notes)
 
         state.incidents[incident.id] = record_of(
             incident, replay, fingerprint=fingerprint, tags=tags if wanted else [], wanted=wanted, checked_at=run.now
@@ -354,6 +357,8 @@ class Collector:
         """
         if record is None:
             return
+        if self.attribution is not None:
+            self.attribution.gone(incident.id, 'out_of_scope')
         if _sent(record.fingerprint) and self.dora is not None:
             if self.dora.can_remove:
                 self.dora.remove(incident.id)
@@ -365,16 +370,20 @@ class Collector:
         if not incident.is_open:
             del self.state.incidents[incident.id]
 
-    def _emit(self, transitions: list[Transition], mapping: MappingResult, tags: list[str], wanted: bool) -> None:
+    def _emit(
+        self,
+        transitions: list[Transition],
+        mapping: MappingResult,
+        tags: list[str],
+        wanted: bool,
+        notes: dict[int, str],
+    ) -> None:
         if not transitions:
             return
         if not wanted:
             self.outputs.count('incidents.filtered', 1, tags)
-            if self.attribution is not None:
-                for transition in transitions:
-                    self.attribution.on_transition(transition, mapping, wanted=False)
             return
-        for transition in transitions:
+        for index, transition in enumerate(transitions):
             self.log.debug(
                 'Incident #%d %s (mapping_rule=%s service=%s team=%s env=%s)',
                 transition.incident.number,
@@ -384,12 +393,8 @@ class Collector:
                 mapping.team,
                 mapping.env,
             )
-            notes = []
-            if self.attribution is not None:
-                line = self.attribution.on_transition(transition, mapping)
-                if line:
-                    notes.append(line)
-            self.outputs.transition(transition, mapping, tags, self._run.now, notes)
+            note = notes.get(index)
+            self.outputs.transition(transition, mapping, tags, self._run.now, [note] if note else [])
 
     def redeliver(self, incident: Incident) -> None:
         """Queue the failure of a history incident for delivery only (no record, no event)."""
