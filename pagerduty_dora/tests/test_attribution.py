@@ -1,7 +1,11 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Change-failure attribution against a loopback fake of the DORA deployments API, with a real ApiClient."""
+"""Change-failure attribution against a loopback fake of the DORA deployments API, with a real ApiClient.
+
+`ChangeFailureAttribution` is driven here the way the collector drives it (`observe()` per look,
+`flush()` and `save()` per run), without PagerDuty: the whole check runs in test_attribution_life.py.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from datadog_checks.base import ConfigurationError
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.attribution import CACHE_KEY, ChangeFailureAttribution
-from datadog_checks.pagerduty_dora.attribution_rules import meets_severity
 from datadog_checks.pagerduty_dora.http_client import ApiClient
 from datadog_checks.pagerduty_dora.incident import parse_incident
 from datadog_checks.pagerduty_dora.mapping import MappingResult
@@ -35,6 +38,7 @@ DD_APP_KEY = 'app0123456789abcdef0123456789abcdef0123'
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+INCIDENT = 'Q2N1234ABC'
 
 
 class Log:
@@ -60,7 +64,7 @@ class Log:
 
 
 class Rig:
-    """A fake deployments API, an ApiClient to it, a cache and the counters of one test."""
+    """A fake deployments API, an ApiClient to it, a cache, the counters and the events of one test."""
 
     def __init__(self, state: DeploymentsState, server: FakeServer, *, app_key: str | None = DD_APP_KEY) -> None:
         self.state = state
@@ -68,7 +72,9 @@ class Rig:
         self.cache: dict[str, str] = {}
         self.counts: Counter[tuple[str, ...]] = Counter()
         self.warnings: list[str] = []
+        self.events: list[dict] = []
         self.log = Log()
+        # Past the settle time of an incident started at T0: its deployment is searched at once.
         self.now = T0 + HOUR
         headers = {'DD-API-KEY': DD_API_KEY}
         if app_key:
@@ -89,15 +95,16 @@ class Rig:
 
     def attribution(self, window: float = DAY, min_severity: str | None = None, **options) -> ChangeFailureAttribution:
         """A new instance over the same cache: calling it again is an Agent restart."""
+        options.setdefault('read_cache', lambda key: self.cache.get(key, ''))
+        options.setdefault('write_cache', self.cache.__setitem__)
         return ChangeFailureAttribution(
             self.api,
             window=window,
             min_severity=min_severity,
-            read_cache=lambda key: self.cache.get(key, ''),
-            write_cache=self.cache.__setitem__,
             log=self.log,
             count=self._count,
             warning=self._warning,
+            event=self.events.append,
             clock=lambda: self.now,
             **options,
         )
@@ -163,22 +170,26 @@ def incident(
     return parse_incident(raw)
 
 
-def mapping(services=('checkout',), env: str | None = 'prod', severity: str | None = 'P1') -> MappingResult:
-    return MappingResult(rule='service_url', services=tuple(services), team='payments', env=env, severity=severity)
+def mapping(services=('checkout',), env: str | None = 'prod', severity: str | None = 'P1', rule='service_url'):
+    return MappingResult(rule=rule, services=tuple(services), team='payments', env=env, severity=severity)
 
 
-def triggered(created_at: float = T0, number: int = 1234) -> Transition:
-    return Transition('triggered', incident(created_at=created_at, number=number), created_at)
-
-
-def resolved(created_at: float, resolved_at: float, number: int = 1234) -> Transition:
-    return Transition(
-        'resolved', incident('resolved', created_at=created_at, resolved_at=resolved_at, number=number), resolved_at
-    )
-
-
-def reopened(created_at: float, at: float, number: int = 1234) -> Transition:
-    return Transition('reopened', incident(created_at=created_at, number=number), at)
+def look(
+    attribution: ChangeFailureAttribution,
+    kind: str = 'triggered',
+    *,
+    created_at: float = T0,
+    resolved_at: float | None = None,
+    number: int = 1234,
+    result: MappingResult | None = None,
+    wanted: bool = True,
+) -> str | None:
+    """One look of the collector at an incident with one transition; the event line attribution returns."""
+    status = 'resolved' if resolved_at else 'triggered'
+    seen = incident(status, created_at=created_at, resolved_at=resolved_at, number=number)
+    at = resolved_at if kind == 'resolved' and resolved_at else created_at
+    notes = attribution.observe(seen, result or mapping(), wanted, [Transition(kind, seen, at)])
+    return notes.get(0)
 
 
 def to_model(body: dict, kind: type) -> Any:
@@ -213,13 +224,14 @@ class TestAttribution:
     def test_candidate(self, rig, state, service, env, finished_before, attributed):
         deployment = state.add(service, env, 'v42', T0 - finished_before, deployment_id='dep-candidate')
 
-        line = rig.attribution().on_transition(triggered(), mapping())
+        line = look(rig.attribution())
 
         if attributed:
             assert state.failed().keys() == {deployment}
             assert rig.outcomes() == {'attributed': 1}
             assert '`dep-candidate`' in line and '`checkout`' in line and '`v42`' in line
             assert format_time(T0 - finished_before) in line
+            assert 'decided by the latest deployment of `checkout` in env `prod` finished in the 1d' in line
         else:
             assert state.failed() == {}
             assert rig.patches() == []
@@ -230,7 +242,7 @@ class TestAttribution:
         state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-older')
         state.add('checkout', 'prod', 'v42', T0 - 20 * MINUTE, deployment_id='dep-latest')
 
-        rig.attribution().on_transition(triggered(), mapping())
+        look(rig.attribution())
 
         assert [deployment_id for deployment_id, _ in rig.patches()] == ['dep-latest']
         assert state.failed().keys() == {'dep-latest'}
@@ -241,7 +253,7 @@ class TestAttribution:
             state.add('checkout', 'prod', 'v{}'.format(n), T0 - 10 * HOUR + n * 4 * MINUTE, duration=60)
         state.add('checkout', 'prod', 'v-long', T0 - 5 * MINUTE, duration=20 * HOUR, deployment_id='dep-long')
 
-        rig.attribution().on_transition(triggered(), mapping())
+        look(rig.attribution())
 
         assert state.failed().keys() == {'dep-long'}
         assert len(state.searches) == 2
@@ -249,17 +261,21 @@ class TestAttribution:
 
     def test_requests_match_the_published_models(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        attribution = rig.attribution()
 
-        rig.attribution().on_transition(triggered(), mapping())
+        look(attribution)
+        look(attribution, result=mapping(services=('billing',)))
 
         search = rig.server.requests[0]
-        patch = rig.server.requests[1]
+        patch, unmark = [r for r in rig.server.requests if r.method == 'PATCH']
         assert (search.method, search.path) == ('POST', '/api/v2/dora/deployments')
         assert (patch.method, patch.path) == ('PATCH', '/api/v2/dora/deployments/dep-1')
         listed = to_model(search.json(), DORAListDeploymentsRequest)
         assert listed.data.attributes.query == 'service:checkout env:prod'
         marked = to_model(patch.json(), DORADeploymentPatchRequest)
         assert marked.data.id == 'dep-1' and marked.data.attributes.change_failure is True
+        set_back = to_model(unmark.json(), DORADeploymentPatchRequest)
+        assert set_back.data.id == 'dep-1' and set_back.data.attributes.change_failure is False
         assert search.headers['dd-application-key'] == DD_APP_KEY
 
     @pytest.mark.parametrize(
@@ -268,104 +284,183 @@ class TestAttribution:
             (mapping(services=()), 'no_service', 'maps to no Datadog service'),
             (mapping(env=None), 'no_env', 'has no env'),
             (mapping(services=('checkout', 'cart')), 'several_services', 'several services (`checkout`, `cart`)'),
+            (mapping(rule='fallback'), 'unmapped', 'no catalog rule mapped the incident'),
         ],
-        ids=['no-service', 'no-env', 'several-services'],
+        ids=['no-service', 'no-env', 'several-services', 'fallback-rule'],
     )
-    def test_no_attribution_without_one_service_and_an_env(self, rig, state, result, outcome, says):
+    def test_no_attribution_without_one_mapped_service_and_an_env(self, rig, state, result, outcome, says):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE)
 
-        line = rig.attribution().on_transition(triggered(), result)
+        line = look(rig.attribution(), result=result)
 
         assert rig.server.requests == []
         assert rig.outcomes() == {outcome: 1}
         assert says in line
         assert says.split(' (')[0] in rig.log.text('debug')
 
-    @pytest.mark.parametrize(
-        'severity, minimum, attributed',
-        [('P1', 'P2', True), ('P2', 'P2', True), ('P3', 'P2', False), (None, 'P2', False), ('SEV-1', None, True)],
-        ids=['P1-meets-P2', 'P2-meets-P2', 'P3-below-P2', 'no-severity', 'no-minimum'],
-    )
-    def test_min_severity(self, rig, state, severity, minimum, attributed):
+    def test_min_severity_without_the_account_order_attributes_nothing(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE)
 
-        line = rig.attribution(min_severity=minimum).on_transition(triggered(), mapping(severity=severity))
+        line = look(rig.attribution(min_severity='P2'))
 
-        assert bool(state.failed()) is attributed
-        assert rig.outcomes() == ({'attributed': 1} if attributed else {'below_severity': 1})
-        if not attributed:
-            assert 'below `attribution_min_severity` `P2`' in line
+        assert state.failed() == {}
+        assert rig.outcomes() == {'below_severity': 1}
+        assert 'below `attribution_min_severity` `P2`' in line
+        assert rig.warnings == [
+            '`attribution_min_severity` is set, but PagerDuty did not list the account\'s priorities '
+            '(GET /priorities: no client); no incident is attributed until they can be'
+        ]
 
     def test_filtered_incident_is_counted_and_not_searched(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE)
 
-        line = rig.attribution().on_transition(triggered(), mapping(), wanted=False)
+        line = look(rig.attribution(), wanted=False)
 
         assert line is None
         assert rig.server.requests == []
         assert rig.outcomes() == {'filtered': 1}
 
-    @pytest.mark.parametrize('kind', ['acknowledged', 'priority_changed'], ids=['acknowledged', 'priority-changed'])
-    def test_other_transitions_do_nothing(self, rig, state, kind):
+    def test_a_look_that_changes_nothing_does_nothing(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE)
+        attribution = rig.attribution()
+        look(attribution)
+        requests = len(rig.server.requests)
 
-        line = rig.attribution().on_transition(Transition(kind, incident(), T0 + MINUTE, 'P2'), mapping())
+        line = look(attribution, 'acknowledged')
 
         assert line is None
-        assert rig.server.requests == [] and rig.counts == Counter()
+        assert len(rig.server.requests) == requests
+        assert rig.outcomes() == {'attributed': 1}
+
+    def test_history_is_never_attributed(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE)
+
+        line = look(rig.attribution(), 'resolved', resolved_at=T0 + 30 * MINUTE)
+
+        assert line is None
+        assert rig.server.requests == []
+        assert rig.counts == Counter()
+
+
+class TestSettle:
+    """The first search waits for the settle time; what it decides later gets an event of its own."""
+
+    def test_search_after_the_settle_time(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        rig.now = T0 + MINUTE
+        attribution = rig.attribution()
+
+        line = look(attribution)
+        attribution.save()
+
+        assert 'judged at 2026-11-26T12:05:00Z (5m after the incident started)' in line
+        assert rig.server.requests == []
+        assert attribution.pending == 1
+
+        rig.now = T0 + 6 * MINUTE
+        rig.new_run()
+        later = rig.attribution()
+        later.flush()
+        later.save()
+
+        assert state.failed().keys() == {'dep-1'}
+        assert len(rig.events) == 1
+        event = rig.events[0]
+        assert event['aggregation_key'] == INCIDENT
+        assert event['msg_title'] == '#1234 change failure: deployment marked as a change failure'
+        assert '`dep-1`' in event['msg_text'] and 'attribution:attributed' in event['tags']
+        assert 'service:checkout' in event['tags']
+
+    def test_decision_in_a_look_goes_in_its_event_not_in_one_of_its_own(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        attribution = rig.attribution()
+
+        look(attribution)
+        attribution.save()
+
+        assert rig.events == []
 
 
 class TestIdempotence:
-    """One incident never blames twice: reopens within the window and restarts keep the attribution."""
+    """One incident blames once: reopens and restarts keep what was decided."""
 
-    def test_reopen_within_the_window_keeps_the_attribution(self, rig, state):
+    def test_reopen_keeps_the_attribution(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
         attribution = rig.attribution()
-        attribution.on_transition(triggered(), mapping())
+        look(attribution)
+        look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
         state.add('checkout', 'prod', 'v43', T0 + 2 * HOUR, deployment_id='dep-2')
 
-        line = attribution.on_transition(reopened(T0, T0 + 3 * HOUR), mapping())
+        line = look(attribution, 'reopened')
 
         assert [deployment_id for deployment_id, _ in rig.patches()] == ['dep-1']
-        assert rig.outcomes() == {'attributed': 1, 'kept': 1}
-        assert 'still attributed to deployment `dep-1`' in line
-
-    def test_reopen_after_the_window_blames_the_new_latest_deployment(self, rig, state):
-        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
-        attribution = rig.attribution()
-        attribution.on_transition(triggered(), mapping())
-        state.add('checkout', 'prod', 'v43', T0 + 30 * HOUR, deployment_id='dep-2')
-
-        attribution.on_transition(reopened(T0, T0 + 31 * HOUR), mapping())
-
-        assert [deployment_id for deployment_id, _ in rig.patches()] == ['dep-1', 'dep-2']
-        assert attribution.attribution_of('Q2N1234ABC').id == 'dep-2'
+        assert 'still attributed' in line
+        assert attribution.attribution_of(INCIDENT).id == 'dep-1'
 
     def test_restart_does_not_blame_again(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
         first = rig.attribution()
-        first.on_transition(triggered(), mapping())
+        look(first)
         first.save()
 
-        again = rig.attribution().on_transition(triggered(), mapping())
+        again = look(rig.attribution())
 
+        assert again is None
         assert len(rig.patches()) == 1
-        assert rig.outcomes() == {'attributed': 1, 'kept': 1}
-        assert 'still attributed to deployment `dep-1`' in again
-        assert json.loads(rig.cache[CACHE_KEY])['incidents']['Q2N1234ABC']['blamed'] == ['dep-1']
+        assert rig.outcomes() == {'attributed': 1}
+        stored = json.loads(rig.cache[CACHE_KEY])
+        assert stored['deployments']['dep-1']['blamed_by'] == [INCIDENT]
+        assert stored['deployments']['dep-1']['sent'] == {'change_failure': True, 'remediation': None}
 
     def test_unreadable_cache_starts_empty_with_a_warning(self, rig, state):
-        rig.cache[CACHE_KEY] = '{"version": 1, "incidents": ['
+        rig.cache[CACHE_KEY] = '{"version": 2, "incidents": ['
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE)
 
-        rig.attribution().on_transition(triggered(), mapping())
+        look(rig.attribution())
 
         assert rig.outcomes() == {'attributed': 1}
         assert any('could not be read' in w for w in rig.warnings)
 
 
+class TestSetBack:
+    """A deployment no qualifying incident blames any more is set back, once; one still blamed stays."""
+
+    def test_last_blame_gone_sets_back(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        attribution = rig.attribution()
+        look(attribution)
+        look(attribution, number=1235)
+
+        attribution.gone(INCIDENT)
+        assert state.failed().keys() == {'dep-1'}
+        attribution.gone('Q2N1235ABC', 'out_of_scope')
+        attribution.gone('Q2N1235ABC', 'out_of_scope')
+
+        assert state.failed() == {}
+        assert [body for _, body in rig.patches()] == [{'change_failure': True}, {'change_failure': False}]
+        assert rig.counts[('outcome:released', 'reason:deleted')] == 1
+        assert rig.counts[('outcome:unmarked', 'reason:out_of_scope')] == 1
+        attribution.save()
+        assert [e['msg_title'] for e in rig.events] == [
+            '#1234 change failure: deployment no longer blamed by this incident',
+            '#1235 change failure: deployment set back',
+        ]
+
+    def test_never_marked_is_not_set_back(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        rig.server.fault = lambda request: Reply(400, {'errors': ['no']}) if request.method == 'PATCH' else None
+        attribution = rig.attribution()
+        look(attribution)
+
+        attribution.gone(INCIDENT)
+
+        assert [r.method for r in rig.server.requests] == ['POST', 'PATCH']
+        # Counted per decision: the incident no longer qualifies, and its deployment is no longer blamed.
+        assert rig.outcomes() == {'attributed': 1, 'rejected': 1, 'deleted': 1, 'unmarked': 1}
+
+
 class TestRemediation:
-    """On resolve, a later deployment of the same service and env is its remediation: rollback or rollforward."""
+    """On resolve, the first later deployment of the service and env is its remediation: rollback or rollforward."""
 
     @pytest.mark.parametrize(
         'fix_version, expected',
@@ -376,17 +471,18 @@ class TestRemediation:
         state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
         attribution = rig.attribution()
-        attribution.on_transition(triggered(), mapping())
+        look(attribution)
         state.add('checkout', 'prod', fix_version, T0 + 20 * MINUTE, deployment_id='dep-fix')
-        state.add('checkout', 'staging', 'v41', T0 + 25 * MINUTE, deployment_id='dep-staging')
+        state.add('checkout', 'prod', 'v44', T0 + 25 * MINUTE, deployment_id='dep-next')
+        state.add('checkout', 'staging', 'v41', T0 + 15 * MINUTE, deployment_id='dep-staging')
 
-        line = attribution.on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
+        line = look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
 
         bad = state.deployments['dep-bad']
         assert bad.change_failure is True
         assert bad.remediation == {'id': 'dep-fix', 'type': expected}
         assert state.deployments['dep-good'].change_failure is False
-        assert line.startswith('- **Remediation:** {} by deployment `dep-fix`'.format(expected))
+        assert '- **Remediation:** {} by deployment `dep-fix`'.format(expected) in line
         assert rig.counts[('outcome:remediated', 'remediation:{}'.format(expected))] == 1
         marked = to_model(rig.server.requests[-1].json(), DORADeploymentPatchRequest)
         assert marked.data.attributes.remediation.type.value == expected
@@ -399,17 +495,33 @@ class TestRemediation:
     def test_no_remediation(self, rig, state, fix_finished, fix_version):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
         attribution = rig.attribution()
-        attribution.on_transition(triggered(), mapping())
+        look(attribution)
         state.add('checkout', 'prod', fix_version, fix_finished, deployment_id='dep-later')
 
-        line = attribution.on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
+        line = look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
 
         assert state.deployments['dep-bad'].remediation is None
         assert rig.outcomes() == {'attributed': 1, 'no_remediation': 1}
         assert 'none recorded' in line
 
+    def test_fix_reported_late_is_found_after_the_settle_time(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
+        attribution = rig.attribution()
+        look(attribution)
+        rig.now = T0 + 30 * MINUTE + 10
+
+        line = look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
+        state.add('checkout', 'prod', 'v43', T0 + 29 * MINUTE, deployment_id='dep-fix')
+        rig.now += 300
+        attribution.flush()
+        attribution.save()
+
+        assert line is None
+        assert state.deployments['dep-bad'].remediation == {'id': 'dep-fix', 'type': 'rollforward'}
+        assert [e['msg_title'] for e in rig.events] == ['#1234 change failure: remediation recorded']
+
     def test_resolve_without_attribution_says_nothing(self, rig, state):
-        line = rig.attribution().on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
+        line = look(rig.attribution(), 'resolved', resolved_at=T0 + 30 * MINUTE)
 
         assert line is None
         assert rig.server.requests == []
@@ -423,10 +535,10 @@ class TestFaults:
         state.faults.fail_next(4, 503)
         attribution = rig.attribution()
 
-        line = attribution.on_transition(triggered(), mapping())
+        line = look(attribution)
         attribution.save()
 
-        assert 'attribution pending' in line
+        assert 'pending: an API could not be used now' in line
         assert state.failed() == {}
         assert attribution.pending == 1
 
@@ -439,7 +551,7 @@ class TestFaults:
         assert rig.outcomes() == {'deferred': 1, 'attributed': 1}
         assert json.loads(rig.cache[CACHE_KEY])['pending'] == []
 
-    def test_transient_patch_failure_is_retried_and_keeps_order_with_the_remediation(self, rig, state):
+    def test_transient_patch_failure_is_retried_with_the_remediation(self, rig, state):
         state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
         attribution = rig.attribution()
@@ -454,22 +566,16 @@ class TestFaults:
             return None
 
         rig.server.fault = fail_patches
-        line = attribution.on_transition(triggered(), mapping())
+        line = look(attribution)
         state.add('checkout', 'prod', 'v41', T0 + 20 * MINUTE, deployment_id='dep-fix')
-        attribution.on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
-
-        assert 'attributed to deployment `dep-bad`' in line
-        assert state.failed() == {}
-
         rig.new_run()
-        attribution.flush()
+        look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
 
-        # The blame goes first, then the remediation found once the blame went through.
-        assert [(deployment_id, 'remediation' in body) for deployment_id, body in rig.patches()] == [
-            ('dep-bad', False),
-            ('dep-bad', True),
+        assert 'marked as a change failure' in line
+        # One PATCH brings the deployment to what was decided: a change failure with its rollback.
+        assert rig.patches() == [
+            ('dep-bad', {'change_failure': True, 'remediation': {'id': 'dep-fix', 'type': 'rollback'}})
         ]
-        assert state.deployments['dep-bad'].remediation == {'id': 'dep-fix', 'type': 'rollback'}
         assert attribution.pending == 0
         assert rig.outcomes() == {'attributed': 1, 'remediated': 1}
 
@@ -484,17 +590,19 @@ class TestFaults:
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
         attribution = rig.attribution()
 
-        line = attribution.on_transition(triggered(), mapping())
-        attribution.on_transition(triggered(T0 + MINUTE, number=1235), mapping())
+        line = look(attribution)
+        look(attribution, created_at=T0 + MINUTE, number=1235)
 
         assert len(rig.warnings) == 1
         assert 'dora_metrics_read' in rig.warnings[0] and 'dora_metrics_write' in rig.warnings[0]
         assert '`datadog_app_key`' in rig.warnings[0]
         assert DD_APP_KEY not in rig.warnings[0] and DD_API_KEY not in rig.warnings[0]
+        # Both incidents wait to be judged, or (searched) the deployment waits to be marked and the
+        # second incident, searched once the API stalled, to be judged.
         assert attribution.pending == 2
         assert rig.outcomes()['forbidden'] == 1
         if searched:
-            assert 'attributed to deployment `dep-1`' in line
+            assert 'marked as a change failure' in line
         else:
             assert 'Datadog refused access to DORA deployments (403)' in line
 
@@ -508,25 +616,24 @@ class TestFaults:
 
 
 class TestQueueBounds:
-    """The attribution queue is bounded: an incident whose queued search was dropped is searched afresh."""
+    """The queue is bounded: an incident whose queued work was dropped is judged afresh at its next look."""
 
-    def test_dropped_search_no_longer_holds_its_incident(self, rig, state):
+    def test_dropped_work_is_done_at_the_next_look(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
         state.faults.fail_next(4, 503)
         attribution = rig.attribution(max_pending=1)
 
-        attribution.on_transition(triggered(), mapping())
-        attribution.on_transition(triggered(T0 + MINUTE, number=1235), mapping())
+        look(attribution)
+        look(attribution, created_at=T0 + MINUTE, number=1235)
         attribution.save()
 
         assert attribution.pending == 1
         assert rig.warnings == ['Dropped the 1 oldest change-failure attribution tasks: more than 1 were waiting']
-        assert 'waiting' not in json.loads(rig.cache[CACHE_KEY])['incidents']['Q2N1234ABC']
 
         rig.new_run()
-        line = attribution.on_transition(triggered(), mapping())
+        line = look(attribution, 'acknowledged')
 
-        assert 'attributed to deployment `dep-1`' in line
+        assert 'marked as a change failure' in line
 
 
 class TestRejectedSearch:
@@ -538,28 +645,35 @@ class TestRejectedSearch:
         state.faults.fail_next(1, status)
         attribution = rig.attribution()
 
-        line = attribution.on_transition(triggered(), mapping())
+        line = look(attribution)
         # The next incident of the same run is attributed: the rejection did not stop the run.
-        second = attribution.on_transition(triggered(T0 + MINUTE, number=1235), mapping())
+        second = look(attribution, created_at=T0 + MINUTE, number=1235)
         attribution.save()
 
         assert 'not attributed: the DORA deployments search was rejected ({})'.format(status) in line
-        assert 'attributed to deployment `dep-1`' in second
+        assert 'marked as a change failure' in second
         assert rig.outcomes() == {'rejected': 1, 'attributed': 1}
         assert 'was rejected ({}) and is not retried'.format(status) in rig.log.text('warning')
         assert attribution.pending == 0
-        state_written = json.loads(rig.cache[CACHE_KEY])
-        assert state_written['pending'] == []
-        assert 'waiting' not in state_written['incidents']['Q2N1234ABC']
+        assert json.loads(rig.cache[CACHE_KEY])['pending'] == []
 
     def test_rejected_remediation_search_is_skipped(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
         attribution = rig.attribution()
-        attribution.on_transition(triggered(), mapping())
+        look(attribution)
         state.add('checkout', 'prod', 'v43', T0 + 20 * MINUTE, deployment_id='dep-fix')
-        state.faults.fail_next(1, 400)
+        # The resolve searches the blame again first (one request), then the remediation.
+        calls = []
 
-        line = attribution.on_transition(resolved(T0, T0 + 30 * MINUTE), mapping())
+        def reject_second_search(request):
+            if request.method == 'POST':
+                calls.append(request)
+                if len(calls) == 2:
+                    return Reply(400, {'errors': ['bad']})
+            return None
+
+        rig.server.fault = reject_second_search
+        line = look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
 
         assert 'Remediation:** not recorded: the DORA deployments search was rejected (400)' in line
         assert rig.outcomes() == {'attributed': 1, 'rejected': 1}
@@ -570,7 +684,7 @@ class TestRejectedSearch:
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
         state.faults.fail_next(4, 503)
         attribution = rig.attribution()
-        attribution.on_transition(triggered(), mapping())
+        look(attribution)
         assert attribution.pending == 1
 
         rig.new_run()
@@ -583,19 +697,21 @@ class TestRejectedSearch:
 
 
 class TestPreview:
-    """`preview()` says which deployment would be marked and the remediation, reading only."""
+    """`preview()` decides as a run would, reading only: what would be marked, why, and the remediation."""
 
     def test_resolved_incident(self, rig, state):
-        state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
+        state.add('checkout', 'prod', 'v41', T0 - 3 * DAY, deployment_id='dep-good')
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
         state.add('checkout', 'prod', 'v41', T0 + 20 * MINUTE, deployment_id='dep-fix')
+        attribution = rig.attribution(dry_run=True)
 
-        found = rig.attribution().preview(incident('resolved', resolved_at=T0 + 30 * MINUTE), mapping())
+        found = attribution.preview(incident('resolved', resolved_at=T0 + 30 * MINUTE), mapping())
 
-        assert found['outcome'] == 'attributed'
+        assert (found['outcome'], found['signal']) == ('attributed', 'latest_deployment')
         assert found['deployment']['id'] == 'dep-bad'
         assert found['remediation']['type'] == 'rollback'
         assert found['remediation']['deployment']['id'] == 'dep-fix'
+        assert [d for d, _ in attribution.would_patch] == ['dep-bad', 'dep-bad']
         assert rig.patches() == []
         assert rig.cache == {}
 
@@ -607,7 +723,7 @@ class TestPreview:
     def test_nothing_to_mark(self, rig, state, result, outcome):
         state.add('checkout', 'prod', 'v42', T0 - 30 * HOUR, deployment_id='dep-old')
 
-        found = rig.attribution().preview(incident(), result)
+        found = rig.attribution(dry_run=True).preview(incident(), result)
 
         assert (found['outcome'], found['deployment'], found['remediation']) == (outcome, None, None)
         assert found['note']
@@ -668,7 +784,7 @@ class TestFake:
 
 
 class TestHelpers:
-    """Pure helpers: API times and severity ranks."""
+    """Pure helpers: API times."""
 
     @pytest.mark.parametrize(
         'value, expected',
@@ -686,19 +802,6 @@ class TestHelpers:
     def test_parse_api_time(self, value, expected):
         result = parse_api_time(value)
         assert result == (pytest.approx(expected) if expected is not None else None)
-
-    @pytest.mark.parametrize(
-        'severity, minimum, expected',
-        [
-            ('SEV-1', 'SEV-2', True),
-            ('SEV-3', 'SEV-2', False),
-            ('critical', 'Critical', True),
-            ('high', 'critical', False),
-        ],
-        ids=['sev1-meets-sev2', 'sev3-below-sev2', 'named-equal', 'named-different'],
-    )
-    def test_meets_severity(self, severity, minimum, expected):
-        assert meets_severity(severity, minimum) is expected
 
 
 class TestConfig:

@@ -5,131 +5,219 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from datadog_checks.pagerduty_dora import attribution_rules as rules
-from datadog_checks.pagerduty_dora.attribution_rules import Deployment
-from datadog_checks.pagerduty_dora.incident import parse_incident
-from datadog_checks.pagerduty_dora.mapping import MappingResult
-from datadog_checks.pagerduty_dora.transitions import Transition
+from datadog_checks.pagerduty_dora.attribution_rules import ChangeEvent, Deployment, Facts, Search
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+ORDER = ['P1', 'P2', 'P3', 'P4', 'P5']
 
 
-def deployment(deployment_id: str, finished_before: float, version: str | None = 'v1') -> Deployment:
+def deployment(deployment_id: str, finished_before: float, version: str | None = 'v1', commit=None) -> Deployment:
     finished = T0 - finished_before
-    return Deployment(deployment_id, 'checkout', 'prod', version, finished - 5 * MINUTE, finished)
+    return Deployment(deployment_id, 'checkout', 'prod', version, finished - 5 * MINUTE, finished, commit)
 
 
-def mapping(services=('checkout',), env: str | None = 'prod', severity: str | None = 'P1') -> MappingResult:
-    return MappingResult(rule='service_url', services=tuple(services), team=None, env=env, severity=severity)
+def facts(**changes) -> Facts:
+    base = Facts(
+        start=T0,
+        services=('checkout',),
+        env='prod',
+        severity='P1',
+        priority='P1',
+        rule='service_url',
+        wanted=True,
+        merged=False,
+        pagerduty_service='PSVC001',
+        resolved_at=None,
+    )
+    return replace(base, **changes)
 
 
-def transition(kind: str, at: float) -> Transition:
-    raw = {
-        'id': 'Q1',
-        'incident_number': 1,
-        'title': 'Checkout down',
-        'status': 'triggered',
-        'urgency': 'high',
-        'created_at': '2026-11-26T12:00:00Z',
-        'html_url': 'https://acme.pagerduty.com/incidents/Q1',
-        'service': {'id': 'PSVC001', 'summary': 'Checkout'},
-    }
-    return Transition(kind, parse_incident(raw), at)
+def event(at: float, summary: str = 'deploy', details=None, services=('PSVC001',), reason=None, event_id='e1'):
+    return ChangeEvent(event_id, at, summary, tuple(services), rules.identifiers_of(summary, details or {}), reason)
 
 
-class TestRefusal:
-    """Only an incident at or above the minimum severity, with one service and an env, is attributable."""
+class TestQualification:
+    """An incident qualifies while wanted, not merged or gone, mapped by a catalog rule to one service and an env."""
 
     @pytest.mark.parametrize(
-        'result, minimum, expected',
+        'changes, minimum, expected',
         [
-            (mapping(), None, None),
-            (mapping(severity='P3'), 'P2', rules.BELOW_SEVERITY),
-            (mapping(services=(), severity='P3'), 'P2', rules.BELOW_SEVERITY),
-            (mapping(services=('', '  ')), None, rules.NO_SERVICE),
-            (mapping(services=('checkout', 'cart')), None, rules.SEVERAL_SERVICES),
-            (mapping(services=('checkout', ' ')), None, None),
-            (mapping(env=None), None, rules.NO_ENV),
+            ({}, None, None),
+            ({'gone': 'deleted'}, None, rules.DELETED),
+            ({'merged': True, 'wanted': False}, None, rules.MERGED),
+            ({'wanted': False}, None, rules.FILTERED),
+            ({'rule': 'fallback'}, None, rules.UNMAPPED),
+            ({'priority': 'P3'}, 'P2', rules.BELOW_SEVERITY),
+            ({'services': ('', '  ')}, None, rules.NO_SERVICE),
+            ({'services': ('checkout', 'cart')}, None, rules.SEVERAL_SERVICES),
+            ({'services': ('checkout', ' ')}, None, None),
+            ({'env': None}, None, rules.NO_ENV),
         ],
         ids=[
-            'attributable',
+            'qualifies',
+            'deleted',
+            'merged-first',
+            'filtered',
+            'fallback-rule',
             'below-severity',
-            'severity-first',
             'blank-services',
             'several',
             'one-not-blank',
             'no-env',
         ],
     )
-    def test_refusal(self, result, minimum, expected):
-        assert rules.refusal(result, minimum) == expected
+    def test_disqualification(self, changes, minimum, expected):
+        assert rules.disqualification(facts(**changes), minimum, ORDER) == expected
 
     @pytest.mark.parametrize(
-        'severity, minimum, expected',
-        [('P1', 'P2', True), ('P2', 'P2', True), ('P3', 'P2', False), (None, 'P2', False), (None, None, True)],
-        ids=['more-severe', 'equal', 'less-severe', 'no-severity', 'no-minimum'],
+        'priority, minimum, order, mapping, expected',
+        [
+            ('P1', 'P2', ORDER, None, True),
+            ('P2', 'P2', ORDER, None, True),
+            ('P3', 'P2', ORDER, None, False),
+            (None, 'P2', ORDER, None, False),
+            ('P1', None, [], None, True),
+            ('High', 'high', ['Critical', 'High', 'Low'], None, True),
+            ('Critical', 'High', ['Critical', 'High', 'Low'], None, True),
+            ('Low', 'High', ['Critical', 'High', 'Low'], None, False),
+            ('P0', 'P5', ['P0', 'P5', 'P3'], None, True),
+            ('P3', 'P5', ['P0', 'P5', 'P3'], None, False),
+            ('P1', 'P2', [], None, False),
+            ('P9', 'P2', ORDER, None, False),
+            ('P3', 'SEV-2', ORDER, {'P1': 'SEV-1', 'P2': 'SEV-2', 'P3': 'SEV-2', 'P4': 'SEV-3'}, True),
+            ('P4', 'SEV-2', ORDER, {'P1': 'SEV-1', 'P2': 'SEV-2', 'P3': 'SEV-2', 'P4': 'SEV-3'}, False),
+            ('P1', 'SEV-9', ORDER, {'P1': 'SEV-1'}, False),
+        ],
+        ids=[
+            'more-severe',
+            'equal',
+            'less-severe',
+            'no-priority',
+            'no-minimum',
+            'names-case-insensitive',
+            'names-in-account-order',
+            'names-below',
+            'numbers-out-of-order-above',
+            'numbers-out-of-order-below',
+            'order-unknown',
+            'priority-not-listed',
+            'mapped-severity-least-severe-mapped-priority',
+            'mapped-severity-below',
+            'minimum-names-nothing',
+        ],
     )
-    def test_meets_severity(self, severity, minimum, expected):
-        assert rules.meets_severity(severity, minimum) is expected
-
-    def test_severity_rank(self):
-        assert [rules.severity_rank(s) for s in ('P1', 'SEV-2', 'critical', None)] == [1, 2, None, None]
+    def test_meets_severity(self, priority, minimum, order, mapping, expected):
+        assert rules.meets_severity(priority, minimum, order, mapping) is expected
 
 
-class TestFailureStart:
-    """A triggered incident fails from its creation, a reopened one from its reopen; a reopen in the window keeps."""
+class TestPlan:
+    """What to do next follows from the qualification and the stored search alone."""
 
-    def test_start(self):
-        assert rules.failure_start(transition('triggered', T0 + HOUR)) == T0
-        assert rules.failure_start(transition('reopened', T0 + HOUR)) == T0 + HOUR
+    key = ('checkout', 'prod')
 
-    @pytest.mark.parametrize(
-        'kind, start, kept',
-        [('triggered', T0 + 30 * HOUR, True), ('reopened', T0 + 23 * HOUR, True), ('reopened', T0 + 25 * HOUR, False)],
-        ids=['trigger-always-keeps', 'reopen-within-the-window', 'reopen-after-the-window'],
-    )
-    def test_keeps_attribution(self, kind, start, kept):
-        assert rules.keeps_attribution(kind, start, T0, DAY) is kept
+    def test_first_search_waits_for_the_settle_time(self):
+        assert rules.plan(None, self.key, None, None, facts(), T0 + MINUTE) == rules.Plan(search_at=T0 + rules.SETTLE)
 
-    def test_blame_range_reaches_back_one_window_and_the_start_margin(self):
-        assert rules.blame_range(T0, DAY) == (T0 - DAY - rules.START_MARGIN, T0)
+    def test_blame_from_the_stored_search(self):
+        search = Search('checkout', 'prod', 'dep-1')
+        assert rules.plan(None, self.key, None, search, facts(), T0 + HOUR) == rules.Plan(blame='dep-1')
+        assert rules.plan(None, self.key, 'dep-1', search, facts(), T0 + HOUR) == rules.Plan()
+
+    def test_disqualified_releases(self):
+        assert rules.plan(rules.FILTERED, None, 'dep-1', None, facts(), T0) == rules.Plan(release=rules.FILTERED)
+        assert rules.plan(rules.FILTERED, None, None, None, facts(), T0) == rules.Plan()
+
+    def test_moved_releases_and_searches_the_new_service(self):
+        search = Search('checkout', 'prod', 'dep-1')
+        found = rules.plan(None, ('billing', 'prod'), 'dep-1', search, facts(), T0 + HOUR)
+        assert found == rules.Plan(release=rules.MOVED, search_at=T0 + rules.SETTLE)
+
+    def test_resolve_searches_again_once(self):
+        resolved = facts(resolved_at=T0 + HOUR)
+        first = Search('checkout', 'prod', 'dep-1')
+        assert rules.plan(None, self.key, 'dep-1', first, resolved, T0 + HOUR) == rules.Plan(search_at=T0 + HOUR)
+        final = Search('checkout', 'prod', 'dep-2', final=True)
+        assert rules.plan(None, self.key, 'dep-1', final, resolved, T0 + HOUR) == rules.Plan(
+            release=rules.REATTRIBUTED, blame='dep-2', remediate=True
+        )
 
 
-class TestPickBlamed:
-    """The deployment that finished last within the window before the failure started."""
+class TestBlame:
+    """A related change event that matches a deployment decides; else the latest deployment in the window."""
 
     def test_latest_in_the_window(self):
         candidates = [deployment('old', 3 * HOUR), deployment('late', -MINUTE), deployment('latest', 10 * MINUTE)]
         assert rules.pick_blamed(candidates, T0, DAY).id == 'latest'
+        found = rules.decide_blame(candidates, [], T0, DAY, 'PSVC001')
+        assert (found.deployment.id, found.signal) == ('latest', rules.LATEST_DEPLOYMENT)
 
-    def test_none_in_the_window(self):
-        assert rules.pick_blamed([deployment('old', 25 * HOUR), deployment('after', -MINUTE)], T0, DAY) is None
-
-    def test_window_bounds_are_inclusive(self):
+    def test_window_bounds_are_inclusive_and_never_after_the_start(self):
         assert rules.pick_blamed([deployment('edge', DAY)], T0, DAY).id == 'edge'
         assert rules.pick_blamed([deployment('now', 0)], T0, DAY).id == 'now'
+        assert rules.pick_blamed([deployment('after', -1)], T0, DAY) is None
 
-    def test_id_breaks_a_tie(self):
-        assert rules.pick_blamed([deployment('a', HOUR), deployment('b', HOUR)], T0, DAY).id == 'b'
+    def test_blame_range_reaches_back_for_long_rollouts(self):
+        assert rules.blame_range(T0, 1800) == (T0 - 1800 - rules.ROLLOUT_MARGIN, T0)
+
+    @pytest.mark.parametrize(
+        'change, basis',
+        [
+            (event(T0 - 5 * HOUR, 'Deploy', {'release': {'version': 'V41'}}), rules.BY_VERSION),
+            (event(T0 - 5 * HOUR, 'Build 9f2c4e1 passed'), rules.BY_COMMIT),
+            (event(T0 - 2 * HOUR - 60, 'rollout done', services=('PSVC001',)), rules.BY_TIME),
+        ],
+        ids=['version-in-nested-details', 'short-commit-in-summary', 'time-on-the-same-service'],
+    )
+    def test_change_event_decides(self, change, basis):
+        cause = deployment('cause', 2 * HOUR, 'v41', commit='9f2c4e1d0b7a9c3e')
+        candidates = [cause, deployment('latest', 10 * MINUTE, 'v42')]
+        found = rules.decide_blame(candidates, [change], T0, DAY, 'PSVC001')
+        assert (found.deployment.id, found.signal, found.basis) == ('cause', rules.CHANGE_EVENT, basis)
+
+    def test_time_match_needs_the_incident_service(self):
+        cause = deployment('cause', 2 * HOUR)
+        change = event(T0 - 2 * HOUR, services=('POTHER1',))
+        assert rules.match_event(change, [cause], 'PSVC001') is None
+
+    def test_intelligent_relation_is_tried_first(self):
+        a, b = deployment('a', 2 * HOUR, 'v1'), deployment('b', HOUR, 'v2')
+        recent = event(T0 - HOUR, 'x', {'version': 'v2'}, reason='most_recent', event_id='recent')
+        smart = event(T0 - 2 * HOUR, 'y', {'version': 'v1'}, reason='intelligent', event_id='smart')
+        assert rules.decide_blame([a, b], [recent, smart], T0, DAY, 'PSVC001').deployment.id == 'a'
+
+    def test_most_recent_relation_does_not_override_the_latest_deployment(self):
+        """PagerDuty's `most_recent` relation only knows the changes sent to it; Datadog's list knows them all."""
+        older, latest = deployment('older', 2 * HOUR, 'v1'), deployment('latest', HOUR, 'v2')
+        recent = event(T0 - 2 * HOUR, 'x', {'version': 'v1'}, reason='most_recent')
+        found = rules.decide_blame([older, latest], [recent], T0, DAY, 'PSVC001')
+        assert (found.deployment.id, found.signal) == ('latest', rules.LATEST_DEPLOYMENT)
+
+    def test_change_event_of_a_deployment_after_the_start_is_no_cause(self):
+        fix = deployment('fix', -10 * MINUTE, 'v9')
+        found = rules.decide_blame([fix], [event(T0 + 10 * MINUTE, 'x', {'version': 'v9'})], T0, DAY, 'PSVC001')
+        assert found.deployment is None
+
+    def test_identifiers_are_bounded(self):
+        found = rules.identifiers_of('word ' * 500, {'k{}'.format(i): 'v' for i in range(500)})
+        assert len(found) == rules.MAX_IDENTIFIERS
 
 
 class TestRemediation:
-    """A later deployment before the resolve remediates: a rollback to an earlier version, else a rollforward."""
+    """The first later deployment that does not redeploy the failed version, before the resolve."""
 
-    blamed = deployment('bad', 10 * MINUTE, 'v2')
+    failed = deployment('bad', 10 * MINUTE, 'v2')
 
-    def test_previous_versions(self):
-        candidates = [
-            deployment('a', 3 * HOUR, 'v1'),
-            deployment('b', 2 * HOUR, 'v2'),
-            self.blamed,
-            deployment('c', 0, 'v3'),
-        ]
-        assert rules.previous_versions(candidates, self.blamed) == ['v1']
+    def test_history_versions(self):
+        history = [deployment('a', 3 * DAY, 'v1'), deployment('b', 2 * HOUR, 'v2'), self.failed]
+        history.append(deployment('c', 0, 'v3'))
+        assert rules.history_versions(history, self.failed) == ['v1']
 
     @pytest.mark.parametrize(
         'version, kind',
@@ -138,28 +226,66 @@ class TestRemediation:
     )
     def test_kind(self, version, kind):
         fix = deployment('fix', -20 * MINUTE, version)
-        assert rules.pick_fix([self.blamed, fix], self.blamed, T0 + 30 * MINUTE, ['v1']) == (fix, kind)
+        assert rules.pick_remediation([self.failed, fix], self.failed, T0 + 30 * MINUTE, ['v1']) == (fix, kind)
 
     @pytest.mark.parametrize(
         'finished_before, version',
         [(-40 * MINUTE, 'v3'), (-20 * MINUTE, 'v2'), (20 * MINUTE, 'v1')],
-        ids=['after-the-resolve', 'same-version-again', 'before-the-blamed-one'],
+        ids=['after-the-resolve', 'same-version-again', 'before-the-failed-one'],
     )
     def test_no_fix(self, finished_before, version):
         later = deployment('later', finished_before, version)
-        assert rules.pick_fix([self.blamed, later], self.blamed, T0 + 30 * MINUTE, ['v1']) is None
+        assert rules.pick_remediation([self.failed, later], self.failed, T0 + 30 * MINUTE, ['v1']) is None
 
-    def test_latest_fix_wins(self):
-        first, second = deployment('first', -10 * MINUTE, 'v3'), deployment('second', -20 * MINUTE, 'v1')
-        assert rules.pick_fix([first, second], self.blamed, T0 + HOUR, ['v1']) == (second, rules.ROLLBACK)
+    def test_first_fix_wins(self):
+        first, second = deployment('first', -10 * MINUTE, 'v1'), deployment('second', -20 * MINUTE, 'v3')
+        assert rules.pick_remediation([second, first], self.failed, T0 + HOUR, ['v1']) == (first, rules.ROLLBACK)
+
+    @pytest.mark.parametrize(
+        'record, resolved_at, due',
+        [
+            ({}, T0, True),
+            ({'remediation': {'id': 'x', 'type': 'rollback'}}, T0, False),
+            ({'remedy_until': T0}, T0, False),
+            ({'remedy_until': T0}, T0 + HOUR, True),
+        ],
+        ids=['never-searched', 'recorded-once', 'searched-to-this-resolve', 'a-later-resolve'],
+    )
+    def test_needs_remediation(self, record, resolved_at, due):
+        assert rules.needs_remediation(record, resolved_at) is due
+
+
+class TestWantedPatch:
+    """A deployment is a change failure while blamed, with its remediation; set back only if the check marked it."""
+
+    @pytest.mark.parametrize(
+        'record, expected',
+        [
+            ({'blamed_by': ['i1']}, {'change_failure': True}),
+            ({'blamed_by': ['i1'], 'sent': {'change_failure': True, 'remediation': None}}, None),
+            (
+                {'blamed_by': ['i1'], 'remediation': {'id': 'f', 'type': 'rollback'}, 'sent': {'change_failure': True}},
+                {'change_failure': True, 'remediation': {'id': 'f', 'type': 'rollback'}},
+            ),
+            ({'blamed_by': [], 'sent': {'change_failure': True}}, {'change_failure': False}),
+            ({'blamed_by': []}, None),
+            ({'blamed_by': [], 'sent': {'change_failure': False}}, None),
+        ],
+        ids=['mark', 'already-marked', 'remediation-recorded', 'set-back', 'never-marked', 'already-set-back'],
+    )
+    def test_wanted_patch(self, record, expected):
+        assert rules.wanted_patch(record) == expected
 
 
 class TestRecords:
-    """Deployments round-trip through the cache form; incident records are bounded in age and number."""
+    """Records round-trip through the cache form, and are bounded in age and number without unmarking."""
 
-    def test_deployment_json_round_trip(self):
-        original = deployment('dep-1', HOUR, None)
+    def test_round_trips(self):
+        original = deployment('dep-1', HOUR, None, commit='abc')
         assert Deployment.from_json(original.to_json()) == original
+        assert Facts.from_json(facts(resolved_at=T0 + 1, gone='deleted').to_json()) == facts(
+            resolved_at=T0 + 1, gone='deleted'
+        )
 
     @pytest.mark.parametrize(
         'raw', [None, {'id': 1, 'service': 's'}, {'id': 'x'}], ids=['none', 'int-id', 'no-service']
@@ -168,19 +294,19 @@ class TestRecords:
         with pytest.raises(ValueError):
             Deployment.from_json(raw)
 
-    def test_prune_by_age_keeps_waiting_ones(self):
+    def test_prune_by_age_keeps_busy_ones_and_blamed_deployments(self):
         now = T0 + 40 * DAY
-        records = {'old': {'touched': T0}, 'waiting': {'touched': T0, 'waiting': True}, 'new': {'touched': now}}
-        rules.prune_records(records, now, DAY)
-        assert sorted(records) == ['new', 'waiting']
-
-    def test_prune_age_follows_a_long_window(self):
-        records = {'a': {'touched': T0}}
-        rules.prune_records(records, T0 + 40 * DAY, 30 * DAY)
-        assert records == {'a': {'touched': T0}}
+        records = {'old': {'touched': T0}, 'busy': {'touched': T0}, 'new': {'touched': now}}
+        deployments = {
+            'd-old': {'touched': T0, 'blamed_by': ['old']},
+            'd-new': {'touched': T0, 'blamed_by': ['new']},
+        }
+        rules.prune(records, deployments, now, DAY, {'busy'})
+        assert sorted(records) == ['busy', 'new']
+        assert sorted(deployments) == ['d-new']
 
     def test_prune_by_number_drops_the_oldest(self, monkeypatch):
         monkeypatch.setattr(rules, 'MAX_RECORDS', 2)
         records = {'a': {'touched': T0}, 'b': {'touched': T0 + 2}, 'c': {'touched': T0 + 1}}
-        rules.prune_records(records, T0 + 3, DAY)
+        rules.prune(records, {}, T0 + 3, DAY, set())
         assert sorted(records) == ['b', 'c']

@@ -91,7 +91,8 @@ class TestDemo:
         assert '[P2] #11 triggered: Login errors spiking' in out
         assert 'pagerduty_dora.incidents.time_to_restore' in out
         assert '"id": "pagerduty-incident-' in out
-        assert 'dep-login-v1-9-0 (login v1.9.0 in prod) marked as a change failure, for [P2] #11 triggered' in out
+        # Searched once the settle time after the trigger has passed: told on the next event of the incident.
+        assert 'dep-login-v1-9-0 (login v1.9.0 in prod) marked as a change failure, for [P2] #11 acknowledged' in out
         assert 'remediation: rollback by dep-login-rollback' in out
 
     @pytest.mark.parametrize('rule', RULES, ids=RULES)

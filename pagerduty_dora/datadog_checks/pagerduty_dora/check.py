@@ -253,13 +253,18 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             assert config.attribution_window is not None
             attribution = ChangeFailureAttribution(
                 self.datadog_api,
+                pagerduty=self.pagerduty_api,
                 window=config.attribution_window,
                 min_severity=config.attribution_min_severity,
+                severity_mapping=_plain(config.severity_mapping) if config.severity_mapping else None,
                 read_cache=self.read_persistent_cache,
                 write_cache=self.write_persistent_cache,
                 log=self.log,
                 count=self._count,
                 warning=self.warning,
+                event=(lambda payload: self.event(dict(payload, tags=outputs.tags(payload['tags']))))
+                if config.collect_events
+                else None,
                 clock=self.clock,
             )
         try:

@@ -418,6 +418,8 @@ class Collector:
 
     def gone(self, key: str) -> None:
         """The incident was deleted in PagerDuty: its failure must not stay open."""
+        if self.attribution is not None:
+            self.attribution.gone(key)
         record = self.state.incidents.get(key)
         if record is None:
             return
@@ -642,7 +644,9 @@ class Collector:
         else:
             updated.desired = self._want(incident.id, updated, None)
         self.state.incidents[incident.id] = updated
-        self._emit(transitions, mapping, tags, wanted)
+        transitions = sorted(transitions, key=lambda t: t.at)
+        notes = self.attribution.observe(incident, mapping, wanted, transitions) if self.attribution is not None else {}
+        self._emit(transitions, mapping, tags, wanted, notes)
 
     def _held_delivery(self, incident: Incident, mapping: MappingResult) -> str:
         """For an incident first seen after a rebuild: the fingerprint of its failure if Datadog holds it as it is."""
@@ -692,6 +696,8 @@ class Collector:
         """
         if record is None:
             return
+        if self.attribution is not None:
+            self.attribution.gone(incident.id, 'out_of_scope')
         now = self.now()
         if self._can_remove() or not record.delivered:
             record.desired = self._want(incident.id, record, None)
@@ -704,17 +710,22 @@ class Collector:
         if not incident.is_open and _settled(record.delivered, record.desired):
             del self.state.incidents[incident.id]
 
-    def _emit(self, transitions: list[Transition], mapping: MappingResult, tags: list[str], wanted: bool) -> None:
+    def _emit(
+        self,
+        transitions: list[Transition],
+        mapping: MappingResult,
+        tags: list[str],
+        wanted: bool,
+        notes: dict[int, str],
+    ) -> None:
+        """Events and metrics of the transitions of one look (oldest first); `notes[i]` is a line for the i-th event."""
         if not transitions:
             return
         if not wanted:
             self.outputs.count('incidents.filtered', 1, tags)
-            if self.attribution is not None:
-                for transition in transitions:
-                    self.attribution.on_transition(transition, mapping, wanted=False)
             return
         now = self.now()
-        for transition in sorted(transitions, key=lambda t: t.at):
+        for index, transition in enumerate(transitions):
             self.log.debug(
                 'Incident #%d %s (mapping_rule=%s service=%s team=%s env=%s)',
                 transition.incident.number,
@@ -724,12 +735,8 @@ class Collector:
                 mapping.team,
                 mapping.env,
             )
-            notes = []
-            if self.attribution is not None:
-                line = self.attribution.on_transition(transition, mapping)
-                if line:
-                    notes.append(line)
-            self.outputs.transition(transition, mapping, tags, now, notes)
+            note = notes.get(index)
+            self.outputs.transition(transition, mapping, tags, now, [note] if note else [])
 
     def redeliver(self, incident: Incident) -> None:
         """Queue the failure of an incident met by the re-sending of history (delivery was off)."""

@@ -1,10 +1,15 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""A client for Datadog's DORA deployments API: search a service's deployments in an env, and mark one.
+"""The requests change-failure attribution makes, and nothing else.
 
-It makes its requests through the check's `ApiClient` (so the request budget, run deadline, rate
-limits and typed errors apply) and stalls for the rest of the run at the first transient error,
+- `DeploymentsClient`: Datadog's DORA deployments API, to search a service's deployments in an env
+  and to mark one as a change failure (or set it back) with its remediation;
+- `PagerDutySignals`: PagerDuty's change events related to an incident
+  (`GET /incidents/{id}/related_change_events`) and the account's priorities in order (`GET /priorities`).
+
+Both make their requests through the check's `ApiClient`s (so the request budget, run deadline, rate
+limits and typed errors apply) and stall for the rest of the run at the first transient error,
 budget exhaustion or refusal: `Unavailable` then tells the caller to keep its work for a later run.
 """
 
@@ -13,8 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from .attribution_rules import Deployment
-from .http_client import ApiClient, AuthError, BudgetExhausted, TransientError
+from .attribution_rules import ChangeEvent, Deployment, identifiers_of
+from .http_client import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
 from .times import format_time, parse_api_time
 
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
@@ -22,6 +27,8 @@ LIST_ENDPOINT = 'dora_deployments_list'
 PATCH_ENDPOINT = 'dora_deployments_patch'
 LIST_TYPE = 'dora_deployments_list_request'
 PATCH_TYPE = 'dora_deployment_patch_request'
+CHANGE_EVENTS_ENDPOINT = 'incident_related_change_events'
+PRIORITIES_ENDPOINT = 'priorities'
 
 # The list endpoint has no cursor: pages are walked by moving `to` back to the oldest start seen.
 PAGE_LIMIT = 100
@@ -54,6 +61,8 @@ def parse_deployment(raw: Any) -> Deployment | None:
         return None
     env = attributes.get('env')
     version = attributes.get('version')
+    git = attributes.get('git')
+    commit = git.get('commit_sha') if isinstance(git, dict) else None
     return Deployment(
         id=raw['id'],
         service=attributes['service'],
@@ -61,6 +70,7 @@ def parse_deployment(raw: Any) -> Deployment | None:
         version=version if isinstance(version, str) and version else None,
         started_at=started,
         finished_at=finished,
+        commit=commit if isinstance(commit, str) and commit else None,
     )
 
 
@@ -75,12 +85,9 @@ def search_query(service: str, env: str) -> str:
     return 'service:{} env:{}'.format(_query_value(service), _query_value(env))
 
 
-def patch_body(deployment_id: str, remediation: dict | None = None) -> dict:
-    """Body of `PATCH /api/v2/dora/deployments/{id}` marking the deployment a change failure."""
-    attributes: dict[str, Any] = {'change_failure': True}
-    if remediation:
-        attributes['remediation'] = dict(remediation)
-    return {'data': {'id': deployment_id, 'type': PATCH_TYPE, 'attributes': attributes}}
+def patch_body(deployment_id: str, attributes: dict) -> dict:
+    """Body of `PATCH /api/v2/dora/deployments/{id}`: `change_failure` and, when recorded, `remediation`."""
+    return {'data': {'id': deployment_id, 'type': PATCH_TYPE, 'attributes': dict(attributes)}}
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -179,3 +186,88 @@ class DeploymentsClient:
             self._api.stall(self._caller)
             self._on_forbidden(e.status)
             raise Unavailable(forbidden=True) from None
+
+
+def parse_change_event(raw: Any) -> ChangeEvent | None:
+    """One element of `related_change_events`, or None when it lacks an id or a time."""
+    if not isinstance(raw, dict) or not isinstance(raw.get('id'), str) or not raw['id']:
+        return None
+    at = parse_api_time(raw.get('timestamp'))
+    if at is None:
+        return None
+    services = raw.get('services')
+    summary = raw.get('summary') if isinstance(raw.get('summary'), str) else ''
+    reason = raw.get('correlation_reason')
+    return ChangeEvent(
+        id=raw['id'],
+        at=at,
+        summary=summary[:1024],
+        services=tuple(
+            s['id'] for s in (services if isinstance(services, list) else []) if isinstance(s, dict) and s.get('id')
+        )[:20],
+        identifiers=identifiers_of(summary, raw.get('custom_details')),
+        reason=reason.get('reason') if isinstance(reason, dict) and isinstance(reason.get('reason'), str) else None,
+    )
+
+
+class PagerDutySignals:
+    """What PagerDuty knows that attribution uses: change events related to an incident, and priorities in order.
+
+    A refusal (any 4xx, 401/403 included) answers "none" rather than stalling: an account without change
+    events or priorities is still attributed, by the other rules.
+    """
+
+    def __init__(self, api: ApiClient, *, caller: str, log: Any) -> None:
+        self._api = api
+        self._caller = caller
+        self._log = log
+        self.refused: dict[str, int | None] = {}
+
+    @property
+    def stalled(self) -> bool:
+        return self._api.stalled(self._caller)
+
+    def related_change_events(self, incident_id: str) -> list[ChangeEvent] | None:
+        """The change events PagerDuty relates to the incident; None when it refuses to tell."""
+        path = '/incidents/{}/related_change_events'.format(incident_id)
+        data = self._get(path, [('limit', '100')], CHANGE_EVENTS_ENDPOINT)
+        if data is None:
+            return None
+        items = data.get('change_events') if isinstance(data, dict) else None
+        return [event for event in map(parse_change_event, items if isinstance(items, list) else []) if event]
+
+    def priorities(self) -> list[str] | None:
+        """The account's priority names, most severe first; None when PagerDuty refuses to tell."""
+        names: list[str] = []
+        offset = 0
+        for _ in range(MAX_PAGES):
+            data = self._get('/priorities', [('limit', '100'), ('offset', str(offset))], PRIORITIES_ENDPOINT)
+            if data is None:
+                return None
+            items = data.get('priorities') if isinstance(data, dict) else None
+            page = [p for p in items if isinstance(p, dict)] if isinstance(items, list) else []
+            for item in page:
+                name = item.get('name') or item.get('summary')
+                if isinstance(name, str) and name.strip():
+                    names.append(name.strip()[:200])
+            if not data.get('more') or not page:
+                break
+            offset += len(page)
+        return names
+
+    def _get(self, path: str, params: list, endpoint: str) -> Any:
+        if self.stalled:
+            raise Unavailable()
+        try:
+            return self._api.get(path, params, endpoint=endpoint).data
+        except BudgetExhausted:
+            self._api.stall(self._caller)
+            raise Unavailable() from None
+        except TransientError as e:
+            self._api.stall(self._caller)
+            self._log.warning('Change-failure attribution paused until the next run: %s', e)
+            raise Unavailable() from None
+        except (AuthError, RequestRejected) as e:
+            self.refused[endpoint] = e.status
+            self._log.debug('PagerDuty refused %s (%s) to change-failure attribution', endpoint, e.status)
+            return None

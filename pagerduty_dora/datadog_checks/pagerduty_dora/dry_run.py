@@ -125,15 +125,19 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
     assert config.attribution_window is not None
     attribution = ChangeFailureAttribution(
         check.datadog_api,
+        pagerduty=check.pagerduty_api,
         window=config.attribution_window,
         min_severity=config.attribution_min_severity,
+        severity_mapping=dict(config.severity_mapping) if config.severity_mapping else None,
         read_cache=lambda key: '',
         write_cache=no_write,
         log=check.log,
         count=lambda name, value, tags: None,
         warning=check.warning,
+        dry_run=True,
     )
     check.datadog_api.start_run(check.monotonic() + ATTRIBUTION_SECONDS)
+    check.pagerduty_api.start_run(check.monotonic() + ATTRIBUTION_SECONDS)
     counted = [r for r in rows if r['counted'] and not r['unmapped_skipped']]
     previews = []
     for row in counted[:ATTRIBUTION_ROWS]:
@@ -147,6 +151,11 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
         'previewed': len(previews),
         'not_previewed': max(0, len(counted) - len(previews)),
         'marked': sum(1 for p in previews if p['deployment']),
+        # Every PATCH the Agent would send for these incidents, in order (marks and remediations).
+        'would_patch': [
+            {'deployment': deployment, 'attributes': body['data']['attributes']}
+            for deployment, body in attribution.would_patch
+        ],
         'incidents': previews,
     }
 

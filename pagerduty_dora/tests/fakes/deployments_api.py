@@ -10,6 +10,7 @@ Serve it with `FakeServer(state.routes())`. It answers as the published API does
   deployment *started*, the stricter reading of the API's "timestamp";
 - `GET /api/v2/dora/deployments/{id}` returns one deployment, 404 when unknown;
 - `PATCH /api/v2/dora/deployments/{id}` sets `change_failure` and `remediation` (202, empty body).
+A deployment may carry a git commit (`git.commit_sha`, as the API renders it).
 Requests need `DD-API-KEY` and `DD-APPLICATION-KEY`; reads need `dora_metrics_read`, the PATCH
 `dora_metrics_write` (a 403 otherwise). Beyond the published rules the fake refuses attribute
 names the API does not define, so a misspelt field fails a test instead of being ignored. It builds
@@ -19,6 +20,7 @@ after the permission check).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 from datadog_checks.pagerduty_dora.demo.datadog import (
@@ -35,7 +37,6 @@ from .server import BaseReply, Reply, Request
 
 __all__ = ['READ', 'WRITE', 'DeploymentsState', 'FakeDeployment']
 
-FakeDeployment = Deployment
 READ = Deployments.READ
 WRITE = Deployments.WRITE
 NOT_AUTHORIZED = {'errors': ['Failed permission authorization checks']}
@@ -48,6 +49,19 @@ REMEDIATION_TYPES = ('rollback', 'rollforward')
 SORT_FIELDS = ('started_at', 'finished_at')
 MAX_LIMIT = 1000
 FAULT_KINDS = ('timeout',)  # named faults, besides any HTTP status
+
+
+@dataclass
+class FakeDeployment(Deployment):
+    """A deployment as the API renders it, with its git commit when it has one."""
+
+    commit: str | None = None
+
+    def to_api(self) -> dict:
+        rendered = super().to_api()
+        if self.commit:
+            rendered['attributes']['git'] = {'commit_sha': self.commit, 'repository_id': 'github.com/acme/app'}
+        return rendered
 
 
 class DeploymentsState(Deployments):
@@ -72,6 +86,15 @@ class DeploymentsState(Deployments):
             exhausted = {'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': str(fault.reset)}
             return datadog_fault(fault, {}, exhausted, self.timeout_delay)
         return None
+
+    def add(self, *args: Any, commit: str | None = None, **options: Any) -> str:
+        """`Deployments.add`, with an optional git `commit`."""
+        deployment_id = super().add(*args, **options)
+        base = self.deployments[deployment_id]
+        self.deployments[deployment_id] = FakeDeployment(
+            **{f.name: getattr(base, f.name) for f in fields(Deployment)}, commit=commit
+        )
+        return deployment_id
 
     def search_errors(self, data: dict, attributes: Any) -> list[str]:
         if not isinstance(attributes, dict):
