@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable
 from .client import LogEntry, PagerDutyClient
 from .dora import REJECTED, build_failure
 from .dora import fingerprint as fingerprint_of
-from .http_client import ApiError, AuthError, BudgetExhausted, DeadlineReached, RateLimited
+from .http_client import ApiError, AuthError, BudgetExhausted, DeadlineReached, RateLimited, RequestRejected
 from .incident import Incident, MalformedIncident, parse_incident
 from .mapping import Catalog, MappingResult, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
@@ -194,7 +194,9 @@ class Collector:
             self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
         state = self.state
         self.client.now = None
-        if self._fresh and self.readback is not None and state.live_since is None and not self._rebuild():
+        # A dry run starts empty and stores nothing: it has nothing to rebuild.
+        rebuilding = self._fresh and self.persist and self.readback is not None and state.live_since is None
+        if rebuilding and not self._rebuild():
             report.stopped = 'rebuild'
             return report
         feed = state.feed
@@ -253,8 +255,9 @@ class Collector:
                 now=now,
                 history_since=now - (self.settings.backfill_days + 1) * DAY,
             )
-        except AuthError as e:
-            self._rebuild_failed('forbidden', e, final=True)
+        except (AuthError, RequestRejected) as e:
+            # Refused for good (a missing permission, an API this site does not have): no retry helps.
+            self._rebuild_failed('forbidden' if isinstance(e, AuthError) else 'rejected', e, final=True)
             return True
         except ApiError as e:
             attempts += 1

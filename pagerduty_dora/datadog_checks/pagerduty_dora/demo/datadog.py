@@ -27,6 +27,7 @@ FAILURE_PATH = '/api/v2/dora/failure'
 # Checks an API key and writes nothing: `{"valid": true}`, or a 403 for a key Datadog does not know.
 VALIDATE_PATH = '/api/v1/validate'
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
+EVENTS_PATH = '/api/v2/events'
 FORBIDDEN = {'errors': ['Forbidden']}
 QUERY_FIELDS = ('service', 'env', 'version', 'team')
 DEFAULT_LIMIT = 10
@@ -52,6 +53,25 @@ class DoraFailures:
 
     def routes(self) -> list[Route]:
         return [('POST', re.escape(FAILURE_PATH), self.handle), ('GET', re.escape(VALIDATE_PATH), self.validate)]
+
+    def record_routes(self) -> list[Route]:
+        """What Datadog holds of a new demo account: no event and no failure yet to read back.
+
+        A check that starts over an empty state first reads back what it sent before (its events
+        and its failures); the demo always starts new, so both lists are empty.
+        """
+        return [
+            ('GET', re.escape(EVENTS_PATH), self.no_events),
+            ('POST', re.escape(FAILURE_PATH + 's'), self.no_failures),
+        ]
+
+    def no_events(self, request: Request) -> Reply:
+        refused, _ = self._admit(request)
+        return refused or Reply(200, {'data': [], 'meta': {'page': {}}, 'links': {}})
+
+    def no_failures(self, request: Request) -> Reply:
+        refused, _ = self._admit(request)
+        return refused or Reply(200, {'data': []})
 
     def validate(self, request: Request) -> Reply:
         """`GET /api/v1/validate`: whether the API key is valid; the application key plays no part."""

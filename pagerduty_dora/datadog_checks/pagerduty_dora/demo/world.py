@@ -241,7 +241,9 @@ class DemoWorld:
         self.dora = self.dora_class(API_KEY)
         self.deployments = build_deployments(start, self.deployments_class)
         self.pagerduty = self.serve_pagerduty(self.account)
-        self.datadog = self.serve_datadog(self.dora.routes() + self.catalog.routes() + self.deployments.routes())
+        self.datadog = self.serve_datadog(
+            self.dora.routes() + self.catalog.routes() + self.deployments.routes() + self.dora.record_routes()
+        )
         self.changes = _changes()
 
     def serve_pagerduty(self, account: Any) -> Any:
