@@ -205,6 +205,8 @@ class CollectorState:
     rebuilt_at: float = 0.0
     # When (PagerDuty time) Datadog's open failures were last compared with PagerDuty.
     drift_at: float = 0.0
+    # The share of a reconciliation page carried to the next run (see `Collector._reconcile_pages`).
+    reconcile_credit: float = 0.0
 
     def dumps(self) -> str:
         feed, scan, resend = self.feed, self.reconciliation, self.resend
@@ -239,6 +241,7 @@ class CollectorState:
                 'rebuilt': self.rebuilt,
                 'rebuilt_at': self.rebuilt_at,
                 'drift_at': self.drift_at,
+                'reconcile_credit': self.reconcile_credit,
             },
         )
 
@@ -271,6 +274,7 @@ class CollectorState:
                 rebuilt={str(k): [str(key) for key in v] for k, v in dict(data.get('rebuilt') or {}).items()},
                 rebuilt_at=_finite(data.get('rebuilt_at') or 0.0),
                 drift_at=_finite(data.get('drift_at') or 0.0),
+                reconcile_credit=min(_finite(data.get('reconcile_credit') or 0.0), 1.0),
             )
         except (TypeError, KeyError, IndexError, AttributeError) as e:
             raise ValueError('malformed state: {}'.format(type(e).__name__)) from None

@@ -97,11 +97,16 @@ class Base:
 
 
 def observed(incident: Incident, at: float) -> Base:
-    """The base an incident object read at PagerDuty time `at` stands for."""
+    """The base an incident object read at PagerDuty time `at` stands for.
+
+    An object does not say whether the incident was acknowledged before (PagerDuty lists only the
+    current acknowledgements), so an acknowledgement after it is never taken for the first: time to
+    acknowledge is measured only for incidents whose whole story the check read.
+    """
     second = float(math.floor(at))
     return Base(
         status=incident.status,
-        acked=incident.status == 'acknowledged',
+        acked=True,
         resolve_key='at:{}'.format(int(incident.resolved_at or second)) if incident.status == 'resolved' else '',
         resolved_at=incident.resolved_at if incident.status == 'resolved' else None,
         at=second,
