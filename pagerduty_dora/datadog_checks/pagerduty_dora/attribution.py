@@ -32,6 +32,7 @@ from .attribution_rules import Deployment
 from .cache import StoredQueue
 from .deployments import LIST_ENDPOINT, PATCH_ENDPOINT, DeploymentsClient, Unavailable, patch_body
 from .http_client import ApiClient, RequestRejected
+from .text import for_log
 from .times import format_time
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ class ChangeFailureAttribution:
         refused = rules.refusal(mapping, self.min_severity)
         if refused is not None:
             reason = events.refusal_reason(refused, mapping, self.min_severity)
-            self._log.debug('Incident %s not attributed (%s): %s', incident.id, refused, reason)
+            self._log.debug('Incident %s not attributed (%s): %s', incident.id, refused, for_log(reason))
             self._outcome(refused)
             return events.not_attributed_line(reason)
         records = self._records_loaded()
@@ -168,7 +169,9 @@ class ChangeFailureAttribution:
         if record and record.get('deployment'):
             current = Deployment.from_json(record['deployment'])
             if rules.keeps_attribution(transition.kind, start, float(record.get('since', start)), self.window):
-                self._log.debug('Incident %s keeps its attribution to deployment %s', incident.id, current.id)
+                self._log.debug(
+                    'Incident %s keeps its attribution to deployment %s', incident.id, for_log(current.id)
+                )
                 self._outcome(rules.KEPT)
                 return events.attribution_line(current, kept=True)
         if record and record.get('waiting'):
@@ -210,8 +213,8 @@ class ChangeFailureAttribution:
             self._log.debug(
                 'Incident %s not attributed: no deployment of %s in env %s finished in the %d s before %s',
                 incident_id,
-                service,
-                env,
+                for_log(service),
+                for_log(env),
                 int(self.window),
                 format_time(start),
             )
@@ -230,10 +233,10 @@ class ChangeFailureAttribution:
         self._log.info(
             'Incident %s attributed to deployment %s (service %s, env %s, version %s)',
             incident_id,
-            blamed.id,
-            blamed.service,
-            blamed.env,
-            blamed.version,
+            for_log(blamed.id),
+            for_log(blamed.service),
+            for_log(blamed.env),
+            for_log(blamed.version),
         )
         self._outcome(rules.ATTRIBUTED)
         self._send_patch(blamed.id, patch_body(blamed.id))
@@ -279,16 +282,20 @@ class ChangeFailureAttribution:
             self._log.debug(
                 'Incident %s: no deployment of %s in env %s finished between deployment %s and the resolve',
                 incident_id,
-                blamed.service,
-                blamed.env,
-                blamed.id,
+                for_log(blamed.service),
+                for_log(blamed.env),
+                for_log(blamed.id),
             )
             self._outcome(rules.NO_REMEDIATION)
             return events.no_remediation_line(blamed)
         fix, kind = found
         record['remediation'] = {'id': fix.id, 'type': kind}
         self._log.info(
-            'Incident %s: deployment %s recorded as a %s of deployment %s', incident_id, fix.id, kind, blamed.id
+            'Incident %s: deployment %s recorded as a %s of deployment %s',
+            incident_id,
+            for_log(fix.id),
+            kind,
+            for_log(blamed.id),
         )
         self._outcome(rules.REMEDIATED, ['remediation:{}'.format(kind)])
         self._send_patch(blamed.id, patch_body(blamed.id, {'id': fix.id, 'type': kind}))
@@ -346,10 +353,10 @@ class ChangeFailureAttribution:
         self._log.warning(
             'The DORA deployments search for incident %s (service %s, env %s) was rejected (%s) and is not retried: %s',
             incident_id,
-            service,
-            env,
+            for_log(service),
+            for_log(env),
             error.status,
-            (error.body or '')[:500],
+            for_log(error.body or '', 500),
         )
 
     def _send_patch(self, deployment_id: str, body: dict) -> None:
@@ -379,9 +386,9 @@ class ChangeFailureAttribution:
             self._outcome(rules.REJECTED)
             self._log.warning(
                 'Marking DORA deployment %s as a change failure was rejected (%s) and is dropped: %s',
-                task['deployment'],
+                for_log(task['deployment']),
                 e.status,
-                (e.body or '')[:500],
+                for_log(e.body or '', 500),
             )
 
     def _forbidden(self, status: int | None) -> None:
@@ -398,7 +405,7 @@ class ChangeFailureAttribution:
         elif kind == 'patch':
             self._patch(task)
         else:
-            self._log.debug('Dropping an attribution task of unknown kind %r', kind)
+            self._log.debug('Dropping an attribution task of unknown kind %s', for_log(kind))
 
     def _outcome(self, outcome: str, extra: list[str] | None = None) -> None:
         self._count(METRIC, 1, ['outcome:{}'.format(outcome)] + list(extra or ()))

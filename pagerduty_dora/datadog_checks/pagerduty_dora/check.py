@@ -24,6 +24,7 @@ from .mapping import parse_overrides
 from .options import configuration_message, unknown_init_config_options, unknown_instance_options
 from .outputs import Outputs, Submitters
 from .settings import Settings
+from .urls import UnsafeUrl
 
 try:
     import datadog_agent
@@ -98,7 +99,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         def run() -> None:
             try:
                 initialization()
-            except ConfigurationError as e:
+            except (ConfigurationError, UnsafeUrl) as e:
                 message = 'Invalid configuration: {}'.format(configuration_message(str(e)))
                 tags = self.instance.get('tags') if isinstance(self.instance, dict) else None
                 plain_tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
@@ -106,6 +107,9 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                     self.service_check(
                         'can_connect', AgentCheck.CRITICAL, tags=plain_tags + ['api:{}'.format(api)], message=message
                     )
+                if isinstance(e, UnsafeUrl):
+                    # A base URL `ApiClient` refuses (the Agent `site` included): nothing is sent to it.
+                    raise ConfigurationError(str(e)) from None
                 raise
 
         return run

@@ -51,6 +51,7 @@ from .outputs import Outputs, mapping_tags, open_gauges
 from .passes import DAY, OVERLAP, Passes
 from .settings import Settings
 from .state import CollectorState, Feed, Window
+from .text import digest, for_log
 from .transitions import Horizons, ReadLog, Replay, Transition, apply_entry, field_changes, record_of, settle
 
 STATE_KEY = 'collector'
@@ -60,6 +61,11 @@ RESOLVED_RETENTION = 3 * DAY
 UNDELIVERED = '-'
 # A page is read only while at most this many DORA failures wait for delivery.
 MAX_QUEUED_BEFORE_SWEEP = 100
+# Malformed incidents remembered as already warned about (by a hash of their id); past this the set
+# starts over, so a stream of distinct bad ids costs a few warnings more, never unbounded memory.
+MAX_WARNED_MALFORMED = 1000
+# What a warning shows of a malformed incident's id.
+MAX_LOGGED_ID = 64
 
 
 class StopRun(Exception):
@@ -236,16 +242,23 @@ class Collector:
     # One incident ------------------------------------------------------------------------------
 
     def parse(self, raw: Any) -> Incident | None:
-        """The incident, or None (counted, warned once per incident) when a field it needs is unusable."""
+        """The incident, or None (counted, warned once per incident) when a field it needs is unusable.
+
+        The warning shows the id escaped and bounded (`for_log`); what is remembered of it is a short
+        hash, in a bounded set, so a hostile id costs neither log lines nor memory.
+        """
         try:
             return parse_incident(raw)
         except MalformedIncident as e:
             self._run.report.skipped += 1
             key: str = raw['id'] if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
             self.outputs.count('incidents.skipped', 1, ['reason:malformed'])
-            if key not in self._warned_malformed:
-                self._warned_malformed.add(key)
-                self._warning('Skipped PagerDuty incident %s: %s', key, e)
+            seen = digest(key)
+            if seen not in self._warned_malformed:
+                if len(self._warned_malformed) >= MAX_WARNED_MALFORMED:
+                    self._warned_malformed.clear()
+                self._warned_malformed.add(seen)
+                self._warning('Skipped PagerDuty incident %s: %s', for_log(key, MAX_LOGGED_ID), for_log(str(e)))
             return None
 
     def _map(self, incident: Incident, catalog: Catalog) -> MappingResult:
@@ -380,9 +393,9 @@ class Collector:
                 transition.incident.number,
                 transition.kind,
                 mapping.rule,
-                ','.join(mapping.services),
-                mapping.team,
-                mapping.env,
+                for_log(','.join(mapping.services)),
+                for_log(mapping.team),
+                for_log(mapping.env),
             )
             notes = []
             if self.attribution is not None:
