@@ -3,6 +3,8 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from typing import Any, Iterator
 
@@ -106,3 +108,49 @@ def services(world):
         'checkout': world.account.add_service('Checkout API', team_ids=[team]),
         'billing': world.account.add_service('Billing', team_ids=[team]),
     }
+
+
+def _is_loopback(host: Any) -> bool:
+    text = host.decode('ascii', 'replace') if isinstance(host, bytes) else str(host)
+    if text.strip('[]').lower() == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(text.strip('[]')).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """No connection leaves loopback: a lookup of or a connection to any other host is refused and recorded.
+
+    Tests of hostile URLs use it so that a regression is a failed assertion, never traffic on the network.
+    """
+    attempts: list[tuple[Any, Any]] = []
+    real_getaddrinfo = socket.getaddrinfo
+    real_create_connection = socket.create_connection
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_loopback(host):
+            attempts.append((host, port))
+            raise socket.gaierror(socket.EAI_NONAME, 'refused by the test: {!r} is not loopback'.format(host))
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    def create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_loopback(address[0]):
+            attempts.append(tuple(address[:2]))
+            raise ConnectionRefusedError('refused by the test: {!r} is not loopback'.format(address[0]))
+        return real_create_connection(address, *args, **kwargs)
+
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and not _is_loopback(address[0]):
+            attempts.append(tuple(address[:2]))
+            raise ConnectionRefusedError('refused by the test: {!r} is not loopback'.format(address[0]))
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, 'getaddrinfo', getaddrinfo)
+    monkeypatch.setattr(socket, 'create_connection', create_connection)
+    monkeypatch.setattr(socket.socket, 'connect', connect)
+    return attempts

@@ -39,13 +39,13 @@ class Api(ApiClient):
         self.answers = list(answers)
         self.calls: list[tuple[str, str]] = []
 
-    def post(self, path: str, body: Any, endpoint: str | None = None) -> Response:
+    def post(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
         return self._answer('post', path)
 
     def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
         return self._answer('get', path)
 
-    def patch(self, path: str, body: Any, endpoint: str | None = None) -> Response:
+    def patch(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
         return self._answer('patch', path)
 
     def _answer(self, method: str, path: str) -> Response:

@@ -660,7 +660,7 @@ class TestDeliveryBounds:
             def stalled(self, caller):
                 return False
 
-            def post(self, path, body, endpoint=None):
+            def post(self, path, body, endpoint=None, expect_json=True):
                 self.posts += 1
 
         api = Accepting()

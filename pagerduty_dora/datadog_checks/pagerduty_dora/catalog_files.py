@@ -6,6 +6,13 @@
 A file that turns invalid, empty, unreadable or goes away keeps giving the entries of its last good
 read, so one bad file (a deploy halfway through, a typo) never moves the incidents of the others to
 the fallback rule. The source has never loaded only while no file has ever given a valid definition.
+
+What one refresh may cost is bounded, since a glob can match a file nobody meant as a definition:
+a file larger than `MAX_FILE_BYTES` is not read, a YAML document whose aliases expand to more than
+`MAX_ALIAS_EXPANSION` nodes beyond those written (a "billion laughs" file of a few hundred bytes) or
+that is nested too deeply is refused, a pattern gives at most `MAX_FILES_PER_PATTERN` files, and
+reading stops after `TIME_BUDGET` seconds. Each is a file that gave nothing, with a warning naming
+it and the bound, and it keeps its last good copy like any other file that cannot be read.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -23,6 +31,32 @@ from .mapping import CatalogService
 from .times import format_time
 
 SOURCE_FILES = 'files'
+# A definition is a few hundred bytes; a file of thousands of them is well under this.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# Nodes YAML aliases may add to one document beyond those written in it (anchors and merge keys
+# shared by many definitions add far fewer).
+MAX_ALIAS_EXPANSION = 100_000
+# Files one `catalog_files` pattern may give, and seconds one refresh may spend on all the files.
+MAX_FILES_PER_PATTERN = 1000
+TIME_BUDGET = 10.0
+
+
+class _Refused(Exception):
+    """A file, or one of its documents, that is not read because of a bound; the message says which."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe YAML loader, stopped when its deadline passes (checked at every step of composing)."""
+
+    def __init__(self, stream: str, deadline: float, clock: Callable[[], float]) -> None:
+        super().__init__(stream)
+        self._deadline = deadline
+        self._clock = clock
+
+    def check_event(self, *choices: Any) -> bool:
+        if self._clock() > self._deadline:
+            raise _Refused(_out_of_time())
+        return super().check_event(*choices)
 
 
 @dataclass(frozen=True)
@@ -43,15 +77,29 @@ class FileRead:
     problem: str | None = None
 
 
-def read_definitions_file(path: str) -> FileRead:
-    """Read and parse one definition file; never raises for what the file holds."""
+def read_definitions_file(
+    path: str, deadline: float = float('inf'), clock: Callable[[], float] = time.monotonic
+) -> FileRead:
+    """Read and parse one definition file, within the bounds of this module and by `deadline` (on `clock`).
+
+    Never raises for what the file holds.
+    """
     try:
-        with open(path, encoding='utf-8') as f:
-            content = f.read()
+        with open(path, 'rb') as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            return FileRead(
+                (), problem='is larger than {} MB, the most a catalog file may hold; not read'.format(_mb())
+            )
+        content = data.decode('utf-8')
     except (OSError, UnicodeDecodeError) as e:
         return FileRead((), problem='cannot be read ({})'.format(getattr(e, 'strerror', None) or e))
     try:
-        documents = _documents(path, content)
+        documents = _documents(path, content, deadline, clock)
+    except _Refused as e:
+        return FileRead((), problem=str(e))
+    except RecursionError:
+        return FileRead((), problem='is nested too deeply to be read')
     except (ValueError, yaml.YAMLError) as e:
         return FileRead((), problem='is not valid YAML or JSON ({})'.format(_first_line(e)))
     if not documents:
@@ -66,12 +114,12 @@ def read_definitions_file(path: str) -> FileRead:
     return FileRead(tuple(services), tuple(skipped), None if services else 'holds no valid definition')
 
 
-def _documents(path: str, content: str) -> list[Any]:
+def _documents(path: str, content: str, deadline: float, clock: Callable[[], float]) -> list[Any]:
     """The definitions in one file: every document of a YAML stream, or a JSON value; lists are flattened."""
     if path.lower().endswith('.json'):
         loaded: list[Any] = [json.loads(content)]
     else:
-        loaded = list(yaml.safe_load_all(content))
+        loaded = list(_yaml_documents(content, deadline, clock))
     documents: list[Any] = []
     for item in loaded:
         if item is None:
@@ -80,13 +128,77 @@ def _documents(path: str, content: str) -> list[Any]:
     return documents
 
 
+def _yaml_documents(content: str, deadline: float, clock: Callable[[], float]) -> Iterator[Any]:
+    """Each document of a YAML stream, as `yaml.safe_load_all` gives them, once its alias expansion is checked."""
+    loader = _BoundedLoader(content, deadline, clock)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            _check_expansion(node)
+            yield loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it (as a Python value) far beyond the nodes written in it.
+
+    The composed document shares each anchored node between its aliases, so it stays small; the value
+    built from it, once anything walks or formats it, does not. Sizes are counted once per node, by
+    an explicit walk (no recursion), so the check costs what the document holds as written.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > len(sizes) + MAX_ALIAS_EXPANSION:
+                raise _Refused(
+                    'expands YAML aliases to more than {:,} nodes beyond those it holds; not read'.format(
+                        MAX_ALIAS_EXPANSION
+                    )
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise _Refused('holds a YAML alias to a node that contains it; not read')
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _mb() -> str:
+    return '{:g}'.format(MAX_FILE_BYTES / 2**20)
+
+
+def _out_of_time() -> str:
+    return 'was not read: reading the catalog files took more than the {:g} s one refresh may spend'.format(
+        TIME_BUDGET
+    )
+
+
 @dataclass(frozen=True)
 class CatalogFileReport:
-    """What one catalog file gave the catalog at the last refresh, or a `catalog_files` pattern that matched none.
+    """What one catalog file gave the catalog at the last refresh, or a `catalog_files` pattern that matched
+    none (`unmatched_pattern`) or whose files were cut short (`pattern_problem`: too many, out of time).
 
     `entries` is what the file gives the catalog now, `kept` how many of those come from its last good
-    copy (loaded at `kept_at`) because the file is `problem` (missing, unreadable, invalid, empty) or has
-    invalid definitions since `since`.
+    copy (loaded at `kept_at`) because the file is `problem` (missing, unreadable, invalid, empty, over a
+    bound) or has invalid definitions since `since`.
     """
 
     path: str
@@ -97,11 +209,14 @@ class CatalogFileReport:
     kept: int = 0
     kept_at: float | None = None
     unmatched_pattern: bool = False
+    pattern_problem: str | None = None
 
     def reasons(self) -> list[str]:
         """Why entries were skipped or kept, one line each, for people."""
         if self.unmatched_pattern:
             return ['the pattern matches no file']
+        if self.pattern_problem is not None:
+            return ['the pattern {}'.format(self.pattern_problem)]
         lines = [
             reason if position is None else 'document {}: {}'.format(position, reason)
             for position, reason in self.skipped
@@ -124,13 +239,16 @@ class CatalogFileReport:
         return lines
 
     def to_json(self) -> dict[str, Any]:
-        key = 'pattern' if self.unmatched_pattern else 'file'
+        key = 'pattern' if self.unmatched_pattern or self.pattern_problem is not None else 'file'
         return {key: self.path, 'entries': self.entries, 'skipped': self.reasons()}
 
     def warn(self, warning: Callable[..., None]) -> None:
         """Tell `warning` what a user must see about this file: skipped definitions, a kept last good copy."""
         if self.unmatched_pattern:
             warning('catalog_files pattern %s matches no file', self.path)
+            return
+        if self.pattern_problem is not None:
+            warning('catalog_files pattern %s %s', self.path, self.pattern_problem)
             return
         for position, reason in self.skipped:
             where = self.path if position is None else '{} (document {})'.format(self.path, position)
@@ -160,14 +278,17 @@ class CatalogFiles:
     """The definition files the `catalog_files` globs match, each with its last good copy.
 
     `copies` are what the persistent cache keeps (`restore` puts them back after a restart); `reports`
-    say what each file gave at the last `load`.
+    say what each file gave at the last `load`. `monotonic` times the refresh against `TIME_BUDGET`.
     """
 
-    def __init__(self, patterns: Sequence[str]) -> None:
+    def __init__(self, patterns: Sequence[str], monotonic: Callable[[], float] = time.monotonic) -> None:
         self.patterns = [p for p in (patterns or ()) if isinstance(p, str) and p.strip()]
         self.copies: dict[str, FileCopy] = {}
         self.reports: list[CatalogFileReport] = []
         self._failing_since: dict[str, float] = {}
+        self._monotonic = monotonic
+        # Files the last refresh ran out of time for: the next one reads them first.
+        self._unread: set[str] = set()
 
     @property
     def fingerprint(self) -> str:
@@ -183,19 +304,30 @@ class CatalogFiles:
 
         Raises `CatalogSourceError` only while no file has ever given a valid definition.
         """
+        deadline = self._monotonic() + TIME_BUDGET
         paths: list[str] = []
         reports: list[CatalogFileReport] = []
         for pattern in self.patterns:
-            matched = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-            matched = [p for p in matched if os.path.isfile(p)]
-            if not matched:
+            matched, cut = self._matches(pattern, deadline)
+            if cut:
+                reports.append(CatalogFileReport(pattern, pattern_problem=cut))
+            elif not matched:
                 # Not a failure of the source: the other patterns may well hold every definition.
                 reports.append(CatalogFileReport(pattern, unmatched_pattern=True))
             paths.extend(p for p in matched if p not in paths)
         effective: dict[str, tuple[CatalogService, ...]] = {}
-        for path in paths:
-            effective[path], report = self._refresh(path, read_definitions_file(path), now)
+        unread: set[str] = set()
+        # The files the last refresh had no time for go first, so that every file is read in turn.
+        for path in sorted(paths, key=lambda p: p not in self._unread):
+            if self._monotonic() > deadline:
+                read = FileRead((), problem=_out_of_time())
+            else:
+                read = read_definitions_file(path, deadline, self._monotonic)
+            if read.problem == _out_of_time():
+                unread.add(path)
+            effective[path], report = self._refresh(path, read, now)
             reports.append(report)
+        self._unread = unread
         # A file that went away (deleted, renamed, a deploy halfway through) keeps its entries too.
         for path, copy in self.copies.items():
             if path not in effective:
@@ -215,6 +347,24 @@ class CatalogFiles:
         if not self.copies:
             raise CatalogSourceError('no file matched by catalog_files has given a valid definition yet')
         return merge_services(effective.values())
+
+    def _matches(self, pattern: str, deadline: float) -> tuple[list[str], str | None]:
+        """The files a pattern matches, sorted, and why the list was cut short (too many, out of time), if it was."""
+        found: list[str] = []
+        cut = None
+        for path in glob.iglob(os.path.expanduser(pattern), recursive=True):
+            if self._monotonic() > deadline:
+                cut = 'was not searched to its end: {}'.format(_out_of_time().replace('was not read: ', ''))
+                break
+            if not os.path.isfile(path):
+                continue
+            if len(found) >= MAX_FILES_PER_PATTERN:
+                cut = 'matches more than {} files; only the first {} found are read'.format(
+                    MAX_FILES_PER_PATTERN, MAX_FILES_PER_PATTERN
+                )
+                break
+            found.append(path)
+        return sorted(found), cut
 
     def _refresh(self, path: str, read: FileRead, now: float) -> tuple[tuple[CatalogService, ...], CatalogFileReport]:
         """The entries one file gives after this read, and its report; updates its last good copy."""

@@ -42,6 +42,7 @@ from .readback import PERMISSIONS as READBACK_PERMISSIONS
 from .readback import Readback
 from .scope import scope_warnings
 from .settings import Settings
+from .urls import UnsafeUrl
 
 try:
     import datadog_agent
@@ -161,7 +162,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         def run() -> None:
             try:
                 initialization()
-            except ConfigurationError as e:
+            except (ConfigurationError, UnsafeUrl) as e:
                 detail = with_spelling_hints(configuration_message(str(e)), self.instance)
                 message = 'Invalid configuration: {}'.format(detail)
                 tags = self.instance.get('tags') if isinstance(self.instance, dict) else None

@@ -61,6 +61,7 @@ from .settings import Settings
 from .state import CollectorState, Feed, IncidentRecord, Window
 from .times import format_time
 from .transitions import NEW, Base, Step, Transition, adopt, field_changes, fold, observed, replay
+from .text import digest, for_log
 
 STATE_KEY = 'collector'
 # Digests of the DORA failures Datadog held when the state was rebuilt, kept until history is compared.
@@ -82,8 +83,11 @@ MAX_LOG_READS_PER_RUN = 30
 MAX_REFETCH_PER_RUN = 20
 # Longest pause between two runs taken into account when a stored horizon is repaired.
 MAX_REPAIR_SPAN = 7 * DAY
-# Ids of malformed incidents already warned about, kept at most.
-MAX_WARNED = 1000
+# Malformed incidents remembered as already warned about (by a hash of their id); past this the set
+# starts over, so a stream of distinct bad ids costs a few warnings more, never unbounded memory.
+MAX_WARNED_MALFORMED = 1000
+# What a warning shows of a malformed incident's id.
+MAX_LOGGED_ID = 64
 
 
 class StopRun(Exception):
@@ -471,16 +475,23 @@ class Collector:
     # One incident ------------------------------------------------------------------------------
 
     def parse(self, raw: Any) -> Incident | None:
-        """The incident, or None (counted, warned once per incident) when a field it needs is unusable."""
+        """The incident, or None (counted, warned once per incident) when a field it needs is unusable.
+
+        The warning shows the id escaped and bounded (`for_log`); what is remembered of it is a short
+        hash, in a bounded set, so a hostile id costs neither log lines nor memory.
+        """
         try:
             return parse_incident(raw)
         except MalformedIncident as e:
             self._run.report.skipped += 1
             key: str = raw['id'] if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
             self.outputs.count('incidents.skipped', 1, ['reason:malformed'])
-            if key not in self._warned_malformed and len(self._warned_malformed) < MAX_WARNED:
-                self._warned_malformed.add(key)
-                self._warning('Skipped PagerDuty incident %s: %s', key, e)
+            seen = digest(key)
+            if seen not in self._warned_malformed:
+                if len(self._warned_malformed) >= MAX_WARNED_MALFORMED:
+                    self._warned_malformed.clear()
+                self._warned_malformed.add(seen)
+                self._warning('Skipped PagerDuty incident %s: %s', for_log(key, MAX_LOGGED_ID), for_log(str(e)))
             return None
 
     def _map(self, incident: Incident, catalog: Catalog) -> MappingResult:
@@ -743,9 +754,9 @@ class Collector:
                 transition.incident.number,
                 transition.kind,
                 mapping.rule,
-                ','.join(mapping.services),
-                mapping.team,
-                mapping.env,
+                for_log(','.join(mapping.services)),
+                for_log(mapping.team),
+                for_log(mapping.env),
             )
             note = notes.get(index)
             self.outputs.transition(transition, mapping, tags, now, [note] if note else [])

@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
 from .mapping import CatalogService, CatalogTeam, name_key
-from .text import text_or_none
+from .text import for_log, shown, text_or_none
 
 
 class InvalidDefinition(ValueError):
@@ -78,7 +78,8 @@ def parse_definition(document: Any, source: str) -> list[CatalogService]:
     if 'apiVersion' in document:
         api_version = document.get('apiVersion')
         if not isinstance(api_version, str) or not api_version.strip().startswith('v3'):
-            raise InvalidDefinition('unsupported apiVersion {!r}'.format(api_version))
+            # Shown bounded: a YAML alias can make a value of a few bytes print as gigabytes.
+            raise InvalidDefinition('unsupported apiVersion {}'.format(shown(api_version)))
         kind = document.get('kind')
         if not isinstance(kind, str) or not kind.strip():
             raise InvalidDefinition('kind is missing' if kind is None else 'kind must be a non-empty string')
@@ -117,7 +118,7 @@ def parse_definition(document: Any, source: str) -> list[CatalogService]:
     if version not in ('v2', 'v2.1', 'v2.2'):
         if version is None:
             raise InvalidDefinition('neither schema-version nor apiVersion is set')
-        raise InvalidDefinition('unsupported schema-version {!r}'.format(version))
+        raise InvalidDefinition('unsupported schema-version {}'.format(shown(version)))
     name = _optional_text(document, 'dd-service', 'dd-service')
     if name is None:
         raise InvalidDefinition('dd-service is missing')
@@ -196,15 +197,15 @@ def resolve_inheritance(services: Sequence[CatalogService]) -> tuple[tuple[Catal
         reference = _reference(service.inherit_from)
         if reference is None:
             problems.append(
-                'catalog entity {}:{} has inheritFrom {!r}, which is not <kind>:<name>'.format(
-                    service.kind, service.name, service.inherit_from
+                'catalog entity {}:{} has inheritFrom {}, which is not <kind>:<name>'.format(
+                    for_log(service.kind), for_log(service.name), shown(service.inherit_from)
                 )
             )
             return None
         if reference not in index:
             problems.append(
                 'catalog entity {}:{} inherits from {}, which no catalog source defines'.format(
-                    service.kind, service.name, service.inherit_from
+                    for_log(service.kind), for_log(service.name), for_log(service.inherit_from)
                 )
             )
             return None
@@ -223,7 +224,7 @@ def resolve_inheritance(services: Sequence[CatalogService]) -> tuple[tuple[Catal
                 cycle = chain[chain.index(node) :]
                 problems.append(
                     'catalog entities {} inherit from each other in a cycle'.format(
-                        ', '.join('{}:{}'.format(index[k].kind, index[k].name) for k in cycle)
+                        for_log(', '.join('{}:{}'.format(index[k].kind, index[k].name) for k in cycle), 1000)
                     )
                 )
                 break

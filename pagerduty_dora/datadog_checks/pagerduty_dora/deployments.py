@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from .attribution_rules import ChangeEvent, Deployment, identifiers_of
 from .http_client import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
+from .text import for_log
 from .times import format_time, parse_api_time
 
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
@@ -160,21 +161,22 @@ class DeploymentsClient:
         else:
             self._log.debug(
                 'Deployment search for %s in env %s stopped after %d pages; the latest ones are used',
-                service,
-                env,
+                for_log(service),
+                for_log(env),
                 MAX_PAGES,
             )
         return list(seen.values())
 
     def patch(self, deployment_id: str, body: dict) -> None:
         """Send a `patch_body()`; raises `Unavailable`, or `RequestRejected` when the API refuses it."""
-        self._call('patch', '{}/{}'.format(DEPLOYMENTS_PATH, deployment_id), body, PATCH_ENDPOINT)
+        # Accepted is accepted, whatever the body says: a 2xx that is not JSON must not be sent again.
+        self._call('patch', '{}/{}'.format(DEPLOYMENTS_PATH, deployment_id), body, PATCH_ENDPOINT, expect_json=False)
 
-    def _call(self, method: str, path: str, body: dict, endpoint: str) -> Any:
+    def _call(self, method: str, path: str, body: dict, endpoint: str, expect_json: bool = True) -> Any:
         if self.stalled:
             raise Unavailable()
         try:
-            return getattr(self._api, method)(path, body, endpoint=endpoint)
+            return getattr(self._api, method)(path, body, endpoint=endpoint, expect_json=expect_json)
         except BudgetExhausted:
             self._api.stall(self._caller)
             raise Unavailable() from None

@@ -312,10 +312,12 @@ class DoraDelivery:
     def _send(self, attributes: dict) -> None:
         removal = attributes.get(REMOVE)
         if removal is None:
-            self._api.post(FAILURE_PATH, {'data': {'attributes': attributes}}, endpoint=ENDPOINT)
+            self._api.post(FAILURE_PATH, {'data': {'attributes': attributes}}, endpoint=ENDPOINT, expect_json=False)
             return
         try:
-            self._api.request('delete', '{}/{}'.format(FAILURE_PATH, removal), endpoint=REMOVAL_ENDPOINT)
+            self._api.request(
+                'delete', '{}/{}'.format(FAILURE_PATH, removal), endpoint=REMOVAL_ENDPOINT, expect_json=False
+            )
         except RequestRejected as e:
             if e.status != 404:
                 raise

@@ -3,7 +3,9 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Agent events for incident transitions: one per transition, threaded per incident by `aggregation_key`.
 
-The lines change-failure attribution adds to an event's text (`notes`) are built here too.
+The lines change-failure attribution adds to an event's text (`notes`) are built here too. Every
+value shown in a title or a text goes through `_md`, `_code` or `_link`, which make it one line of
+literal Markdown in which no `@` can notify anyone (`text.no_mentions`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .attribution_rules import BELOW_SEVERITY, NO_SERVICE, SEVERAL_SERVICES, mapped_services
-from .text import clip, one_line
+from .text import clip, no_mentions, one_line
 from .times import format_time
 
 if TYPE_CHECKING:
@@ -85,27 +87,31 @@ def format_duration(seconds: float) -> str:
 
 
 def _md(text: Any, limit: int = NAME_LIMIT) -> str:
-    """Untrusted text as literal Markdown on one line (and never the `%%%` block delimiter)."""
-    clipped = clip(one_line(str(text)), limit)
+    """Untrusted text as literal Markdown on one line (and never the `%%%` block delimiter nor a mention)."""
+    clipped = clip(no_mentions(one_line(str(text))), limit)
     return _BLOCK_DELIMITER.sub('%%', _MARKDOWN_SPECIAL.sub(r'\\\1', clipped))
 
 
 def _link(label: str, url: str) -> str:
     if url.startswith(('https://', 'http://')) and not any(c.isspace() for c in url):
-        return '[{}]({})'.format(label, url.replace('(', '%28').replace(')', '%29'))
+        # Percent-encoded, `@` still means the same in a URL, and no longer names anyone to notify.
+        target = url.replace('(', '%28').replace(')', '%29').replace('@', '%40')
+        return '[{}]({})'.format(label, target)
     return label
 
 
 def _code(value: Any) -> str:
-    return '`{}`'.format(clip(one_line(str(value)), NAME_LIMIT).replace('`', "'")) if value else '(none)'
+    if not value:
+        return '(none)'
+    return '`{}`'.format(clip(no_mentions(one_line(str(value))), NAME_LIMIT).replace('`', "'"))
 
 
 def _title(transition: Transition) -> str:
     incident = transition.incident
     head = '#{} {}'.format(incident.number, KIND_LABELS.get(transition.kind, transition.kind.replace('_', ' ')))
     if incident.priority:
-        head = '[{}] {}'.format(clip(one_line(incident.priority), 20), head)
-    title = one_line(incident.title)
+        head = '[{}] {}'.format(clip(no_mentions(one_line(incident.priority)), 20), head)
+    title = no_mentions(one_line(incident.title))
     return '{}: {}'.format(head, clip(title, TITLE_LIMIT)) if title else head
 
 

@@ -6,7 +6,8 @@
 Both APIs the check talks to (PagerDuty's REST API and Datadog's API) go through `ApiClient`, so
 they share one set of rules: a hard request budget per run, a run deadline that no wait may pass,
 rate limits read from `ratelimit-*` / `X-RateLimit-*` headers, no redirects (credentials never
-follow one), and errors split into the kinds the callers act on.
+follow one), a base URL that every URL parser reads as the same host (`urls.api_origin`), and errors
+split into the kinds the callers act on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .urls import Origin, UnsafeUrl, api_origin
+
 # Longest single wait for a rate limit window; PagerDuty's windows are one minute.
 MAX_RATE_LIMIT_WAIT = 65.0
 # Retries of one request after a 429, a 5xx or a connection failure, within the run deadline.
@@ -31,6 +34,8 @@ ERROR_BODY_LIMIT = 1000
 # megabyte; without a bound, a broken or hostile server could make the Agent hold any amount in memory.
 MAX_BODY_BYTES = 50 * 1024 * 1024
 READ_CHUNK = 64 * 1024
+# What is read of an accepted answer whose body is not used, so that its connection can be reused.
+DRAIN_LIMIT = 64 * 1024
 # Words of a 403 body that mean "valid key, missing permission" rather than "wrong key".
 PERMISSION_WORDS = ('permission', 'scope', 'not authorized')
 
@@ -83,7 +88,11 @@ class TransientError(ApiError):
 
 
 class UnreadableResponse(TransientError):
-    """A body that is not JSON the check can read: retried on later runs, then skipped by the caller."""
+    """A 2xx whose body cannot be read as JSON (not JSON, nested too deeply, too large).
+
+    Transient, since a proxy or a bad deploy can cause it; but a page that stays unreadable through
+    retries will never read, and the caller may skip it rather than stop on it every run.
+    """
 
 
 class ConnectionFailed(TransientError):
@@ -156,6 +165,8 @@ class ApiClient:
 
     `auth_headers` are sent with every request and never logged. `on_request(endpoint, status_class)`
     is told of every attempt, `on_rate_limited(endpoint)` of every 429, so the caller can count them.
+    `base_url` must pass `urls.api_origin` (https, or http to a loopback host; no credentials,
+    backslash or anything URL parsers read apart): any other raises `UnsafeUrl`, before any request.
     """
 
     def __init__(
@@ -177,7 +188,11 @@ class ApiClient:
     ) -> None:
         self.name = name
         self._http = http
-        self.base_url = base_url.rstrip('/')
+        try:
+            self.origin = api_origin(base_url.strip() if isinstance(base_url, str) else base_url)
+        except UnsafeUrl as e:
+            raise UnsafeUrl('{} API: refusing the base URL {!r}: it {}'.format(name, base_url, e)) from None
+        self.base_url = base_url.strip().rstrip('/')
         self._auth_headers = dict(auth_headers)
         self._secrets = _secret_values(self._auth_headers)
         self._max_requests = max_requests
@@ -208,31 +223,56 @@ class ApiClient:
     def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
         return self.request('get', path, params=params, endpoint=endpoint)
 
-    def post(self, path: str, body: Any, endpoint: str | None = None) -> Response:
-        return self.request('post', path, body=body, endpoint=endpoint)
+    def post(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
+        return self.request('post', path, body=body, endpoint=endpoint, expect_json=expect_json)
 
-    def patch(self, path: str, body: Any, endpoint: str | None = None) -> Response:
-        return self.request('patch', path, body=body, endpoint=endpoint)
+    def patch(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
+        return self.request('patch', path, body=body, endpoint=endpoint, expect_json=expect_json)
 
     def request(
-        self, method: str, path: str, *, params: Any = None, body: Any = None, endpoint: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        endpoint: str | None = None,
+        expect_json: bool = True,
     ) -> Response:
         """Make one logical request (with bounded retries) and return its decoded JSON body.
 
-        Raises an `ApiError` subclass, after telling `on_failure`; never returns a failed response.
+        Raises an `ApiError` subclass, after telling `on_failure`; never returns a failed response. A
+        2xx whose body is not JSON raises `UnreadableResponse`, unless `expect_json` is False: then the
+        answer is a success whatever its body (`data` is None), which is what a write needs, since the
+        status alone says whether it was accepted.
         """
         try:
-            return self._request(method, path, params=params, body=body, endpoint=endpoint)
+            return self._request(method, path, params=params, body=body, endpoint=endpoint, expect_json=expect_json)
         except ApiError as e:
             e.endpoint = e.endpoint or endpoint or path
             self._on_failure(e)
             raise
 
     def _request(
-        self, method: str, path: str, *, params: Any = None, body: Any = None, endpoint: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        endpoint: str | None = None,
+        expect_json: bool = True,
     ) -> Response:
         endpoint = endpoint or path
-        url = path if path.startswith(('http://', 'https://')) else self.base_url + path
+        if path.startswith('/'):
+            url = self.base_url + path
+        elif path.startswith(('http://', 'https://')) and _origin_of(path) == self.origin:
+            url = path
+        else:
+            # Credentials go to the configured host only, whatever path or URL a caller was handed.
+            raise RequestRejected(
+                self.name, '{} is not a path on the configured host; not requested'.format(endpoint)
+            )
         attempt = 0
         while True:
             self._wait_for_rate_limit_window(endpoint)
@@ -279,6 +319,9 @@ class ApiClient:
                     raise RequestRejected(
                         self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
                     )
+                if not expect_json:
+                    self._drain(response)
+                    return Response(status=status, headers=headers)
                 return Response(status=status, headers=headers, data=self._decode(response, endpoint))
             finally:
                 _close(response)
@@ -317,7 +360,7 @@ class ApiClient:
             for chunk in response.iter_content(READ_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise TransientError(
+                    raise UnreadableResponse(
                         self.name, '{} answered a body larger than {} MB; not read'.format(endpoint, limit // 2**20)
                     )
                 chunks.append(chunk)
@@ -336,7 +379,19 @@ class ApiClient:
         try:
             return json.loads(content)
         except (ValueError, RecursionError):
+            # ValueError covers text that is not JSON or not UTF-8, and integers past Python's digit limit.
             raise UnreadableResponse(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None
+
+    def _drain(self, response: Any) -> None:
+        """Read (and drop) a little of a body that is not used, so the connection can serve the next request."""
+        try:
+            size = 0
+            for chunk in response.iter_content(READ_CHUNK):
+                size += len(chunk)
+                if size >= DRAIN_LIMIT or self._clock() > self.limits.deadline:
+                    return
+        except (OSError, ValueError):
+            return
 
     def redact(self, text: str) -> str:
         """`text` with every credential this client sends masked, for a server that echoes them back."""
@@ -389,6 +444,13 @@ class ApiClient:
 
     def _pause(self, seconds: float) -> None:
         self._sleep(seconds)
+
+
+def _origin_of(url: str) -> Origin | None:
+    try:
+        return api_origin(url.split('?', 1)[0].split('#', 1)[0])
+    except UnsafeUrl:
+        return None
 
 
 def _body(response: Any) -> str:

@@ -1,13 +1,20 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""PagerDuty incidents as plain values: parsing, timestamps and the fields that make a transition."""
+"""PagerDuty incidents as plain values: parsing, timestamps and the fields that make a transition.
+
+Parsing is where untrusted text is made safe once for every output: text fields are bounded and
+cleaned of lone UTF-16 surrogates (which no UTF-8 encoder accepts), and an id that is not a clean
+string makes the incident malformed, since an id is sent back in URLs, state, tags and log lines.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .text import UNSAFE_CATEGORIES, clean, shown
 from .times import parse_time
 
 STATUSES = ('triggered', 'acknowledged', 'resolved')
@@ -70,7 +77,7 @@ def _optional_time(value: Any) -> float | None:
 
 
 def _bounded(value: Any, limit: int = MAX_NAME_LENGTH) -> str:
-    return value[: limit * 2].strip()[:limit] if isinstance(value, str) else ''
+    return clean(value[: limit * 2].strip()[:limit]) if isinstance(value, str) else ''
 
 
 def _reference_name(reference: Any) -> str:
@@ -80,10 +87,20 @@ def _reference_name(reference: Any) -> str:
 
 
 def _identifier(value: Any) -> str | None:
-    if not isinstance(value, str):
+    """The id, stripped, or None unless it is a clean string of 1 to `MAX_ID_LENGTH` characters.
+
+    Clean: no control, format, private-use or unassigned character, no line or paragraph separator,
+    no lone surrogate. An id is written back into state, tags, DORA failure ids and log lines, where
+    such a character would fail to encode or forge a line; PagerDuty's own ids are short alphanumerics.
+    """
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH * 2:
         return None
     text = value.strip()
-    return text if 0 < len(text) <= MAX_ID_LENGTH else None
+    if not 0 < len(text) <= MAX_ID_LENGTH:
+        return None
+    if any(unicodedata.category(c) in UNSAFE_CATEGORIES for c in text):
+        return None
+    return text
 
 
 def _latest_acknowledgement(acknowledgements: Any) -> float | None:
@@ -103,10 +120,10 @@ def parse_incident(raw: Any) -> Incident:
         raise MalformedIncident('incident is not an object')
     incident_id = _identifier(raw.get('id'))
     if incident_id is None:
-        raise MalformedIncident('missing id')
+        raise MalformedIncident('missing id' if raw.get('id') is None else 'unusable id')
     status = raw.get('status')
     if status not in STATUSES:
-        raise MalformedIncident('unknown status {!r}'.format(status))
+        raise MalformedIncident('unknown status {}'.format(shown(status, 40)))
     number = raw.get('incident_number')
     if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_INCIDENT_NUMBER:
         raise MalformedIncident('missing incident_number')
@@ -124,9 +141,11 @@ def parse_incident(raw: Any) -> Incident:
         urgency = 'high'
     listed = raw.get('teams')
     teams = tuple(
-        Team(id=team['id'].strip(), name=_reference_name(team))
+        Team(id=team_id, name=_reference_name(team))
         for team in (listed if isinstance(listed, list) else [])
-        if isinstance(team, Mapping) and _identifier(team.get('id'))
+        if isinstance(team, Mapping)
+        for team_id in [_identifier(team.get('id'))]
+        if team_id is not None
     )
     priority = _reference_name(raw.get('priority')) or None
     resolved_at = _optional_time(raw.get('resolved_at'))

@@ -11,10 +11,8 @@ into the `ConfigurationError` raised at the first run.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 URGENCIES = ('high', 'low')
 UNMAPPED_INCIDENTS = ('send', 'skip')
@@ -36,12 +34,12 @@ def instance_api_token(value: Any, **kwargs: Any) -> Any:
 
 
 def instance_pagerduty_api_url(value: Any, **kwargs: Any) -> Any:
-    """Require an https URL with a host; plain http only for a loopback host."""
+    """Require an https URL with a host, read alike by every URL parser; plain http only for a loopback host."""
     return _check_api_url('pagerduty_api_url', value)
 
 
 def instance_datadog_api_url(value: Any, **kwargs: Any) -> Any:
-    """Require an https URL with a host; plain http only for a loopback host."""
+    """Require an https URL with a host, read alike by every URL parser; plain http only for a loopback host."""
     return _check_api_url('datadog_api_url', value)
 
 
@@ -240,33 +238,18 @@ def check_instance(model: Any) -> Any:
     return model
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether `host` is `localhost` or an address in 127.0.0.0/8 or ::1."""
-    host = host.strip('[]').lower()
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_api_url(option: str, value: Any) -> Any:
+    """The URL, stripped, when credentials may be sent to it (see `urls.api_origin`); else a ValueError."""
+    from datadog_checks.pagerduty_dora.urls import UnsafeUrl, api_origin
+
     if not isinstance(value, str):
         return value
+    url = value.strip()
     try:
-        parts = urlsplit(value.strip())
-        host = parts.hostname
-    except ValueError:
-        host = None
-        parts = None
-    if parts is None or parts.scheme not in ('http', 'https') or not host:
-        raise ValueError('`{}` must be a URL like https://<HOST>, got {!r}'.format(option, value))
-    if parts.scheme == 'http' and not is_loopback_host(host):
-        raise ValueError(
-            '`{}` must use https (plain http is allowed only for a loopback host), got {!r}'.format(option, value)
-        )
-    return value
+        api_origin(url)
+    except UnsafeUrl as e:
+        raise ValueError('`{}` {}, got {!r}'.format(option, e, value)) from None
+    return url
 
 
 def _as_int(value: Any) -> int | None:
