@@ -183,12 +183,13 @@ class Passes:
             feed.failures += 1
             if feed.failures < UNREADABLE_RETRIES:
                 raise
-            feed.failures = 0
+            # From here on the bad page is cornered within this run: each failure halves the window,
+            # down to one second, which is passed over.
             if window.until - window.since > 1 and window.offset == 0:
-                feed.width = max(1.0, (window.until - window.since) / 8)
+                feed.width = max(1.0, (window.until - window.since) / 2)
                 feed.window = None
                 return None
-            feed.window = None
+            feed.window, feed.failures = None, 0
             feed.horizon = max(feed.horizon, window.until if window.offset == 0 else window.end)
             self.steps.skipped_entries('unreadable', 1)
             self.steps.warning(
@@ -200,7 +201,8 @@ class Passes:
             )
             return None
         self.pages += 1
-        feed.failures = 0
+        if feed.failures < UNREADABLE_RETRIES:
+            feed.failures = 0
         return page
 
     def _apply(self, raw_entries: list[Any], since: float, until: float, live_since: float) -> None:
@@ -291,8 +293,9 @@ class Passes:
             scan.position = key if scan.position is None else max(scan.position, key)
         if page.more and not fresh:
             # A whole page of one second already read: step over it within that second, but never
-            # past the offset PagerDuty accepts (a server that always says `more` ends the pass here).
-            if scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP:
+            # past the offset PagerDuty accepts (a server that always says `more` ends the pass here),
+            # and not at all for a page shorter than asked for, which cannot have more after it.
+            if scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP and len(page.incidents) >= PAGE_SIZE:
                 scan.skip += PAGE_SIZE
                 return
             self.steps.warning(
