@@ -119,9 +119,12 @@ def clean_run(world: World, service: str, dd_run_check: Any, aggregator: Any) ->
 
 
 def comparable(event: dict) -> dict:
-    """An event without what differs between two accounts: ids, URLs and times."""
+    """An event without what differs between two accounts: ids, URLs, times, and the tags naming them."""
     drop = ('aggregation_key', 'timestamp', 'msg_text')
-    return {k: v for k, v in event.items() if k not in drop}
+    named = ('pagerduty_transition:', 'pagerduty_dora_instance:')
+    found = {k: v for k, v in event.items() if k not in drop}
+    found['tags'] = [tag for tag in event.get('tags', []) if not tag.startswith(named)]
+    return found
 
 
 # 1. URLs that two parsers read apart -----------------------------------------------------------
@@ -348,7 +351,8 @@ class TestLoneSurrogates:
         raw['id'] = 'PSURR01'
         damage(raw)
         add_to_lists(world, raw)
-        for _ in range(3):
+        # Listed only (no log entry shows it): reconciliation takes it up once the feed has read past its creation.
+        for _ in range(6):
             account.advance(60)
             dd_run_check(check)
 
@@ -374,7 +378,9 @@ class TestLoneSurrogates:
 
         assert event_keys(aggregator) == {(good, 'triggered'): 1}
         assert set(world.dora.failures) == {failure_id(good)}
-        assert check.warnings == ['Skipped PagerDuty incident PSURR\\ud800: unusable id']
+        assert [w for w in check.warnings if not w.startswith('No `env` is set')] == [
+            'Skipped PagerDuty incident PSURR\\ud800: unusable id'
+        ]
         assert skipped(aggregator) == 3
         json.dumps(datadog_agent._cache, ensure_ascii=False).encode('utf-8')
 

@@ -103,6 +103,7 @@ class TestLifecycleLeaksNothing:
         account.reopen(incident)
         run(expect_error=True)
         world.datadog.fault = None
+        world.catalog.catalog_read = True
         # PagerDuty answers 401 echoing the Authorization header, then a 500 that does the same.
         world.pagerduty.server.fault = echo_headers(401)
         run(expect_error=True)
