@@ -43,15 +43,15 @@ class Life:
         self.legacy = self.account.add_service('Legacy cron')
         self._run_check = dd_run_check
         self.aggregator = aggregator
-        self.options = dict(
-            datadog_app_key=DD_APP_KEY,
-            attribute_change_failures=True,
-            env='prod',
-            service_overrides=[
+        self.options = {
+            'datadog_app_key': DD_APP_KEY,
+            'attribute_change_failures': True,
+            'env': 'prod',
+            'service_overrides': [
                 {'pagerduty_service': services['checkout'], 'service': 'checkout'},
                 {'pagerduty_service': services['billing'], 'service': 'billing'},
             ],
-        )
+        }
         self.options.update(options)
         self.check = world.check(**self.options)
         # Under chaos a run may end in an error, as it does in the Agent; the next run goes on.

@@ -173,7 +173,6 @@ class TestClusterMove:
         new = event_keys(aggregator) - reported_by_a
         assert (live[0], 'resolved') in new and set(new.values()) == {1}
 
-
     def test_a_move_during_the_backfill_sends_the_rest_of_history_only(
         self, moved_world, dd_run_check, aggregator, datadog_agent
     ):
@@ -214,7 +213,11 @@ class TestDrift:
             world.account.advance(60)
             dd_run_check(check)
             # The resolve's update is lost on Datadog's side: its failure stays open there.
-            world.datadog.fault = lambda r: Reply(202, {'data': {'id': 'x', 'type': 'dora_failure'}}) if r.method == 'POST' and r.path.endswith('/failure') else None
+            world.datadog.fault = (
+                lambda r: Reply(202, {'data': {'id': 'x', 'type': 'dora_failure'}})
+                if r.method == 'POST' and r.path.endswith('/failure')
+                else None
+            )
             world.account.resolve(incident)
             world.account.advance(60)
             dd_run_check(check)

@@ -358,7 +358,7 @@ class TestFaults:
             survivors = [i for i in settled if i != incident and account.status(i) != 'resolved']
             if status == 'resolved' or not survivors:
                 return
-            # A merge resolves the incident: its resolve is reported, and its failure is removed (the survivor counts it).
+            # A merge resolves the incident: its resolve is reported, and its failure removed (the survivor counts it).
             account.merge(incident, rng.choice(survivors))
             expected[(incident, 'resolved')] += 1
             gone.add(incident)

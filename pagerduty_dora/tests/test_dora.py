@@ -25,7 +25,7 @@ from datadog_checks.pagerduty_dora.dora import (
     failure_id,
     fingerprint,
 )
-from datadog_checks.pagerduty_dora.http_client import ApiClient, AuthError
+from datadog_checks.pagerduty_dora.http_client import ApiClient
 from datadog_checks.pagerduty_dora.incident import parse_incident
 from datadog_checks.pagerduty_dora.mapping import MappingResult
 

@@ -339,7 +339,9 @@ class TestReadmeSetup:
 
 def version() -> str:
     about = (REPOSITORY / 'pagerduty_dora' / 'datadog_checks' / 'pagerduty_dora' / '__about__.py').read_text()
-    return re.search(r"__version__ = '([^']+)'", about).group(1)
+    found = re.search(r"__version__ = '([^']+)'", about)
+    assert found is not None
+    return found.group(1)
 
 
 class TestDocsAgree:

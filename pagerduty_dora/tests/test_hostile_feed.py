@@ -85,6 +85,7 @@ class TestLyingPagingMetadata:
         dd_run_check(check)
         world.account.advance(60)
         incidents = burst(world, services)
+
         def first_page(request):
             # Page one, whatever offset is asked for (and it says so).
             if request.path != '/log_entries':
@@ -168,7 +169,12 @@ class TestUnusableEntries:
                     {'id': 'RNOTIME', 'type': 'trigger_log_entry', 'incident': {'id': incidents[0]}},
                     {'id': 7, 'type': 'trigger_log_entry', 'created_at': entries[0]['created_at'] if entries else ''},
                     {'id': 'RNOINC', 'type': 'trigger_log_entry', 'created_at': '2026-11-02T12:00:00Z', 'incident': {}},
-                    {'id': 'RFAR', 'type': 'trigger_log_entry', 'created_at': '9999-12-31T23:59:59Z', 'incident': {'id': 'X'}},
+                    {
+                        'id': 'RFAR',
+                        'type': 'trigger_log_entry',
+                        'created_at': '9999-12-31T23:59:59Z',
+                        'incident': {'id': 'X'},
+                    },
                 ],
             )
 

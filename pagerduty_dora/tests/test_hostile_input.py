@@ -28,12 +28,11 @@ from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import catalog_files
 from datadog_checks.pagerduty_dora import http_client as api_module
 from datadog_checks.pagerduty_dora.config_models import validators
+from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
 from datadog_checks.pagerduty_dora.dora import failure_id
 from datadog_checks.pagerduty_dora.http_client import ApiClient, TransientError, UnreadableResponse
 from datadog_checks.pagerduty_dora.text import MENTION_SIGN, for_log
 from datadog_checks.pagerduty_dora.urls import UnsafeUrl, is_loopback_host
-
-from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
 
 from .fakes.server import FakeServer, Reply, Request
 from .harness import DD_API_KEY, World, event_keys
@@ -54,7 +53,8 @@ def rewrite(server: FakeServer, path: str, transform: Callable[[Request, Reply],
         if request.path != path:
             return None
         # The routes answer; the request is already recorded once, by the server that called this fault.
-        return transform(request, LoopbackServer.dispatch(server, request))
+        reply: Any = LoopbackServer.dispatch(server, request)
+        return transform(request, reply)
 
     server.fault = fault
 
@@ -222,8 +222,31 @@ class TestUrlsParsersReadApart:
     @given(
         st.lists(
             st.sampled_from(
-                ['http://', 'https://', 'evil.example', '127.0.0.1', 'localhost', '[::1]', ':80', ':', '@', '\\',
-                 '/', '#', '?', '%40', '%2F', '.', ' ', '\t', 'x', '[', ']', '\u3002', '\uff0e']
+                [
+                    'http://',
+                    'https://',
+                    'evil.example',
+                    '127.0.0.1',
+                    'localhost',
+                    '[::1]',
+                    ':80',
+                    ':',
+                    '@',
+                    '\\',
+                    '/',
+                    '#',
+                    '?',
+                    '%40',
+                    '%2F',
+                    '.',
+                    ' ',
+                    '\t',
+                    'x',
+                    '[',
+                    ']',
+                    '\u3002',
+                    '\uff0e',
+                ]
             ),
             min_size=1,
             max_size=8,
@@ -543,13 +566,13 @@ class TestUnreadableResponse:
 # 436 bytes that expand to 9**9 strings; the loader's message formatted the expanded `apiVersion`.
 ALIAS_BOMB = '\n'.join(
     ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + ['{}: &{} [{}]'.format(c, c, ','.join(['*' + p] * 9)) for p, c in zip('abcdefg', 'bcdefgh')]
+    + ['{}: &{} [{}]'.format(c, c, ','.join(['*' + p] * 9)) for p, c in zip('abcdefg', 'bcdefgh', strict=False)]
     + ['apiVersion: [{}]'.format(','.join(['*h'] * 9)), 'kind: service', 'metadata: {name: bomb}', '']
 )
 # The same at six levels (9**6 strings): small enough for the old code to finish, and show its 4 MB warning.
 SMALL_BOMB = '\n'.join(
     ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + ['{}: &{} [{}]'.format(c, c, ','.join(['*' + p] * 9)) for p, c in zip('abcd', 'bcde')]
+    + ['{}: &{} [{}]'.format(c, c, ','.join(['*' + p] * 9)) for p, c in zip('abcd', 'bcde', strict=False)]
     + ['apiVersion: [{}]'.format(','.join(['*e'] * 9)), 'kind: service', 'metadata: {name: bomb}', '']
 )
 GOOD_DEFINITION = (
@@ -592,7 +615,9 @@ HOSTILE_FILES = [
 class TestHostileCatalogFiles:
     """A catalog file built to exhaust memory or time is refused with a warning; the other files map as before."""
 
-    @pytest.mark.parametrize('make, problem', [(m, p) for _, m, p in HOSTILE_FILES], ids=[i for i, _, _ in HOSTILE_FILES])
+    @pytest.mark.parametrize(
+        'make, problem', [(m, p) for _, m, p in HOSTILE_FILES], ids=[i for i, _, _ in HOSTILE_FILES]
+    )
     def test_file_is_refused_and_the_others_used(self, world, service, dd_run_check, tmp_path, make, problem):
         folder = tmp_path / 'catalog'
         folder.mkdir()

@@ -452,8 +452,12 @@ class TestErrors:
     READS = [
         pytest.param(lambda r: list(r.failures(START - HOUR, START)), FAILURES_LIST_ENDPOINT, 'dora', id='failures'),
         pytest.param(lambda r: r.failure('P1'), FAILURE_GET_ENDPOINT, 'dora', id='failure'),
-        pytest.param(lambda r: list(r.events('source:pagerduty_dora', START - HOUR, START)), EVENTS_LIST_ENDPOINT,
-                     'events', id='events'),
+        pytest.param(
+            lambda r: list(r.events('source:pagerduty_dora', START - HOUR, START)),
+            EVENTS_LIST_ENDPOINT,
+            'events',
+            id='events',
+        ),
     ]
 
     @pytest.mark.parametrize('read, endpoint, fake', READS)

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from datadog_checks.pagerduty_dora.incident import MalformedIncident, parse_incident
-from datadog_checks.pagerduty_dora.state import CollectorState, Feed, FeedWindow, Reconciliation, Window
+from datadog_checks.pagerduty_dora.state import CollectorState, Feed, FeedWindow, IncidentRecord, Reconciliation, Window
 from datadog_checks.pagerduty_dora.times import format_time, parse_time
-from datadog_checks.pagerduty_dora.state import IncidentRecord
 from datadog_checks.pagerduty_dora.transitions import NEW, Base, Step, adopt, field_changes, fold, observed, replay
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'incident_acknowledged.json').read_text())
@@ -164,7 +163,11 @@ class TestReplay:
         assert played(Base(start), self.INCIDENT, *steps) == expected
 
     def test_keys_name_the_entry_that_proves_each_transition(self):
-        steps = [step('resolve', '09:30:00', 'R1'), step('', '09:40:00', 'A2', kind='assign'), step('acknowledge', '09:41:00', 'K3')]
+        steps = [
+            step('resolve', '09:30:00', 'R1'),
+            step('', '09:40:00', 'A2', kind='assign'),
+            step('acknowledge', '09:41:00', 'K3'),
+        ]
         transitions, _ = replay(Base('triggered'), steps, self.INCIDENT)
         assert [t.key for t in transitions] == ['R1', 'reopen:R1', 'K3']
 
@@ -188,7 +191,11 @@ class TestFold:
     INCIDENT = TestReplay.INCIDENT
 
     def test_fold_keeps_the_rest_of_the_story(self):
-        steps = [step('trigger', '09:15:00', 'T'), step('acknowledge', '09:20:00', 'A'), step('resolve', '09:45:00', 'R')]
+        steps = [
+            step('trigger', '09:15:00', 'T'),
+            step('acknowledge', '09:20:00', 'A'),
+            step('resolve', '09:45:00', 'R'),
+        ]
         base, kept, folded = fold(Base(), steps, at('09:30:00'), self.INCIDENT)
         assert (base.status, base.acked, folded) == ('acknowledged', True, {'trigger', 'A'})
         assert [s.id for s in kept] == ['R']

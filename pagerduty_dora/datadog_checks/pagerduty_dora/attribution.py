@@ -586,7 +586,9 @@ class ChangeFailureAttribution:
             for key, _, task in queue.dump():
                 if keys is not None and key not in keys:
                     continue
-                if queue.get(key) is not task or float(task.get('due') or 0) > self._clock():
+                if not isinstance(task, dict) or queue.get(key) is not task:
+                    continue
+                if float(task.get('due') or 0) > self._clock():
                     continue
                 try:
                     done, follow = self._run(key, task)

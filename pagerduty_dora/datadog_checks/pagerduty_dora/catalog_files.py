@@ -186,9 +186,7 @@ def _mb() -> str:
 
 
 def _out_of_time() -> str:
-    return 'was not read: reading the catalog files took more than the {:g} s one refresh may spend'.format(
-        TIME_BUDGET
-    )
+    return 'was not read: reading the catalog files took more than the {:g} s one refresh may spend'.format(TIME_BUDGET)
 
 
 @dataclass(frozen=True)

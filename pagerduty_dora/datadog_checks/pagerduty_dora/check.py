@@ -361,7 +361,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
 
     def _catalog_problem(self) -> str:
         store = getattr(self.collector, 'catalog', None)
-        unloaded = store.unloaded() if hasattr(store, 'unloaded') else {}
+        unloaded = store.unloaded() if store is not None and hasattr(store, 'unloaded') else {}
         causes = [
             '{} has never loaded ({})'.format(CATALOG_SOURCE_OPTIONS.get(source, source), reason)
             for source, reason in unloaded.items()

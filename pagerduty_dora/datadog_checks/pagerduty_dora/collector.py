@@ -59,9 +59,9 @@ from .readback import Readback
 from .rebuild import payload_digest, read_record
 from .settings import Settings
 from .state import CollectorState, Feed, IncidentRecord, Window
+from .text import digest, for_log
 from .times import format_time
 from .transitions import NEW, Base, Step, Transition, adopt, field_changes, fold, observed, replay
-from .text import digest, for_log
 
 STATE_KEY = 'collector'
 # Digests of the DORA failures Datadog held when the state was rebuilt, kept until history is compared.
@@ -604,7 +604,9 @@ class Collector:
     def _read_log(self, incident: Incident, since: float | None) -> list[Step]:
         run = self._run
         if run.log_reads >= MAX_LOG_READS_PER_RUN:
-            raise StopRun('read the logs of {} incidents this run; the rest waits for the next one'.format(run.log_reads))
+            raise StopRun(
+                'read the logs of {} incidents this run; the rest waits for the next one'.format(run.log_reads)
+            )
         run.log_reads += 1
         self._check_deadline()
         entries = self.client.incident_log(incident.id, since)

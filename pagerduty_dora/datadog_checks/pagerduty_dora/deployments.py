@@ -198,7 +198,8 @@ def parse_change_event(raw: Any) -> ChangeEvent | None:
     if at is None:
         return None
     services = raw.get('services')
-    summary = raw.get('summary') if isinstance(raw.get('summary'), str) else ''
+    found = raw.get('summary')
+    summary = found if isinstance(found, str) else ''
     reason = raw.get('correlation_reason')
     return ChangeEvent(
         id=raw['id'],

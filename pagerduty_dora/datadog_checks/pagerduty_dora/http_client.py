@@ -270,9 +270,7 @@ class ApiClient:
             url = path
         else:
             # Credentials go to the configured host only, whatever path or URL a caller was handed.
-            raise RequestRejected(
-                self.name, '{} is not a path on the configured host; not requested'.format(endpoint)
-            )
+            raise RequestRejected(self.name, '{} is not a path on the configured host; not requested'.format(endpoint))
         attempt = 0
         while True:
             self._wait_for_rate_limit_window(endpoint)

@@ -14,7 +14,6 @@ incident means and does the output; they stop by raising what the steps raise (b
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 from .client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, LogEntry, LogPage, PagerDutyClient, parse_log_entry
@@ -267,7 +266,7 @@ class Passes:
         state.baseline = True
         state.reconciliation = None
 
-    def _reconcile_page(self, scan: Reconciliation, state: CollectorState, now: float) -> None:
+    def _reconcile_page(self, scan: Reconciliation, state: CollectorState, now: float | None) -> None:
         since: float | None = None
         until: float | None = None
         if scan.position is None:
@@ -388,7 +387,9 @@ class Passes:
 def _unmet(state: CollectorState, scan: Reconciliation) -> list[str]:
     """Open records the pass did not meet: each is read by id."""
     return sorted(
-        key for key, record in state.incidents.items() if record.status != 'resolved' and record.checked_at < scan.started
+        key
+        for key, record in state.incidents.items()
+        if record.status != 'resolved' and record.checked_at < scan.started
     )
 
 

@@ -183,6 +183,15 @@ def parse_failure(raw: Any) -> FailureRecord | None:
     )
 
 
+def _object(value: Any) -> dict:
+    """`value` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _string(value: Any, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
 def parse_event(raw: Any) -> EventRecord | None:
     """One `EventResponse`, or None when it lacks an id, an aggregation key or a time."""
     if not isinstance(raw, dict) or not isinstance(raw.get('id'), str):
@@ -190,7 +199,7 @@ def parse_event(raw: Any) -> EventRecord | None:
     outer = raw.get('attributes')
     if not isinstance(outer, dict):
         return None
-    inner = outer.get('attributes') if isinstance(outer.get('attributes'), dict) else {}
+    inner = _object(outer.get('attributes'))
     key = inner.get('aggregation_key')
     if not isinstance(key, str) or not key:
         return None
@@ -203,13 +212,13 @@ def parse_event(raw: Any) -> EventRecord | None:
     if timestamp is None:
         return None
     tags = _strings(outer.get('tags')) or _strings(inner.get('tags'))
-    status = inner.get('status') if isinstance(inner.get('status'), str) else 'info'
+    status = _string(inner.get('status'), 'info')
     return EventRecord(
         event_id=raw['id'],
         incident_id=key,
         timestamp=timestamp,
         tags=tags,
-        title=inner.get('title') if isinstance(inner.get('title'), str) else '',
+        title=_string(inner.get('title'), ''),
         alert_type=_ALERT_TYPES.get(status, status),
     )
 
@@ -265,8 +274,9 @@ class Readback:
             if next_to >= to:
                 raise Incomplete(
                     FAILURES_LIST_ENDPOINT,
-                    'more than {} DORA failures started in the second of {}; the list cannot be paged past '
-                    'them'.format(self.page_limit, format_time(oldest)),
+                    'more than {} DORA failures started in the second of {}; the list cannot be paged past them'.format(
+                        self.page_limit, format_time(oldest)
+                    ),
                 )
             # Only what started up to the new `to` (included, should the API include it) can come back.
             recent = {key: started for key, started in recent.items() if started <= next_to}
@@ -305,16 +315,16 @@ class Readback:
                 params['page[cursor]'] = cursor
             response = self._api.get(EVENTS_PATH, params=dict(params), endpoint=EVENTS_LIST_ENDPOINT)
             self.pages += 1
-            body = response.data if isinstance(response.data, dict) else {}
-            items = body.get('data') if isinstance(body.get('data'), list) else []
+            body = _object(response.data)
+            data = body.get('data')
+            items: list = data if isinstance(data, list) else []
             for raw in items:
                 event = parse_event(raw)
                 if event is None:
                     self.skipped += 1
                 elif since <= event.timestamp <= until:
                     yield event
-            meta = body.get('meta') if isinstance(body.get('meta'), dict) else {}
-            page = meta.get('page') if isinstance(meta.get('page'), dict) else {}
+            page = _object(_object(body.get('meta')).get('page'))
             after = page.get('after')
             if not items or not isinstance(after, str) or not after:
                 return

@@ -208,7 +208,9 @@ def field_changes(
     if urgency != incident.urgency:
         logged = [step.at for step in steps if step.kind == 'urgency_change']
         at = max(logged) if logged else updated
-        out.append(Transition('urgency_changed', incident, at, urgency, key='urgency:{}:{}'.format(incident.urgency, int(at))))
+        out.append(
+            Transition('urgency_changed', incident, at, urgency, key='urgency:{}:{}'.format(incident.urgency, int(at)))
+        )
     if service_id != incident.service_id:
         key = 'service:{}:{}'.format(incident.service_id, int(updated))
         out.append(Transition('service_changed', incident, updated, service_name or service_id, key=key))

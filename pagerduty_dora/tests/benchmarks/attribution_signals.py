@@ -120,16 +120,16 @@ def run_rule(args: argparse.Namespace, plan: Plan, start: float, with_change_eve
         changes.enabled = with_change_events
         team = account.add_team('Team')
         pd_services = {name: account.add_service(name, team_ids=[team]) for name in plan.services}
-        instance = dict(
-            datadog_app_key=DD_APP_KEY,
-            attribute_change_failures=True,
-            attribution_window=args.window,
-            env='prod',
-            backfill_days=0,
-            collect_events=False,
-            max_requests_per_run=2000,
-            service_overrides=[{'pagerduty_service': pd_services[n], 'service': n} for n in plan.services],
-        )
+        instance = {
+            'datadog_app_key': DD_APP_KEY,
+            'attribute_change_failures': True,
+            'attribution_window': args.window,
+            'env': 'prod',
+            'backfill_days': 0,
+            'collect_events': False,
+            'max_requests_per_run': 2000,
+            'service_overrides': [{'pagerduty_service': pd_services[n], 'service': n} for n in plan.services],
+        }
         check = world.check(**instance)
         incidents: dict[str, str] = {}
         change_ids: dict[str, str] = {}
@@ -174,6 +174,7 @@ def run_rule(args: argparse.Namespace, plan: Plan, start: float, with_change_eve
                 errors += 1
             runs += 1
             now += args.interval
+        assert check.collector is not None and check.collector.attribution is not None
         attribution = check.collector.attribution
         blamed = {}
         for key, incident in incidents.items():

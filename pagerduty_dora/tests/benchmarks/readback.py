@@ -258,5 +258,6 @@ def main() -> None:
 def _against(label: str, value: float, floor: float, unit: str) -> str:
     return '{:<24}{:>10.2f} {} = {:.2f} x floor ({:.2f} {})'.format(label, value, unit, value / floor, floor, unit)
 
+
 if __name__ == '__main__':
     main()

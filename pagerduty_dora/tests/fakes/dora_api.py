@@ -190,7 +190,7 @@ class DoraState(DoraFailures):
             self._version += 1
 
     def handle(self, request: Request) -> Reply:
-        reply = super().handle(request)
+        reply: Any = super().handle(request)
         with self._lock:
             self._version += 1
         return reply
@@ -291,7 +291,7 @@ class DoraState(DoraFailures):
         finished = {i: self.failures[i].get('finished_at') for i in matching}
         # Open failures have no finish time; they come last in either order.
         closed = [i for i in matching if finished[i] is not None]
-        closed.sort(key=lambda i: (to_nanoseconds(finished[i]), i))
+        closed.sort(key=lambda i: (to_nanoseconds(finished[i] or 0), i))
         if descending:
             closed.reverse()
         return (closed + sorted(i for i in matching if finished[i] is None))[:limit]

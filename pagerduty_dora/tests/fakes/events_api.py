@@ -248,8 +248,9 @@ class EventsState:
                 errors.append('{}: must be an object'.format(section))
                 continue
             errors += ['{}.{}: unknown field'.format(section, name) for name in sorted(set(value) - fields)]
-        page = body.get('page') if isinstance(body.get('page'), dict) else {}
-        flt = body.get('filter') if isinstance(body.get('filter'), dict) else {}
+        found_page, found_filter = body.get('page'), body.get('filter')
+        page: dict = found_page if isinstance(found_page, dict) else {}
+        flt: dict = found_filter if isinstance(found_filter, dict) else {}
         params = {
             'filter[query]': flt.get('query'),
             'filter[from]': flt.get('from'),
