@@ -28,7 +28,7 @@ from .catalog_api import SCOPES
 from .client import PagerDutyClient, auth_headers
 from .collector import Collector, RunReport
 from .config_models import ConfigMixin, defaults
-from .dora import DoraDelivery
+from .dora import REMOVAL_ENDPOINT, DoraDelivery
 from .http_client import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
 from .mapping import parse_overrides
 from .options import (
@@ -59,7 +59,11 @@ CATALOG_SOURCE_OPTIONS = {'files': '`catalog_files`', 'datadog_api': 'the Datado
 # The permission of `datadog_app_key` each Datadog endpoint needs (the DORA failure endpoint needs none).
 APP_KEY_PERMISSIONS = dict(
     SCOPES,
-    **{LIST_ENDPOINT: 'dora_metrics_read', PATCH_ENDPOINT: 'dora_metrics_write'},
+    **{
+        LIST_ENDPOINT: 'dora_metrics_read',
+        PATCH_ENDPOINT: 'dora_metrics_write',
+        REMOVAL_ENDPOINT: 'dora_metrics_write',
+    },
     **READBACK_PERMISSIONS,
 )
 # The tag of every event naming the instance that sent it, so that a check can read its own back.

@@ -1,0 +1,219 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Delivery truth, instances of their own, and the numbers a user reads: each case end to end.
+
+The check runs over several runs against the simulated PagerDuty account and the DORA fake, with
+Datadog failing or delivery switched off between some of them; every failure must end in its
+incident's true state, and every count and gauge must say what happened once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from datadog_checks.pagerduty_dora.dora import failure_id
+
+from .fakes.server import Reply
+from .harness import DAY, DD_APP_KEY, event_keys
+
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+
+
+def unavailable(request):
+    return Reply(503, {'errors': ['unavailable']}) if '/api/v2/dora/' in request.path else None
+
+
+def total(aggregator, name, tags=None):
+    return sum(
+        m.value for m in aggregator.metrics('pagerduty_dora.' + name) if tags is None or set(tags) <= set(m.tags)
+    )
+
+
+class TestDeliveryTruth:
+    """What the check records as sent is what Datadog accepted."""
+
+    def test_a_resolve_dropped_after_a_week_of_outage_is_sent_again(self, world, services, dd_run_check):
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        incident = world.account.trigger(services['checkout'], 'Down')
+        world.account.advance(60)
+        dd_run_check(check)
+        world.datadog.fault = unavailable
+        world.account.resolve(incident)
+        for _ in range(9):
+            world.account.advance(DAY)
+            try:
+                dd_run_check(check)
+            except Exception:
+                pass
+        world.datadog.fault = None
+        world.account.advance(60)
+        dd_run_check(check)
+        world.account.advance(60)
+        dd_run_check(check)
+        assert world.dora.failures[failure_id(incident)]['finished_at'] > 0
+
+    def test_delivery_switched_off_and_on(self, world, services, dd_run_check):
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        open_then = world.account.trigger(services['checkout'], 'Open before')
+        world.account.advance(60)
+        dd_run_check(check)
+        assert 'finished_at' not in world.dora.failures[failure_id(open_then)]
+
+        off = world.check(submit_dora_failures=False)
+        world.account.resolve(open_then)
+        meanwhile = world.account.trigger(services['billing'], 'Created and resolved meanwhile')
+        world.account.advance(60)
+        world.account.resolve(meanwhile)
+        for _ in range(3):
+            world.account.advance(4 * DAY)
+            dd_run_check(off)
+
+        on = world.check()
+        for _ in range(3):
+            world.account.advance(60)
+            dd_run_check(on)
+        assert 'finished_at' in world.dora.failures[failure_id(open_then)]
+        assert 'finished_at' in world.dora.failures[failure_id(meanwhile)]
+
+    def test_a_refused_removal_never_stops_collection(self, world, services, dd_run_check, aggregator):
+        check = world.check(datadog_app_key=DD_APP_KEY, priorities=['P1'])
+        dd_run_check(check)
+        world.account.advance(60)
+        leaving = world.account.trigger(services['checkout'], 'Leaves the filters', priority='P1')
+        world.account.advance(60)
+        dd_run_check(check)
+        refused = {'errors': ['Failed permission authorization checks']}
+        world.datadog.fault = lambda r: Reply(403, refused) if r.method == 'DELETE' else None
+        world.account.set_priority(leaving, 'P3')
+        errors = []
+        for _ in range(12):
+            world.account.advance(60)
+            try:
+                dd_run_check(check)
+            except Exception as e:
+                # The run reports the missing permission (a CRITICAL service check) after collecting.
+                errors.append(str(e))
+        assert errors and all('dora_metrics_write' in e for e in errors)
+        later = world.account.trigger(services['billing'], 'Later', priority='P1')
+        world.account.advance(60)
+        requests_before = world.pd_requests()
+        with pytest.raises(Exception, match='dora_metrics_write'):
+            dd_run_check(check)
+        assert world.pd_requests() > requests_before
+        assert event_keys(aggregator)[(later, 'triggered')] == 1
+        assert failure_id(later) in world.dora.failures
+        warned = [w for w in check.warnings if 'refused to delete' in w]
+        assert warned and 'dora_metrics_write' in warned[0] and 'datadog_app_key' in warned[0]
+        world.datadog.fault = None
+        world.account.advance(60)
+        dd_run_check(check)
+        assert failure_id(leaving) not in world.dora.failures
+
+    def test_submitted_counts_posts_and_removed_counts_removals(self, world, services, dd_run_check, aggregator):
+        check = world.check(datadog_app_key=DD_APP_KEY)
+        dd_run_check(check)
+        world.account.advance(60)
+        kept = world.account.trigger(services['checkout'], 'Kept')
+        deleted = world.account.trigger(services['billing'], 'Deleted')
+        world.account.advance(60)
+        dd_run_check(check)
+        assert total(aggregator, 'dora.submitted') == 2
+        aggregator.reset()
+        world.account.delete(deleted)
+        world.account.resolve(kept)
+        for _ in range(12):
+            world.account.advance(60)
+            dd_run_check(check)
+        assert total(aggregator, 'dora.submitted') == 1
+        assert total(aggregator, 'dora.removed') == 1
+        assert failure_id(deleted) not in world.dora.failures
+
+
+class TestInstancesOfTheirOwn:
+    """Two instances with the same key and scope but other filters or env never share a state."""
+
+    @pytest.mark.parametrize(
+        'first, second',
+        [({'env': 'prod'}, {'env': 'staging'}), ({'urgencies': ['high']}, {'urgencies': ['low']})],
+        ids=['env', 'filters'],
+    )
+    def test_restart_loses_nothing_of_either(self, world, services, dd_run_check, aggregator, first, second):
+        a, b = world.check(**first), world.check(**second)
+        assert a.persistent_cache_id() != b.persistent_cache_id()
+        dd_run_check(a)
+        dd_run_check(b)
+        world.account.advance(60)
+        high = world.account.trigger(services['checkout'], 'High', urgency='high')
+        low = world.account.trigger(services['billing'], 'Low', urgency='low')
+        world.account.advance(60)
+        dd_run_check(a)
+        dd_run_check(b)
+        # An Agent restart: both instances again, over the same persistent cache.
+        a, b = world.check(**first), world.check(**second)
+        world.account.resolve(high)
+        world.account.resolve(low)
+        world.account.advance(60)
+        dd_run_check(a)
+        dd_run_check(b)
+        counted = event_keys(aggregator)
+        expected = 2 if 'env' in first else 1
+        assert counted[(high, 'resolved')] == expected
+        assert counted[(low, 'resolved')] == expected
+        assert set(counted.values()) <= {1, 2}
+
+
+class TestNumbers:
+    """Counts and gauges say what happened, once."""
+
+    def test_mapping_matches_counts_an_incident_once_across_filter_moves(
+        self, world, services, dd_run_check, aggregator
+    ):
+        check = world.check(priorities=['P1'])
+        dd_run_check(check)
+        world.account.advance(60)
+        incident = world.account.trigger(services['checkout'], 'Moves', priority='P1')
+        world.account.advance(60)
+        dd_run_check(check)
+        for priority in ('P3', 'P1', 'P3', 'P1'):
+            world.account.set_priority(incident, priority)
+            world.account.advance(60)
+            dd_run_check(check)
+        assert total(aggregator, 'mapping.matches') == 1
+
+    def test_an_emptied_open_gauge_is_sent_as_zero_after_a_restart(self, world, services, dd_run_check, aggregator):
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        incident = world.account.trigger(services['checkout'], 'Open')
+        world.account.advance(60)
+        dd_run_check(check)
+        world.account.resolve(incident)
+        world.account.advance(60)
+        restarted = world.check()
+        aggregator.reset()
+        dd_run_check(restarted)
+        values = [m.value for m in aggregator.metrics('pagerduty_dora.incidents.open')]
+        assert values == [0]
+
+    def test_a_merged_duplicate_gets_its_resolve_and_is_not_counted_as_filtered(
+        self, world, services, dd_run_check, aggregator
+    ):
+        check = world.check(datadog_app_key=DD_APP_KEY)
+        dd_run_check(check)
+        world.account.advance(60)
+        survivor = world.account.trigger(services['checkout'], 'Survivor')
+        duplicate = world.account.trigger(services['checkout'], 'Duplicate')
+        world.account.advance(60)
+        dd_run_check(check)
+        world.account.merge(duplicate, survivor)
+        world.account.advance(60)
+        dd_run_check(check)
+        assert event_keys(aggregator)[(duplicate, 'resolved')] == 1
+        assert total(aggregator, 'incidents.filtered') == 0
+        assert failure_id(duplicate) not in world.dora.failures
+        assert failure_id(survivor) in world.dora.failures
