@@ -586,7 +586,9 @@ HOSTILE_FILES = [
 class TestHostileCatalogFiles:
     """A catalog file built to exhaust memory or time is refused with a warning; the other files map as before."""
 
-    @pytest.mark.parametrize('make, problem', [(m, p) for _, m, p in HOSTILE_FILES], ids=[i for i, _, _ in HOSTILE_FILES])
+    @pytest.mark.parametrize(
+        'make, problem', [(m, p) for _, m, p in HOSTILE_FILES], ids=[i for i, _, _ in HOSTILE_FILES]
+    )
     def test_file_is_refused_and_the_others_used(self, world, service, dd_run_check, tmp_path, make, problem):
         folder = tmp_path / 'catalog'
         folder.mkdir()

@@ -70,6 +70,7 @@ SHIPPED = [
     'text.py',
     'times.py',
     'transitions.py',
+    'urls.py',
 ]
 # Names of what only the tests use; none may appear in a shipped path.
 TEST_ONLY = ('tests', 'fakes', 'faults', 'simulator', 'conftest', 'harness')

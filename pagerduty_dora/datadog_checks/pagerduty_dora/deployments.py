@@ -14,7 +14,7 @@ import re
 from typing import Any, Callable
 
 from .attribution_rules import Deployment
-from .text import for_log
+from .text import clean, for_log
 from .http_client import ApiClient, AuthError, BudgetExhausted, TransientError
 from .times import format_time, parse_api_time
 
@@ -55,11 +55,12 @@ def parse_deployment(raw: Any) -> Deployment | None:
         return None
     env = attributes.get('env')
     version = attributes.get('version')
+    # Cleaned of lone surrogates: these are shown in event texts, which must encode as UTF-8.
     return Deployment(
-        id=raw['id'],
-        service=attributes['service'],
-        env=env if isinstance(env, str) and env else None,
-        version=version if isinstance(version, str) and version else None,
+        id=clean(raw['id']),
+        service=clean(attributes['service']),
+        env=clean(env) if isinstance(env, str) and env else None,
+        version=clean(version) if isinstance(version, str) and version else None,
         started_at=started,
         finished_at=finished,
     )
