@@ -22,7 +22,7 @@ from .definitions import (
 )
 from .http_client import ApiClient, AuthError
 from .mapping import CatalogService, CatalogTeam, name_key
-from .text import text_or_none
+from .text import for_log, text_or_none
 
 SOURCE_API = 'datadog_api'
 
@@ -98,7 +98,7 @@ class CatalogApi:
                 try:
                     services.extend(parse_definition(schema, SOURCE_API))
                 except InvalidDefinition as e:
-                    self._warning('Skipping %s from the Datadog API: %s', where, e)
+                    self._warning('Skipping %s from the Datadog API: %s', for_log(where), for_log(str(e)))
         return services
 
     def _fetch_entities(self) -> list[CatalogService]:
@@ -155,7 +155,7 @@ class CatalogApi:
                 )
             ]
         except InvalidDefinition as e:
-            self._warning('Skipping %s from the Datadog API: %s', where, e)
+            self._warning('Skipping %s from the Datadog API: %s', for_log(where), for_log(str(e)))
             return []
 
     def _fetch_teams(self) -> list[CatalogTeam]:
@@ -167,7 +167,7 @@ class CatalogApi:
                     attributes = {}
                 handle = text_or_none(attributes.get('handle'))
                 if handle is None:
-                    self._log.debug('skipping a Datadog team without a handle: %s', _item_id(item))
+                    self._log.debug('skipping a Datadog team without a handle: %s', for_log(_item_id(item)))
                     continue
                 teams.append(CatalogTeam(handle=handle, name=text_or_none(attributes.get('name')) or handle))
         return teams

@@ -28,6 +28,7 @@ import yaml
 
 from .definitions import CatalogSourceError, InvalidDefinition, entity_key, merge_services, parse_definition
 from .mapping import CatalogService
+from .text import for_log
 from .times import format_time
 
 SOURCE_FILES = 'files'
@@ -39,6 +40,8 @@ MAX_ALIAS_EXPANSION = 100_000
 # Files one `catalog_files` pattern may give, and seconds one refresh may spend on all the files.
 MAX_FILES_PER_PATTERN = 1000
 TIME_BUDGET = 10.0
+# What a warning shows of a file's path.
+PATH_LIMIT = 1000
 
 
 class _Refused(Exception):
@@ -242,30 +245,32 @@ class CatalogFileReport:
 
     def warn(self, warning: Callable[..., None]) -> None:
         """Tell `warning` what a user must see about this file: skipped definitions, a kept last good copy."""
+        # A file name can hold any character but `/`, and undecodable bytes come back as lone surrogates.
+        path = for_log(self.path, PATH_LIMIT)
         if self.unmatched_pattern:
-            warning('catalog_files pattern %s matches no file', self.path)
+            warning('catalog_files pattern %s matches no file', path)
             return
         if self.pattern_problem is not None:
-            warning('catalog_files pattern %s %s', self.path, self.pattern_problem)
+            warning('catalog_files pattern %s %s', path, self.pattern_problem)
             return
         for position, reason in self.skipped:
-            where = self.path if position is None else '{} (document {})'.format(self.path, position)
+            where = path if position is None else '{} (document {})'.format(path, position)
             warning('Skipping a service definition in %s: %s', where, reason)
         if self.problem is not None and self.kept:
             warning(
                 'Catalog file %s %s since %s; still using the %s it gave at %s',
-                self.path,
+                path,
                 self.problem,
                 format_time(self.since or 0),
                 _entries(self.kept),
                 format_time(self.kept_at or 0),
             )
         elif self.problem is not None:
-            warning('Skipping catalog file %s: it %s', self.path, self.problem)
+            warning('Skipping catalog file %s: it %s', path, self.problem)
         elif self.kept:
             warning(
                 'Catalog file %s has invalid definitions since %s; still using %s it gave at %s and no longer gives',
-                self.path,
+                path,
                 format_time(self.since or 0),
                 _entries(self.kept),
                 format_time(self.kept_at or 0),

@@ -63,8 +63,9 @@ def _additional_owners(value: Any) -> tuple[str, ...]:
         handle = owner.get('name') if isinstance(owner, Mapping) else owner
         if not isinstance(handle, str):
             raise InvalidDefinition('metadata.additionalOwners[{}] must be a team name'.format(position))
-        if handle.strip() and handle.strip() not in owners:
-            owners.append(handle.strip())
+        handle = text_or_none(handle)
+        if handle and handle not in owners:
+            owners.append(handle)
     return tuple(owners)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .attribution_rules import ChangeEvent, Deployment, identifiers_of
 from .http_client import ApiClient, AuthError, BudgetExhausted, RequestRejected, TransientError
-from .text import for_log
+from .text import clean, for_log
 from .times import format_time, parse_api_time
 
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
@@ -64,14 +64,15 @@ def parse_deployment(raw: Any) -> Deployment | None:
     version = attributes.get('version')
     git = attributes.get('git')
     commit = git.get('commit_sha') if isinstance(git, dict) else None
+    # Cleaned of lone surrogates: these are shown in event texts, which must encode as UTF-8.
     return Deployment(
-        id=raw['id'],
-        service=attributes['service'],
-        env=env if isinstance(env, str) and env else None,
-        version=version if isinstance(version, str) and version else None,
+        id=clean(raw['id']),
+        service=clean(attributes['service']),
+        env=clean(env) if isinstance(env, str) and env else None,
+        version=clean(version) if isinstance(version, str) and version else None,
         started_at=started,
         finished_at=finished,
-        commit=commit if isinstance(commit, str) and commit else None,
+        commit=clean(commit) if isinstance(commit, str) and commit else None,
     )
 
 

@@ -42,8 +42,8 @@ def clip(text: str, limit: int, mark: str = '…') -> str:
 
 
 def text_or_none(value: Any) -> str | None:
-    """The string stripped, or None for a blank string or anything that is not a string."""
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    """The string stripped and `clean`, or None for a blank string or anything that is not a string."""
+    return clean(value.strip()) if isinstance(value, str) and value.strip() else None
 
 
 def clean(text: str) -> str:
