@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Sequence
 
-from .http_client import ApiClient, RequestRejected, TransientError
+from .http_client import ApiClient, RequestRejected, TransientError, UnreadableResponse
 from .incident import OPEN_STATUSES
 from .times import format_time, parse_time
 
@@ -125,7 +125,7 @@ class PagerDutyClient:
             raise
         data = response.data
         if not isinstance(data, dict) or not isinstance(data.get('incident'), dict):
-            raise TransientError(self.api.name, 'incident answer without an incident object')
+            raise UnreadableResponse(self.api.name, 'incident answer without an incident object')
         return data['incident']
 
     def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:

@@ -50,7 +50,15 @@ from typing import Any, Callable, Iterable
 from .client import LogEntry, PagerDutyClient
 from .dora import REJECTED, build_failure
 from .dora import fingerprint as fingerprint_of
-from .http_client import ApiError, AuthError, BudgetExhausted, DeadlineReached, RateLimited, RequestRejected
+from .http_client import (
+    ApiError,
+    AuthError,
+    BudgetExhausted,
+    DeadlineReached,
+    RateLimited,
+    RequestRejected,
+    UnreadableResponse,
+)
 from .incident import Incident, MalformedIncident, parse_incident
 from .mapping import Catalog, MappingResult, map_incident, passes_filters
 from .outputs import Outputs, mapping_tags, open_gauges
@@ -829,9 +837,14 @@ class Collector:
             record = state.incidents.get(key)
             if record is None or not _settled(record.delivered, record.desired):
                 self.before_request()
-                raw = self.client.get_incident(key)
-                passes.pages += 1
                 done += 1
+                try:
+                    raw = self.client.get_incident(key)
+                except UnreadableResponse:
+                    self.skipped_entries('unreadable_incident', 1)
+                    state.refetch.pop(0)
+                    continue
+                passes.pages += 1
                 incident = self.parse(raw) if raw is not None else None
                 if raw is None and record is not None:
                     self.gone(key)

@@ -130,7 +130,7 @@ class Passes:
         if window.offset > 0 and window.tail and not set(window.tail) & set(ids):
             # The page does not repeat the end of the previous one: entries vanished (a deleted
             # incident) and shifted the list; read from a page earlier, matching entries by id.
-            window.offset = max(0, window.offset - (PAGE_SIZE - PAGE_OVERLAP))
+            window.offset = max(0, window.offset - _page_step())
             window.tail = []
             return False
         if page.offset is not None and page.offset != window.offset:
@@ -164,8 +164,8 @@ class Passes:
             )
             self.steps.skipped_entries('offset_cap', 1)
             return True
-        window.offset += PAGE_SIZE - PAGE_OVERLAP
-        window.tail = [str(i) for i in ids[-PAGE_OVERLAP:]]
+        window.offset += _page_step()
+        window.tail = [str(i) for i in ids[-(PAGE_SIZE - _page_step()) :]] if PAGE_SIZE > _page_step() else []
         return False
 
     def _feed_page(self, feed: Feed, window: FeedWindow) -> LogPage | None:
@@ -254,7 +254,13 @@ class Passes:
             record = state.incidents.get(key)
             if record is not None and record.status != 'resolved' and record.checked_at < scan.started:
                 self.steps.before_request()
-                raw = self.client.get_incident(key)
+                try:
+                    raw = self.client.get_incident(key)
+                except UnreadableResponse:
+                    # One answer that cannot be read must not end the verification of those after it.
+                    self.steps.skipped_entries('unreadable_incident', 1)
+                    scan.verify.pop(0)
+                    continue
                 if raw is None:
                     self.steps.gone(key)
                 else:
@@ -382,6 +388,11 @@ class Passes:
                     format_time(window.since),
                 )
             return window.until, None
+
+
+def _page_step() -> int:
+    """How far the next feed page starts after the last: a page less the entries two pages share."""
+    return PAGE_SIZE - min(PAGE_OVERLAP, PAGE_SIZE // 4)
 
 
 def _unmet(state: CollectorState, scan: Reconciliation) -> list[str]:
