@@ -212,7 +212,7 @@ class TestChangeFailureAttribution:
         incident = world.account.trigger(services['service_url'], 'Checkout errors', priority='P1')
         world.account.advance(60)
         dd_run_check(check)
-        # The deployment is searched once the settle time has passed (docs/attribution.md).
+        # The deployment is searched once the settle time has passed (docs/change-failure-attribution.md).
         world.account.advance(300)
         dd_run_check(check)
 
