@@ -240,8 +240,10 @@ class TestRequests:
             world.close()
 
     def test_budget_holds_against_a_server_that_always_has_more(self, dd_run_check):
-        page = {'incidents': [], 'limit': 100, 'offset': 0, 'more': True, 'total': None}
-        server = FakeServer([('GET', '/incidents', lambda r: Reply(200, page))]).start()
+        page = {'incidents': [], 'log_entries': [], 'limit': 100, 'offset': 0, 'more': True, 'total': None}
+        server = FakeServer(
+            [('GET', '/incidents', lambda r: Reply(200, page)), ('GET', '/log_entries', lambda r: Reply(200, page))]
+        ).start()
         try:
             world = World()
             check = world.check(pagerduty_api_url=server.url, max_requests_per_run=25)
