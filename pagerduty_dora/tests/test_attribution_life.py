@@ -26,7 +26,8 @@ from .harness import DAY, DD_APP_KEY, World
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
 MINUTE, HOUR = 60.0, 3600.0
-# How long the check waits after an incident starts before it searches its deployment (docs/change-failure-attribution.md).
+# How long the check waits after an incident starts before it searches its deployment
+# (docs/change-failure-attribution.md).
 SETTLE = 300.0
 PATCH_PATH = '/api/v2/dora/deployments/'
 
