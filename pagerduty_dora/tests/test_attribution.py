@@ -23,12 +23,12 @@ from datadog_api_client.v2.model.dora_list_deployments_request import DORAListDe
 from datadog_checks.base import ConfigurationError
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
-from datadog_checks.pagerduty_dora.attribution import CACHE_KEY, ChangeFailureAttribution
-from datadog_checks.pagerduty_dora.http_client import ApiClient
-from datadog_checks.pagerduty_dora.incident import parse_incident
-from datadog_checks.pagerduty_dora.mapping import MappingResult
-from datadog_checks.pagerduty_dora.times import format_time, parse_api_time
-from datadog_checks.pagerduty_dora.transitions import Transition
+from datadog_checks.pagerduty_dora.attribution.attributor import CACHE_KEY, ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
+from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
+from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
 
 from .fakes.deployments_api import READ, WRITE, DeploymentsState
 from .fakes.server import FakeServer, Reply

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from datadog_checks.pagerduty_dora.cli.dry_run import run_dry
 from datadog_checks.pagerduty_dora.demo.rendering import ENTITY_BASE, encode_id
-from datadog_checks.pagerduty_dora.dry_run import run_dry
 
 from .fakes.change_events import ChangeEvents
 from .fakes.pagerduty import PagerDutyAccount

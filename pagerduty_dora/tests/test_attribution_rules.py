@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from datadog_checks.pagerduty_dora import attribution_rules as rules
-from datadog_checks.pagerduty_dora.attribution_rules import ChangeEvent, Deployment, Facts, Search
+from datadog_checks.pagerduty_dora.attribution import rules
+from datadog_checks.pagerduty_dora.attribution.rules import ChangeEvent, Deployment, Facts, Search
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0

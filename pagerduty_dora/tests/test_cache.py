@@ -3,16 +3,17 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 import pytest
 
-from datadog_checks.pagerduty_dora import cache
+from datadog_checks.pagerduty_dora.common import documents
+from datadog_checks.pagerduty_dora.datadog.queue import PendingQueue, StoredQueue
 
 
 class TestDocuments:
     """Versioned JSON documents: what is written reads back, anything else is refused whole."""
 
     def test_round_trip(self):
-        raw = cache.encode(3, {'items': [1, 'two'], 'name': 'caf\u00e9 \ud800'})
+        raw = documents.encode(3, {'items': [1, 'two'], 'name': 'caf\u00e9 \ud800'})
         assert raw.isascii()
-        assert cache.decode(raw, 3) == {'version': 3, 'items': [1, 'two'], 'name': 'caf\u00e9 \ud800'}
+        assert documents.decode(raw, 3) == {'version': 3, 'items': [1, 'two'], 'name': 'caf\u00e9 \ud800'}
 
     @pytest.mark.parametrize(
         'raw',
@@ -21,7 +22,7 @@ class TestDocuments:
     )
     def test_refused(self, raw):
         with pytest.raises(ValueError):
-            cache.decode(raw, 3)
+            documents.decode(raw, 3)
 
 
 class Clock:
@@ -36,7 +37,7 @@ class TestPendingQueue:
     """Keyed work for later runs: newest payload wins in place, oldest leaves first, bounded."""
 
     def test_newest_payload_keeps_its_place(self):
-        queue = cache.PendingQueue(10, 60, Clock())
+        queue = PendingQueue(10, 60, Clock())
         queue.put('a', {'v': 1})
         queue.put('b', {'v': 1})
         queue.put('a', {'v': 2})
@@ -44,7 +45,7 @@ class TestPendingQueue:
         assert len(queue) == 2
 
     def test_size_bound_drops_the_oldest(self):
-        queue = cache.PendingQueue(2, 60, Clock())
+        queue = PendingQueue(2, 60, Clock())
         assert queue.put('a', {}) == []
         assert queue.put('b', {}) == []
         assert queue.put('c', {}) == ['a']
@@ -52,7 +53,7 @@ class TestPendingQueue:
 
     def test_age_counts_from_first_arrival(self):
         clock = Clock()
-        queue = cache.PendingQueue(10, 60, clock)
+        queue = PendingQueue(10, 60, clock)
         queue.put('a', {'v': 1})
         clock.now += 30
         queue.put('b', {})
@@ -63,10 +64,10 @@ class TestPendingQueue:
 
     def test_dump_and_load(self):
         clock = Clock()
-        queue = cache.PendingQueue(10, 60, clock)
+        queue = PendingQueue(10, 60, clock)
         queue.put('a', {'v': 1})
         queue.put('b', {'v': 2})
-        again = cache.PendingQueue(10, 60, clock)
+        again = PendingQueue(10, 60, clock)
         skipped = again.load(queue.dump() + [['c', True, {}], ['d', 1.0], 'e', [5, 1.0, {}]])
         assert skipped == 4
         assert again.dump() == queue.dump()
@@ -95,7 +96,7 @@ class Store:
         self.cache[key] = value
 
     def queue(self, max_items=10, **options):
-        return cache.StoredQueue(
+        return StoredQueue(
             'work',
             read_cache=self.read,
             write_cache=self.write,
@@ -172,17 +173,17 @@ class TestStoredQueue:
         assert len(store.warnings) == 1
         assert 'The work state in the persistent cache could not be read' in store.warnings[0]
         queue.save()
-        assert cache.decode(store.cache['work'], 1)['items'] == []
+        assert documents.decode(store.cache['work'], 1)['items'] == []
 
     def test_damaged_items_are_skipped_with_a_warning(self):
         store = Store()
-        store.cache['work'] = cache.encode(1, {'items': [['a', 1000.0, {}], ['b'], 'c']})
+        store.cache['work'] = documents.encode(1, {'items': [['a', 1000.0, {}], ['b'], 'c']})
         queue = store.queue()
         queue.read()
         assert len(queue) == 1
         assert store.warnings == ['Skipped 2 unreadable work items from the persistent cache']
         queue.save()
-        assert len(cache.decode(store.cache['work'], 1)['items']) == 1
+        assert len(documents.decode(store.cache['work'], 1)['items']) == 1
 
     def test_size_bound_is_reported_on_save(self):
         store = Store()

@@ -10,10 +10,11 @@ from typing import Any, Iterator, Sequence
 import pytest
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.catalog import CACHE_KEY, CatalogStore
-from datadog_checks.pagerduty_dora.definitions import InvalidDefinition, parse_definition, resolve_inheritance
-from datadog_checks.pagerduty_dora.http_client import ApiClient
-from datadog_checks.pagerduty_dora.mapping import Catalog, CatalogService, CatalogTeam, map_incident
+from datadog_checks.pagerduty_dora.catalog.definitions import InvalidDefinition, parse_definition, resolve_inheritance
+from datadog_checks.pagerduty_dora.catalog.mapping import map_incident
+from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
+from datadog_checks.pagerduty_dora.catalog.sources import CACHE_KEY, CatalogStore
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 
 from .fakes.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
 from .fakes.server import FakeServer, Reply

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import pytest
 
-from datadog_checks.pagerduty_dora import cli
 from datadog_checks.pagerduty_dora.check import NO_ENV_WARNING
-from datadog_checks.pagerduty_dora.dora import failure_id
+from datadog_checks.pagerduty_dora.cli import main as cli
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .harness import DD_APP_KEY, World
 

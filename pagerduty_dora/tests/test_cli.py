@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from datadog_checks.pagerduty_dora.dry_run import run_dry
-from datadog_checks.pagerduty_dora.mapping import RULES
+from datadog_checks.pagerduty_dora.catalog.mapping import RULES
+from datadog_checks.pagerduty_dora.cli.dry_run import run_dry
 
 from .fakes.demo import EXPECTED_RULES, DemoWorld
 
@@ -112,7 +112,7 @@ class TestDemo:
 
     def test_in_process_run_matches_the_command(self, demo_json):
         """The demo's own small world (what ships in the wheel), run in this process, gives what the command gave."""
-        from datadog_checks.pagerduty_dora import demo_run
+        from datadog_checks.pagerduty_dora.cli import demo as demo_run
 
         result = json.loads(json.dumps(demo_run.run_demo()))
         for key in ('rules', 'incidents', 'dora_failures', 'events', 'attribution'):

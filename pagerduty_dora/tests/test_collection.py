@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from datadog_checks.dev.utils import get_metadata_metrics
-from datadog_checks.pagerduty_dora.dora import failure_id
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import FakeServer, Reply

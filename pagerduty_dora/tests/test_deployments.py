@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from datadog_checks.pagerduty_dora.deployments import (
+from datadog_checks.pagerduty_dora.attribution.deployments import (
     DeploymentsClient,
     PagerDutySignals,
     Unavailable,
@@ -19,7 +19,7 @@ from datadog_checks.pagerduty_dora.deployments import (
     patch_body,
     search_query,
 )
-from datadog_checks.pagerduty_dora.http_client import (
+from datadog_checks.pagerduty_dora.common.http import (
     ApiClient,
     AuthError,
     BudgetExhausted,

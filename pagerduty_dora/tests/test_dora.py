@@ -17,7 +17,9 @@ from datadog_api_client.v2.model.dora_failure_request import DORAFailureRequest
 from datadog_api_client.v2.model.dora_failure_request_attributes import DORAFailureRequestAttributes
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.dora import (
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.datadog.dora import (
     CACHE_KEY,
     FAILURE_PATH,
     DoraDelivery,
@@ -25,9 +27,7 @@ from datadog_checks.pagerduty_dora.dora import (
     failure_id,
     fingerprint,
 )
-from datadog_checks.pagerduty_dora.http_client import ApiClient
-from datadog_checks.pagerduty_dora.incident import parse_incident
-from datadog_checks.pagerduty_dora.mapping import MappingResult
+from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from .fakes.dora_api import DoraState, validate
 from .fakes.server import FakeServer, Reply, Request

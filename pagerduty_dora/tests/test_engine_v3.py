@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from datadog_checks.pagerduty_dora.dora import failure_id
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.server import Reply
 from .harness import DAY, DD_APP_KEY, event_keys

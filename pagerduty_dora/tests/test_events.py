@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.pagerduty_dora.events import build_event, format_duration
-from datadog_checks.pagerduty_dora.incident import parse_incident
-from datadog_checks.pagerduty_dora.mapping import MappingResult
-from datadog_checks.pagerduty_dora.transitions import TRANSITION_KINDS, Transition
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.datadog.events import build_event, format_duration
+from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
+from datadog_checks.pagerduty_dora.pagerduty.transitions import TRANSITION_KINDS, Transition
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 MAPPED = MappingResult(rule='service_url', services=('checkout',), team='payments', env='prod', severity='SEV-1')

@@ -12,8 +12,8 @@ import time
 import pytest
 import requests
 
-from datadog_checks.pagerduty_dora.incident import parse_incident
-from datadog_checks.pagerduty_dora.times import parse_time
+from datadog_checks.pagerduty_dora.common.times import parse_time
+from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from .fakes.pagerduty import (
     FAULT_KINDS,

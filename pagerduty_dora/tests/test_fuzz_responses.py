@@ -42,11 +42,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from datadog_checks.pagerduty_dora import client as client_module
-from datadog_checks.pagerduty_dora import passes as passes_module
+from datadog_checks.pagerduty_dora.collection import passes as passes_module
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.catalog import v3_entity, v22_definition
 from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
-from datadog_checks.pagerduty_dora.dora import failure_id
+from datadog_checks.pagerduty_dora.pagerduty import client as client_module
 
 from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import FakeServer, Reply, Request

@@ -126,7 +126,7 @@ class TestUnreadablePage:
             if request.path != '/log_entries':
                 return None
             since, until = request.arg('since') or '', request.arg('until') or ''
-            from datadog_checks.pagerduty_dora.times import parse_time
+            from datadog_checks.pagerduty_dora.common.times import parse_time
 
             if parse_time(since) <= bad_second < parse_time(until):
                 return Reply(200, raw=b'{"log_entries": [' + nested + b']}')

@@ -25,14 +25,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora import catalog_files
-from datadog_checks.pagerduty_dora import http_client as api_module
+from datadog_checks.pagerduty_dora.catalog import files as catalog_files
+from datadog_checks.pagerduty_dora.common import http as api_module
+from datadog_checks.pagerduty_dora.common.http import ApiClient, TransientError, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.text import MENTION_SIGN, for_log
+from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl, is_loopback_host
 from datadog_checks.pagerduty_dora.config_models import validators
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
-from datadog_checks.pagerduty_dora.dora import failure_id
-from datadog_checks.pagerduty_dora.http_client import ApiClient, TransientError, UnreadableResponse
-from datadog_checks.pagerduty_dora.text import MENTION_SIGN, for_log
-from datadog_checks.pagerduty_dora.urls import UnsafeUrl, is_loopback_host
 
 from .fakes.server import FakeServer, Reply, Request
 from .harness import DD_API_KEY, World, event_keys

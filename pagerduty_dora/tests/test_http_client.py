@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.http_client import (
+from datadog_checks.pagerduty_dora.common.http import (
     ApiClient,
     AuthError,
     BudgetExhausted,

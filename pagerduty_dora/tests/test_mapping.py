@@ -5,19 +5,16 @@ from typing import Any
 
 import pytest
 
-from datadog_checks.pagerduty_dora.incident import Incident, parse_incident
-from datadog_checks.pagerduty_dora.mapping import (
+from datadog_checks.pagerduty_dora.catalog.mapping import (
     RULES,
-    Catalog,
-    CatalogService,
-    CatalogTeam,
     MappingResult,
     Override,
     map_incident,
-    pagerduty_url_key,
     parse_overrides,
     passes_filters,
 )
+from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam, pagerduty_url_key
+from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, parse_incident
 
 PD = 'https://acme.pagerduty.com'
 

@@ -11,7 +11,7 @@ from datadog_api_client import Configuration
 from datadog_api_client.v2.model.dora_failure_request import DORAFailureRequest
 
 from datadog_checks.dev.utils import get_metadata_metrics
-from datadog_checks.pagerduty_dora.dora import failure_id
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.catalog_api import v3_entity, v22_definition
 from .harness import DD_APP_KEY, transition_of

@@ -69,8 +69,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from datadog_checks.base.stubs import aggregator as agent_aggregator
 from datadog_checks.base.stubs import datadog_agent as agent_stub
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.datadog import FORBIDDEN
-from datadog_checks.pagerduty_dora.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply, Request

@@ -13,25 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datadog_checks.pagerduty_dora.catalog import SourceCopy
-from datadog_checks.pagerduty_dora.definitions import InvalidDefinition, parse_definition
-from datadog_checks.pagerduty_dora.dora import build_failure, failure_id, fingerprint
-from datadog_checks.pagerduty_dora.events import build_event
-from datadog_checks.pagerduty_dora.incident import Incident, MalformedIncident, parse_incident
-from datadog_checks.pagerduty_dora.mapping import (
-    RULES,
-    Catalog,
-    CatalogService,
-    CatalogTeam,
-    Override,
-    map_incident,
-    parse_overrides,
-    passes_filters,
-)
-from datadog_checks.pagerduty_dora.outputs import mapping_tags
-from datadog_checks.pagerduty_dora.state import CollectorState
-from datadog_checks.pagerduty_dora.times import LATEST_TIME, format_time, parse_time
-from datadog_checks.pagerduty_dora.transitions import Transition
+from datadog_checks.pagerduty_dora.catalog.definitions import InvalidDefinition, parse_definition
+from datadog_checks.pagerduty_dora.catalog.mapping import RULES, Override, map_incident, parse_overrides, passes_filters
+from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
+from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
+from datadog_checks.pagerduty_dora.collection.state import CollectorState
+from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
+from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id, fingerprint
+from datadog_checks.pagerduty_dora.datadog.events import build_event
+from datadog_checks.pagerduty_dora.datadog.outputs import mapping_tags
+from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident, parse_incident
+from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
 
 PROFILE = settings(
     max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None

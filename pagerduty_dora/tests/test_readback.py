@@ -26,9 +26,8 @@ from datadog_api_client.v2.model.events_list_request import EventsListRequest
 from datadog_api_client.v2.model.events_list_response import EventsListResponse
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.dora import build_failure, failure_id
-from datadog_checks.pagerduty_dora.events import build_event
-from datadog_checks.pagerduty_dora.http_client import (
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.common.http import (
     ApiClient,
     AuthError,
     BudgetExhausted,
@@ -36,9 +35,9 @@ from datadog_checks.pagerduty_dora.http_client import (
     RequestRejected,
     TransientError,
 )
-from datadog_checks.pagerduty_dora.incident import parse_incident
-from datadog_checks.pagerduty_dora.mapping import MappingResult
-from datadog_checks.pagerduty_dora.readback import (
+from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id
+from datadog_checks.pagerduty_dora.datadog.events import build_event
+from datadog_checks.pagerduty_dora.datadog.readback import (
     EVENTS_LIST_ENDPOINT,
     FAILURE_GET_ENDPOINT,
     FAILURES_LIST_ENDPOINT,
@@ -46,7 +45,8 @@ from datadog_checks.pagerduty_dora.readback import (
     Incomplete,
     Readback,
 )
-from datadog_checks.pagerduty_dora.transitions import Transition
+from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
+from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
 
 from .fakes.dora_api import DoraState
 from .fakes.events_api import MAX_EVENT_AGE, EventsState, normalize_tag

@@ -112,7 +112,7 @@ class TestEuUrlHint:
         assert pagerduty_url_hint(url) == expected
 
     def test_unauthorized_at_the_eu_url(self, world):
-        from datadog_checks.pagerduty_dora.http_client import AuthError
+        from datadog_checks.pagerduty_dora.common.http import AuthError
 
         check = world.check(pagerduty_api_url=EU_PAGERDUTY_URL)
         check.load_configuration_models()

@@ -7,10 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from datadog_checks.pagerduty_dora.incident import MalformedIncident, parse_incident
-from datadog_checks.pagerduty_dora.state import CollectorState, Feed, FeedWindow, IncidentRecord, Reconciliation, Window
-from datadog_checks.pagerduty_dora.times import format_time, parse_time
-from datadog_checks.pagerduty_dora.transitions import NEW, Base, Step, adopt, field_changes, fold, observed, replay
+from datadog_checks.pagerduty_dora.collection.state import (
+    CollectorState,
+    Feed,
+    FeedWindow,
+    IncidentRecord,
+    Reconciliation,
+    Window,
+)
+from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
+from datadog_checks.pagerduty_dora.pagerduty.incident import MalformedIncident, parse_incident
+from datadog_checks.pagerduty_dora.pagerduty.transitions import (
+    NEW,
+    Base,
+    Step,
+    adopt,
+    field_changes,
+    fold,
+    observed,
+    replay,
+)
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'incident_acknowledged.json').read_text())
 NOW = parse_time('2026-11-20T10:00:00Z')

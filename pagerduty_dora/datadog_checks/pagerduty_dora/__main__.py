@@ -5,7 +5,7 @@
 
 import sys
 
-from .cli import main
+from datadog_checks.pagerduty_dora.cli.main import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -21,28 +21,28 @@ from typing import Any, Callable
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.base.errors import CheckException, ConfigurationError
-
-from .attribution import LIST_ENDPOINT, PATCH_ENDPOINT, ChangeFailureAttribution
-from .catalog import CatalogStore
-from .catalog_api import SCOPES
-from .client import PagerDutyClient, auth_headers
-from .collector import Collector, RunReport
-from .config_models import ConfigMixin, defaults
-from .dora import REMOVAL_ENDPOINT, DoraDelivery
-from .http_client import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
-from .mapping import parse_overrides
-from .options import (
+from datadog_checks.pagerduty_dora.attribution.attributor import LIST_ENDPOINT, PATCH_ENDPOINT, ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.catalog.api import SCOPES
+from datadog_checks.pagerduty_dora.catalog.mapping import parse_overrides
+from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
+from datadog_checks.pagerduty_dora.collection.collector import Collector, RunReport
+from datadog_checks.pagerduty_dora.collection.settings import Settings
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiError, AuthError, ConnectionFailed, TransientError
+from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl
+from datadog_checks.pagerduty_dora.config.scope import scope_warnings
+from datadog_checks.pagerduty_dora.config.spelling import (
     configuration_message,
     unknown_init_config_options,
     unknown_instance_options,
     with_spelling_hints,
 )
-from .outputs import Outputs, Submitters
-from .readback import PERMISSIONS as READBACK_PERMISSIONS
-from .readback import Readback
-from .scope import scope_warnings
-from .settings import Settings
-from .urls import UnsafeUrl
+from datadog_checks.pagerduty_dora.datadog.dora import REMOVAL_ENDPOINT, DoraDelivery
+from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, Submitters
+from datadog_checks.pagerduty_dora.datadog.readback import PERMISSIONS as READBACK_PERMISSIONS
+from datadog_checks.pagerduty_dora.datadog.readback import Readback
+from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient, auth_headers
+
+from .config_models import ConfigMixin, defaults
 
 try:
     import datadog_agent

@@ -124,8 +124,8 @@ def run_readback(urls: dict, args: argparse.Namespace, end: float, connection: A
     import logging
 
     from datadog_checks.base.utils.http import RequestsWrapper
-    from datadog_checks.pagerduty_dora.http_client import ApiClient
-    from datadog_checks.pagerduty_dora.readback import Readback
+    from datadog_checks.pagerduty_dora.common.http import ApiClient
+    from datadog_checks.pagerduty_dora.datadog.readback import Readback
 
     def client() -> ApiClient:
         api = ApiClient(
@@ -180,7 +180,7 @@ def run_floor(urls: dict, walks: dict[str, list[dict]], connection: Any) -> None
 
     # The readback's imports, so that peak RSS compares like with like.
     import datadog_checks.base.utils.http  # noqa: F401
-    import datadog_checks.pagerduty_dora.readback  # noqa: F401
+    import datadog_checks.pagerduty_dora.datadog.readback  # noqa: F401
 
     session = requests.Session()
     session.headers.update({'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': DD_APP_KEY})

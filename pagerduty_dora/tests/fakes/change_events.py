@@ -27,8 +27,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.demo.rendering import ENTITY_BASE, encode_id
-from datadog_checks.pagerduty_dora.times import format_time
 
 from .pagerduty import ApiError, PagerDutySimulator
 from .server import Reply, Request

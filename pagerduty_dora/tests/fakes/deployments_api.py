@@ -23,13 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from datadog_checks.pagerduty_dora.demo.datadog import (
-    DEFAULT_LIMIT,
-    Deployment,
-    Deployments,
-    parse_query,
-    read_time,
-)
+from datadog_checks.pagerduty_dora.demo.datadog import DEFAULT_LIMIT, Deployment, Deployments, parse_query, read_time
 
 from .dora_api import datadog_fault
 from .faults import Faults

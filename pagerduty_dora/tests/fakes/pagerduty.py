@@ -49,6 +49,7 @@ from http import HTTPStatus
 from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.demo.pagerduty import DEFAULT_LIMIT, MAX_LIMIT, OVERVIEW_KINDS, PagerDutyApi
 from datadog_checks.pagerduty_dora.demo.rendering import (
     ACK,
@@ -70,7 +71,6 @@ from datadog_checks.pagerduty_dora.demo.rendering import (
     encode_id,
     priorities,
 )
-from datadog_checks.pagerduty_dora.times import format_time
 
 from .faults import Faults
 from .server import FakeServer, Reply, Request

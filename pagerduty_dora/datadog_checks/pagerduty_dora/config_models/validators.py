@@ -240,7 +240,7 @@ def check_instance(model: Any) -> Any:
 
 def _check_api_url(option: str, value: Any) -> Any:
     """The URL, stripped, when credentials may be sent to it (see `urls.api_origin`); else a ValueError."""
-    from datadog_checks.pagerduty_dora.urls import UnsafeUrl, api_origin
+    from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl, api_origin
 
     if not isinstance(value, str):
         return value
@@ -313,7 +313,7 @@ def _refuse_service(where: str, value: Any) -> Any:
 
 def _unknown_hint(entry: Mapping, known: tuple[str, ...]) -> str:
     """`(`servce` is not an option: did you mean `service`?)` for the unknown keys of an entry."""
-    from datadog_checks.pagerduty_dora.options import closest
+    from datadog_checks.pagerduty_dora.config.spelling import closest
 
     hints = []
     for key in entry:

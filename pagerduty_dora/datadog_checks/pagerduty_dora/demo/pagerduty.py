@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from datadog_checks.pagerduty_dora.times import format_time, parse_time
+from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
 
 from .rendering import (
     ACK,

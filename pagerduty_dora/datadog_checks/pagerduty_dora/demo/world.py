@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from datadog_checks.pagerduty_dora.times import parse_time
+from datadog_checks.pagerduty_dora.common.times import parse_time
 
 from .catalog import Catalog, v3_entity, v22_definition
 from .datadog import Deployments, DoraFailures

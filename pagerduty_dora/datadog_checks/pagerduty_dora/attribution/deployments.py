@@ -1,0 +1,284 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The requests change-failure attribution makes, and nothing else.
+
+- `DeploymentsClient`: Datadog's DORA deployments API, to search a service's deployments in an env
+  and to mark one as a change failure (or set it back) with its remediation;
+- `PagerDutySignals`: PagerDuty's change events related to an incident
+  (`GET /incidents/{id}/related_change_events`) and the account's priorities in order (`GET /priorities`).
+
+Both make their requests through the check's `ApiClient`s (so the request budget, run deadline, rate
+limits and typed errors apply) and stall for the rest of the run at the first transient error,
+budget exhaustion or refusal: `Unavailable` then tells the caller to keep its work for a later run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from datadog_checks.pagerduty_dora.common.http import (
+    ApiClient,
+    AuthError,
+    BudgetExhausted,
+    RequestRejected,
+    TransientError,
+)
+from datadog_checks.pagerduty_dora.common.text import clean, for_log
+from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
+
+from .rules import ChangeEvent, Deployment, identifiers_of
+
+DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
+LIST_ENDPOINT = 'dora_deployments_list'
+PATCH_ENDPOINT = 'dora_deployments_patch'
+LIST_TYPE = 'dora_deployments_list_request'
+PATCH_TYPE = 'dora_deployment_patch_request'
+CHANGE_EVENTS_ENDPOINT = 'incident_related_change_events'
+PRIORITIES_ENDPOINT = 'priorities'
+
+# The list endpoint has no cursor: pages are walked by moving `to` back to the oldest start seen.
+PAGE_LIMIT = 100
+MAX_PAGES = 10
+
+_PLAIN_QUERY_VALUE = re.compile(r'[A-Za-z0-9_.\-/]+')
+
+
+class Unavailable(Exception):
+    """The deployments API cannot be used in this run (transient error, request budget, or refused).
+
+    `forbidden` is True when Datadog refused the keys (401/403): the work waits for a later run.
+    """
+
+    def __init__(self, forbidden: bool = False) -> None:
+        super().__init__('forbidden' if forbidden else 'unavailable')
+        self.forbidden = forbidden
+
+
+def parse_deployment(raw: Any) -> Deployment | None:
+    """One element of the list response's `data`, or None when it lacks an id, a service or a finish time."""
+    if not isinstance(raw, dict) or not isinstance(raw.get('id'), str) or not raw['id']:
+        return None
+    attributes = raw.get('attributes')
+    if not isinstance(attributes, dict) or not isinstance(attributes.get('service'), str):
+        return None
+    started = parse_api_time(attributes.get('started_at'))
+    finished = parse_api_time(attributes.get('finished_at'))
+    if started is None or finished is None:
+        return None
+    env = attributes.get('env')
+    version = attributes.get('version')
+    git = attributes.get('git')
+    commit = git.get('commit_sha') if isinstance(git, dict) else None
+    # Cleaned of lone surrogates: these are shown in event texts, which must encode as UTF-8.
+    return Deployment(
+        id=clean(raw['id']),
+        service=clean(attributes['service']),
+        env=clean(env) if isinstance(env, str) and env else None,
+        version=clean(version) if isinstance(version, str) and version else None,
+        started_at=started,
+        finished_at=finished,
+        commit=clean(commit) if isinstance(commit, str) and commit else None,
+    )
+
+
+def _query_value(value: str) -> str:
+    if _PLAIN_QUERY_VALUE.fullmatch(value):
+        return value
+    return '"{}"'.format(value.replace('\\', '\\\\').replace('"', '\\"'))
+
+
+def search_query(service: str, env: str) -> str:
+    """The event-platform query for one service in one env."""
+    return 'service:{} env:{}'.format(_query_value(service), _query_value(env))
+
+
+def patch_body(deployment_id: str, attributes: dict) -> dict:
+    """Body of `PATCH /api/v2/dora/deployments/{id}`: `change_failure` and, when recorded, `remediation`."""
+    return {'data': {'id': deployment_id, 'type': PATCH_TYPE, 'attributes': dict(attributes)}}
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def _format_upper(epoch: float) -> str:
+    # `format_time` drops the fraction; rounding the upper bound up keeps its second in the range.
+    return format_time(int(epoch) + (1 if epoch != int(epoch) else 0))
+
+
+class DeploymentsClient:
+    """Searches and marks DORA deployments; `caller` names it to the `ApiClient` when it stalls.
+
+    `on_forbidden(status)` is told when Datadog refuses the keys, once per run (the client stalls).
+    """
+
+    def __init__(self, api: ApiClient, *, caller: str, log: Any, on_forbidden: Callable[[int | None], None]) -> None:
+        self._api = api
+        self._caller = caller
+        self._log = log
+        self._on_forbidden = on_forbidden
+
+    @property
+    def stalled(self) -> bool:
+        """Whether this run has stopped using the API; the next run of the `ApiClient` resets it."""
+        return self._api.stalled(self._caller)
+
+    def search(self, service: str, env: str, since: float, until: float) -> list[Deployment]:
+        """Deployments of exactly this service and env with a start in [since, until], over every page.
+
+        Raises `Unavailable`, or `RequestRejected` when the API refuses the search itself.
+        """
+        seen: dict[str, Deployment] = {}
+        to = until
+        for _ in range(MAX_PAGES):
+            body = {
+                'data': {
+                    'type': LIST_TYPE,
+                    'attributes': {
+                        'from': format_time(since),
+                        'to': _format_upper(to),
+                        'query': search_query(service, env),
+                        'sort': '-started_at',
+                        'limit': PAGE_LIMIT,
+                    },
+                }
+            }
+            response = self._call('post', DEPLOYMENTS_PATH, body, LIST_ENDPOINT)
+            data = response.data.get('data') if isinstance(response.data, dict) else None
+            items = data if isinstance(data, list) else []
+            new = 0
+            oldest = to
+            for raw in items:
+                deployment = parse_deployment(raw)
+                if deployment is None:
+                    continue
+                oldest = min(oldest, deployment.started_at)
+                if deployment.id in seen:
+                    continue
+                new += 1
+                # Checked here too: a loose query must never lead to blaming another service or env.
+                if _same(deployment.service, service) and _same(deployment.env, env):
+                    seen[deployment.id] = deployment
+            if len(items) < PAGE_LIMIT or new == 0 or oldest <= since:
+                break
+            to = oldest
+        else:
+            self._log.debug(
+                'Deployment search for %s in env %s stopped after %d pages; the latest ones are used',
+                for_log(service),
+                for_log(env),
+                MAX_PAGES,
+            )
+        return list(seen.values())
+
+    def patch(self, deployment_id: str, body: dict) -> None:
+        """Send a `patch_body()`; raises `Unavailable`, or `RequestRejected` when the API refuses it."""
+        # Accepted is accepted, whatever the body says: a 2xx that is not JSON must not be sent again.
+        self._call('patch', '{}/{}'.format(DEPLOYMENTS_PATH, deployment_id), body, PATCH_ENDPOINT, expect_json=False)
+
+    def _call(self, method: str, path: str, body: dict, endpoint: str, expect_json: bool = True) -> Any:
+        if self.stalled:
+            raise Unavailable()
+        try:
+            return getattr(self._api, method)(path, body, endpoint=endpoint, expect_json=expect_json)
+        except BudgetExhausted:
+            self._api.stall(self._caller)
+            raise Unavailable() from None
+        except TransientError as e:
+            self._api.stall(self._caller)
+            self._log.warning('Change-failure attribution paused until the next run: %s', e)
+            raise Unavailable() from None
+        except AuthError as e:
+            self._api.stall(self._caller)
+            self._on_forbidden(e.status)
+            raise Unavailable(forbidden=True) from None
+
+
+def parse_change_event(raw: Any) -> ChangeEvent | None:
+    """One element of `related_change_events`, or None when it lacks an id or a time."""
+    if not isinstance(raw, dict) or not isinstance(raw.get('id'), str) or not raw['id']:
+        return None
+    at = parse_api_time(raw.get('timestamp'))
+    if at is None:
+        return None
+    services = raw.get('services')
+    found = raw.get('summary')
+    summary = found if isinstance(found, str) else ''
+    reason = raw.get('correlation_reason')
+    return ChangeEvent(
+        id=raw['id'],
+        at=at,
+        summary=summary[:1024],
+        services=tuple(
+            s['id'] for s in (services if isinstance(services, list) else []) if isinstance(s, dict) and s.get('id')
+        )[:20],
+        identifiers=identifiers_of(summary, raw.get('custom_details')),
+        reason=reason.get('reason') if isinstance(reason, dict) and isinstance(reason.get('reason'), str) else None,
+    )
+
+
+class PagerDutySignals:
+    """What PagerDuty knows that attribution uses: change events related to an incident, and priorities in order.
+
+    A refusal (any 4xx, 401/403 included) answers "none" rather than stalling: an account without change
+    events or priorities is still attributed, by the other rules.
+    """
+
+    def __init__(self, api: ApiClient, *, caller: str, log: Any) -> None:
+        self._api = api
+        self._caller = caller
+        self._log = log
+        self.refused: dict[str, int | None] = {}
+
+    @property
+    def stalled(self) -> bool:
+        return self._api.stalled(self._caller)
+
+    def related_change_events(self, incident_id: str) -> list[ChangeEvent] | None:
+        """The change events PagerDuty relates to the incident; None when it refuses to tell."""
+        path = '/incidents/{}/related_change_events'.format(incident_id)
+        data = self._get(path, [('limit', '100')], CHANGE_EVENTS_ENDPOINT)
+        if data is None:
+            return None
+        items = data.get('change_events') if isinstance(data, dict) else None
+        return [event for event in map(parse_change_event, items if isinstance(items, list) else []) if event]
+
+    def priorities(self) -> list[str] | None:
+        """The account's priority names, most severe first; None when PagerDuty refuses to tell."""
+        names: list[str] = []
+        offset = 0
+        for _ in range(MAX_PAGES):
+            data = self._get('/priorities', [('limit', '100'), ('offset', str(offset))], PRIORITIES_ENDPOINT)
+            if data is None:
+                return None
+            items = data.get('priorities') if isinstance(data, dict) else None
+            page = [p for p in items if isinstance(p, dict)] if isinstance(items, list) else []
+            for item in page:
+                name = item.get('name') or item.get('summary')
+                if isinstance(name, str) and name.strip():
+                    names.append(name.strip()[:200])
+            if not data.get('more') or not page:
+                break
+            offset += len(page)
+        return names
+
+    def _get(self, path: str, params: list, endpoint: str) -> Any:
+        if self.stalled:
+            raise Unavailable()
+        try:
+            return self._api.get(path, params, endpoint=endpoint).data
+        except BudgetExhausted:
+            self._api.stall(self._caller)
+            raise Unavailable() from None
+        except TransientError as e:
+            self._api.stall(self._caller)
+            self._log.warning('Change-failure attribution paused until the next run: %s', e)
+            raise Unavailable() from None
+        except (AuthError, RequestRejected) as e:
+            self.refused[endpoint] = e.status
+            self._log.debug('PagerDuty refused %s (%s) to change-failure attribution', endpoint, e.status)
+            return None

@@ -1,0 +1,212 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""`--config conf.yaml --dry-run`: one collection against the real APIs an instance names, with
+nothing submitted and nothing stored; returns the mapping of every incident and what the Agent would
+have sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .standalone import CliError, agent_settings, agent_stubs, collect, initialize, new_check, no_write
+from .summary import METRIC_PREFIX, example_failure, filter_reason, incident_row, metric_summaries, rule_counts
+
+# The dry run previews attribution for at most this many incidents, within this many seconds.
+ATTRIBUTION_ROWS = 50
+ATTRIBUTION_SECONDS = 60.0
+# Datadog's API key check (read-only), and how long the dry run waits for it.
+VALIDATE_PATH = '/api/v1/validate'
+VALIDATE_SECONDS = 30.0
+FALLBACK_RULE = 'fallback'
+FIRST_RUN_NOTE = (
+    'A dry run is a first run (empty state): the Agent records what it finds on its first run and '
+    'emits events and transition metrics only for changes it sees from its second run on.'
+)
+
+
+def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[str, Any]:
+    """One collection for `instance`, with DORA delivery off and every persistent-cache write dropped."""
+    from datadog_checks.pagerduty_dora.datadog.dora import build_failure
+
+    aggregator, datadog_agent = agent_stubs()
+    agent_settings(datadog_agent)
+    # The instance as written goes through the Agent's own validation first: the dry run refuses
+    # what the Agent refuses, with the same message, before any option is turned off below.
+    agent_check = new_check(dict(init_config), dict(instance))
+    agent_check.write_persistent_cache = no_write
+    initialize(agent_check)
+    agent_config = agent_check.config
+    wanted_dora = bool(agent_config.submit_dora_failures)
+    aggregator.reset()
+    datadog_agent.reset()
+    agent_settings(datadog_agent)
+    # A copy, so the instance shown in errors and the user's file stay as written.
+    dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
+    check = new_check(dict(init_config), dry_instance)
+    # Nothing a dry run sees may be stored: a later real run must start from what the Agent knows.
+    check.write_persistent_cache = no_write
+    initialize(check)
+    if check.collector is not None:
+        check.collector.persist = False
+        check.collector.keep_mappings = True
+    # A run the Agent would end with an error (a CRITICAL service check) is an error here, with its message.
+    collect(check)
+    report = check.last_report
+    warnings = check.get_warnings()
+    _raise_on_critical(aggregator, warnings)
+    if report is None:
+        raise CliError('the run produced no report', warnings)
+    datadog = check_datadog_api(check, agent_config, warnings)
+    config = check.config
+    urgencies = list(config.urgencies) if config.urgencies else None
+    priorities = list(config.priorities) if config.priorities else None
+    skip_unmapped = config.unmapped_incidents == 'skip'
+    rows = []
+    for incident, mapping in sorted(report.mappings.values(), key=lambda pair: -pair[0].created_at):
+        row = incident_row(incident, mapping, filtered_by=filter_reason(incident, urgencies, priorities))
+        row['unmapped_skipped'] = bool(row['counted'] and skip_unmapped and mapping.rule == FALLBACK_RULE)
+        sent = row['counted'] and wanted_dora and not row['unmapped_skipped']
+        row['dora_failure'] = build_failure(incident, mapping) if sent else None
+        rows.append(row)
+    failures = [r['dora_failure'] for r in rows if r['dora_failure'] is not None]
+    unmapped = [r for r in rows if r['unmapped_skipped']]
+    attribution = None
+    if agent_config.attribute_change_failures:
+        attribution = preview_attribution(check, agent_config, rows, report.mappings)
+        warnings = warnings + [w for w in check.get_warnings() if w not in warnings]
+    return {
+        'mode': 'dry_run',
+        'config': path,
+        'instance': index,
+        'pagerduty_api_url': config.pagerduty_api_url,
+        'env': config.env,
+        'first_run': True,
+        'stopped': report.stopped,
+        'pages': report.pages,
+        'skipped': report.skipped,
+        'incidents': rows,
+        'rules': rule_counts(rows),
+        'dora_failures': {
+            'enabled': wanted_dora,
+            'count': len(failures),
+            'example': example_failure(failures),
+        },
+        'unmapped_incidents': {
+            'option': config.unmapped_incidents,
+            'skipped': len(unmapped),
+            'incidents': [
+                {'number': r['number'], 'title': r['title'], 'pagerduty_service': r['pagerduty_service']}
+                for r in unmapped
+            ],
+        },
+        'attribution': attribution,
+        'datadog_api': datadog,
+        'catalog_files': catalog_file_report(check),
+        # The Agent would send these; here they stay in this process.
+        'events': {
+            'count': len(aggregator.events),
+            'titles': [e['msg_title'] for e in aggregator.events],
+            'note': FIRST_RUN_NOTE,
+        },
+        'metrics': metric_summaries(aggregator),
+        'warnings': warnings,
+    }
+
+
+def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dict) -> dict[str, Any]:
+    """Per counted incident, the deployment attribution would mark and the remediation it would record.
+
+    Reads the DORA deployments API with the check's own Datadog client; nothing is written. The most
+    recent `ATTRIBUTION_ROWS` incidents are previewed, to keep the number of searches bounded.
+    """
+    from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
+
+    assert config.attribution_window is not None
+    attribution = ChangeFailureAttribution(
+        check.datadog_api,
+        pagerduty=check.pagerduty_api,
+        window=config.attribution_window,
+        min_severity=config.attribution_min_severity,
+        severity_mapping=dict(config.severity_mapping) if config.severity_mapping else None,
+        read_cache=lambda key: '',
+        write_cache=no_write,
+        log=check.log,
+        count=lambda name, value, tags: None,
+        warning=check.warning,
+        dry_run=True,
+    )
+    check.datadog_api.start_run(check.monotonic() + ATTRIBUTION_SECONDS)
+    check.pagerduty_api.start_run(check.monotonic() + ATTRIBUTION_SECONDS)
+    counted = [r for r in rows if r['counted'] and not r['unmapped_skipped']]
+    previews = []
+    for row in counted[:ATTRIBUTION_ROWS]:
+        incident, mapping = mappings[row['id']]
+        preview = attribution.preview(incident, mapping)
+        row['attribution'] = preview
+        previews.append(dict(preview, number=row['number'], title=row['title']))
+    return {
+        'window': config.attribution_window,
+        'min_severity': config.attribution_min_severity,
+        'previewed': len(previews),
+        'not_previewed': max(0, len(counted) - len(previews)),
+        'marked': sum(1 for p in previews if p['deployment']),
+        # Every PATCH the Agent would send for these incidents, in order (marks and remediations).
+        'would_patch': [
+            {'deployment': deployment, 'attributes': body['data']['attributes']}
+            for deployment, body in attribution.would_patch
+        ],
+        'incidents': previews,
+    }
+
+
+def catalog_file_report(check: Any) -> list[dict[str, Any]]:
+    """Per `catalog_files` file (and pattern matching none): the entries it gave and why any were skipped."""
+    collector = getattr(check, 'collector', None)
+    store = getattr(collector, 'catalog', None)
+    return store.file_report() if store is not None else []
+
+
+def _raise_on_critical(aggregator: Any, warnings: list[str]) -> None:
+    """A CRITICAL service check is the Agent's alert: here it is an error, with the service check's message."""
+    from datadog_checks.base import AgentCheck
+
+    for name in ('can_connect', 'can_submit'):
+        for service_check in aggregator.service_checks(METRIC_PREFIX + name):
+            if service_check.status == AgentCheck.CRITICAL:
+                raise CliError(service_check.message or '{} is CRITICAL'.format(METRIC_PREFIX + name), warnings)
+
+
+def check_datadog_api(check: Any, config: Any, warnings: list[str]) -> dict[str, Any]:
+    """Whether the Datadog API answers and accepts the API key DORA failures would be sent with.
+
+    `GET /api/v1/validate` checks an API key and writes nothing. The Agent would send DORA failures
+    with `datadog_api_key`, or its own `api_key` (read here from `DD_API_KEY`); without either the
+    API is only checked to answer. A refused key or an API that does not answer is an error, as it
+    is for the Agent (the `can_connect` service check of `api:datadog`).
+    """
+    from datadog_checks.base.stubs import datadog_agent
+    from datadog_checks.pagerduty_dora.common.http import ApiError, AuthError
+
+    url = check.datadog_api.base_url
+    if not config.submit_dora_failures and not config.datadog_app_key:
+        return {'url': url, 'checked': False, 'key_checked': False, 'note': 'not used by this instance'}
+    key = config.datadog_api_key or datadog_agent.get_config('api_key')
+    check.datadog_api.start_run(check.monotonic() + VALIDATE_SECONDS)
+    try:
+        check.datadog_api.get(VALIDATE_PATH, endpoint='validate')
+    except AuthError as e:
+        if key:
+            raise CliError(check._auth_message(e), warnings) from None
+        return {
+            'url': url,
+            'checked': True,
+            'key_checked': False,
+            'note': (
+                'the Agent would send DORA failures with its own `api_key`, which a dry run cannot read: set '
+                'DD_API_KEY in the environment (or `datadog_api_key` in this copy of conf.yaml) to check it'
+            ),
+        }
+    except ApiError as e:
+        raise CliError(str(e), warnings) from None
+    return {'url': url, 'checked': True, 'key_checked': True, 'note': 'the API key is accepted'}

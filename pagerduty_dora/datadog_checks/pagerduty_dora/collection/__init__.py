@@ -1,0 +1,4 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Collection: the collector and its passes over PagerDuty, the state they keep, and the rebuild from Datadog."""

@@ -1,0 +1,4 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""What the check sends to Datadog and reads back: DORA failures, Agent events and metrics."""
