@@ -42,7 +42,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from datadog_checks.pagerduty_dora.collection import passes as passes_module
+from datadog_checks.pagerduty_dora.collection import feed, reconcile, sweep
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.catalog import v3_entity, v22_definition
 from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
@@ -775,7 +775,8 @@ def tally() -> Iterator[None]:
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> Any:
     def set_size(size: int) -> None:
         monkeypatch.setattr(client_module, 'PAGE_SIZE', size)
-        monkeypatch.setattr(passes_module, 'PAGE_SIZE', size)
+        for module in (feed, reconcile, sweep):
+            monkeypatch.setattr(module, 'PAGE_SIZE', size)
 
     return set_size
 

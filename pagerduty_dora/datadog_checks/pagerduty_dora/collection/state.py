@@ -208,6 +208,13 @@ class CollectorState:
     # The share of a reconciliation page carried to the next run (see `Collector._reconcile_pages`).
     reconcile_credit: float = 0.0
 
+    def go_live(self, now: float | None) -> None:
+        """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
+        if self.live_since is None and now is not None:
+            self.live_since = now
+            self.feed = Feed(horizon=now)
+            self.drift_at = now
+
     def dumps(self) -> str:
         feed, scan, resend = self.feed, self.reconciliation, self.resend
         return documents.encode(

@@ -1,0 +1,238 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The change feed: the account's log entries, window by window, each window read from its newest entry down.
+
+Each window's end is fixed when it is planned and its pages are read from offset 0 (the newest
+entries) down, `PAGE_OVERLAP` entries shared by consecutive pages, so an entry PagerDuty adds while
+the window is read only pushes older ones to higher offsets and none is lost. Entries are matched by
+id in the incidents' stories, so reading one twice is harmless. The horizon moves only once a window
+is read; an unreadable page is retried, then cornered and passed over with a count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.pagerduty.client import (
+    MAX_WINDOW,
+    OFFSET_CAP,
+    PAGE_SIZE,
+    LogEntry,
+    LogPage,
+    PagerDutyClient,
+    parse_log_entry,
+)
+
+from .pages import DAY, OVERLAP, Look, Page
+from .state import Feed, FeedWindow
+
+# Entries shared by two consecutive pages of a feed window, matched by id.
+PAGE_OVERLAP = 3
+# Feed windows are sized for this many entries, far below the offset cap.
+WINDOW_ENTRIES = 5000
+# Runs a feed page may fail to read before it is narrowed, then passed over.
+UNREADABLE_RETRIES = 3
+# Longest pause between two runs taken into account when a stored horizon is repaired.
+MAX_REPAIR_SPAN = 7 * DAY
+
+
+class FeedPass:
+    """Reads the log up to PagerDuty's present second and moves `feed` on as windows complete.
+
+    `since_last_run` is the Agent-measured time since the previous run (None: unknown); it places a
+    stored horizon found ahead of PagerDuty's clock back where the last run really was.
+    """
+
+    def __init__(self, client: PagerDutyClient, fallback_now: Callable[[], float]) -> None:
+        self.client = client
+        self.fallback_now = fallback_now
+        self.pages = 0
+
+    def read(self, feed: Feed, live_since: float, since_last_run: float | None) -> Iterator[Page]:
+        """One `Page` per request, oldest entries first within each page, until the present is read."""
+        target: float | None = None
+        since = feed.horizon - OVERLAP
+        while True:
+            window = feed.window
+            if window is None:
+                if target is not None and since >= target:
+                    return
+                window = feed.window = _plan(feed, since, target)
+            page = Page(deliver=False)
+            log = self._request(feed, window, page)
+            if target is None:
+                # PagerDuty's present, from its own answer: what lies at or past it is read next run.
+                target = self.client.now if self.client.now is not None else self.fallback_now()
+                if feed.horizon > target + 1:
+                    _repair(feed, target, since_last_run, page)
+                    since = feed.horizon - OVERLAP
+                    yield page
+                    continue
+                window.end = min(window.end, max(target, window.since + 1))
+            if log is None:
+                since = feed.horizon
+                yield page
+                continue
+            if window.offset == 0 and log.total is not None and log.total > WINDOW_ENTRIES:
+                if window.until - window.since > 1:
+                    # Too many entries for one window: a narrower one, planned from what PagerDuty counted.
+                    feed.width = narrower(window.until - window.since, log.total, WINDOW_ENTRIES)
+                    feed.window = None
+                    since = window.since
+                    yield page
+                    continue
+            if self._page_through(window, log, live_since, page):
+                feed.window = None
+                feed.horizon = max(feed.horizon, window.end)
+                if window.offset < WINDOW_ENTRIES // 4:
+                    feed.width = min(MAX_WINDOW, max(feed.width, window.until - window.since) * 2)
+                since = window.end
+            page.deliver = True
+            yield page
+
+    def _page_through(self, window: FeedWindow, log: LogPage, live_since: float, page: Page) -> bool:
+        """Take one page of `window` and move on to the next; True once the window is read."""
+        ids = [entry.get('id') for entry in log.entries if isinstance(entry, dict)]
+        if window.offset > 0 and window.tail and not set(window.tail) & set(ids):
+            # The page does not repeat the end of the previous one: entries vanished (a deleted
+            # incident) and shifted the list; read from a page earlier, matching entries by id.
+            window.offset = max(0, window.offset - page_step())
+            window.tail = []
+            return False
+        if log.offset is not None and log.offset != window.offset:
+            page.warn(
+                'PagerDuty answered log entries from offset %d when asked for offset %d; the rest of %s to %s '
+                'is skipped, and reconciliation recovers the state of the incidents it concerns',
+                log.offset,
+                window.offset,
+                format_time(window.since),
+                format_time(window.until),
+            )
+            page.skipped.append(('unpaged', 1))
+            return True
+        _take(log.entries, window.since, window.until, live_since, page)
+        # `more` is believed when it says there is more; a full page is read past even when it says not.
+        more = log.more or len(log.entries) >= PAGE_SIZE
+        if not more or not log.entries:
+            return True
+        if window.offset + 2 * PAGE_SIZE > OFFSET_CAP:
+            return _past_cap(window, log, page)
+        window.offset += page_step()
+        window.tail = [str(i) for i in ids[-(PAGE_SIZE - page_step()) :]] if PAGE_SIZE > page_step() else []
+        return False
+
+    def _request(self, feed: Feed, window: FeedWindow, page: Page) -> LogPage | None:
+        """One page of the log, or None when it cannot be read after `UNREADABLE_RETRIES` runs and was skipped.
+
+        A page that never reads (PagerDuty, or a proxy, answers something that is not JSON) must not
+        stop the feed for ever: its window is narrowed to one second, then that second is passed over
+        with a warning and a count, and reconciliation and the incidents' own logs recover what it held.
+        """
+        try:
+            log = self.client.log_entries(window.since, window.until, window.offset, with_total=window.offset == 0)
+        except UnreadableResponse:
+            feed.failures += 1
+            if feed.failures < UNREADABLE_RETRIES:
+                raise
+            # From here on the bad page is cornered within this run: each failure halves the window,
+            # down to one second, which is passed over.
+            if window.until - window.since > 1 and window.offset == 0:
+                feed.width = max(1.0, (window.until - window.since) / 2)
+                feed.window = None
+                return None
+            feed.window, feed.failures = None, 0
+            feed.horizon = max(feed.horizon, window.until if window.offset == 0 else window.end)
+            page.skipped.append(('unreadable', 1))
+            page.warn(
+                'PagerDuty log entries of %s to %s could not be read after %d tries and were skipped; '
+                'reconciliation recovers the state of the incidents they concern',
+                format_time(window.since),
+                format_time(window.until),
+                UNREADABLE_RETRIES,
+            )
+            return None
+        self.pages += 1
+        if feed.failures < UNREADABLE_RETRIES:
+            feed.failures = 0
+        return log
+
+
+def page_step() -> int:
+    """How far the next feed page starts after the last: a page less the entries two pages share."""
+    return PAGE_SIZE - min(PAGE_OVERLAP, PAGE_SIZE // 4)
+
+
+def narrower(span: float, total: int, target: int) -> float:
+    """A window width expected to hold `target` records, given `total` in `span` seconds."""
+    return max(1.0, min(span / 2, span * target / max(total, 1) * 0.9))
+
+
+def _plan(feed: Feed, since: float, target: float | None) -> FeedWindow:
+    """The next window from `since`: as wide as the feed's width allows, never past `target`."""
+    width = min(feed.width if feed.width > 0 else MAX_WINDOW, MAX_WINDOW)
+    until = since + max(1.0, width)
+    if target is not None:
+        until = max(since + 1, min(until, target))
+    return FeedWindow(since, until, 0, until)
+
+
+def _repair(feed: Feed, now: float, since_last_run: float | None, page: Page) -> None:
+    """The stored horizon is ahead of PagerDuty's clock: read again from where the last run really was."""
+    span = min(max(since_last_run, 0.0), MAX_REPAIR_SPAN) if since_last_run is not None else DAY
+    repaired = now - span - OVERLAP
+    page.warn(
+        "The stored position of the change feed (%s) is ahead of PagerDuty's clock (%s); reading again from %s",
+        format_time(feed.horizon),
+        format_time(now),
+        format_time(repaired),
+    )
+    page.repaired = True
+    feed.horizon, feed.window = repaired, None
+
+
+def _past_cap(window: FeedWindow, log: LogPage, page: Page) -> bool:
+    """A window that reached the offset cap: the older rest becomes a window of its own, or one second is skipped."""
+    times = [entry.at for entry in map(parse_log_entry, log.entries) if entry is not None]
+    oldest = min(times, default=window.since)
+    if oldest > window.since:
+        # The window grew past the offset cap while it was read: the rest of it, older than what
+        # was read, is read as a window of its own.
+        window.until, window.offset, window.tail = oldest + 1, 0, []
+        return False
+    page.warn(
+        'More than %d PagerDuty log entries are dated %s; the rest of that second is skipped',
+        OFFSET_CAP,
+        format_time(window.since),
+    )
+    page.skipped.append(('offset_cap', 1))
+    return True
+
+
+def _take(raw_entries: list[Any], since: float, until: float, live_since: float, page: Page) -> None:
+    """One page's entries in [since, until), grouped per incident, oldest first, as looks of `page`."""
+    by_incident: dict[str, tuple[Any, list[LogEntry]]] = {}
+    unusable = 0
+    for raw in reversed(raw_entries):
+        entry = parse_log_entry(raw)
+        if entry is None:
+            unusable += 1
+            continue
+        if not since <= entry.at < until or entry.at < live_since:
+            continue
+        if entry.incident is None:
+            unusable += 1
+            continue
+        found = by_incident.get(entry.incident_id)
+        if found is None:
+            by_incident[entry.incident_id] = (entry.incident, [entry])
+        else:
+            found[1].append(entry)
+    if unusable:
+        page.skipped.append(('malformed', unusable))
+    for raw_incident, entries in by_incident.values():
+        incident = page.parsed(raw_incident)
+        if incident is not None:
+            page.looks.append(Look(incident, entries))

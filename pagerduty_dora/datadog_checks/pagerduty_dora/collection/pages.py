@@ -1,0 +1,62 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""What a pass hands the collector after each request: the incidents it read, and what it could not use.
+
+The passes (`feed.py`, `reconcile.py`, `sweep.py`) are generators that make at most one request per
+step and yield one `Page`; the collector checks its deadline before each step, looks at what the page
+holds and delivers. A pass never calls the collector: it owns its cursor and the rule that moves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry
+from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident, parse_incident
+
+DAY = 86400.0
+# How far back each run's first feed window reaches before the horizon, for entries PagerDuty
+# indexes late (it indexes within seconds to a minute).
+OVERLAP = 180.0
+
+
+@dataclass
+class Look:
+    """One incident as a page shows it, with the log entries of it the page held (None: no log read)."""
+
+    incident: Incident
+    entries: list[LogEntry] | None = None
+
+
+@dataclass
+class Page:
+    """What one request of a pass yielded.
+
+    `looks` are incidents to bring up to date, oldest first; `gone` are ids PagerDuty no longer has;
+    `malformed` are raw incidents that could not be parsed, with why. `skipped` counts log entries
+    that could not be used, by reason, and `warnings` are (message, args) for the Agent's status page.
+    `deliver` says the collector delivers after this page (a pass batches some reads into one POST).
+    `request` is False for a step that made no request.
+    """
+
+    looks: list[Look] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    malformed: list[tuple[Any, MalformedIncident]] = field(default_factory=list)
+    skipped: list[tuple[str, int]] = field(default_factory=list)
+    warnings: list[tuple[Any, ...]] = field(default_factory=list)
+    repaired: bool = False
+    deliver: bool = True
+    request: bool = True
+
+    def parsed(self, raw: Any) -> Incident | None:
+        """`raw` as an incident, or None with the reason kept in `malformed`."""
+        try:
+            return parse_incident(raw)
+        except MalformedIncident as e:
+            self.malformed.append((raw, e))
+            return None
+
+    def warn(self, message: str, *args: Any) -> None:
+        self.warnings.append((message, *args))

@@ -1,0 +1,163 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Reconciliation: the open incidents in creation order, a share each run, resumed at (creation time, number).
+
+It finds what the log does not show (a priority change, a service move) and anything the feed missed.
+An open incident recorded but not met in a whole pass is read by id: resolved, deleted, merged or moved
+out of scope. The first pass (the baseline of what is open when collection goes live) is read whole.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
+
+from .pages import Look, Page
+from .state import CollectorState, Reconciliation
+
+# A pass over the open incidents completes within this many seconds, whatever their number.
+RECONCILE_PERIOD = 600.0
+
+
+class ReconcilePass:
+    """Pages through the open incidents and, at the end of a pass, reads by id the open records it did not meet."""
+
+    def __init__(self, client: PagerDutyClient, fallback_now: Callable[[], float]) -> None:
+        self.client = client
+        self.fallback_now = fallback_now
+        self.pages = 0
+
+    def read(self, state: CollectorState, now: float | None, pages_per_run: int) -> Iterator[Page]:
+        """This run's share (`pages_per_run`) of the open incidents, one `Page` per request.
+
+        The pass ends (and the baseline is set) once every open incident was read and every open
+        record it did not meet was read by id; until then the next run resumes where this one stopped.
+        """
+        scan = state.reconciliation
+        if scan is None:
+            scan = state.reconciliation = Reconciliation(started=-1.0 if now is None else now)
+        pages = 0
+        while scan.verify is None:
+            if state.baseline and pages >= pages_per_run:
+                return
+            yield self._list_page(scan, state, now)
+            pages += 1
+        while scan.verify:
+            key = scan.verify[0]
+            record = state.incidents.get(key)
+            if record is not None and record.status != 'resolved' and record.checked_at < scan.started:
+                yield self._verify(key)
+            scan.verify.pop(0)
+        state.baseline = True
+        state.reconciliation = None
+        yield Page(request=False)
+
+    def _verify(self, key: str) -> Page:
+        """A recorded open incident the pass did not meet, read by id."""
+        page = Page(deliver=False)
+        try:
+            raw = self.client.get_incident(key)
+        except UnreadableResponse:
+            # One answer that cannot be read must not end the verification of those after it.
+            page.skipped.append(('unreadable_incident', 1))
+            return page
+        if raw is None:
+            page.gone.append(key)
+        else:
+            incident = page.parsed(raw)
+            if incident is not None:
+                page.looks.append(Look(incident))
+        return page
+
+    def _list_page(self, scan: Reconciliation, state: CollectorState, now: float | None) -> Page:
+        since: float | None = None
+        until: float | None = None
+        if scan.position is None:
+            listed = self.client.list_open(scan.skip)
+        else:
+            since = scan.position[0]
+            until = min(since + MAX_WINDOW, (now if now is not None else scan.started) + 60)
+            listed = self.client.list_open(scan.skip, since, until)
+        self.pages += 1
+        if scan.started < 0:
+            # The first pass starts with PagerDuty's first answer: records it meets are dated by that clock.
+            scan.started = self.client.now if self.client.now is not None else self.fallback_now()
+        page = Page()
+        fresh = 0
+        for raw in listed.incidents:
+            incident = page.parsed(raw)
+            if incident is None:
+                continue
+            key = (incident.created_at, incident.number)
+            if scan.position is not None and key <= scan.position:
+                continue
+            fresh += 1
+            page.looks.append(Look(incident))
+            scan.position = key if scan.position is None else max(scan.position, key)
+        _move(scan, state, now, since, until, listed.more, fresh, len(listed.incidents), page)
+        return page
+
+
+def _move(
+    scan: Reconciliation,
+    state: CollectorState,
+    now: float | None,
+    since: float | None,
+    until: float | None,
+    more: bool,
+    fresh: int,
+    size: int,
+    page: Page,
+) -> None:
+    """Move the pass's position on after one list page: the next offset, the next window, or the end."""
+    if more and not fresh:
+        # A whole page of one second already read: step over it within that second, but never
+        # past the offset PagerDuty accepts (a server that always says `more` ends the pass here),
+        # and not at all for a page shorter than asked for, which cannot have more after it.
+        if scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP and size >= PAGE_SIZE:
+            scan.skip += PAGE_SIZE
+            return
+        page.warn(
+            'The list of open PagerDuty incidents did not end within %d incidents of one position; '
+            'this reconciliation pass ends there and the next one starts over',
+            OFFSET_CAP,
+        )
+        scan.skip = 0
+        scan.verify = unmet(state, scan)
+        return
+    scan.skip = 0
+    if more:
+        return
+    if since is not None and until is not None and until < (now if now is not None else scan.started):
+        # The list was read in a window of at most six months; the rest starts at its end.
+        scan.position = (until, -1)
+        return
+    scan.verify = unmet(state, scan)
+
+
+def unmet(state: CollectorState, scan: Reconciliation) -> list[str]:
+    """Open records the pass did not meet: each is read by id."""
+    return sorted(
+        key
+        for key, record in state.incidents.items()
+        if record.status != 'resolved' and record.checked_at < scan.started
+    )
+
+
+def pages_per_run(state: CollectorState, interval: float) -> int:
+    """Pages of open incidents this run, so that a whole pass takes about `RECONCILE_PERIOD` seconds.
+
+    The pace is `open / 100 × interval / RECONCILE_PERIOD` pages a run, at least one: what is
+    left of a page is carried to the next run, so on average an idle run costs the feed's request
+    plus that share (at the default interval, 1 + open / 1000).
+    """
+    open_records = sum(1 for record in state.incidents.values() if record.status != 'resolved')
+    rate = open_records / 100 * interval / RECONCILE_PERIOD
+    due = state.reconcile_credit + rate
+    pages = max(1, math.floor(due))
+    state.reconcile_credit = min(max(due - pages, 0.0), 1.0)
+    return pages

@@ -1,0 +1,394 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""What one look at an incident does: its record, its DORA failure, its events and metrics.
+
+The story is decided in `story.py` without I/O; this module reads the incident's own log when the
+story asks for it, keeps the record, queues what the incident's DORA failure should become, and
+hands the transitions to the outputs and to attribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult, map_incident, passes_filters
+from datadog_checks.pagerduty_dora.catalog.model import Catalog
+from datadog_checks.pagerduty_dora.common.text import digest, for_log
+from datadog_checks.pagerduty_dora.datadog.dora import REJECTED, build_failure
+from datadog_checks.pagerduty_dora.datadog.dora import fingerprint as fingerprint_of
+from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, mapping_tags
+from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry, PagerDutyClient
+from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident
+from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Step, Transition, observed
+
+from .rebuild import payload_digest
+from .settings import Settings
+from .state import CollectorState, IncidentRecord
+from .story import Context, ReadLog, Story, look, settled
+
+# Incidents whose own log may be read in one run (those without a record that the feed or
+# reconciliation meets); past it, the run stops and the next one goes on from there.
+MAX_LOG_READS_PER_RUN = 30
+# Malformed incidents remembered as already warned about (by a hash of their id); past this the set
+# starts over, so a stream of distinct bad ids costs a few warnings more, never unbounded memory.
+MAX_WARNED_MALFORMED = 1000
+# What a warning shows of a malformed incident's id.
+MAX_LOGGED_ID = 64
+
+
+class StopRun(Exception):
+    """The run ends early but cleanly: its budget or deadline is spent; work resumes next run."""
+
+
+@dataclass
+class RunReport:
+    """What one run did, for logs, the dry run and tests."""
+
+    pages: int = 0
+    skipped: int = 0
+    sweep_complete: bool = False
+    stopped: str = ''
+    mappings: dict[str, tuple[Incident, MappingResult]] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """What the looks of one run share: its catalog and report, and where its feed reading starts."""
+
+    catalog: Catalog
+    report: RunReport
+    # Entries before it were read by earlier runs.
+    read_start: float
+    log_reads: int = 0
+
+
+class Recorder:
+    """Brings incidents' records up to date and does each look's output."""
+
+    def __init__(
+        self,
+        client: PagerDutyClient,
+        *,
+        state: Callable[[], CollectorState],
+        dora: Any | None,
+        outputs: Outputs,
+        attribution: Any | None,
+        settings: Settings,
+        log: Any,
+        warning: Callable[..., None],
+        now: Callable[[], float],
+        check_deadline: Callable[[], None],
+        held: Callable[[], dict[str, str]],
+    ) -> None:
+        self.client = client
+        self._state = state
+        self.dora = dora
+        self.outputs = outputs
+        self.attribution = attribution
+        self.settings = settings
+        self.log = log
+        self._warning = warning
+        self.now = now
+        self._check_deadline = check_deadline
+        # Digests of the failures Datadog held at a rebuild, while history is compared with them.
+        self._held = held
+        self._warned_malformed: set[str] = set()
+        self.keep_mappings = False
+        self.run = Run(Catalog(), RunReport(), float('inf'))
+
+    @property
+    def state(self) -> CollectorState:
+        return self._state()
+
+    # Reading ------------------------------------------------------------------------------------
+
+    def malformed(self, raw: Any, error: MalformedIncident) -> None:
+        """An incident a field of which is unusable: counted, and warned about once per incident.
+
+        The warning shows the id escaped and bounded (`for_log`); what is remembered of it is a short
+        hash, in a bounded set, so a hostile id costs neither log lines nor memory.
+        """
+        self.run.report.skipped += 1
+        key: str = raw['id'] if isinstance(raw, dict) and isinstance(raw.get('id'), str) else '?'
+        self.outputs.count('incidents.skipped', 1, ['reason:malformed'])
+        seen = digest(key)
+        if seen not in self._warned_malformed:
+            if len(self._warned_malformed) >= MAX_WARNED_MALFORMED:
+                self._warned_malformed.clear()
+            self._warned_malformed.add(seen)
+            self._warning('Skipped PagerDuty incident %s: %s', for_log(key, MAX_LOGGED_ID), for_log(str(error)))
+
+    def _read_log(self, incident: Incident, since: float | None) -> list[Step]:
+        run = self.run
+        if run.log_reads >= MAX_LOG_READS_PER_RUN:
+            raise StopRun(
+                'read the logs of {} incidents this run; the rest waits for the next one'.format(run.log_reads)
+            )
+        run.log_reads += 1
+        self._check_deadline()
+        return steps_of(self.client.incident_log(incident.id, since))
+
+    # Policy -------------------------------------------------------------------------------------
+
+    def map(self, incident: Incident) -> MappingResult:
+        return map_incident(
+            incident,
+            self.run.catalog,
+            overrides=self.settings.overrides,
+            env=self.settings.env,
+            severity_mapping=self.settings.severity_mapping,
+        )
+
+    def in_scope(self, incident: Incident) -> bool:
+        if self.settings.service_ids and incident.service_id not in self.settings.service_ids:
+            return False
+        if self.settings.team_ids and not {t.id for t in incident.teams} & set(self.settings.team_ids):
+            return False
+        return True
+
+    def wanted(self, incident: Incident, mapping: MappingResult) -> bool:
+        """Whether the incident counts: in the filters, and mapped unless unmapped incidents are sent."""
+        if not passes_filters(incident, urgencies=self.settings.urgencies, priorities=self.settings.priorities):
+            return False
+        return not (self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback')
+
+    def _failure_wanted(self, incident: Incident, wanted: bool) -> bool:
+        """Whether the incident should have a DORA failure: wanted, and not merged away (the survivor carries it)."""
+        return wanted and not (incident.merged and self.can_remove())
+
+    def can_remove(self) -> bool:
+        return self.dora is not None and self.dora.can_remove
+
+    def _count_unmapped(self, mapping: MappingResult) -> None:
+        """Count an incident first left out because it reached the fallback rule under `unmapped_incidents: skip`."""
+        if self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
+            self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
+
+    # One look -----------------------------------------------------------------------------------
+
+    def observe(self, incident: Incident, entries: list[LogEntry] | None = None) -> None:
+        """Bring one incident's record up to date from its object and any log entries just read."""
+        state = self.state
+        state.go_live(self.client.now)
+        record = state.incidents.get(incident.id)
+        if not self.in_scope(incident):
+            self._out_of_scope(incident, record)
+            return
+        context = Context(
+            now=self.now(),
+            live_since=state.live_since,
+            read_start=self.run.read_start,
+            horizon=state.feed.horizon if state.feed is not None else None,
+            baseline=state.baseline,
+            reported=state.rebuilt.get(incident.id, ()),
+        )
+        steps = steps_of(entries or [])
+        story = look(incident, record, steps, context, from_feed=entries is not None)
+        if isinstance(story, ReadLog):
+            log = self._read_log(incident, story.since)
+            story = look(incident, record, steps, context, from_feed=entries is not None, log=log)
+        if story is None or isinstance(story, ReadLog):
+            return
+        self._commit(incident, record, story)
+
+    def _commit(self, incident: Incident, record: IncidentRecord | None, story: Story) -> None:
+        """Record the incident, want its DORA failure, and emit its transitions: the output of one look."""
+        mapping = self.map(incident)
+        if self.keep_mappings:
+            self.run.report.mappings[incident.id] = (incident, mapping)
+        tags = mapping_tags(incident, mapping)
+        wanted = self.wanted(incident, mapping)
+        updated = _updated(incident, record, story, tags, wanted, self.now())
+        if record is None:
+            updated.delivered = self._held_delivery(incident, mapping)
+        if wanted and not updated.counted:
+            updated.counted = True
+            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
+        elif record is None and not wanted:
+            self._count_unmapped(mapping)
+        if self._failure_wanted(incident, wanted):
+            updated.desired = self.want(incident.id, updated, build_failure(incident, mapping))
+        elif updated.delivered and not updated.delivered.startswith(REJECTED) and not self.can_remove():
+            # A failure already sent that no longer counts is followed to its resolve when it cannot be removed.
+            updated.desired = self.want(incident.id, updated, build_failure(incident, mapping))
+        else:
+            updated.desired = self.want(incident.id, updated, None)
+        self.state.incidents[incident.id] = updated
+        notes = self.attribution.observe(incident, mapping, wanted, story.new) if self.attribution is not None else {}
+        self._emit(story.new, mapping, tags, wanted, notes)
+
+    def _held_delivery(self, incident: Incident, mapping: MappingResult) -> str:
+        """For an incident first seen after a rebuild: the fingerprint of its failure if Datadog holds it as it is."""
+        held = self._held().get(incident.id) if self.state.rebuilt_at else None
+        if held is None:
+            return ''
+        attributes = build_failure(incident, mapping)
+        return fingerprint_of(attributes) if payload_digest(attributes) == held else ''
+
+    def want(self, key: str, record: IncidentRecord, attributes: dict | None) -> str:
+        """Queue what the incident's failure should become unless Datadog has it already; return its fingerprint.
+
+        None asks for no failure: a removal is queued for one Datadog holds. With DORA delivery off
+        nothing is queued; the record keeps what is wanted, and turning delivery on sends it.
+        """
+        desired = fingerprint_of(attributes) if attributes is not None else ''
+        if self.dora is None:
+            return desired
+        waiting = self.dora.queued(key)
+        if waiting == desired:
+            return desired
+        if settled(record.delivered, desired):
+            if waiting is not None:
+                # A change queued earlier is no longer wanted: Datadog already holds what is.
+                self.dora.discard(key)
+            return desired
+        if attributes is not None:
+            self.dora.enqueue(key, attributes)
+        elif self.dora.can_remove:
+            self.dora.remove(key)
+        elif waiting is not None:
+            self.dora.discard(key)
+        return desired
+
+    def _emit(
+        self,
+        transitions: list[Transition],
+        mapping: MappingResult,
+        tags: list[str],
+        wanted: bool,
+        notes: dict[int, str],
+    ) -> None:
+        """Events and metrics of the transitions of one look (oldest first); `notes[i]` is a line for the i-th event."""
+        if not transitions:
+            return
+        if not wanted:
+            self.outputs.count('incidents.filtered', 1, tags)
+            return
+        now = self.now()
+        for index, transition in enumerate(transitions):
+            self.log.debug(
+                'Incident #%d %s (mapping_rule=%s service=%s team=%s env=%s)',
+                transition.incident.number,
+                transition.kind,
+                mapping.rule,
+                for_log(','.join(mapping.services)),
+                for_log(mapping.team),
+                for_log(mapping.env),
+            )
+            note = notes.get(index)
+            self.outputs.transition(transition, mapping, tags, now, [note] if note else [])
+
+    # Other looks --------------------------------------------------------------------------------
+
+    def gone(self, key: str) -> None:
+        """The incident was deleted in PagerDuty: its failure must not stay open."""
+        if self.attribution is not None:
+            self.attribution.gone(key)
+        record = self.state.incidents.get(key)
+        if record is None:
+            return
+        if not record.delivered or record.delivered.startswith(REJECTED) or self.dora is None:
+            del self.state.incidents[key]
+            if self.dora is not None:
+                # A failure still waiting to be sent for it never is.
+                self.dora.discard(key)
+            return
+        if self.dora.can_remove:
+            record.desired, record.status, record.wanted, record.tags = '', 'resolved', False, []
+            self.want(key, record, None)
+            return
+        del self.state.incidents[key]
+        self.outputs.count('dora.unremovable', 1, [])
+        self._warning(
+            'PagerDuty incident %s was deleted, but its DORA failure cannot be removed without '
+            '`datadog_app_key`; it stays open in Datadog',
+            key,
+        )
+
+    def _out_of_scope(self, incident: Incident, record: IncidentRecord | None) -> None:
+        """An incident outside `service_ids`/`team_ids`: a failure it left behind is removed or followed.
+
+        Its record stays (not wanted) while it is open, so that coming back into scope is not news.
+        """
+        if record is None:
+            return
+        if self.attribution is not None:
+            self.attribution.gone(incident.id, 'out_of_scope')
+        now = self.now()
+        if self.can_remove() or not record.delivered:
+            record.desired = self.want(incident.id, record, None)
+        else:
+            record.desired = self.want(incident.id, record, build_failure(incident, self.map(incident)))
+        record.wanted, record.tags, record.checked_at = False, [], now
+        record.status = incident.status
+        record.base, record.steps, record.emitted = observed(incident, now), [], []
+        if not incident.is_open and settled(record.delivered, record.desired):
+            del self.state.incidents[incident.id]
+
+    def redeliver(self, incident: Incident) -> None:
+        """Queue the failure of an incident met by the re-sending of history (delivery was off)."""
+        if self.dora is None or not self.in_scope(incident):
+            return
+        if incident.id in self.state.incidents:
+            self.observe(incident)
+            return
+        mapping = self.map(incident)
+        if self._failure_wanted(incident, self.wanted(incident, mapping)):
+            self.dora.enqueue(incident.id, build_failure(incident, mapping))
+
+    def sweep_incident(self, incident: Incident) -> None:
+        """One incident of the history sweep: a resolved one without a record is history (its failure only)."""
+        if not self.in_scope(incident):
+            return
+        if incident.id not in self.state.incidents and not incident.is_open:
+            self._history(incident)
+            return
+        self.observe(incident)
+
+    def _history(self, incident: Incident) -> None:
+        """An incident resolved long before this look: its DORA failure only, nothing to remember or emit."""
+        mapping = self.map(incident)
+        if self.keep_mappings:
+            self.run.report.mappings[incident.id] = (incident, mapping)
+        if self._failure_wanted(incident, self.wanted(incident, mapping)):
+            tags = mapping_tags(incident, mapping)
+            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
+            if self.dora is not None:
+                attributes = build_failure(incident, mapping)
+                if self._held_delivery(incident, mapping) != fingerprint_of(attributes):
+                    self.dora.enqueue(incident.id, attributes)
+        else:
+            self._count_unmapped(mapping)
+
+
+def steps_of(entries: list[LogEntry]) -> list[Step]:
+    """Log entries as the steps of an incident's story."""
+    return [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries]
+
+
+def _updated(
+    incident: Incident, record: IncidentRecord | None, story: Story, tags: list[str], wanted: bool, now: float
+) -> IncidentRecord:
+    """The incident's record after a look (its DORA fingerprints are filled in by the caller)."""
+    end = story.end
+    status = end.status if end.status != NEW else incident.status
+    return IncidentRecord(
+        status=status,
+        priority=incident.priority,
+        urgency=incident.urgency,
+        service_id=incident.service_id,
+        service_name=incident.service_name,
+        created_at=incident.created_at,
+        resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
+        delivered=record.delivered if record is not None else '',
+        tags=tags if wanted and status != 'resolved' else [],
+        acked=end.acked,
+        wanted=wanted,
+        checked_at=now,
+        base=story.base,
+        steps=story.steps,
+        emitted=sorted(story.emitted),
+        counted=record.counted if record is not None else False,
+    )

@@ -1,0 +1,231 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Putting back what was lost: a state rebuilt from Datadog's record, failures that went missing, daily drift.
+
+- **Rebuild**: a check that starts over an empty state (a cluster check moved to another node) takes
+  from Datadog what it sent before (`rebuild.py` reads it), so nothing is reported or sent twice.
+- **Undelivered**: a record whose DORA failure is outstanding but no longer queued (dropped by the
+  queue's bounds, lost in a crash) is read again by id and its failure wanted again.
+- **Drift**: once a day, Datadog's open failures are compared with PagerDuty, and each one PagerDuty
+  does not show open is read again by id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator
+
+from datadog_checks.pagerduty_dora.common.http import ApiError, AuthError, RequestRejected, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
+from datadog_checks.pagerduty_dora.datadog.readback import Readback
+from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
+
+from .pages import DAY, Look, Page
+from .rebuild import read_record
+from .state import CollectorState, Feed
+from .story import settled
+
+# Digests of the DORA failures Datadog held when the state was rebuilt, kept until history is compared.
+HELD_KEY = 'failures_held'
+# Rebuild attempts in a row that failed for a passing reason.
+REBUILD_KEY = 'rebuild_attempts'
+# Runs a rebuild is retried (nothing collected meanwhile) before the check starts as on a first run.
+REBUILD_ATTEMPTS = 3
+# How often Datadog's open failures are compared with PagerDuty (PagerDuty time).
+DRIFT_INTERVAL = DAY
+# Incidents read again by id in one run because their DORA failure went missing.
+MAX_REFETCH_PER_RUN = 20
+
+
+class Recovery:
+    """The rebuild, the search for undelivered failures and the drift check of one collector."""
+
+    def __init__(
+        self,
+        *,
+        readback: Readback | None,
+        record_query: str,
+        dora: Any | None,
+        outputs: Outputs,
+        backfill_days: int,
+        read_cache: Callable[[str], str],
+        write_cache: Callable[[str, str], None],
+        log: Any,
+        warning: Callable[..., None],
+    ) -> None:
+        self.readback = readback
+        self._record_query = record_query
+        self.dora = dora
+        self.outputs = outputs
+        self.backfill_days = backfill_days
+        self._read_cache = read_cache
+        self._write_cache = write_cache
+        self.log = log
+        self._warning = warning
+        self.persist = True
+        # Incidents read again by id (requests), for the run report.
+        self.pages = 0
+        # Digests of the failures Datadog holds, while a rebuilt state's history is compared with them.
+        self._held: dict[str, str] | None = None
+
+    # Rebuild ------------------------------------------------------------------------------------
+
+    def rebuild(self, state: CollectorState, now: float) -> bool:
+        """Rebuild an empty state from what Datadog holds; False to try again next run (nothing collected meanwhile).
+
+        Without the record, the check starts as on a first run: history is sent again as DORA
+        failures (idempotent by id) and no event is sent for what happened before it went live.
+        """
+        assert self.readback is not None
+        attempts = _count(self._read_cache(REBUILD_KEY))
+        try:
+            record = read_record(
+                self.readback,
+                query=self._record_query,
+                now=now,
+                history_since=now - (self.backfill_days + 1) * DAY,
+            )
+        except (AuthError, RequestRejected) as e:
+            # Refused for good (a missing permission, an API this site does not have): no retry helps.
+            self._failed('forbidden' if isinstance(e, AuthError) else 'rejected', e, final=True)
+            return True
+        except ApiError as e:
+            attempts += 1
+            final = attempts >= REBUILD_ATTEMPTS
+            self._write(REBUILD_KEY, '0' if final else str(attempts))
+            self._failed('error', e, final=final)
+            return final
+        self._write(REBUILD_KEY, '0')
+        # What happened after the last event Datadog holds was not reported. Without any event there is
+        # no sign of when the earlier node went live: collection goes live at PagerDuty's first answer,
+        # as on a first run.
+        start = record.last_event_at
+        if start is not None:
+            state.live_since = start
+            state.feed = Feed(horizon=start)
+        state.rebuilt = {key: sorted(keys) for key, keys in record.emitted.items()}
+        state.rebuilt_at = state.drift_at = now
+        self._held = record.failures
+        self._write(HELD_KEY, json.dumps(record.failures, separators=(',', ':')))
+        self.outputs.count('rebuild', 1, ['result:rebuilt'])
+        self.log.info(
+            'Rebuilt the collection state from Datadog: %d events, %d DORA failures; reading PagerDuty from %s',
+            record.events,
+            len(record.failures),
+            format_time(start) if start is not None else 'now',
+        )
+        return True
+
+    def _failed(self, reason: str, error: ApiError, *, final: bool) -> None:
+        self.outputs.count('rebuild', 1, ['result:{}'.format('fallback' if final else 'retry'), 'reason:' + reason])
+        then = (
+            'starting as on a first run: history is sent again as DORA failures, and nothing that happened '
+            'before this run is reported as an event'
+            if final
+            else 'nothing is collected until it is tried again next run'
+        )
+        self._warning('Could not rebuild the collection state from Datadog (%s); %s', error, then)
+
+    def _write(self, key: str, value: str) -> None:
+        if self.persist:
+            self._write_cache(key, value)
+
+    def forget(self, state: CollectorState, history_complete: bool) -> None:
+        """Drop what the rebuild read once it has served: events once the feed is past it, failures once history is."""
+        if not state.rebuilt_at:
+            return
+        if state.rebuilt and state.feed is not None and state.feed.horizon > state.rebuilt_at + DAY:
+            state.rebuilt = {}
+        if history_complete and state.resend is None:
+            state.rebuilt_at = 0.0
+            self._held = {}
+            self._write(HELD_KEY, '')
+
+    def held(self) -> dict[str, str]:
+        """Digests of the failures Datadog held at the rebuild, while history is compared with them."""
+        if self._held is None:
+            raw = self._read_cache(HELD_KEY)
+            try:
+                held = json.loads(raw) if raw else {}
+            except (ValueError, RecursionError):
+                held = {}
+            self._held = {str(k): str(v) for k, v in held.items()} if isinstance(held, dict) else {}
+        return self._held
+
+    # Drift and undelivered failures -------------------------------------------------------------
+
+    def check_drift(self, state: CollectorState, now: float) -> None:
+        """Once a day, read Datadog's open failures and queue every one PagerDuty does not show open for repair."""
+        if self.readback is None or self.dora is None or not state.baseline or now - state.drift_at < DRIFT_INTERVAL:
+            return
+        state.drift_at = now
+        found = 0
+        try:
+            for failure in self.readback.failures(now - self.backfill_days * DAY, now + 3600):
+                record = state.incidents.get(failure.incident_id)
+                if failure.open and failure.exact_id and (record is None or record.status == 'resolved'):
+                    if record is not None:
+                        # Datadog does not hold what the record says it accepted.
+                        record.delivered = ''
+                    if failure.incident_id not in state.refetch:
+                        state.refetch.append(failure.incident_id)
+                        found += 1
+        except ApiError as e:
+            self._warning('The daily comparison of DORA failures with PagerDuty could not read them (%s)', e)
+            return
+        self.outputs.count('dora.drift', found, ['result:queued'])
+
+    def find_undelivered(self, state: CollectorState) -> None:
+        """Records whose DORA failure is outstanding but no longer queued (dropped, or lost in a crash)."""
+        if self.dora is None:
+            return
+        queued = set(state.refetch)
+        for key, record in state.incidents.items():
+            if settled(record.delivered, record.desired) or key in queued:
+                continue
+            waiting = self.dora.queued(key)
+            if waiting == record.desired:
+                continue
+            if record.desired == '' and self.dora.can_remove:
+                self.dora.remove(key)
+                continue
+            state.refetch.append(key)
+            queued.add(key)
+
+    def refetch(self, client: PagerDutyClient, state: CollectorState) -> Iterator[Page]:
+        """Read again by id the incidents whose failure went missing or disagrees with Datadog: one `Page` each."""
+        done = 0
+        while state.refetch and done < MAX_REFETCH_PER_RUN and self.dora is not None:
+            key = state.refetch[0]
+            record = state.incidents.get(key)
+            if record is None or not settled(record.delivered, record.desired):
+                done += 1
+                yield self._read_again(client, key, record is not None)
+            state.refetch.pop(0)
+
+    def _read_again(self, client: PagerDutyClient, key: str, recorded: bool) -> Page:
+        page = Page(deliver=False)
+        try:
+            raw = client.get_incident(key)
+        except UnreadableResponse:
+            page.skipped.append(('unreadable_incident', 1))
+            return page
+        self.pages += 1
+        if raw is None and recorded:
+            page.gone.append(key)
+        elif raw is None and self.dora is not None and self.dora.can_remove:
+            self.dora.remove(key)
+        elif raw is not None:
+            incident = page.parsed(raw)
+            if incident is not None:
+                page.looks.append(Look(incident))
+        return page
+
+
+def _count(raw: str | None) -> int:
+    try:
+        return max(0, int(raw or 0))
+    except ValueError:
+        return 0

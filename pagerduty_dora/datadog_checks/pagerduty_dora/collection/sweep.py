@@ -1,0 +1,137 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The creation-time sweep: `backfill_days` of history before going live, and the re-sending of history.
+
+`GET /incidents` filters on creation time, so history is read in creation-time windows, each sized
+from the `total` PagerDuty reports to stay under its offset cap and widened again while windows come
+back small. The cursor (`state.horizon`) only moves forward, once a window is read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator, Iterator
+
+from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
+from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident, parse_incident
+
+from .feed import narrower
+from .pages import DAY, OVERLAP, Look, Page
+from .state import CollectorState, Window
+
+# Windows are sized for this many records, leaving room under the offset cap for growth.
+WINDOW_TARGET = 8000
+
+
+class SweepPass:
+    """Pages through incidents by creation time; each `Page` holds the incidents of one request."""
+
+    def __init__(self, client: PagerDutyClient) -> None:
+        self.client = client
+        self.pages = 0
+
+    def history(self, state: CollectorState, target: float) -> Iterator[Page]:
+        """Every incident created before `target`, from `state.horizon` on."""
+        assert state.horizon is not None
+        while True:
+            window = state.window or plan_window(state.horizon, target, state.width)
+            if window is None:
+                return
+            state.window = window
+            done, width = yield from self._window(window)
+            if width is not None:
+                state.window, state.width = None, width
+                continue
+            if done is not None:
+                state.horizon = max(state.horizon, done)
+                state.window = None
+                if window.offset < WINDOW_TARGET // 4:
+                    state.width = min(MAX_WINDOW, max(state.width, window.until - window.since) * 2)
+
+    def resend(self, state: CollectorState) -> Iterator[Page]:
+        """The history that runs with DORA delivery off kept back, window by window."""
+        while state.resend is not None and state.resend_end is not None:
+            window = state.resend
+            done, width = yield from self._window(window)
+            if width is not None:
+                state.resend = Window(window.since, window.since + width)
+            elif done is not None and done < state.resend_end:
+                state.resend = Window(done, min(state.resend_end, done + MAX_WINDOW))
+            else:
+                state.resend = state.resend_end = None
+
+    def _window(self, window: Window) -> Generator[Page, None, tuple[float | None, float | None]]:
+        """Page through one creation-time window from `window.offset` on.
+
+        Returns (creation time up to which it is done, None) when the window is finished, or
+        (None, narrower width) when its first page shows it holds more than the offset cap.
+        """
+        while True:
+            first = window.offset == 0
+            listed = self.client.list_created(window.since, window.until, window.offset, with_total=first)
+            self.pages += 1
+            if first and _over_cap(window, listed.total, listed.more, len(listed.incidents)):
+                yield Page(deliver=False)
+                return None, narrower(window.until - window.since, listed.total or 0, WINDOW_TARGET)
+            page = Page()
+            for raw in listed.incidents:
+                incident = page.parsed(raw)
+                if incident is not None:
+                    page.looks.append(Look(incident))
+            # An empty page that claims more is not believed: the window ends there.
+            more = listed.more and bool(listed.incidents)
+            last = None
+            if more and window.offset + 2 * PAGE_SIZE > OFFSET_CAP:
+                last = max((i.created_at for i in map(_quiet_parse, listed.incidents) if i), default=None)
+                if last is None or last <= window.since:
+                    more, last = False, None
+                    page.warn(
+                        'More than %d incidents were created within one second at %s; the rest of that second '
+                        'is skipped',
+                        OFFSET_CAP,
+                        format_time(window.since),
+                    )
+            yield page
+            if not more:
+                return window.until, None
+            if last is None:
+                window.offset += PAGE_SIZE
+            else:
+                # The window grew past the offset cap while it was paged: go on from the last
+                # creation time seen rather than leave the rest behind.
+                window.since, window.offset = last, 0
+
+
+def plan_window(horizon: float, target: float, width: float) -> Window | None:
+    """The next creation-time window from `horizon`, or None once `target` is reached."""
+    if horizon >= target:
+        return None
+    width = min(width if width > 0 else MAX_WINDOW, MAX_WINDOW)
+    # Near the present, reach back for late-indexed incidents, but never so far that the window
+    # ends before the horizon: the cursor only moves forward.
+    since = horizon - min(OVERLAP, width / 2) if horizon > target - DAY else horizon
+    until = min(target, max(since + width, horizon + 1))
+    return Window(since=since, until=max(until, since + 1))
+
+
+def _quiet_parse(raw: Any) -> Incident | None:
+    try:
+        return parse_incident(raw)
+    except MalformedIncident:
+        return None
+
+
+def _over_cap(window: Window, total: int | None, more: bool, size: int) -> bool:
+    """Whether a first page says its window holds more than PagerDuty lets an offset reach.
+
+    Only a full page is taken at its word, and a window of one second cannot narrow further: a
+    server that reports a huge total for everything still lets the sweep move on.
+    """
+    return (
+        total is not None
+        and total > OFFSET_CAP - PAGE_SIZE
+        and more
+        and size >= PAGE_SIZE
+        and window.until - window.since > 1.0
+    )

@@ -1,0 +1,218 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Each pass on its own: the cursor it owns, the rule that moves it, and what it yields per request."""
+
+from __future__ import annotations
+
+import pytest
+
+from datadog_checks.pagerduty_dora.collection.feed import OVERLAP, UNREADABLE_RETRIES, FeedPass, page_step
+from datadog_checks.pagerduty_dora.collection.pages import DAY
+from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
+from datadog_checks.pagerduty_dora.collection.state import CollectorState, Feed, IncidentRecord, Window
+from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, plan_window
+from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE
+from datadog_checks.pagerduty_dora.pagerduty.transitions import Base
+
+from .passes_world import NOW, ScriptedPagerDuty, log_entry, raw_incident
+
+
+def agent_clock() -> float:
+    raise AssertionError('the Agent clock is read only when PagerDuty dates no answer')
+
+
+def record(status: str = 'triggered', checked_at: float = 0.0) -> IncidentRecord:
+    return IncidentRecord(
+        status=status,
+        priority=None,
+        urgency='high',
+        service_id='PSERVICE',
+        service_name='Checkout',
+        created_at=NOW - DAY,
+        resolved_at=None,
+        delivered='',
+        tags=[],
+        acked=False,
+        wanted=True,
+        checked_at=checked_at,
+        base=Base(),
+        steps=[],
+        emitted=[],
+        counted=True,
+    )
+
+
+class TestFeedPass:
+    """The change feed reads up to PagerDuty's present, window by window, newest entry down."""
+
+    def test_an_idle_feed_costs_one_request_and_reaches_pagerdutys_present(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        feed = Feed(horizon=NOW - 60)
+        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 3600, since_last_run=60.0))
+        assert len(pagerduty.requests) == 1
+        assert [(p.looks, p.deliver) for p in pages] == [([], True)]
+        assert (feed.horizon, feed.window) == (NOW, None)
+        assert pagerduty.requests[0][1] == NOW - 60 - OVERLAP
+
+    def test_entries_are_handed_oldest_first_grouped_by_incident(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.entries = [
+            log_entry(1, NOW - 50, incident_id='P00001'),
+            log_entry(2, NOW - 40, 'acknowledge_log_entry', incident_id='P00001'),
+            log_entry(3, NOW - 30, incident_id='P00002'),
+            # Before collection went live: not news, not handed over.
+            log_entry(4, NOW - 5000, incident_id='P00003'),
+        ]
+        feed = Feed(horizon=NOW - 100)
+        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
+        looks = [(look.incident.id, [e.id for e in look.entries or []]) for p in pages for look in p.looks]
+        assert looks == [('P00001', ['L000001', 'L000002']), ('P00002', ['L000003'])]
+
+    def test_a_window_of_several_pages_is_read_from_the_newest_down_with_shared_entries(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
+        feed = Feed(horizon=NOW - 1000)
+        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        offsets = [request[3] for request in pagerduty.requests]
+        assert offsets == [0, page_step()]
+        seen = [e.id for p in pages for look in p.looks for e in look.entries or []]
+        assert set(seen) == {'L{:06d}'.format(n) for n in range(PAGE_SIZE + 20)}
+        assert feed.horizon == NOW
+
+    def test_a_run_stopped_between_pages_resumes_at_the_window_it_was_reading(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
+        feed = Feed(horizon=NOW - 1000)
+        first = next(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        assert feed.window is not None and feed.window.offset == page_step()
+        assert feed.horizon == NOW - 1000
+        later = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        read = {e.id for p in [first, *later] for look in p.looks for e in look.entries or []}
+        assert len(read) == PAGE_SIZE + 20
+        assert feed.horizon == NOW
+
+    def test_a_horizon_ahead_of_pagerdutys_clock_is_read_again_from_the_last_run(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        feed = Feed(horizon=NOW + 3 * 3600)
+        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=120.0))
+        assert [p.repaired for p in pages] == [True, False]
+        assert "ahead of PagerDuty's clock" in pages[0].warnings[0][0]
+        assert pagerduty.requests[1][1] == NOW - 120 - OVERLAP - OVERLAP
+        assert feed.horizon == NOW
+
+    def test_an_unreadable_page_is_retried_then_cornered_and_passed_over(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        feed = Feed(horizon=NOW - 60)
+        for attempt in range(1, UNREADABLE_RETRIES):
+            pagerduty.unreadable = 1
+            with pytest.raises(UnreadableResponse):
+                list(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=60.0))
+            assert (feed.failures, feed.horizon) == (attempt, NOW - 60)
+        pagerduty.unreadable = 1000
+        # PagerDuty dates no answer now: the feed reads up to the Agent's clock.
+        passes = FeedPass(pagerduty, lambda: NOW).read(feed, NOW - DAY, 60.0)
+        pages = []
+        with pytest.raises(UnreadableResponse):
+            for page in passes:
+                pages.append(page)
+        # Halved down to the horizon's second, which is passed over; the next window fails afresh.
+        assert [s for p in pages for s in p.skipped] == [('unreadable', 1)]
+        warned = [w for p in pages for w in p.warnings]
+        assert [w[1:3] for w in warned] == [(format_time(NOW - 60), format_time(NOW - 59))]
+        assert (feed.failures, feed.horizon) == (1, NOW - 59)
+
+
+class TestReconcilePass:
+    """Open incidents in creation order, a paced share each run, and what a pass did not meet read by id."""
+
+    def test_the_baseline_reads_every_page_then_verifies_what_it_did_not_meet(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        for n in range(1, 2 * PAGE_SIZE + 6):
+            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
+        state = CollectorState()
+        state.incidents['PGONE1'] = record(checked_at=NOW - 3600)
+        pages = list(ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1))
+        looks = [look.incident.number for p in pages for look in p.looks]
+        assert looks == list(range(1, 2 * PAGE_SIZE + 6))
+        assert [p.gone for p in pages if p.gone] == [['PGONE1']]
+        assert [r[0] for r in pagerduty.requests] == ['list_open'] * 3 + ['get_incident']
+        assert (state.baseline, state.reconciliation) == (True, None)
+
+    def test_after_the_baseline_each_run_reads_its_share_and_resumes_by_position(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        for n in range(1, 3 * PAGE_SIZE + 1):
+            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
+        state = CollectorState(baseline=True)
+        first = list(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
+        assert len(pagerduty.requests) == 2
+        assert state.reconciliation is not None
+        # The second page starts at the first one's last creation time, which it lists again.
+        assert state.reconciliation.position == (NOW - DAY + 2 * PAGE_SIZE - 1, 2 * PAGE_SIZE - 1)
+        rest = list(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
+        numbers = [look.incident.number for p in first + rest for look in p.looks]
+        assert numbers == list(range(1, 3 * PAGE_SIZE + 1))
+        assert state.reconciliation is None
+
+    def test_an_unreadable_answer_to_one_verification_does_not_end_the_others(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        state = CollectorState(baseline=True)
+        state.incidents['PA'] = record(checked_at=NOW - 3600)
+        state.incidents['PB'] = record(checked_at=NOW - 3600)
+        passes = ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=1)
+        next(passes)
+        pagerduty.unreadable = 1
+        pages = list(passes)
+        assert [p.skipped for p in pages] == [[('unreadable_incident', 1)], [], []]
+        assert [p.gone for p in pages] == [[], ['PB'], []]
+
+    @pytest.mark.parametrize(
+        'open_records, interval, pages',
+        [(0, 60.0, 1), (1000, 60.0, 1), (5000, 60.0, 5), (5000, 15.0, 1), (20000, 60.0, 20)],
+        ids=['none', 'a_thousand', 'five_thousand', 'short_interval', 'twenty_thousand'],
+    )
+    def test_the_pace_completes_a_pass_in_ten_minutes(self, open_records: int, interval: float, pages: int) -> None:
+        state = CollectorState()
+        state.incidents = {str(n): record() for n in range(open_records)}
+        assert pages_per_run(state, interval) == pages
+
+
+class TestSweepPass:
+    """History by creation time: windows sized under the offset cap, the horizon moved once a window is read."""
+
+    def test_history_is_read_window_by_window_up_to_the_target(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        for n in range(1, 11):
+            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - n * DAY, 'resolved')
+        state = CollectorState(horizon=NOW - 30 * DAY)
+        pages = list(SweepPass(pagerduty).history(state, NOW))
+        assert sorted(look.incident.number for p in pages for look in p.looks) == list(range(1, 11))
+        assert (state.horizon, state.window) == (NOW, None)
+
+    def test_a_window_over_the_offset_cap_is_narrowed_before_it_is_read(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        for n in range(1, 10_150):
+            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - 10 * DAY + n * 60, 'resolved')
+        state = CollectorState(horizon=NOW - 10 * DAY)
+        pages = SweepPass(pagerduty).history(state, NOW)
+        first = next(pages)
+        assert (first.looks, first.deliver) == ([], False)
+        second = next(pages)
+        assert 0 < state.width <= 10 * DAY / 2
+        assert state.window is not None and state.window.until - state.window.since == state.width
+        assert len(second.looks) == PAGE_SIZE
+
+    def test_resending_ends_where_it_was_asked_to(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.incidents['P00001'] = raw_incident(1, NOW - 2 * DAY, 'resolved')
+        state = CollectorState(resend=Window(NOW - 3 * DAY, NOW - DAY), resend_end=NOW - DAY)
+        pages = list(SweepPass(pagerduty).resend(state))
+        assert [look.incident.id for p in pages for look in p.looks] == ['P00001']
+        assert (state.resend, state.resend_end) == (None, None)
+
+    def test_near_the_present_a_window_reaches_back_for_late_indexed_incidents(self) -> None:
+        window = plan_window(NOW - 600, NOW, 0.0)
+        assert window == Window(since=NOW - 600 - OVERLAP, until=NOW)
+        assert plan_window(NOW, NOW, 0.0) is None
