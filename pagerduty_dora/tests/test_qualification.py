@@ -1,7 +1,7 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The collection rule of `urgencies`, `priorities` and `unmapped_incidents`, shared by the collector and the dry run."""
+"""The collection rule of `urgencies`, `priorities` and `unmapped_incidents`, as the collector and dry run share it."""
 
 from __future__ import annotations
 
@@ -143,9 +143,7 @@ class TestQualifies:
         filters = [None, ['high'], ['low']]
         priority_filters = [None, ['P1'], ['none'], ['P2', 'none']]
         cases = list(
-            itertools.product(
-                filters, priority_filters, ('send', 'skip'), ('high', 'low'), ('P1', 'P2', None), RULES
-            )
+            itertools.product(filters, priority_filters, ('send', 'skip'), ('high', 'low'), ('P1', 'P2', None), RULES)
         )
         disagreeing = []
         for urgencies, priorities, option, urgency, priority, rule in cases:

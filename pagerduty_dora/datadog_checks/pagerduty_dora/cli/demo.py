@@ -28,7 +28,9 @@ def run_demo() -> dict[str, Any]:
     with demo.DemoWorld() as world:
         instance = world.instance()
         check = _demo_check(world, instance)
-        runs, mappings, warnings = _run_all(check, world, aggregator, change_offset=demo.CHANGE_DELAY - demo.RUN_INTERVAL)
+        runs, mappings, warnings = _run_all(
+            check, world, aggregator, change_offset=demo.CHANGE_DELAY - demo.RUN_INTERVAL
+        )
         qualification = Qualification(urgencies=instance['urgencies'], priorities=None)
         rows = _incident_rows(mappings, world, aggregator.events, qualification, first_run_at=demo.START)
         events = list(aggregator.events)

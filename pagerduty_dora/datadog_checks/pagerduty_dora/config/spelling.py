@@ -21,7 +21,6 @@ from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
 from datadog_checks.pagerduty_dora.config_models.shared import SharedConfig
 from datadog_checks.pagerduty_dora.config_models.validators import closest
 
-
 # Keys the Agent itself reads from an instance, beside the options of the check's specification.
 AGENT_INSTANCE_KEYS = frozenset(
     ['name', 'namespace', 'loader', 'ha_enabled', 'no_index', 'check_tag_cardinality', 'process_isolation']
