@@ -314,3 +314,46 @@ class TestUnknownOptions:
         check = PagerdutyDoraCheck('pagerduty_dora', {}, [make_instance(quiet_server.url, **options)])
         dd_run_check(check)
         assert [w for w in check.warnings if 'Unknown option' in w] == []
+
+
+def _imported_modules(path: Path) -> list[tuple[str, bool]]:
+    """(module, at the top level) of every `from ... import` and `import` of a source file."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding='utf-8'))
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found.append(('.' * node.level + (node.module or ''), id(node) in top))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, id(node) in top) for alias in node.names)
+    return found
+
+
+class TestSpellingImports:
+    """The option-name suggestions and the config models import one way: spelling reads the models."""
+
+    PACKAGE = Path(__file__).parent.parent / 'datadog_checks' / 'pagerduty_dora'
+
+    def test_validators_do_not_import_the_config_package(self) -> None:
+        modules = _imported_modules(self.PACKAGE / 'config_models' / 'validators.py')
+        assert [m for m, _ in modules if m.startswith('datadog_checks.pagerduty_dora.config.')] == []
+        assert [m for m, top in modules if not top] == []
+
+    def test_spelling_imports_the_models_at_the_top(self) -> None:
+        modules = _imported_modules(self.PACKAGE / 'config' / 'spelling.py')
+        assert [m for m, top in modules if not top] == []
+        assert sorted(m for m, _ in modules if m.startswith('datadog_checks.pagerduty_dora.config_models')) == [
+            'datadog_checks.pagerduty_dora.config_models.instance',
+            'datadog_checks.pagerduty_dora.config_models.shared',
+            'datadog_checks.pagerduty_dora.config_models.validators',
+        ]
+
+    def test_one_matcher(self) -> None:
+        from datadog_checks.pagerduty_dora.config import spelling
+        from datadog_checks.pagerduty_dora.config_models import validators
+
+        assert spelling.closest is validators.closest
+        assert validators.closest('servce', ('service', 'team', 'env')) == 'service'
+        assert validators.closest('zzqx', ('service', 'team', 'env')) is None

@@ -78,44 +78,55 @@ def parse_definition(document: Any, source: str) -> list[CatalogService]:
     if not isinstance(document, Mapping):
         raise InvalidDefinition('not a mapping')
     if 'apiVersion' in document:
-        api_version = document.get('apiVersion')
-        if not isinstance(api_version, str) or not api_version.strip().startswith('v3'):
-            # Shown bounded: a YAML alias can make a value of a few bytes print as gigabytes.
-            raise InvalidDefinition('unsupported apiVersion {}'.format(shown(api_version)))
-        kind = document.get('kind')
-        if not isinstance(kind, str) or not kind.strip():
-            raise InvalidDefinition('kind is missing' if kind is None else 'kind must be a non-empty string')
-        metadata = document.get('metadata')
-        if not isinstance(metadata, Mapping):
-            raise InvalidDefinition('metadata must be a mapping')
-        name = _optional_text(metadata, 'name', 'metadata.name')
-        if name is None:
-            raise InvalidDefinition('metadata.name is missing')
-        owner = _optional_text(metadata, 'owner', 'metadata.owner')
-        owners = _additional_owners(metadata.get('additionalOwners'))
-        inherit_from = _optional_text(metadata, 'inheritFrom', 'metadata.inheritFrom')
-        url = None
-        integrations = document.get('integrations')
-        if integrations is not None:
-            if not isinstance(integrations, Mapping):
-                raise InvalidDefinition('integrations must be a mapping')
-            pagerduty = integrations.get('pagerduty')
-            if pagerduty is not None:
-                if not isinstance(pagerduty, Mapping):
-                    raise InvalidDefinition('integrations.pagerduty must be a mapping with serviceURL')
-                url = _optional_text(pagerduty, 'serviceURL', 'integrations.pagerduty.serviceURL')
-        return [
-            CatalogService(
-                name=name,
-                team=owner,
-                pagerduty_url=url,
-                source=source,
-                kind=name_key(kind),
-                owners=owners,
-                inherit_from=inherit_from,
-            )
-        ]
+        return [_v3_entity(document, source)]
+    return [_v2_service(document, source)]
 
+
+def _v3_entity(document: Mapping[str, Any], source: str) -> CatalogService:
+    """A v3 entity (`apiVersion: v3`, any `kind`): its name, owners, `inheritFrom` and PagerDuty service URL."""
+    api_version = document.get('apiVersion')
+    if not isinstance(api_version, str) or not api_version.strip().startswith('v3'):
+        # Shown bounded: a YAML alias can make a value of a few bytes print as gigabytes.
+        raise InvalidDefinition('unsupported apiVersion {}'.format(shown(api_version)))
+    kind = document.get('kind')
+    if not isinstance(kind, str) or not kind.strip():
+        raise InvalidDefinition('kind is missing' if kind is None else 'kind must be a non-empty string')
+    metadata = document.get('metadata')
+    if not isinstance(metadata, Mapping):
+        raise InvalidDefinition('metadata must be a mapping')
+    name = _optional_text(metadata, 'name', 'metadata.name')
+    if name is None:
+        raise InvalidDefinition('metadata.name is missing')
+    owner = _optional_text(metadata, 'owner', 'metadata.owner')
+    owners = _additional_owners(metadata.get('additionalOwners'))
+    inherit_from = _optional_text(metadata, 'inheritFrom', 'metadata.inheritFrom')
+    return CatalogService(
+        name=name,
+        team=owner,
+        pagerduty_url=_v3_pagerduty_url(document.get('integrations')),
+        source=source,
+        kind=name_key(kind),
+        owners=owners,
+        inherit_from=inherit_from,
+    )
+
+
+def _v3_pagerduty_url(integrations: Any) -> str | None:
+    """`integrations.pagerduty.serviceURL` of a v3 entity, None when it has none."""
+    if integrations is None:
+        return None
+    if not isinstance(integrations, Mapping):
+        raise InvalidDefinition('integrations must be a mapping')
+    pagerduty = integrations.get('pagerduty')
+    if pagerduty is None:
+        return None
+    if not isinstance(pagerduty, Mapping):
+        raise InvalidDefinition('integrations.pagerduty must be a mapping with serviceURL')
+    return _optional_text(pagerduty, 'serviceURL', 'integrations.pagerduty.serviceURL')
+
+
+def _v2_service(document: Mapping[str, Any], source: str) -> CatalogService:
+    """A service definition of schema v2, v2.1 or v2.2: `dd-service`, its team and PagerDuty service URL."""
     version = document.get('schema-version')
     if version not in ('v2', 'v2.1', 'v2.2'):
         if version is None:
@@ -126,11 +137,9 @@ def parse_definition(document: Any, source: str) -> list[CatalogService]:
         raise InvalidDefinition('dd-service is missing')
     # `dd-team` is v2's experimental link to Datadog Teams; `team` is the field every version has.
     team = _optional_text(document, 'team', 'team') or _optional_text(document, 'dd-team', 'dd-team')
-    return [
-        CatalogService(
-            name=name, team=team, pagerduty_url=_v2_pagerduty_url(document.get('integrations')), source=source
-        )
-    ]
+    return CatalogService(
+        name=name, team=team, pagerduty_url=_v2_pagerduty_url(document.get('integrations')), source=source
+    )
 
 
 def entity_key(service: CatalogService) -> tuple[str, str]:

@@ -9,76 +9,30 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 from datadog_checks.pagerduty_dora.common.times import format_time
 
 from .standalone import agent_stubs, collect, initialize, new_check
-from .summary import example_failure, filter_reason, incident_row, metric_summaries, rule_counts, transition_of
+from .summary import example_failure, incident_row, metric_summaries, rule_counts, transition_of
 
 DEMO_RUNS = 4
 
 
 def run_demo() -> dict[str, Any]:
     """Run the check `DEMO_RUNS` times against the demo world, with live changes between runs."""
-    from datadog_checks.pagerduty_dora.datadog.dora import failure_id
     from datadog_checks.pagerduty_dora.demo import world as demo
 
     aggregator, datadog_agent = agent_stubs()
     aggregator.reset()
     datadog_agent.reset()
-    runs: list[dict[str, Any]] = []
-    mappings: dict[str, tuple[Any, Any]] = {}
-    warnings: list[str] = []
     with demo.DemoWorld() as world:
         instance = world.instance()
-        check = new_check({}, instance)
-        # The check runs on the account's clock, so four runs five minutes apart take a second.
-        check.clock = lambda: world.account.now
-        check.monotonic = lambda: world.account.now
-        initialize(check)
-        if check.collector is not None:
-            check.collector.keep_mappings = True
-        for number in range(1, DEMO_RUNS + 1):
-            changes = []
-            if number > 1:
-                for change, _incident_id in world.apply(number - 2):
-                    changes.append(
-                        {
-                            'at': format_time(world.account.now - demo.RUN_INTERVAL + demo.CHANGE_DELAY),
-                            'incident_number': world.demo.number(change.incident),
-                            'title': change.incident,
-                            'change': change.description,
-                        }
-                    )
-            events_before, posts_before = len(aggregator.events), len(world.dora.posts)
-            collect(check)
-            report = check.last_report
-            run_warnings = check.get_warnings()
-            warnings.extend(run_warnings)
-            mappings.update(report.mappings)
-            runs.append(
-                {
-                    'run': number,
-                    'at': format_time(world.account.now),
-                    'first_run': number == 1,
-                    'changes': changes,
-                    'incidents_seen': len(report.mappings),
-                    'events': len(aggregator.events) - events_before,
-                    'dora_posts': len(world.dora.posts) - posts_before,
-                    'warnings': run_warnings,
-                }
-            )
-        first_run_at = demo.START
-        transitions: dict[str, list[str]] = {}
-        for event in aggregator.events:
-            transitions.setdefault(event['aggregation_key'], []).append(transition_of(event))
-        rows = []
-        for incident, mapping in sorted(mappings.values(), key=lambda pair: pair[0].number):
-            row = incident_row(incident, mapping, filtered_by=filter_reason(incident, instance['urgencies'], None))
-            row['live_transitions'] = transitions.get(incident.id, [])
-            row['reopened'] = 'reopened' in row['live_transitions']
-            row['history'] = incident.resolved_at is not None and incident.resolved_at < first_run_at
-            row['dora_failure'] = world.dora.failures.get(failure_id(incident.id))
-            rows.append(row)
+        check = _demo_check(world, instance)
+        runs, mappings, warnings = _run_all(
+            check, world, aggregator, change_offset=demo.CHANGE_DELAY - demo.RUN_INTERVAL
+        )
+        qualification = Qualification(urgencies=instance['urgencies'], priorities=None)
+        rows = _incident_rows(mappings, world, aggregator.events, qualification, first_run_at=demo.START)
         events = list(aggregator.events)
         result = {
             'mode': 'demo',
@@ -109,6 +63,90 @@ def run_demo() -> dict[str, Any]:
             'warnings': warnings,
         }
     return result
+
+
+def _demo_check(world: Any, instance: dict) -> Any:
+    """The check, configured with the demo's instance and running on the demo account's clock."""
+    check = new_check({}, instance)
+    # The check runs on the account's clock, so four runs five minutes apart take a second.
+    check.clock = lambda: world.account.now
+    check.monotonic = lambda: world.account.now
+    initialize(check)
+    if check.collector is not None:
+        check.collector.keep_mappings = True
+    return check
+
+
+def _run_all(
+    check: Any, world: Any, aggregator: Any, *, change_offset: float
+) -> tuple[list[dict[str, Any]], dict[str, tuple[Any, Any]], list[str]]:
+    """Each run's summary, every incident's latest mapping, and the warnings of all runs.
+
+    Before every run but the first, the world makes its next changes; `change_offset` is when they
+    happened, relative to the run that follows.
+    """
+    runs: list[dict[str, Any]] = []
+    mappings: dict[str, tuple[Any, Any]] = {}
+    warnings: list[str] = []
+    for number in range(1, DEMO_RUNS + 1):
+        changes = _apply_changes(world, number - 2, change_offset) if number > 1 else []
+        events_before, posts_before = len(aggregator.events), len(world.dora.posts)
+        collect(check)
+        report = check.last_report
+        run_warnings = check.get_warnings()
+        warnings.extend(run_warnings)
+        mappings.update(report.mappings)
+        runs.append(
+            {
+                'run': number,
+                'at': format_time(world.account.now),
+                'first_run': number == 1,
+                'changes': changes,
+                'incidents_seen': len(report.mappings),
+                'events': len(aggregator.events) - events_before,
+                'dora_posts': len(world.dora.posts) - posts_before,
+                'warnings': run_warnings,
+            }
+        )
+    return runs, mappings, warnings
+
+
+def _apply_changes(world: Any, step: int, change_offset: float) -> list[dict[str, Any]]:
+    """Make the world's changes of `step` in PagerDuty, and say what each was."""
+    return [
+        {
+            'at': format_time(world.account.now + change_offset),
+            'incident_number': world.demo.number(change.incident),
+            'title': change.incident,
+            'change': change.description,
+        }
+        for change, _incident_id in world.apply(step)
+    ]
+
+
+def _incident_rows(
+    mappings: dict[str, tuple[Any, Any]],
+    world: Any,
+    events: list[dict],
+    qualification: Qualification,
+    *,
+    first_run_at: float,
+) -> list[dict[str, Any]]:
+    """One row per incident, by number: its mapping, the transitions the runs saw, and its DORA failure."""
+    from datadog_checks.pagerduty_dora.datadog.dora import failure_id
+
+    transitions: dict[str, list[str]] = {}
+    for event in events:
+        transitions.setdefault(event['aggregation_key'], []).append(transition_of(event))
+    rows = []
+    for incident, mapping in sorted(mappings.values(), key=lambda pair: pair[0].number):
+        row = incident_row(incident, mapping, filtered_by=qualification.filter_reason(incident))
+        row['live_transitions'] = transitions.get(incident.id, [])
+        row['reopened'] = 'reopened' in row['live_transitions']
+        row['history'] = incident.resolved_at is not None and incident.resolved_at < first_run_at
+        row['dora_failure'] = world.dora.failures.get(failure_id(incident.id))
+        rows.append(row)
+    return rows
 
 
 def _attribution(world: Any, events: list[dict]) -> list[dict[str, Any]]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
+
 from .standalone import CliError, agent_settings, agent_stubs, collect, initialize, new_check, no_write
-from .summary import METRIC_PREFIX, example_failure, filter_reason, incident_row, metric_summaries, rule_counts
+from .summary import METRIC_PREFIX, example_failure, incident_row, metric_summaries, rule_counts
 
 # The dry run previews attribution for at most this many incidents, within this many seconds.
 ATTRIBUTION_ROWS = 50
@@ -18,7 +20,6 @@ ATTRIBUTION_SECONDS = 60.0
 # Datadog's API key check (read-only), and how long the dry run waits for it.
 VALIDATE_PATH = '/api/v1/validate'
 VALIDATE_SECONDS = 30.0
-FALLBACK_RULE = 'fallback'
 FIRST_RUN_NOTE = (
     'A dry run is a first run (empty state): the Agent records what it finds on its first run and '
     'emits events and transition metrics only for changes it sees from its second run on.'
@@ -27,29 +28,10 @@ FIRST_RUN_NOTE = (
 
 def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[str, Any]:
     """One collection for `instance`, with DORA delivery off and every persistent-cache write dropped."""
-    from datadog_checks.pagerduty_dora.datadog.dora import build_failure
-
     aggregator, datadog_agent = agent_stubs()
-    agent_settings(datadog_agent)
-    # The instance as written goes through the Agent's own validation first: the dry run refuses
-    # what the Agent refuses, with the same message, before any option is turned off below.
-    agent_check = new_check(dict(init_config), dict(instance))
-    agent_check.write_persistent_cache = no_write
-    initialize(agent_check)
-    agent_config = agent_check.config
+    agent_config = _agent_config(init_config, instance, aggregator, datadog_agent)
     wanted_dora = bool(agent_config.submit_dora_failures)
-    aggregator.reset()
-    datadog_agent.reset()
-    agent_settings(datadog_agent)
-    # A copy, so the instance shown in errors and the user's file stay as written.
-    dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
-    check = new_check(dict(init_config), dry_instance)
-    # Nothing a dry run sees may be stored: a later real run must start from what the Agent knows.
-    check.write_persistent_cache = no_write
-    initialize(check)
-    if check.collector is not None:
-        check.collector.persist = False
-        check.collector.keep_mappings = True
+    check = _dry_check(init_config, instance)
     # A run the Agent would end with an error (a CRITICAL service check) is an error here, with its message.
     collect(check)
     report = check.last_report
@@ -59,18 +41,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         raise CliError('the run produced no report', warnings)
     datadog = check_datadog_api(check, agent_config, warnings)
     config = check.config
-    urgencies = list(config.urgencies) if config.urgencies else None
-    priorities = list(config.priorities) if config.priorities else None
-    skip_unmapped = config.unmapped_incidents == 'skip'
-    rows = []
-    for incident, mapping in sorted(report.mappings.values(), key=lambda pair: -pair[0].created_at):
-        row = incident_row(incident, mapping, filtered_by=filter_reason(incident, urgencies, priorities))
-        row['unmapped_skipped'] = bool(row['counted'] and skip_unmapped and mapping.rule == FALLBACK_RULE)
-        sent = row['counted'] and wanted_dora and not row['unmapped_skipped']
-        row['dora_failure'] = build_failure(incident, mapping) if sent else None
-        rows.append(row)
-    failures = [r['dora_failure'] for r in rows if r['dora_failure'] is not None]
-    unmapped = [r for r in rows if r['unmapped_skipped']]
+    rows = incident_rows(report.mappings, qualification_of(config), wanted_dora=wanted_dora)
     attribution = None
     if agent_config.attribute_change_failures:
         attribution = preview_attribution(check, agent_config, rows, report.mappings)
@@ -87,19 +58,8 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         'skipped': report.skipped,
         'incidents': rows,
         'rules': rule_counts(rows),
-        'dora_failures': {
-            'enabled': wanted_dora,
-            'count': len(failures),
-            'example': example_failure(failures),
-        },
-        'unmapped_incidents': {
-            'option': config.unmapped_incidents,
-            'skipped': len(unmapped),
-            'incidents': [
-                {'number': r['number'], 'title': r['title'], 'pagerduty_service': r['pagerduty_service']}
-                for r in unmapped
-            ],
-        },
+        'dora_failures': _dora_failures(rows, wanted_dora),
+        'unmapped_incidents': _unmapped_incidents(rows, config.unmapped_incidents),
         'attribution': attribution,
         'datadog_api': datadog,
         'catalog_files': catalog_file_report(check),
@@ -111,6 +71,76 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         },
         'metrics': metric_summaries(aggregator),
         'warnings': warnings,
+    }
+
+
+def _agent_config(init_config: dict, instance: dict, aggregator: Any, datadog_agent: Any) -> Any:
+    """The instance as written, through the Agent's own validation; the stubs are left empty after it.
+
+    The dry run refuses what the Agent refuses, with the same message, before any option is turned off.
+    """
+    agent_settings(datadog_agent)
+    agent_check = new_check(dict(init_config), dict(instance))
+    agent_check.write_persistent_cache = no_write
+    initialize(agent_check)
+    aggregator.reset()
+    datadog_agent.reset()
+    agent_settings(datadog_agent)
+    return agent_check.config
+
+
+def _dry_check(init_config: dict, instance: dict) -> Any:
+    """The check that collects: DORA delivery and attribution off, nothing it sees stored."""
+    # A copy, so the instance shown in errors and the user's file stay as written.
+    dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
+    check = new_check(dict(init_config), dry_instance)
+    # Nothing a dry run sees may be stored: a later real run must start from what the Agent knows.
+    check.write_persistent_cache = no_write
+    initialize(check)
+    if check.collector is not None:
+        check.collector.persist = False
+        check.collector.keep_mappings = True
+    return check
+
+
+def qualification_of(config: Any) -> Qualification:
+    """The collection rule of an instance's `urgencies`, `priorities` and `unmapped_incidents`."""
+    return Qualification(
+        urgencies=list(config.urgencies) if config.urgencies else None,
+        priorities=list(config.priorities) if config.priorities else None,
+        unmapped_incidents=config.unmapped_incidents,
+    )
+
+
+def incident_rows(mappings: dict, qualification: Qualification, *, wanted_dora: bool) -> list[dict[str, Any]]:
+    """One row per incident, most recent first: its mapping, why it is left out, and the DORA failure sent."""
+    from datadog_checks.pagerduty_dora.datadog.dora import build_failure
+
+    rows = []
+    for incident, mapping in sorted(mappings.values(), key=lambda pair: -pair[0].created_at):
+        row = incident_row(incident, mapping, filtered_by=qualification.filter_reason(incident))
+        row['unmapped_skipped'] = bool(row['counted'] and qualification.skips_unmapped(mapping))
+        sent = wanted_dora and qualification.qualifies(incident, mapping)
+        row['dora_failure'] = build_failure(incident, mapping) if sent else None
+        rows.append(row)
+    return rows
+
+
+def _dora_failures(rows: list[dict], wanted_dora: bool) -> dict[str, Any]:
+    """How many DORA failures the Agent would send, with the most telling one."""
+    failures = [r['dora_failure'] for r in rows if r['dora_failure'] is not None]
+    return {'enabled': wanted_dora, 'count': len(failures), 'example': example_failure(failures)}
+
+
+def _unmapped_incidents(rows: list[dict], option: str) -> dict[str, Any]:
+    """The incidents `unmapped_incidents: skip` leaves out (they reached the fallback rule)."""
+    unmapped = [r for r in rows if r['unmapped_skipped']]
+    return {
+        'option': option,
+        'skipped': len(unmapped),
+        'incidents': [
+            {'number': r['number'], 'title': r['title'], 'pagerduty_service': r['pagerduty_service']} for r in unmapped
+        ],
     }
 
 

@@ -101,60 +101,18 @@ def _plural(count: int, word: str) -> str:
 
 def render_demo(result: dict) -> str:
     """The demo for people: the runs and changes, one row per incident, then what was submitted."""
-    options = result['options']
-    out = [
-        'pagerduty_dora demo: the real check, run {} times against a simulated PagerDuty account'.format(
-            len(result['runs'])
-        ),
-        'and Datadog API served on 127.0.0.1. No credentials; nothing leaves this machine.',
-        'Simulated time starts {} UTC. Instance options: env {}, urgencies [{}],'.format(
-            result['start'][:16].replace('T', ' '), options['env'], ', '.join(options['urgencies'])
-        ),
-        'backfill_days {}, service_overrides {}.'.format(
-            options['backfill_days'],
-            ', '.join('{} -> {}'.format(o['pagerduty_service'], o['service']) for o in options['service_overrides']),
-        ),
-        '',
-    ]
-    for run in result['runs']:
-        if run['changes']:
-            out.append('  {}  changes in PagerDuty:'.format(_clock(run['changes'][0]['at'])))
-            for change in run['changes']:
-                out.append('         #{} {}: {}'.format(change['incident_number'], change['title'], change['change']))
-        summary = '{} seen, {}, {}'.format(
-            _plural(run['incidents_seen'], 'incident'),
-            _plural(run['dora_posts'], 'DORA failure post'),
-            _plural(run['events'], 'event'),
-        )
-        if run['first_run']:
-            summary += ' (a first run records history and open incidents; events start next run)'
-        out.append('  {}  run {}: {}'.format(_clock(run['at']), run['run'], summary))
+    out = _demo_intro(result)
+    out += _demo_run_lines(result['runs'])
     out += ['', 'Incidents after the last run (one row per incident; rule = the mapping rule that decided):']
-
-    def note(row: dict) -> str:
-        notes = []
-        if row['filtered_by']:
-            notes.append('not counted: ' + row['filtered_by'])
-        if row['reopened']:
-            notes.append('reopened')
-        if row['history']:
-            notes.append('history: DORA only')
-        if row['priority'] is None:
-            notes.append('no priority')
-        return '; '.join(notes)
-
-    out += _incident_table(result['incidents'], note)
-    out.append('  Rules used: {}'.format(', '.join('{} {}'.format(k, v) for k, v in result['rules'].items())))
-
+    out += _incident_table(result['incidents'], _demo_note)
+    out.append(_rules_line(result['rules']))
     dora = result['dora_failures']
     out += [
         '',
         'DORA failures (POST /api/v2/dora/failure): {} incidents, {} posts; an incident is sent again when it '
         'changes, under the same id.'.format(dora['count'], dora['posts']),
     ]
-    if dora['example'] is not None:
-        out.append('  Example (times are Unix nanoseconds):')
-        out += _json_block(dora['example'])
+    out += _example_lines(dora['example'])
     events = result['events']
     out += [
         '',
@@ -163,20 +121,7 @@ def render_demo(result: dict) -> str:
         ),
     ]
     out += ['  ' + title for title in events['titles'][:12]]
-    out += [
-        '',
-        'Change-failure attribution (attribute_change_failures: true; PATCH /api/v2/dora/deployments/{id}):',
-    ]
-    for item in result['attribution']:
-        out.append(
-            '  {} ({} {} in {}) marked as a change failure, for {}'.format(
-                item['deployment'], item['service'], item['version'], item['env'], item['incident'] or 'an incident'
-            )
-        )
-        if item['remediation']:
-            out.append('    remediation: {} by {}'.format(item['remediation']['type'], item['remediation']['id']))
-    if not result['attribution']:
-        out.append('  none')
+    out += _demo_attribution_lines(result['attribution'])
     out += ['', 'Metrics submitted over the {} runs:'.format(len(result['runs']))]
     out += _metric_lines(result['metrics'])
     if result['warnings']:
@@ -190,9 +135,87 @@ def render_demo(result: dict) -> str:
     return '\n'.join(out) + '\n'
 
 
+def _demo_intro(result: dict) -> list[str]:
+    """What the demo is, where simulated time starts and the options of its instance."""
+    options = result['options']
+    return [
+        'pagerduty_dora demo: the real check, run {} times against a simulated PagerDuty account'.format(
+            len(result['runs'])
+        ),
+        'and Datadog API served on 127.0.0.1. No credentials; nothing leaves this machine.',
+        'Simulated time starts {} UTC. Instance options: env {}, urgencies [{}],'.format(
+            result['start'][:16].replace('T', ' '), options['env'], ', '.join(options['urgencies'])
+        ),
+        'backfill_days {}, service_overrides {}.'.format(
+            options['backfill_days'],
+            ', '.join('{} -> {}'.format(o['pagerduty_service'], o['service']) for o in options['service_overrides']),
+        ),
+        '',
+    ]
+
+
+def _demo_run_lines(runs: list[dict]) -> list[str]:
+    """Per run: the changes made in PagerDuty before it, then what it saw and sent."""
+    out = []
+    for run in runs:
+        if run['changes']:
+            out.append('  {}  changes in PagerDuty:'.format(_clock(run['changes'][0]['at'])))
+            for change in run['changes']:
+                out.append('         #{} {}: {}'.format(change['incident_number'], change['title'], change['change']))
+        summary = '{} seen, {}, {}'.format(
+            _plural(run['incidents_seen'], 'incident'),
+            _plural(run['dora_posts'], 'DORA failure post'),
+            _plural(run['events'], 'event'),
+        )
+        if run['first_run']:
+            summary += ' (a first run records history and open incidents; events start next run)'
+        out.append('  {}  run {}: {}'.format(_clock(run['at']), run['run'], summary))
+    return out
+
+
+def _demo_note(row: dict) -> str:
+    """The note column of a demo incident row."""
+    notes = []
+    if row['filtered_by']:
+        notes.append('not counted: ' + row['filtered_by'])
+    if row['reopened']:
+        notes.append('reopened')
+    if row['history']:
+        notes.append('history: DORA only')
+    if row['priority'] is None:
+        notes.append('no priority')
+    return '; '.join(notes)
+
+
+def _demo_attribution_lines(attribution: list[dict]) -> list[str]:
+    """The deployments the demo marked as change failures, each with its remediation."""
+    out = ['', 'Change-failure attribution (attribute_change_failures: true; PATCH /api/v2/dora/deployments/{id}):']
+    for item in attribution:
+        out.append(
+            '  {} ({} {} in {}) marked as a change failure, for {}'.format(
+                item['deployment'], item['service'], item['version'], item['env'], item['incident'] or 'an incident'
+            )
+        )
+        if item['remediation']:
+            out.append('    remediation: {} by {}'.format(item['remediation']['type'], item['remediation']['id']))
+    if not attribution:
+        out.append('  none')
+    return out
+
+
+def _rules_line(rules: dict[str, int]) -> str:
+    return '  Rules used: {}'.format(', '.join('{} {}'.format(k, v) for k, v in rules.items()))
+
+
+def _example_lines(example: dict | None) -> list[str]:
+    """A DORA failure payload, as JSON, when there is one."""
+    if example is None:
+        return []
+    return ['  Example (times are Unix nanoseconds):'] + _json_block(example)
+
+
 def render_dry_run(result: dict) -> str:
     """The dry run for people: the mapping of each incident and what the check would submit."""
-    rows = result['incidents']
     out = [
         'pagerduty_dora dry run: {} instance {} ({}{})'.format(
             result['config'],
@@ -205,49 +228,10 @@ def render_dry_run(result: dict) -> str:
     if result['warnings']:
         # First, whatever follows: an unknown option name or a missing `env` may explain the rest.
         out += ['', 'Warnings (the Agent status page would show these):'] + ['  ' + w for w in result['warnings']]
-    out += [
-        '',
-        'Incidents ({} seen: the open ones and the backfill window of this first run){}:'.format(
-            len(rows), ', most recent {} shown; --json lists all'.format(TEXT_ROWS) if len(rows) > TEXT_ROWS else ''
-        ),
-    ]
-    if rows:
-        out += _incident_table(rows[:TEXT_ROWS], _dry_note)
-        out.append('  Rules used: {}'.format(', '.join('{} {}'.format(k, v) for k, v in result['rules'].items())))
-    else:
-        out.append('  none')
-    if result['stopped']:
-        out.append(
-            '  The run stopped early ({}); the Agent would continue from there on its next run.'.format(
-                result['stopped']
-            )
-        )
-    if result['skipped']:
-        out.append('  {} malformed incident(s) skipped (see warnings).'.format(result['skipped']))
+    out += _dry_incident_lines(result)
     out += _catalog_file_lines(result.get('catalog_files') or [])
-    dora = result['dora_failures']
-    out.append('')
-    if dora['enabled']:
-        out.append('DORA failures that would be sent (POST /api/v2/dora/failure): {}'.format(dora['count']))
-        if dora['example'] is not None:
-            out.append('  Example (times are Unix nanoseconds):')
-            out += _json_block(dora['example'])
-    else:
-        out.append('DORA failures: none would be sent (submit_dora_failures is false in this instance).')
-    unmapped = result['unmapped_incidents']
-    if unmapped['skipped']:
-        out += [
-            '',
-            'Unmapped incidents not sent (unmapped_incidents: skip; they reached the fallback rule): {}'.format(
-                unmapped['skipped']
-            ),
-        ]
-        out += [
-            '  #{} {} (PagerDuty service {})'.format(
-                i['number'], _cell(i['title'], TITLE_WIDTH), i['pagerduty_service']
-            )
-            for i in unmapped['incidents'][:TEXT_ROWS]
-        ]
+    out += _dry_dora_lines(result['dora_failures'])
+    out += _unmapped_lines(result['unmapped_incidents'])
     if result['attribution'] is not None:
         out += [''] + _attribution_lines(result['attribution'])
     events = result['events']
@@ -260,6 +244,56 @@ def render_dry_run(result: dict) -> str:
     out += _metric_lines(result['metrics']) if result['metrics'] else ['  none']
     out += ['', _datadog_line(result['datadog_api'])]
     return '\n'.join(out) + '\n'
+
+
+def _dry_incident_lines(result: dict) -> list[str]:
+    """The incidents the dry run saw, the most recent `TEXT_ROWS`, and whether the run stopped early."""
+    rows = result['incidents']
+    out = [
+        '',
+        'Incidents ({} seen: the open ones and the backfill window of this first run){}:'.format(
+            len(rows), ', most recent {} shown; --json lists all'.format(TEXT_ROWS) if len(rows) > TEXT_ROWS else ''
+        ),
+    ]
+    if rows:
+        out += _incident_table(rows[:TEXT_ROWS], _dry_note)
+        out.append(_rules_line(result['rules']))
+    else:
+        out.append('  none')
+    if result['stopped']:
+        out.append(
+            '  The run stopped early ({}); the Agent would continue from there on its next run.'.format(
+                result['stopped']
+            )
+        )
+    if result['skipped']:
+        out.append('  {} malformed incident(s) skipped (see warnings).'.format(result['skipped']))
+    return out
+
+
+def _dry_dora_lines(dora: dict) -> list[str]:
+    """How many DORA failures the Agent would send, with an example; or that it sends none."""
+    if not dora['enabled']:
+        return ['', 'DORA failures: none would be sent (submit_dora_failures is false in this instance).']
+    out = ['', 'DORA failures that would be sent (POST /api/v2/dora/failure): {}'.format(dora['count'])]
+    return out + _example_lines(dora['example'])
+
+
+def _unmapped_lines(unmapped: dict) -> list[str]:
+    """The incidents `unmapped_incidents: skip` leaves out, when there are any."""
+    if not unmapped['skipped']:
+        return []
+    out = [
+        '',
+        'Unmapped incidents not sent (unmapped_incidents: skip; they reached the fallback rule): {}'.format(
+            unmapped['skipped']
+        ),
+    ]
+    out += [
+        '  #{} {} (PagerDuty service {})'.format(i['number'], _cell(i['title'], TITLE_WIDTH), i['pagerduty_service'])
+        for i in unmapped['incidents'][:TEXT_ROWS]
+    ]
+    return out
 
 
 def _datadog_line(datadog: dict) -> str:

@@ -7,16 +7,29 @@ its text view is rendered from. Shared by the demo and the dry run."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
 
+from datadog_checks.pagerduty_dora.catalog.mapping import RULES
 from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.datadog.readback import EventRecord
 
 METRIC_PREFIX = 'pagerduty_dora.'
 
 
 def transition_of(event: dict) -> str:
-    """The `transition:` tag of an Agent event, empty when it has none."""
-    return next((t.split(':', 1)[1] for t in event.get('tags', []) if t.startswith('transition:')), '')
+    """The `transition:` tag of an Agent event, empty when it has none.
+
+    Read as the check reads its events back from Datadog (`EventRecord.transition`): one reader of the tag.
+    """
+    record = EventRecord(
+        event_id='',  # an Agent event has no id until Datadog stores it
+        incident_id=event.get('aggregation_key', ''),
+        timestamp=event.get('timestamp', 0),
+        tags=list(event.get('tags', [])),
+        title=event.get('msg_title', ''),
+        alert_type=event.get('alert_type', ''),
+    )
+    return record.transition or ''
 
 
 def metric_summaries(aggregator: Any) -> list[dict[str, Any]]:
@@ -72,21 +85,8 @@ def incident_row(incident: Any, mapping: Any, *, filtered_by: str | None) -> dic
     }
 
 
-def filter_reason(incident: Any, urgencies: Sequence[str] | None, priorities: Sequence[str] | None) -> str | None:
-    """Why `urgencies` / `priorities` leave the incident out (None when it counts as a failure)."""
-    from datadog_checks.pagerduty_dora.catalog.mapping import passes_filters
-
-    if passes_filters(incident, urgencies=urgencies, priorities=None):
-        if passes_filters(incident, urgencies=None, priorities=priorities):
-            return None
-        return 'priority {}'.format(incident.priority or 'none')
-    return '{} urgency'.format(incident.urgency)
-
-
 def rule_counts(rows: list[dict]) -> dict[str, int]:
     """How many incident rows each mapping rule decided, in the order the rules are tried."""
-    from datadog_checks.pagerduty_dora.catalog.mapping import RULES
-
     counts = Counter(r['mapping']['rule'] for r in rows)
     return {rule: counts[rule] for rule in RULES if counts[rule]}
 

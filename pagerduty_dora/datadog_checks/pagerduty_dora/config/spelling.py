@@ -7,13 +7,19 @@ The config models ignore keys they do not declare, so a typo (`backfil_days`, `u
 silently fall back to the default: `urgency: [high]` would count every urgency. These pure
 functions find such names; the check shows them as warnings and the validators add them to the
 error of an entry that is otherwise incomplete.
+
+Imports run one way: this module reads the models' fields, and matches names with the models' own
+`validators.closest`; the models never import it.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args, get_origin
+
+from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
+from datadog_checks.pagerduty_dora.config_models.shared import SharedConfig
+from datadog_checks.pagerduty_dora.config_models.validators import closest
 
 # Keys the Agent itself reads from an instance, beside the options of the check's specification.
 AGENT_INSTANCE_KEYS = frozenset(
@@ -21,8 +27,6 @@ AGENT_INSTANCE_KEYS = frozenset(
 )
 # Keys the Agent itself reads from `init_config`.
 AGENT_INIT_CONFIG_KEYS = frozenset(['loader', 'min_collection_interval', 'process_isolation', 'profile_memory'])
-# How alike a name must be to be suggested (difflib's ratio); lower suggests unrelated names.
-SIMILARITY = 0.6
 # Names people carry over from other Datadog configurations, with what this check calls them instead.
 KNOWN_MISTAKES = {
     'site': (
@@ -43,8 +47,6 @@ def _model_fields(model: Any) -> dict[str, Any]:
 
 def _nested_model(annotation: Any) -> Any:
     """The pydantic model an option holds (directly, or as the items of a tuple), if any."""
-    from typing import get_args
-
     stack = [annotation]
     while stack:
         current = stack.pop()
@@ -56,8 +58,6 @@ def _nested_model(annotation: Any) -> Any:
 
 def _holds_entries(annotation: Any) -> bool:
     """Whether an option holds a list of entries (a tuple of models), rather than one model."""
-    from typing import get_args, get_origin
-
     stack = [annotation]
     while stack:
         current = stack.pop()
@@ -65,12 +65,6 @@ def _holds_entries(annotation: Any) -> bool:
             return True
         stack.extend(get_args(current))
     return False
-
-
-def closest(name: str, known: Any) -> str | None:
-    """The known name closest to `name`, or None when none is close enough."""
-    found = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=SIMILARITY)
-    return found[0] if found else None
 
 
 def describe_unknown(name: str, known: Any, where: str) -> str:
@@ -91,8 +85,6 @@ def unknown_keys(values: Any, known: Any) -> list[str]:
 
 def unknown_instance_options(instance: Any) -> list[str]:
     """One message per unknown option of an instance, including inside entries such as `service_overrides`."""
-    from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
-
     fields = _model_fields(InstanceConfig)
     known = set(fields) | AGENT_INSTANCE_KEYS
     messages = [describe_unknown(key, fields, 'the instance') for key in unknown_keys(instance, known)]
@@ -119,8 +111,6 @@ def unknown_instance_options(instance: Any) -> list[str]:
 
 def unknown_init_config_options(init_config: Any) -> list[str]:
     """One message per unknown option of `init_config`."""
-    from datadog_checks.pagerduty_dora.config_models.shared import SharedConfig
-
     fields = _model_fields(SharedConfig)
     known = set(fields) | AGENT_INIT_CONFIG_KEYS
     return [describe_unknown(key, fields, '`init_config`') for key in unknown_keys(init_config, known)]
@@ -132,8 +122,6 @@ def with_spelling_hints(message: str, instance: Any) -> str:
     A required option spelled wrong is reported twice by the base check, as an unknown option and as a
     missing one; the one line a user reads (the service check, the dry run's error) must join the two.
     """
-    from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
-
     fields = _model_fields(InstanceConfig)
     for key in unknown_keys(instance, set(fields) | AGENT_INSTANCE_KEYS):
         suggestion = 'api_token' if key == 'api_key' else closest(key, fields)

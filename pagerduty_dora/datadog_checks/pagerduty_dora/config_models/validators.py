@@ -11,8 +11,11 @@ into the `ConfigurationError` raised at the first run.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
+
+from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl, api_origin
 
 URGENCIES = ('high', 'low')
 UNMAPPED_INCIDENTS = ('send', 'skip')
@@ -20,10 +23,22 @@ UNMAPPED_INCIDENTS = ('send', 'skip')
 BOOLEAN_WORDS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
 BACKFILL_DAYS_MAX = 365
 OVERRIDE_TARGETS = ('service', 'team', 'env')
+# How alike a name must be to be suggested (difflib's ratio); lower suggests unrelated names.
+SIMILARITY = 0.6
 SERVICE_MESSAGE = (
     'this check tags every metric and event with the service each incident maps to, and a fixed '
     '`service` would attribute every incident to that one service'
 )
+
+
+def closest(name: str, known: Any) -> str | None:
+    """The known name closest to `name`, or None when none is close enough.
+
+    Here, below the models, so that the models' checks and `config.spelling` (which reads the models'
+    fields) both suggest names the same way without importing each other.
+    """
+    found = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=SIMILARITY)
+    return found[0] if found else None
 
 
 def instance_api_token(value: Any, **kwargs: Any) -> Any:
@@ -240,8 +255,6 @@ def check_instance(model: Any) -> Any:
 
 def _check_api_url(option: str, value: Any) -> Any:
     """The URL, stripped, when credentials may be sent to it (see `urls.api_origin`); else a ValueError."""
-    from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl, api_origin
-
     if not isinstance(value, str):
         return value
     url = value.strip()
@@ -313,8 +326,6 @@ def _refuse_service(where: str, value: Any) -> Any:
 
 def _unknown_hint(entry: Mapping, known: tuple[str, ...]) -> str:
     """`(`servce` is not an option: did you mean `service`?)` for the unknown keys of an entry."""
-    from datadog_checks.pagerduty_dora.config.spelling import closest
-
     hints = []
     for key in entry:
         if key not in known:

@@ -139,20 +139,34 @@ class Renderer:
         url = self.html_url('incidents/' + incident_id)
         return self.reference('incident', incident_id, '[#{}] {}'.format(number, title), 'incidents', url)
 
+    def priority(self, priority: tuple[str, str] | None) -> dict | None:
+        """An incident's `priority`, from its (id, name); None when it has none."""
+        if priority is None:
+            return None
+        priority_id, priority_name = priority
+        return {
+            'id': priority_id,
+            'type': 'priority',
+            'summary': priority_name,
+            'self': '{}/priorities/{}'.format(self.api_url, priority_id),
+            'html_url': None,
+            'name': priority_name,
+        }
+
+    def escalation_policy(self, service: int) -> dict:
+        """The reference to the escalation policy of the account's service `service`."""
+        policy_id = encode_id(ENTITY_BASE['policy'] + service)
+        return self.reference(
+            'escalation_policy',
+            policy_id,
+            '{} escalation'.format(self.services[service]['name']),
+            'escalation_policies',
+            self.html_url('escalation_policies/' + policy_id),
+        )
+
     def incident(self, facts: IncidentFacts) -> dict:
+        """The incident, as `GET /incidents` lists it."""
         incident_id, number, status = encode_id(facts.number), facts.number, facts.status
-        policy_id = encode_id(ENTITY_BASE['policy'] + facts.service)
-        priority = None
-        if facts.priority is not None:
-            priority_id, priority_name = facts.priority
-            priority = {
-                'id': priority_id,
-                'type': 'priority',
-                'summary': priority_name,
-                'self': '{}/priorities/{}'.format(self.api_url, priority_id),
-                'html_url': None,
-                'name': priority_name,
-            }
         # PagerDuty lists acknowledgements and assignments of open incidents only: a resolved
         # incident no longer says whether or when it was acknowledged.
         acknowledgements, assignments = [], []
@@ -188,19 +202,13 @@ class Renderer:
                 'resolved': 1 if status == 'resolved' else 0,
             },
             'is_mergeable': True,
-            'escalation_policy': self.reference(
-                'escalation_policy',
-                policy_id,
-                '{} escalation'.format(self.services[facts.service]['name']),
-                'escalation_policies',
-                self.html_url('escalation_policies/' + policy_id),
-            ),
+            'escalation_policy': self.escalation_policy(facts.service),
             'teams': self.teams(facts.service),
             'pending_actions': [],
             'acknowledgements': acknowledgements,
             'alert_grouping': None,
             'urgency': facts.urgency,
-            'priority': priority,
+            'priority': self.priority(facts.priority),
             'resolved_at': facts.resolved,
             'resolve_reason': resolve_reason,
             'conference_bridge': None,
