@@ -37,6 +37,7 @@ SHIPPED = [
     'catalog/files.py',
     'catalog/mapping.py',
     'catalog/model.py',
+    'catalog/qualification.py',
     'catalog/sources.py',
     'check.py',
     'cli/__init__.py',

@@ -82,17 +82,24 @@ class TestFeedPass:
         assert set(seen) == {'L{:06d}'.format(n) for n in range(PAGE_SIZE + 20)}
         assert feed.horizon == NOW
 
-    def test_a_run_stopped_between_pages_resumes_at_the_window_it_was_reading(self) -> None:
+    def test_a_run_stopped_while_taking_a_page_reads_it_again(self) -> None:
         pagerduty = ScriptedPagerDuty()
         pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
         feed = Feed(horizon=NOW - 1000)
-        first = next(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        stopped = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
+        next(stopped)
+        assert feed.window is not None and feed.window.offset == 0
+        reading = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
+        first = next(reading)
+        second = next(reading)
+        # The first page was taken: the window went on, a page less the entries two pages share.
         assert feed.window is not None and feed.window.offset == page_step()
         assert feed.horizon == NOW - 1000
-        later = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
-        read = {e.id for p in [first, *later] for look in p.looks for e in look.entries or []}
-        assert len(read) == PAGE_SIZE + 20
-        assert feed.horizon == NOW
+        rest = list(reading)
+        read = [e.id for p in [first, second, *rest] for look in p.looks for e in look.entries or []]
+        assert len(set(read)) == PAGE_SIZE + 20
+        assert len(read) - len(set(read)) == PAGE_SIZE - page_step()
+        assert (feed.horizon, feed.window) == (NOW, None)
 
     def test_a_horizon_ahead_of_pagerdutys_clock_is_read_again_from_the_last_run(self) -> None:
         pagerduty = ScriptedPagerDuty()

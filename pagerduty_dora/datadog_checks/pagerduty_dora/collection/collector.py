@@ -128,21 +128,24 @@ class Collector:
             log=log,
             warning=warning,
         )
-        self.recorder = Recorder(
-            client,
+        self.recorder = self._recorder()
+        # Whether state is written (a dry run writes none).
+        self.persist = True
+
+    def _recorder(self) -> Recorder:
+        return Recorder(
+            self.client,
             state=lambda: self.state,
-            dora=dora,
-            outputs=outputs,
-            attribution=attribution,
-            settings=settings,
-            log=log,
-            warning=warning,
+            dora=self.dora,
+            outputs=self.outputs,
+            attribution=self.attribution,
+            settings=self.settings,
+            log=self.log,
+            warning=self._warning,
             now=self.now,
             check_deadline=self._check_deadline,
             held=self.recovery.held,
         )
-        # Whether state is written (a dry run writes none).
-        self.persist = True
 
     @property
     def keep_mappings(self) -> bool:

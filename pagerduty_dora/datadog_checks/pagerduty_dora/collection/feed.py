@@ -37,6 +37,8 @@ WINDOW_ENTRIES = 5000
 UNREADABLE_RETRIES = 3
 # Longest pause between two runs taken into account when a stored horizon is repaired.
 MAX_REPAIR_SPAN = 7 * DAY
+# Where a feed window goes on: its (until, offset, tail) for the next page.
+_Next = tuple[float, int, list[str]]
 
 
 class FeedPass:
@@ -84,24 +86,26 @@ class FeedPass:
                     since = window.since
                     yield page
                     continue
-            if self._page_through(window, log, live_since, page):
+            following = self._page_through(window, log, live_since, page)
+            page.deliver = True
+            # The cursor moves once the page is taken: a run stopped while taking it reads it again.
+            yield page
+            if following is None:
                 feed.window = None
                 feed.horizon = max(feed.horizon, window.end)
                 if window.offset < WINDOW_ENTRIES // 4:
                     feed.width = min(MAX_WINDOW, max(feed.width, window.until - window.since) * 2)
                 since = window.end
-            page.deliver = True
-            yield page
+            else:
+                window.until, window.offset, window.tail = following
 
-    def _page_through(self, window: FeedWindow, log: LogPage, live_since: float, page: Page) -> bool:
-        """Take one page of `window` and move on to the next; True once the window is read."""
+    def _page_through(self, window: FeedWindow, log: LogPage, live_since: float, page: Page) -> _Next | None:
+        """Take one page of `window` into `page`; the window's next (until, offset, tail), or None once it is read."""
         ids = [entry.get('id') for entry in log.entries if isinstance(entry, dict)]
         if window.offset > 0 and window.tail and not set(window.tail) & set(ids):
             # The page does not repeat the end of the previous one: entries vanished (a deleted
             # incident) and shifted the list; read from a page earlier, matching entries by id.
-            window.offset = max(0, window.offset - page_step())
-            window.tail = []
-            return False
+            return window.until, max(0, window.offset - page_step()), []
         if log.offset is not None and log.offset != window.offset:
             page.warn(
                 'PagerDuty answered log entries from offset %d when asked for offset %d; the rest of %s to %s '
@@ -112,17 +116,16 @@ class FeedPass:
                 format_time(window.until),
             )
             page.skipped.append(('unpaged', 1))
-            return True
+            return None
         _take(log.entries, window.since, window.until, live_since, page)
         # `more` is believed when it says there is more; a full page is read past even when it says not.
         more = log.more or len(log.entries) >= PAGE_SIZE
         if not more or not log.entries:
-            return True
+            return None
         if window.offset + 2 * PAGE_SIZE > OFFSET_CAP:
             return _past_cap(window, log, page)
-        window.offset += page_step()
-        window.tail = [str(i) for i in ids[-(PAGE_SIZE - page_step()) :]] if PAGE_SIZE > page_step() else []
-        return False
+        tail = [str(i) for i in ids[-(PAGE_SIZE - page_step()) :]] if PAGE_SIZE > page_step() else []
+        return window.until, window.offset + page_step(), tail
 
     def _request(self, feed: Feed, window: FeedWindow, page: Page) -> LogPage | None:
         """One page of the log, or None when it cannot be read after `UNREADABLE_RETRIES` runs and was skipped.
@@ -193,22 +196,21 @@ def _repair(feed: Feed, now: float, since_last_run: float | None, page: Page) ->
     feed.horizon, feed.window = repaired, None
 
 
-def _past_cap(window: FeedWindow, log: LogPage, page: Page) -> bool:
+def _past_cap(window: FeedWindow, log: LogPage, page: Page) -> _Next | None:
     """A window that reached the offset cap: the older rest becomes a window of its own, or one second is skipped."""
     times = [entry.at for entry in map(parse_log_entry, log.entries) if entry is not None]
     oldest = min(times, default=window.since)
     if oldest > window.since:
         # The window grew past the offset cap while it was read: the rest of it, older than what
         # was read, is read as a window of its own.
-        window.until, window.offset, window.tail = oldest + 1, 0, []
-        return False
+        return oldest + 1, 0, []
     page.warn(
         'More than %d PagerDuty log entries are dated %s; the rest of that second is skipped',
         OFFSET_CAP,
         format_time(window.since),
     )
     page.skipped.append(('offset_cap', 1))
-    return True
+    return None
 
 
 def _take(raw_entries: list[Any], since: float, until: float, live_since: float, page: Page) -> None:

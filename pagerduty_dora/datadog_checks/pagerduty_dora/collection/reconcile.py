@@ -44,7 +44,10 @@ class ReconcilePass:
         while scan.verify is None:
             if state.baseline and pages >= pages_per_run:
                 return
-            yield self._list_page(scan, state, now)
+            page, move = self._list_page(scan, now)
+            # The position moves once the page is taken: a run stopped while taking it reads it again.
+            yield page
+            move(state)
             pages += 1
         while scan.verify:
             key = scan.verify[0]
@@ -73,7 +76,8 @@ class ReconcilePass:
                 page.looks.append(Look(incident))
         return page
 
-    def _list_page(self, scan: Reconciliation, state: CollectorState, now: float | None) -> Page:
+    def _list_page(self, scan: Reconciliation, now: float | None) -> tuple[Page, Callable[[CollectorState], None]]:
+        """One page of open incidents, and how the pass's position moves once it is taken."""
         since: float | None = None
         until: float | None = None
         if scan.position is None:
@@ -87,7 +91,7 @@ class ReconcilePass:
             # The first pass starts with PagerDuty's first answer: records it meets are dated by that clock.
             scan.started = self.client.now if self.client.now is not None else self.fallback_now()
         page = Page()
-        fresh = 0
+        position = scan.position
         for raw in listed.incidents:
             incident = page.parsed(raw)
             if incident is None:
@@ -95,11 +99,21 @@ class ReconcilePass:
             key = (incident.created_at, incident.number)
             if scan.position is not None and key <= scan.position:
                 continue
-            fresh += 1
             page.looks.append(Look(incident))
-            scan.position = key if scan.position is None else max(scan.position, key)
-        _move(scan, state, now, since, until, listed.more, fresh, len(listed.incidents), page)
-        return page
+            position = key if position is None else max(position, key)
+        fresh = len(page.looks)
+        if listed.more and not fresh and not _can_step(scan, len(listed.incidents)):
+            page.warn(
+                'The list of open PagerDuty incidents did not end within %d incidents of one position; '
+                'this reconciliation pass ends there and the next one starts over',
+                OFFSET_CAP,
+            )
+
+        def move(state: CollectorState) -> None:
+            scan.position = position
+            _move(scan, state, now, since, until, listed.more, fresh, len(listed.incidents))
+
+        return page, move
 
 
 def _move(
@@ -111,21 +125,15 @@ def _move(
     more: bool,
     fresh: int,
     size: int,
-    page: Page,
 ) -> None:
     """Move the pass's position on after one list page: the next offset, the next window, or the end."""
     if more and not fresh:
         # A whole page of one second already read: step over it within that second, but never
         # past the offset PagerDuty accepts (a server that always says `more` ends the pass here),
         # and not at all for a page shorter than asked for, which cannot have more after it.
-        if scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP and size >= PAGE_SIZE:
+        if _can_step(scan, size):
             scan.skip += PAGE_SIZE
             return
-        page.warn(
-            'The list of open PagerDuty incidents did not end within %d incidents of one position; '
-            'this reconciliation pass ends there and the next one starts over',
-            OFFSET_CAP,
-        )
         scan.skip = 0
         scan.verify = unmet(state, scan)
         return
@@ -137,6 +145,11 @@ def _move(
         scan.position = (until, -1)
         return
     scan.verify = unmet(state, scan)
+
+
+def _can_step(scan: Reconciliation, size: int) -> bool:
+    """Whether a full page of one second may be stepped over: never past the offset PagerDuty accepts."""
+    return scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP and size >= PAGE_SIZE
 
 
 def unmet(state: CollectorState, scan: Reconciliation) -> list[str]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult, map_incident, passes_filters
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult, map_incident
 from datadog_checks.pagerduty_dora.catalog.model import Catalog
+from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 from datadog_checks.pagerduty_dora.common.text import digest, for_log
 from datadog_checks.pagerduty_dora.datadog.dora import REJECTED, build_failure
 from datadog_checks.pagerduty_dora.datadog.dora import fingerprint as fingerprint_of
@@ -88,6 +89,11 @@ class Recorder:
         self.outputs = outputs
         self.attribution = attribution
         self.settings = settings
+        self.qualification = Qualification(
+            urgencies=settings.urgencies,
+            priorities=settings.priorities,
+            unmapped_incidents=settings.unmapped_incidents,
+        )
         self.log = log
         self._warning = warning
         self.now = now
@@ -150,9 +156,7 @@ class Recorder:
 
     def wanted(self, incident: Incident, mapping: MappingResult) -> bool:
         """Whether the incident counts: in the filters, and mapped unless unmapped incidents are sent."""
-        if not passes_filters(incident, urgencies=self.settings.urgencies, priorities=self.settings.priorities):
-            return False
-        return not (self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback')
+        return self.qualification.qualifies(incident, mapping)
 
     def _failure_wanted(self, incident: Incident, wanted: bool) -> bool:
         """Whether the incident should have a DORA failure: wanted, and not merged away (the survivor carries it)."""
@@ -163,7 +167,7 @@ class Recorder:
 
     def _count_unmapped(self, mapping: MappingResult) -> None:
         """Count an incident first left out because it reached the fallback rule under `unmapped_incidents: skip`."""
-        if self.settings.unmapped_incidents == 'skip' and mapping.rule == 'fallback':
+        if self.qualification.skips_unmapped(mapping):
             self.outputs.count('incidents.skipped', 1, ['reason:unmapped'])
 
     # One look -----------------------------------------------------------------------------------
