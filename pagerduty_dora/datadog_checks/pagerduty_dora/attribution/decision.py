@@ -154,7 +154,7 @@ def refused_search(search: BlameSearch) -> dict:
 
 
 def newly_unfound(previous: Search | None, search: BlameSearch, found: str | None) -> bool:
-    """Whether a search that found nothing is news: the last one for this service and env found something."""
+    """Whether a search that found nothing is news: the first for this service and env, or the last one found one."""
     if found is not None:
         return False
     return (
