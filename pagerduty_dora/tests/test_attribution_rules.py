@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from datadog_checks.pagerduty_dora.attribution import rules
-from datadog_checks.pagerduty_dora.attribution.rules import ChangeEvent, Deployment, Facts, Search
+from datadog_checks.pagerduty_dora.attribution import blame, decision, model, qualification, remediation, state
+from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -40,7 +40,7 @@ def facts(**changes) -> Facts:
 
 
 def event(at: float, summary: str = 'deploy', details=None, services=('PSVC001',), reason=None, event_id='e1'):
-    return ChangeEvent(event_id, at, summary, tuple(services), rules.identifiers_of(summary, details or {}), reason)
+    return ChangeEvent(event_id, at, summary, tuple(services), blame.identifiers_of(summary, details or {}), reason)
 
 
 class TestQualification:
@@ -50,15 +50,15 @@ class TestQualification:
         'changes, minimum, expected',
         [
             ({}, None, None),
-            ({'gone': 'deleted'}, None, rules.DELETED),
-            ({'merged': True, 'wanted': False}, None, rules.MERGED),
-            ({'wanted': False}, None, rules.FILTERED),
-            ({'rule': 'fallback'}, None, rules.UNMAPPED),
-            ({'priority': 'P3'}, 'P2', rules.BELOW_SEVERITY),
-            ({'services': ('', '  ')}, None, rules.NO_SERVICE),
-            ({'services': ('checkout', 'cart')}, None, rules.SEVERAL_SERVICES),
+            ({'gone': 'deleted'}, None, model.DELETED),
+            ({'merged': True, 'wanted': False}, None, model.MERGED),
+            ({'wanted': False}, None, model.FILTERED),
+            ({'rule': 'fallback'}, None, model.UNMAPPED),
+            ({'priority': 'P3'}, 'P2', model.BELOW_SEVERITY),
+            ({'services': ('', '  ')}, None, model.NO_SERVICE),
+            ({'services': ('checkout', 'cart')}, None, model.SEVERAL_SERVICES),
             ({'services': ('checkout', ' ')}, None, None),
-            ({'env': None}, None, rules.NO_ENV),
+            ({'env': None}, None, model.NO_ENV),
         ],
         ids=[
             'qualifies',
@@ -74,7 +74,7 @@ class TestQualification:
         ],
     )
     def test_disqualification(self, changes, minimum, expected):
-        assert rules.disqualification(facts(**changes), minimum, ORDER) == expected
+        assert qualification.disqualification(facts(**changes), minimum, ORDER) == expected
 
     @pytest.mark.parametrize(
         'priority, minimum, order, mapping, expected',
@@ -114,7 +114,7 @@ class TestQualification:
         ],
     )
     def test_meets_severity(self, priority, minimum, order, mapping, expected):
-        assert rules.meets_severity(priority, minimum, order, mapping) is expected
+        assert qualification.meets_severity(priority, minimum, order, mapping) is expected
 
 
 class TestPlan:
@@ -123,29 +123,31 @@ class TestPlan:
     key = ('checkout', 'prod')
 
     def test_first_search_waits_for_the_settle_time(self):
-        assert rules.plan(None, self.key, None, None, facts(), T0 + MINUTE) == rules.Plan(search_at=T0 + rules.SETTLE)
+        assert decision.plan(None, self.key, None, None, facts(), T0 + MINUTE) == decision.Plan(
+            search_at=T0 + decision.SETTLE
+        )
 
     def test_blame_from_the_stored_search(self):
         search = Search('checkout', 'prod', 'dep-1')
-        assert rules.plan(None, self.key, None, search, facts(), T0 + HOUR) == rules.Plan(blame='dep-1')
-        assert rules.plan(None, self.key, 'dep-1', search, facts(), T0 + HOUR) == rules.Plan()
+        assert decision.plan(None, self.key, None, search, facts(), T0 + HOUR) == decision.Plan(blame='dep-1')
+        assert decision.plan(None, self.key, 'dep-1', search, facts(), T0 + HOUR) == decision.Plan()
 
     def test_disqualified_releases(self):
-        assert rules.plan(rules.FILTERED, None, 'dep-1', None, facts(), T0) == rules.Plan(release=rules.FILTERED)
-        assert rules.plan(rules.FILTERED, None, None, None, facts(), T0) == rules.Plan()
+        assert decision.plan(model.FILTERED, None, 'dep-1', None, facts(), T0) == decision.Plan(release=model.FILTERED)
+        assert decision.plan(model.FILTERED, None, None, None, facts(), T0) == decision.Plan()
 
     def test_moved_releases_and_searches_the_new_service(self):
         search = Search('checkout', 'prod', 'dep-1')
-        found = rules.plan(None, ('billing', 'prod'), 'dep-1', search, facts(), T0 + HOUR)
-        assert found == rules.Plan(release=rules.MOVED, search_at=T0 + rules.SETTLE)
+        found = decision.plan(None, ('billing', 'prod'), 'dep-1', search, facts(), T0 + HOUR)
+        assert found == decision.Plan(release=model.MOVED, search_at=T0 + decision.SETTLE)
 
     def test_resolve_searches_again_once(self):
         resolved = facts(resolved_at=T0 + HOUR)
         first = Search('checkout', 'prod', 'dep-1')
-        assert rules.plan(None, self.key, 'dep-1', first, resolved, T0 + HOUR) == rules.Plan(search_at=T0 + HOUR)
+        assert decision.plan(None, self.key, 'dep-1', first, resolved, T0 + HOUR) == decision.Plan(search_at=T0 + HOUR)
         final = Search('checkout', 'prod', 'dep-2', final=True)
-        assert rules.plan(None, self.key, 'dep-1', final, resolved, T0 + HOUR) == rules.Plan(
-            release=rules.REATTRIBUTED, blame='dep-2', remediate=True
+        assert decision.plan(None, self.key, 'dep-1', final, resolved, T0 + HOUR) == decision.Plan(
+            release=model.REATTRIBUTED, blame='dep-2', remediate=True
         )
 
 
@@ -154,59 +156,59 @@ class TestBlame:
 
     def test_latest_in_the_window(self):
         candidates = [deployment('old', 3 * HOUR), deployment('late', -MINUTE), deployment('latest', 10 * MINUTE)]
-        assert rules.pick_blamed(candidates, T0, DAY).id == 'latest'
-        found = rules.decide_blame(candidates, [], T0, DAY, 'PSVC001')
-        assert (found.deployment.id, found.signal) == ('latest', rules.LATEST_DEPLOYMENT)
+        assert blame.pick_blamed(candidates, T0, DAY).id == 'latest'
+        found = blame.decide_blame(candidates, [], T0, DAY, 'PSVC001')
+        assert (found.deployment.id, found.signal) == ('latest', model.LATEST_DEPLOYMENT)
 
     def test_window_bounds_are_inclusive_and_never_after_the_start(self):
-        assert rules.pick_blamed([deployment('edge', DAY)], T0, DAY).id == 'edge'
-        assert rules.pick_blamed([deployment('now', 0)], T0, DAY).id == 'now'
-        assert rules.pick_blamed([deployment('after', -1)], T0, DAY) is None
+        assert blame.pick_blamed([deployment('edge', DAY)], T0, DAY).id == 'edge'
+        assert blame.pick_blamed([deployment('now', 0)], T0, DAY).id == 'now'
+        assert blame.pick_blamed([deployment('after', -1)], T0, DAY) is None
 
     def test_blame_range_reaches_back_for_long_rollouts(self):
-        assert rules.blame_range(T0, 1800) == (T0 - 1800 - rules.ROLLOUT_MARGIN, T0)
+        assert blame.blame_range(T0, 1800) == (T0 - 1800 - blame.ROLLOUT_MARGIN, T0)
 
     @pytest.mark.parametrize(
         'change, basis',
         [
-            (event(T0 - 5 * HOUR, 'Deploy', {'release': {'version': 'V41'}}), rules.BY_VERSION),
-            (event(T0 - 5 * HOUR, 'Build 9f2c4e1 passed'), rules.BY_COMMIT),
-            (event(T0 - 2 * HOUR - 60, 'rollout done', services=('PSVC001',)), rules.BY_TIME),
+            (event(T0 - 5 * HOUR, 'Deploy', {'release': {'version': 'V41'}}), model.BY_VERSION),
+            (event(T0 - 5 * HOUR, 'Build 9f2c4e1 passed'), model.BY_COMMIT),
+            (event(T0 - 2 * HOUR - 60, 'rollout done', services=('PSVC001',)), model.BY_TIME),
         ],
         ids=['version-in-nested-details', 'short-commit-in-summary', 'time-on-the-same-service'],
     )
     def test_change_event_decides(self, change, basis):
         cause = deployment('cause', 2 * HOUR, 'v41', commit='9f2c4e1d0b7a9c3e')
         candidates = [cause, deployment('latest', 10 * MINUTE, 'v42')]
-        found = rules.decide_blame(candidates, [change], T0, DAY, 'PSVC001')
-        assert (found.deployment.id, found.signal, found.basis) == ('cause', rules.CHANGE_EVENT, basis)
+        found = blame.decide_blame(candidates, [change], T0, DAY, 'PSVC001')
+        assert (found.deployment.id, found.signal, found.basis) == ('cause', model.CHANGE_EVENT, basis)
 
     def test_time_match_needs_the_incident_service(self):
         cause = deployment('cause', 2 * HOUR)
         change = event(T0 - 2 * HOUR, services=('POTHER1',))
-        assert rules.match_event(change, [cause], 'PSVC001') is None
+        assert blame.match_event(change, [cause], 'PSVC001') is None
 
     def test_intelligent_relation_is_tried_first(self):
         a, b = deployment('a', 2 * HOUR, 'v1'), deployment('b', HOUR, 'v2')
         recent = event(T0 - HOUR, 'x', {'version': 'v2'}, reason='most_recent', event_id='recent')
         smart = event(T0 - 2 * HOUR, 'y', {'version': 'v1'}, reason='intelligent', event_id='smart')
-        assert rules.decide_blame([a, b], [recent, smart], T0, DAY, 'PSVC001').deployment.id == 'a'
+        assert blame.decide_blame([a, b], [recent, smart], T0, DAY, 'PSVC001').deployment.id == 'a'
 
     def test_most_recent_relation_does_not_override_the_latest_deployment(self):
         """PagerDuty's `most_recent` relation only knows the changes sent to it; Datadog's list knows them all."""
         older, latest = deployment('older', 2 * HOUR, 'v1'), deployment('latest', HOUR, 'v2')
         recent = event(T0 - 2 * HOUR, 'x', {'version': 'v1'}, reason='most_recent')
-        found = rules.decide_blame([older, latest], [recent], T0, DAY, 'PSVC001')
-        assert (found.deployment.id, found.signal) == ('latest', rules.LATEST_DEPLOYMENT)
+        found = blame.decide_blame([older, latest], [recent], T0, DAY, 'PSVC001')
+        assert (found.deployment.id, found.signal) == ('latest', model.LATEST_DEPLOYMENT)
 
     def test_change_event_of_a_deployment_after_the_start_is_no_cause(self):
         fix = deployment('fix', -10 * MINUTE, 'v9')
-        found = rules.decide_blame([fix], [event(T0 + 10 * MINUTE, 'x', {'version': 'v9'})], T0, DAY, 'PSVC001')
+        found = blame.decide_blame([fix], [event(T0 + 10 * MINUTE, 'x', {'version': 'v9'})], T0, DAY, 'PSVC001')
         assert found.deployment is None
 
     def test_identifiers_are_bounded(self):
-        found = rules.identifiers_of('word ' * 500, {'k{}'.format(i): 'v' for i in range(500)})
-        assert len(found) == rules.MAX_IDENTIFIERS
+        found = blame.identifiers_of('word ' * 500, {'k{}'.format(i): 'v' for i in range(500)})
+        assert len(found) == blame.MAX_IDENTIFIERS
 
 
 class TestRemediation:
@@ -217,16 +219,16 @@ class TestRemediation:
     def test_history_versions(self):
         history = [deployment('a', 3 * DAY, 'v1'), deployment('b', 2 * HOUR, 'v2'), self.failed]
         history.append(deployment('c', 0, 'v3'))
-        assert rules.history_versions(history, self.failed) == ['v1']
+        assert remediation.history_versions(history, self.failed) == ['v1']
 
     @pytest.mark.parametrize(
         'version, kind',
-        [('v1', rules.ROLLBACK), ('v3', rules.ROLLFORWARD), (None, rules.ROLLFORWARD)],
+        [('v1', model.ROLLBACK), ('v3', model.ROLLFORWARD), (None, model.ROLLFORWARD)],
         ids=['earlier-version', 'new-version', 'no-version'],
     )
     def test_kind(self, version, kind):
         fix = deployment('fix', -20 * MINUTE, version)
-        assert rules.pick_remediation([self.failed, fix], self.failed, T0 + 30 * MINUTE, ['v1']) == (fix, kind)
+        assert remediation.pick_remediation([self.failed, fix], self.failed, T0 + 30 * MINUTE, ['v1']) == (fix, kind)
 
     @pytest.mark.parametrize(
         'finished_before, version',
@@ -235,11 +237,11 @@ class TestRemediation:
     )
     def test_no_fix(self, finished_before, version):
         later = deployment('later', finished_before, version)
-        assert rules.pick_remediation([self.failed, later], self.failed, T0 + 30 * MINUTE, ['v1']) is None
+        assert remediation.pick_remediation([self.failed, later], self.failed, T0 + 30 * MINUTE, ['v1']) is None
 
     def test_first_fix_wins(self):
         first, second = deployment('first', -10 * MINUTE, 'v1'), deployment('second', -20 * MINUTE, 'v3')
-        assert rules.pick_remediation([second, first], self.failed, T0 + HOUR, ['v1']) == (first, rules.ROLLBACK)
+        assert remediation.pick_remediation([second, first], self.failed, T0 + HOUR, ['v1']) == (first, model.ROLLBACK)
 
     @pytest.mark.parametrize(
         'record, resolved_at, due',
@@ -252,7 +254,7 @@ class TestRemediation:
         ids=['never-searched', 'recorded-once', 'searched-to-this-resolve', 'a-later-resolve'],
     )
     def test_needs_remediation(self, record, resolved_at, due):
-        assert rules.needs_remediation(record, resolved_at) is due
+        assert decision.needs_remediation(record, resolved_at) is due
 
 
 class TestWantedPatch:
@@ -274,7 +276,7 @@ class TestWantedPatch:
         ids=['mark', 'already-marked', 'remediation-recorded', 'set-back', 'never-marked', 'already-set-back'],
     )
     def test_wanted_patch(self, record, expected):
-        assert rules.wanted_patch(record) == expected
+        assert decision.wanted_patch(record) == expected
 
 
 class TestRecords:
@@ -301,12 +303,12 @@ class TestRecords:
             'd-old': {'touched': T0, 'blamed_by': ['old']},
             'd-new': {'touched': T0, 'blamed_by': ['new']},
         }
-        rules.prune(records, deployments, now, DAY, {'busy'})
+        state.prune(records, deployments, now, DAY, {'busy'})
         assert sorted(records) == ['busy', 'new']
         assert sorted(deployments) == ['d-new']
 
     def test_prune_by_number_drops_the_oldest(self, monkeypatch):
-        monkeypatch.setattr(rules, 'MAX_RECORDS', 2)
+        monkeypatch.setattr(state, 'MAX_RECORDS', 2)
         records = {'a': {'touched': T0}, 'b': {'touched': T0 + 2}, 'c': {'touched': T0 + 1}}
-        rules.prune(records, {}, T0 + 3, DAY, set())
+        state.prune(records, {}, T0 + 3, DAY, set())
         assert sorted(records) == ['b', 'c']

@@ -28,7 +28,8 @@ from datadog_checks.pagerduty_dora.common.http import (
 from datadog_checks.pagerduty_dora.common.text import clean, for_log
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 
-from .rules import ChangeEvent, Deployment, identifiers_of
+from .blame import identifiers_of
+from .model import ChangeEvent, Deployment
 
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
 LIST_ENDPOINT = 'dora_deployments_list'

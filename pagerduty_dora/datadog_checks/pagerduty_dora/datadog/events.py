@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Agent events for incident transitions: one per transition, threaded per incident by `aggregation_key`.
 
-The lines change-failure attribution adds to an event's text (`notes`) are built here too. Every
+Change-failure attribution builds the lines it adds to an event's text (`notes`) itself. Every
 value shown in a title or a text goes through `_md`, `_code` or `_link`, which make it one line of
 literal Markdown in which no `@` can notify anyone (`text.no_mentions`).
 """
@@ -14,17 +14,10 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
-from datadog_checks.pagerduty_dora.attribution.rules import (
-    BELOW_SEVERITY,
-    NO_SERVICE,
-    SEVERAL_SERVICES,
-    mapped_services,
-)
 from datadog_checks.pagerduty_dora.common.text import clip, no_mentions, one_line
 from datadog_checks.pagerduty_dora.common.times import format_time
 
 if TYPE_CHECKING:
-    from datadog_checks.pagerduty_dora.attribution.rules import Deployment
     from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
     from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
     from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
@@ -207,83 +200,3 @@ def build_event(
         'msg_text': _body(transition, mapping, late, notes),
         'tags': list(tags),
     }
-
-
-# Change-failure attribution notes ---------------------------------------------------------------
-
-FORBIDDEN_REASON = (
-    'Datadog refused access to DORA deployments (403); `datadog_app_key` needs the `dora_metrics_read` '
-    'and `dora_metrics_write` permissions'
-)
-_UNREACHABLE = 'the DORA deployments API could not be reached; retried on the next run'
-
-
-def deployment_text(deployment: Deployment) -> str:
-    """A deployment named for people: id, service, env, version and finish time."""
-    return 'deployment {} of {} in env {}, version {}, finished at {}'.format(
-        _code(deployment.id),
-        _code(deployment.service),
-        _code(deployment.env),
-        _code(deployment.version),
-        format_time(deployment.finished_at),
-    )
-
-
-def refusal_reason(outcome: str, mapping: MappingResult, min_severity: str | None) -> str:
-    """Why an incident cannot be attributed, for an `attribution_rules.refusal()` outcome."""
-    if outcome == BELOW_SEVERITY:
-        return 'severity {} is below `attribution_min_severity` {}'.format(_code(mapping.severity), _code(min_severity))
-    if outcome == NO_SERVICE:
-        return 'the incident maps to no Datadog service, and deployments are matched by service'
-    if outcome == SEVERAL_SERVICES:
-        services = mapped_services(mapping)[:10]
-        return 'the incident maps to several services ({})'.format(', '.join(_code(s) for s in services))
-    return 'the incident has no env (set `env`, or `env` in `service_overrides`), and deployments are matched by env'
-
-
-def no_deployment_reason(service: str, env: str, window: float, start: float) -> str:
-    return 'no deployment of {} in env {} finished in the {} before {}'.format(
-        _code(service), _code(env), format_duration(window), format_time(start)
-    )
-
-
-def rejected_reason(status: int | None) -> str:
-    return 'the DORA deployments search was rejected ({})'.format(status)
-
-
-def attribution_line(deployment: Deployment, *, kept: bool = False) -> str:
-    return '- **Change failure:** {} {}'.format(
-        'still attributed to' if kept else 'attributed to', deployment_text(deployment)
-    )
-
-
-def not_attributed_line(reason: str) -> str:
-    return '- **Change failure:** not attributed: {}'.format(reason)
-
-
-def attribution_pending_line(forbidden: bool = False) -> str:
-    if forbidden:
-        return '- **Change failure:** not attributed yet: {}'.format(FORBIDDEN_REASON)
-    return '- **Change failure:** attribution pending: {}'.format(_UNREACHABLE)
-
-
-def remediation_line(kind: str, fix: Deployment) -> str:
-    return '- **Remediation:** {} by {}'.format(kind, deployment_text(fix))
-
-
-def no_remediation_line(blamed: Deployment) -> str:
-    return '- **Remediation:** none recorded: no later deployment of {} in env {} finished before the resolve'.format(
-        _code(blamed.service), _code(blamed.env)
-    )
-
-
-def remediation_rejected_line(status: int | None) -> str:
-    return '- **Remediation:** not recorded: {}'.format(rejected_reason(status))
-
-
-def remediation_pending_line(forbidden: bool = False, *, after_attribution: bool = False) -> str:
-    if after_attribution:
-        return '- **Remediation:** pending: the attribution of this incident is retried on the next run'
-    if forbidden:
-        return '- **Remediation:** not recorded yet: {}'.format(FORBIDDEN_REASON)
-    return '- **Remediation:** pending: {}'.format(_UNREACHABLE)

@@ -1,0 +1,153 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Counting and telling what change-failure attribution decided, per incident and per run.
+
+`attribution.results` counts every decision by `outcome` (with the `signal` that decided a blame and
+the `reason` a deployment was set back). The notes of a look go into that look's event; those that
+changed a deployment in Datadog and that no event carried are sent at the end of the run as an event
+of their own, threaded with the incident's events.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from datadog_checks.pagerduty_dora.common.http import RequestRejected
+
+from .model import ATTRIBUTED, FORBIDDEN, REJECTED
+from .texts import PERMISSIONS_MESSAGE, Note, own_event
+
+if TYPE_CHECKING:
+    from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
+
+METRIC = 'attribution.results'
+# Transitions whose event carries what attribution decided in the same look.
+NOTE_KINDS = ('triggered', 'reopened', 'resolved', 'priority_changed', 'urgency_changed', 'service_changed')
+
+
+class Reporter:
+    """Counts outcomes, keeps the notes of the run per incident, and sends attribution's own events.
+
+    `count(name, value, tags)` submits a count, `warning(...)` is the check's warning and
+    `event(payload)` submits an Agent event (None: no events of its own).
+    """
+
+    def __init__(
+        self,
+        *,
+        count: Callable[[str, float, list[str]], None],
+        log: Any,
+        warning: Callable[..., None],
+        event: Callable[[dict], None] | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._count = count
+        self._log = log
+        self.warning = warning
+        self._event = event
+        self._clock = clock
+        # Lines decided since the last `end_run()`, per incident, and every outcome of each incident.
+        self._notes: dict[str, list[Note]] = {}
+        self._outcomes: dict[str, list[str]] = {}
+        self._told: dict[str, list[Note]] = {}
+        self._warned: set[str] = set()
+
+    def outcome(self, incident_id: str, outcome: str, extra: Sequence[str] = ()) -> None:
+        """Count one decision for the incident."""
+        self._outcomes.setdefault(incident_id, []).append(outcome)
+        self._count(METRIC, 1, ['outcome:' + outcome] + list(extra))
+
+    def note(self, incident_id: str, note: Note) -> None:
+        """Keep a line for the incident's next event."""
+        self._notes.setdefault(incident_id, []).append(note)
+        self._told.setdefault(incident_id, []).append(note)
+
+    def warn_once(self, what: str, message: str) -> None:
+        """Warn about `what` once per run."""
+        if what not in self._warned:
+            self._warned.add(what)
+            self.warning(message)
+
+    def rejected(self, what: str, incident_id: str, service: str, env: str, error: RequestRejected) -> None:
+        """Count and log a request Datadog rejected; it is not retried."""
+        self.outcome(incident_id, REJECTED)
+        self._log.warning(
+            'The DORA deployments %s for incident %s (%s %s) was rejected (%s) and is not retried: %s',
+            what,
+            incident_id,
+            service,
+            env,
+            error.status,
+            (error.body or '')[:500],
+        )
+
+    def forbidden(self, status: int | None) -> None:
+        """Datadog refused the keys: told once per run, as the deployments client makes no further request in it."""
+        self.warning(PERMISSIONS_MESSAGE.format(status=status))
+        self._count(METRIC, 1, ['outcome:' + FORBIDDEN])
+
+    def lines_for(self, incident_id: str, transitions: Sequence[Transition], wanted: bool) -> dict[int, str]:
+        """This incident's lines for the look's events; lines that change Datadog wait for `end_run()` otherwise."""
+        notes = self._notes.pop(incident_id, [])
+        if not notes:
+            return {}
+        if not transitions or not wanted:
+            # The collector emits no event for this look: what changed a deployment gets its own event.
+            kept = [n for n in notes if n.lasting]
+            if kept:
+                self._notes[incident_id] = kept
+            return {}
+        index = max((i for i, t in enumerate(transitions) if t.kind in NOTE_KINDS), default=len(transitions) - 1)
+        return {index: '\n'.join(n.line for n in notes)}
+
+    def end_run(self, record_of: Callable[[str], Mapping[str, Any]]) -> None:
+        """Send the lines no event carried as attribution's own events (`record_of` an incident gives its
+        number and tags), and start the next run's notes."""
+        for incident_id, notes in self._notes.items():
+            lasting = [n for n in notes if n.lasting]
+            if lasting and self._event is not None:
+                self._event(own_event(incident_id, record_of(incident_id), lasting, self._clock()))
+        self._notes = {}
+        self._outcomes = {}
+        self._told = {}
+        self._warned.discard('priorities')
+
+    def take(self, incident_id: str) -> tuple[list[Note], list[str]]:
+        """Every note told for the incident since the run started (taken away), and its outcomes."""
+        self._notes.pop(incident_id, None)
+        notes = self._told.pop(incident_id, [])
+        return notes, [o for o in self._outcomes.get(incident_id, []) if o]
+
+
+def preview_result(
+    record: Mapping[str, Any],
+    deployments: Mapping[str, Mapping[str, Any]],
+    notes: Sequence[Note],
+    outcomes: Sequence[str],
+) -> dict[str, Any]:
+    """What attribution decided for one incident, for a dry run: see `ChangeFailureAttribution.preview()`."""
+    search = record.get('search') or {}
+    result: dict[str, Any] = {
+        'outcome': None,
+        'deployment': None,
+        'signal': None,
+        'basis': None,
+        'remediation': None,
+        'note': '; '.join(n.plain for n in notes if n.plain),
+    }
+    blamed = record.get('blames')
+    if blamed:
+        deployment = deployments.get(blamed) or {}
+        result.update(
+            outcome=ATTRIBUTED,
+            deployment=deployment.get('deployment'),
+            signal=search.get('signal'),
+            basis=search.get('basis'),
+        )
+        remediation = deployment.get('remediation')
+        if remediation:
+            result['remediation'] = {'type': remediation['type'], 'deployment': remediation['deployment']}
+    elif outcomes:
+        result['outcome'] = outcomes[0]
+    return result

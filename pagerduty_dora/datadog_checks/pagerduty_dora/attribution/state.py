@@ -1,0 +1,150 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""What change-failure attribution remembers between runs, in one persistent cache entry.
+
+The entry holds the queue of work (`pending`) beside three records: per incident what it blames and
+why, per deployment who blames it and what Datadog was sent, and the account's priority order.
+Records that a damaged or older cache cannot give back are dropped when read; records untouched for
+long are forgotten, which never unmarks a deployment in Datadog.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
+
+from .model import Deployment, Facts
+
+CACHE_KEY = 'attribution'
+CACHE_VERSION = 2
+# What was done for an incident is kept this long after its last change, and for at most this many.
+RETENTION = 30 * 86400.0
+MAX_RECORDS = 20000
+
+
+class AttributionState:
+    """The records and the queue of work of change-failure attribution, read on first use."""
+
+    def __init__(
+        self,
+        *,
+        read_cache: Callable[[str], str],
+        write_cache: Callable[[str, str], None],
+        warning: Callable[..., None],
+        clock: Callable[[], float],
+        max_pending: int,
+        max_age: float,
+    ) -> None:
+        self._clock = clock
+        self.queue = StoredQueue(
+            CACHE_KEY,
+            read_cache=read_cache,
+            write_cache=write_cache,
+            warning=warning,
+            max_items=max_pending,
+            max_age=max_age,
+            clock=clock,
+            what='change-failure attribution state',
+            entries='change-failure attribution tasks',
+            field='pending',
+            fields={'incidents': dict, 'deployments': dict, 'priorities': dict},
+            version=CACHE_VERSION,
+        )
+        self._fields: dict[str, Any] | None = None
+
+    @property
+    def read(self) -> bool:
+        """Whether the cache entry was read in this process."""
+        return self._fields is not None
+
+    def fields(self) -> dict[str, Any]:
+        """The stored records, read from the cache on the first call; unreadable records are dropped."""
+        if self._fields is None:
+            fields = self.queue.read()
+            fields['incidents'] = _readable(fields.get('incidents'), 'facts', Facts)
+            fields['deployments'] = _readable(fields.get('deployments'), 'deployment', Deployment)
+            fields.setdefault('priorities', {})
+            self._fields = fields
+        return self._fields
+
+    def incidents(self) -> dict[str, dict]:
+        """Per incident id: its `facts`, what it `blames`, its `search`, `why` it does not qualify."""
+        return self.fields()['incidents']
+
+    def deployments(self) -> dict[str, dict]:
+        """Per deployment id: the `deployment`, who is `blamed_by`, its `remediation`, what Datadog was `sent`."""
+        return self.fields()['deployments']
+
+    def priorities(self) -> dict:
+        """The account's priority order read last: `names`, most severe first, and when (`at`)."""
+        return self.fields().get('priorities') or {}
+
+    def set_priorities(self, names: list[str], at: float) -> None:
+        self.fields()['priorities'] = {'names': names, 'at': at}
+        self.queue.dirty = True
+
+    def touch(self, record: dict) -> None:
+        """Mark a record changed now: it is kept longer, and the cache is written."""
+        record['touched'] = self._clock()
+        self.queue.dirty = True
+
+    def put(self, key: str, task: dict) -> None:
+        """Queue (or replace) a task."""
+        self.fields()
+        self.queue.put(key, task)
+
+    def prune(self, window: float) -> None:
+        """Forget old records when anything changed; work still queued keeps its records."""
+        if self._fields is None or not self.queue.dirty:
+            return
+        busy = {key.split(':', 1)[1] for key, _, _ in self.queue.dump()}
+        prune(self.incidents(), self.deployments(), self._clock(), window, busy)
+
+    def save(self) -> None:
+        """Write the queue and the records, if they were read and changed."""
+        self.queue.save(self._fields)
+
+
+def _readable(records: Any, field: str, kind: Any) -> dict[str, dict]:
+    kept = {}
+    for key, record in (records or {}).items():
+        if isinstance(record, dict) and _parses(record.get(field), kind):
+            kept[key] = record
+    return kept
+
+
+def _parses(raw: Any, kind: Any) -> bool:
+    try:
+        kind.from_json(raw)
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def prune(records: dict[str, dict], deployments: dict[str, dict], now: float, window: float, busy: set[str]) -> None:
+    """Forget incidents untouched for `RETENTION` (or two windows), then the oldest beyond `MAX_RECORDS`;
+    then deployments no remembered incident blames and untouched as long.
+
+    `busy` names incidents and deployments with queued work: they are kept whatever their age. A
+    forgotten incident leaves its deployment as it is in Datadog: forgetting never unmarks.
+    """
+    horizon = now - max(RETENTION, window * 2)
+    for key in [k for k, record in records.items() if k not in busy and _touched(record) < horizon]:
+        del records[key]
+    if len(records) > MAX_RECORDS:
+        for key in sorted(records, key=lambda k: _touched(records[k]))[: len(records) - MAX_RECORDS]:
+            del records[key]
+    for key in [
+        k
+        for k, deployment in deployments.items()
+        if k not in busy
+        and _touched(deployment) < horizon
+        and not any(incident in records for incident in deployment.get('blamed_by') or ())
+    ]:
+        del deployments[key]
+
+
+def _touched(record: Mapping[str, Any]) -> float:
+    return float(record.get('touched') or 0)

@@ -1,0 +1,372 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The work of change-failure attribution, run from the persistent queue: judge, remedy, sync.
+
+Each task asks `decision` what to do, has the `Executor` make the requests that needs, and records
+the answer: the incident's and the deployment's records, the counts and the notes. A task that
+cannot be done now (`Unavailable`) stays queued for a later run, and is told once.
+
+- `incident`: judge an incident again (qualify it, search its deployment, blame or release it);
+- `remedy`: find a failed deployment's remediation once an incident blaming it resolved;
+- `sync`: bring a deployment's state in Datadog to what the check decided (`PATCH`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .decision import (
+    BlameSearch,
+    incident_task,
+    newly_unfound,
+    next_step,
+    patch_task,
+    refused_search,
+    remedy_due,
+    remedy_retry,
+    remedy_search,
+    remedy_task,
+    searched,
+    sync_task,
+)
+from .deployments import Unavailable
+from .executor import Executor
+from .model import (
+    ATTRIBUTED,
+    DEFERRED,
+    LATEST_DEPLOYMENT,
+    NO_DEPLOYMENT,
+    NO_REMEDIATION,
+    RELEASED,
+    REMEDIATED,
+    UNMARKED,
+    Deployment,
+    Facts,
+    search_of,
+)
+from .qualification import attribution_key, disqualification, order_expired, severity_threshold, stored_order
+from .remediation import choose_remediation
+from .reporting import Reporter
+from .state import AttributionState
+from .texts import (
+    NO_PRIORITIES_MESSAGE,
+    UNKNOWN_MINIMUM_MESSAGE,
+    blamed_note,
+    deferred_note,
+    no_deployment_note,
+    no_remediation_note,
+    refused_note,
+    released_note,
+    remediated_note,
+    remediation_known_note,
+    remedy_rejected_note,
+    search_rejected_note,
+    waiting_note,
+)
+
+# What a task answers: whether it is done (else it stays queued), and the keys of the tasks it queued.
+Outcome = tuple[bool, set[str]]
+
+
+class AttributionTasks:
+    """Runs the queued tasks of `state` due now, oldest first, each through `executor`, told by `report`."""
+
+    def __init__(
+        self,
+        state: AttributionState,
+        report: Reporter,
+        executor: Executor,
+        *,
+        window: float,
+        min_severity: str | None,
+        severity_mapping: Mapping[str, str],
+        settle: float,
+        clock: Callable[[], float],
+        log: Any,
+    ) -> None:
+        self._state = state
+        self._report = report
+        self._executor = executor
+        self.window = window
+        self.min_severity = min_severity
+        self.severity_mapping = severity_mapping
+        self.settle = settle
+        self._clock = clock
+        self._log = log
+
+    # The queue -----------------------------------------------------------------------------------
+
+    def judge_now(self, incident_id: str) -> None:
+        """Judge the incident at once, with whatever that queues."""
+        key, task = incident_task(incident_id, self._clock())
+        self._state.put(key, task)
+        self.drain({key})
+
+    def drain(self, only: set[str] | None) -> None:
+        """Run the due tasks (all, or those of `only` and what they queue), in queue order."""
+        queue = self._state.queue
+        keys = None if only is None else set(only)
+        while True:
+            ran = False
+            for key, _, task in queue.dump():
+                if keys is not None and key not in keys:
+                    continue
+                if not isinstance(task, dict) or queue.get(key) is not task:
+                    continue
+                if float(task.get('due') or 0) > self._clock():
+                    continue
+                try:
+                    done, follow = self._run(key, task)
+                except Unavailable as e:
+                    self._deferred(key, task, e.forbidden)
+                    continue
+                if done and queue.get(key) is task:
+                    queue.remove(key)
+                if keys is not None:
+                    keys |= follow
+                ran = True
+            if not ran:
+                return
+
+    def _run(self, key: str, task: dict) -> Outcome:
+        kind = task.get('kind')
+        if kind == 'incident':
+            return self._judge(key, task)
+        if kind == 'remedy':
+            return self._remedy(key, task)
+        if kind == 'sync':
+            return self._send(task)
+        self._log.debug('Dropping a change-failure attribution task of unknown kind %r', kind)
+        return True, set()
+
+    def _deferred(self, key: str, task: dict, forbidden: bool) -> None:
+        if task.get('deferred'):
+            return
+        self._state.put(key, dict(task, deferred=True))
+        incident_id = task.get('incident')
+        if not incident_id:
+            return
+        if not forbidden:
+            self._report.outcome(incident_id, DEFERRED)
+        self._report.note(incident_id, deferred_note(forbidden, task.get('kind') == 'remedy'))
+
+    # Judging an incident -------------------------------------------------------------------------
+
+    def _judge(self, key: str, task: dict) -> Outcome:
+        incident_id = task['incident']
+        record = self._state.incidents().get(incident_id)
+        if not record or not isinstance(record.get('facts'), dict):
+            return True, set()
+        facts = Facts.from_json(record['facts'])
+        reason = self._disqualification(facts)
+        self._qualification(incident_id, record, facts, reason)
+        target = attribution_key(facts) if reason is None else None
+        follow: set[str] = set()
+        now = self._clock()
+        for _ in range(3):
+            step = next_step(
+                incident_id, reason, target, record, facts, now=now, settle=self.settle, window=self.window
+            )
+            if step.release:
+                follow |= self._release(incident_id, record, step.release)
+            if step.wait_until is not None:
+                self._wait(incident_id, record, step.wait_until)
+                self._state.put(key, dict(task, due=step.wait_until))
+                return False, follow
+            if step.search is not None:
+                self._search(record, facts, step.search)
+                continue
+            if step.blame:
+                follow |= self._blame(incident_id, record, step.blame)
+            if step.remediate:
+                follow |= self._remediation_due(incident_id, record, facts)
+            break
+        record['judged'] = True
+        return True, follow
+
+    def _disqualification(self, facts: Facts) -> str | None:
+        needs_order = self.min_severity and facts.priority and not facts.gone and not facts.merged and facts.wanted
+        order = self._priority_order() if needs_order else []
+        return disqualification(facts, self.min_severity, order, self.severity_mapping)
+
+    def _priority_order(self) -> list[str]:
+        """The account's priorities, most severe first (`GET /priorities`), read again every `PRIORITIES_TTL`."""
+        stored = self._state.priorities()
+        names = stored_order(stored)
+        now = self._clock()
+        if not order_expired(stored, now):
+            return names
+        try:
+            fresh = self._executor.priorities()
+        except Unavailable:
+            if not stored:
+                raise
+            # PagerDuty cannot answer now: the order read last still holds.
+            return names
+        if fresh is None:
+            consequence = (
+                'incidents are compared in the order read last'
+                if names
+                else 'no incident is attributed until they can be'
+            )
+            status = self._executor.priorities_refusal()
+            self._report.warn_once('priorities', NO_PRIORITIES_MESSAGE.format(status=status, consequence=consequence))
+            return names
+        self._state.set_priorities(fresh, now)
+        if self.min_severity and severity_threshold(self.min_severity, fresh, self.severity_mapping) is None:
+            names_text = ', '.join(fresh) or 'none'
+            self._report.warning(UNKNOWN_MINIMUM_MESSAGE.format(minimum=self.min_severity, names=names_text))
+        return fresh
+
+    def _qualification(self, incident_id: str, record: dict, facts: Facts, reason: str | None) -> None:
+        """Count and tell a change of whether (and why not) the incident qualifies."""
+        if 'why' in record and record['why'] == reason:
+            return
+        record['why'] = reason
+        self._state.touch(record)
+        if reason is None:
+            return
+        self._report.outcome(incident_id, reason)
+        note = refused_note(reason, facts, self.min_severity)
+        self._log.debug('Incident %s does not blame a deployment (%s): %s', incident_id, reason, note.plain)
+        self._report.note(incident_id, note)
+
+    def _wait(self, incident_id: str, record: dict, due: float) -> None:
+        if record.get('waiting_until') == due:
+            return
+        record['waiting_until'] = due
+        self._state.touch(record)
+        self._report.note(incident_id, waiting_note(due, self.settle))
+
+    def _search(self, record: dict, facts: Facts, search: BlameSearch) -> None:
+        """Run the blame search and store what it decides in the incident's record."""
+        incident_id = search.incident
+        previous = search_of(record)
+        result = self._executor.blame_search(search)
+        if result.rejected is not None:
+            self._report.rejected('search', incident_id, search.service, search.env, result.rejected)
+            record['search'] = refused_search(search)
+            self._report.note(incident_id, search_rejected_note(result.rejected.status))
+            return
+        record['search'] = searched(search, result.events, result.candidates, facts, self.window)
+        record.pop('waiting_until', None)
+        self._state.touch(record)
+        if newly_unfound(previous, search, record['search']['deployment']):
+            self._report.outcome(incident_id, NO_DEPLOYMENT)
+            note = no_deployment_note(search.service, search.env, self.window, facts.start)
+            self._log.debug('Incident %s not attributed: %s', incident_id, note.plain)
+            self._report.note(incident_id, note)
+
+    def _blame(self, incident_id: str, record: dict, deployment_id: str) -> set[str]:
+        search = record.get('search') or {}
+        found = Deployment.from_json(search['found'])
+        deployments = self._state.deployments()
+        deployment = deployments.setdefault(deployment_id, {'deployment': found.to_json(), 'blamed_by': []})
+        others = [i for i in deployment.get('blamed_by') or [] if i != incident_id]
+        deployment['blamed_by'] = sorted(set(others) | {incident_id})
+        record['blames'] = deployment_id
+        self._state.touch(record)
+        self._state.touch(deployment)
+        signal = search.get('signal') or LATEST_DEPLOYMENT
+        self._report.outcome(incident_id, ATTRIBUTED, ['signal:' + signal])
+        self._log.info(
+            'Incident %s blames deployment %s (service %s, env %s, version %s), decided by %s',
+            incident_id,
+            found.id,
+            found.service,
+            found.env,
+            found.version,
+            signal,
+        )
+        self._report.note(incident_id, blamed_note(found, len(others), search, self.window))
+        return self._sync(deployment_id)
+
+    def _release(self, incident_id: str, record: dict, why: str) -> set[str]:
+        deployment_id = record.pop('blames', None)
+        self._state.touch(record)
+        deployment = self._state.deployments().get(deployment_id or '')
+        if deployment is None:
+            return set()
+        deployment['blamed_by'] = [i for i in deployment.get('blamed_by') or [] if i != incident_id]
+        self._state.touch(deployment)
+        left = len(deployment['blamed_by'])
+        outcome = RELEASED if left else UNMARKED
+        self._report.outcome(incident_id, outcome, ['reason:' + why])
+        self._log.info(
+            'Incident %s no longer blames deployment %s (%s); %d other(s) do', incident_id, deployment_id, why, left
+        )
+        self._report.note(incident_id, released_note(outcome, deployment_id, why, left))
+        return self._sync(deployment_id or '')
+
+    # A deployment's remediation and its state in Datadog -------------------------------------------
+
+    def _remediation_due(self, incident_id: str, record: dict, facts: Facts) -> set[str]:
+        deployment_id = record.get('blames') or ''
+        deployment = self._state.deployments().get(deployment_id)
+        if deployment is None or facts.resolved_at is None:
+            return set()
+        remediation = deployment.get('remediation')
+        if remediation:
+            self._report.note(incident_id, remediation_known_note(deployment_id, remediation))
+            return set()
+        key, task = remedy_task(deployment_id, incident_id, facts.resolved_at, self._clock())
+        if not remedy_due(deployment, facts.resolved_at, self._state.queue.get(key)):
+            return set()
+        self._state.put(key, task)
+        return {key}
+
+    def _remedy(self, key: str, task: dict) -> Outcome:
+        """Find and record the failed deployment's remediation; raises `Unavailable` to wait for a later run."""
+        search = remedy_search(task, self._state.deployments().get(task['deployment']))
+        if search is None:
+            return True, set()
+        deployment = self._state.deployments()[search.deployment]
+        incident_id, failed = search.incident, search.failed
+        result = self._executor.remedy_search(search)
+        if result.rejected is not None:
+            self._report.rejected('remediation search', incident_id, failed.service, failed.env or '', result.rejected)
+            deployment['remedy_until'] = search.until
+            self._report.note(incident_id, remedy_rejected_note(result.rejected.status))
+            return True, set()
+        self._state.touch(deployment)
+        found = choose_remediation(result.later, result.history, failed, search.until)
+        if found is None:
+            retry = remedy_retry(task, self.settle, self._clock())
+            if retry is not None:
+                self._state.put(key, retry)
+                return False, set()
+            deployment['remedy_until'] = max(search.until, float(deployment.get('remedy_until') or 0))
+            self._report.outcome(incident_id, NO_REMEDIATION)
+            self._report.note(incident_id, no_remediation_note(search.deployment, failed))
+            return True, set()
+        fix, kind = found
+        deployment['remediation'] = {'id': fix.id, 'type': kind, 'deployment': fix.to_json(), 'incident': incident_id}
+        self._report.outcome(incident_id, REMEDIATED, ['remediation:' + kind])
+        self._log.info('Deployment %s recorded as the %s of failed deployment %s', fix.id, kind, search.deployment)
+        self._report.note(incident_id, remediated_note(fix, kind, search.deployment, failed))
+        return True, self._sync(search.deployment)
+
+    def _sync(self, deployment_id: str) -> set[str]:
+        """Queue bringing the deployment's state in Datadog to what the check decided."""
+        key, task = sync_task(deployment_id)
+        self._state.put(key, task)
+        return {key}
+
+    def _send(self, task: dict) -> Outcome:
+        deployment_id = task['deployment']
+        deployment = self._state.deployments().get(deployment_id)
+        patch = patch_task(deployment_id, deployment)
+        if patch is None or deployment is None:
+            return True, set()
+        rejected = self._executor.patch(patch)
+        if rejected is not None:
+            # Sending it again would be refused the same way (the deployment is gone, or the body is).
+            deployment['refused'] = patch.attributes
+            self._report.rejected('PATCH', ','.join(deployment.get('blamed_by') or []), deployment_id, '', rejected)
+            return True, set()
+        want = patch.attributes
+        deployment['sent'] = {'change_failure': want['change_failure'], 'remediation': want.get('remediation')}
+        deployment.pop('refused', None)
+        self._state.touch(deployment)
+        return True, set()

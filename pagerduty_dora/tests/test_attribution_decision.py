@@ -1,0 +1,299 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Attribution's decisions as values: the step that judges an incident, the searches and PATCHes it asks for."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from datadog_checks.pagerduty_dora.attribution import decision, model, qualification, remediation
+from datadog_checks.pagerduty_dora.attribution.blame import ROLLOUT_MARGIN
+from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patch, RemedySearch, Step
+from datadog_checks.pagerduty_dora.attribution.executor import Executor
+from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
+from datadog_checks.pagerduty_dora.common.http import RequestRejected, Response
+
+# 2026-11-26T12:00:00Z
+T0 = 1795694400.0
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+KEY = ('checkout', 'prod')
+
+
+def deployment(deployment_id: str, finished: float, version: str | None = 'v1') -> Deployment:
+    return Deployment(deployment_id, 'checkout', 'prod', version, finished - 5 * MINUTE, finished)
+
+
+def facts(**changes) -> Facts:
+    base = Facts(
+        start=T0,
+        services=('checkout',),
+        env='prod',
+        severity='P1',
+        priority='P1',
+        rule='service_url',
+        wanted=True,
+        merged=False,
+        pagerduty_service='PSVC001',
+        resolved_at=None,
+    )
+    return replace(base, **changes)
+
+
+def stored(deployment_id: str | None, final: bool = False) -> dict:
+    return {'search': {'service': 'checkout', 'env': 'prod', 'deployment': deployment_id, 'final': final}}
+
+
+def step(record: dict, found: Facts, now: float, reason: str | None = None, key=KEY) -> Step:
+    return decision.next_step('Q1', reason, key, record, found, now=now, settle=300.0, window=DAY)
+
+
+class TestNextStep:
+    """Judging an incident is a sequence of steps, each a value: wait, search, blame, release, remediate."""
+
+    def test_waits_for_the_settle_time(self):
+        assert step({}, facts(), T0 + MINUTE) == Step(wait_until=T0 + 300.0)
+
+    def test_searches_once_settled(self):
+        expected = BlameSearch('Q1', 'checkout', 'prod', T0 - DAY - ROLLOUT_MARGIN, T0, final=False)
+        assert step({}, facts(), T0 + HOUR) == Step(search=expected)
+
+    def test_resolved_searches_once_more_as_the_last_search(self):
+        found = step(dict(stored('dep-1'), blames='dep-1'), facts(resolved_at=T0 + HOUR), T0 + 2 * HOUR)
+        assert found == Step(search=BlameSearch('Q1', 'checkout', 'prod', T0 - DAY - ROLLOUT_MARGIN, T0, final=True))
+
+    def test_blames_what_the_stored_search_found(self):
+        assert step(stored('dep-1'), facts(), T0 + HOUR) == Step(blame='dep-1')
+
+    def test_resolved_and_blaming_sees_to_the_remediation(self):
+        record = dict(stored('dep-1', final=True), blames='dep-1')
+        assert step(record, facts(resolved_at=T0 + HOUR), T0 + HOUR) == Step(remediate=True)
+
+    def test_disqualified_releases(self):
+        assert step({'blames': 'dep-1'}, facts(), T0, model.MERGED, None) == Step(release=model.MERGED)
+
+    def test_moved_releases_then_waits(self):
+        record = {'blames': 'dep-1', 'search': {'service': 'cart', 'env': 'prod', 'deployment': 'dep-1'}}
+        assert step(record, facts(), T0 + MINUTE) == Step(release=model.MOVED, wait_until=T0 + 300.0)
+
+
+class TestSearchResult:
+    """What a blame search stores, and when finding nothing is told."""
+
+    search = BlameSearch('Q1', 'checkout', 'prod', T0 - DAY - ROLLOUT_MARGIN, T0, final=True)
+
+    def test_latest_deployment(self):
+        found = deployment('dep-2', T0 - MINUTE, 'v2')
+        result = decision.searched(self.search, None, [deployment('dep-1', T0 - HOUR), found], facts(), DAY)
+        assert result == {
+            'service': 'checkout',
+            'env': 'prod',
+            'deployment': 'dep-2',
+            'found': found.to_json(),
+            'final': True,
+            'signal': model.LATEST_DEPLOYMENT,
+            'basis': None,
+            'event': None,
+            'related': None,
+        }
+
+    def test_change_event_decides(self):
+        older = deployment('dep-1', T0 - HOUR, 'v1')
+        event = ChangeEvent('e1', T0 - 2 * HOUR, 'Deploy\nv1  done', ('PSVC001',), ('v1',), 'intelligent')
+        result = decision.searched(self.search, [event], [older, deployment('dep-2', T0 - MINUTE, 'v2')], facts(), DAY)
+        assert (result['deployment'], result['signal'], result['basis']) == ('dep-1', model.CHANGE_EVENT, 'version')
+        assert (result['event'], result['related']) == ('Deploy v1 done', 1)
+
+    def test_nothing_found(self):
+        result = decision.searched(self.search, [], [deployment('late', T0 + MINUTE)], facts(), DAY)
+        assert (result['deployment'], result['found'], result['related']) == (None, None, 0)
+
+    def test_refused(self):
+        expected = {'service': 'checkout', 'env': 'prod', 'deployment': None, 'final': True}
+        assert decision.refused_search(self.search) == expected
+
+    @pytest.mark.parametrize(
+        'previous, found, expected',
+        [
+            (None, None, True),
+            (Search('checkout', 'prod', 'dep-1'), None, True),
+            (Search('checkout', 'prod', None), None, False),
+            (Search('cart', 'prod', None), None, True),
+            (None, 'dep-1', False),
+        ],
+        ids=['first', 'found-before', 'found-nothing-before', 'other-service', 'found'],
+    )
+    def test_newly_unfound(self, previous, found, expected):
+        assert decision.newly_unfound(previous, self.search, found) is expected
+
+
+class TestRemedy:
+    """Which remediation search a deployment needs, and when it is tried again."""
+
+    failed = deployment('dep-1', T0 - HOUR, 'v2')
+
+    @pytest.mark.parametrize(
+        'record, queued, due',
+        [
+            ({}, None, True),
+            ({'remediation': {'id': 'fix'}}, None, False),
+            ({'remedy_until': T0 + HOUR}, None, False),
+            ({'remedy_until': T0}, None, True),
+            ({}, {'until': T0 + HOUR}, False),
+            ({}, {'until': T0}, True),
+        ],
+        ids=['never-searched', 'recorded', 'searched-as-far', 'searched-less-far', 'queued-as-far', 'queued-less-far'],
+    )
+    def test_remedy_due(self, record, queued, due):
+        assert decision.remedy_due(record, T0 + HOUR, queued) is due
+
+    def test_remedy_search(self):
+        record = {'deployment': self.failed.to_json(), 'blamed_by': ['Q1']}
+        task = {'deployment': 'dep-1', 'incident': 'Q1', 'until': T0 + HOUR}
+        assert decision.remedy_search(task, record) == RemedySearch('Q1', 'dep-1', self.failed, T0 + HOUR)
+
+    @pytest.mark.parametrize(
+        'record',
+        [None, {'blamed_by': []}, {'blamed_by': ['Q1'], 'remediation': {'id': 'fix'}}],
+        ids=['forgotten', 'blamed-by-none', 'recorded'],
+    )
+    def test_no_remedy_search(self, record):
+        assert decision.remedy_search({'deployment': 'dep-1', 'until': T0}, record) is None
+
+    @pytest.mark.parametrize(
+        'attempt, now, expected',
+        [(1, T0, T0 + HOUR + 300.0), (1, T0 + 2 * HOUR, None), (2, T0, None)],
+        ids=['first-attempt', 'settle-time-passed', 'second-attempt'],
+    )
+    def test_remedy_retry(self, attempt, now, expected):
+        task = {'kind': 'remedy', 'until': T0 + HOUR, 'attempt': attempt, 'due': T0}
+        retry = decision.remedy_retry(task, 300.0, now)
+        assert (retry and retry['due']) == expected
+        assert retry is None or retry['attempt'] == 2
+
+    def test_ranges(self):
+        assert remediation.remedy_range(self.failed, T0) == (T0 - HOUR - 5 * MINUTE, T0)
+        start = T0 - HOUR - 5 * MINUTE
+        assert remediation.history_range(self.failed) == (start - remediation.ROLLBACK_HISTORY, start)
+
+    def test_history_only_for_a_fix_with_a_version(self):
+        assert remediation.wants_history([deployment('fix', T0 - MINUTE, 'v1')], self.failed, T0) is True
+        assert remediation.wants_history([deployment('fix', T0 - MINUTE, None)], self.failed, T0) is False
+        assert remediation.wants_history([], self.failed, T0) is False
+
+    def test_choose_remediation(self):
+        fix = deployment('fix', T0 - MINUTE, 'v1')
+        history = [deployment('old', T0 - DAY, 'v1')]
+        assert remediation.choose_remediation([fix], None, self.failed, T0) == (fix, model.ROLLFORWARD)
+        assert remediation.choose_remediation([fix], history, self.failed, T0) == (fix, model.ROLLBACK)
+        assert remediation.choose_remediation([fix], [], self.failed, T0 - HOUR) is None
+
+
+class TestPatch:
+    """The PATCH a deployment needs follows from who blames it and what Datadog was sent."""
+
+    def test_patch_task(self):
+        record = {'blamed_by': ['Q1'], 'remediation': {'id': 'fix', 'type': 'rollback'}}
+        expected = Patch('dep-1', {'change_failure': True, 'remediation': {'id': 'fix', 'type': 'rollback'}})
+        assert decision.patch_task('dep-1', record) == expected
+
+    @pytest.mark.parametrize(
+        'record',
+        [
+            None,
+            {'blamed_by': ['Q1'], 'sent': {'change_failure': True, 'remediation': None}},
+            {'blamed_by': ['Q1'], 'refused': {'change_failure': True}},
+            {'blamed_by': []},
+        ],
+        ids=['forgotten', 'sent', 'refused-before', 'never-marked'],
+    )
+    def test_nothing_to_send(self, record):
+        assert decision.patch_task('dep-1', record) is None
+
+
+class TestQueuedWork:
+    """The tasks kept in the persistent queue, by key."""
+
+    def test_tasks(self):
+        assert decision.incident_task('Q1', T0) == ('incident:Q1', {'kind': 'incident', 'incident': 'Q1', 'due': T0})
+        assert decision.remedy_task('dep-1', 'Q1', T0 + HOUR, T0) == (
+            'remedy:dep-1',
+            {'kind': 'remedy', 'deployment': 'dep-1', 'incident': 'Q1', 'until': T0 + HOUR, 'attempt': 1, 'due': T0},
+        )
+        assert decision.sync_task('dep-1') == ('sync:dep-1', {'kind': 'sync', 'deployment': 'dep-1', 'due': 0})
+
+
+class TestPriorityOrder:
+    """The account's priority order is read again once it is an hour old."""
+
+    @pytest.mark.parametrize(
+        'stored, now, expired',
+        [
+            ({}, T0, True),
+            ({'names': ['P1'], 'at': T0}, T0 + qualification.PRIORITIES_TTL - 1, False),
+            ({'names': ['P1'], 'at': T0}, T0 + qualification.PRIORITIES_TTL, True),
+        ],
+        ids=['never-read', 'fresh', 'an-hour-old'],
+    )
+    def test_order_expired(self, stored, now, expired):
+        assert qualification.order_expired(stored, now) is expired
+
+    def test_stored_order_keeps_names_only(self):
+        assert qualification.stored_order({'names': ['P1', 3, None, 'P2'], 'at': T0}) == ['P1', 'P2']
+        assert qualification.stored_order({}) == []
+
+
+class FakeApi:
+    """An `ApiClient` stand-in that keeps its requests and answers the list endpoint as told."""
+
+    def __init__(self, reject: bool = False) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.reject = reject
+
+    def stalled(self, caller: str) -> bool:
+        return False
+
+    def post(self, path: str, body: dict, *, endpoint: str, expect_json: bool = True):
+        self.requests.append(('post', path))
+        if self.reject:
+            raise RequestRejected('datadog', 'bad query', 400, 'no')
+        return Response(200, {}, {'data': []})
+
+    def patch(self, path: str, body: dict, *, endpoint: str, expect_json: bool = True):
+        self.requests.append(('patch', path))
+
+
+class TestExecutor:
+    """The executor makes the requests a task asks for, and answers a rejection as a value."""
+
+    search = BlameSearch('Q1', 'checkout', 'prod', T0 - DAY, T0, final=False)
+
+    def executor(self, api: FakeApi, dry_run: bool = False) -> Executor:
+        return Executor(api, None, caller='attribution', log=None, on_forbidden=lambda status: None, dry_run=dry_run)
+
+    def test_rejected_search_is_a_value(self):
+        api = FakeApi(reject=True)
+        result = self.executor(api).blame_search(self.search)
+        assert (result.events, result.candidates, result.rejected.status) == (None, [], 400)
+        assert api.requests == [('post', '/api/v2/dora/deployments')]
+
+    def test_dry_run_keeps_the_patch(self):
+        api = FakeApi()
+        executor = self.executor(api, dry_run=True)
+        assert executor.patch(Patch('dep-1', {'change_failure': True})) is None
+        body = {
+            'data': {'id': 'dep-1', 'type': 'dora_deployment_patch_request', 'attributes': {'change_failure': True}}
+        }
+        assert executor.would_patch == [('dep-1', body)]
+        assert api.requests == []
+
+    def test_patch_is_sent(self):
+        api = FakeApi()
+        assert self.executor(api).patch(Patch('dep-1', {'change_failure': False})) is None
+        assert api.requests == [('patch', '/api/v2/dora/deployments/dep-1')]
+
+    def test_no_pagerduty_client(self):
+        executor = self.executor(FakeApi())
+        assert (executor.priorities(), executor.priorities_refusal()) == (None, 'no client')
