@@ -35,7 +35,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
 
 from .fakes.server import FakeServer, Reply, Request
-from .harness import DD_API_KEY, World, event_keys
+from .harness import DD_API_KEY, World, event_keys, stored_queue
 from .test_hardening import TrickleServer
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -459,7 +459,7 @@ class TestAcceptedWrites:
     """A 2xx to a DORA post is a delivery whatever its body: the failure is not posted again."""
 
     @pytest.mark.parametrize('status, body', ACCEPTED_BODIES, ids=ACCEPTED_IDS)
-    def test_failure_delivered_once(self, world, service, dd_run_check, aggregator, datadog_agent, status, body):
+    def test_failure_delivered_once(self, world, service, dd_run_check, aggregator, status, body):
         def odd_body(request: Request, reply: Reply) -> Reply:
             return Reply(status, raw=body, headers={'Content-Type': 'text/html'}) if reply.status < 300 else reply
 
@@ -474,8 +474,7 @@ class TestAcceptedWrites:
         assert world.datadog.count('POST', '/api/v2/dora/failure') == 1
         assert sum(m.value for m in aggregator.metrics('pagerduty_dora.dora.submitted')) == 1
         assert aggregator.metrics('pagerduty_dora.dora.transient_errors') == []
-        pending = [k for k in datadog_agent._cache if k.endswith('_dora_pending')]
-        assert [json.loads(datadog_agent._cache[k])['items'] for k in pending] == [[]]
+        assert stored_queue(check).keys() == []
 
     def test_removal_delivered_once(self, world, service, dd_run_check, aggregator):
         from .harness import DD_APP_KEY
