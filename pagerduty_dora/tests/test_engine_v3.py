@@ -30,16 +30,25 @@ def total(aggregator, name, tags=None):
     )
 
 
+def collected(world, dd_run_check, titles, check_options=None, **trigger):
+    """A check that ran once, then one incident per (service, title) of `titles`, triggered and collected by a second run.
+
+    `trigger` goes to every `trigger()`; returns the check and the incident ids, in the order of `titles`.
+    """
+    check = world.check(**(check_options or {}))
+    dd_run_check(check)
+    world.account.advance(60)
+    incidents = [world.account.trigger(service, title, **trigger) for service, title in titles]
+    world.account.advance(60)
+    dd_run_check(check)
+    return check, incidents
+
+
 class TestDeliveryTruth:
     """What the check records as sent is what Datadog accepted."""
 
     def test_a_resolve_dropped_after_a_week_of_outage_is_sent_again(self, world, services, dd_run_check):
-        check = world.check()
-        dd_run_check(check)
-        world.account.advance(60)
-        incident = world.account.trigger(services['checkout'], 'Down')
-        world.account.advance(60)
-        dd_run_check(check)
+        check, [incident] = collected(world, dd_run_check, [(services['checkout'], 'Down')])
         world.datadog.fault = unavailable
         world.account.resolve(incident)
         for _ in range(9):
@@ -56,12 +65,7 @@ class TestDeliveryTruth:
         assert world.dora.failures[failure_id(incident)]['finished_at'] > 0
 
     def test_delivery_switched_off_and_on(self, world, services, dd_run_check):
-        check = world.check()
-        dd_run_check(check)
-        world.account.advance(60)
-        open_then = world.account.trigger(services['checkout'], 'Open before')
-        world.account.advance(60)
-        dd_run_check(check)
+        _, [open_then] = collected(world, dd_run_check, [(services['checkout'], 'Open before')])
         assert 'finished_at' not in world.dora.failures[failure_id(open_then)]
 
         off = world.check(submit_dora_failures=False)
@@ -81,12 +85,13 @@ class TestDeliveryTruth:
         assert 'finished_at' in world.dora.failures[failure_id(meanwhile)]
 
     def test_a_refused_removal_never_stops_collection(self, world, services, dd_run_check, aggregator):
-        check = world.check(datadog_app_key=DD_APP_KEY, priorities=['P1'])
-        dd_run_check(check)
-        world.account.advance(60)
-        leaving = world.account.trigger(services['checkout'], 'Leaves the filters', priority='P1')
-        world.account.advance(60)
-        dd_run_check(check)
+        check, [leaving] = collected(
+            world,
+            dd_run_check,
+            [(services['checkout'], 'Leaves the filters')],
+            {'datadog_app_key': DD_APP_KEY, 'priorities': ['P1']},
+            priority='P1',
+        )
         refused = {'errors': ['Failed permission authorization checks']}
         world.datadog.fault = lambda r: Reply(403, refused) if r.method == 'DELETE' else None
         world.account.set_priority(leaving, 'P3')
@@ -115,13 +120,12 @@ class TestDeliveryTruth:
         assert failure_id(leaving) not in world.dora.failures
 
     def test_submitted_counts_posts_and_removed_counts_removals(self, world, services, dd_run_check, aggregator):
-        check = world.check(datadog_app_key=DD_APP_KEY)
-        dd_run_check(check)
-        world.account.advance(60)
-        kept = world.account.trigger(services['checkout'], 'Kept')
-        deleted = world.account.trigger(services['billing'], 'Deleted')
-        world.account.advance(60)
-        dd_run_check(check)
+        check, [kept, deleted] = collected(
+            world,
+            dd_run_check,
+            [(services['checkout'], 'Kept'), (services['billing'], 'Deleted')],
+            {'datadog_app_key': DD_APP_KEY},
+        )
         assert total(aggregator, 'dora.submitted') == 2
         aggregator.reset()
         world.account.delete(deleted)
