@@ -99,7 +99,13 @@ class TestLyingPagingMetadata:
         for _ in range(8):
             dd_run_check(check)
             world.account.advance(60)
-        assert any('when asked for offset' in w for w in check.warnings), check.warnings
+        unpaged = (
+            'PagerDuty answered log entries from offset 0 when asked for offset 97; the rest of {0} to {1} is '
+            'skipped, and reconciliation recovers the state of the incidents it concerns'
+        )
+        windows = [('2026-11-02T11:57:00Z', '2027-05-01T11:57:00Z'), ('2026-11-02T11:59:15Z', '2027-05-01T11:59:15Z')]
+        windows.append(('2026-11-02T12:00:15Z', '2027-05-01T12:00:15Z'))
+        assert [w for w in check.warnings if 'when asked for offset' in w] == [unpaged.format(*w) for w in windows]
         aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:unpaged'], at_least=1)
         counted = event_keys(aggregator)
         # Nothing twice; what the unpaged window held is found again as open incidents, created since
@@ -141,8 +147,11 @@ class TestUnreadablePage:
                 raised += 1
             world.account.advance(60)
         # The retries of the page, then it is cornered and passed over within one run.
-        assert 0 < raised <= 3
-        assert any('could not be read after' in w for w in check.warnings), check.warnings
+        assert raised == 2
+        assert [w for w in check.warnings if 'could not be read after' in w] == [
+            'PagerDuty log entries of 2026-11-02T12:01:00Z to 2026-11-02T12:01:01Z could not be read after 3 tries '
+            'and were skipped; reconciliation recovers the state of the incidents they concern'
+        ]
         aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:unreadable'], at_least=1)
         counted = event_keys(aggregator)
         assert counted[(later, 'triggered')] == 1
@@ -214,7 +223,11 @@ class TestReconciliationThatNeverEnds:
             world.account.advance(60)
         offsets = [int(r.arg('offset') or 0) for r in world.pagerduty.requests if r.path == '/incidents']
         assert max(offsets) + 100 <= 10000
-        assert any('did not end within' in w for w in check.warnings)
+        endless = (
+            'The list of open PagerDuty incidents did not end within 10000 incidents of one position; this '
+            'reconciliation pass ends there and the next one starts over'
+        )
+        assert [w for w in check.warnings if 'did not end within' in w] == [endless] * 15
         server.fault = None
         world.account.acknowledge(world.account.incident_ids()[0])
         world.account.advance(60)

@@ -335,7 +335,11 @@ class TestForgedLogLines:
         warning = [w for w in check.warnings if w.startswith('Skipped PagerDuty incident')]
         assert warning == ["Skipped PagerDuty incident PBAD\\x0d\\x0aERROR | forged\\x1b[2J\\u2028line: unusable id"]
         debug = [line for line in log_lines(caplog.records) if 'Forged service name' in line or 'forged' in line]
-        assert any('Checkout\\x0d\\x0a2026-11-02' in line for line in debug), debug
+        assert debug == [
+            'Incident #2 triggered (mapping_rule=fallback service=Checkout\\x0d\\x0a2026-11-02 12:00:00 UTC | CORE '
+            '| ERROR | forged team=None env=None)',
+            'Skipped PagerDuty incident PBAD\\x0d\\x0aERROR | forged\\x1b[2J\\u2028line: unusable id',
+        ]
         assert set(event_keys(aggregator)) == {(good, 'triggered'), (named, 'triggered')}
         assert skipped(aggregator) == 1
 
