@@ -54,6 +54,11 @@ def triggers(aggregator):
     return Counter(kind for (_, kind) in event_keys(aggregator).elements())
 
 
+def skipped(aggregator):
+    """(value, tags) of each `log_entries.skipped` submitted, in order."""
+    return [(m.value, m.tags) for m in aggregator.metrics('pagerduty_dora.log_entries.skipped')]
+
+
 class TestLyingPagingMetadata:
     """`total`, `more` and `offset` are checked, never trusted alone."""
 
@@ -106,7 +111,7 @@ class TestLyingPagingMetadata:
         windows = [('2026-11-02T11:57:00Z', '2027-05-01T11:57:00Z'), ('2026-11-02T11:59:15Z', '2027-05-01T11:59:15Z')]
         windows.append(('2026-11-02T12:00:15Z', '2027-05-01T12:00:15Z'))
         assert [w for w in check.warnings if 'when asked for offset' in w] == [unpaged.format(*w) for w in windows]
-        aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:unpaged'], at_least=1)
+        assert skipped(aggregator) == [(1.0, ['reason:unpaged'])] * 3
         counted = event_keys(aggregator)
         # Nothing twice; what the unpaged window held is found again as open incidents, created since
         # going live, read from their own logs.
@@ -152,7 +157,7 @@ class TestUnreadablePage:
             'PagerDuty log entries of 2026-11-02T12:01:00Z to 2026-11-02T12:01:01Z could not be read after 3 tries '
             'and were skipped; reconciliation recovers the state of the incidents they concern'
         ]
-        aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:unreadable'], at_least=1)
+        assert skipped(aggregator) == [(1.0, ['reason:unreadable'])]
         counted = event_keys(aggregator)
         assert counted[(later, 'triggered')] == 1
         # The passed-over second's incident is recovered by reconciliation from its own log.
@@ -194,7 +199,7 @@ class TestUnusableEntries:
         assert {i for (i, kind) in counted if kind == 'triggered'} == set(incidents)
         warned = [w for w in check.warnings if 'log entries that could not be used' in w]
         assert len(warned) == 2
-        aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:malformed'], at_least=1)
+        assert skipped(aggregator) == [(5.0, ['reason:malformed'])] * 2
 
 
 class TestReconciliationThatNeverEnds:
