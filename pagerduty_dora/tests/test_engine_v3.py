@@ -31,7 +31,7 @@ def total(aggregator, name, tags=None):
 
 
 def collected(world, dd_run_check, titles, check_options=None, **trigger):
-    """A check that ran once, then one incident per (service, title) of `titles`, triggered and collected by a second run.
+    """A check run once, then an incident per (service, title) of `titles`, triggered and collected by a second run.
 
     `trigger` goes to every `trigger()`; returns the check and the incident ids, in the order of `titles`.
     """

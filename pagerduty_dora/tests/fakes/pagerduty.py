@@ -50,7 +50,6 @@ from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from datadog_checks.pagerduty_dora.common.times import format_time
-from datadog_checks.pagerduty_dora.pagerduty.transitions import TRANSITION_KINDS
 from datadog_checks.pagerduty_dora.demo.pagerduty import DEFAULT_LIMIT, MAX_LIMIT, OVERVIEW_KINDS, PagerDutyApi
 from datadog_checks.pagerduty_dora.demo.rendering import (
     ACK,
@@ -72,6 +71,7 @@ from datadog_checks.pagerduty_dora.demo.rendering import (
     encode_id,
     priorities,
 )
+from datadog_checks.pagerduty_dora.pagerduty.transitions import TRANSITION_KINDS
 
 from .faults import Faults
 from .server import FakeServer, Reply, Request
