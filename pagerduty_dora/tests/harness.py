@@ -9,6 +9,13 @@ from collections import Counter
 from typing import Any
 
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+from datadog_checks.pagerduty_dora.catalog import sources
+from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
+from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
+from datadog_checks.pagerduty_dora.collection.state import CollectorState
+from datadog_checks.pagerduty_dora.common import documents
+from datadog_checks.pagerduty_dora.datadog import dora
+from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
 
 from .fakes.catalog_api import CatalogState, catalog_routes
 from .fakes.deployments_api import DeploymentsState
@@ -95,3 +102,52 @@ def transition_of(event: dict) -> str:
     found = [tag.split(':', 1)[1] for tag in event['tags'] if tag.startswith('transition:')]
     assert len(found) == 1, event['tags']
     return found[0]
+
+
+# What a check keeps in the Agent's persistent cache, read back by the loaders the check itself uses,
+# so that tests say what is remembered rather than how it is spelled.
+
+
+def stored_state(check: Any) -> CollectorState:
+    """The collector's state as `check` stored it; fails the test when it is missing or unreadable."""
+    raw = check.read_persistent_cache(STATE_KEY)
+    assert raw, 'no collector state stored'
+    return CollectorState.loads(raw)
+
+
+def stored_queue(check: Any, key: str = dora.CACHE_KEY, version: int = dora.CACHE_VERSION) -> StoredQueue:
+    """The queue `check` stored under `key` (by default the pending DORA failures), read as it reads it.
+
+    Reading it is refused any warning (a damaged document or skipped entries fail the test) and any
+    write; a queue never stored fails the test too.
+    """
+    assert check.read_persistent_cache(key), 'no {} stored'.format(key)
+
+    def refuse_warning(message: str, *args: Any) -> None:
+        raise AssertionError(message % args)
+
+    def refuse_write(key: str, value: str) -> None:
+        raise AssertionError('reading a stored queue wrote {}'.format(key))
+
+    queue = StoredQueue(
+        key,
+        read_cache=check.read_persistent_cache,
+        write_cache=refuse_write,
+        warning=refuse_warning,
+        max_items=1 << 30,
+        max_age=float('inf'),
+        clock=lambda: 0.0,
+        what='stored queue',
+        entries='entries',
+        version=version,
+    )
+    queue.read()
+    return queue
+
+
+def stored_catalog(check: Any) -> dict[str, SourceCopy]:
+    """The last good copy of each catalog source `check` stored, by source name."""
+    raw = check.read_persistent_cache(sources.CACHE_KEY)
+    assert raw, 'no catalog stored'
+    stored = documents.decode(raw, sources.CACHE_VERSION)['sources']
+    return {source: SourceCopy.from_json(source, copy) for source, copy in stored.items()}

@@ -21,6 +21,13 @@ from .harness import DAY, DD_APP_KEY, START, World, event_keys
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
 HISTORY = 300
+# The warnings of a rebuild that failed: {0} is the failed request, {1} what the run does about it.
+NO_REBUILD = 'Could not rebuild the collection state from Datadog (datadog API: {0}); {1}'
+WAIT = 'nothing is collected until it is tried again next run'
+FIRST_RUN = (
+    'starting as on a first run: history is sent again as DORA failures, and nothing that happened before this run '
+    'is reported as an event'
+)
 
 
 @pytest.fixture
@@ -117,15 +124,22 @@ class TestClusterMove:
             assert ('finished_at' in failure) == resolved, incident
 
     @pytest.mark.parametrize(
-        'fault',
+        'fault, expected',
         [
-            lambda request: Reply(403, {'errors': ['Forbidden']}) if '/events' in request.path else None,
-            lambda request: Reply(503, {'errors': ['unavailable']}) if '/dora/failures' in request.path else None,
+            (
+                lambda request: Reply(403, {'errors': ['Forbidden']}) if '/events' in request.path else None,
+                [NO_REBUILD.format('events_list answered 403', FIRST_RUN)],
+            ),
+            (
+                lambda request: Reply(503, {'errors': ['unavailable']}) if '/dora/failures' in request.path else None,
+                [NO_REBUILD.format('dora_failures_list answered 503', WAIT)] * 2
+                + [NO_REBUILD.format('dora_failures_list answered 503', FIRST_RUN)],
+            ),
         ],
         ids=['events-403', 'failures-503'],
     )
     def test_without_the_record_it_starts_as_a_first_run_and_sends_no_event_twice(
-        self, moved_world, dd_run_check, aggregator, datadog_agent, fault
+        self, moved_world, dd_run_check, aggregator, datadog_agent, fault, expected
     ):
         world = moved_world
         _, opened, live = self._node_a(world, dd_run_check, aggregator)
@@ -141,7 +155,7 @@ class TestClusterMove:
             world.account.advance(60)
         world.datadog.fault = None
         dd_run_check(node_b)
-        assert any('Could not rebuild the collection state from Datadog' in w for w in node_b.warnings)
+        assert [w for w in node_b.warnings if w.startswith('Could not rebuild')] == expected
         # A first run: nothing before it is reported, so nothing is reported twice.
         assert event_keys(aggregator) == reported_by_a
         for incident in world.account.incident_ids():

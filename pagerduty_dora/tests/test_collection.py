@@ -251,7 +251,7 @@ class TestRequests:
                 before = server.count('GET')
                 dd_run_check(check)
                 # Never past the budget; an empty page that claims more is not believed at all.
-                assert 0 < server.count('GET') - before <= 25
+                assert server.count('GET') - before == 2
             world.close()
         finally:
             server.stop()
@@ -312,7 +312,8 @@ class TestFaults:
                     dd_run_check(check)
                 except Exception:
                     failed_runs += 1
-            assert failed_runs > 0
+            # The seeded faults fail these many of the 40 runs.
+            assert failed_runs == {1: 4, 2: 6, 3: 11}[seed]
             world.pagerduty.faults.chaos(0)
             for _ in range(5):
                 world.account.advance(60)

@@ -538,7 +538,7 @@ class TestRateLimits:
         assert remaining == ['2', '1', '0', '0', '2']
         assert answers[3].headers['ratelimit-reset'] == '30'
         assert answers[3].json()['error']['code'] == 2020
-        assert all(r.headers['ratelimit-limit'] == '3' for r in answers)
+        assert [r.headers['ratelimit-limit'] for r in answers] == ['3'] * 5
 
     def test_errors_carry_the_headers_too(self, get):
         response = get('/incidents', offset='10000')

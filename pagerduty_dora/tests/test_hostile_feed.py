@@ -54,6 +54,11 @@ def triggers(aggregator):
     return Counter(kind for (_, kind) in event_keys(aggregator).elements())
 
 
+def skipped(aggregator):
+    """(value, tags) of each `log_entries.skipped` submitted, in order."""
+    return [(m.value, m.tags) for m in aggregator.metrics('pagerduty_dora.log_entries.skipped')]
+
+
 class TestLyingPagingMetadata:
     """`total`, `more` and `offset` are checked, never trusted alone."""
 
@@ -99,8 +104,14 @@ class TestLyingPagingMetadata:
         for _ in range(8):
             dd_run_check(check)
             world.account.advance(60)
-        assert any('when asked for offset' in w for w in check.warnings), check.warnings
-        aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:unpaged'], at_least=1)
+        unpaged = (
+            'PagerDuty answered log entries from offset 0 when asked for offset 97; the rest of {0} to {1} is '
+            'skipped, and reconciliation recovers the state of the incidents it concerns'
+        )
+        windows = [('2026-11-02T11:57:00Z', '2027-05-01T11:57:00Z'), ('2026-11-02T11:59:15Z', '2027-05-01T11:59:15Z')]
+        windows.append(('2026-11-02T12:00:15Z', '2027-05-01T12:00:15Z'))
+        assert [w for w in check.warnings if 'when asked for offset' in w] == [unpaged.format(*w) for w in windows]
+        assert skipped(aggregator) == [(1.0, ['reason:unpaged'])] * 3
         counted = event_keys(aggregator)
         # Nothing twice; what the unpaged window held is found again as open incidents, created since
         # going live, read from their own logs.
@@ -141,9 +152,12 @@ class TestUnreadablePage:
                 raised += 1
             world.account.advance(60)
         # The retries of the page, then it is cornered and passed over within one run.
-        assert 0 < raised <= 3
-        assert any('could not be read after' in w for w in check.warnings), check.warnings
-        aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:unreadable'], at_least=1)
+        assert raised == 2
+        assert [w for w in check.warnings if 'could not be read after' in w] == [
+            'PagerDuty log entries of 2026-11-02T12:01:00Z to 2026-11-02T12:01:01Z could not be read after 3 tries '
+            'and were skipped; reconciliation recovers the state of the incidents they concern'
+        ]
+        assert skipped(aggregator) == [(1.0, ['reason:unreadable'])]
         counted = event_keys(aggregator)
         assert counted[(later, 'triggered')] == 1
         # The passed-over second's incident is recovered by reconciliation from its own log.
@@ -185,7 +199,7 @@ class TestUnusableEntries:
         assert {i for (i, kind) in counted if kind == 'triggered'} == set(incidents)
         warned = [w for w in check.warnings if 'log entries that could not be used' in w]
         assert len(warned) == 2
-        aggregator.assert_metric('pagerduty_dora.log_entries.skipped', tags=['reason:malformed'], at_least=1)
+        assert skipped(aggregator) == [(5.0, ['reason:malformed'])] * 2
 
 
 class TestReconciliationThatNeverEnds:
@@ -214,7 +228,11 @@ class TestReconciliationThatNeverEnds:
             world.account.advance(60)
         offsets = [int(r.arg('offset') or 0) for r in world.pagerduty.requests if r.path == '/incidents']
         assert max(offsets) + 100 <= 10000
-        assert any('did not end within' in w for w in check.warnings)
+        endless = (
+            'The list of open PagerDuty incidents did not end within 10000 incidents of one position; this '
+            'reconciliation pass ends there and the next one starts over'
+        )
+        assert [w for w in check.warnings if 'did not end within' in w] == [endless] * 15
         server.fault = None
         world.account.acknowledge(world.account.incident_ids()[0])
         world.account.advance(60)

@@ -35,7 +35,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.server import LoopbackServer
 
 from .fakes.server import FakeServer, Reply, Request
-from .harness import DD_API_KEY, World, event_keys
+from .harness import DD_API_KEY, World, event_keys, stored_queue
 from .test_hardening import TrickleServer
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -335,7 +335,11 @@ class TestForgedLogLines:
         warning = [w for w in check.warnings if w.startswith('Skipped PagerDuty incident')]
         assert warning == ["Skipped PagerDuty incident PBAD\\x0d\\x0aERROR | forged\\x1b[2J\\u2028line: unusable id"]
         debug = [line for line in log_lines(caplog.records) if 'Forged service name' in line or 'forged' in line]
-        assert any('Checkout\\x0d\\x0a2026-11-02' in line for line in debug), debug
+        assert debug == [
+            'Incident #2 triggered (mapping_rule=fallback service=Checkout\\x0d\\x0a2026-11-02 12:00:00 UTC | CORE '
+            '| ERROR | forged team=None env=None)',
+            'Skipped PagerDuty incident PBAD\\x0d\\x0aERROR | forged\\x1b[2J\\u2028line: unusable id',
+        ]
         assert set(event_keys(aggregator)) == {(good, 'triggered'), (named, 'triggered')}
         assert skipped(aggregator) == 1
 
@@ -459,7 +463,7 @@ class TestAcceptedWrites:
     """A 2xx to a DORA post is a delivery whatever its body: the failure is not posted again."""
 
     @pytest.mark.parametrize('status, body', ACCEPTED_BODIES, ids=ACCEPTED_IDS)
-    def test_failure_delivered_once(self, world, service, dd_run_check, aggregator, datadog_agent, status, body):
+    def test_failure_delivered_once(self, world, service, dd_run_check, aggregator, status, body):
         def odd_body(request: Request, reply: Reply) -> Reply:
             return Reply(status, raw=body, headers={'Content-Type': 'text/html'}) if reply.status < 300 else reply
 
@@ -474,8 +478,7 @@ class TestAcceptedWrites:
         assert world.datadog.count('POST', '/api/v2/dora/failure') == 1
         assert sum(m.value for m in aggregator.metrics('pagerduty_dora.dora.submitted')) == 1
         assert aggregator.metrics('pagerduty_dora.dora.transient_errors') == []
-        pending = [k for k in datadog_agent._cache if k.endswith('_dora_pending')]
-        assert [json.loads(datadog_agent._cache[k])['items'] for k in pending] == [[]]
+        assert stored_queue(check).keys() == []
 
     def test_removal_delivered_once(self, world, service, dd_run_check, aggregator):
         from .harness import DD_APP_KEY

@@ -11,6 +11,7 @@ from datadog_api_client import Configuration
 from datadog_api_client.v2.model.dora_failure_request import DORAFailureRequest
 
 from datadog_checks.dev.utils import get_metadata_metrics
+from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.catalog_api import v3_entity, v22_definition
@@ -106,8 +107,15 @@ class TestCatalogGate:
         with pytest.raises(Exception, match='wrong or revoked'):
             dd_run_check(check)
         assert world.dora.posts == []
-        assert any('catalog' in w.lower() for w in check.warnings)
-        assert not any(key.endswith('_collector') for key in datadog_agent._cache)
+        assert check.warnings == [
+            'Catalog source datadog_api has never loaded (the Datadog API answered 403 to GET /api/v2/catalog/entity: '
+            'the application key (datadog_app_key) or the API key (datadog_api_key) is wrong or revoked, or '
+            'datadog_api_url is not your Datadog site; if both keys are right, the application key lacks the '
+            'apm_service_catalog_read permission); nothing is submitted until it does',
+            'No catalog source has loaded yet; nothing is submitted and the collection cursor stays where it is '
+            'until one does',
+        ]
+        assert check.read_persistent_cache(STATE_KEY) == ''
 
         check = world.check(**options)
         dd_run_check(check)

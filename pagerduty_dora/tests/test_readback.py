@@ -215,7 +215,7 @@ class TestFailurePaging:
         read = list(rig.readback(page_limit=10).failures(START - DAY_AGO, START))
 
         assert len(read) == 15
-        assert all(f.failure_id.startswith('pagerduty-incident-') for f in read)
+        assert sorted(f.failure_id for f in read) == ['pagerduty-incident-P{:06d}'.format(n) for n in range(15)]
 
     def test_query_narrows_on_datadog_side(self, rig):
         rig.dora.preload(failure(n, START - HOUR - n, env='prod' if n % 2 else 'staging') for n in range(10))

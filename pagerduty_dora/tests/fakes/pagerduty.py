@@ -71,6 +71,7 @@ from datadog_checks.pagerduty_dora.demo.rendering import (
     encode_id,
     priorities,
 )
+from datadog_checks.pagerduty_dora.pagerduty.transitions import TRANSITION_KINDS
 
 from .faults import Faults
 from .server import FakeServer, Reply, Request
@@ -87,19 +88,8 @@ FAULT_KINDS = ('429_bare', 'timeout', 'truncated', 'bad_json')
 
 _UTC = dt.timezone.utc
 _ACCOUNT_OPTIONS = ('subdomain', 'token', 'time_zone', 'now', 'logs_priority_changes', 'index_delay')
-# What `history` records, per incident: status changes, field changes, and its end.
-HISTORY_KINDS = (
-    'triggered',
-    'acknowledged',
-    'unacknowledged',
-    'resolved',
-    'reopened',
-    'priority_changed',
-    'urgency_changed',
-    'service_changed',
-    'merged',
-    'deleted',
-)
+# What `history` records, per incident: every transition the collector knows, and the incident's end.
+HISTORY_KINDS = TRANSITION_KINDS + ('merged', 'deleted')
 _NONE = math.nan  # "no time" in the float columns
 
 

@@ -133,8 +133,5 @@ class Catalog:
             return None
         return self.find_team(team) or team.strip()
 
-    def services_for_url(self, url: Any) -> tuple[CatalogService, ...]:
-        return self.by_pagerduty_url.get(pagerduty_url_key(url), ())
-
     def services_named(self, name: Any) -> tuple[CatalogService, ...]:
         return self.by_name.get(name_key(name), ())
