@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from datadog_checks.pagerduty_dora.attribution import decision, model, qualification, remediation
+from datadog_checks.pagerduty_dora.attribution import decision, eligibility, model, remediation
 from datadog_checks.pagerduty_dora.attribution.blame import ROLLOUT_MARGIN
 from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patch, RemedySearch, Step
 from datadog_checks.pagerduty_dora.attribution.executor import Executor
@@ -232,13 +232,13 @@ class TestPriorityOrder:
         'stored, now, expired',
         [
             ({}, T0, True),
-            ({'names': ['P1'], 'at': T0}, T0 + qualification.PRIORITIES_TTL - 1, False),
-            ({'names': ['P1'], 'at': T0}, T0 + qualification.PRIORITIES_TTL, True),
+            ({'names': ['P1'], 'at': T0}, T0 + eligibility.PRIORITIES_TTL - 1, False),
+            ({'names': ['P1'], 'at': T0}, T0 + eligibility.PRIORITIES_TTL, True),
         ],
         ids=['never-read', 'fresh', 'an-hour-old'],
     )
     def test_order_expired(self, stored, now, expired):
-        assert qualification.order_expired(stored, now) is expired
+        assert eligibility.order_expired(stored, now) is expired
 
     def test_stored_order_keeps_names_only(self):
         assert qualification.stored_order({'names': ['P1', 3, None, 'P2'], 'at': T0}) == ['P1', 'P2']

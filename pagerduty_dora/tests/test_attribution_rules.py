@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from datadog_checks.pagerduty_dora.attribution import blame, decision, model, qualification, remediation, state
+from datadog_checks.pagerduty_dora.attribution import blame, decision, eligibility, model, remediation, state
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
 
 # 2026-11-26T12:00:00Z
@@ -74,7 +74,7 @@ class TestQualification:
         ],
     )
     def test_disqualification(self, changes, minimum, expected):
-        assert qualification.disqualification(facts(**changes), minimum, ORDER) == expected
+        assert eligibility.disqualification(facts(**changes), minimum, ORDER) == expected
 
     @pytest.mark.parametrize(
         'priority, minimum, order, mapping, expected',
@@ -114,7 +114,7 @@ class TestQualification:
         ],
     )
     def test_meets_severity(self, priority, minimum, order, mapping, expected):
-        assert qualification.meets_severity(priority, minimum, order, mapping) is expected
+        assert eligibility.meets_severity(priority, minimum, order, mapping) is expected
 
 
 class TestPlan:

@@ -820,7 +820,7 @@ def _meta(endpoint: str, key: str, value: Any, times: int | None = None) -> Muta
 
 
 # The smallest plans found that break an invariant in the paging of the collection engine, which the
-# engine's owners fix (`passes.py`, `client.py`); each is strict, so a fix turns it into a failure to
+# engine's owners fix (`collection/feed.py`, `pagerduty/client.py`); each is strict, so a fix turns it into a failure to
 # remove the mark from.
 ENGINE_FINDINGS = [
     pytest.param(

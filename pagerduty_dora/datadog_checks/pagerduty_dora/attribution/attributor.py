@@ -14,7 +14,7 @@ also sets a deployment back with `change_failure: false`).
 - The collector calls `observe()` once per look at an incident, with the transitions of that look,
   and puts the returned lines in those transitions' events; `gone()` when it removes the incident's
   failure (deleted, out of scope); `flush()` at the start of a run and `save()` at its end.
-- What to do is decided by the pure functions of `decision` (with `qualification`, `blame` and
+- What to do is decided by the pure functions of `decision` (with `eligibility`, `blame` and
   `remediation`); every request is made by the `Executor`, for the tasks of one queue (judge an
   incident, find a deployment's remediation, bring a deployment's state to Datadog) kept in the
   persistent cache, so work interrupted by a restart, a transient error, the request budget or a
@@ -37,7 +37,7 @@ from .decision import SETTLE
 from .deployments import LIST_ENDPOINT, PATCH_ENDPOINT
 from .executor import Executor
 from .model import DELETED, Deployment, Facts
-from .qualification import facts_of
+from .eligibility import facts_of
 from .reporting import Reporter, preview_result
 from .state import CACHE_KEY, AttributionState
 from .tasks import AttributionTasks

@@ -45,7 +45,7 @@ from .model import (
     Facts,
     search_of,
 )
-from .qualification import attribution_key, disqualification, order_expired, severity_threshold, stored_order
+from .eligibility import attribution_key, disqualification, order_expired, severity_threshold, stored_order
 from .remediation import choose_remediation
 from .reporting import Reporter
 from .state import AttributionState

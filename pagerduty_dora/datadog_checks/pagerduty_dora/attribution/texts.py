@@ -20,7 +20,7 @@ from datadog_checks.pagerduty_dora.datadog.events import format_duration
 
 from . import model
 from .model import Deployment, Facts
-from .qualification import mapped_services
+from .eligibility import mapped_services
 
 EVENT_TYPE = 'pagerduty_dora'
 

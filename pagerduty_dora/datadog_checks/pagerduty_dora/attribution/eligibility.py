@@ -1,7 +1,7 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Which incidents count: the facts of one look at an incident, and whether they qualify it.
+"""Which incidents attribution may blame a deployment for: the facts of one look, and whether they qualify it.
 
 An incident qualifies while it is wanted by the collector (filters, scope), not merged away, mapped
 by a catalog rule or an override (never the `fallback` rule), to exactly one Datadog service and an
