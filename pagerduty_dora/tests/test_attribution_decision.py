@@ -241,8 +241,8 @@ class TestPriorityOrder:
         assert eligibility.order_expired(stored, now) is expired
 
     def test_stored_order_keeps_names_only(self):
-        assert qualification.stored_order({'names': ['P1', 3, None, 'P2'], 'at': T0}) == ['P1', 'P2']
-        assert qualification.stored_order({}) == []
+        assert eligibility.stored_order({'names': ['P1', 3, None, 'P2'], 'at': T0}) == ['P1', 'P2']
+        assert eligibility.stored_order({}) == []
 
 
 class FakeApi:

@@ -35,9 +35,9 @@ from datadog_checks.pagerduty_dora.datadog.outputs import mapping_tags
 
 from .decision import SETTLE
 from .deployments import LIST_ENDPOINT, PATCH_ENDPOINT
+from .eligibility import facts_of
 from .executor import Executor
 from .model import DELETED, Deployment, Facts
-from .eligibility import facts_of
 from .reporting import Reporter, preview_result
 from .state import CACHE_KEY, AttributionState
 from .tasks import AttributionTasks

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from datadog_checks.pagerduty_dora.catalog.model import name_key
 from datadog_checks.pagerduty_dora.common.http import (
     ApiClient,
     AuthError,
@@ -101,9 +102,7 @@ def patch_body(deployment_id: str, attributes: dict) -> dict:
 
 
 def _same(a: str | None, b: str | None) -> bool:
-    if not a or not b:
-        return False
-    return a.strip().casefold() == b.strip().casefold()
+    return bool(name_key(a)) and name_key(a) == name_key(b)
 
 
 def _format_upper(epoch: float) -> str:

@@ -31,6 +31,7 @@ from .decision import (
     sync_task,
 )
 from .deployments import Unavailable
+from .eligibility import attribution_key, disqualification, order_expired, severity_threshold, stored_order
 from .executor import Executor
 from .model import (
     ATTRIBUTED,
@@ -45,7 +46,6 @@ from .model import (
     Facts,
     search_of,
 )
-from .eligibility import attribution_key, disqualification, order_expired, severity_threshold, stored_order
 from .remediation import choose_remediation
 from .reporting import Reporter
 from .state import AttributionState

@@ -19,8 +19,8 @@ from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.events import format_duration
 
 from . import model
-from .model import Deployment, Facts
 from .eligibility import mapped_services
+from .model import Deployment, Facts
 
 EVENT_TYPE = 'pagerduty_dora'
 

@@ -206,7 +206,9 @@ class Collector:
             report.stopped = 'rebuild'
             return report
         feed = state.feed
-        self.recorder.run = Run(catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf'))
+        self.recorder.run = Run(
+            catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf')
+        )
         self._warned = set()
         passes = _Passes(self.client, self.fallback_now)
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datadog_checks.pagerduty_dora.common import documents
+from datadog_checks.pagerduty_dora.common.times import LATEST_TIME
 from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Base, Step
 
 # Bumped when the stored shape changes; an unknown version is treated like a damaged value.
@@ -287,10 +288,6 @@ class CollectorState:
             raise ValueError('malformed state: {}'.format(type(e).__name__)) from None
 
 
-# Stored times must be ones `format_time` can render into a query: [1970, 9999).
-_LATEST_TIME = 253370764800.0
-
-
 def _finite(value: Any) -> float:
     if isinstance(value, (bool, str)):
         raise ValueError('not a number: {!r}'.format(value)[:80])
@@ -302,7 +299,8 @@ def _finite(value: Any) -> float:
 
 def _time(value: Any) -> float:
     number = _finite(value)
-    if number >= _LATEST_TIME:
+    # Stored times must be ones `format_time` can render into a query: [1970, 9999).
+    if number >= LATEST_TIME:
         raise ValueError('time out of range')
     return number
 
