@@ -149,5 +149,10 @@ def stored_catalog(check: Any) -> dict[str, SourceCopy]:
     """The last good copy of each catalog source `check` stored, by source name."""
     raw = check.read_persistent_cache(sources.CACHE_KEY)
     assert raw, 'no catalog stored'
+    return catalog_copies(raw)
+
+
+def catalog_copies(raw: str) -> dict[str, SourceCopy]:
+    """The catalog copies a cache value holds, read as the catalog reads them."""
     stored = documents.decode(raw, sources.CACHE_VERSION)['sources']
     return {source: SourceCopy.from_json(source, copy) for source, copy in stored.items()}

@@ -24,6 +24,7 @@ from datadog_checks.base import ConfigurationError
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.attribution.attributor import CACHE_KEY, ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.attribution.state import AttributionState
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
@@ -92,6 +93,24 @@ class Rig:
 
     def new_run(self) -> None:
         self.api.start_run(time.monotonic() + 60)
+
+    def stored(self) -> AttributionState:
+        """Attribution's records and queue as this rig's cache holds them, read by attribution's own loader."""
+        assert self.cache.get(CACHE_KEY), 'no attribution state stored'
+
+        def refuse(key_or_message: str, *args: object) -> None:
+            raise AssertionError('reading the stored state wrote or warned: {}'.format(key_or_message))
+
+        state = AttributionState(
+            read_cache=lambda key: self.cache.get(key, ''),
+            write_cache=refuse,
+            warning=refuse,
+            clock=lambda: self.now,
+            max_pending=10_000,
+            max_age=7 * DAY,
+        )
+        state.fields()
+        return state
 
     def attribution(self, window: float = DAY, min_severity: str | None = None, **options) -> ChangeFailureAttribution:
         """A new instance over the same cache: calling it again is an Agent restart."""
@@ -408,9 +427,9 @@ class TestIdempotence:
         assert again is None
         assert len(rig.patches()) == 1
         assert rig.outcomes() == {'attributed': 1}
-        stored = json.loads(rig.cache[CACHE_KEY])
-        assert stored['deployments']['dep-1']['blamed_by'] == [INCIDENT]
-        assert stored['deployments']['dep-1']['sent'] == {'change_failure': True, 'remediation': None}
+        stored = rig.stored().deployments()
+        assert stored['dep-1']['blamed_by'] == [INCIDENT]
+        assert stored['dep-1']['sent'] == {'change_failure': True, 'remediation': None}
 
     def test_unreadable_cache_starts_empty_with_a_warning(self, rig, state):
         rig.cache[CACHE_KEY] = '{"version": 2, "incidents": ['
@@ -549,7 +568,7 @@ class TestFaults:
         assert state.failed().keys() == {'dep-1'}
         assert restarted.pending == 0
         assert rig.outcomes() == {'deferred': 1, 'attributed': 1}
-        assert json.loads(rig.cache[CACHE_KEY])['pending'] == []
+        assert rig.stored().queue.keys() == []
 
     def test_transient_patch_failure_is_retried_with_the_remediation(self, rig, state):
         state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
@@ -655,7 +674,7 @@ class TestRejectedSearch:
         assert rig.outcomes() == {'rejected': 1, 'attributed': 1}
         assert 'was rejected ({}) and is not retried'.format(status) in rig.log.text('warning')
         assert attribution.pending == 0
-        assert json.loads(rig.cache[CACHE_KEY])['pending'] == []
+        assert rig.stored().queue.keys() == []
 
     def test_rejected_remediation_search_is_skipped(self, rig, state):
         state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')

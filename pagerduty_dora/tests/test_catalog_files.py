@@ -10,17 +10,17 @@ kinds); the PagerDuty service ids in their URLs are replaced by the ids of the s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
+from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
 from datadog_checks.pagerduty_dora.check import NO_ENV_WARNING
 from datadog_checks.pagerduty_dora.cli import main as cli
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
-from .harness import DD_APP_KEY, World
+from .harness import DD_APP_KEY, World, catalog_copies, stored_catalog
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -91,11 +91,9 @@ def run(dd_run_check) -> Callable[[Any], list[str]]:
     return run_once
 
 
-def cached_files(datadog_agent: Any) -> dict[str, Any]:
-    """The per-file copies of the files source in the persistent cache."""
-    keys = [key for key in datadog_agent._cache if key.endswith('_catalog')]
-    assert len(keys) == 1, sorted(datadog_agent._cache)
-    return json.loads(datadog_agent._cache[keys[0]])['sources']['files']
+def cached_files(check: Any) -> SourceCopy:
+    """The files source as the check keeps it in the persistent cache, read by the catalog's own loader."""
+    return stored_catalog(check)['files']
 
 
 def mapped(failure: dict) -> tuple[Any, Any]:
@@ -137,8 +135,8 @@ class TestOneBadFile:
         check = world.check(**options)
         assert run(check) == []
         loaded_at = world.account.now
-        cached = cached_files(datadog_agent)
-        assert cached['count'] == 2
+        cached = cached_files(check)
+        assert cached.count == 2
 
         damage(estate.folder / 'payments-api.yaml')
         # The other file still refreshes while this one is bad.
@@ -156,10 +154,10 @@ class TestOneBadFile:
         assert ' since 20' in warnings[0] and 'still using the 1 entry it gave at' in warnings[0]
         failure, _ = estate.incident(check, run, 'PSR4C9M')
         assert mapped(failure) == (['search'], 'search-team')
-        after = cached_files(datadog_agent)
-        assert after['count'] == 2
-        assert after['files'][payments] == cached['files'][payments]
-        assert after['files'][payments]['loaded_at'] == loaded_at
+        after = cached_files(check)
+        assert after.count == 2
+        assert after.files[payments] == cached.files[payments]
+        assert after.files[payments].loaded_at == loaded_at
 
         # An Agent restart while the file is still bad maps from the copy in the persistent cache.
         restarted = world.check(**options)
@@ -170,17 +168,17 @@ class TestOneBadFile:
     def test_persistent_cache_never_loses_entries_to_a_broken_file(self, world, estate, run, datadog_agent):
         estate.install('payments-api.yaml', 'search.yaml', 'entity.datadog.yaml')
         check = world.check(catalog_files=[estate.pattern()], catalog_refresh_interval=REFRESH)
-        writes: list[dict] = []
+        writes: list[SourceCopy] = []
         original = check.write_persistent_cache
 
         def recording(key: str, value: str) -> None:
             if key == 'catalog':
-                writes.append(json.loads(value)['sources']['files'])
+                writes.append(catalog_copies(value)['files'])
             original(key, value)
 
         check.write_persistent_cache = recording
         run(check)
-        full = writes[-1]['count']
+        full = writes[-1].count
         assert full == 8
         folder = estate.folder
         steps = [
@@ -198,8 +196,8 @@ class TestOneBadFile:
             world.account.advance(REFRESH)
             run(check)
         assert len(writes) == 1 + len(steps)
-        assert [w['count'] for w in writes] == [full] * len(writes)
-        assert all(len(w['files']) == 3 for w in writes)
+        assert [w.count for w in writes] == [full] * len(writes)
+        assert [len(w.files) for w in writes] == [3] * len(writes)
 
         # Once the files are good again, what they now hold replaces the kept copies.
         estate.install('payments-api.yaml', 'search.yaml')
@@ -208,7 +206,7 @@ class TestOneBadFile:
         )
         world.account.advance(REFRESH)
         assert run(check) == []
-        assert writes[-1]['count'] == 4
+        assert writes[-1].count == 4
 
 
 class TestPatterns:
