@@ -15,6 +15,7 @@ from datadog_checks.pagerduty_dora.catalog.mapping import map_incident
 from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
 from datadog_checks.pagerduty_dora.catalog.sources import CACHE_KEY, CatalogStore
 from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 from .fakes.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
 from .fakes.server import FakeServer, Reply
@@ -60,11 +61,13 @@ class Harness:
             api=api,
             files=list(files),
             refresh_interval=refresh_interval,
-            read_cache=self.read_cache,
-            write_cache=self.write_cache,
-            log=LOG,
-            warning=self.warning,
-            clock=self.clock,
+            services=AgentServices(
+                read_cache=self.read_cache,
+                write_cache=self.write_cache,
+                log=LOG,
+                warning=self.warning,
+                clock=self.clock,
+            ),
         )
 
 

@@ -19,6 +19,7 @@ from datadog_api_client.v2.model.dora_failure_request_attributes import DORAFail
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.dora import (
     CACHE_KEY,
     FAILURE_PATH,
@@ -339,16 +340,15 @@ class Harness:
         self.cache[key] = value
 
     def delivery(self, **options):
-        return DoraDelivery(
-            self.api,
+        services = AgentServices(
             read_cache=lambda key: self.cache.get(key, ''),
             write_cache=self.write,
             log=logging.getLogger('test.dora'),
             warning=lambda message, *args: self.warnings.append(message % args),
             count=lambda name, value, tags: self.counts.append((name, value, sorted(tags))),
             clock=self.clock.time,
-            **options,
         )
+        return DoraDelivery(self.api, services, **options)
 
     def total(self, name, tags=()):
         return sum(value for n, value, t in self.counts if n == name and t == sorted(tags))
@@ -572,11 +572,12 @@ class TestDeliveryPersistence:
         reads = []
         delivery = DoraDelivery(
             harness.api,
-            read_cache=lambda key: reads.append(key) or '',
-            write_cache=harness.write,
-            log=logging.getLogger('test'),
-            warning=harness.warnings.append,
-            count=lambda *a: None,
+            AgentServices(
+                read_cache=lambda key: reads.append(key) or '',
+                write_cache=harness.write,
+                log=logging.getLogger('test'),
+                warning=harness.warnings.append,
+            ),
         )
         assert reads == []
         assert delivery.pending == 0
@@ -666,11 +667,12 @@ class TestDeliveryBounds:
         api = Accepting()
         delivery = DoraDelivery(
             api,
-            read_cache=harness.cache.get,
-            write_cache=harness.write,
-            log=logging.getLogger('test'),
-            warning=harness.warnings.append,
-            count=lambda *a: None,
+            AgentServices(
+                read_cache=harness.cache.get,
+                write_cache=harness.write,
+                log=logging.getLogger('test'),
+                warning=harness.warnings.append,
+            ),
         )
         started = time.perf_counter()
         for n in range(100_000):

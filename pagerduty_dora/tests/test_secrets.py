@@ -152,7 +152,7 @@ class TestResolvedSecrets:
     def test_no_module_but_the_command_line_knows_the_enc_form(self):
         knowing = sorted(p.name for p in PACKAGE.rglob('*.py') if 'ENC[' in p.read_text(encoding='utf-8'))
         # The command line has no Agent to resolve them, so it says so instead of sending `ENC[...]` as a key.
-        assert knowing == ['cli.py']
+        assert knowing == ['main.py']
 
     def test_resolved_values_behave_like_any_value(self, world, dd_run_check, aggregator):
         account = world.account

@@ -12,7 +12,9 @@ import yaml
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
-from datadog_checks.pagerduty_dora.check import EU_PAGERDUTY_URL, NO_ENV_WARNING, pagerduty_url_hint
+from datadog_checks.pagerduty_dora.check import NO_ENV_WARNING
+from datadog_checks.pagerduty_dora.common.permissions import EU_PAGERDUTY_URL
+from datadog_checks.pagerduty_dora.wiring import pagerduty_url_hint
 
 from .harness import World
 
@@ -112,7 +114,7 @@ class TestEuUrlHint:
         assert pagerduty_url_hint(url) == expected
 
     def test_unauthorized_at_the_eu_url(self, world):
-        from datadog_checks.pagerduty_dora.common.http import AuthError
+        from datadog_checks.pagerduty_dora.common.errors import AuthError
 
         check = world.check(pagerduty_api_url=EU_PAGERDUTY_URL)
         check.load_configuration_models()

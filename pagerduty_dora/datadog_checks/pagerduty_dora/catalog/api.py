@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from datadog_checks.pagerduty_dora.common.http import ApiClient, AuthError
+from datadog_checks.pagerduty_dora.common.errors import AuthError
+from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.permissions import catalog_refusal
 from datadog_checks.pagerduty_dora.common.text import for_log, text_or_none
 
 from .definitions import CatalogSourceError, InvalidDefinition, merge_services, merge_teams, parse_definition
@@ -63,7 +65,7 @@ class CatalogApi:
         try:
             response = self._api.get(path, params=params, endpoint=path)
         except AuthError as e:
-            raise CatalogSourceError(auth_problem(e, path)) from None
+            raise CatalogSourceError(catalog_refusal(e, path, SCOPES.get(path, 'needed'))) from None
         body = response.data
         if not isinstance(body, Mapping) or not isinstance(body.get('data'), list):
             raise CatalogSourceError('GET {} answered a body without a data list'.format(path))
@@ -166,28 +168,6 @@ class CatalogApi:
                     continue
                 teams.append(CatalogTeam(handle=handle, name=text_or_none(attributes.get('name')) or handle))
         return teams
-
-
-def auth_problem(error: AuthError, path: str) -> str:
-    """What a 401 or 403 on a catalog request means, and what to fix.
-
-    A 403 whose body names a failed permission check comes from valid keys that lack one permission.
-    A 401, or a bare 403, comes from a wrong or revoked key (or keys of another Datadog site); since only
-    the body tells the two 403s apart, a bare 403 also names the permission, as the second thing to check.
-    """
-    scope = SCOPES.get(path, 'needed')
-    if error.missing_permission:
-        return (
-            'the Datadog API answered 403 to GET {}: the keys are valid, but the user or service account of the '
-            'application key (datadog_app_key) lacks the {} permission'.format(path, scope)
-        )
-    message = (
-        'the Datadog API answered {} to GET {}: the application key (datadog_app_key) or the API key '
-        '(datadog_api_key) is wrong or revoked, or datadog_api_url is not your Datadog site'.format(error.status, path)
-    )
-    if error.status == 403:
-        message += '; if both keys are right, the application key lacks the {} permission'.format(scope)
-    return message
 
 
 def _dig(value: Any, *keys: str) -> Any:

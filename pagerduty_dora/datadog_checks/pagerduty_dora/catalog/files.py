@@ -12,7 +12,8 @@ a file larger than `MAX_FILE_BYTES` is not read, a YAML document whose aliases e
 `MAX_ALIAS_EXPANSION` nodes beyond those written (a "billion laughs" file of a few hundred bytes) or
 that is nested too deeply is refused, a pattern gives at most `MAX_FILES_PER_PATTERN` files, and
 reading stops after `TIME_BUDGET` seconds. Each is a file that gave nothing, with a warning naming
-it and the bound, and it keeps its last good copy like any other file that cannot be read.
+it and the bound, and it keeps its last good copy like any other file that cannot be read. What each
+file gave is told by its `CatalogFileReport` (`file_report`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
-from datadog_checks.pagerduty_dora.common.text import for_log
-from datadog_checks.pagerduty_dora.common.times import format_time
-
 from .definitions import CatalogSourceError, InvalidDefinition, entity_key, merge_services, parse_definition
+from .file_report import CatalogFileReport
 from .model import CatalogService
 
 SOURCE_FILES = 'files'
@@ -41,8 +40,6 @@ MAX_ALIAS_EXPANSION = 100_000
 # Files one `catalog_files` pattern may give, and seconds one refresh may spend on all the files.
 MAX_FILES_PER_PATTERN = 1000
 TIME_BUDGET = 10.0
-# What a warning shows of a file's path.
-PATH_LIMIT = 1000
 
 
 class _Refused(Exception):
@@ -193,91 +190,6 @@ def _out_of_time() -> str:
     return 'was not read: reading the catalog files took more than the {:g} s one refresh may spend'.format(TIME_BUDGET)
 
 
-@dataclass(frozen=True)
-class CatalogFileReport:
-    """What one catalog file gave the catalog at the last refresh, or a `catalog_files` pattern that matched
-    none (`unmatched_pattern`) or whose files were cut short (`pattern_problem`: too many, out of time).
-
-    `entries` is what the file gives the catalog now, `kept` how many of those come from its last good
-    copy (loaded at `kept_at`) because the file is `problem` (missing, unreadable, invalid, empty, over a
-    bound) or has invalid definitions since `since`.
-    """
-
-    path: str
-    entries: int = 0
-    skipped: tuple[tuple[int | None, str], ...] = ()
-    problem: str | None = None
-    since: float | None = None
-    kept: int = 0
-    kept_at: float | None = None
-    unmatched_pattern: bool = False
-    pattern_problem: str | None = None
-
-    def reasons(self) -> list[str]:
-        """Why entries were skipped or kept, one line each, for people."""
-        if self.unmatched_pattern:
-            return ['the pattern matches no file']
-        if self.pattern_problem is not None:
-            return ['the pattern {}'.format(self.pattern_problem)]
-        lines = [
-            reason if position is None else 'document {}: {}'.format(position, reason)
-            for position, reason in self.skipped
-        ]
-        if self.problem is not None:
-            if self.kept:
-                lines.append(
-                    'file {} since {}; using the {} it gave at {}'.format(
-                        self.problem, format_time(self.since or 0), _entries(self.kept), format_time(self.kept_at or 0)
-                    )
-                )
-            else:
-                lines.append('file {}'.format(self.problem))
-        elif self.kept:
-            lines.append(
-                'invalid definitions since {}; using {} it gave at {} and no longer gives'.format(
-                    format_time(self.since or 0), _entries(self.kept), format_time(self.kept_at or 0)
-                )
-            )
-        return lines
-
-    def to_json(self) -> dict[str, Any]:
-        key = 'pattern' if self.unmatched_pattern or self.pattern_problem is not None else 'file'
-        return {key: self.path, 'entries': self.entries, 'skipped': self.reasons()}
-
-    def warn(self, warning: Callable[..., None]) -> None:
-        """Tell `warning` what a user must see about this file: skipped definitions, a kept last good copy."""
-        # A file name can hold any character but `/`, and undecodable bytes come back as lone surrogates.
-        path = for_log(self.path, PATH_LIMIT)
-        if self.unmatched_pattern:
-            warning('catalog_files pattern %s matches no file', path)
-            return
-        if self.pattern_problem is not None:
-            warning('catalog_files pattern %s %s', path, self.pattern_problem)
-            return
-        for position, reason in self.skipped:
-            where = path if position is None else '{} (document {})'.format(path, position)
-            warning('Skipping a service definition in %s: %s', where, reason)
-        if self.problem is not None and self.kept:
-            warning(
-                'Catalog file %s %s since %s; still using the %s it gave at %s',
-                path,
-                self.problem,
-                format_time(self.since or 0),
-                _entries(self.kept),
-                format_time(self.kept_at or 0),
-            )
-        elif self.problem is not None:
-            warning('Skipping catalog file %s: it %s', path, self.problem)
-        elif self.kept:
-            warning(
-                'Catalog file %s has invalid definitions since %s; still using %s it gave at %s and no longer gives',
-                path,
-                format_time(self.since or 0),
-                _entries(self.kept),
-                format_time(self.kept_at or 0),
-            )
-
-
 class CatalogFiles:
     """The definition files the `catalog_files` globs match, each with its last good copy.
 
@@ -400,10 +312,6 @@ class CatalogFiles:
             kept=len(carried),
             kept_at=kept.loaded_at,
         )
-
-
-def _entries(count: int) -> str:
-    return '1 entry' if count == 1 else '{} entries'.format(count)
 
 
 def _first_line(error: Exception) -> str:

@@ -14,12 +14,13 @@ definitions they read are parsed, merged and resolved by `definitions`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common import documents
-from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiError
+from datadog_checks.pagerduty_dora.common.errors import ApiError
+from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time
 
 from .api import SOURCE_API, CatalogApi
@@ -138,9 +139,9 @@ class CatalogStore:
     """The merged catalog of every configured source, refreshed on an interval, with a persisted last good copy.
 
     `api` is the Datadog `ApiClient` (carrying `DD-API-KEY` and `DD-APPLICATION-KEY`), or None when
-    no application key is configured; `files` are the `catalog_files` globs. `warning` is told what a
-    user must see (skipped definitions, stale or missing sources and files), at every run while it
-    lasts; `clock` is wall time, since load times are persisted across restarts.
+    no application key is configured; `files` are the `catalog_files` globs. Of `services`, `warning`
+    is told what a user must see (skipped definitions, stale or missing sources and files), at every
+    run while it lasts; `clock` is wall time, since load times are persisted across restarts.
     """
 
     def __init__(
@@ -149,20 +150,16 @@ class CatalogStore:
         api: ApiClient | None,
         files: Sequence[str],
         refresh_interval: float,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        log: Any,
-        warning: Callable[..., None],
-        clock: Callable[[], float] = time.time,
+        services: AgentServices,
     ) -> None:
-        self._api = CatalogApi(api, log, warning) if api is not None else None
+        self._api = CatalogApi(api, services.log, services.warning) if api is not None else None
         self._files = CatalogFiles(files)
         self._refresh_interval = max(0.0, float(refresh_interval))
-        self._read_cache = read_cache
-        self._write_cache = write_cache
-        self._log = log
-        self._warning = warning
-        self._clock = clock
+        self._read_cache = services.read_cache
+        self._write_cache = services.write_cache
+        self._log = services.log
+        self._warning = services.warning
+        self._clock = services.clock
         self._fingerprints: dict[str, str] = {}
         if self._api is not None:
             self._fingerprints[SOURCE_API] = self._api.fingerprint

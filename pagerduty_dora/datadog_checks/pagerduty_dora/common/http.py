@@ -14,109 +14,58 @@ from __future__ import annotations
 
 import json
 import random
-import socket
-import ssl
 import time
 from dataclasses import dataclass, field
+from functools import partialmethod
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
 
+from .errors import (
+    ApiError,
+    AuthError,
+    BudgetExhausted,
+    ConnectionFailed,
+    DeadlineReached,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+    UnreadableResponse,
+    connection_failed,
+)
+from .responses import close, drain, error_body, read_body
 from .urls import Origin, UnsafeUrl, api_origin
+
+# The errors are importable from here too, where their callers have always found them.
+__all__ = [
+    'ApiClient',
+    'ApiError',
+    'AuthError',
+    'BudgetExhausted',
+    'ConnectionFailed',
+    'DeadlineReached',
+    'RateLimited',
+    'RequestRejected',
+    'Response',
+    'TransientError',
+    'UnreadableResponse',
+    'status_class',
+]
 
 # Longest single wait for a rate limit window; PagerDuty's windows are one minute.
 MAX_RATE_LIMIT_WAIT = 65.0
 # Retries of one request after a 429, a 5xx or a connection failure, within the run deadline.
 MAX_RETRIES = 3
 BACKOFF_BASE = 1.0
-# How much of an error body is kept for a log line.
-ERROR_BODY_LIMIT = 1000
 # The largest body read from one response. A full page of real PagerDuty incidents is well under a
 # megabyte; without a bound, a broken or hostile server could make the Agent hold any amount in memory.
 MAX_BODY_BYTES = 50 * 1024 * 1024
-READ_CHUNK = 64 * 1024
-# What is read of an accepted answer whose body is not used, so that its connection can be reused.
-DRAIN_LIMIT = 64 * 1024
-# Words of a 403 body that mean "valid key, missing permission" rather than "wrong key".
-PERMISSION_WORDS = ('permission', 'scope', 'not authorized')
-
-# What each cause of a connection failure means, and what to look at first.
-CONNECTION_CAUSES = {
-    'dns': 'the host name {host} does not resolve (DNS)',
-    'refused': 'the connection to {host} was refused',
-    'tls': 'the TLS handshake with {host} failed (certificate or protocol)',
-    'timeout': 'no answer from {host} within the timeout',
-    'proxy': 'the proxy failed or refused the connection to {host}',
-    'network': 'the connection to {host} failed',
-}
-CONNECTION_HINTS = {
-    'dns': 'if the Agent reaches the internet through a proxy, set the `proxy` option',
-    'refused': 'if the Agent must go through a proxy, set the `proxy` option',
-    'tls': 'check `tls_verify` and `tls_ca_cert`, and any proxy that intercepts TLS',
-    'timeout': 'check that the Agent can reach the host (firewall, `proxy` option), or raise `timeout`',
-    'proxy': 'check the `proxy` option (or set `skip_proxy: true` if the host is reachable directly)',
-    'network': 'if the Agent must go through a proxy, set the `proxy` option',
-}
 
 
-class ApiError(Exception):
-    """A request to one of the APIs failed; `api` names which, `endpoint` the request."""
+@dataclass(frozen=True)
+class _Retry:
+    """An answer worth another attempt: a 429 (with the wait the server asked for, if it said) or a 5xx."""
 
-    def __init__(self, api: str, message: str, status: int | None = None, body: str = '') -> None:
-        super().__init__('{} API: {}'.format(api, message))
-        self.api = api
-        self.status = status
-        self.body = body
-        self.endpoint = ''
-
-
-class AuthError(ApiError):
-    """401 or 403: the key is wrong or lacks a permission. Not retried."""
-
-    @property
-    def missing_permission(self) -> bool:
-        """Whether the API says the key is valid but lacks a permission, rather than wrong or revoked.
-
-        Datadog answers 403 to both; only the body tells them apart (`Failed permission authorization
-        checks` against a bare `Forbidden`).
-        """
-        body = (self.body or '').lower()
-        return self.status == 403 and any(word in body for word in PERMISSION_WORDS)
-
-
-class TransientError(ApiError):
-    """Network failure, timeout, 5xx, an unreadable body: worth trying again on a later run."""
-
-
-class UnreadableResponse(TransientError):
-    """A 2xx whose body cannot be read as JSON (not JSON, nested too deeply, too large).
-
-    Transient, since a proxy or a bad deploy can cause it; but a page that stays unreadable through
-    retries will never read, and the caller may skip it rather than stop on it every run.
-    """
-
-
-class ConnectionFailed(TransientError):
-    """No answer at all: DNS, refused connection, TLS, timeout or proxy; `cause` says which."""
-
-    def __init__(self, api: str, message: str, cause: str) -> None:
-        super().__init__(api, message)
-        self.cause = cause
-
-
-class RateLimited(TransientError):
-    """429 whose wait would pass the run deadline, or that persisted through the retries."""
-
-
-class DeadlineReached(TransientError):
-    """A response was still arriving when the run reached its deadline: the run ends, work resumes next run."""
-
-
-class RequestRejected(ApiError):
-    """Any other 4xx: the request itself is wrong; retrying it would fail the same way."""
-
-
-class BudgetExhausted(ApiError):
-    """The run has made `max_requests_per_run` requests to this API; the rest waits for the next run."""
+    reset: float | None
+    rate_limited: bool
 
 
 @dataclass
@@ -221,13 +170,17 @@ class ApiClient:
         return caller in self.limits.stalled
 
     def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
+        """`GET path` (see `request`)."""
         return self.request('get', path, params=params, endpoint=endpoint)
 
-    def post(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
-        return self.request('post', path, body=body, endpoint=endpoint, expect_json=expect_json)
+    def send(
+        self, method: str, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True
+    ) -> Response:
+        """`body` as JSON to `path` with `method` (see `request`); `post` and `patch` are this one call."""
+        return self.request(method, path, body=body, endpoint=endpoint, expect_json=expect_json)
 
-    def patch(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
-        return self.request('patch', path, body=body, endpoint=endpoint, expect_json=expect_json)
+    post = partialmethod(send, 'post')
+    patch = partialmethod(send, 'patch')
 
     def request(
         self,
@@ -254,23 +207,11 @@ class ApiClient:
             raise
 
     def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Any = None,
-        body: Any = None,
-        endpoint: str | None = None,
-        expect_json: bool = True,
+        self, method: str, path: str, *, params: Any, body: Any, endpoint: str | None, expect_json: bool
     ) -> Response:
+        """The attempts of one request: each paced and budgeted, retried while `_backoff` allows."""
         endpoint = endpoint or path
-        if path.startswith('/'):
-            url = self.base_url + path
-        elif path.startswith(('http://', 'https://')) and _origin_of(path) == self.origin:
-            url = path
-        else:
-            # Credentials go to the configured host only, whatever path or URL a caller was handed.
-            raise RequestRejected(self.name, '{} is not a path on the configured host; not requested'.format(endpoint))
+        url = self._url(path, endpoint)
         attempt = 0
         while True:
             self._wait_for_rate_limit_window(endpoint)
@@ -279,61 +220,66 @@ class ApiClient:
                 response = self._send(method, url, params, body)
             except OSError as e:
                 self._on_request(endpoint, 'error')
-                error: ApiError = self._connection_failed(endpoint, url, e)
+                error = connection_failed(self.name, endpoint, url, e, self._url_hint)
                 if self._backoff(attempt, None, endpoint):
                     attempt += 1
                     continue
                 raise error from None
-
             try:
-                status = response.status_code
-                self._on_request(endpoint, status_class(status))
-                headers = response.headers
-                self._note_rate_limit(headers)
-
-                if status == 429:
-                    self._on_rate_limited(endpoint)
-                    reset = _number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset'))
-                    if self._backoff(attempt, reset, endpoint):
-                        attempt += 1
-                        continue
-                    raise RateLimited(self.name, '{} is rate limited; resuming next run'.format(endpoint), status)
-                if status >= 500:
-                    if self._backoff(attempt, None, endpoint):
-                        attempt += 1
-                        continue
-                    raise TransientError(
-                        self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
-                    )
-                if status in (401, 403):
-                    raise AuthError(
-                        self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
-                    )
-                if 300 <= status < 400:
-                    raise RequestRejected(
-                        self.name, '{} answered a redirect ({}), which is not followed'.format(endpoint, status), status
-                    )
-                if status >= 400:
-                    raise RequestRejected(
-                        self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
-                    )
-                if not expect_json:
-                    self._drain(response)
-                    return Response(status=status, headers=headers)
-                return Response(status=status, headers=headers, data=self._decode(response, endpoint))
+                retry = self._judge(response, endpoint)
+                if retry is None:
+                    return self._accepted(response, endpoint, expect_json)
+                if not self._backoff(attempt, retry.reset, endpoint):
+                    raise self._gave_up(retry, response, endpoint)
+                attempt += 1
             finally:
-                _close(response)
+                close(response)
 
-    def _connection_failed(self, endpoint: str, url: str, error: BaseException) -> ConnectionFailed:
-        """The error for a request that got no answer: the URL, the cause, and what to check."""
-        cause = connection_cause(error)
-        host = urlsplit(url).hostname or url
-        hints = [self._url_hint] if self._url_hint and cause in ('dns', 'refused', 'network') else []
-        hints.append(CONNECTION_HINTS[cause])
-        message = '{} failed: cannot connect to {}: {} ({}); {}'.format(
-            endpoint, url, CONNECTION_CAUSES[cause].format(host=host), type(error).__name__, '; '.join(hints)
-        )
-        return ConnectionFailed(self.name, message, cause)
+    def _url(self, path: str, endpoint: str) -> str:
+        """The URL of `path`: a path on the base URL, or a URL already on the configured origin."""
+        if path.startswith('/'):
+            return self.base_url + path
+        if path.startswith(('http://', 'https://')) and _origin_of(path) == self.origin:
+            return path
+        # Credentials go to the configured host only, whatever path or URL a caller was handed.
+        raise RequestRejected(self.name, '{} is not a path on the configured host; not requested'.format(endpoint))
+
+    def _judge(self, response: Any, endpoint: str) -> _Retry | None:
+        """What an answer means: None for a success, a `_Retry` for a 429 or a 5xx; raises for any other failure."""
+        status = response.status_code
+        self._on_request(endpoint, status_class(status))
+        headers = response.headers
+        self._note_rate_limit(headers)
+        if status == 429:
+            self._on_rate_limited(endpoint)
+            return _Retry(_number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset')), rate_limited=True)
+        if status >= 500:
+            return _Retry(None, rate_limited=False)
+        if status in (401, 403):
+            raise AuthError(self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response))
+        if 300 <= status < 400:
+            raise RequestRejected(
+                self.name, '{} answered a redirect ({}), which is not followed'.format(endpoint, status), status
+            )
+        if status >= 400:
+            raise RequestRejected(
+                self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response)
+            )
+        return None
+
+    def _gave_up(self, retry: _Retry, response: Any, endpoint: str) -> ApiError:
+        """The error of a 429 or a 5xx that is not retried again (its body is read only now)."""
+        status = response.status_code
+        if retry.rate_limited:
+            return RateLimited(self.name, '{} is rate limited; resuming next run'.format(endpoint), status)
+        return TransientError(self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response))
+
+    def _accepted(self, response: Any, endpoint: str, expect_json: bool) -> Response:
+        """The `Response` of a 2xx: its decoded body, or none for a caller that only needs the status."""
+        if not expect_json:
+            drain(response, self._out_of_time)
+            return Response(status=response.status_code, headers=response.headers)
+        return Response(status=response.status_code, headers=response.headers, data=self._decode(response, endpoint))
 
     def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
         # Streamed, so that the body is read in bounded chunks (`_read`) rather than all at once.
@@ -350,28 +296,9 @@ class ApiClient:
             options['extra_headers'] = dict(self._auth_headers, **{'Content-Type': 'application/json'})
         return getattr(self._http, method)(url, **options)
 
-    def _read(self, response: Any, endpoint: str, limit: int) -> bytes:
-        """The body, read in chunks; a body over `limit` bytes, or still arriving at the run deadline, is an error."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_content(READ_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise UnreadableResponse(
-                        self.name, '{} answered a body larger than {} MB; not read'.format(endpoint, limit // 2**20)
-                    )
-                chunks.append(chunk)
-                # A server that trickles a body never trips the socket timeout; the run deadline bounds it.
-                if self._clock() > self.limits.deadline:
-                    raise DeadlineReached(self.name, '{} body was still arriving at the run deadline'.format(endpoint))
-        except (OSError, ValueError):
-            # Requests raises its own (OSError or ValueError based) errors for a body cut short or undecodable.
-            raise TransientError(self.name, '{} body was cut short or timed out'.format(endpoint)) from None
-        return b''.join(chunks)
-
     def _decode(self, response: Any, endpoint: str) -> Any:
-        content = self._read(response, endpoint, MAX_BODY_BYTES)
+        """The JSON of a 2xx body, read within `MAX_BODY_BYTES` (looked up here at every call) and the deadline."""
+        content = read_body(response, MAX_BODY_BYTES, api=self.name, endpoint=endpoint, out_of_time=self._out_of_time)
         if not content:
             return None
         try:
@@ -380,17 +307,6 @@ class ApiClient:
             # ValueError covers text that is not JSON or not UTF-8, and integers past Python's digit limit.
             raise UnreadableResponse(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None
 
-    def _drain(self, response: Any) -> None:
-        """Read (and drop) a little of a body that is not used, so the connection can serve the next request."""
-        try:
-            size = 0
-            for chunk in response.iter_content(READ_CHUNK):
-                size += len(chunk)
-                if size >= DRAIN_LIMIT or self._clock() > self.limits.deadline:
-                    return
-        except (OSError, ValueError):
-            return
-
     def redact(self, text: str) -> str:
         """`text` with every credential this client sends masked, for a server that echoes them back."""
         for secret in self._secrets:
@@ -398,7 +314,10 @@ class ApiClient:
         return text
 
     def _error_body(self, response: Any) -> str:
-        return self.redact(_body(response))
+        return self.redact(error_body(response))
+
+    def _out_of_time(self) -> bool:
+        return self._clock() > self.limits.deadline
 
     def _take_budget(self, endpoint: str) -> None:
         if self.limits.used >= self.limits.max_requests:
@@ -421,7 +340,7 @@ class ApiClient:
             raise RateLimited(
                 self.name, '{} quota is used up until the next window; resuming next run'.format(endpoint)
             )
-        self._pause(wait)
+        self._sleep(wait)
 
     def _backoff(self, attempt: int, reset: float | None, endpoint: str) -> bool:
         """Wait before a retry if one is allowed and fits before the deadline; say whether to retry."""
@@ -437,11 +356,8 @@ class ApiClient:
             )
             return False
         self._log.debug('%s: retrying %s in %.1fs', self.name, endpoint, wait)
-        self._pause(wait)
+        self._sleep(wait)
         return True
-
-    def _pause(self, seconds: float) -> None:
-        self._sleep(seconds)
 
 
 def _origin_of(url: str) -> Origin | None:
@@ -449,57 +365,6 @@ def _origin_of(url: str) -> Origin | None:
         return api_origin(url.split('?', 1)[0].split('#', 1)[0])
     except UnsafeUrl:
         return None
-
-
-def _body(response: Any) -> str:
-    """The start of an error body, for a log line; only that much is read."""
-    try:
-        raw = b''
-        for chunk in response.iter_content(READ_CHUNK):
-            raw += chunk
-            if len(raw) >= ERROR_BODY_LIMIT * 4:
-                break
-    except (OSError, ValueError):
-        return ''
-    if not isinstance(raw, bytes):
-        return ''
-    return raw.decode(response.encoding or 'utf-8', errors='replace')[:ERROR_BODY_LIMIT]
-
-
-def _error_chain(error: BaseException) -> list[BaseException]:
-    """The error and every error it wraps (cause, context, arguments, a urllib3-style `reason`)."""
-    seen: list[BaseException] = []
-    stack: list[Any] = [error]
-    while stack and len(seen) < 20:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or any(current is s for s in seen):
-            continue
-        seen.append(current)
-        stack.extend([current.__cause__, current.__context__, getattr(current, 'reason', None), *current.args])
-    return seen
-
-
-def connection_cause(error: BaseException) -> str:
-    """`dns`, `refused`, `tls`, `timeout`, `proxy` or `network` for an error raised before any answer.
-
-    Read from the error's type names and the standard library errors it wraps, so that no HTTP
-    library has to be imported here.
-    """
-    chain = _error_chain(error)
-    names = {klass.__name__ for e in chain for klass in type(e).__mro__}
-    if 'ProxyError' in names:
-        return 'proxy'
-    if 'SSLError' in names or any(isinstance(e, ssl.SSLError) for e in chain):
-        return 'tls'
-    if 'NameResolutionError' in names or any(isinstance(e, socket.gaierror) for e in chain):
-        return 'dns'
-    if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return 'refused'
-    if names & {'Timeout', 'ConnectTimeout', 'ReadTimeout', 'ConnectTimeoutError', 'ReadTimeoutError'}:
-        return 'timeout'
-    if any(isinstance(e, TimeoutError) for e in chain):
-        return 'timeout'
-    return 'network'
 
 
 def _secret_values(headers: Mapping[str, str]) -> list[str]:
@@ -513,11 +378,3 @@ def _secret_values(headers: Mapping[str, str]) -> list[str]:
             if len(candidate.strip()) >= 8:
                 found.add(candidate.strip())
     return sorted(found, key=len, reverse=True)
-
-
-def _close(response: Any) -> None:
-    """Give the connection back (a streamed response holds it until closed)."""
-    try:
-        response.close()
-    except (OSError, AttributeError):
-        pass

@@ -13,16 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
 
-from datadog_checks.pagerduty_dora.common.http import (
-    ApiClient,
+from datadog_checks.pagerduty_dora.common.errors import (
+    ApiError,
     AuthError,
     BudgetExhausted,
     RequestRejected,
     TransientError,
 )
+from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.permissions import dora_delivery_refusal, dora_removal_refusal
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 from .queue import StoredQueue
 
@@ -46,7 +49,8 @@ ID_PATTERN = re.compile(r'[A-Za-z0-9\-_.:]+')
 _ID_DISALLOWED = re.compile(r'[^A-Za-z0-9\-_.:]')
 
 MAX_CUSTOM_TAGS = 100
-# Datadog truncates tags at 200 characters; cutting here keeps the cut predictable.
+# Datadog keeps the first 200 characters of a tag; cutting here keeps the cut predictable and the
+# stored state small. Every tag the check sends (failures, events, metrics) is cut to this.
 MAX_TAG_LENGTH = 200
 # A PagerDuty title can be megabytes long; the DORA page shows a one-line name.
 MAX_NAME_LENGTH = 500
@@ -141,6 +145,42 @@ def fingerprint(attributes: dict) -> str:
     return hashlib.sha256(encoded.encode('utf-8')).hexdigest()[:FINGERPRINT_LENGTH]
 
 
+# What the answer to one delivery means (`delivery_verdict`).
+DELIVERED = 'delivered'
+# Kept for the next run: the request budget is used up, or the API failed for now.
+OUT_OF_BUDGET = 'out_of_budget'
+PAUSED = 'paused'
+# The API key is refused: every delivery waits for the next run.
+KEY_REFUSED = 'key_refused'
+# A removal the application key may not make: removals wait, failures still go out.
+REMOVAL_REFUSED = 'removal_refused'
+# Refused for good (a 4xx): dropped, and not sent again until the payload changes.
+DROPPED = 'dropped'
+STOPPING_VERDICTS = (OUT_OF_BUDGET, PAUSED, KEY_REFUSED)
+
+
+def delivery_verdict(error: ApiError | None, *, removal: bool) -> str:
+    """What the answer to one delivery means for the queue: one of the verdicts above."""
+    if error is None:
+        return DELIVERED
+    if isinstance(error, BudgetExhausted):
+        return OUT_OF_BUDGET
+    if isinstance(error, TransientError):
+        return PAUSED
+    if isinstance(error, AuthError):
+        return REMOVAL_REFUSED if removal else KEY_REFUSED
+    return DROPPED
+
+
+@dataclass
+class _FlushRun:
+    """What one `flush()` delivered and refused, for its summary and for the removals behind a refused one."""
+
+    submitted: int = 0
+    rejected: int = 0
+    removals_refused: bool = False
+
+
 def _masked_body(body: str) -> str:
     text = _KEY_LIKE.sub('********', body or '')
     return text[:LOGGED_BODY_LIMIT]
@@ -164,19 +204,15 @@ class DoraDelivery:
       (the collector does so at the end of every run), which writes only when something changed.
     - The `dora.pending` gauge is the owner's to submit, from `pending`.
 
-    `count(name, value, tags)` submits a count metric (name without the integration prefix).
+    `services` are the check's cache, log, warnings, clock and count metric (`dora.*`, without the
+    integration prefix).
     """
 
     def __init__(
         self,
         api: ApiClient,
+        services: AgentServices,
         *,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        log: Any,
-        warning: Callable[..., None],
-        count: Callable[[str, float, list[str]], None],
-        clock: Callable[[], float] = time.time,
         max_pending: int = 10000,
         max_age: float = 7 * 86400,
         can_remove: bool = False,
@@ -184,18 +220,18 @@ class DoraDelivery:
         self._api = api
         # Deleting a failure needs the application key; without it, a failure is closed, not removed.
         self.can_remove = can_remove
-        self._log = log
-        self._warning = warning
-        self._count = count
+        self._log = services.log
+        self._warning = services.warning
+        self._count = count = services.count
         self._outcomes: list[tuple[str, str]] = []
         self._queue = StoredQueue(
             CACHE_KEY,
-            read_cache=read_cache,
-            write_cache=write_cache,
-            warning=warning,
+            read_cache=services.read_cache,
+            write_cache=services.write_cache,
+            warning=services.warning,
             max_items=max_pending,
             max_age=max_age,
-            clock=clock,
+            clock=services.clock,
             what='pending DORA failures',
             entries='DORA failures',
             on_dropped=lambda reason, dropped: count('dora.dropped', dropped, ['reason:' + reason]),
@@ -230,78 +266,77 @@ class DoraDelivery:
         """
         queue = self._loaded()
         queue.expire()
-        submitted = 0
-        rejected = 0
-        removals_refused = False
+        run = _FlushRun()
         try:
-            for incident_id in queue.keys():
-                if self._api.stalled(CACHE_KEY):
+            for incident_id, attributes in self._due(queue, run):
+                error = self._deliver(attributes)
+                verdict = delivery_verdict(error, removal=REMOVE in attributes)
+                self._settle(verdict, incident_id, attributes, error, run)
+                if verdict in STOPPING_VERDICTS:
                     break
-                attributes = queue.get(incident_id)
-                if attributes is None:
-                    continue
-                removal = REMOVE in attributes
-                if removal and removals_refused:
-                    continue
-                try:
-                    self._send(attributes)
-                except BudgetExhausted:
-                    self._log.debug(
-                        'DORA delivery: request budget used up, %d failures wait for the next run', len(queue)
-                    )
-                    break
-                except TransientError as e:
-                    self._api.stall(CACHE_KEY)
-                    self._count('dora.transient_errors', 1, [])
-                    self._log.warning('DORA delivery paused until the next run, %d failures pending: %s', len(queue), e)
-                    break
-                except AuthError as e:
-                    if removal:
-                        removals_refused = True
-                        self._count('dora.errors', 1, ['kind:removal_refused'])
-                        self._warning(
-                            'Datadog refused to delete DORA failure %s (%s): the application key of `datadog_app_key` '
-                            'needs the `dora_metrics_write` permission. Removals wait for the next run; '
-                            'collection and other deliveries go on',
-                            attributes.get(REMOVE),
-                            e.status,
-                        )
-                        continue
-                    self._api.stall(CACHE_KEY)
-                    self._count('dora.errors', 1, ['kind:auth'])
-                    self._warning(
-                        'The DORA API refused the key (%s): check `datadog_api_key` (or the Agent `api_key`) and '
-                        'that it belongs to the Datadog site of `datadog_api_url`; %d failures wait for the next run',
-                        e.status,
-                        len(queue),
-                    )
-                    break
-                except RequestRejected as e:
-                    queue.remove(incident_id)
-                    rejected += 1
-                    self._outcomes.append((incident_id, REJECTED + fingerprint(attributes)))
-                    self._count('dora.rejected', 1, ['status:{}'.format(e.status or 'unknown')])
-                    self._log.warning(
-                        'DORA failure %s for incident %s was rejected (%s) and is dropped: %s',
-                        attributes.get('id'),
-                        incident_id,
-                        e.status,
-                        _masked_body(e.body),
-                    )
-                    continue
-                queue.remove(incident_id)
-                self._outcomes.append((incident_id, '' if removal else fingerprint(attributes)))
-                if not removal:
-                    submitted += 1
         finally:
-            if submitted:
-                self._count('dora.submitted', submitted, [])
-            if rejected:
+            if run.submitted:
+                self._count('dora.submitted', run.submitted, [])
+            if run.rejected:
                 self._warning(
                     '%d DORA failures were rejected by the Datadog API and dropped; the Agent log has the reasons',
-                    rejected,
+                    run.rejected,
                 )
             queue.save()
+
+    def _due(self, queue: StoredQueue, run: _FlushRun) -> Iterator[tuple[str, dict]]:
+        """What to send next, oldest first: none once the API stalled, no removal once one was refused."""
+        for incident_id in queue.keys():
+            if self._api.stalled(CACHE_KEY):
+                return
+            attributes = queue.get(incident_id)
+            if attributes is None or (REMOVE in attributes and run.removals_refused):
+                continue
+            yield incident_id, attributes
+
+    def _deliver(self, attributes: dict) -> ApiError | None:
+        """Send one payload; the error that stopped it, or None once Datadog accepted it."""
+        try:
+            self._send(attributes)
+        except (BudgetExhausted, TransientError, AuthError, RequestRejected) as e:
+            return e
+        return None
+
+    def _settle(self, verdict: str, incident_id: str, attributes: dict, error: ApiError | None, run: _FlushRun) -> None:
+        """Act on what one delivery's answer means: the queue, the outcome, and what the user is told."""
+        queue = self._queue
+        status = error.status if error is not None else None
+        if verdict == OUT_OF_BUDGET:
+            self._log.debug('DORA delivery: request budget used up, %d failures wait for the next run', len(queue))
+        elif verdict == PAUSED:
+            self._api.stall(CACHE_KEY)
+            self._count('dora.transient_errors', 1, [])
+            self._log.warning('DORA delivery paused until the next run, %d failures pending: %s', len(queue), error)
+        elif verdict == REMOVAL_REFUSED and isinstance(error, AuthError):
+            run.removals_refused = True
+            self._count('dora.errors', 1, ['kind:removal_refused'])
+            self._warning(dora_removal_refusal(error, str(attributes.get(REMOVE))))
+        elif verdict == KEY_REFUSED and isinstance(error, AuthError):
+            self._api.stall(CACHE_KEY)
+            self._count('dora.errors', 1, ['kind:auth'])
+            self._warning(dora_delivery_refusal(error, len(queue)))
+        elif verdict == DROPPED and error is not None:
+            queue.remove(incident_id)
+            run.rejected += 1
+            self._outcomes.append((incident_id, REJECTED + fingerprint(attributes)))
+            self._count('dora.rejected', 1, ['status:{}'.format(status or 'unknown')])
+            self._log.warning(
+                'DORA failure %s for incident %s was rejected (%s) and is dropped: %s',
+                attributes.get('id'),
+                incident_id,
+                status,
+                _masked_body(error.body),
+            )
+        else:
+            queue.remove(incident_id)
+            removal = REMOVE in attributes
+            self._outcomes.append((incident_id, '' if removal else fingerprint(attributes)))
+            run.submitted += 0 if removal else 1
 
     def take_outcomes(self) -> list[tuple[str, str]]:
         """(incident id, fingerprint) of each payload Datadog accepted since the last call ('' for a removal,

@@ -12,6 +12,7 @@ from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
 
+from .dora import MAX_TAG_LENGTH
 from .events import MAX_EVENT_AGE, build_event
 
 STATUS_METRICS = {
@@ -22,10 +23,6 @@ STATUS_METRICS = {
     'reopened': 'incidents.reopened',
 }
 CHANGE_METRIC = 'incidents.changed'
-
-
-# Datadog keeps the first 200 characters of a tag; clipping here keeps stored state small too.
-MAX_TAG_LENGTH = 200
 
 
 def mapping_tags(incident: Incident, mapping: MappingResult) -> list[str]:

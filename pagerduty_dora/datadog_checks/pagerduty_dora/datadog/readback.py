@@ -18,7 +18,7 @@ Two APIs, two ways of paging:
 - the Events API (`GET /api/v2/events`) has a cursor (`meta.page.after`), followed until a page
   comes back without one or empty.
 
-Errors stay typed (`http_client`): `AuthError` carries the endpoint, and `PERMISSIONS` says which
+Errors stay typed (`common.errors`): `AuthError` carries the endpoint, and `PERMISSIONS` says which
 permission of `datadog_app_key` each endpoint needs; `TransientError`, `BudgetExhausted` and
 `RequestRejected` propagate as raised. An iteration that raised has not read everything: the
 caller must not take what it got as the whole record.
@@ -32,7 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiError, RequestRejected
+from datadog_checks.pagerduty_dora.common.errors import ApiError, RequestRejected
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 
 from .dora import ID_PREFIX, failure_id

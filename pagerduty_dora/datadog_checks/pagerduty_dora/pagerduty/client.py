@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Sequence
 
 from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, TransientError, UnreadableResponse
-from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
+from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 
 from .incident import OPEN_STATUSES
 
@@ -33,8 +33,6 @@ OFFSET_CAP = 10_000
 # Longest `since`..`until` span PagerDuty accepts.
 MAX_WINDOW = 180 * 86400
 PD_ACCEPT = 'application/vnd.pagerduty+json;version=2'
-# Times past this cannot be sent back in a query (`format_time` renders years up to 9999).
-LATEST_TIME = 253370764800.0
 # PagerDuty entry ids are short; a longer one is not an id and would be kept in the state.
 MAX_ENTRY_ID_LENGTH = 128
 

@@ -1,0 +1,164 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The parts of the check, each built from the instance's options it reads.
+
+The check hands over what the Agent lends (its HTTP wrapper, persistent cache, log, warnings and
+clocks, as `AgentServices`) and its health hooks; each builder here reads the options of its own
+part, so the check only wires the parts together and reports how the run went.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from datadog_checks.base.errors import ConfigurationError
+from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.catalog.mapping import Override, parse_overrides
+from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
+from datadog_checks.pagerduty_dora.collection.settings import Settings
+from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.permissions import EU_PAGERDUTY_URL, is_eu_pagerduty
+from datadog_checks.pagerduty_dora.common.services import AgentServices
+from datadog_checks.pagerduty_dora.datadog.dora import DoraDelivery
+from datadog_checks.pagerduty_dora.pagerduty.client import auth_headers
+
+try:
+    import datadog_agent
+except ImportError:  # outside the Agent
+    from datadog_checks.base.stubs import datadog_agent
+
+DEFAULT_SITE = 'datadoghq.com'
+DATADOG_URL_HINT = 'check `datadog_api_url`, or the Agent `site` when it is unset'
+
+
+def plain(value: Any) -> Any:
+    """Config model values (frozen models, mapping proxies, tuples) as plain Python values."""
+    if hasattr(value, 'model_dump'):
+        return {k: plain(v) for k, v in value.model_dump().items()}
+    if hasattr(value, 'items'):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def pagerduty_url_hint(url: str) -> str:
+    """What to check when PagerDuty does not answer: the EU URL only for an account not already on it."""
+    if is_eu_pagerduty(url):
+        return 'check `pagerduty_api_url` (this is the EU service region\'s URL; US accounts use the default)'
+    return 'check `pagerduty_api_url` (EU accounts use {})'.format(EU_PAGERDUTY_URL)
+
+
+def overrides_of(config: Any) -> list[Override]:
+    """`service_overrides`, parsed; an invalid one is a configuration error."""
+    try:
+        return parse_overrides(plain(config.service_overrides or []))
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
+
+
+def severity_mapping_of(config: Any) -> dict[str, str] | None:
+    """`severity_mapping` as a plain dict, or None when unset."""
+    return plain(config.severity_mapping) if config.severity_mapping else None
+
+
+def pagerduty_client(
+    config: Any, http: Any, hooks: dict[str, Any], log: Any, monotonic: Callable[[], float]
+) -> ApiClient:
+    """The client of PagerDuty's REST API: `pagerduty_api_url`, `api_token`, `max_requests_per_run`."""
+    return ApiClient(
+        name='pagerduty',
+        http=http,
+        base_url=config.pagerduty_api_url,
+        auth_headers=auth_headers(config.api_token),
+        max_requests=config.max_requests_per_run,
+        log=log,
+        url_hint=pagerduty_url_hint(config.pagerduty_api_url),
+        clock=monotonic,
+        **hooks,
+    )
+
+
+def datadog_client(
+    config: Any, http: Any, hooks: dict[str, Any], log: Any, monotonic: Callable[[], float]
+) -> ApiClient:
+    """The client of Datadog's API: `datadog_api_url` (or the Agent `site`), `datadog_api_key` (or the Agent
+    `api_key`), `datadog_app_key`, `max_requests_per_run`."""
+    site = datadog_agent.get_config('site') or DEFAULT_SITE
+    headers = {'DD-API-KEY': config.datadog_api_key or datadog_agent.get_config('api_key') or ''}
+    if config.datadog_app_key:
+        headers['DD-APPLICATION-KEY'] = config.datadog_app_key
+    return ApiClient(
+        name='datadog',
+        http=http,
+        base_url=config.datadog_api_url or 'https://api.{}'.format(site),
+        auth_headers=headers,
+        max_requests=config.max_requests_per_run,
+        log=log,
+        url_hint=DATADOG_URL_HINT,
+        clock=monotonic,
+        **hooks,
+    )
+
+
+def catalog_store(config: Any, datadog: ApiClient, services: AgentServices) -> CatalogStore:
+    """The catalog: `catalog_files`, the Datadog API with `datadog_app_key`, `catalog_refresh_interval`."""
+    assert config.catalog_refresh_interval is not None
+    return CatalogStore(
+        api=datadog if config.datadog_app_key else None,
+        files=list(config.catalog_files or ()),
+        refresh_interval=config.catalog_refresh_interval,
+        services=services,
+    )
+
+
+def dora_delivery(config: Any, datadog: ApiClient, services: AgentServices) -> DoraDelivery | None:
+    """DORA failure delivery, or None without `submit_dora_failures`; removals need `datadog_app_key`."""
+    if not config.submit_dora_failures:
+        return None
+    return DoraDelivery(datadog, services, can_remove=bool(config.datadog_app_key))
+
+
+def attribution(
+    config: Any,
+    datadog: ApiClient,
+    pagerduty: ApiClient,
+    services: AgentServices,
+    event: Callable[[dict], None] | None,
+) -> ChangeFailureAttribution | None:
+    """Change-failure attribution, or None without `attribute_change_failures`; `event` submits its notes."""
+    if not config.attribute_change_failures:
+        return None
+    assert config.attribution_window is not None
+    return ChangeFailureAttribution(
+        datadog,
+        pagerduty=pagerduty,
+        window=config.attribution_window,
+        min_severity=config.attribution_min_severity,
+        severity_mapping=severity_mapping_of(config),
+        read_cache=services.read_cache,
+        write_cache=services.write_cache,
+        log=services.log,
+        count=services.count,
+        warning=services.warning,
+        event=event,
+        clock=services.clock,
+    )
+
+
+def settings(config: Any, interval: float) -> Settings:
+    """What the collection selects and how it maps: the scope, filters, `env`, overrides and backfill."""
+    assert config.backfill_days is not None
+    return Settings(
+        backfill_days=config.backfill_days,
+        env=config.env,
+        overrides=overrides_of(config),
+        severity_mapping=severity_mapping_of(config),
+        urgencies=list(config.urgencies) if config.urgencies else None,
+        priorities=list(config.priorities) if config.priorities else None,
+        service_ids=list(config.service_ids or ()),
+        team_ids=list(config.team_ids or ()),
+        unmapped_incidents=config.unmapped_incidents or 'send',
+        interval=interval,
+    )
