@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.catalog import sources
@@ -121,7 +121,14 @@ def stored_queue(check: Any, key: str = dora.CACHE_KEY, version: int = dora.CACH
     Reading it is refused any warning (a damaged document or skipped entries fail the test) and any
     write; a queue never stored fails the test too.
     """
-    assert check.read_persistent_cache(key), 'no {} stored'.format(key)
+    return read_queue(check.read_persistent_cache, key, version)
+
+
+def read_queue(
+    read_cache: Callable[[str], str], key: str = dora.CACHE_KEY, version: int = dora.CACHE_VERSION
+) -> StoredQueue:
+    """The queue stored under `key` in the cache `read_cache` reads, read as the check reads it (see `stored_queue`)."""
+    assert read_cache(key), 'no {} stored'.format(key)
 
     def refuse_warning(message: str, *args: Any) -> None:
         raise AssertionError(message % args)
@@ -131,7 +138,7 @@ def stored_queue(check: Any, key: str = dora.CACHE_KEY, version: int = dora.CACH
 
     queue = StoredQueue(
         key,
-        read_cache=check.read_persistent_cache,
+        read_cache=read_cache,
         write_cache=refuse_write,
         warning=refuse_warning,
         max_items=1 << 30,

@@ -27,6 +27,7 @@ from datadog_checks.pagerduty_dora.attribution.attributor import CACHE_KEY, Chan
 from datadog_checks.pagerduty_dora.attribution.state import AttributionState
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
@@ -114,17 +115,20 @@ class Rig:
 
     def attribution(self, window: float = DAY, min_severity: str | None = None, **options) -> ChangeFailureAttribution:
         """A new instance over the same cache: calling it again is an Agent restart."""
-        options.setdefault('read_cache', lambda key: self.cache.get(key, ''))
-        options.setdefault('write_cache', self.cache.__setitem__)
+        services = AgentServices(
+            read_cache=lambda key: self.cache.get(key, ''),
+            write_cache=self.cache.__setitem__,
+            log=self.log,
+            warning=self._warning,
+            count=self._count,
+            clock=lambda: self.now,
+        )
         return ChangeFailureAttribution(
             self.api,
             window=window,
             min_severity=min_severity,
-            log=self.log,
-            count=self._count,
-            warning=self._warning,
+            services=services,
             event=self.events.append,
-            clock=lambda: self.now,
             **options,
         )
 

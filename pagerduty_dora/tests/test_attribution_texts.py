@@ -14,6 +14,7 @@ from datadog_checks.pagerduty_dora.attribution.model import Deployment
 from datadog_checks.pagerduty_dora.attribution.reporting import METRIC, Reporter, preview_result
 from datadog_checks.pagerduty_dora.attribution.state import AttributionState
 from datadog_checks.pagerduty_dora.attribution.texts import Note
+from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -156,7 +157,7 @@ class TestReporter:
             (METRIC, 1, ['outcome:attributed', 'signal:change_event']),
             (METRIC, 1, ['outcome:forbidden']),
         ]
-        assert rig.warnings == [texts.PERMISSIONS_MESSAGE.format(status=403), 'once']
+        assert rig.warnings == [deployments_refusal(403), 'once']
 
     def test_preview_result(self):
         record = {'blames': 'dep-1', 'search': {'signal': model.CHANGE_EVENT, 'basis': 'commit'}}

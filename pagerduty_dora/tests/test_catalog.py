@@ -19,6 +19,7 @@ from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 from .fakes.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
 from .fakes.server import FakeServer, Reply
+from .harness import catalog_copies
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'catalog'
 API_KEY = 'fake-dd-api-key'
@@ -543,9 +544,8 @@ class TestRefreshAndCache:
 
     def test_cache_round_trip(self, harness, account, server):
         first = harness.store(api=datadog_client(server.url)).current()
-        saved = json.loads(harness.cache[CACHE_KEY])
-        assert saved['sources']['datadog_api']['loaded_at'] == NOW
-        assert saved['sources']['datadog_api']['count'] == 7
+        saved = catalog_copies(harness.cache[CACHE_KEY])['datadog_api']
+        assert (saved.loaded_at, saved.count) == (NOW, 7)
         assert APP_KEY not in harness.cache[CACHE_KEY]
 
         account.catalog_read = False
@@ -589,7 +589,7 @@ class TestRefreshAndCache:
         account.catalog_read = True
         harness.clock.now += 600
         assert len(store.current().services) == 4
-        assert json.loads(harness.cache[CACHE_KEY])['version'] == 1
+        assert len(catalog_copies(harness.cache[CACHE_KEY])['datadog_api'].services) == 4
 
 
 ENTITIES = FIXTURES / 'estate' / 'entity.datadog.yaml'
@@ -825,9 +825,11 @@ class TestFilesKeptPerFile:
     def test_cache_restores_every_file(self, harness, catalog_dir):
         store = harness.store(files=[str(catalog_dir / '*.yaml')])
         first = store.current()
-        saved = json.loads(harness.cache[CACHE_KEY])['sources']['files']
-        assert saved['count'] == 6 and saved['services'] == []
-        assert sorted(Path(p).name for p in saved['files']) == ['multi.yaml', 'v2.yaml', 'v2_1.yaml', 'v3.yaml']
+        saved = catalog_copies(harness.cache[CACHE_KEY])['files']
+        assert saved.count == 6
+        assert sorted(Path(p).name for p in saved.files) == ['multi.yaml', 'v2.yaml', 'v2_1.yaml', 'v3.yaml']
+        # The services of a files source are stored once, in the copies of its files.
+        assert json.loads(harness.cache[CACHE_KEY])['sources']['files']['services'] == []
 
         for path in catalog_dir.glob('*.yaml'):
             path.unlink()
@@ -836,7 +838,7 @@ class TestFilesKeptPerFile:
         store = restarted.store(files=[str(catalog_dir / '*.yaml')])
         assert store.current() == first
         assert len([w for w in restarted.warnings if 'is missing since 2026-11-26T11:00:00Z' in w]) == 4
-        assert json.loads(harness.cache[CACHE_KEY])['sources']['files']['count'] == 6
+        assert catalog_copies(harness.cache[CACHE_KEY])['files'].count == 6
 
     def test_cache_written_before_files_were_kept_apart_is_ignored(self, harness, catalog_dir):
         harness.cache[CACHE_KEY] = json.dumps(

@@ -16,6 +16,7 @@ from datadog_checks.pagerduty_dora.collection.pages import OVERLAP, Look, Page
 from datadog_checks.pagerduty_dora.collection.recorder import StopRun
 from datadog_checks.pagerduty_dora.collection.settings import Settings
 from datadog_checks.pagerduty_dora.collection.state import CollectorState, Feed
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, Submitters
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
@@ -88,11 +89,13 @@ def collector(pagerduty: ScriptedPagerDuty, cache: dict[str, str], **options: An
         dora=options.pop('dora', None),
         outputs=Outputs(submit, instance_tags=[], collect_events=True),
         settings=Settings(backfill_days=1),
-        read_cache=lambda key: cache.get(key, ''),
-        write_cache=cache.__setitem__,
-        log=logging.getLogger(__name__),
-        warning=lambda message, *args: seen['warnings'].append(message % args if args else message),
-        clock=lambda: NOW,
+        services=AgentServices(
+            read_cache=lambda key: cache.get(key, ''),
+            write_cache=cache.__setitem__,
+            log=logging.getLogger(__name__),
+            warning=lambda message, *args: seen['warnings'].append(message % args if args else message),
+            clock=lambda: NOW,
+        ),
         **options,
     )
     return made, seen

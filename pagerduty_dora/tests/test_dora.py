@@ -32,6 +32,7 @@ from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from .fakes.dora_api import DoraState, validate
 from .fakes.server import FakeServer, Reply, Request
+from .harness import read_queue
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 API_KEY = '0123456789abcdef0123456789abcdef'
@@ -399,7 +400,7 @@ class TestDeliveryHappyPath:
         assert harness.posted_ids() == ids(1, 2, 3)
         assert delivery.pending == 0
         assert harness.total('dora.submitted') == 3
-        assert json.loads(harness.cache[CACHE_KEY]) == {'version': 1, 'items': []}
+        assert read_queue(harness.cache.get).keys() == []
         request = harness.server.requests[0]
         assert request.path == FAILURE_PATH
         assert request.json() == {'data': {'attributes': payload(1)}}
@@ -464,8 +465,7 @@ class TestDeliveryFaults:
         delivery.flush()
         assert harness.posted_ids() == ids(1)
         assert delivery.pending == 2
-        stored = json.loads(harness.cache[CACHE_KEY])['items']
-        assert [item[0] for item in stored] == ['PINC0000000002', 'PINC0000000003']
+        assert read_queue(harness.cache.get).keys() == ['PINC0000000002', 'PINC0000000003']
 
     def test_rejected_payload_is_dropped_logged_and_counted(self, harness, caplog):
         caplog.set_level(logging.WARNING)
@@ -517,7 +517,7 @@ class TestDeliveryFaults:
         assert '403' in h.warnings[0] and 'datadog_api_key' in h.warnings[0]
         assert wrong not in h.warnings[0] and wrong not in caplog.text
         assert delivery.pending == 2
-        assert len(json.loads(h.cache[CACHE_KEY])['items']) == 2
+        assert len(read_queue(h.cache.get)) == 2
         assert state.posts == []
         assert server.count('POST') == 1
         assert delivery.take_outcomes() == []
@@ -605,7 +605,7 @@ class TestDeliveryPersistence:
         assert delivery.pending == pending
         assert len(harness.warnings) == 1 and warning in harness.warnings[0]
         delivery.save()
-        assert json.loads(harness.cache[CACHE_KEY])['version'] == 1
+        assert len(read_queue(harness.cache.get)) == pending
 
 
 class TestDeliveryBounds:

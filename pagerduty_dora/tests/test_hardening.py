@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -27,7 +26,7 @@ from datadog_checks.pagerduty_dora.pagerduty.client import OFFSET_CAP, PAGE_SIZE
 
 from .conftest import assert_configuration_error
 from .fakes.server import FakeServer, Reply, Request
-from .harness import START, World, event_keys
+from .harness import START, World, event_keys, stored_catalog, stored_queue, stored_state
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -300,8 +299,7 @@ class TestHugeTotal:
         assert listed
         for request in listed:
             assert int(request.arg('offset', '0')) + int(request.arg('limit', str(PAGE_SIZE))) <= OFFSET_CAP
-        state = json.loads(datadog_agent._cache[cache_key(datadog_agent, 'collector')])
-        assert state['width'] >= 1.0
+        assert stored_state(check).width >= 1.0
 
     def test_collection_still_moves_on(self, world, service, dd_run_check, datadog_agent):
         self._serve_huge_total(world)
@@ -309,11 +307,12 @@ class TestHugeTotal:
         feed_horizons = []
         for _ in range(3):
             dd_run_check(check)
-            state = json.loads(datadog_agent._cache[cache_key(datadog_agent, 'collector')])
-            feed_horizons.append(state['feed'][0])
+            state = stored_state(check)
+            assert state.feed is not None
+            feed_horizons.append(state.feed.horizon)
             world.account.advance(60)
         # History is done up to where collection went live, and the change feed moves on from there.
-        assert state['horizon'] == state['live_since']
+        assert state.horizon == state.live_since
         assert feed_horizons[-1] > feed_horizons[0]
 
 
@@ -372,8 +371,7 @@ class TestCorruptedCache:
         assert aggregator.events == []
         # DORA failures are idempotent by id: a re-send converges on the same failures.
         assert world.dora.failures == failures_before
-        state = json.loads(datadog_agent._cache[cache_key(datadog_agent, 'collector')])
-        assert state['version'] == 3 and set(state['incidents']) >= {second}
+        assert second in stored_state(restarted).incidents
 
         # And live again from the next run.
         world.account.acknowledge(second)
@@ -395,7 +393,7 @@ class TestCorruptedCache:
         world.account.advance(60)
         dd_run_check(check)
         key = cache_key(datadog_agent, 'dora_pending')
-        assert json.loads(datadog_agent._cache[key])['items'][0][0] == incident
+        assert stored_queue(check).keys() == [incident]
         datadog_agent._cache[key] = damage
         world.datadog.fault = None
         aggregator.reset()
@@ -410,7 +408,7 @@ class TestCorruptedCache:
         assert failure_id(incident) in world.dora.failures
         assert 'finished_at' not in world.dora.failures[failure_id(incident)]
         assert aggregator.events == []
-        assert json.loads(datadog_agent._cache[key]) == {'version': 1, 'items': []}
+        assert stored_queue(restarted).keys() == []
         world.account.resolve(incident)
         world.account.advance(60)
         dd_run_check(restarted)
@@ -444,7 +442,7 @@ class TestCorruptedCache:
         assert any('cached catalog' in r.getMessage() for r in caplog.records)
         # The catalog is simply read again from its source; events stay exactly-once.
         assert event_keys(aggregator) == {(incident, 'triggered'): 1}
-        assert json.loads(datadog_agent._cache[key])['version'] == 1
+        assert set(stored_catalog(restarted)) == {'datadog_api'}
 
 
 CONFIG_SPEC = Path(__file__).parent.parent / 'assets' / 'configuration' / 'spec.yaml'

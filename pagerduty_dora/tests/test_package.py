@@ -43,6 +43,7 @@ SHIPPED = [
     'catalog/__init__.py',
     'catalog/api.py',
     'catalog/definitions.py',
+    'catalog/file_report.py',
     'catalog/files.py',
     'catalog/mapping.py',
     'catalog/model.py',
@@ -70,7 +71,11 @@ SHIPPED = [
     'collection/sweep.py',
     'common/__init__.py',
     'common/documents.py',
+    'common/errors.py',
     'common/http.py',
+    'common/permissions.py',
+    'common/responses.py',
+    'common/services.py',
     'common/text.py',
     'common/times.py',
     'common/urls.py',
@@ -96,10 +101,12 @@ SHIPPED = [
     'demo/rendering.py',
     'demo/server.py',
     'demo/world.py',
+    'health.py',
     'pagerduty/__init__.py',
     'pagerduty/client.py',
     'pagerduty/incident.py',
     'pagerduty/transitions.py',
+    'wiring.py',
 ]
 # Names of what only the tests use; none may appear in a shipped path.
 TEST_ONLY = ('tests', 'fakes', 'faults', 'simulator', 'conftest', 'harness')

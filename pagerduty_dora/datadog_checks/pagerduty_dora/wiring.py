@@ -137,13 +137,8 @@ def attribution(
         window=config.attribution_window,
         min_severity=config.attribution_min_severity,
         severity_mapping=severity_mapping_of(config),
-        read_cache=services.read_cache,
-        write_cache=services.write_cache,
-        log=services.log,
-        count=services.count,
-        warning=services.warning,
+        services=services,
         event=event,
-        clock=services.clock,
     )
 
 

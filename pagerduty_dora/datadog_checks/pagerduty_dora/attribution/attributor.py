@@ -26,11 +26,11 @@ also sets a deployment back with `change_failure: false`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import mapping_tags
 
 from .decision import SETTLE
@@ -71,13 +71,8 @@ class ChangeFailureAttribution:
         window: float,
         min_severity: str | None,
         severity_mapping: Mapping[str, str] | None = None,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        log: Any,
-        count: Callable[[str, float, list[str]], None],
-        warning: Callable[..., None] | None = None,
+        services: AgentServices,
         event: Callable[[dict], None] | None = None,
-        clock: Callable[[], float] = time.time,
         settle: float = SETTLE,
         max_pending: int = 10000,
         max_age: float = 7 * 86400,
@@ -89,16 +84,16 @@ class ChangeFailureAttribution:
         # A dry run judges every incident as if the settle time had passed: it has one look only.
         self.settle = 0.0 if dry_run else float(settle)
         self.dry_run = dry_run
+        log, clock = services.log, services.clock
         self._log = log
-        warn = warning or log.warning
-        self._report = Reporter(count=count, log=log, warning=warn, event=event, clock=clock)
+        self._report = Reporter(count=services.count, log=log, warning=services.warning, event=event, clock=clock)
         self._executor = Executor(
             api, pagerduty, caller=CACHE_KEY, log=log, on_forbidden=self._report.forbidden, dry_run=dry_run
         )
         self._state = AttributionState(
-            read_cache=read_cache,
-            write_cache=write_cache,
-            warning=warn,
+            read_cache=services.read_cache,
+            write_cache=services.write_cache,
+            warning=services.warning,
             clock=clock,
             max_pending=max_pending,
             max_age=max_age,

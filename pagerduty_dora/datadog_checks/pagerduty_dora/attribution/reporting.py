@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common.http import RequestRejected
+from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
 
 from .model import ATTRIBUTED, FORBIDDEN, REJECTED
-from .texts import PERMISSIONS_MESSAGE, Note, own_event
+from .texts import Note, own_event
 
 if TYPE_CHECKING:
     from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
@@ -84,7 +85,7 @@ class Reporter:
 
     def forbidden(self, status: int | None) -> None:
         """Datadog refused the keys: told once per run, as the deployments client makes no further request in it."""
-        self.warning(PERMISSIONS_MESSAGE.format(status=status))
+        self.warning(deployments_refusal(status))
         self._count(METRIC, 1, ['outcome:' + FORBIDDEN])
 
     def lines_for(self, incident_id: str, transitions: Sequence[Transition], wanted: bool) -> dict[int, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from datadog_checks.pagerduty_dora.common.permissions import DEPLOYMENTS_FORBIDDEN
 from datadog_checks.pagerduty_dora.common.text import clip, one_line
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.events import format_duration
@@ -24,17 +25,8 @@ from .model import Deployment, Facts
 
 EVENT_TYPE = 'pagerduty_dora'
 
-PERMISSIONS_MESSAGE = (
-    'Datadog refused the DORA deployments API ({status}) for change-failure attribution: '
-    '`datadog_app_key` must be set and its user or service account needs the `dora_metrics_read` '
-    'permission (to search deployments) and `dora_metrics_write` (to mark them as change failures). '
-    'Attribution work is kept and retried on the next run'
-)
-# The same refusal, as the reason a decision waits, in an incident's event.
-FORBIDDEN_REASON = (
-    'Datadog refused access to DORA deployments (403); `datadog_app_key` needs the `dora_metrics_read` '
-    'and `dora_metrics_write` permissions'
-)
+# The refusal, as the reason a decision waits, in an incident's event.
+FORBIDDEN_REASON = DEPLOYMENTS_FORBIDDEN
 UNAVAILABLE_REASON = 'an API could not be used now (budget, timeout or error); retried on the next run'
 NO_PRIORITIES_MESSAGE = (
     '`attribution_min_severity` is set, but PagerDuty did not list the account\'s priorities '

@@ -151,6 +151,7 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
     recent `ATTRIBUTION_ROWS` incidents are previewed, to keep the number of searches bounded.
     """
     from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
+    from datadog_checks.pagerduty_dora.common.services import AgentServices
 
     assert config.attribution_window is not None
     attribution = ChangeFailureAttribution(
@@ -159,11 +160,7 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
         window=config.attribution_window,
         min_severity=config.attribution_min_severity,
         severity_mapping=dict(config.severity_mapping) if config.severity_mapping else None,
-        read_cache=lambda key: '',
-        write_cache=no_write,
-        log=check.log,
-        count=lambda name, value, tags: None,
-        warning=check.warning,
+        services=AgentServices(read_cache=lambda key: '', write_cache=no_write, log=check.log, warning=check.warning),
         dry_run=True,
     )
     check.datadog_api.start_run(check.monotonic() + ATTRIBUTION_SECONDS)

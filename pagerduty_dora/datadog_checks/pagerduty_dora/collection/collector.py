@@ -53,6 +53,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from datadog_checks.pagerduty_dora.common.http import BudgetExhausted, DeadlineReached, RateLimited
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, open_gauges
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
@@ -88,11 +89,7 @@ class Collector:
         outputs: Outputs,
         attribution: Any | None = None,
         settings: Settings,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        log: Any,
-        warning: Callable[..., None],
-        clock: Callable[[], float] = time.time,
+        services: AgentServices,
         monotonic: Callable[[], float] = time.monotonic,
         readback: Readback | None = None,
         record_query: str = '',
@@ -103,11 +100,11 @@ class Collector:
         self.attribution = attribution
         self.outputs = outputs
         self.settings = settings
-        self._read_cache = read_cache
-        self._write_cache = write_cache
-        self.log = log
-        self._warning = warning
-        self._clock = clock
+        self._read_cache = services.read_cache
+        self._write_cache = services.write_cache
+        self.log = services.log
+        self._warning = services.warning
+        self._clock = services.clock
         self._monotonic = monotonic
         self._state: CollectorState | None = None
         self._fresh = False
@@ -123,10 +120,7 @@ class Collector:
             dora=dora,
             outputs=outputs,
             backfill_days=settings.backfill_days,
-            read_cache=read_cache,
-            write_cache=write_cache,
-            log=log,
-            warning=warning,
+            services=services,
         )
         self.recorder = self._recorder()
         # Whether state is written (a dry run writes none).

@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from datadog_checks.pagerduty_dora.common.http import ApiError, AuthError, RequestRejected, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
@@ -50,20 +51,17 @@ class Recovery:
         dora: Any | None,
         outputs: Outputs,
         backfill_days: int,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        log: Any,
-        warning: Callable[..., None],
+        services: AgentServices,
     ) -> None:
         self.readback = readback
         self._record_query = record_query
         self.dora = dora
         self.outputs = outputs
         self.backfill_days = backfill_days
-        self._read_cache = read_cache
-        self._write_cache = write_cache
-        self.log = log
-        self._warning = warning
+        self._read_cache = services.read_cache
+        self._write_cache = services.write_cache
+        self.log = services.log
+        self._warning = services.warning
         self.persist = True
         # Incidents read again by id (requests), for the run report.
         self.pages = 0
