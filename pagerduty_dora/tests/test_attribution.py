@@ -23,8 +23,8 @@ from datadog_api_client.v2.model.dora_list_deployments_request import DORAListDe
 from datadog_checks.base import ConfigurationError
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
-from datadog_checks.pagerduty_dora.attribution.attributor import CACHE_KEY, ChangeFailureAttribution
-from datadog_checks.pagerduty_dora.attribution.state import AttributionState
+from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.services import AgentServices

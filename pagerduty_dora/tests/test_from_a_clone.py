@@ -212,6 +212,7 @@ class TestReadmeSetup:
             'docs/how-it-works.md',
             'docs/limits.md',
             'docs/mapping.md',
+            'docs/package-map.md',
             'docs/running-at-scale.md',
         ]
         for page in pages:

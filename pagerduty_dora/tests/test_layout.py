@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,29 @@ class TestImports:
         assert 'collection.feed' in GRAPH['collection.collector']
         assert 'common.http' in GRAPH['collection.feed']
         assert 'pagerduty.transitions' in GRAPH['collection.story']
+
+
+class TestPackageMap:
+    """docs/package-map.md says what the code does: every room on its layer, every module it names present."""
+
+    MAP = (Path(__file__).parent.parent / 'docs' / 'package-map.md').read_text(encoding='utf-8')
+
+    def test_every_room_is_on_the_map_at_its_layer(self) -> None:
+        rows = re.findall(r'^\| (\d+) \| (.+?) \|', self.MAP, flags=re.MULTILINE)
+        mapped = {room: int(layer) for layer, cell in rows for room in re.findall(r'`([a-z_]+)(?:/|\.py)`', cell)}
+        rooms = {_room(m) for m in MODULES if '.' in m} | {'check'}
+        assert {room: mapped.get(room) for room in rooms} == {room: LAYERS[room] for room in rooms}
+
+    def test_every_module_the_map_names_exists(self) -> None:
+        named = set(re.findall(r'`([a-z_]+/[a-z_]+)\.py`', self.MAP))
+        assert named
+        integration = Path(__file__).parent.parent
+        missing = [
+            name
+            for name in named
+            if name.replace('/', '.') not in MODULES and not (integration / (name + '.py')).is_file()
+        ]
+        assert sorted(missing) == []
 
 
 class TestSizes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.pagerduty_dora.attribution.attributor import LIST_ENDPOINT, PATCH_ENDPOINT
+from datadog_checks.pagerduty_dora.attribution.deployments import LIST_ENDPOINT, PATCH_ENDPOINT
 from datadog_checks.pagerduty_dora.catalog.api import SCOPES
 from datadog_checks.pagerduty_dora.collection.collector import RunReport
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, ConnectionFailed

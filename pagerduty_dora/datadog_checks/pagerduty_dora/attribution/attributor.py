@@ -34,7 +34,6 @@ from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import mapping_tags
 
 from .decision import SETTLE
-from .deployments import LIST_ENDPOINT, PATCH_ENDPOINT
 from .eligibility import facts_of
 from .executor import Executor
 from .model import DELETED, Deployment, Facts
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
     from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
 
 # The check names the permissions of the deployments endpoints from these.
-__all__ = ['CACHE_KEY', 'LIST_ENDPOINT', 'PATCH_ENDPOINT', 'ChangeFailureAttribution']
 
 MAX_TAGS = 30
 

@@ -12,8 +12,8 @@ from typing import Any
 from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 from datadog_checks.pagerduty_dora.common.times import format_time
 
+from .results import example_failure, incident_row, metric_summaries, rule_counts, transition_of
 from .standalone import agent_stubs, collect, initialize, new_check
-from .summary import example_failure, incident_row, metric_summaries, rule_counts, transition_of
 
 DEMO_RUNS = 4
 

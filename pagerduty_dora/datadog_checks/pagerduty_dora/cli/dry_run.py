@@ -11,8 +11,8 @@ from typing import Any
 
 from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 
+from .results import METRIC_PREFIX, example_failure, incident_row, metric_summaries, rule_counts
 from .standalone import CliError, agent_settings, agent_stubs, collect, initialize, new_check, no_write
-from .summary import METRIC_PREFIX, example_failure, incident_row, metric_summaries, rule_counts
 
 # The dry run previews attribution for at most this many incidents, within this many seconds.
 ATTRIBUTION_ROWS = 50

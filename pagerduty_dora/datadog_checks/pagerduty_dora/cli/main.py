@@ -8,7 +8,7 @@
 every incident and what would be submitted, submitting nothing and storing nothing.
 
 This module reads the arguments and the conf.yaml, runs the mode (`demo_run.py`, `dry_run.py`) and
-prints its result as JSON or as text (`report.py`), with every error as one line on stderr.
+prints its result as JSON or as text (`render.py`), with every error as one line on stderr.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datadog_checks.pagerduty_dora.common.text import one_line
 
 from .demo import run_demo
 from .dry_run import run_dry
-from .report import render_demo, render_dry_run
+from .render import render_demo, render_dry_run
 from .standalone import PROG, CliError
 
 EXIT_ERROR = 1

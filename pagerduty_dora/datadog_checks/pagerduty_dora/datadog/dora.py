@@ -26,6 +26,7 @@ from datadog_checks.pagerduty_dora.common.errors import (
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.permissions import dora_delivery_refusal, dora_removal_refusal
 from datadog_checks.pagerduty_dora.common.services import AgentServices
+from datadog_checks.pagerduty_dora.common.text import clip
 
 from .queue import StoredQueue
 
@@ -98,9 +99,7 @@ def _name(incident: Incident) -> str:
     title = ' '.join(incident.title.split())
     if not title:
         return 'PagerDuty incident #{}'.format(incident.number)
-    if len(title) > MAX_NAME_LENGTH:
-        return title[: MAX_NAME_LENGTH - 1] + '…'
-    return title
+    return clip(title, MAX_NAME_LENGTH)
 
 
 def build_failure(incident: Incident, mapping: MappingResult) -> dict:

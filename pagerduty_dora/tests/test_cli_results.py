@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from datadog_checks.pagerduty_dora.cli.summary import transition_of
+from datadog_checks.pagerduty_dora.cli.results import transition_of
 
 
 class TestTransitionOf:

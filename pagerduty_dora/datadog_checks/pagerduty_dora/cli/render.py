@@ -15,8 +15,8 @@ from datadog_checks.pagerduty_dora.common.text import clip, one_line
 from datadog_checks.pagerduty_dora.common.times import format_time
 
 from .dry_run import FIRST_RUN_NOTE
+from .results import METRIC_PREFIX
 from .standalone import PROG
-from .summary import METRIC_PREFIX
 
 # The text view lists this many incidents, most recent first; `--json` lists them all.
 TEXT_ROWS = 50
