@@ -122,7 +122,7 @@ class TestLoop:
     def test_a_page_is_delivered_only_when_it_says_so(self) -> None:
         dora = Dora()
         loop, _ = collector(ScriptedPagerDuty(), {}, dora=dora)
-        pages = [Page(deliver=False), Page(), Page(request=False), Page(deliver=False)]
+        pages = [Page(deliver=False), Page(), Page(deliver=False), Page()]
         loop._drive(steps(pages, []), lambda incident: None)
         assert dora.flushes == 2
 

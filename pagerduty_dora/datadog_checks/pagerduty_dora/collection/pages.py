@@ -4,8 +4,10 @@
 """What a pass hands the collector after each request: the incidents it read, and what it could not use.
 
 The passes (`feed.py`, `reconcile.py`, `sweep.py`) are generators that make at most one request per
-step and yield one `Page`; the collector checks its deadline before each step, looks at what the page
-holds and delivers. A pass never calls the collector: it owns its cursor and the rule that moves it.
+step and yield one `Page`; the collector checks its deadline before each step, takes what the page
+holds and delivers. A pass never calls the collector: it owns its cursor and the rule that moves it,
+and moves it only when the collector asks for the next step, so a run stopped while taking a page
+reads that page again.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ class Page:
     `malformed` are raw incidents that could not be parsed, with why. `skipped` counts log entries
     that could not be used, by reason, and `warnings` are (message, args) for the Agent's status page.
     `deliver` says the collector delivers after this page (a pass batches some reads into one POST).
-    `request` is False for a step that made no request.
     """
 
     looks: list[Look] = field(default_factory=list)
@@ -48,7 +49,6 @@ class Page:
     warnings: list[tuple[Any, ...]] = field(default_factory=list)
     repaired: bool = False
     deliver: bool = True
-    request: bool = True
 
     def parsed(self, raw: Any) -> Incident | None:
         """`raw` as an incident, or None with the reason kept in `malformed`."""

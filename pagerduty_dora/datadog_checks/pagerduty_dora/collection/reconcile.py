@@ -57,7 +57,8 @@ class ReconcilePass:
             scan.verify.pop(0)
         state.baseline = True
         state.reconciliation = None
-        yield Page(request=False)
+        # The end of the pass: what it read goes out.
+        yield Page()
 
     def _verify(self, key: str) -> Page:
         """A recorded open incident the pass did not meet, read by id."""
