@@ -8,11 +8,11 @@ so no list of incidents can say what happened to an old incident between two run
 in this order:
 
 1. **The change feed**: the account's log entries (`GET /log_entries`) since the last run, each with
-   its incident embedded, in windows read from the newest entry down (`feed.py`). Every entry is added to
-   its incident's story and the story is replayed (`story.py`, `pagerduty/transitions.py`): each transition is named by
-   the entry that proves it and reported once, in time order, also when PagerDuty indexed the entry
-   late or several changes happened between two runs. Cost follows activity: an idle account costs
-   one request.
+   its incident embedded, in windows read from the newest entry down (`feed.py`). Every entry is
+   added to its incident's story and the story is replayed (`story.py`, `pagerduty/transitions.py`):
+   each transition is named by the entry that proves it and reported once, in time order, also when
+   PagerDuty indexed the entry late or several changes happened between two runs. Cost follows
+   activity: an idle account costs one request.
 2. **Reconciliation**: a share of the open incidents each run, paced so that a pass completes
    within about ten minutes at any open count, resumed by position. It finds what has no log entry
    (a priority change, a service move) and anything the feed missed; an open incident it recorded

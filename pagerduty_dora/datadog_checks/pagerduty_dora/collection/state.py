@@ -152,7 +152,7 @@ class Feed:
     horizon: float
     window: FeedWindow | None = None
     width: float = 0.0
-    # Runs in a row whose feed page could not be read (see `Passes._feed_page`).
+    # Runs in a row whose feed page could not be read (see `FeedPass._request`).
     failures: int = 0
 
 
@@ -206,7 +206,7 @@ class CollectorState:
     rebuilt_at: float = 0.0
     # When (PagerDuty time) Datadog's open failures were last compared with PagerDuty.
     drift_at: float = 0.0
-    # The share of a reconciliation page carried to the next run (see `Collector._reconcile_pages`).
+    # The share of a reconciliation page carried to the next run (see `reconcile.pages_per_run`).
     reconcile_credit: float = 0.0
 
     def go_live(self, now: float | None) -> None:
