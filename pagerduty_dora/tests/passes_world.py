@@ -12,7 +12,7 @@ from typing import Any
 
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
-from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, IncidentPage, LogPage
+from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, IncidentPage, LogPage, PagerDutyClient
 
 FIXTURE = json.loads((Path(__file__).parent / 'fixtures' / 'incident_acknowledged.json').read_text())
 NOW = parse_time('2026-11-20T10:00:00Z')
@@ -44,8 +44,10 @@ def log_entry(number: int, at: float, kind: str = 'trigger_log_entry', incident_
     }
 
 
-class ScriptedPagerDuty:
+class ScriptedPagerDuty(PagerDutyClient):
     """Answers the pass requests from lists, dating every answer with `clock`, and records each request.
+
+    It stands in for the client whole: no HTTP, so its constructor does not call the client's.
 
     Log entries are answered newest first and incidents oldest first, `PAGE_SIZE` to a page, with
     `total` when asked, as PagerDuty does. `unreadable` makes that many next requests fail to read.

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import pytest
 
@@ -14,7 +15,7 @@ from datadog_checks.pagerduty_dora.attribution.blame import ROLLOUT_MARGIN
 from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patch, RemedySearch, Step
 from datadog_checks.pagerduty_dora.attribution.executor import Executor
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
-from datadog_checks.pagerduty_dora.common.http import RequestRejected, Response
+from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, Response
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -271,7 +272,8 @@ class TestExecutor:
     search = BlameSearch('Q1', 'checkout', 'prod', T0 - DAY, T0, final=False)
 
     def executor(self, api: FakeApi, dry_run: bool = False) -> Executor:
-        return Executor(api, None, caller='attribution', log=None, on_forbidden=lambda status: None, dry_run=dry_run)
+        client = cast(ApiClient, api)
+        return Executor(client, None, caller='attribution', log=None, on_forbidden=lambda status: None, dry_run=dry_run)
 
     def test_rejected_search_is_a_value(self):
         api = FakeApi(reject=True)
