@@ -12,7 +12,7 @@ import pytest
 
 from datadog_checks.pagerduty_dora.catalog.model import Catalog
 from datadog_checks.pagerduty_dora.collection.collector import MAX_QUEUED_BEFORE_SWEEP, STATE_KEY, Collector
-from datadog_checks.pagerduty_dora.collection.pages import OVERLAP, Look, Page
+from datadog_checks.pagerduty_dora.collection.pages import NEXT_REQUEST, OVERLAP, Look, Page, PassStep
 from datadog_checks.pagerduty_dora.collection.recorder import StopRun
 from datadog_checks.pagerduty_dora.collection.settings import Settings
 from datadog_checks.pagerduty_dora.collection.state import CollectorState, Feed
@@ -101,9 +101,10 @@ def collector(pagerduty: ScriptedPagerDuty, cache: dict[str, str], **options: An
     return made, seen
 
 
-def steps(pages: list[Page], made: list[int]) -> Iterator[Page]:
-    """A pass that yields `pages`, counting in `made` each step the collector asked for."""
+def steps(pages: list[Page], made: list[int]) -> Iterator[PassStep]:
+    """A pass that makes one request per page of `pages`, counted in `made`, announcing each first."""
     for page in pages:
+        yield NEXT_REQUEST
         made.append(1)
         yield page
 
@@ -125,6 +126,15 @@ class TestLoop:
         pages = [Page(deliver=False), Page(), Page(deliver=False), Page()]
         loop._drive(steps(pages, []), lambda incident: None)
         assert dora.flushes == 2
+
+    def test_a_run_stopped_at_its_deadline_has_taken_and_delivered_the_page_before(self) -> None:
+        dora = Dora()
+        made: list[int] = []
+        loop, _ = collector(ScriptedPagerDuty(), {}, dora=dora, monotonic=Clock(1.0))
+        loop._deadline = 1.5
+        with pytest.raises(StopRun):
+            loop._drive(steps([Page(), Page()], made), lambda incident: None)
+        assert (made, dora.flushes) == ([1], 1)
 
     def test_history_is_not_read_while_dora_delivery_is_behind(self) -> None:
         dora = Dora()

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import pytest
 
 from datadog_checks.pagerduty_dora.collection.feed import OVERLAP, UNREADABLE_RETRIES, FeedPass, page_step
-from datadog_checks.pagerduty_dora.collection.pages import DAY
+from datadog_checks.pagerduty_dora.collection.pages import DAY, NEXT_REQUEST, Page, PassStep
 from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
 from datadog_checks.pagerduty_dora.collection.state import CollectorState, Feed, IncidentRecord, Window
 from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, plan_window
@@ -22,6 +24,19 @@ from .passes_world import NOW, ScriptedPagerDuty, log_entry, raw_incident
 
 def agent_clock() -> float:
     raise AssertionError('the Agent clock is read only when PagerDuty dates no answer')
+
+
+def pages_of(steps: Iterable[PassStep]) -> list[Page]:
+    """The pages a pass yields, without the points before each request."""
+    return [step for step in steps if isinstance(step, Page)]
+
+
+def next_page(steps: Iterator[PassStep]) -> Page:
+    """Step a pass up to the next page it yields."""
+    for step in steps:
+        if isinstance(step, Page):
+            return step
+    raise AssertionError('the pass ended')
 
 
 def record(status: str = 'triggered', checked_at: float = 0.0) -> IncidentRecord:
@@ -51,7 +66,7 @@ class TestFeedPass:
     def test_an_idle_feed_costs_one_request_and_reaches_pagerdutys_present(self) -> None:
         pagerduty = ScriptedPagerDuty()
         feed = Feed(horizon=NOW - 60)
-        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 3600, since_last_run=60.0))
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 3600, since_last_run=60.0))
         assert len(pagerduty.requests) == 1
         assert [(p.looks, p.deliver) for p in pages] == [([], True)]
         assert (feed.horizon, feed.window) == (NOW, None)
@@ -67,7 +82,7 @@ class TestFeedPass:
             log_entry(4, NOW - 5000, incident_id='P00003'),
         ]
         feed = Feed(horizon=NOW - 100)
-        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
         looks = [(look.incident.id, [e.id for e in look.entries or []]) for p in pages for look in p.looks]
         assert looks == [('P00001', ['L000001', 'L000002']), ('P00002', ['L000003'])]
 
@@ -75,7 +90,7 @@ class TestFeedPass:
         pagerduty = ScriptedPagerDuty()
         pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
         feed = Feed(horizon=NOW - 1000)
-        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
         offsets = [request[3] for request in pagerduty.requests]
         assert offsets == [0, page_step()]
         seen = [e.id for p in pages for look in p.looks for e in look.entries or []]
@@ -87,15 +102,15 @@ class TestFeedPass:
         pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
         feed = Feed(horizon=NOW - 1000)
         stopped = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
-        next(stopped)
+        next_page(stopped)
         assert feed.window is not None and feed.window.offset == 0
         reading = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
-        first = next(reading)
-        second = next(reading)
+        first = next_page(reading)
+        second = next_page(reading)
         # The first page was taken: the window went on, a page less the entries two pages share.
         assert feed.window is not None and feed.window.offset == page_step()
         assert feed.horizon == NOW - 1000
-        rest = list(reading)
+        rest = pages_of(reading)
         read = [e.id for p in [first, second, *rest] for look in p.looks for e in look.entries or []]
         assert len(set(read)) == PAGE_SIZE + 20
         assert len(read) - len(set(read)) == PAGE_SIZE - page_step()
@@ -104,7 +119,7 @@ class TestFeedPass:
     def test_a_horizon_ahead_of_pagerdutys_clock_is_read_again_from_the_last_run(self) -> None:
         pagerduty = ScriptedPagerDuty()
         feed = Feed(horizon=NOW + 3 * 3600)
-        pages = list(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=120.0))
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=120.0))
         assert [p.repaired for p in pages] == [True, False]
         assert "ahead of PagerDuty's clock" in pages[0].warnings[0][0]
         assert pagerduty.requests[1][1] == NOW - 120 - OVERLAP - OVERLAP
@@ -116,20 +131,47 @@ class TestFeedPass:
         for attempt in range(1, UNREADABLE_RETRIES):
             pagerduty.unreadable = 1
             with pytest.raises(UnreadableResponse):
-                list(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=60.0))
+                pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=60.0))
             assert (feed.failures, feed.horizon) == (attempt, NOW - 60)
         pagerduty.unreadable = 1000
         # PagerDuty dates no answer now: the feed reads up to the Agent's clock.
         passes = FeedPass(pagerduty, lambda: NOW).read(feed, NOW - DAY, 60.0)
         pages = []
         with pytest.raises(UnreadableResponse):
-            for page in passes:
-                pages.append(page)
+            for step in passes:
+                if isinstance(step, Page):
+                    pages.append(step)
         # Halved down to the horizon's second, which is passed over; the next window fails afresh.
         assert [s for p in pages for s in p.skipped] == [('unreadable', 1)]
         warned = [w for p in pages for w in p.warnings]
         assert [w[1:3] for w in warned] == [(format_time(NOW - 60), format_time(NOW - 59))]
         assert (feed.failures, feed.horizon) == (1, NOW - 59)
+
+
+class TestEveryRequestIsAnnounced:
+    """Each pass yields `NEXT_REQUEST` before each of its requests: where the collector may stop it."""
+
+    def test_one_point_before_each_request_of_every_pass(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        for n in range(1, PAGE_SIZE + 30):
+            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
+        pagerduty.entries = [log_entry(n, NOW - 900 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
+        state = CollectorState(horizon=NOW - 2 * DAY)
+        state.incidents['PGONE1'] = record(checked_at=NOW - 3600)
+        passes = [
+            FeedPass(pagerduty, agent_clock).read(Feed(horizon=NOW - 1000), NOW - 2000, since_last_run=60.0),
+            ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1),
+            SweepPass(pagerduty).history(state, NOW),
+        ]
+        for steps in passes:
+            before = len(pagerduty.requests)
+            points = 0
+            for step in steps:
+                if step is NEXT_REQUEST:
+                    points += 1
+                    # Announced, not yet made.
+                    assert len(pagerduty.requests) == before + points - 1
+            assert points == len(pagerduty.requests) - before > 1
 
 
 class TestReconcilePass:
@@ -141,7 +183,7 @@ class TestReconcilePass:
             pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
         state = CollectorState()
         state.incidents['PGONE1'] = record(checked_at=NOW - 3600)
-        pages = list(ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1))
+        pages = pages_of(ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1))
         looks = [look.incident.number for p in pages for look in p.looks]
         assert looks == list(range(1, 2 * PAGE_SIZE + 6))
         assert [p.gone for p in pages if p.gone] == [['PGONE1']]
@@ -153,12 +195,12 @@ class TestReconcilePass:
         for n in range(1, 3 * PAGE_SIZE + 1):
             pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
         state = CollectorState(baseline=True)
-        first = list(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
+        first = pages_of(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
         assert len(pagerduty.requests) == 2
         assert state.reconciliation is not None
         # The second page starts at the first one's last creation time, which it lists again.
         assert state.reconciliation.position == (NOW - DAY + 2 * PAGE_SIZE - 1, 2 * PAGE_SIZE - 1)
-        rest = list(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
+        rest = pages_of(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
         numbers = [look.incident.number for p in first + rest for look in p.looks]
         assert numbers == list(range(1, 3 * PAGE_SIZE + 1))
         assert state.reconciliation is None
@@ -169,9 +211,9 @@ class TestReconcilePass:
         state.incidents['PA'] = record(checked_at=NOW - 3600)
         state.incidents['PB'] = record(checked_at=NOW - 3600)
         passes = ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=1)
-        next(passes)
+        next_page(passes)
         pagerduty.unreadable = 1
-        pages = list(passes)
+        pages = pages_of(passes)
         assert [p.skipped for p in pages] == [[('unreadable_incident', 1)], [], []]
         assert [p.gone for p in pages] == [[], ['PB'], []]
 
@@ -194,7 +236,7 @@ class TestSweepPass:
         for n in range(1, 11):
             pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - n * DAY, 'resolved')
         state = CollectorState(horizon=NOW - 30 * DAY)
-        pages = list(SweepPass(pagerduty).history(state, NOW))
+        pages = pages_of(SweepPass(pagerduty).history(state, NOW))
         assert sorted(look.incident.number for p in pages for look in p.looks) == list(range(1, 11))
         assert (state.horizon, state.window) == (NOW, None)
 
@@ -204,18 +246,18 @@ class TestSweepPass:
             pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - 10 * DAY + n * 60, 'resolved')
         state = CollectorState(horizon=NOW - 10 * DAY)
         pages = SweepPass(pagerduty).history(state, NOW)
-        first = next(pages)
-        assert (first.looks, first.deliver) == ([], False)
-        second = next(pages)
+        first = next_page(pages)
+        # The first answer only sized the window: the page taken is the narrower window's first.
+        assert len(pagerduty.requests) == 2
         assert 0 < state.width <= 10 * DAY / 2
         assert state.window is not None and state.window.until - state.window.since == state.width
-        assert len(second.looks) == PAGE_SIZE
+        assert len(first.looks) == PAGE_SIZE
 
     def test_resending_ends_where_it_was_asked_to(self) -> None:
         pagerduty = ScriptedPagerDuty()
         pagerduty.incidents['P00001'] = raw_incident(1, NOW - 2 * DAY, 'resolved')
         state = CollectorState(resend=Window(NOW - 3 * DAY, NOW - DAY), resend_end=NOW - DAY)
-        pages = list(SweepPass(pagerduty).resend(state))
+        pages = pages_of(SweepPass(pagerduty).resend(state))
         assert [look.incident.id for p in pages for look in p.looks] == ['P00001']
         assert (state.resend, state.resend_end) == (None, None)
 

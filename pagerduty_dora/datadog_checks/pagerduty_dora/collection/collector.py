@@ -59,7 +59,7 @@ from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
 from .feed import FeedPass
-from .pages import DAY, OVERLAP, Page
+from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .reconcile import ReconcilePass, pages_per_run
 from .recorder import Recorder, Run, RunReport, StopRun
 from .recovery import Recovery
@@ -256,18 +256,17 @@ class Collector:
 
     # The loop every pass runs in ---------------------------------------------------------------
 
-    def _drive(self, pages: Iterator[Page], take: Callable[..., None], *, sweep: bool = False) -> None:
-        """Step `pages` one request at a time: check the deadline, take what the page holds, deliver."""
-        while True:
-            self._check_deadline()
-            if sweep and self.dora is not None and self.dora.pending > MAX_QUEUED_BEFORE_SWEEP:
-                # Read no more history while DORA delivery is behind: its queue is bounded.
-                raise StopRun('DORA deliveries are behind; reading continues once they catch up')
-            page = next(pages, None)
-            if page is None:
-                return
-            self._take(page, take)
-            if page.deliver:
+    def _drive(self, steps: Iterator[PassStep], take: Callable[..., None], *, sweep: bool = False) -> None:
+        """Run a pass: before each of its requests check the deadline; take and deliver each page it yields."""
+        for step in steps:
+            if isinstance(step, NextRequest):
+                self._check_deadline()
+                if sweep and self.dora is not None and self.dora.pending > MAX_QUEUED_BEFORE_SWEEP:
+                    # Read no more history while DORA delivery is behind: its queue is bounded.
+                    raise StopRun('DORA deliveries are behind; reading continues once they catch up')
+                continue
+            self._take(step, take)
+            if step.deliver:
                 self._deliver()
 
     def _take(self, page: Page, take: Callable[..., None]) -> None:

@@ -26,7 +26,7 @@ from datadog_checks.pagerduty_dora.pagerduty.client import (
     parse_log_entry,
 )
 
-from .pages import DAY, OVERLAP, Look, Page
+from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
 from .state import Feed, FeedWindow
 
 # Entries shared by two consecutive pages of a feed window, matched by id.
@@ -53,7 +53,7 @@ class FeedPass:
         self.fallback_now = fallback_now
         self.pages = 0
 
-    def read(self, feed: Feed, live_since: float, since_last_run: float | None) -> Iterator[Page]:
+    def read(self, feed: Feed, live_since: float, since_last_run: float | None) -> Iterator[PassStep]:
         """One `Page` per request, oldest entries first within each page, until the present is read."""
         target: float | None = None
         since = feed.horizon - OVERLAP
@@ -63,6 +63,7 @@ class FeedPass:
                 if target is not None and since >= target:
                     return
                 window = feed.window = _plan(feed, since, target)
+            yield NEXT_REQUEST
             page = Page(deliver=False)
             log = self._request(feed, window, page)
             if target is None:

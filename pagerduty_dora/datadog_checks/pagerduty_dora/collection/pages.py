@@ -3,11 +3,11 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """What a pass hands the collector after each request: the incidents it read, and what it could not use.
 
-The passes (`feed.py`, `reconcile.py`, `sweep.py`) are generators that make at most one request per
-step and yield one `Page`; the collector checks its deadline before each step, takes what the page
-holds and delivers. A pass never calls the collector: it owns its cursor and the rule that moves it,
-and moves it only when the collector asks for the next step, so a run stopped while taking a page
-reads that page again.
+The passes (`feed.py`, `reconcile.py`, `sweep.py`) are generators. Before each request a pass yields
+`NEXT_REQUEST`, where the collector checks its deadline; after it, the pass yields one `Page`, which
+the collector takes and delivers. A pass never calls the collector: it owns its cursor and the rule
+that moves it, and moves it when the collector asks for the next step, after taking the page, so a
+run stopped while taking a page reads that page again, and one stopped at its deadline does not.
 """
 
 from __future__ import annotations
@@ -22,6 +22,18 @@ DAY = 86400.0
 # How far back each run's first feed window reaches before the horizon, for entries PagerDuty
 # indexes late (it indexes within seconds to a minute).
 OVERLAP = 180.0
+
+
+class NextRequest:
+    """What a pass yields just before it makes a request: the collector may stop the run there."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return 'NEXT_REQUEST'
+
+
+NEXT_REQUEST = NextRequest()
 
 
 @dataclass
@@ -60,3 +72,7 @@ class Page:
 
     def warn(self, message: str, *args: Any) -> None:
         self.warnings.append((message, *args))
+
+
+# One step of a pass: about to make a request, or what a request gave.
+PassStep = Page | NextRequest

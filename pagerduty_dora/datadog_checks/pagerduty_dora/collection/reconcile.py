@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
-from .pages import Look, Page
+from .pages import NEXT_REQUEST, Look, Page, PassStep
 from .state import CollectorState, Reconciliation
 
 # A pass over the open incidents completes within this many seconds, whatever their number.
@@ -31,7 +31,7 @@ class ReconcilePass:
         self.fallback_now = fallback_now
         self.pages = 0
 
-    def read(self, state: CollectorState, now: float | None, pages_per_run: int) -> Iterator[Page]:
+    def read(self, state: CollectorState, now: float | None, pages_per_run: int) -> Iterator[PassStep]:
         """This run's share (`pages_per_run`) of the open incidents, one `Page` per request.
 
         The pass ends (and the baseline is set) once every open incident was read and every open
@@ -44,6 +44,7 @@ class ReconcilePass:
         while scan.verify is None:
             if state.baseline and pages >= pages_per_run:
                 return
+            yield NEXT_REQUEST
             page, move = self._list_page(scan, now)
             # The position moves once the page is taken: a run stopped while taking it reads it again.
             yield page
@@ -53,6 +54,7 @@ class ReconcilePass:
             key = scan.verify[0]
             record = state.incidents.get(key)
             if record is not None and record.status != 'resolved' and record.checked_at < scan.started:
+                yield NEXT_REQUEST
                 yield self._verify(key)
             scan.verify.pop(0)
         state.baseline = True

@@ -23,7 +23,7 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
-from .pages import DAY, Look, Page
+from .pages import DAY, NEXT_REQUEST, Look, Page, PassStep
 from .rebuild import read_record
 from .state import CollectorState, Feed
 from .story import settled
@@ -192,7 +192,7 @@ class Recovery:
             state.refetch.append(key)
             queued.add(key)
 
-    def refetch(self, client: PagerDutyClient, state: CollectorState) -> Iterator[Page]:
+    def refetch(self, client: PagerDutyClient, state: CollectorState) -> Iterator[PassStep]:
         """Read again by id the incidents whose failure went missing or disagrees with Datadog: one `Page` each."""
         done = 0
         while state.refetch and done < MAX_REFETCH_PER_RUN and self.dora is not None:
@@ -200,6 +200,7 @@ class Recovery:
             record = state.incidents.get(key)
             if record is None or not settled(record.delivered, record.desired):
                 done += 1
+                yield NEXT_REQUEST
                 yield self._read_again(client, key, record is not None)
             state.refetch.pop(0)
 

@@ -17,7 +17,7 @@ from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CA
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident, parse_incident
 
 from .feed import narrower
-from .pages import DAY, OVERLAP, Look, Page
+from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
 from .state import CollectorState, Window
 
 # Windows are sized for this many records, leaving room under the offset cap for growth.
@@ -31,7 +31,7 @@ class SweepPass:
         self.client = client
         self.pages = 0
 
-    def history(self, state: CollectorState, target: float) -> Iterator[Page]:
+    def history(self, state: CollectorState, target: float) -> Iterator[PassStep]:
         """Every incident created before `target`, from `state.horizon` on."""
         assert state.horizon is not None
         while True:
@@ -49,7 +49,7 @@ class SweepPass:
                 if window.offset < WINDOW_TARGET // 4:
                     state.width = min(MAX_WINDOW, max(state.width, window.until - window.since) * 2)
 
-    def resend(self, state: CollectorState) -> Iterator[Page]:
+    def resend(self, state: CollectorState) -> Iterator[PassStep]:
         """The history that runs with DORA delivery off kept back, window by window."""
         while state.resend is not None and state.resend_end is not None:
             window = state.resend
@@ -61,18 +61,18 @@ class SweepPass:
             else:
                 state.resend = state.resend_end = None
 
-    def _window(self, window: Window) -> Generator[Page, None, tuple[float | None, float | None]]:
+    def _window(self, window: Window) -> Generator[PassStep, None, tuple[float | None, float | None]]:
         """Page through one creation-time window from `window.offset` on.
 
         Returns (creation time up to which it is done, None) when the window is finished, or
         (None, narrower width) when its first page shows it holds more than the offset cap.
         """
         while True:
+            yield NEXT_REQUEST
             first = window.offset == 0
             listed = self.client.list_created(window.since, window.until, window.offset, with_total=first)
             self.pages += 1
             if first and _over_cap(window, listed.total, listed.more, len(listed.incidents)):
-                yield Page(deliver=False)
                 return None, narrower(window.until - window.since, listed.total or 0, WINDOW_TARGET)
             page = Page()
             for raw in listed.incidents:
