@@ -30,7 +30,9 @@ Invariants (the product's promises).
    with the incident as `aggregation_key`, the kind as `transition:` tag and a `timestamp` within 1 s
    of the transition's time; one found late instead carries `reported_late:true` and is dated when it
    was found (within the Agent's skew). Each is emitted by the first run 200 s or more after the
-   transition (entries are indexed up to a minute late), which is judged after every run.
+   transition (entries are indexed up to a minute late), which is judged after every run. Two limits
+   of docs/limits.md aside (may, need not, be reported): a transition in the very second collection
+   goes live, and an urgency change before any run 200 s after the incident's creation.
 3. Unlogged changes (priority_changed, service_changed: PagerDuty logs neither; the check sees them by
    re-reading incidents): for every incident, at most one event per change, each dated no earlier than
    a distinct change before it. For a steady incident, after the settle phase: the last such event
@@ -359,6 +361,18 @@ class Verdict:
     def steady(self, story: Story) -> bool:
         return all(self.config.wanted(state) for state in story.since(self.live))
 
+    def knowable(self, story: Story, kind: str, at: float) -> bool:
+        """Whether a logged transition must be reported, given the limits docs/limits.md states.
+
+        What happens in the very second collection goes live is part of the baseline; an urgency
+        change is taken as the incident's urgency unless a run could have seen the incident before it.
+        """
+        if at <= self.live:
+            return False
+        if kind == 'urgency_changed':
+            return any(story.created_at + SLACK <= run.at < at for run in self.runs)
+        return True
+
     def while_wanted(self, story: Story, at: float) -> bool:
         return at >= self.live and any(self.config.wanted(s) for s in story.in_second(at))
 
@@ -407,7 +421,7 @@ class Verdict:
         if not steady:
             return
         due = self.runs[-1].at - (0 if self.final else SLACK)
-        required = [(kind, at) for kind, at in allowed if at <= due]
+        required = [(kind, at) for kind, at in allowed if at <= due and self.knowable(story, kind, at)]
         _, missing = _unmatched(events, required)
         if missing:
             for kind, _ in missing:
