@@ -243,3 +243,35 @@ class TestDrift:
             aggregator.assert_metric('pagerduty_dora.dora.drift', value=1, tags=['result:queued'])
         finally:
             world.close()
+
+    def test_a_failure_merged_away_while_delivery_was_off_is_removed(self, dd_run_check, aggregator, datadog_agent):
+        world = World()
+        try:
+            service = world.account.add_service('Checkout')
+            account = world.account
+            account.now -= 1800
+            merged = account.trigger(service, 'Merged away')
+            account.advance(60)
+            account.resolve(merged)
+            account.advance(1740)
+            account.reopen(merged)
+            account.advance(1)
+            dd_run_check(world.check(datadog_app_key=DD_APP_KEY, backfill_days=3))
+            assert 'finished_at' not in world.dora.failures[failure_id(merged)]
+            # Nearly a day on, DORA delivery is off while the incident is merged into another one.
+            account.advance(DAY - 1800)
+            off = world.check(datadog_app_key=DD_APP_KEY, backfill_days=3, submit_dora_failures=False)
+            survivor = account.trigger(service, 'Survivor')
+            account.merge(merged, survivor)
+            account.advance(3600)
+            dd_run_check(off)
+            # Delivery is on again, and the daily comparison finds the merged incident's failure open.
+            on = world.check(datadog_app_key=DD_APP_KEY, backfill_days=3)
+            for _ in range(3):
+                account.advance(60)
+                dd_run_check(on)
+            assert failure_id(merged) in world.dora.removed
+            assert failure_id(merged) not in world.dora.failures
+            assert 'finished_at' not in world.dora.failures[failure_id(survivor)]
+        finally:
+            world.close()

@@ -41,6 +41,9 @@ REMOVAL_ENDPOINT = 'dora_failure_delete'
 REMOVE = '__remove__'
 # Marks a delivered fingerprint that Datadog refused for good (a 4xx): not sent again until it changes.
 REJECTED = '!'
+# Marks a record whose failure Datadog holds open although the record says otherwise (found by the
+# daily drift check): whatever the incident wants now (its resolve, or a removal) is sent again.
+DRIFTED = '?'
 CACHE_KEY = 'dora_pending'
 CACHE_VERSION = 1
 
