@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import cast
 
 import pytest
@@ -17,6 +16,8 @@ from datadog_checks.pagerduty_dora.attribution.executor import Executor
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
 from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, Response
 
+from .test_attribution_rules import facts
+
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
@@ -25,22 +26,6 @@ KEY = ('checkout', 'prod')
 
 def deployment(deployment_id: str, finished: float, version: str | None = 'v1') -> Deployment:
     return Deployment(deployment_id, 'checkout', 'prod', version, finished - 5 * MINUTE, finished)
-
-
-def facts(**changes) -> Facts:
-    base = Facts(
-        start=T0,
-        services=('checkout',),
-        env='prod',
-        severity='P1',
-        priority='P1',
-        rule='service_url',
-        wanted=True,
-        merged=False,
-        pagerduty_service='PSVC001',
-        resolved_at=None,
-    )
-    return replace(base, **changes)
 
 
 def stored(deployment_id: str | None, final: bool = False) -> dict:

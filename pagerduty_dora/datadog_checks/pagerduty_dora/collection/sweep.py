@@ -10,11 +10,10 @@ back small. The cursor (`state.horizon`) only moves forward, once a window is re
 
 from __future__ import annotations
 
-from typing import Any, Generator, Iterator
+from typing import Generator, Iterator
 
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
-from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident, parse_incident
 
 from .feed import narrower
 from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
@@ -83,7 +82,7 @@ class SweepPass:
             more = listed.more and bool(listed.incidents)
             last = None
             if more and window.offset + 2 * PAGE_SIZE > OFFSET_CAP:
-                last = max((i.created_at for i in map(_quiet_parse, listed.incidents) if i), default=None)
+                last = max((look.incident.created_at for look in page.looks), default=None)
                 if last is None or last <= window.since:
                     more, last = False, None
                     page.warn(
@@ -113,13 +112,6 @@ def plan_window(horizon: float, target: float, width: float) -> Window | None:
     since = horizon - min(OVERLAP, width / 2) if horizon > target - DAY else horizon
     until = min(target, max(since + width, horizon + 1))
     return Window(since=since, until=max(until, since + 1))
-
-
-def _quiet_parse(raw: Any) -> Incident | None:
-    try:
-        return parse_incident(raw)
-    except MalformedIncident:
-        return None
 
 
 def _over_cap(window: Window, total: int | None, more: bool, size: int) -> bool:
