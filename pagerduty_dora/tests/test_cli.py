@@ -17,6 +17,7 @@ import yaml
 
 from datadog_checks.pagerduty_dora.catalog.mapping import RULES
 from datadog_checks.pagerduty_dora.cli.dry_run import run_dry
+from datadog_checks.pagerduty_dora.cli.main import redact
 
 from .fakes.demo import EXPECTED_RULES, DemoWorld
 
@@ -515,6 +516,33 @@ class TestAgentVerdict:
         _, error = stderr_lines(result)
         assert error.startswith('PagerDuty rejected `api_token` (401 Unauthorized) at ')
         assert error in str(raised.value)
+
+
+class TestSecretMasking:
+    """Secrets are masked as whole values in everything the command prints, never inside other words."""
+
+    @pytest.mark.parametrize(
+        'text, secrets, expected',
+        [
+            ('backfill and api_token', ['k'], 'backfill and api_token'),
+            ('the key k was refused', ['k'], 'the key ******** was refused'),
+            ("got 'k'", ['k'], "got '********'"),
+            ('token=k&x=1', ['k'], 'token=********&x=1'),
+            ('u+pdToken_1 and u+pdToken_12', ['u+pdToken_1'], '******** and u+pdToken_12'),
+            ('prefix' + TOKEN + 'suffix', [TOKEN], 'prefix********suffix'),
+            ('a-b and a', ['a'], 'a-b and ********'),
+        ],
+        ids=['inside-words', 'alone', 'quoted', 'in-a-query', 'longer-token', 'long-key-anywhere', 'hyphenated'],
+    )
+    def test_redact(self, text, secrets, expected):
+        assert redact(text, secrets) == expected
+
+    def test_short_token_leaves_option_names_whole(self, world, tmp_path):
+        result = run('--config', write_conf(tmp_path, world.instance(api_token='k')), '--dry-run')
+
+        _, error = stderr_lines(result)
+        assert error.startswith('PagerDuty rejected `api_token` (401 Unauthorized) at '), error
+        assert '*' not in error
 
 
 class TestNextStep:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import NoReturn, Sequence
 
@@ -128,13 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_dry(init_config, instance, args.config, args.instance)
             text = render_dry_run
         output = json.dumps(result, indent=2, ensure_ascii=False) + '\n' if args.json else text(result)
-        sys.stdout.write(_redact(output, secrets))
+        sys.stdout.write(redact(output, secrets))
         return 0
     except CliError as e:
         # What the check warned about comes first: an unknown option name may be why the run failed.
         for warning in e.warnings:
-            sys.stderr.write('{}: warning: {}\n'.format(PROG, _redact(one_line(warning), secrets)))
-        sys.stderr.write('{}: error: {}\n'.format(PROG, _redact(one_line(str(e)), secrets)))
+            sys.stderr.write('{}: warning: {}\n'.format(PROG, redact(one_line(warning), secrets)))
+        sys.stderr.write('{}: error: {}\n'.format(PROG, redact(one_line(str(e)), secrets)))
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write('{}: interrupted\n'.format(PROG))
@@ -151,9 +152,21 @@ def _configure_logging(verbose: bool) -> None:
         root.setLevel(logging.CRITICAL)
 
 
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, '********')
+# A secret is masked where it stands whole: not inside a longer word of these characters, so a short
+# key (`k`) leaves `backfill` and `api_token` as written. A key of `_MASKED_ANYWHERE` characters or
+# more is masked wherever it appears, since no other word holds it by chance.
+_WORD_CHARACTER = r'[\w+-]'
+_MASKED_ANYWHERE = 12
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every occurrence of a secret value, as a whole value, replaced by `********`."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= _MASKED_ANYWHERE:
+            text = text.replace(secret, '********')
+        else:
+            pattern = r'(?<!{0}){1}(?!{0})'.format(_WORD_CHARACTER, re.escape(secret))
+            text = re.sub(pattern, '********', text)
     return text
 
 
