@@ -1,7 +1,8 @@
 # Shared set-up for the scripts in this folder; source it, don't run it.
 # Provides `require_python313` (finds Python 3.13 on PATH or under pyenv and puts it first on PATH, so
 # that hatch uses it instead of downloading its own), `require_python312` (for the tests),
-# `ensure_ddev`, and `ensure_demo_venv` (the environment `scripts/demo` and `scripts/dry-run` run in).
+# `require_demo_python` (3.13 or 3.12, both supported), `ensure_ddev`, and `ensure_demo_venv` (the
+# environment `scripts/demo` and `scripts/dry-run` run in).
 # Python is looked for only when something must be installed: an existing environment is used as is.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +48,19 @@ require_python312() {
     export PATH="$(dirname "$PYTHON312"):$PATH"
 }
 
+# Find a Python the integration supports for the demo's environment, 3.13 first, then 3.12; set
+# DEMO_BASE_PYTHON to it, or fail naming both.
+require_demo_python() {
+    local version
+    for version in 3.13 3.12; do
+        if DEMO_BASE_PYTHON="$(find_python "$version" 2>/dev/null)"; then
+            return 0
+        fi
+    done
+    echo "error: neither Python 3.13 nor 3.12 found on PATH nor under pyenv; install one of them" >&2
+    return 1
+}
+
 # Create (once) a virtual environment holding ddev, and put it first on PATH. Python 3.13 goes on
 # PATH too: the environments ddev creates with hatch (tests, lint) are built with it.
 ensure_ddev() {
@@ -69,10 +83,10 @@ ensure_demo_venv() {
     if [ -x "$DEMO_PYTHON" ] && "$DEMO_PYTHON" -c 'import datadog_checks.pagerduty_dora' >/dev/null 2>&1; then
         return 0
     fi
-    require_python313
-    echo "Setting up $venv" >&2
+    require_demo_python
+    echo "Setting up $venv with $DEMO_BASE_PYTHON" >&2
     rm -rf "$venv"
-    "$PYTHON313" -m venv "$venv"
+    "$DEMO_BASE_PYTHON" -m venv "$venv"
     "$DEMO_PYTHON" -m pip install -qq --disable-pip-version-check \
         "datadog-checks-base[deps]==$DDEV_TEST_BASE_PACKAGE_VERSION"
     "$DEMO_PYTHON" -m pip install -qq --disable-pip-version-check --no-deps -e "$ROOT/pagerduty_dora"

@@ -482,11 +482,15 @@ class TestAgentVerdict:
 
         result = run('--config', write_conf(tmp_path, instance), '--dry-run')
 
-        assert_one_line_error(
-            result,
+        assert result.returncode == 1
+        _, error = stderr_lines(result)
+        assert error == (
             'Datadog rejected the API key (403 Forbidden): check `datadog_api_key` (or the Agent `api_key`) and that '
-            '`datadog_api_url` matches your Datadog site',
+            '`datadog_api_url` matches your Datadog site'
         )
+        # PagerDuty answered: its mapping is shown, then the Agent's verdict.
+        assert 'Checkout latency above SLO' in result.stdout
+        assert 'Datadog API ({}): Datadog rejected the API key'.format(world.datadog.url) in result.stdout
 
     @pytest.mark.parametrize('app_key', [False, True], ids=['without-app-key', 'with-app-key'])
     def test_datadog_unreachable_names_url_and_cause(self, world, tmp_path, app_key):
@@ -497,11 +501,31 @@ class TestAgentVerdict:
 
         result = run('--config', write_conf(tmp_path, instance), '--dry-run')
 
-        assert result.returncode == 1 and result.stdout == ''
+        assert result.returncode == 1
         _, error = stderr_lines(result)
         path = '/api/v2/catalog/entity' if app_key else '/api/v1/validate'
         assert 'cannot connect to {}{}: the connection to 127.0.0.1 was refused'.format(url, path) in error
         assert 'check `datadog_api_url`' in error and 'api.can_connect' not in error
+        if app_key:
+            # The catalog never loaded: nothing would be submitted, so there is no mapping to show.
+            assert result.stdout == ''
+        else:
+            assert 'Checkout latency above SLO' in result.stdout
+            assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 9' in result.stdout
+
+    @pytest.mark.parametrize('app_key', [False, True], ids=['without-app-key', 'with-app-key'])
+    def test_datadog_unreachable_is_told_at_once(self, world, tmp_path, app_key):
+        """One attempt per connection: the Agent's backoff (seconds of silence) is for the next run, not a dry run."""
+        url = 'http://127.0.0.1:{}'.format(closed_port())
+        instance = world.instance(datadog_api_url=url, min_collection_interval=5, attribute_change_failures=app_key)
+        if not app_key:
+            instance = without(instance, 'datadog_app_key')
+
+        result = run('--config', write_conf(tmp_path, instance), '--dry-run', '--verbose')
+
+        assert result.returncode == 1
+        assert 'cannot connect to {}'.format(url) in result.stderr
+        assert 'retrying' not in result.stderr
 
     def test_pagerduty_401_agrees_with_the_agent(self, world, tmp_path, dd_run_check):
         from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
@@ -516,6 +540,34 @@ class TestAgentVerdict:
         _, error = stderr_lines(result)
         assert error.startswith('PagerDuty rejected `api_token` (401 Unauthorized) at ')
         assert error in str(raised.value)
+
+
+class TestStrict:
+    """`--strict` turns what the Agent only warns about (a misspelled optional option) into exit status 1."""
+
+    def test_misspelled_option(self, world, tmp_path):
+        conf = write_conf(tmp_path, world.instance(backfil_days=7))
+
+        lenient = run('--config', conf, '--dry-run')
+        strict = run('--config', conf, '--dry-run', '--strict')
+
+        assert lenient.returncode == 0, lenient.stderr
+        assert strict.returncode == 1
+        _, error = stderr_lines(strict)
+        assert error.startswith('--strict: the check warned 1 time ')
+        assert 'did you mean `backfill_days`?' in strict.stdout
+        assert strict.stdout == lenient.stdout
+
+    def test_no_warning(self, world, tmp_path):
+        result = run('--config', write_conf(tmp_path, world.instance()), '--dry-run', '--strict')
+
+        assert result.returncode == 0, result.stderr
+
+    def test_not_with_demo(self):
+        result = run('--demo', '--strict')
+
+        assert result.returncode == 2
+        assert '--strict go with --config' in result.stderr
 
 
 class TestSecretMasking:

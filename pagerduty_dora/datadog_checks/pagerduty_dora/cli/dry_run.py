@@ -39,11 +39,11 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     _raise_on_critical(aggregator, warnings)
     if report is None:
         raise CliError('the run produced no report', warnings)
-    datadog = check_datadog_api(check, agent_config, warnings)
+    datadog = check_datadog_api(check, agent_config)
     config = check.config
     rows = incident_rows(report.mappings, qualification_of(config), wanted_dora=wanted_dora)
     attribution = None
-    if agent_config.attribute_change_failures:
+    if agent_config.attribute_change_failures and not datadog.get('error'):
         attribution = preview_attribution(check, agent_config, rows, report.mappings)
         warnings = warnings + [w for w in check.get_warnings() if w not in warnings]
     return {
@@ -71,6 +71,8 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         },
         'metrics': metric_summaries(aggregator),
         'warnings': warnings,
+        # What the Agent would report as CRITICAL after this collection (the Datadog API refused or silent).
+        'error': datadog.get('error'),
     }
 
 
@@ -100,6 +102,10 @@ def _dry_check(init_config: dict, instance: dict) -> Any:
     if check.collector is not None:
         check.collector.persist = False
         check.collector.keep_mappings = True
+    # One attempt per connection: an API that does not answer is told now, not after the Agent's backoff.
+    for client in (check.pagerduty_api, check.datadog_api):
+        if client is not None:
+            client.retry_connection_failures = False
     return check
 
 
@@ -204,7 +210,7 @@ def _raise_on_critical(aggregator: Any, warnings: list[str]) -> None:
                 raise CliError(service_check.message or '{} is CRITICAL'.format(METRIC_PREFIX + name), warnings)
 
 
-def check_datadog_api(check: Any, config: Any, warnings: list[str]) -> dict[str, Any]:
+def check_datadog_api(check: Any, config: Any) -> dict[str, Any]:
     """Whether the Datadog API answers and accepts the API key DORA failures would be sent with.
 
     `GET /api/v1/validate` checks an API key and writes nothing. The Agent would send DORA failures
@@ -224,7 +230,7 @@ def check_datadog_api(check: Any, config: Any, warnings: list[str]) -> dict[str,
         check.datadog_api.get(VALIDATE_PATH, endpoint='validate')
     except AuthError as e:
         if key:
-            raise CliError(check._auth_message(e), warnings) from None
+            return {'url': url, 'checked': True, 'key_checked': True, 'error': check._auth_message(e)}
         return {
             'url': url,
             'checked': True,
@@ -235,5 +241,5 @@ def check_datadog_api(check: Any, config: Any, warnings: list[str]) -> dict[str,
             ),
         }
     except ApiError as e:
-        raise CliError(str(e), warnings) from None
+        return {'url': url, 'checked': True, 'key_checked': False, 'error': str(e)}
     return {'url': url, 'checked': True, 'key_checked': True, 'note': 'the API key is accepted'}

@@ -47,6 +47,7 @@ examples:
   {prog} --demo --json > demo.json
   {prog} --config /etc/datadog-agent/conf.d/pagerduty_dora.d/conf.yaml --dry-run
   {prog} --config conf.yaml --instance 1 --dry-run --json > mapping.json
+  {prog} --config conf.yaml --dry-run --strict
 
 the dry run checks the Datadog API DORA failures would be sent to (GET /api/v1/validate, which
 writes nothing). Outside the Agent it reads the Agent's `api_key` and `site` from DD_API_KEY and
@@ -54,8 +55,10 @@ DD_SITE, for an instance without `datadog_api_key`.
 
 exit status: 0 on success, 1 on an error (unreadable conf.yaml, no such instance, invalid option,
 rejected credentials, unreachable API, nothing that could be submitted: whenever the Agent would
-report a CRITICAL service check), 2 on a usage error. Errors are one line on stderr, after the
-warnings of the check (`warning:` lines), which come first.
+report a CRITICAL service check; with --strict, also any warning, such as a misspelled option name,
+which the Agent ignores), 2 on a usage error. Errors are one line on stderr, after the warnings of
+the check (`warning:` lines), which come first. When PagerDuty answered, the mapping is printed
+even if the Datadog API then fails.
 """.format(prog=PROG)
 
 
@@ -102,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         action='store_true',
         help='with --config: collect once and show the mapping and what would be submitted, submitting nothing',
     )
+    parser.add_argument(
+        '--strict',
+        action='store_true',
+        help='with --config: exit 1 when the check warns, e.g. of a misspelled option name the Agent would ignore',
+    )
     parser.add_argument('--json', action='store_true', help='print one JSON document instead of text')
     parser.add_argument('--verbose', '-v', action='store_true', help="show the check's log (debug level) on stderr")
     return parser
@@ -113,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.config is not None and not args.dry_run:
         parser.error('--config needs --dry-run: this command never submits anything')
-    if args.demo and (args.dry_run or args.instance != 0):
-        parser.error('--dry-run and --instance go with --config, not --demo')
+    if args.demo and (args.dry_run or args.instance != 0 or args.strict):
+        parser.error('--dry-run, --instance and --strict go with --config, not --demo')
     if args.instance < 0:
         parser.error('argument --instance: must be 0 or more, got {}'.format(args.instance))
     _configure_logging(args.verbose)
@@ -130,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = render_dry_run
         output = json.dumps(result, indent=2, ensure_ascii=False) + '\n' if args.json else text(result)
         sys.stdout.write(redact(output, secrets))
+        error = verdict(result, strict=args.strict)
+        if error:
+            # After the report: what PagerDuty gave is shown even when the Agent would report an error.
+            sys.stderr.write('{}: error: {}\n'.format(PROG, redact(one_line(error), secrets)))
+            return EXIT_ERROR
         return 0
     except CliError as e:
         # What the check warned about comes first: an unknown option name may be why the run failed.
@@ -140,6 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write('{}: interrupted\n'.format(PROG))
         return 130
+
+
+def verdict(result: dict, *, strict: bool) -> str | None:
+    """The error of a run that collected: what the Agent would report as CRITICAL, or, with `--strict`, a warning."""
+    if result.get('error'):
+        return result['error']
+    warnings = result.get('warnings') or []
+    if strict and warnings:
+        return '--strict: the check warned {} time{} (see the warnings above); the Agent would run it'.format(
+            len(warnings), '' if len(warnings) == 1 else 's'
+        )
+    return None
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -300,6 +300,8 @@ def _datadog_line(datadog: dict) -> str:
     """What the dry run found of the Datadog API the Agent would send DORA failures to."""
     if not datadog['checked']:
         return 'Datadog API ({}): {}.'.format(datadog['url'], datadog['note'])
+    if datadog.get('error'):
+        return 'Datadog API ({}): {}.'.format(datadog['url'], datadog['error'])
     return 'Datadog API ({}): it answers (GET /api/v1/validate, nothing written); {}.'.format(
         datadog['url'], datadog['note']
     )

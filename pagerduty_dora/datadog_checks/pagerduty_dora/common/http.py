@@ -155,6 +155,9 @@ class ApiClient:
         self._sleep = sleep or (lambda seconds: time.sleep(seconds))
         self._jitter = jitter
         self.limits = RunLimits(max_requests=max_requests, deadline=float('inf'))
+        # The Agent retries a failed connection within the run; a one-shot caller (the dry run) turns
+        # this off, so that an API that does not answer is told at once rather than after the backoff.
+        self.retry_connection_failures = True
 
     def start_run(self, deadline: float) -> None:
         """Reset the request budget for a new run that must end by `deadline` (monotonic seconds)."""
@@ -221,7 +224,7 @@ class ApiClient:
             except OSError as e:
                 self._on_request(endpoint, 'error')
                 error = connection_failed(self.name, endpoint, url, e, self._url_hint)
-                if self._backoff(attempt, None, endpoint):
+                if self.retry_connection_failures and self._backoff(attempt, None, endpoint):
                     attempt += 1
                     continue
                 raise error from None
