@@ -10,7 +10,13 @@ from typing import Any, Iterator, Sequence
 import pytest
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.catalog.definitions import InvalidDefinition, parse_definition, resolve_inheritance
+from datadog_checks.pagerduty_dora.catalog.definitions import (
+    InvalidDefinition,
+    parse_definition,
+    resolve_inheritance,
+    unknown_keys,
+)
+from datadog_checks.pagerduty_dora.catalog.files import read_definitions_file
 from datadog_checks.pagerduty_dora.catalog.mapping import map_incident
 from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
 from datadog_checks.pagerduty_dora.catalog.sources import CACHE_KEY, CatalogStore
@@ -820,6 +826,7 @@ class TestFilesKeptPerFile:
             'pattern': str(catalog_dir / '*.toml'),
             'entries': 0,
             'skipped': ['the pattern matches no file'],
+            'unknown_keys': [],
         }
 
     def test_cache_restores_every_file(self, harness, catalog_dir):
@@ -858,3 +865,83 @@ class TestFilesKeptPerFile:
         (catalog_dir / 'v2.yaml').unlink()
         store = harness.store(files=[str(catalog_dir / 'v2.yaml')])
         assert store.current() is None
+
+
+class TestUnknownKeys:
+    """A key a known schema does not define is named, with the closest known key; known keys never are."""
+
+    @pytest.mark.parametrize(
+        'path', sorted(p for p in FIXTURES.rglob('*') if p.is_file()), ids=lambda p: str(p.relative_to(FIXTURES))
+    )
+    def test_written_as_the_schemas_say(self, path):
+        assert read_definitions_file(str(path)).unknown_keys == ()
+
+    @pytest.mark.parametrize(
+        'document, expected',
+        [
+            (
+                {
+                    'schema-version': 'v2.2',
+                    'dd-service': 'checkout',
+                    'integrations': {'pagerduty': {'service_url': 'u'}},
+                },
+                'unknown key `service_url` in `integrations.pagerduty` of dd-service checkout (schema v2.2) is '
+                'ignored: did you mean `service-url`?',
+            ),
+            (
+                {'schema-version': 'v2.1', 'dd-service': 'checkout', 'teams': 'web'},
+                'unknown key `teams` of dd-service checkout (schema v2.1) is ignored: did you mean `team`?',
+            ),
+            (
+                {'schema-version': 'v2', 'dd-service': 'checkout', 'integration': {'pagerduty': 'u'}},
+                'unknown key `integration` of dd-service checkout (schema v2) is ignored: did you mean `integrations`?',
+            ),
+            (
+                {'schema-version': 'v2.1', 'dd-service': 'checkout', 'integrations': {'pager-duty': 'u'}},
+                'unknown key `pager-duty` in `integrations` of dd-service checkout (schema v2.1) is ignored: did you '
+                'mean `pagerduty`?',
+            ),
+            (
+                {'apiVersion': 'v3', 'kind': 'service', 'metadata': {'name': 'api', 'ownr': 'web'}},
+                'unknown key `ownr` in `metadata` of entity service:api (schema v3) is ignored: did you mean `owner`?',
+            ),
+            (
+                {
+                    'apiVersion': 'v3',
+                    'kind': 'queue',
+                    'metadata': {'name': 'jobs'},
+                    'integrations': {'pagerduty': {'serviceUrl': 'u'}},
+                },
+                'unknown key `serviceUrl` in `integrations.pagerduty` of entity queue:jobs (schema v3) is ignored: '
+                'did you mean `serviceURL`?',
+            ),
+            (
+                {'apiVersion': 'v3', 'kind': 'service', 'metadata': {'name': 'api'}, 'zzz': 1},
+                'unknown key `zzz` of entity service:api (schema v3) is ignored: the schema has no such key',
+            ),
+        ],
+        ids=[
+            'v2.2-service_url',
+            'v2.1-teams',
+            'v2-integration',
+            'v2.1-pager-duty',
+            'v3-ownr',
+            'v3-serviceUrl',
+            'v3-far',
+        ],
+    )
+    def test_misspelt(self, document, expected):
+        assert unknown_keys(document) == [expected]
+
+    @pytest.mark.parametrize(
+        'document',
+        [
+            {'schema-version': 'v1', 'info': {'dd-service': 'x'}},
+            {'apiVersion': 'v2', 'kind': 'service'},
+            ['not', 'a', 'mapping'],
+            {'schema-version': 'v2.2', 'dd-service': 'x', 'extensions': {'anything': 1}, 'integrations': 'u'},
+        ],
+        ids=['unknown-schema', 'unknown-api-version', 'not-a-mapping', 'free-form-parts'],
+    )
+    def test_nothing_to_say(self, document):
+        assert unknown_keys(document) == []

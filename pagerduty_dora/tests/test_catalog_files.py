@@ -321,12 +321,52 @@ class TestDryRun:
         patterns = [estate.pattern('*.yaml'), estate.pattern('*.json')]
         result = cli.run_dry({}, world.instance(catalog_files=patterns), 'conf.yaml', 0)
         assert result['catalog_files'] == [
-            {'pattern': patterns[1], 'entries': 0, 'skipped': ['the pattern matches no file']},
-            {'file': str(estate.folder / 'draft.yaml'), 'entries': 1, 'skipped': ['document 2: dd-service is missing']},
-            {'file': str(estate.folder / 'entity.datadog.yaml'), 'entries': 6, 'skipped': []},
-            {'file': str(estate.folder / 'payments-api.yaml'), 'entries': 1, 'skipped': []},
+            {'pattern': patterns[1], 'entries': 0, 'skipped': ['the pattern matches no file'], 'unknown_keys': []},
+            {
+                'file': str(estate.folder / 'draft.yaml'),
+                'entries': 1,
+                'skipped': ['document 2: dd-service is missing'],
+                'unknown_keys': [],
+            },
+            {'file': str(estate.folder / 'entity.datadog.yaml'), 'entries': 6, 'skipped': [], 'unknown_keys': []},
+            {'file': str(estate.folder / 'payments-api.yaml'), 'entries': 1, 'skipped': [], 'unknown_keys': []},
         ]
         text = cli.render_dry_run(result)
         assert 'Catalog files (entries each gave to the catalog, and why any were skipped):' in text
         line = next(line for line in text.splitlines() if line.strip().startswith(str(estate.folder / 'draft.yaml')))
         assert line.split()[1:] == ['1', 'document', '2:', 'dd-service', 'is', 'missing']
+
+
+class TestMisspeltKeys:
+    """A definition with a key its schema does not define loads, and the key is warned about, per file."""
+
+    def test_service_url_with_an_underscore(self, world, estate, run):
+        estate.install('payments-api.yaml', 'search.yaml')
+        payments = estate.folder / 'payments-api.yaml'
+        payments.write_text(
+            payments.read_text(encoding='utf-8').replace('service-url:', 'service_url:'), encoding='utf-8'
+        )
+        check = world.check(catalog_files=[estate.pattern()], catalog_refresh_interval=REFRESH)
+
+        failure, warnings = estate.incident(check, run, 'PD7X2KQ')
+
+        assert warnings == [
+            'Catalog file {}: unknown key `service_url` in `integrations.pagerduty` of dd-service payments-api '
+            '(schema v2.2) is ignored: did you mean `service-url`?'.format(payments)
+        ]
+        # Without its URL, the entry no longer maps by rule 1: the incident falls to another rule.
+        assert mapped(failure) != (['payments-api'], 'payments')
+
+    def test_dry_run_lists_them_under_the_file(self, world, estate):
+        estate.install('payments-api.yaml')
+        payments = estate.folder / 'payments-api.yaml'
+        payments.write_text(payments.read_text(encoding='utf-8').replace('team:', 'teams:'), encoding='utf-8')
+
+        result = cli.run_dry({}, world.instance(catalog_files=[estate.pattern()]), 'conf.yaml', 0)
+
+        (report,) = result['catalog_files']
+        assert report['entries'] == 1
+        assert report['unknown_keys'] == [
+            'unknown key `teams` of dd-service payments-api (schema v2.2) is ignored: did you mean `team`?'
+        ]
+        assert '  {}: unknown key `teams`'.format(payments) in cli.render_dry_run(result)

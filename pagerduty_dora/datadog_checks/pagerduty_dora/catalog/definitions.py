@@ -11,11 +11,47 @@ when it cannot be read as a whole.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, Iterable, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common.text import for_log, shown, text_or_none
 
 from .model import CatalogService, CatalogTeam, name_key
+
+# The keys each known schema defines (DataDog/schema, service-catalog/), at the levels that decide a
+# mapping: a misspelt one (`service_url:` for `service-url:`) is ignored like any unknown key, and its
+# incidents fall to another rule, so it is worth a warning. `spec` and `extensions` vary by kind and
+# are free-form: not checked.
+_V2_COMMON = ('schema-version', 'dd-service', 'team', 'contacts', 'links', 'tags', 'integrations', 'extensions')
+_V2_1_COMMON = _V2_COMMON + ('application', 'description', 'lifecycle', 'tier')
+V2_KEYS = {
+    'v2': frozenset(_V2_COMMON + ('dd-team', 'docs', 'repos')),
+    'v2.1': frozenset(_V2_1_COMMON),
+    'v2.2': frozenset(_V2_1_COMMON + ('languages', 'type', 'ci-pipeline-fingerprints')),
+}
+V2_INTEGRATION_KEYS = frozenset(['pagerduty', 'opsgenie'])
+V2_PAGERDUTY_KEYS = frozenset(['service-url'])
+V3_KEYS = frozenset(['apiVersion', 'kind', 'metadata', 'spec', 'integrations', 'datadog', 'extensions'])
+V3_METADATA_KEYS = frozenset(
+    [
+        'name',
+        'displayName',
+        'namespace',
+        'id',
+        'owner',
+        'additionalOwners',
+        'description',
+        'links',
+        'contacts',
+        'tags',
+        'inheritFrom',
+        'managed',
+    ]
+)
+V3_INTEGRATION_KEYS = frozenset(['pagerduty', 'opsgenie', 'jiraServiceManagementOps', 'sentry', 'terraform'])
+V3_PAGERDUTY_KEYS = frozenset(['serviceURL'])
+# How alike a key must be to a known one to be suggested (as for the check's own options).
+KEY_SIMILARITY = 0.6
 
 
 class InvalidDefinition(ValueError):
@@ -80,6 +116,67 @@ def parse_definition(document: Any, source: str) -> list[CatalogService]:
     if 'apiVersion' in document:
         return [_v3_entity(document, source)]
     return [_v2_service(document, source)]
+
+
+def unknown_keys(document: Any) -> list[str]:
+    """What a definition of a known schema holds that its schema does not define, with the closest known key.
+
+    One line per unknown key, naming where it is and the entity; empty for a document of no known schema
+    (`parse_definition` says what is wrong with it) or one whose keys are all known.
+    """
+    if not isinstance(document, Mapping):
+        return []
+    if 'apiVersion' in document:
+        if not str(document.get('apiVersion')).strip().startswith('v3'):
+            return []
+        metadata = document.get('metadata')
+        name = metadata.get('name') if isinstance(metadata, Mapping) else None
+        entity = 'entity {}:{}'.format(for_log(str(document.get('kind'))), for_log(str(name)))
+        levels = [
+            ('', document, V3_KEYS),
+            ('metadata', metadata, V3_METADATA_KEYS),
+            ('integrations', document.get('integrations'), V3_INTEGRATION_KEYS),
+            ('integrations.pagerduty', _get(document, 'integrations', 'pagerduty'), V3_PAGERDUTY_KEYS),
+        ]
+        schema = 'v3'
+    else:
+        schema = document.get('schema-version')
+        if schema not in V2_KEYS:
+            return []
+        entity = 'dd-service {}'.format(for_log(str(document.get('dd-service'))))
+        levels = [
+            ('', document, V2_KEYS[schema]),
+            ('integrations', document.get('integrations'), V2_INTEGRATION_KEYS),
+            ('integrations.pagerduty', _get(document, 'integrations', 'pagerduty'), V2_PAGERDUTY_KEYS),
+        ]
+    found = []
+    for where, mapping, known in levels:
+        if not isinstance(mapping, Mapping):
+            continue
+        for key in mapping:
+            if key in known:
+                continue
+            suggestion = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=KEY_SIMILARITY)
+            found.append(
+                'unknown key `{}`{} of {} (schema {}) is ignored: {}'.format(
+                    for_log(str(key), 100),
+                    ' in `{}`'.format(where) if where else '',
+                    entity,
+                    schema,
+                    'did you mean `{}`?'.format(suggestion[0]) if suggestion else 'the schema has no such key',
+                )
+            )
+    return found
+
+
+def _get(document: Mapping[str, Any], *keys: str) -> Any:
+    """`document[keys[0]][keys[1]]...`, or None where a level is missing or not a mapping."""
+    value: Any = document
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _v3_entity(document: Mapping[str, Any], source: str) -> CatalogService:

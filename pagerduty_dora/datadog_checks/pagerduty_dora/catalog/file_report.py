@@ -26,7 +26,8 @@ class CatalogFileReport:
 
     `entries` is what the file gives the catalog now, `kept` how many of those come from its last good
     copy (loaded at `kept_at`) because the file is `problem` (missing, unreadable, invalid, empty, over a
-    bound) or has invalid definitions since `since`.
+    bound) or has invalid definitions since `since`. `unknown_keys` are keys of a known schema's
+    definitions that the schema does not define (position, what and where), ignored as the schema ignores them.
     """
 
     path: str
@@ -38,6 +39,7 @@ class CatalogFileReport:
     kept_at: float | None = None
     unmatched_pattern: bool = False
     pattern_problem: str | None = None
+    unknown_keys: tuple[tuple[int | None, str], ...] = ()
 
     def reasons(self) -> list[str]:
         """Why entries were skipped or kept, one line each, for people."""
@@ -66,9 +68,21 @@ class CatalogFileReport:
             )
         return lines
 
+    def unknown_key_lines(self) -> list[str]:
+        """The keys the file's definitions hold that their schema does not define, one line each, for people."""
+        return [
+            unknown if position is None else 'document {}: {}'.format(position, unknown)
+            for position, unknown in self.unknown_keys
+        ]
+
     def to_json(self) -> dict[str, Any]:
         key = 'pattern' if self.unmatched_pattern or self.pattern_problem is not None else 'file'
-        return {key: self.path, 'entries': self.entries, 'skipped': self.reasons()}
+        return {
+            key: self.path,
+            'entries': self.entries,
+            'skipped': self.reasons(),
+            'unknown_keys': self.unknown_key_lines(),
+        }
 
     def warn(self, warning: Callable[..., None]) -> None:
         """Tell `warning` what a user must see about this file: skipped definitions, a kept last good copy."""
@@ -83,6 +97,9 @@ class CatalogFileReport:
         for position, reason in self.skipped:
             where = path if position is None else '{} (document {})'.format(path, position)
             warning('Skipping a service definition in %s: %s', where, reason)
+        for position, unknown in self.unknown_keys:
+            where = path if position is None else '{} (document {})'.format(path, position)
+            warning('Catalog file %s: %s', where, unknown)
         if self.problem is not None and self.kept:
             warning(
                 'Catalog file %s %s since %s; still using the %s it gave at %s',

@@ -18,6 +18,7 @@ file gave is told by its `CatalogFileReport` (`file_report`).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -27,7 +28,14 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
-from .definitions import CatalogSourceError, InvalidDefinition, entity_key, merge_services, parse_definition
+from .definitions import (
+    CatalogSourceError,
+    InvalidDefinition,
+    entity_key,
+    merge_services,
+    parse_definition,
+    unknown_keys,
+)
 from .file_report import CatalogFileReport
 from .model import CatalogService
 
@@ -71,11 +79,13 @@ class FileCopy:
 @dataclass(frozen=True)
 class FileRead:
     """One read of a definition file: its entries, the documents skipped (position, reason), and why
-    the file as a whole gave nothing (`problem`: unreadable, not YAML or JSON, empty), if it did not."""
+    the file as a whole gave nothing (`problem`: unreadable, not YAML or JSON, empty), if it did not.
+    `unknown_keys` are keys its schema does not define (position, what and where), which are ignored."""
 
     services: tuple[CatalogService, ...]
     skipped: tuple[tuple[int | None, str], ...] = ()
     problem: str | None = None
+    unknown_keys: tuple[tuple[int | None, str], ...] = ()
 
 
 def read_definitions_file(
@@ -107,12 +117,16 @@ def read_definitions_file(
         return FileRead((), problem='holds no definition')
     services: list[CatalogService] = []
     skipped: list[tuple[int | None, str]] = []
+    unknown: list[tuple[int | None, str]] = []
     for position, document in enumerate(documents, 1):
+        where = position if len(documents) > 1 else None
         try:
             services.extend(parse_definition(document, SOURCE_FILES))
         except InvalidDefinition as e:
-            skipped.append((position if len(documents) > 1 else None, str(e)))
-    return FileRead(tuple(services), tuple(skipped), None if services else 'holds no valid definition')
+            skipped.append((where, str(e)))
+            continue
+        unknown.extend((where, line) for line in unknown_keys(document))
+    return FileRead(tuple(services), tuple(skipped), None if services else 'holds no valid definition', tuple(unknown))
 
 
 def _documents(path: str, content: str, deadline: float, clock: Callable[[], float]) -> list[Any]:
@@ -242,6 +256,8 @@ class CatalogFiles:
             if read.problem == _out_of_time():
                 unread.add(path)
             effective[path], report = self._refresh(path, read, now)
+            if read.unknown_keys:
+                report = dataclasses.replace(report, unknown_keys=read.unknown_keys)
             reports.append(report)
         self._unread = unread
         # A file that went away (deleted, renamed, a deploy halfway through) keeps its entries too.

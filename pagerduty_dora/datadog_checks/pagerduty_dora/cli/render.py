@@ -350,9 +350,13 @@ def _catalog_file_lines(files: list[dict]) -> list[str]:
     if not files:
         return []
     cells = [(f.get('file') or f.get('pattern', ''), str(f['entries']), '; '.join(f['skipped']) or '-') for f in files]
-    return ['', 'Catalog files (entries each gave to the catalog, and why any were skipped):'] + _table(
+    out = ['', 'Catalog files (entries each gave to the catalog, and why any were skipped):'] + _table(
         ('file', 'entries', 'skipped'), cells
     )
+    # A misspelt key leaves its entry in the catalog without what the key held: said under the table.
+    for f in files:
+        out += ['  {}: {}'.format(f.get('file'), line) for line in f.get('unknown_keys') or []]
+    return out
 
 
 def _dry_note(row: dict) -> str:
