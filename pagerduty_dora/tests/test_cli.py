@@ -70,11 +70,12 @@ def write_conf(tmp_path, *instances: dict[str, Any]) -> str:
 
 
 def posts(world: DemoWorld) -> list:
-    """Requests that write to Datadog; the DORA deployments search is a POST that only reads."""
+    """Requests that write to Datadog; the DORA deployments search and failures listing are POSTs that only read."""
     return [
         r
         for r in world.datadog.requests
-        if r.method in ('POST', 'PATCH', 'PUT') and r.path != '/api/v2/dora/deployments'
+        if r.method in ('POST', 'PATCH', 'PUT', 'DELETE')
+        and r.path not in ('/api/v2/dora/deployments', '/api/v2/dora/failures')
     ]
 
 
@@ -558,8 +559,8 @@ class TestStrict:
         assert 'did you mean `backfill_days`?' in strict.stdout
         assert strict.stdout == lenient.stdout
 
-    def test_no_warning(self, world, tmp_path):
-        result = run('--config', write_conf(tmp_path, world.instance()), '--dry-run', '--strict')
+    def test_no_warning(self, keyed_world, tmp_path):
+        result = run('--config', write_conf(tmp_path, keyed_world.instance()), '--dry-run', '--strict')
 
         assert result.returncode == 0, result.stderr
 
@@ -568,6 +569,95 @@ class TestStrict:
 
         assert result.returncode == 2
         assert '--strict go with --config' in result.stderr
+
+
+@pytest.fixture(scope='module')
+def keyed_world():
+    """The demo account whose DORA and Events APIs accept the demo's application key, with every permission."""
+    from datadog_checks.pagerduty_dora.demo.world import APP_KEY
+
+    world = DemoWorld(start=time.time())
+    world.dora.app_key = APP_KEY
+    with world:
+        yield world
+
+
+def statuses(result: dict[str, Any]) -> dict[str, str]:
+    return {row['permission']: row['status'] for row in result['permissions']}
+
+
+class TestPermissionProbes:
+    """The dry run reads once with each permission of `datadog_app_key` the configuration uses; it lists the missing."""
+
+    def test_all_granted(self, keyed_world):
+        before = len(posts(keyed_world))
+
+        result = run_dry({}, keyed_world.instance(), 'conf.yaml', 0)
+
+        assert statuses(result) == {
+            'apm_service_catalog_read': 'granted',
+            'teams_read': 'granted',
+            'events_read': 'granted',
+            'dora_metrics_read': 'granted',
+            'dora_metrics_write': 'not checked',
+        }
+        assert len(posts(keyed_world)) == before
+        assert keyed_world.dora.removed == []
+
+    @pytest.mark.parametrize(
+        'options, removed, expected',
+        [
+            ({'attribute_change_failures': False}, ('datadog_app_key',), []),
+            (
+                {'attribute_change_failures': False, 'submit_dora_failures': False},
+                (),
+                ['apm_service_catalog_read', 'teams_read', 'events_read', 'dora_metrics_read'],
+            ),
+            (
+                {'attribute_change_failures': False},
+                (),
+                ['apm_service_catalog_read', 'teams_read', 'events_read', 'dora_metrics_read', 'dora_metrics_write'],
+            ),
+        ],
+        ids=['no-app-key', 'no-dora-no-attribution', 'no-attribution'],
+    )
+    def test_only_what_the_configuration_uses(self, keyed_world, options, removed, expected):
+        instance = without(keyed_world.instance(**options), *removed)
+
+        result = run_dry({}, instance, 'conf.yaml', 0)
+
+        assert [row['permission'] for row in result['permissions']] == expected
+
+    def test_missing_events_read(self, keyed_world, tmp_path):
+        keyed_world.dora.events_read = False
+        try:
+            conf = write_conf(tmp_path, keyed_world.instance())
+            lenient = run('--config', conf, '--dry-run')
+            strict = run('--config', conf, '--dry-run', '--strict')
+            data = json.loads(run('--config', conf, '--dry-run', '--json').stdout)
+        finally:
+            keyed_world.dora.events_read = True
+
+        assert statuses(data)['events_read'] == 'missing'
+        assert statuses(data)['dora_metrics_read'] == 'granted'
+        assert lenient.returncode == 0, lenient.stderr
+        section = lenient.stdout.split('Permissions of `datadog_app_key` this configuration uses', 1)[1]
+        row = next(line.split() for line in section.splitlines() if line.strip().startswith('events_read'))
+        assert row[:2] == ['events_read', 'missing']
+        assert 'Missing: events_read (Datadog answered 403 Forbidden: the key lacks it)' in section
+        assert strict.returncode == 1
+        _, error = stderr_lines(strict)
+        assert error.startswith('--strict: `datadog_app_key` lacks `events_read`')
+
+    def test_missing_dora_metrics_read(self, keyed_world):
+        keyed_world.dora.permissions.discard('dora_metrics_read')
+        try:
+            result = run_dry({}, keyed_world.instance(attribute_change_failures=False), 'conf.yaml', 0)
+        finally:
+            keyed_world.dora.permissions.add('dora_metrics_read')
+
+        assert statuses(result)['dora_metrics_read'] == 'missing'
+        assert statuses(result)['events_read'] == 'granted'
 
 
 class TestSecretMasking:

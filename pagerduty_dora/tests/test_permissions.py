@@ -3,8 +3,12 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The messages of a refused key, rendered in one place, and what a DORA delivery's answer means."""
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from datadog_checks.pagerduty_dora.cli.probes import PROBES
 from datadog_checks.pagerduty_dora.common.errors import (
     AuthError,
     BudgetExhausted,
@@ -15,12 +19,15 @@ from datadog_checks.pagerduty_dora.common.errors import (
 )
 from datadog_checks.pagerduty_dora.common.permissions import (
     DEPLOYMENTS_FORBIDDEN,
+    FEATURES,
     catalog_refusal,
     datadog_refusal,
     deployments_refusal,
     dora_delivery_refusal,
     dora_removal_refusal,
     pagerduty_refusal,
+    permissions_markdown,
+    permissions_text,
     status_text,
 )
 from datadog_checks.pagerduty_dora.datadog.dora import (
@@ -33,6 +40,9 @@ from datadog_checks.pagerduty_dora.datadog.dora import (
     STOPPING_VERDICTS,
     delivery_verdict,
 )
+from datadog_checks.pagerduty_dora.health import APP_KEY_PERMISSIONS
+
+INTEGRATION = Path(__file__).resolve().parents[1]
 
 MISSING = '{"errors":["Failed permission authorization checks"]}'
 
@@ -166,3 +176,32 @@ class TestDeliveryVerdict:
 
     def test_what_stops(self):
         assert set(STOPPING_VERDICTS) == {OUT_OF_BUDGET, PAUSED, KEY_REFUSED}
+
+
+def flat(text: str) -> str:
+    return ' '.join(text.split())
+
+
+class TestOneTable:
+    """One table of what `datadog_app_key` serves: the README and the configuration say it in the same words."""
+
+    def test_every_permission_the_code_needs_is_in_the_table(self):
+        in_table = {p for feature in FEATURES for p in feature.permissions}
+        assert set(APP_KEY_PERMISSIONS.values()) == in_table
+        assert set(PROBES) == in_table
+
+    def test_readme(self):
+        readme = (INTEGRATION / 'README.md').read_text(encoding='utf-8')
+        assert permissions_markdown() in readme
+
+    def test_spec_and_example(self):
+        spec = yaml.safe_load((INTEGRATION / 'assets' / 'configuration' / 'spec.yaml').read_text(encoding='utf-8'))
+        options = {o['name']: o for o in spec['files'][0]['options'][1]['options'] if 'name' in o}
+        assert flat(permissions_text()) in flat(options['datadog_app_key']['description'])
+        example = (INTEGRATION / 'datadog_checks' / 'pagerduty_dora' / 'data' / 'conf.yaml.example').read_text()
+        comments = ' '.join(line.strip().lstrip('#') for line in example.splitlines())
+        assert flat(permissions_text()) in flat(comments)
+
+    @pytest.mark.parametrize('feature', FEATURES, ids=[f.name for f in FEATURES])
+    def test_each_row_says_what_happens_without(self, feature):
+        assert feature.permissions and feature.without.endswith('.')

@@ -158,6 +158,8 @@ class DoraState(DoraFailures):
         self.app_key = app_key
         # What the application key's user may do: remove `dora_metrics_read` to have reads refused.
         self.permissions = set(permissions)
+        # Whether the application key's user has `events_read`, for the Events API this fake also answers.
+        self.events_read = True
         # Whether the list's `to` includes failures started exactly at `to` (the API does not say).
         self.to_inclusive = False
         # Failures by start time, rebuilt when what was received changed (`_version`).
@@ -181,6 +183,13 @@ class DoraState(DoraFailures):
             ('POST', re.escape(FAILURES_PATH), self.handle_list),
             ('GET', re.escape(FAILURES_PATH) + r'/(?P<id>[^/]+)', self.handle_get),
         ]
+
+    def no_events(self, request: Request) -> Reply:
+        """The Events API of a new account, refusing a key without `events_read` as Datadog does."""
+        refused, _ = self._admit(request)
+        if refused is None and not self.events_read:
+            refused = Reply(403, NOT_AUTHORIZED)
+        return refused or Reply(200, {'data': [], 'meta': {'page': {}}, 'links': {}})
 
     def preload(self, failures: Iterable[dict]) -> None:
         """Hold these failures (the `attributes` of accepted posts, each with an `id`) as if posted."""

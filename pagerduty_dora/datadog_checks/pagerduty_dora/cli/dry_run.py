@@ -11,6 +11,7 @@ from typing import Any
 
 from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 
+from .probes import probe_permissions
 from .results import METRIC_PREFIX, example_failure, incident_row, metric_summaries, rule_counts
 from .standalone import CliError, agent_settings, agent_stubs, collect, initialize, new_check, no_write
 
@@ -40,6 +41,8 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     if report is None:
         raise CliError('the run produced no report', warnings)
     datadog = check_datadog_api(check, agent_config)
+    # Read with `datadog_app_key` once per permission the configuration uses, when the API answers at all.
+    permissions = [] if datadog.get('error') else probe_permissions(check.datadog_api, agent_config, check.monotonic)
     config = check.config
     rows = incident_rows(report.mappings, qualification_of(config), wanted_dora=wanted_dora)
     attribution = None
@@ -62,6 +65,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         'unmapped_incidents': _unmapped_incidents(rows, config.unmapped_incidents),
         'attribution': attribution,
         'datadog_api': datadog,
+        'permissions': permissions,
         'catalog_files': catalog_file_report(check),
         # The Agent would send these; here they stay in this process.
         'events': {

@@ -26,6 +26,7 @@ from datadog_checks.pagerduty_dora.common.text import one_line
 
 from .demo import run_demo
 from .dry_run import run_dry
+from .probes import missing
 from .render import render_demo, render_dry_run
 from .standalone import PROG, CliError
 
@@ -50,15 +51,16 @@ examples:
   {prog} --config conf.yaml --dry-run --strict
 
 the dry run checks the Datadog API DORA failures would be sent to (GET /api/v1/validate, which
-writes nothing). Outside the Agent it reads the Agent's `api_key` and `site` from DD_API_KEY and
-DD_SITE, for an instance without `datadog_api_key`.
+writes nothing), and reads once with each permission of `datadog_app_key` the instance uses. Outside
+the Agent it reads the Agent's `api_key` and `site` from DD_API_KEY and DD_SITE, for an instance
+without `datadog_api_key`.
 
 exit status: 0 on success, 1 on an error (unreadable conf.yaml, no such instance, invalid option,
 rejected credentials, unreachable API, nothing that could be submitted: whenever the Agent would
 report a CRITICAL service check; with --strict, also any warning, such as a misspelled option name,
-which the Agent ignores), 2 on a usage error. Errors are one line on stderr, after the warnings of
-the check (`warning:` lines), which come first. When PagerDuty answered, the mapping is printed
-even if the Datadog API then fails.
+which the Agent ignores, and a permission `datadog_app_key` lacks), 2 on a usage error. Errors are
+one line on stderr, after the warnings of the check (`warning:` lines), which come first. When
+PagerDuty answered, the mapping is printed even if the Datadog API then fails.
 """.format(prog=PROG)
 
 
@@ -159,10 +161,17 @@ def verdict(result: dict, *, strict: bool) -> str | None:
     """The error of a run that collected: what the Agent would report as CRITICAL, or, with `--strict`, a warning."""
     if result.get('error'):
         return result['error']
+    if not strict:
+        return None
     warnings = result.get('warnings') or []
-    if strict and warnings:
+    if warnings:
         return '--strict: the check warned {} time{} (see the warnings above); the Agent would run it'.format(
             len(warnings), '' if len(warnings) == 1 else 's'
+        )
+    lacking = missing(result.get('permissions') or [])
+    if lacking:
+        return '--strict: `datadog_app_key` lacks {} (see the permissions above); the Agent would run it'.format(
+            ', '.join('`{}`'.format(p) for p in lacking)
         )
     return None
 

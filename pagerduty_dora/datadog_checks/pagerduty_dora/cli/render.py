@@ -243,7 +243,27 @@ def render_dry_run(result: dict) -> str:
     out += ['', 'Metrics this run produced (kept in this process, not sent):']
     out += _metric_lines(result['metrics']) if result['metrics'] else ['  none']
     out += ['', _datadog_line(result['datadog_api'])]
+    out += _permission_lines(result.get('permissions') or [])
     return '\n'.join(out) + '\n'
+
+
+def _permission_lines(rows: list[dict]) -> list[str]:
+    """The permissions of `datadog_app_key` the configuration uses, each read once, and what lacks one."""
+    if not rows:
+        return []
+    out = ['', 'Permissions of `datadog_app_key` this configuration uses (one read each, nothing written):']
+    out += _table(
+        ('permission', 'result', 'used by'),
+        [(r['permission'], r['status'], '; '.join(r['features'])) for r in rows],
+    )
+    lacking = [r for r in rows if r['status'] in ('missing', 'refused')]
+    if lacking:
+        out.append(
+            '  Missing: {}. See the README\'s "Application key permissions" for what stops without them.'.format(
+                ', '.join('{} ({})'.format(r['permission'], r['detail']) for r in lacking)
+            )
+        )
+    return out
 
 
 def _dry_incident_lines(result: dict) -> list[str]:

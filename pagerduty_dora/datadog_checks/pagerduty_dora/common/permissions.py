@@ -6,11 +6,112 @@
 A 401 or 403 reaches the user through a service check, a catalog warning, a DORA delivery warning or
 an attribution note; each names what was attempted and the option or permission to look at. The
 permission each endpoint needs is known to the module that calls it, so callers pass it in.
+
+`FEATURES` is the one table of what `datadog_app_key` is used for: per feature, the permissions it
+needs and what happens without them. The README's table, the configuration's description of
+`datadog_app_key` and the dry run's permission check are all rendered from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import AuthError
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature that uses `datadog_app_key`: what turns it on, the permissions it needs, and what happens
+    without them."""
+
+    name: str
+    enabled_by: str
+    permissions: tuple[str, ...]
+    without: str
+
+    def used_by(self, *, app_key: bool, submit_dora_failures: bool, attribute_change_failures: bool) -> bool:
+        """Whether a configuration with these settings uses this feature."""
+        if self is ATTRIBUTION:
+            return app_key and attribute_change_failures
+        if not app_key:
+            return False
+        if self is REMOVALS:
+            return submit_dora_failures
+        return True
+
+
+CATALOG = Feature(
+    'Mapping from the Software Catalog',
+    '`datadog_app_key`',
+    ('apm_service_catalog_read', 'teams_read'),
+    'The catalog never loads: nothing is submitted (`can_submit` CRITICAL) until it does. After a first '
+    'load, its last good copy is used, with a warning.',
+)
+REBUILD = Feature(
+    'Rebuild of an empty state, after a cluster check moved',
+    '`datadog_app_key`',
+    ('events_read', 'dora_metrics_read'),
+    'The run starts as a first run: history is sent again as DORA failures, and transitions during the '
+    'move are not reported as events. A warning says so.',
+)
+DRIFT = Feature(
+    'Daily drift repair of DORA failures',
+    '`datadog_app_key`',
+    ('dora_metrics_read',),
+    'Failures that disagree with PagerDuty are not repaired. A warning says so.',
+)
+REMOVALS = Feature(
+    'Removal of the failure of an incident that left the scope, was merged or deleted',
+    '`datadog_app_key` and `submit_dora_failures`',
+    ('dora_metrics_write',),
+    'The failure stays open in Datadog and its removal waits, with a warning and '
+    '`pagerduty_dora.dora.errors` (`kind:removal_refused`). Collection and other deliveries go on.',
+)
+ATTRIBUTION = Feature(
+    'Change-failure attribution',
+    '`attribute_change_failures` and `datadog_app_key`',
+    ('dora_metrics_read', 'dora_metrics_write'),
+    'No deployment is marked: attribution work waits and is retried every run, with a warning.',
+)
+FEATURES = (CATALOG, REBUILD, DRIFT, REMOVALS, ATTRIBUTION)
+# Said beside the table: the one output that needs no application key.
+API_KEY_ONLY = (
+    'DORA failures themselves need no application key: they are sent with `datadog_api_key` (or the '
+    "Agent's `api_key`)."
+)
+
+
+def permissions_markdown() -> str:
+    """The table of `FEATURES` in Markdown: feature, what turns it on, permissions, what happens without them."""
+    lines = [
+        '| feature | turned on by | permissions of `datadog_app_key` | without them |',
+        '|---|---|---|---|',
+    ]
+    for feature in FEATURES:
+        lines.append(
+            '| {} | {} | {} | {} |'.format(
+                feature.name,
+                feature.enabled_by,
+                ', '.join('`{}`'.format(p) for p in feature.permissions),
+                feature.without,
+            )
+        )
+    return '\n'.join(lines + ['', API_KEY_ONLY])
+
+
+def permissions_text() -> str:
+    """`FEATURES` as plain text, one paragraph per feature, for the configuration's description."""
+    paragraphs = [
+        '- {} ({}): {}. Without them: {}'.format(
+            feature.name,
+            feature.enabled_by,
+            ', '.join('`{}`'.format(p) for p in feature.permissions),
+            feature.without[:1].lower() + feature.without[1:],
+        )
+        for feature in FEATURES
+    ]
+    return '\n'.join(paragraphs + ['', API_KEY_ONLY])
+
 
 US_PAGERDUTY_URL = 'https://api.pagerduty.com'
 EU_PAGERDUTY_URL = 'https://api.eu.pagerduty.com'
