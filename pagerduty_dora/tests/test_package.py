@@ -54,6 +54,7 @@ SHIPPED = [
     'cli/demo.py',
     'cli/dry_run.py',
     'cli/main.py',
+    'cli/probes.py',
     'cli/render.py',
     'cli/results.py',
     'cli/standalone.py',
