@@ -163,3 +163,17 @@ def catalog_copies(raw: str) -> dict[str, SourceCopy]:
     """The catalog copies a cache value holds, read as the catalog reads them."""
     stored = documents.decode(raw, sources.CACHE_VERSION)['sources']
     return {source: SourceCopy.from_json(source, copy) for source, copy in stored.items()}
+
+
+def assert_service_check(aggregator: Any, name: str, status: int, *, count: int, tags: list[str] | None = None) -> None:
+    """`count` service checks `name` with `status` and exactly `tags` beside the instance tag (which each carries)."""
+    from datadog_checks.pagerduty_dora.check import INSTANCE_TAG
+
+    found = []
+    for service_check in aggregator.service_checks(name):
+        instance = [t for t in service_check.tags if t.startswith(INSTANCE_TAG + ':')]
+        assert len(instance) == 1, service_check.tags
+        rest = sorted(t for t in service_check.tags if t not in instance)
+        if service_check.status == status and (tags is None or rest == sorted(tags)):
+            found.append(service_check)
+    assert len(found) == count, aggregator.service_checks(name)

@@ -14,7 +14,7 @@ from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora.common.http import AuthError
 
 from .fakes.server import Reply
-from .harness import DD_APP_KEY, World
+from .harness import DD_APP_KEY, World, assert_service_check
 
 SERVICE_CHECK = 'pagerduty_dora.can_connect'
 SUBMIT_CHECK = 'pagerduty_dora.can_submit'
@@ -47,8 +47,8 @@ class TestServiceCheck:
         dd_run_check(check)
 
         for api in ('pagerduty', 'datadog'):
-            aggregator.assert_service_check(
-                SERVICE_CHECK, AgentCheck.OK, tags=['team:sre', 'api:{}'.format(api)], count=1
+            assert_service_check(
+                aggregator, SERVICE_CHECK, AgentCheck.OK, tags=['team:sre', 'api:{}'.format(api)], count=1
             )
 
     def test_rejected_pagerduty_key(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
@@ -56,8 +56,8 @@ class TestServiceCheck:
         with pytest.raises(Exception, match='PagerDuty rejected `api_token`') as raised:
             dd_run_check(world.check(api_token='u+pdRevokedKey_H3jVc9'))
 
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:datadog'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.OK, tags=['api:datadog'], count=1)
         ((_, message),) = statuses(aggregator, 'pagerduty')
         assert message.startswith('PagerDuty rejected `api_token` (401 Unauthorized)')
         assert message in str(raised.value)
@@ -68,7 +68,7 @@ class TestServiceCheck:
         with pytest.raises(Exception, match='cannot connect'):
             dd_run_check(world.check(pagerduty_api_url=url))
 
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:pagerduty'], count=1)
         ((_, message),) = statuses(aggregator, 'pagerduty')
         assert 'cannot connect to {}/incidents'.format(url) in message
         assert 'was refused' in message
@@ -79,8 +79,8 @@ class TestServiceCheck:
         with pytest.raises(Exception, match='is wrong or revoked'):
             dd_run_check(world.check(datadog_app_key='appWrongKey0123456789abcdef0123456789ab'))
 
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
         ((_, message),) = statuses(aggregator, 'datadog')
         assert 'is wrong or revoked' in message
         assert 'appWrongKey' not in message
@@ -99,13 +99,13 @@ class TestServiceCheck:
         with pytest.raises(Exception, match='ConfigurationError'):
             dd_run_check(world.check(tags=['team:sre'], **options))
 
-        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
+        assert_service_check(aggregator, SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
         ((_, message),) = submit_statuses(aggregator)
         assert message.startswith('Invalid configuration: ') and expected in message
         assert '\n' not in message
         for api in ('pagerduty', 'datadog'):
-            aggregator.assert_service_check(
-                SERVICE_CHECK, AgentCheck.UNKNOWN, tags=['team:sre', 'api:{}'.format(api)], count=1
+            assert_service_check(
+                aggregator, SERVICE_CHECK, AgentCheck.UNKNOWN, tags=['team:sre', 'api:{}'.format(api)], count=1
             )
             ((_, unknown),) = statuses(aggregator, api)
             assert unknown == 'Not tried: the configuration is invalid (see pagerduty_dora.can_submit)'
@@ -123,7 +123,7 @@ class TestServiceCheck:
         aggregator.reset()
         dd_run_check(check)
 
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.OK, tags=['api:pagerduty'], count=1)
 
 
 class TestCanSubmit:
@@ -132,7 +132,7 @@ class TestCanSubmit:
     def test_ok(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
         dd_run_check(world.check(tags=['team:sre']))
 
-        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.OK, tags=['team:sre'], count=1)
+        assert_service_check(aggregator, SUBMIT_CHECK, AgentCheck.OK, tags=['team:sre'], count=1)
 
     def test_catalog_files_matching_nothing(self, aggregator, dd_run_check, world: World, tmp_path) -> None:
         pattern = str(tmp_path / 'definitions' / '*.yaml')
@@ -142,13 +142,13 @@ class TestCanSubmit:
         with pytest.raises(Exception, match='Nothing is submitted') as raised:
             dd_run_check(check)
 
-        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
+        assert_service_check(aggregator, SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
         ((_, message),) = submit_statuses(aggregator)
         assert message.startswith('Nothing is submitted: `catalog_files` has never loaded (')
         assert message in str(raised.value)
         # The APIs are fine: the one alert is `can_submit`, not `can_connect`.
         for api in ('pagerduty', 'datadog'):
-            aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.OK, tags=['team:sre', 'api:' + api], count=1)
+            assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.OK, tags=['team:sre', 'api:' + api], count=1)
         assert world.dora.posts == [] and aggregator.events == []
 
         (tmp_path / 'definitions').mkdir()
@@ -158,7 +158,7 @@ class TestCanSubmit:
         aggregator.reset()
         world.account.advance(60)
         dd_run_check(check)
-        aggregator.assert_service_check(SUBMIT_CHECK, AgentCheck.OK, count=1)
+        assert_service_check(aggregator, SUBMIT_CHECK, AgentCheck.OK, count=1)
         assert len(world.dora.posts) == 1
 
     def test_catalog_api_answering_404(self, aggregator, dd_run_check, world: World, simulated_run) -> None:
@@ -177,7 +177,7 @@ class TestCanSubmit:
         with pytest.raises(Exception, match='cannot connect'):
             dd_run_check(world.check(datadog_api_url=url, datadog_app_key=DD_APP_KEY))
 
-        aggregator.assert_service_check(SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
+        assert_service_check(aggregator, SERVICE_CHECK, AgentCheck.CRITICAL, tags=['api:datadog'], count=1)
         ((status, message),) = submit_statuses(aggregator)
         assert status == AgentCheck.UNKNOWN
         assert message == (

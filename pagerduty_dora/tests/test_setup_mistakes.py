@@ -16,7 +16,7 @@ from datadog_checks.pagerduty_dora.check import NO_ENV_WARNING
 from datadog_checks.pagerduty_dora.common.permissions import EU_PAGERDUTY_URL
 from datadog_checks.pagerduty_dora.wiring import pagerduty_url_hint
 
-from .harness import World
+from .harness import World, assert_service_check
 
 SUBMIT_CHECK = 'pagerduty_dora.can_submit'
 
@@ -192,4 +192,4 @@ class TestScope:
         dd_run_check(check)
 
         assert check.get_warnings() == []
-        aggregator.assert_service_check('pagerduty_dora.can_connect', AgentCheck.OK, tags=['api:pagerduty'], count=1)
+        assert_service_check(aggregator, 'pagerduty_dora.can_connect', AgentCheck.OK, tags=['api:pagerduty'], count=1)

@@ -257,5 +257,11 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     def _tags(self, *extra: str) -> list[str]:
         return list(self.config.tags or ()) + list(extra)
 
+    def service_check(self, name, status, tags=None, hostname=None, message=None, raw=False):
+        """Every service check names its instance (`pagerduty_dora_instance:<id>`): the recommended monitors group
+        by it rather than by host, so that a cluster check that moves to another node keeps its group."""
+        tags = list(tags or ()) + ['{}:{}'.format(INSTANCE_TAG, self.persistent_cache_id()[:16])]
+        return super().service_check(name, status, tags=tags, hostname=hostname, message=message, raw=raw)
+
     def _count(self, name: str, value: float, tags: list[str] | None = None) -> None:
         self.outputs.count(name, value, list(tags or ()))
