@@ -110,7 +110,7 @@ class TestMetricNames:
     def test_assets_hold_metric_queries(self):
         queries = asset_queries()
         assert {relative.split('/')[1] for relative, _ in queries} == {'dashboards', 'monitors'}
-        assert len(queries) == 65, queries
+        assert len(queries) == 65, queries  # 64 on the dashboard, 1 in the metric monitors
 
     @pytest.mark.parametrize(
         'query, expected',
@@ -171,7 +171,7 @@ class TestDashboard:
         for relative in manifest_assets('dashboards'):
             dashboard = api_model(load(ROOT / relative), Dashboard)
             assert dashboard._unparsed is False
-            assert parsed_widgets(dashboard.widgets) == 64
+            assert parsed_widgets(dashboard.widgets) == 68
 
     def test_a_bad_widget_is_caught(self):
         document = load(ROOT / sorted(manifest_assets('dashboards'))[0])
@@ -193,6 +193,37 @@ class TestDashboard:
             assert any(METRIC_PREFIX + 'attribution.results{' in q and 'by {outcome}' in q for q in queries)
             for metric in ('dora.removed', 'dora.unremovable'):
                 assert any(METRIC_PREFIX + metric + '{' in q for q in queries), metric
+
+
+def group_widgets(dashboard: dict, title_start: str) -> list[dict]:
+    (group,) = [w for w in dashboard['widgets'] if w['definition'].get('title', '').startswith(title_start)]
+    return [w['definition'] for w in group['definition']['widgets']]
+
+
+class TestDashboardHealth:
+    """The health section shows both APIs and both service checks; the attribution note says what the code counts."""
+
+    def test_both_apis_and_both_service_checks(self):
+        for relative in manifest_assets('dashboards'):
+            widgets = group_widgets(load(ROOT / relative), 'Collection health')
+            queries = [q for w in widgets for q in dashboard_metric_queries(w)]
+            for api in ('pagerduty', 'datadog'):
+                assert 'min:pagerduty_dora.api.can_connect{{api:{}}}'.format(api) in queries, api
+            checks = {w['check']: w['group_by'] for w in widgets if w['type'] == 'check_status'}
+            assert checks == {SERVICE_CHECK: ['api'], SUBMIT_CHECK: []}
+
+    def test_attribution_note_names_real_outcomes_and_links_dora_metrics(self):
+        from datadog_checks.pagerduty_dora.attribution import model
+
+        outcomes = {value for name, value in vars(model).items() if name.isupper() and isinstance(value, str)}
+        for relative in manifest_assets('dashboards'):
+            (note,) = [
+                w for w in group_widgets(load(ROOT / relative), 'Change-failure attribution') if w['type'] == 'note'
+            ]
+            named = set(re.findall(r'`([a-z_]+)`', note['content'])) - {'attribute_change_failures'}
+            assert named and named <= outcomes, named - outcomes
+            assert '[DORA Metrics](/ci/dora)' in note['content']
+            assert 'change failure rate' in note['content']
 
 
 class TestMonitors:
@@ -221,18 +252,18 @@ class TestMonitors:
         assert re.match(r'^"([a-z_.]+)"\.over\(', definition['query']).group(1) in declared
         assert '{{check_message}}' in definition['message']
 
-    def test_can_connect_monitors_alert_on_no_data(self):
+    def test_only_can_submit_alerts_on_no_data(self):
         # An Agent that stopped running the check sends no service check at all: only no-data alerting
-        # notices it. The monitors of `can_connect` do; the one of `can_submit` does not repeat that alert.
+        # notices it, once per instance, in the `can_submit` monitor (`can_connect` would repeat it per API).
         definitions = [load(ROOT / relative)['definition'] for relative in sorted(manifest_assets('monitors'))]
         no_data = {
             d['query'].split('"')[1]: d['options']['notify_no_data']
             for d in definitions
             if d['type'] == SERVICE_CHECK_MONITOR_TYPE
         }
-        assert no_data == {SERVICE_CHECK: True, SUBMIT_CHECK: False}
-        timeframes = [d['options'].get('no_data_timeframe', 0) for d in definitions if SERVICE_CHECK in d['query']]
-        assert timeframes == [20, 20]
+        assert no_data == {SERVICE_CHECK: False, SUBMIT_CHECK: True}
+        timeframes = [d['options'].get('no_data_timeframe', 0) for d in definitions if SUBMIT_CHECK in d['query']]
+        assert timeframes == [20]
 
     def test_can_submit_monitor(self):
         """Nothing submitted (invalid configuration, a catalog source that never loaded) has its monitor."""
@@ -240,17 +271,25 @@ class TestMonitors:
         assert declared[SUBMIT_CHECK]['statuses'] == ['ok', 'critical', 'unknown']
         queries = [load(ROOT / relative)['definition']['query'] for relative in manifest_assets('monitors')]
         assert [q for q in queries if SUBMIT_CHECK in q] == [
-            '"pagerduty_dora.can_submit".over("*").by("host").last(3).count_by_status()'
+            '"pagerduty_dora.can_submit".over("*").by("pagerduty_dora_instance").last(3).count_by_status()'
         ]
 
-    def test_service_check_monitor_per_api_and_for_the_datadog_api(self):
+    def test_service_check_monitor_per_instance_and_api(self):
         queries = [
             load(ROOT / relative)['definition']['query']
             for relative in manifest_assets('monitors')
             if load(ROOT / relative)['definition']['type'] == SERVICE_CHECK_MONITOR_TYPE
         ]
-        assert any('.by("host","api")' in query for query in queries), queries
-        assert any('.over("api:datadog")' in query for query in queries), queries
+        assert [q for q in queries if SERVICE_CHECK in q] == [
+            '"pagerduty_dora.can_connect".over("*").by("pagerduty_dora_instance","api").last(3).count_by_status()'
+        ]
+
+    def test_service_checks_declare_the_groups_the_monitors_use(self):
+        declared = {entry['check']: entry['groups'] for entry in load(ROOT / 'assets' / 'service_checks.json')}
+        assert declared == {
+            SERVICE_CHECK: ['pagerduty_dora_instance', 'api'],
+            SUBMIT_CHECK: ['pagerduty_dora_instance'],
+        }
 
     def test_percentile_titles_say_what_they_compute(self):
         for relative in manifest_assets('monitors'):
