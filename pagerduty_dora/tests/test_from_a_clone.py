@@ -234,6 +234,7 @@ class TestReadmeSetup:
         pages = sorted(set(re.findall(r'\]: (docs/[a-z-]+\.md)$', README, flags=re.MULTILINE)))
         assert pages == [
             'docs/change-failure-attribution.md',
+            'docs/containers.md',
             'docs/data-collected.md',
             'docs/how-it-works.md',
             'docs/limits.md',
@@ -324,11 +325,11 @@ class TestReadmeSetup:
         assert '"datadog-checks-base>=38.5.0"' in pyproject
 
     def test_dockerfile(self):
-        (dockerfile,) = code_blocks(section(README, '### Installation'), 'dockerfile')
-        lines = [line.strip() for line in dockerfile.splitlines()]
-        assert lines[0] == 'FROM gcr.io/datadoghq/agent:7'
-        assert lines[1] == 'COPY datadog_pagerduty_dora-<VERSION>-py3-none-any.whl /tmp/'
-        assert lines[2].startswith('RUN agent integration install -r -w /tmp/datadog_pagerduty_dora-<VERSION>-py3')
+        """The README sends container users to the repository's Dockerfile, with no recipe of its own to drift."""
+        installation = section(README, '### Installation')
+        assert code_blocks(installation, 'dockerfile') == []
+        assert '[`Dockerfile`](../Dockerfile)' in installation
+        assert (REPOSITORY / 'Dockerfile').is_file()
 
     def test_setup_says_what_people_miss(self):
         setup = section(README, '## Setup')
