@@ -140,9 +140,10 @@ def unknown_keys(document: Any) -> list[str]:
         ]
         schema = 'v3'
     else:
-        schema = document.get('schema-version')
-        if schema not in V2_KEYS:
+        version = document.get('schema-version')
+        if not isinstance(version, str) or version not in V2_KEYS:
             return []
+        schema = version
         entity = 'dd-service {}'.format(for_log(str(document.get('dd-service'))))
         levels = [
             ('', document, V2_KEYS[schema]),
