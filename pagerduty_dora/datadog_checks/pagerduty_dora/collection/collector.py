@@ -52,6 +52,7 @@ import math
 import time
 from typing import Any, Callable, Iterator
 
+from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.http import BudgetExhausted, DeadlineReached, RateLimited
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, open_gauges
@@ -64,9 +65,9 @@ from .reconcile import ReconcilePass, pages_per_run
 from .recorder import Recorder, Run, RunReport, StopRun
 from .recovery import Recovery
 from .settings import Settings
-from .state import CollectorState, Window
+from .state import CollectorState, damage_warning, unreadable_warning
 from .story import settled
-from .sweep import SweepPass
+from .sweep import SweepPass, Window
 
 __all__ = ['Collector', 'RunReport', 'StopRun', 'STATE_KEY']
 
@@ -164,12 +165,17 @@ class Collector:
         if not raw:
             return CollectorState()
         try:
-            return CollectorState.loads(raw)
-        except ValueError as e:
-            # Starting over as on a first install is safe: that run only records (no event flood),
-            # and DORA failures are idempotent by id, so re-sending history changes nothing.
-            self._warning('Stored collection state is unreadable (%s); starting over as on a first run', e)
+            state, damage = CollectorState.read(raw)
+        except Unreadable as e:
+            # Nothing in it can be trusted: rebuilt from Datadog as after a move, where it can be.
+            self._fresh = True
+            self.outputs.count('collection.repaired', 1, ['what:state'])
+            self._warning(*unreadable_warning(e, rebuilt=self.readback is not None))
             return CollectorState()
+        for part in damage:
+            self.outputs.count('collection.repaired', 1, ['what:{}'.format(part.part)])
+            self._warning(*damage_warning(part))
+        return state
 
     def save(self) -> None:
         if self.persist and self._state is not None:

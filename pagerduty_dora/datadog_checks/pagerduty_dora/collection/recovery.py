@@ -24,9 +24,10 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
+from .feed import Feed
 from .pages import DAY, NEXT_REQUEST, Look, Page, PassStep
 from .rebuild import read_record
-from .state import CollectorState, Feed
+from .state import CollectorState
 from .story import settled
 
 # Digests of the DORA failures Datadog held when the state was rebuilt, kept until history is compared.
