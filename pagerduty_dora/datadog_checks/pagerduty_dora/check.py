@@ -157,7 +157,12 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         )
         settings = wiring.settings(config, interval)
         self.collector = Collector(
-            PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
+            PagerDutyClient(
+                self.pagerduty_api,
+                service_ids=settings.service_ids,
+                team_ids=settings.team_ids,
+                clock=lambda: self.clock(),
+            ),
             catalog=catalog,
             dora=dora,
             outputs=outputs,

@@ -66,7 +66,6 @@ from .recorder import Recorder, Run, RunReport, StopRun
 from .recovery import Recovery
 from .settings import Settings
 from .state import CollectorState, damage_warning, unreadable_warning
-from .story import settled
 from .sweep import SweepPass, Window
 
 __all__ = ['Collector', 'RunReport', 'StopRun', 'STATE_KEY']
@@ -112,6 +111,7 @@ class Collector:
         self._deadline = float('inf')
         # Reasons of skipped log entries already warned about this run.
         self._warned: set[str] = set()
+        self._undated_warned = False
         # Reads back from Datadog what this instance sent (with `datadog_app_key`): a state that
         # starts empty is rebuilt from it, and a daily drift check compares it with PagerDuty.
         self.readback = readback
@@ -250,10 +250,11 @@ class Collector:
         state = self.state
         if state.live_since is not None:
             now = self.now()
-            self._prune(now)
+            state.prune(now - RESOLVED_RETENTION, delivering=self.dora is not None)
             state.last_run = (now, self._clock())
             self.recovery.forget(state, self._history_complete(now))
         self._report_gauges(self.now(), report)
+        self._report_undated()
         self.save()
         if self.dora is not None:
             self.dora.save()
@@ -356,17 +357,18 @@ class Collector:
             state.resend = Window(since=since, until=min(state.resend_end, since + 180 * DAY))
         state.delivering = delivering
 
-    def _prune(self, now: float) -> None:
-        incidents = self.state.incidents
-        stale = [
-            key
-            for key, record in incidents.items()
-            if record.status == 'resolved'
-            and ((record.resolved_at or record.created_at) < now - RESOLVED_RETENTION or not record.wanted)
-            and (self.dora is None or settled(record.delivered, record.desired))
-        ]
-        for key in stale:
-            del incidents[key]
+    def _report_undated(self) -> None:
+        """PagerDuty answers without a `Date` were dated by the Agent's clock: counted, and warned about once."""
+        undated = self.client.take_undated()
+        if not undated:
+            return
+        self.outputs.count('api.undated', undated, ['api:pagerduty'])
+        if not self._undated_warned:
+            self._undated_warned = True
+            self._warning(
+                'PagerDuty answered without a `Date` header (a proxy may remove it): its times are compared with '
+                "the Agent's clock instead, so keep the Agent host's clock in sync"
+            )
 
     def _report_gauges(self, now: float, report: RunReport) -> None:
         state = self.state

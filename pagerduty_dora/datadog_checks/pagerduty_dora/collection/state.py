@@ -24,6 +24,7 @@ from . import sweep as sweep_cursor
 from .feed import FEED, Feed
 from .reconcile import RECONCILIATION, Reconciliation
 from .record import RECORD, IncidentRecord
+from .story import settled
 from .sweep import WINDOW, Window
 
 # The layout written; earlier ones are migrated when read (see `LAYOUT`).
@@ -112,6 +113,18 @@ class CollectorState:
             self.feed = Feed(horizon=max(self.live_since, self._last_known() or 0.0))
         if self.live_since is not None and self.feed is None:
             self.feed = Feed(horizon=self.live_since)
+
+    def prune(self, resolved_before: float, *, delivering: bool) -> None:
+        """Forget resolved incidents resolved before then (or no longer wanted) whose failure is settled."""
+        stale = [
+            key
+            for key, record in self.incidents.items()
+            if record.status == 'resolved'
+            and ((record.resolved_at or record.created_at) < resolved_before or not record.wanted)
+            and (not delivering or settled(record.delivered, record.desired))
+        ]
+        for key in stale:
+            del self.incidents[key]
 
     def _last_known(self) -> float | None:
         """The latest PagerDuty time the stored state shows collection reached, or None."""
