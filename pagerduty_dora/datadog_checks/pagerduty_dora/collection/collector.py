@@ -66,7 +66,7 @@ from .recorder import Recorder, Run, RunReport, StopRun
 from .recovery import Recovery
 from .settings import Settings
 from .state import CollectorState, damage_warning, unreadable_warning
-from .sweep import SweepPass, Window
+from .sweep import SweepPass
 
 __all__ = ['Collector', 'RunReport', 'StopRun', 'STATE_KEY']
 
@@ -235,7 +235,7 @@ class Collector:
         self._drive(passes.reconcile.read(state, self.client.now, self._reconcile_pages()), recorder.observe)
         state.go_live(self.client.now)
         now = self.now()
-        self._switch_delivery(now)
+        state.switch_delivery(self.dora is not None, since=now - self.settings.backfill_days * DAY, now=now)
         if state.horizon is None:
             state.horizon = now - self.settings.backfill_days * DAY
         self.recovery.check_drift(state, now)
@@ -342,20 +342,6 @@ class Collector:
 
     def _reconcile_pages(self) -> int:
         return pages_per_run(self.state, self.settings.interval)
-
-    def _switch_delivery(self, now: float) -> None:
-        """Turning DORA delivery on after runs without it re-sends what those runs kept back.
-
-        Incidents with a record are wanted again by `Recovery.find_undelivered`; the others (history,
-        and incidents resolved and forgotten meanwhile) are re-read by creation time up to now.
-        """
-        state = self.state
-        delivering = self.dora is not None
-        if delivering and not state.delivering and state.horizon is not None:
-            since = now - self.settings.backfill_days * DAY
-            state.resend_end = max(since + 1, now)
-            state.resend = Window(since=since, until=min(state.resend_end, since + 180 * DAY))
-        state.delivering = delivering
 
     def _report_undated(self) -> None:
         """PagerDuty answers without a `Date` were dated by the Agent's clock: counted, and warned about once."""

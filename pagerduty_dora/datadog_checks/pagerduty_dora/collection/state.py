@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.documents import Damage, Layout, Part
+from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW
 
 from . import feed as feed_cursor
 from . import reconcile as reconcile_cursor
@@ -113,6 +114,17 @@ class CollectorState:
             self.feed = Feed(horizon=max(self.live_since, self._last_known() or 0.0))
         if self.live_since is not None and self.feed is None:
             self.feed = Feed(horizon=self.live_since)
+
+    def switch_delivery(self, delivering: bool, *, since: float, now: float) -> None:
+        """Turning DORA delivery on after runs without it re-sends what those runs kept back, from `since`.
+
+        Incidents with a record are wanted again by `Recovery.find_undelivered`; the others (history,
+        and incidents resolved and forgotten meanwhile) are re-read by creation time up to now.
+        """
+        if delivering and not self.delivering and self.horizon is not None:
+            self.resend_end = max(since + 1, now)
+            self.resend = Window(since=since, until=min(self.resend_end, since + MAX_WINDOW))
+        self.delivering = delivering
 
     def prune(self, resolved_before: float, *, delivering: bool) -> None:
         """Forget resolved incidents resolved before then (or no longer wanted) whose failure is settled."""
