@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from datadog_checks.pagerduty_dora.collection.recovery import SEARCH_LAG
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
@@ -149,6 +150,9 @@ class TestLostDocument:
         posts = len(world.dora.posts)
 
         restarted = world.check(backfill_days=30, datadog_app_key=DD_APP_KEY)
+        dd_run_check(restarted)
+        # As after a move, the rebuild waits for Datadog's event search to catch up.
+        world.account.advance(SEARCH_LAG)
         dd_run_check(restarted)
         world.account.advance(60)
         dd_run_check(restarted)

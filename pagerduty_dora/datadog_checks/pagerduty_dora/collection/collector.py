@@ -63,7 +63,7 @@ from .feed import FeedPass
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .reconcile import ReconcilePass, pages_per_run
 from .recorder import Recorder, Run, RunReport, StopRun
-from .recovery import Recovery
+from .recovery import MOVE_PAUSE, Recovery
 from .settings import Settings
 from .state import CollectorState, damage_warning, unreadable_warning
 from .sweep import SweepPass
@@ -112,6 +112,8 @@ class Collector:
         # Reasons of skipped log entries already warned about this run.
         self._warned: set[str] = set()
         self._undated_warned = False
+        # Whether the next run is this process's first (when a stored state may have been overtaken).
+        self._resuming = True
         # Reads back from Datadog what this instance sent (with `datadog_app_key`): a state that
         # starts empty is rebuilt from it, and a daily drift check compares it with PagerDuty.
         self.readback = readback
@@ -197,14 +199,13 @@ class Collector:
             return report
         for source, entries in self.catalog.counts().items():
             self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
-        state = self.state
         self.client.now = None
         self.recovery.persist = self.persist
-        # A dry run starts empty and stores nothing: it has nothing to rebuild.
-        rebuilding = self._fresh and self.persist and self.readback is not None and state.live_since is None
-        if rebuilding and not self.recovery.rebuild(state, self.fallback_now()):
+        if not self._rebuilt_where_needed():
             report.stopped = 'rebuild'
+            self.save()
             return report
+        state = self.state
         feed = state.feed
         self.recorder.run = Run(
             catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf')
@@ -223,6 +224,16 @@ class Collector:
             self._end_run(report)
         return report
 
+    def _rebuilt_where_needed(self) -> bool:
+        """Rebuild an empty or overtaken state from Datadog (never in a dry run); False while the rebuild waits."""
+        if not self.persist or self.readback is None:
+            return True
+        pause = self._clock() - self.state.last_run[1] if self._resuming and self.state.last_run else 0.0
+        self._resuming = False
+        paused = pause > MOVE_PAUSE + self.settings.interval
+        self._state, ready = self.recovery.resume(self.state, fresh=self._fresh, paused=paused, now=self.fallback_now())
+        return ready
+
     def _collect(self, passes: _Passes) -> None:
         """The passes of one run, in order; each stops the run by raising when its budget or deadline is spent."""
         state = self.state
@@ -232,7 +243,10 @@ class Collector:
         if state.live_since is not None and state.feed is not None:
             since_last_run = self._clock() - state.last_run[1] if state.last_run is not None else None
             self._drive(passes.feed.read(state.feed, state.live_since, since_last_run), recorder.observe)
-        self._drive(passes.reconcile.read(state, self.client.now, self._reconcile_pages()), recorder.observe)
+        self._drive(
+            passes.reconcile.read(state, self.client.now, pages_per_run(state, self.settings.interval)),
+            recorder.observe,
+        )
         state.go_live(self.client.now)
         now = self.now()
         state.switch_delivery(self.dora is not None, since=now - self.settings.backfill_days * DAY, now=now)
@@ -339,9 +353,6 @@ class Collector:
     def _history_complete(self, now: float) -> bool:
         state = self.state
         return state.window is None and state.horizon is not None and state.horizon >= self._sweep_target(now) - 1
-
-    def _reconcile_pages(self) -> int:
-        return pages_per_run(self.state, self.settings.interval)
 
     def _report_undated(self) -> None:
         """PagerDuty answers without a `Date` were dated by the Agent's clock: counted, and warned about once."""

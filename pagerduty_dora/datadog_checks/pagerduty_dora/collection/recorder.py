@@ -283,7 +283,7 @@ class Recorder:
                 for_log(mapping.env),
             )
             note = notes.get(index)
-            self.outputs.transition(transition, mapping, tags, now, [note] if note else [])
+            self.state.event_sent(self.outputs.transition(transition, mapping, tags, now, [note] if note else []))
 
     # Other looks --------------------------------------------------------------------------------
 

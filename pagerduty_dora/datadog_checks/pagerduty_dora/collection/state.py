@@ -23,6 +23,7 @@ from . import reconcile as reconcile_cursor
 from . import record as records
 from . import sweep as sweep_cursor
 from .feed import FEED, Feed
+from .rebuild import REBUILD, Rebuild
 from .reconcile import RECONCILIATION, Reconciliation
 from .record import RECORD, IncidentRecord
 from .story import settled
@@ -68,6 +69,11 @@ class CollectorState:
     drift_at: float = 0.0
     # The share of a reconciliation page carried to the next run (see `reconcile.pages_per_run`).
     reconcile_credit: float = 0.0
+    # The time of the latest event this instance sent (as Datadog dates it): a later one in Datadog
+    # means another node ran since.
+    last_event_at: float | None = None
+    # A rebuild from Datadog waiting for its event search to catch up (see `recovery.py`).
+    rebuild: Rebuild | None = None
 
     def go_live(self, now: float | None) -> None:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
@@ -114,6 +120,11 @@ class CollectorState:
             self.feed = Feed(horizon=max(self.live_since, self._last_known() or 0.0))
         if self.live_since is not None and self.feed is None:
             self.feed = Feed(horizon=self.live_since)
+
+    def event_sent(self, dated: float | None) -> None:
+        """An event dated `dated` was sent (None: none was): the latest tells another node's later events apart."""
+        if dated is not None:
+            self.last_event_at = dated if self.last_event_at is None else max(self.last_event_at, dated)
 
     def switch_delivery(self, delivering: bool, *, since: float, now: float) -> None:
         """Turning DORA delivery on after runs without it re-sends what those runs kept back, from `since`.
@@ -200,6 +211,8 @@ DAMAGE_COST = {
     'rebuilt_at': 'the rebuild\'s history comparison is made again',
     'drift_at': 'the daily comparison with Datadog is made now',
     'reconcile_credit': 'reconciliation\'s pace is learned again',
+    'last_event_at': 'a move of the check while this Agent was away is not noticed this time',
+    'rebuild': 'the rebuild from Datadog is planned again',
 }
 
 _PARTS: dict[str, codec.Domain] = {
@@ -222,6 +235,8 @@ _PARTS: dict[str, codec.Domain] = {
     'drift_at': codec.TIME,
     # The share of a page carried over: below one, or it would have been read.
     'reconcile_credit': codec.Number(0.0, 1.0, 'share of a page'),
+    'last_event_at': codec.Optional(codec.TIME),
+    'rebuild': codec.Optional(REBUILD),
 }
 
 
