@@ -31,7 +31,9 @@ def main(job_path: str, result_path: str) -> None:
     from datadog_checks.base import AgentCheck
     from datadog_checks.base.stubs import aggregator, datadog_agent
 
-    (check_class,) = {value for value in vars(package).values() if isinstance(value, type) and issubclass(value, AgentCheck)}
+    (check_class,) = {
+        value for value in vars(package).values() if isinstance(value, type) and issubclass(value, AgentCheck)
+    }
     datadog_agent._cache.update(job['cache'])
     check = check_class('pagerduty_dora', {}, [job['instance']])
     check.clock = lambda: now

@@ -40,10 +40,24 @@ def _refuse_dora_posts(request: Request) -> Reply | None:
     return None
 
 
+def _quiet_resets(server: Any) -> None:
+    """Leave out the report of a connection reset: a child that exits drops its keep-alive connections."""
+    http = server._server
+    report = http.handle_error
+
+    def handle_error(request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionResetError):
+            report(request, client_address)
+
+    http.handle_error = handle_error
+
+
 def run_release(checkout: Path, job: dict[str, Any]) -> dict[str, Any]:
     """One run of the release's check in a child process, over the persistent cache of `job`."""
     package = checkout / 'pagerduty_dora'
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(package)] + os.environ.get('PYTHONPATH', '').split(os.pathsep)))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(package)] + os.environ.get('PYTHONPATH', '').split(os.pathsep))
+    )
     with tempfile.TemporaryDirectory(prefix='layout-run-') as scratch:
         job_path, result_path = Path(scratch) / 'job.json', Path(scratch) / 'result.json'
         job_path.write_text(json.dumps(job), encoding='utf-8')
@@ -66,6 +80,8 @@ def make_sample(release: Release, commit: str, checkout: Path, variant: str, com
     scenario = Scenario()
     try:
         world = scenario.world
+        _quiet_resets(world.pagerduty.server)
+        _quiet_resets(world.datadog)
         instance = scenario.instance(variant)
         cache: dict[str, str] = {}
         runs: list[dict[str, Any]] = []

@@ -58,10 +58,18 @@ class Release:
 
 
 RELEASES = (
-    Release('4248c02', '2026-11-26', collector=1, attribution=1, dora_pending=1, catalog=1, cache_id_scheme=FOUR_FIELDS),
-    Release('1db5e40', '2026-12-01', collector=2, attribution=1, dora_pending=1, catalog=1, cache_id_scheme=FOUR_FIELDS),
-    Release('be22ef9', '2026-12-01', collector=3, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=NINE_FIELDS),
-    Release('c16774c', '2026-12-02', collector=3, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=NINE_FIELDS),
+    Release(
+        '4248c02', '2026-11-26', collector=1, attribution=1, dora_pending=1, catalog=1, cache_id_scheme=FOUR_FIELDS
+    ),
+    Release(
+        '1db5e40', '2026-12-01', collector=2, attribution=1, dora_pending=1, catalog=1, cache_id_scheme=FOUR_FIELDS
+    ),
+    Release(
+        'be22ef9', '2026-12-01', collector=3, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=NINE_FIELDS
+    ),
+    Release(
+        'c16774c', '2026-12-02', collector=3, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=NINE_FIELDS
+    ),
 )
 
 
@@ -151,7 +159,9 @@ class Scenario:
         self.account = account
         self.world.catalog.definitions.extend(
             [
-                v22_definition('checkout', team='payments', pagerduty_url=account.service_url(self.services['checkout'])),
+                v22_definition(
+                    'checkout', team='payments', pagerduty_url=account.service_url(self.services['checkout'])
+                ),
                 v22_definition('search-api', team='search'),
             ]
         )
@@ -200,7 +210,8 @@ def _acknowledge_and_resolve(scenario: Scenario) -> None:
     account.resolve(scenario.roles['brief'])
     account.advance(5)
     account.resolve(scenario.roles['old_acked'])
-    account.advance(30)
+    # Releases from be22ef9 on wait five minutes after a trigger for Datadog to index the deployments.
+    account.advance(300)
 
 
 def _trigger_while_refused(scenario: Scenario) -> None:
