@@ -22,7 +22,6 @@ import pytest
 
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
-from .harness import event_keys
 from .layouts.world import (
     BASE_OPTIONS,
     RELEASES,
@@ -34,6 +33,7 @@ from .layouts.world import (
     cache_key,
     load_sample,
     sample_path,
+    tag_value,
 )
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
@@ -59,6 +59,12 @@ def _strings(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_strings(v) for v in value))
     return {value} if isinstance(value, str) else set()
+
+
+def reported(events: list[dict[str, Any]], name: str) -> Counter:
+    """(incident id, value) of the `name:` tag (`transition`, `attribution`) of every event that has one, counted."""
+    found = ((event['aggregation_key'], tag_value(event, name)) for event in events)
+    return Counter((key, value) for key, value in found if value is not None)
 
 
 def _without_urls(instance: dict[str, Any]) -> dict[str, Any]:
@@ -96,9 +102,10 @@ class TestSamples:
         sample = load_sample(release, variant)
         roles = sample['roles']
         pending = json.loads(sample['cache']['dora_pending'])['items']
-        assert [item[0] for item in pending] == [roles['refused']]
+        assert [item[0] for item in pending] == [roles['refused'], roles['waiting']]
         sent = sample['sent']
-        assert Counter((e['aggregation_key'], e['transition']) for e in sent['events']) == {
+        assert reported([e['event'] for e in sent['events']], 'attribution') == {}
+        assert reported([e['event'] for e in sent['events']], 'transition') == {
             (roles['blamed'], 'triggered'): 1,
             (roles['brief'], 'triggered'): 1,
             (roles['blamed'], 'acknowledged'): 1,
@@ -106,14 +113,19 @@ class TestSamples:
             (roles['old_acked'], 'resolved'): 1,
             (roles['old_open'], 'acknowledged'): 1,
             (roles['refused'], 'triggered'): 1,
+            (roles['waiting'], 'triggered'): 1,
         }
         # The history (33 incidents) on the first run, then the two triggered, then the two resolved.
         assert len(sent['dora_failures']) == 37
-        assert failure_id(roles['refused']) not in {f['attributes']['id'] for f in sent['dora_failures']}
+        posted = {f['attributes']['id'] for f in sent['dora_failures']}
+        assert posted.isdisjoint({failure_id(roles['refused']), failure_id(roles['waiting'])})
         marks = [(p['deployment'], p['attributes']) for p in sent['deployment_patches']]
-        assert marks == ([('dep-D2', {'change_failure': True})] if variant == 'app-key' else [])
         if variant == 'app-key':
-            assert {roles['blamed'], 'dep-D2'} <= _strings(json.loads(sample['cache']['attribution']))
+            # Releases before layout 3 mark the deployment again for each incident that blames it.
+            assert marks == [('dep-D2', {'change_failure': True})] * (2 if release.collector < 3 else 1)
+            assert {roles['blamed'], roles['waiting'], 'dep-D2'} <= _strings(json.loads(sample['cache']['attribution']))
+        else:
+            assert marks == []
 
 
 class Upgrade:
@@ -221,10 +233,11 @@ class TestUpgrade:
         upgrade = Upgrade(scenario, release, variant, datadog_agent)
         upgrade.stop()
         upgrade.run(dd_run_check)
+        upgrade.events = list(aggregator.events)
         return upgrade
 
     @pytest.mark.parametrize('upgraded', CASES, ids=IDS, indirect=True)
-    def test_every_transition_of_the_stop_is_reported_once(self, upgraded, aggregator):
+    def test_every_transition_of_the_stop_is_reported_once(self, upgraded):
         roles = upgraded.roles
         expected = Counter(
             {
@@ -236,38 +249,44 @@ class TestUpgrade:
                 (roles['new'], 'acknowledged'): 1,
             }
         )
-        got = event_keys(aggregator)
-        assert got == expected, upgraded.explain('Agent events', got, expected)
+        got = reported(upgraded.events, 'transition')
+        assert got == expected, upgraded.explain('Agent events of transitions', got, expected)
 
     @pytest.mark.parametrize('upgraded', CASES, ids=IDS, indirect=True)
     def test_only_changed_and_pending_failures_are_posted(self, upgraded):
         roles = upgraded.roles
-        # A resolve, a new incident, a reopen (its failure loses `finished_at`), and the failure the
-        # release left pending; the acknowledgements change no failure.
-        expected = Counter({failure_id(roles[role]): 1 for role in ('blamed', 'new', 'brief', 'refused')})
+        # A resolve, a new incident, a reopen (its failure loses `finished_at`), and the two failures
+        # the release left pending; the acknowledgements change no failure.
+        expected = Counter({failure_id(roles[role]): 1 for role in ('blamed', 'new', 'brief', 'refused', 'waiting')})
         got = Counter(a['id'] for a in upgraded.world.dora.posts[upgraded.posts :])
         names = {failure_id(incident): name for incident, name in upgraded.names.items()}
         upgraded.names.update(names)
         assert got == expected, upgraded.explain('DORA failures posted', got, expected)
 
     @pytest.mark.parametrize('upgraded', CASES, ids=IDS, indirect=True)
-    def test_the_pending_failure_is_delivered(self, upgraded):
-        roles = upgraded.roles
-        queued = json.loads(upgraded.sample['cache']['dora_pending'])['items'][0][2]
-        held = upgraded.world.dora.failures.get(failure_id(roles['refused']))
-        assert held is not None, 'the failure the release left pending (its post got a 503) never reached Datadog'
-        assert {key: held.get(key) for key in ('name', 'started_at', 'env')} == {
-            key: queued.get(key) for key in ('name', 'started_at', 'env')
-        }
+    def test_the_pending_failures_are_delivered(self, upgraded):
+        fields = ('name', 'started_at', 'env', 'severity')
+        queued = json.loads(upgraded.sample['cache']['dora_pending'])['items']
+        assert len(queued) == 2
+        for incident, _, payload in queued:
+            held = upgraded.world.dora.failures.get(failure_id(incident))
+            assert held is not None, (
+                'the failure of {} the release left pending (its post got a 503) never reached Datadog'.format(
+                    upgraded.name(incident)
+                )
+            )
+            assert {key: held.get(key) for key in fields} == {key: payload.get(key) for key in fields}
 
     @pytest.mark.parametrize('upgraded', CASES, ids=IDS, indirect=True)
     def test_attribution_is_kept(self, upgraded):
         patches = upgraded.world.deployments.patches[upgraded.patches :]
+        attributed = reported(upgraded.events, 'attribution')
         if upgraded.variant != 'app-key':
-            assert patches == []
+            assert (patches, attributed) == ([], Counter())
             return
         roles = upgraded.roles
-        # The release marked D2 (blamed by `blamed`); the resolve after the rollback D3 is its remediation.
+        # The release marked D2, blamed by `blamed` (and by `waiting`, or that is a task still pending); the
+        # resolve of `blamed` after the rollback D3 is D2's remediation, and D2 is marked for nothing else.
         assert [deployment for deployment, _ in patches] == ['dep-D2'], (
             'expected one PATCH of dep-D2 recording its remediation (the release had blamed dep-D2 for {}, '
             'resolved during the stop after the rollback dep-D3); got {}'.format(
@@ -280,6 +299,12 @@ class TestUpgrade:
         )
         stored = upgraded.last_check.read_persistent_cache('attribution')
         assert stored, 'no attribution state stored after the upgrade'
-        assert {roles['blamed'], 'dep-D2'} <= _strings(json.loads(stored)), (
-            'the attribution state no longer names the blamed incident and its deployment: {}'.format(stored[:500])
+        assert {roles['blamed'], roles['waiting'], 'dep-D2'} <= _strings(json.loads(stored)), (
+            'the attribution state no longer names the incidents blaming dep-D2 and the deployment: {}'.format(
+                stored[:500]
+            )
         )
+        # Only an attribution the release left as a pending task is news; the others were done before.
+        waiting = roles['waiting'] in _strings(json.loads(upgraded.sample['cache']['attribution'])['pending'])
+        expected = Counter({(roles['waiting'], 'attributed'): 1} if waiting else {})
+        assert attributed == expected, upgraded.explain('Agent events of attribution', attributed, expected)

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fakes.server import Reply, Request
-from ..harness import transition_of
-from .world import RELEASES, STEPS, VARIANTS, Release, Scenario, cache_id, sample_path
+from .world import RELEASES, STEPS, VARIANTS, Release, Scenario, cache_id, sample_path, tag_value
 
 RUNNER = Path(__file__).with_name('runner.py')
 FAILURE_PATH = '/api/v2/dora/failure'
@@ -104,7 +103,13 @@ def make_sample(release: Release, commit: str, checkout: Path, variant: str, com
             runs.append({'step': step.name, 'at': scenario.account.now, 'error': result['error']})
             failures += [{'run': number, 'attributes': a} for a in world.dora.posts[posts:]]
             events += [
-                {'run': number, 'aggregation_key': e['aggregation_key'], 'transition': transition_of(e), 'event': e}
+                {
+                    'run': number,
+                    'aggregation_key': e['aggregation_key'],
+                    'transition': tag_value(e, 'transition'),
+                    'attribution': tag_value(e, 'attribution'),
+                    'event': e,
+                }
                 for e in result['events']
             ]
             patches += [

@@ -114,6 +114,14 @@ def cache_id(scheme: str, instance: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
 
 
+def tag_value(event: dict[str, Any], name: str) -> str | None:
+    """The value of the event's `name:` tag (`transition`, `attribution`), None when it has none."""
+    values = [tag.split(':', 1)[1] for tag in event.get('tags') or () if tag.startswith(name + ':')]
+    if len(values) > 1:
+        raise ValueError('an event with {} {} tags: {}'.format(len(values), name, event.get('tags')))
+    return values[0] if values else None
+
+
 def cache_key(check_id: str, persistent_cache_id: str, key: str) -> str:
     """The full key `AgentCheck.write_persistent_cache(key, ...)` stores under, for a check of this id and cache id."""
     namespace = ':'.join(check_id.split(':')[:-1])
@@ -134,8 +142,10 @@ class Scenario:
 
     Roles: `old_acked`, `old_open`, `old_quiet` are open incidents of the history (created days
     before the first run); `blamed` is triggered after deployment `D2` of `checkout`; `brief` is
-    triggered then resolved while the release runs; `refused` is triggered in the run whose DORA
-    posts are refused, so that its failure is pending when the sample is taken.
+    triggered then resolved while the release runs; `refused` and `waiting` are triggered in the run
+    whose DORA posts are refused, so that their failures are pending when the sample is taken;
+    `waiting` is on checkout too, and releases that wait for Datadog to index deployments before
+    attributing it still hold that task when the sample is taken.
     """
 
     def __init__(self) -> None:
@@ -219,6 +229,8 @@ def _trigger_while_refused(scenario: Scenario) -> None:
     account.advance(20)
     scenario.roles['refused'] = account.trigger(scenario.services['billing'], 'Billing export stuck', priority='P2')
     account.advance(5)
+    scenario.roles['waiting'] = account.trigger(scenario.services['checkout'], 'Checkout slow', priority='P1')
+    account.advance(5)
     account.acknowledge(scenario.roles['old_open'])
     account.advance(35)
 
@@ -227,5 +239,5 @@ STEPS = (
     Step('first run: backfill of the history', _first_run),
     Step('a deployment of checkout, then two incidents triggered', _deploy_and_trigger),
     Step('an acknowledgement and two resolves', _acknowledge_and_resolve),
-    Step('an incident triggered while Datadog refuses DORA posts (503)', _trigger_while_refused, True),
+    Step('two incidents triggered while Datadog refuses DORA posts (503)', _trigger_while_refused, True),
 )
