@@ -224,9 +224,14 @@ class Upgrade:
                 + ', '.join('{} x{}'.format(self.name(k), n) for k, n in shown)
                 + more
             )
+        return '\n'.join(lines) + self.context()
+
+    def context(self) -> str:
+        """Where the current check kept its state, and its errors and warnings: what a failure message ends with."""
+        lines = ['']
         if self.cache_id != self.old_cache_id:
             lines.append(
-                '  the release stored its state under cache id {}, the current check uses {}'.format(
+                "  the release stored its state under cache id {}, the current check's own is {}".format(
                     self.old_cache_id, self.cache_id
                 )
             )
@@ -249,7 +254,7 @@ class TestUpgrade:
 
     @pytest.mark.parametrize('upgraded', CASES, ids=IDS, indirect=True)
     def test_every_run_succeeds(self, upgraded):
-        assert upgraded.errors == [], upgraded.explain('Runs', Counter(), Counter())
+        assert upgraded.errors == [], 'runs of the current check failed' + upgraded.context()
 
     @pytest.mark.parametrize('upgraded', CASES, ids=IDS, indirect=True)
     def test_every_transition_of_the_stop_is_reported_once(self, upgraded):
@@ -284,8 +289,8 @@ class TestUpgrade:
         for incident, _, payload in queued:
             held = upgraded.world.dora.failures.get(failure_id(incident))
             assert held is not None, (
-                'the failure of {} the release left pending (its post got a 503) never reached Datadog'.format(
-                    upgraded.name(incident)
+                'the failure of {} the release left pending (its post got a 503) never reached Datadog{}'.format(
+                    upgraded.name(incident), upgraded.context()
                 )
             )
             assert {key: held.get(key) for key in fields} == {key: payload.get(key) for key in fields}
@@ -302,19 +307,21 @@ class TestUpgrade:
         # resolve of `blamed` after the rollback D3 is D2's remediation, and D2 is marked for nothing else.
         assert [deployment for deployment, _ in patches] == ['dep-D2'], (
             'expected one PATCH of dep-D2 recording its remediation (the release had blamed dep-D2 for {}, '
-            'resolved during the stop after the rollback dep-D3); got {}'.format(
-                upgraded.name(roles['blamed']), patches
+            'resolved during the stop after the rollback dep-D3); got {}{}'.format(
+                upgraded.name(roles['blamed']), patches, upgraded.context()
             )
         )
         (attributes,) = [a for _, a in patches]
         assert (attributes.get('remediation') or {}).get('id') == 'dep-D3', (
-            'the one PATCH of dep-D2 after the upgrade does not record the rollback dep-D3: {}'.format(attributes)
+            'the one PATCH of dep-D2 after the upgrade does not record the rollback dep-D3: {}{}'.format(
+                attributes, upgraded.context()
+            )
         )
         stored = upgraded.last_check.read_persistent_cache('attribution')
-        assert stored, 'no attribution state stored after the upgrade'
+        assert stored, 'no attribution state stored after the upgrade' + upgraded.context()
         assert {roles['blamed'], roles['waiting'], 'dep-D2'} <= _strings(json.loads(stored)), (
-            'the attribution state no longer names the incidents blaming dep-D2 and the deployment: {}'.format(
-                stored[:500]
+            'the attribution state no longer names the incidents blaming dep-D2 and the deployment: {}{}'.format(
+                stored[:500], upgraded.context()
             )
         )
         # Only an attribution the release left as a pending task is news; the others were done before.
