@@ -42,6 +42,8 @@ pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 CASES = [(release, variant) for release in RELEASES for variant in sorted(VARIANTS)]
 IDS = ['{}-{}'.format(release.label, variant) for release, variant in CASES]
 URL_OPTIONS = ('pagerduty_api_url', 'datadog_api_url')
+# The tag of the events of releases from be22ef9 on that names the instance: its cache id's first 16 characters.
+INSTANCE_TAG = 'pagerduty_dora_instance'
 # Runs of the current check after the stop, each after a restart.
 RUNS_AFTER = 3
 
@@ -92,6 +94,9 @@ class TestSamples:
         assert sample['command'] == 'scripts/layout-samples'
         assert sample['instance'].items() >= {**BASE_OPTIONS, **VARIANTS[variant]}.items()
         assert cache_id(release.cache_id_scheme, sample['instance']) == sample['persistent_cache_id']
+        # An instance tag on the events is made from the cache id: an upgrade test rewrites it with its own.
+        tags = {tag for e in sample['sent']['events'] for tag in e['event']['tags'] if tag.startswith(INSTANCE_TAG)}
+        assert tags <= {INSTANCE_TAG + ':' + sample['persistent_cache_id'][:16]}
         documents = {key: json.loads(value) for key, value in sample['cache'].items() if value}
         expected = {'collector': release.collector, 'dora_pending': release.dora_pending}
         if variant == 'app-key':
@@ -144,24 +149,34 @@ class Upgrade:
         assert self.roles == self.sample['roles'], 'the rebuilt account is not the one sampled'
         self.instance = scenario.instance(variant)
         assert _without_urls(self.instance) == _without_urls(self.sample['instance'])
+        self.old_cache_id = cache_id(release.cache_id_scheme, self.instance)
+        # The sample names the URLs of the fakes it was made with, and its events carry an instance tag
+        # made from its cache id: both read as the release would have written them here.
+        self.rehosted = [(self.sample['instance'][option], self.instance[option]) for option in URL_OPTIONS] + [
+            (INSTANCE_TAG + ':' + self.sample['persistent_cache_id'][:16], INSTANCE_TAG + ':' + self.old_cache_id[:16])
+        ]
         # What Datadog holds: the failures the release delivered, its events, the deployments it marked.
         world.dora.preload(f['attributes'] for f in self.sample['sent']['dora_failures'])
-        world.events.ingest(e['event'] for e in self.sample['sent']['events'])
+        world.events.ingest(json.loads(self.rehost(json.dumps(e['event']))) for e in self.sample['sent']['events'])
         for patch in self.sample['sent']['deployment_patches']:
             deployment = world.deployments.deployments[patch['deployment']]
             deployment.change_failure = patch['attributes'].get('change_failure', deployment.change_failure)
             deployment.remediation = patch['attributes'].get('remediation', deployment.remediation)
         # What the Agent's persistent cache holds: the sample, under the key the release used for this instance.
-        self.old_cache_id = cache_id(release.cache_id_scheme, self.instance)
         check_id = world.check(**self.options).check_id
         for key, value in self.sample['cache'].items():
-            datadog_agent.write_persistent_cache(cache_key(check_id, self.old_cache_id, key), value)
+            datadog_agent.write_persistent_cache(cache_key(check_id, self.old_cache_id, key), self.rehost(value))
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self.events: list[dict[str, Any]] = []
         self.cache_id = ''
         self.posts = len(world.dora.posts)
         self.patches = len(world.deployments.patches)
+
+    def rehost(self, text: str) -> str:
+        for sampled, here in self.rehosted:
+            text = text.replace(sampled, here)
+        return text
 
     @property
     def options(self) -> dict[str, Any]:
