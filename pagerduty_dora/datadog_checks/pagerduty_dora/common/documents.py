@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .codec import Domain, Invalid, MapOf
 
@@ -85,10 +85,6 @@ class Layout:
         self.parts = parts
         self.upgrades = upgrades
 
-    @property
-    def oldest(self) -> int:
-        return min(self.upgrades, default=self.version)
-
     def encode(self, values: dict[str, Any]) -> str:
         return encode(self.version, {name: part.domain.encode(values[name]) for name, part in self.parts.items()})
 
@@ -116,16 +112,23 @@ class Layout:
         return values, damage
 
     def migrate(self, document: dict[str, Any]) -> dict[str, Any]:
-        """`document` brought forward to the current layout; raises `Unreadable` for a layout it does not know."""
-        version = document.get('version')
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise Unreadable('no layout version')
-        if version > self.version or (version < self.version and version < self.oldest):
-            raise Unreadable('layout {} is not one this release reads'.format(version))
-        while version < self.version:
-            try:
-                document = self.upgrades[version](document)
-            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-                raise Unreadable('layout {} could not be migrated ({})'.format(version, type(e).__name__)) from None
-            version += 1
-        return document
+        return migrate(document, self.version, self.upgrades)
+
+
+def migrate(document: dict[str, Any], version: int, upgrades: Mapping[int, Callable[[dict], dict]]) -> dict[str, Any]:
+    """`document` brought forward to layout `version` by `upgrades` (`upgrades[n]` makes layout n + 1 of layout n).
+
+    Raises `Unreadable` for a layout it does not know: a newer one, or an older one without a way forward.
+    """
+    found = document.get('version')
+    if isinstance(found, bool) or not isinstance(found, int):
+        raise Unreadable('no layout version')
+    if found > version or (found < version and found < min(upgrades, default=version)):
+        raise Unreadable('layout {} is not one this release reads'.format(found))
+    while found < version:
+        try:
+            document = upgrades[found](document)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise Unreadable('layout {} could not be migrated ({})'.format(found, type(e).__name__)) from None
+        found += 1
+    return dict(document, version=version)
