@@ -124,14 +124,16 @@ class Recovery:
         return True
 
     def overtaken(self, state: CollectorState, now: float) -> bool:
-        """Whether Datadog holds an event of this instance later than any the state sent (another node ran since)."""
+        """Whether Datadog holds an event of this instance later than any the state sent (another node ran since).
+
+        A state of an earlier layout does not know its latest event: events after its last run are not its own.
+        """
         assert self.readback is not None
-        since = state.last_event_at if state.last_event_at is not None else now - EVENTS_LOOKBACK
+        sent = state.last_event_at if state.last_event_at is not None else (state.last_run or (None,))[0]
+        since = sent if sent is not None else now - EVENTS_LOOKBACK
         try:
             for event in self.readback.events(self._record_query, since, now + 3600):
-                if event.transition_key is not None and (
-                    state.last_event_at is None or event.timestamp > state.last_event_at
-                ):
+                if event.transition_key is not None and (sent is None or event.timestamp > sent):
                     self.log.info('Datadog holds events of this instance later than its stored state: rebuilt')
                     return True
         except ApiError as e:
