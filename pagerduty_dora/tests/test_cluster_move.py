@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from datadog_checks.pagerduty_dora.collection.recovery import SEARCH_LAG
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
@@ -100,6 +101,10 @@ class TestClusterMove:
         posts_before = len(world.dora.posts)
         node_b = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
         dd_run_check(node_b)
+        # Node B waits for Datadog's event search to catch up with what A sent last, then rebuilds.
+        assert event_keys(aggregator) == reported_by_a and len(world.dora.posts) == posts_before
+        world.account.advance(SEARCH_LAG)
+        dd_run_check(node_b)
         world.account.advance(60)
         dd_run_check(node_b)
 
@@ -184,6 +189,8 @@ class TestClusterMove:
         assert event_keys(aggregator) == reported_by_a
         world.account.advance(60)
         dd_run_check(node_b)
+        world.account.advance(SEARCH_LAG)
+        dd_run_check(node_b)
         new = event_keys(aggregator) - reported_by_a
         assert (live[0], 'resolved') in new and set(new.values()) == {1}
 
@@ -203,6 +210,8 @@ class TestClusterMove:
         world.account.advance(60)
         posts_before = len(world.dora.posts)
         node_b = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+        dd_run_check(node_b)
+        world.account.advance(SEARCH_LAG)
         for _ in range(5):
             dd_run_check(node_b)
             world.account.advance(60)

@@ -9,11 +9,12 @@ from typing import Iterable, Iterator
 
 import pytest
 
-from datadog_checks.pagerduty_dora.collection.feed import OVERLAP, UNREADABLE_RETRIES, FeedPass, page_step
+from datadog_checks.pagerduty_dora.collection.feed import OVERLAP, UNREADABLE_RETRIES, Feed, FeedPass, page_step
 from datadog_checks.pagerduty_dora.collection.pages import DAY, NEXT_REQUEST, Page, PassStep
 from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
-from datadog_checks.pagerduty_dora.collection.state import CollectorState, Feed, IncidentRecord, Window
-from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, plan_window
+from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
+from datadog_checks.pagerduty_dora.collection.state import CollectorState
+from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, Window, plan_window
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE

@@ -17,7 +17,6 @@ from datadog_checks.pagerduty_dora.catalog.definitions import InvalidDefinition,
 from datadog_checks.pagerduty_dora.catalog.mapping import RULES, Override, map_incident, parse_overrides, passes_filters
 from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
 from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
-from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id, fingerprint
 from datadog_checks.pagerduty_dora.datadog.events import build_event
@@ -346,41 +345,3 @@ class TestCatalogDocuments:
         except (ValueError, TypeError, KeyError):
             return
         format_time(copy.loaded_at)
-
-
-class TestStoredState:
-    """Any stored collector state decodes into a usable state or raises `ValueError`."""
-
-    @PROFILE
-    @given(
-        st.one_of(
-            json_values,
-            st.fixed_dictionaries(
-                {'version': st.sampled_from([1, 0, 2, '1'])},
-                optional={
-                    'horizon': json_values,
-                    'live_since': json_values,
-                    'window': st.one_of(json_values, st.lists(st.one_of(st.floats(), st.integers()), max_size=4)),
-                    'width': json_values,
-                    'open_scan': json_values,
-                    'incidents': st.dictionaries(st.text(max_size=5), json_values, max_size=3),
-                },
-            ),
-        )
-    )
-    def test_loads(self, document):
-        try:
-            text = json.dumps(document)
-        except ValueError:
-            return
-        try:
-            state = CollectorState.loads(text)
-        except ValueError:
-            return
-        for moment in (state.horizon, state.live_since):
-            if moment is not None:
-                format_time(moment)
-        if state.window is not None:
-            format_time(state.window.since)
-            format_time(state.window.until)
-        assert CollectorState.loads(state.dumps()).dumps() == state.dumps()

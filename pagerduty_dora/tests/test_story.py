@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from datadog_checks.pagerduty_dora.collection.pages import DAY, OVERLAP
-from datadog_checks.pagerduty_dora.collection.state import IncidentRecord
+from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
 from datadog_checks.pagerduty_dora.collection.story import Context, ReadLog, Story, look, merged, settled
 from datadog_checks.pagerduty_dora.datadog.dora import REJECTED
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, parse_incident

@@ -7,14 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from datadog_checks.pagerduty_dora.collection.state import (
-    CollectorState,
-    Feed,
-    FeedWindow,
-    IncidentRecord,
-    Reconciliation,
-    Window,
-)
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
 from datadog_checks.pagerduty_dora.pagerduty.incident import MalformedIncident, parse_incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import (
@@ -237,49 +229,3 @@ class TestAdopt:
         assert found['priority_changed'][0] == 'P3'
         assert found['urgency_changed'] == ('low', at('09:31:00'))
         assert found['service_changed'][0] == 'Old service'
-
-
-class TestStateRoundTrip:
-    """The stored state survives a round trip and rejects what it cannot read."""
-
-    def test_round_trip(self):
-        state = CollectorState(horizon=1.0, live_since=2.0, window=Window(3.0, 4.0, 200), width=86400.0)
-        state.feed = Feed(horizon=5.0, window=FeedWindow(4.0, 5.0, 200, 5.0, ['R1']), width=60.0, failures=1)
-        state.reconciliation = Reconciliation(started=6.0, position=(3.5, 12), skip=100, verify=['A'])
-        state.incidents['A'] = IncidentRecord(
-            status='acknowledged',
-            priority='P1',
-            urgency='high',
-            service_id='PSVC',
-            service_name='Checkout',
-            created_at=1.0,
-            resolved_at=None,
-            desired='abc',
-            delivered='abd',
-            acked=True,
-            base=Base('triggered', False, '', None, 2.0, 3.0),
-            steps=[Step('E1', 4.0, 'acknowledge', True, 'acknowledge')],
-            emitted=['E1'],
-            counted=True,
-        )
-        state.last_run = (7.0, 8.0)
-        state.refetch = ['B']
-        state.gauged = [['status:triggered', 'service:checkout']]
-        again = CollectorState.loads(state.dumps())
-        assert again == state
-
-    @pytest.mark.parametrize(
-        'text',
-        [
-            '{',
-            '[]',
-            '{"version": 99}',
-            '{"version": 3, "incidents": {"A": [1, 2]}}',
-            '{"version": 3, "window": 5}',
-            '{"version": 2, "incidents": {}}',
-        ],
-        ids=['truncated', 'wrong-type', 'future-version', 'short-record', 'bad-window', 'older-layout'],
-    )
-    def test_damaged(self, text):
-        with pytest.raises(ValueError):
-            CollectorState.loads(text)

@@ -11,13 +11,12 @@ CRITICAL service check ends with that error, after submitting what it could, so 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Callable
 
 from datadog_checks.base import AgentCheck
+from datadog_checks.base.agent import datadog_agent
 from datadog_checks.base.errors import CheckException, ConfigurationError
 from datadog_checks.pagerduty_dora.collection.collector import Collector, RunReport
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, TransientError
@@ -34,8 +33,8 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, Submitters
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
-from . import wiring
-from .config_models import ConfigMixin, defaults
+from . import identity, wiring
+from .config_models import ConfigMixin
 from .health import Health, auth_message
 
 NO_ENV_WARNING = 'No `env` is set'
@@ -43,11 +42,6 @@ NO_ENV_WARNING = 'No `env` is set'
 INSTANCE_TAG = 'pagerduty_dora_instance'
 # Share of the collection interval a run may use, so that no run overlaps the next.
 RUN_TIME_SHARE = 0.8
-
-
-def _sorted_strings(value: Any) -> list[str]:
-    """A list option as sorted strings, whatever the Agent handed over (a bad value fails validation later)."""
-    return sorted(str(item) for item in value) if isinstance(value, (list, tuple)) else []
 
 
 class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
@@ -58,6 +52,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     def __init__(self, name, init_config, instances):
         super().__init__(name, init_config, instances)
         self.collector: Collector | None = None
+        self._memory: identity.Memory | None = None
         self.last_report: RunReport | None = None
         self.health = Health(self, tags=self._tags, count=self._count, describe=self._auth_message)
         # Warnings about PagerDuty services and teams the instance names that do not exist, repeated
@@ -74,27 +69,23 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.check_initializations = deque(self._reporting_configuration_errors(f) for f in self.check_initializations)
 
     def persistent_cache_id(self) -> str:
-        """Key the stored state on what decides which incidents are collected and what is sent for them.
-
-        Timeouts, tags and mapping can change without losing the cursor; another account, key,
-        scope, filter, env or Datadog destination starts fresh, so two instances never share a state
-        or a delivery queue. The token enters only as a hash.
-        """
+        """Key the stored state on the instance's identity: what it collects, and where it sends it (`identity.py`)."""
         # Read from the instance rather than the config models: the Agent may ask before they are loaded.
-        instance = self.instance or {}
-        token = str(instance.get('api_token') or '')
-        identity = {
-            'url': str(instance.get('pagerduty_api_url') or defaults.instance_pagerduty_api_url()).rstrip('/'),
-            'token': hashlib.sha256(token.encode('utf-8')).hexdigest()[:16],
-            'service_ids': _sorted_strings(instance.get('service_ids')),
-            'team_ids': _sorted_strings(instance.get('team_ids')),
-            'urgencies': _sorted_strings(instance.get('urgencies')),
-            'priorities': _sorted_strings(instance.get('priorities')),
-            'env': str(instance.get('env') or ''),
-            'unmapped_incidents': str(instance.get('unmapped_incidents') or 'send'),
-            'datadog_api_url': str(instance.get('datadog_api_url') or '').rstrip('/'),
-        }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
+        return identity.cache_id(self.instance if isinstance(self.instance, dict) else {})
+
+    @property
+    def memory(self) -> identity.Memory:
+        """The persistent cache of this instance, found again where an earlier release stored it."""
+        if self._memory is None:
+            namespace = ':'.join(self.check_id.split(':')[:-1])
+            self._memory = identity.Memory(
+                self.read_persistent_cache,
+                lambda key, value: self.write_persistent_cache(key, value),
+                datadog_agent.read_persistent_cache,
+                lambda cache_id: '{}:{}_'.format(namespace, cache_id),
+                identity.earlier_cache_ids(self.instance if isinstance(self.instance, dict) else {}),
+            )
+        return self._memory
 
     def _warn_unknown_options(self) -> None:
         """Name every option the check does not know, with the closest known name: a typo is otherwise silent.
@@ -127,7 +118,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     def _services(self) -> AgentServices:
         """What the Agent lends the parts: the persistent cache, the log, warnings, wall time, count metrics."""
         return AgentServices(
-            read_cache=self.read_persistent_cache,
+            read_cache=self.memory.read,
             write_cache=self.write_persistent_cache,
             log=self.log,
             warning=self.warning,
@@ -166,7 +157,12 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         )
         settings = wiring.settings(config, interval)
         self.collector = Collector(
-            PagerDutyClient(self.pagerduty_api, service_ids=settings.service_ids, team_ids=settings.team_ids),
+            PagerDutyClient(
+                self.pagerduty_api,
+                service_ids=settings.service_ids,
+                team_ids=settings.team_ids,
+                clock=lambda: self.clock(),
+            ),
             catalog=catalog,
             dora=dora,
             outputs=outputs,
@@ -175,7 +171,10 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             services=services,
             monotonic=self.monotonic,
             readback=Readback(self.datadog_api) if config.datadog_app_key else None,
-            record_query='source:pagerduty_dora {}:{}'.format(INSTANCE_TAG, instance_id),
+            # Events of the release before carry that release's instance tag.
+            record_query='source:pagerduty_dora {}:({})'.format(
+                INSTANCE_TAG, ' OR '.join(identity.instance_tags(self.instance))
+            ),
         )
 
     def check(self, _):

@@ -206,6 +206,7 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
         aggregator.reset()
         check.run()
     idle = _minus(pagerduty_requests(urls), idle_before)['total'] / IDLE_RUNS
+    restart = _restart(instance, aggregator)
     latency = {logged: _runs_to_see_priority_change(check, urls, aggregator, logged) for logged in (True, False)}
     connection.send(
         {
@@ -218,8 +219,45 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
             'idle_requests': idle,
             'priority_change_runs': latency,
             'state_bytes': len(check.collector.state.dumps()) if check.collector else 0,
+            'restart': restart,
         }
     )
+
+
+def _restart(instance: dict, aggregator: Any) -> dict:
+    """An Agent restart at this size: a new check over the same persistent cache, its first run and the next.
+
+    Also what the stored state holds per incident record, open and resolved.
+    """
+    from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
+    from datadog_checks.pagerduty_dora.collection.record import RECORD
+
+    restarted = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
+    cpu = []
+    for _ in range(2):
+        aggregator.reset()
+        began = time.process_time()
+        restarted.run()
+        cpu.append(time.process_time() - began)
+    assert restarted.collector is not None
+    state = restarted.collector.state
+    sizes: dict[str, list[int]] = {'open': [], 'resolved': []}
+    for key, record in state.incidents.items():
+        encoded = json.dumps({key: RECORD.encode(record)}, separators=(',', ':'))
+        sizes['resolved' if record.status == 'resolved' else 'open'].append(len(encoded) - 1)
+    began = time.process_time()
+    state.dumps()
+    encode = time.process_time() - began
+    return {
+        'first_run_cpu': cpu[0],
+        'next_run_cpu': cpu[1],
+        'encode_cpu': encode,
+        'state_bytes': len(state.dumps()),
+        'open_records': len(sizes['open']),
+        'resolved_records': len(sizes['resolved']),
+        'bytes_per_open': sum(sizes['open']) / max(1, len(sizes['open'])),
+        'bytes_per_resolved': sum(sizes['resolved']) / max(1, len(sizes['resolved'])),
+    }
 
 
 def _runs_to_see_priority_change(check: Any, urls: dict, aggregator: Any, logged: bool) -> int:
@@ -319,6 +357,24 @@ def main() -> None:
     print(
         'requests in an idle run   {:>10.2f} on average over {} runs (target <= 1 + open/1000 = {:.2f})'.format(
             check['idle_requests'], IDLE_RUNS, 1 + urls['open'] / 1000
+        )
+    )
+    restart = check['restart']
+    print(
+        'state                     {:>10,} bytes: {:.0f} per open record ({:,}), {:.0f} per resolved ({:,})'.format(
+            restart['state_bytes'],
+            restart['bytes_per_open'],
+            restart['open_records'],
+            restart['bytes_per_resolved'],
+            restart['resolved_records'],
+        )
+    )
+    print(
+        'restart at {:,} open      first run {:.0f} ms CPU, next run {:.0f} ms (encoding the state: {:.0f} ms)'.format(
+            restart['open_records'],
+            restart['first_run_cpu'] * 1000,
+            restart['next_run_cpu'] * 1000,
+            restart['encode_cpu'] * 1000,
         )
     )
     latency = check['priority_change_runs']

@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 
 from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
 
-from .model import Deployment, Facts
+from .decision import incident_task, remedy_task, sync_task
+from .model import LATEST_DEPLOYMENT, Deployment, Facts
 
 CACHE_KEY = 'attribution'
 CACHE_VERSION = 2
@@ -51,6 +52,7 @@ class AttributionState:
             field='pending',
             fields={'incidents': dict, 'deployments': dict, 'priorities': dict},
             version=CACHE_VERSION,
+            upgrades={1: from_layout_1},
         )
         self._fields: dict[str, Any] | None = None
 
@@ -148,3 +150,100 @@ def prune(records: dict[str, dict], deployments: dict[str, dict], now: float, wi
 
 def _touched(record: Mapping[str, Any]) -> float:
     return float(record.get('touched') or 0)
+
+
+def from_layout_1(document: dict) -> dict:
+    """The attribution state of layout 1 (releases of 2026-11-26 and 2026-12-01) in layout 2's form.
+
+    Layout 1 kept per incident the deployment it blamed (`deployment`, `since`, `blamed`) and the
+    remediation recorded on it; its queue held searches (`attribute`), remediation searches
+    (`remediate`) and PATCHes (`patch`). Each becomes what layout 2 keeps for it: the incident's
+    facts as far as the blame tells them (its next look corrects the rest, and judges it again only
+    if they differ), the deployment with who blames it and what Datadog was sent, and the same work
+    queued. A deployment whose PATCH was still queued counts as not sent, so it is sent again.
+    """
+    layout2: dict[str, Any] = {'incidents': {}, 'deployments': {}, 'priorities': {}, 'pending': []}
+    queued = {item[0]: item for item in document.get('pending') or [] if isinstance(item, list) and len(item) == 3}
+    for incident_id, record in (document.get('incidents') or {}).items():
+        if isinstance(record, dict) and record.get('deployment'):
+            _blaming(incident_id, record, queued, layout2)
+        elif isinstance(record, dict) and 'attribute:' + incident_id in queued:
+            # Its search was still queued: judged again from what the task says of it.
+            arrived, task = queued['attribute:' + incident_id][1:]
+            layout2['incidents'][incident_id] = {
+                'facts': _facts(float(task['reference']), str(task.get('service') or ''), task.get('env')),
+                'judged': False,
+                'why': None,
+                'touched': float(record.get('touched') or 0),
+            }
+            key, judge = incident_task(incident_id, 0.0)
+            layout2['pending'].append([key, arrived, judge])
+    deployments = layout2['deployments']
+    for key, arrived, task in queued.values():
+        if key.startswith('patch:') and task.get('deployment') in deployments:
+            deployments[task['deployment']]['sent'] = {}
+            sync_key, sync = sync_task(task['deployment'])
+            layout2['pending'].append([sync_key, arrived, sync])
+    return layout2
+
+
+def _blaming(incident_id: str, record: dict, queued: dict[str, list], layout2: dict[str, Any]) -> None:
+    """A layout-1 incident that blamed a deployment: its record, its deployment's, its queued remediation search."""
+    found = record['deployment']
+    blamed = Deployment.from_json(found)
+    touched = float(record.get('touched') or 0)
+    layout2['incidents'][incident_id] = {
+        'facts': _facts(float(record.get('since') or blamed.finished_at), blamed.service, blamed.env),
+        'judged': True,
+        'why': None,
+        'touched': touched,
+        'search': {
+            'service': blamed.service,
+            'env': blamed.env,
+            'deployment': blamed.id,
+            'found': found,
+            'final': False,
+            'signal': LATEST_DEPLOYMENT,
+            'basis': None,
+            'event': None,
+            'related': None,
+        },
+        'blames': blamed.id,
+    }
+    deployment = layout2['deployments'].setdefault(
+        blamed.id,
+        {
+            'deployment': found,
+            'blamed_by': [],
+            'sent': {'change_failure': True, 'remediation': None},
+            'touched': touched,
+        },
+    )
+    deployment['blamed_by'].append(incident_id)
+    fix = record.get('remediation')
+    if isinstance(fix, dict) and fix.get('id') and fix.get('type'):
+        marked = {'id': str(fix['id']), 'type': str(fix['type'])}
+        deployment['remediation'] = dict(
+            marked, deployment=dict(found, id=marked['id'], version=None), incident=incident_id
+        )
+        deployment['sent']['remediation'] = marked
+    resolve = queued.get('remediate:' + incident_id)
+    if resolve is not None:
+        key, task = remedy_task(blamed.id, incident_id, float(resolve[2]['resolved_at']), 0.0)
+        layout2['pending'].append([key, resolve[1], task])
+
+
+def _facts(start: float, service: str, env: object) -> dict:
+    """Facts of a layout-1 record: what its blame tells (when, which service and env), nothing else known."""
+    return Facts(
+        start=start,
+        services=(service,) if service else (),
+        env=env if isinstance(env, str) and env else None,
+        severity=None,
+        priority=None,
+        rule='',
+        wanted=True,
+        merged=False,
+        pagerduty_service='',
+        resolved_at=None,
+    ).to_json()

@@ -52,6 +52,7 @@ import math
 import time
 from typing import Any, Callable, Iterator
 
+from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.http import BudgetExhausted, DeadlineReached, RateLimited
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, open_gauges
@@ -62,10 +63,9 @@ from .feed import FeedPass
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .reconcile import ReconcilePass, pages_per_run
 from .recorder import Recorder, Run, RunReport, StopRun
-from .recovery import Recovery
+from .recovery import MOVE_PAUSE, Recovery
 from .settings import Settings
-from .state import CollectorState, Window
-from .story import settled
+from .state import CollectorState, damage_warning, unreadable_warning
 from .sweep import SweepPass
 
 __all__ = ['Collector', 'RunReport', 'StopRun', 'STATE_KEY']
@@ -111,6 +111,9 @@ class Collector:
         self._deadline = float('inf')
         # Reasons of skipped log entries already warned about this run.
         self._warned: set[str] = set()
+        self._undated_warned = False
+        # Whether the next run is this process's first (when a stored state may have been overtaken).
+        self._resuming = True
         # Reads back from Datadog what this instance sent (with `datadog_app_key`): a state that
         # starts empty is rebuilt from it, and a daily drift check compares it with PagerDuty.
         self.readback = readback
@@ -164,12 +167,17 @@ class Collector:
         if not raw:
             return CollectorState()
         try:
-            return CollectorState.loads(raw)
-        except ValueError as e:
-            # Starting over as on a first install is safe: that run only records (no event flood),
-            # and DORA failures are idempotent by id, so re-sending history changes nothing.
-            self._warning('Stored collection state is unreadable (%s); starting over as on a first run', e)
+            state, damage = CollectorState.read(raw)
+        except Unreadable as e:
+            # Nothing in it can be trusted: rebuilt from Datadog as after a move, where it can be.
+            self._fresh = True
+            self.outputs.count('collection.repaired', 1, ['what:state'])
+            self._warning(*unreadable_warning(e, rebuilt=self.readback is not None))
             return CollectorState()
+        for part in damage:
+            self.outputs.count('collection.repaired', 1, ['what:{}'.format(part.part)])
+            self._warning(*damage_warning(part))
+        return state
 
     def save(self) -> None:
         if self.persist and self._state is not None:
@@ -191,14 +199,13 @@ class Collector:
             return report
         for source, entries in self.catalog.counts().items():
             self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
-        state = self.state
         self.client.now = None
         self.recovery.persist = self.persist
-        # A dry run starts empty and stores nothing: it has nothing to rebuild.
-        rebuilding = self._fresh and self.persist and self.readback is not None and state.live_since is None
-        if rebuilding and not self.recovery.rebuild(state, self.fallback_now()):
+        if not self._rebuilt_where_needed():
             report.stopped = 'rebuild'
+            self.save()
             return report
+        state = self.state
         feed = state.feed
         self.recorder.run = Run(
             catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf')
@@ -217,6 +224,16 @@ class Collector:
             self._end_run(report)
         return report
 
+    def _rebuilt_where_needed(self) -> bool:
+        """Rebuild an empty or overtaken state from Datadog (never in a dry run); False while the rebuild waits."""
+        if not self.persist or self.readback is None:
+            return True
+        pause = self._clock() - self.state.last_run[1] if self._resuming and self.state.last_run else 0.0
+        self._resuming = False
+        paused = pause > MOVE_PAUSE + self.settings.interval
+        self._state, ready = self.recovery.resume(self.state, fresh=self._fresh, paused=paused, now=self.fallback_now())
+        return ready
+
     def _collect(self, passes: _Passes) -> None:
         """The passes of one run, in order; each stops the run by raising when its budget or deadline is spent."""
         state = self.state
@@ -226,10 +243,13 @@ class Collector:
         if state.live_since is not None and state.feed is not None:
             since_last_run = self._clock() - state.last_run[1] if state.last_run is not None else None
             self._drive(passes.feed.read(state.feed, state.live_since, since_last_run), recorder.observe)
-        self._drive(passes.reconcile.read(state, self.client.now, self._reconcile_pages()), recorder.observe)
+        self._drive(
+            passes.reconcile.read(state, self.client.now, pages_per_run(state, self.settings.interval)),
+            recorder.observe,
+        )
         state.go_live(self.client.now)
         now = self.now()
-        self._switch_delivery(now)
+        state.switch_delivery(self.dora is not None, since=now - self.settings.backfill_days * DAY, now=now)
         if state.horizon is None:
             state.horizon = now - self.settings.backfill_days * DAY
         self.recovery.check_drift(state, now)
@@ -244,10 +264,11 @@ class Collector:
         state = self.state
         if state.live_since is not None:
             now = self.now()
-            self._prune(now)
+            state.prune(now - RESOLVED_RETENTION, delivering=self.dora is not None)
             state.last_run = (now, self._clock())
             self.recovery.forget(state, self._history_complete(now))
         self._report_gauges(self.now(), report)
+        self._report_undated()
         self.save()
         if self.dora is not None:
             self.dora.save()
@@ -333,34 +354,18 @@ class Collector:
         state = self.state
         return state.window is None and state.horizon is not None and state.horizon >= self._sweep_target(now) - 1
 
-    def _reconcile_pages(self) -> int:
-        return pages_per_run(self.state, self.settings.interval)
-
-    def _switch_delivery(self, now: float) -> None:
-        """Turning DORA delivery on after runs without it re-sends what those runs kept back.
-
-        Incidents with a record are wanted again by `Recovery.find_undelivered`; the others (history,
-        and incidents resolved and forgotten meanwhile) are re-read by creation time up to now.
-        """
-        state = self.state
-        delivering = self.dora is not None
-        if delivering and not state.delivering and state.horizon is not None:
-            since = now - self.settings.backfill_days * DAY
-            state.resend_end = max(since + 1, now)
-            state.resend = Window(since=since, until=min(state.resend_end, since + 180 * DAY))
-        state.delivering = delivering
-
-    def _prune(self, now: float) -> None:
-        incidents = self.state.incidents
-        stale = [
-            key
-            for key, record in incidents.items()
-            if record.status == 'resolved'
-            and ((record.resolved_at or record.created_at) < now - RESOLVED_RETENTION or not record.wanted)
-            and (self.dora is None or settled(record.delivered, record.desired))
-        ]
-        for key in stale:
-            del incidents[key]
+    def _report_undated(self) -> None:
+        """PagerDuty answers without a `Date` were dated by the Agent's clock: counted, and warned about once."""
+        undated = self.client.take_undated()
+        if not undated:
+            return
+        self.outputs.count('api.undated', undated, ['api:pagerduty'])
+        if not self._undated_warned:
+            self._undated_warned = True
+            self._warning(
+                'PagerDuty answered without a `Date` header (a proxy may remove it): its times are compared with '
+                "the Agent's clock instead, so keep the Agent host's clock in sync"
+            )
 
     def _report_gauges(self, now: float, report: RunReport) -> None:
         state = self.state

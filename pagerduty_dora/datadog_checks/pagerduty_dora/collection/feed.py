@@ -12,8 +12,10 @@ is read; an unreadable page is retried, then cornered and passed over with a cou
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import (
@@ -27,7 +29,6 @@ from datadog_checks.pagerduty_dora.pagerduty.client import (
 )
 
 from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
-from .state import Feed, FeedWindow
 
 # Entries shared by two consecutive pages of a feed window, matched by id.
 PAGE_OVERLAP = 3
@@ -39,6 +40,76 @@ UNREADABLE_RETRIES = 3
 MAX_REPAIR_SPAN = 7 * DAY
 # Where a feed window goes on: its (until, offset, tail) for the next page.
 _Next = tuple[float, int, list[str]]
+# At most this many ids of a window's last page are kept (it needs `PAGE_OVERLAP` of them).
+TAIL_LIMIT = 10
+
+
+@dataclass
+class FeedWindow:
+    """A window of the account's log being paged: [since, until), from `offset` on, newest first.
+
+    New entries (and entries PagerDuty indexes late) only push older ones to higher offsets, so
+    paging from the newest down loses none; consecutive pages overlap by a few entries and `tail`
+    holds the ids the next page must repeat, so an entry that disappears (its incident deleted) is
+    noticed and the page read again. `end` is where the feed's horizon moves once it is read.
+    """
+
+    since: float
+    until: float
+    offset: int
+    end: float
+    tail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Feed:
+    """The account-wide log, read as a change feed: every entry before `horizon` (PagerDuty time) was applied.
+
+    `window` is the window being paged, should a run stop in the middle of one; `width` is the span
+    of the next window, learned from how many entries the last ones held.
+    """
+
+    horizon: float
+    window: FeedWindow | None = None
+    width: float = 0.0
+    # Runs in a row whose feed page could not be read (see `FeedPass._request`).
+    failures: int = 0
+
+
+def _not_empty(window: FeedWindow) -> None:
+    if window.since >= window.until:
+        raise codec.Invalid('empty feed window')
+
+
+FEED: codec.Domain[Feed] = codec.Struct(
+    Feed,
+    horizon=codec.TIME,
+    window=codec.Optional(
+        codec.Struct(
+            FeedWindow,
+            _not_empty,
+            since=codec.TIME,
+            until=codec.TIME,
+            offset=codec.COUNT,
+            end=codec.TIME,
+            tail=codec.ListOf(codec.TEXT, TAIL_LIMIT),
+        )
+    ),
+    width=codec.AMOUNT,
+    failures=codec.COUNT,
+)
+
+
+def from_layout_2(raw: Any) -> list[Any] | None:
+    """The feed of layout 2 (horizon, window, width, applied ids) in today's form.
+
+    Layout 2 read a window from its oldest page up: its window is read again from the horizon, in
+    today's order (entries are matched by id, so reading one twice is harmless).
+    """
+    if raw is None:
+        return None
+    horizon, _window, width, _applied = raw
+    return [horizon, None, width, 0]
 
 
 class FeedPass:

@@ -23,12 +23,23 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.datadog.readback import FailureRecord, Readback
 
 DAY = 86400.0
 # How far back the events are read: the last transitions the previous node reported lie within it
 # unless it ran unseen for longer, and then everything since is re-read and reported.
 EVENTS_LOOKBACK = 2 * DAY
+
+
+@dataclass
+class Rebuild:
+    """A rebuild waiting for Datadog's event search: its record is read once the Agent's clock reaches `after`."""
+
+    after: float
+
+
+REBUILD: codec.Domain[Rebuild] = codec.Struct(Rebuild, after=codec.TIME)
 
 
 @dataclass

@@ -11,16 +11,68 @@ out of scope. The first pass (the baseline of what is open when collection goes 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol
 
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
 from .pages import NEXT_REQUEST, Look, Page, PassStep
-from .state import CollectorState, Reconciliation
+from .record import IncidentRecord
 
 # A pass over the open incidents completes within this many seconds, whatever their number.
 RECONCILE_PERIOD = 600.0
+# PagerDuty numbers an account's incidents from 1: a position of (t, 0) lies before every incident
+# created in second t, and after every one created before it.
+BEFORE_FIRST = 0
+
+
+@dataclass
+class Reconciliation:
+    """A pass over the open incidents, in creation order, that may span runs.
+
+    `position` is the (creation time, incident number) of the last incident read; the next page
+    starts at that creation time and skips what is not past it, so incidents that resolve meanwhile
+    cannot shift the pass. At the end of a six-month window it is (window end, `BEFORE_FIRST`).
+    `skip` counts incidents of that very second already read, for a second holding more than a
+    page. `verify` lists open records the pass did not meet: each is read by id. `started` is
+    PagerDuty's time when the pass began (None until its first answer): a record confirmed since
+    was met.
+    """
+
+    started: float | None
+    position: tuple[float, int] | None = None
+    skip: int = 0
+    verify: list[str] | None = None
+
+
+RECONCILIATION: codec.Domain[Reconciliation] = codec.Struct(
+    Reconciliation,
+    started=codec.Optional(codec.TIME),
+    position=codec.Optional(codec.Pair(codec.TIME, codec.COUNT)),
+    skip=codec.COUNT,
+    verify=codec.Optional(codec.ListOf(codec.TEXT)),
+)
+
+
+class OpenIncidents(Protocol):
+    """What reconciliation reads and moves: its pass, the records it checks, whether the baseline is made, its pace."""
+
+    reconciliation: Reconciliation | None
+    incidents: dict[str, IncidentRecord]
+    baseline: bool
+    reconcile_credit: float
+
+
+def from_layout_3(raw: Any) -> Any:
+    """The pass of layout 3 in today's form: it marked a pass not yet started, and a window's end, with -1."""
+    if raw is None:
+        return None
+    started, position, skip, verify = raw
+    if position is not None and position[1] == -1:
+        position = [position[0], BEFORE_FIRST]
+    return [None if started == -1 else started, position, skip, verify]
 
 
 class ReconcilePass:
@@ -31,7 +83,7 @@ class ReconcilePass:
         self.fallback_now = fallback_now
         self.pages = 0
 
-    def read(self, state: CollectorState, now: float | None, pages_per_run: int) -> Iterator[PassStep]:
+    def read(self, state: OpenIncidents, now: float | None, pages_per_run: int) -> Iterator[PassStep]:
         """This run's share (`pages_per_run`) of the open incidents, one `Page` per request.
 
         The pass ends (and the baseline is set) once every open incident was read and every open
@@ -39,7 +91,7 @@ class ReconcilePass:
         """
         scan = state.reconciliation
         if scan is None:
-            scan = state.reconciliation = Reconciliation(started=-1.0 if now is None else now)
+            scan = state.reconciliation = Reconciliation(started=now)
         pages = 0
         while scan.verify is None:
             if state.baseline and pages >= pages_per_run:
@@ -53,7 +105,7 @@ class ReconcilePass:
         while scan.verify:
             key = scan.verify[0]
             record = state.incidents.get(key)
-            if record is not None and record.status != 'resolved' and record.checked_at < scan.started:
+            if record is not None and record.status != 'resolved' and _unmet(record.checked_at, scan):
                 yield NEXT_REQUEST
                 yield self._verify(key)
             scan.verify.pop(0)
@@ -79,7 +131,7 @@ class ReconcilePass:
                 page.looks.append(Look(incident))
         return page
 
-    def _list_page(self, scan: Reconciliation, now: float | None) -> tuple[Page, Callable[[CollectorState], None]]:
+    def _list_page(self, scan: Reconciliation, now: float | None) -> tuple[Page, Callable[[OpenIncidents], None]]:
         """One page of open incidents, and how the pass's position moves once it is taken."""
         since: float | None = None
         until: float | None = None
@@ -87,10 +139,10 @@ class ReconcilePass:
             listed = self.client.list_open(scan.skip)
         else:
             since = scan.position[0]
-            until = min(since + MAX_WINDOW, (now if now is not None else scan.started) + 60)
+            until = min(since + MAX_WINDOW, _present(now, scan) + 60)
             listed = self.client.list_open(scan.skip, since, until)
         self.pages += 1
-        if scan.started < 0:
+        if scan.started is None:
             # The first pass starts with PagerDuty's first answer: records it meets are dated by that clock.
             scan.started = self.client.now if self.client.now is not None else self.fallback_now()
         page = Page()
@@ -112,7 +164,7 @@ class ReconcilePass:
                 OFFSET_CAP,
             )
 
-        def move(state: CollectorState) -> None:
+        def move(state: OpenIncidents) -> None:
             scan.position = position
             _move(scan, state, now, since, until, listed.more, fresh, len(listed.incidents))
 
@@ -121,7 +173,7 @@ class ReconcilePass:
 
 def _move(
     scan: Reconciliation,
-    state: CollectorState,
+    state: OpenIncidents,
     now: float | None,
     since: float | None,
     until: float | None,
@@ -143,11 +195,16 @@ def _move(
     scan.skip = 0
     if more:
         return
-    if since is not None and until is not None and until < (now if now is not None else scan.started):
+    if since is not None and until is not None and until < _present(now, scan):
         # The list was read in a window of at most six months; the rest starts at its end.
-        scan.position = (until, -1)
+        scan.position = (until, BEFORE_FIRST)
         return
     scan.verify = unmet(state, scan)
+
+
+def _present(now: float | None, scan: Reconciliation) -> float:
+    """PagerDuty's time now, or when the pass began for a server that dates no answer."""
+    return now if now is not None else scan.started or 0.0
 
 
 def _can_step(scan: Reconciliation, size: int) -> bool:
@@ -155,16 +212,20 @@ def _can_step(scan: Reconciliation, size: int) -> bool:
     return scan.skip + 2 * PAGE_SIZE <= OFFSET_CAP and size >= PAGE_SIZE
 
 
-def unmet(state: CollectorState, scan: Reconciliation) -> list[str]:
+def unmet(state: OpenIncidents, scan: Reconciliation) -> list[str]:
     """Open records the pass did not meet: each is read by id."""
     return sorted(
         key
         for key, record in state.incidents.items()
-        if record.status != 'resolved' and record.checked_at < scan.started
+        if record.status != 'resolved' and _unmet(record.checked_at, scan)
     )
 
 
-def pages_per_run(state: CollectorState, interval: float) -> int:
+def _unmet(checked_at: float, scan: Reconciliation) -> bool:
+    return scan.started is None or checked_at < scan.started
+
+
+def pages_per_run(state: OpenIncidents, interval: float) -> int:
     """Pages of open incidents this run, so that a whole pass takes about `RECONCILE_PERIOD` seconds.
 
     The pace is `open / 100 × interval / RECONCILE_PERIOD` pages a run, at least one: what is

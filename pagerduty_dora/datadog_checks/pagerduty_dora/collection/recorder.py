@@ -25,8 +25,9 @@ from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, Malformed
 from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Step, Transition, observed
 
 from .rebuild import payload_digest
+from .record import IncidentRecord
 from .settings import Settings
-from .state import CollectorState, IncidentRecord
+from .state import CollectorState
 from .story import Context, ReadLog, Story, look, settled
 
 # Incidents whose own log may be read in one run (those without a record that the feed or
@@ -282,7 +283,7 @@ class Recorder:
                 for_log(mapping.env),
             )
             note = notes.get(index)
-            self.outputs.transition(transition, mapping, tags, now, [note] if note else [])
+            self.state.event_sent(self.outputs.transition(transition, mapping, tags, now, [note] if note else []))
 
     # Other looks --------------------------------------------------------------------------------
 

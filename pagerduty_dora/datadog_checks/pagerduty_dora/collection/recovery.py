@@ -5,6 +5,10 @@
 
 - **Rebuild**: a check that starts over an empty state (a cluster check moved to another node) takes
   from Datadog what it sent before (`rebuild.py` reads it), so nothing is reported or sent twice.
+  Datadog's event search lags its intake (up to `SEARCH_LAG`): where Datadog holds anything of this
+  instance, the rebuild reads it again once that lag has passed, so the last events the previous
+  node sent are searchable by then. A stored state that another node overtook while this Agent was
+  away (Datadog holds a later event of this instance than the state sent) is rebuilt the same way.
 - **Undelivered**: a record whose DORA failure is outstanding but no longer queued (dropped by the
   queue's bounds, lost in a crash) is read again by id and its failure wanted again.
 - **Drift**: once a day, Datadog's open failures are compared with PagerDuty, and each one PagerDuty
@@ -24,9 +28,10 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
+from .feed import Feed
 from .pages import DAY, NEXT_REQUEST, Look, Page, PassStep
-from .rebuild import read_record
-from .state import CollectorState, Feed
+from .rebuild import EVENTS_LOOKBACK, Rebuild, Record, read_record
+from .state import CollectorState
 from .story import settled
 
 # Digests of the DORA failures Datadog held when the state was rebuilt, kept until history is compared.
@@ -39,6 +44,11 @@ REBUILD_ATTEMPTS = 3
 DRIFT_INTERVAL = DAY
 # Incidents read again by id in one run because their DORA failure went missing.
 MAX_REFETCH_PER_RUN = 20
+# How long Datadog's event search may lag behind its intake: the bound within which a move sends no
+# event twice.
+SEARCH_LAG = 600.0
+# An Agent back after a pause longer than this (beyond its interval) may have been replaced by another node.
+MOVE_PAUSE = 300.0
 
 
 class Recovery:
@@ -71,12 +81,67 @@ class Recovery:
 
     # Rebuild ------------------------------------------------------------------------------------
 
+    def resume(self, state: CollectorState, *, fresh: bool, paused: bool, now: float) -> tuple[CollectorState, bool]:
+        """The state to collect with, and whether to collect now (False while a rebuild waits).
+
+        An empty state is rebuilt; so is a stored one that another node overtook while this Agent was
+        away (`paused`), as the events Datadog holds show.
+        """
+        if paused and state.live_since is not None and self.overtaken(state, now):
+            state, fresh = CollectorState(), True
+        if state.live_since is None and (fresh or state.rebuild is not None):
+            return state, self.rebuild(state, now)
+        return state, True
+
     def rebuild(self, state: CollectorState, now: float) -> bool:
         """Rebuild an empty state from what Datadog holds; False to try again next run (nothing collected meanwhile).
 
-        Without the record, the check starts as on a first run: history is sent again as DORA
-        failures (idempotent by id) and no event is sent for what happened before it went live.
+        `now` is the Agent's clock. Where Datadog holds nothing of this instance, this is a first
+        install. Otherwise the record is read again once `SEARCH_LAG` has passed (`state.rebuild`
+        says until when), and the state rebuilt from it. Without the record, the check starts as on
+        a first run: history is sent again as DORA failures (idempotent by id) and no event is sent
+        for what happened before it went live.
         """
+        assert self.readback is not None
+        waiting = state.rebuild
+        if waiting is not None and now < waiting.after:
+            self.log.info("Waiting %d s more for Datadog's event search before rebuilding", waiting.after - now)
+            return False
+        record = self._read_record(now)
+        if record is None:
+            return False
+        if waiting is None and self.outputs.collects_events and (record.events or record.failures):
+            # What the previous node sent last may not be searchable yet: read it all again later.
+            state.rebuild = Rebuild(after=now + SEARCH_LAG)
+            self.log.info(
+                "Datadog holds what this instance sent before; the state is rebuilt in %d s, once Datadog's event "
+                'search has caught up (nothing is lost meanwhile)',
+                SEARCH_LAG,
+            )
+            return False
+        state.rebuild = None
+        self._apply(state, record, now)
+        return True
+
+    def overtaken(self, state: CollectorState, now: float) -> bool:
+        """Whether Datadog holds an event of this instance later than any the state sent (another node ran since).
+
+        A state of an earlier layout does not know its latest event: events after its last run are not its own.
+        """
+        assert self.readback is not None
+        sent = state.last_event_at if state.last_event_at is not None else (state.last_run or (None,))[0]
+        since = sent if sent is not None else now - EVENTS_LOOKBACK
+        try:
+            for event in self.readback.events(self._record_query, since, now + 3600):
+                if event.transition_key is not None and (sent is None or event.timestamp > sent):
+                    self.log.info('Datadog holds events of this instance later than its stored state: rebuilt')
+                    return True
+        except ApiError as e:
+            self._warning('Could not compare the stored state with what Datadog holds (%s); it is used as it is', e)
+        return False
+
+    def _read_record(self, now: float) -> Record | None:
+        """What Datadog holds of this instance; None to try again next run, an empty record to go on without it."""
         assert self.readback is not None
         attempts = _count(self._read_cache(REBUILD_KEY))
         try:
@@ -89,21 +154,27 @@ class Recovery:
         except (AuthError, RequestRejected) as e:
             # Refused for good (a missing permission, an API this site does not have): no retry helps.
             self._failed('forbidden' if isinstance(e, AuthError) else 'rejected', e, final=True)
-            return True
+            return Record()
         except ApiError as e:
             attempts += 1
             final = attempts >= REBUILD_ATTEMPTS
             self._write(REBUILD_KEY, '0' if final else str(attempts))
             self._failed('error', e, final=final)
-            return final
+            return Record() if final else None
         self._write(REBUILD_KEY, '0')
+        return record
+
+    def _apply(self, state: CollectorState, record: Record, now: float) -> None:
+        """Take the record into the state: go live where the reported events end, compare history with the failures."""
+        if not record.events and not record.failures:
+            return
         # What happened after the last event Datadog holds was not reported. Without any event there is
-        # no sign of when the earlier node went live: collection goes live at PagerDuty's first answer,
-        # as on a first run.
+        # no sign of when the earlier node went live: collection goes live at PagerDuty's first answer.
         start = record.last_event_at
         if start is not None:
             state.live_since = start
             state.feed = Feed(horizon=start)
+        state.last_event_at = record.last_event_at
         state.rebuilt = {key: sorted(keys) for key, keys in record.emitted.items()}
         state.rebuilt_at = state.drift_at = now
         self._held = record.failures
@@ -115,7 +186,6 @@ class Recovery:
             len(record.failures),
             format_time(start) if start is not None else 'now',
         )
-        return True
 
     def _failed(self, reason: str, error: ApiError, *, final: bool) -> None:
         self.outputs.count('rebuild', 1, ['result:{}'.format('fallback' if final else 'retry'), 'reason:' + reason])

@@ -1,175 +1,36 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The collector's memory between runs, and its JSON form in the Agent's persistent cache."""
+"""The collector's memory between runs, composed of the values each part of the engine owns.
+
+Each pass defines its own cursor and its stored form beside the rule that moves it (`feed.py`,
+`reconcile.py`, `sweep.py`), each incident's record is `record.py`'s; this module puts them
+together as one document of the Agent's persistent cache (`LAYOUT`), reads every layout this
+project released by migrating it forward, and says what a damaged part costs: only that part.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from datadog_checks.pagerduty_dora.common import documents
-from datadog_checks.pagerduty_dora.common.times import LATEST_TIME
-from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Base, Step
+from datadog_checks.pagerduty_dora.common import codec
+from datadog_checks.pagerduty_dora.common.documents import Damage, Layout, Part
+from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW
 
-# Bumped when the stored shape changes; an unknown version is treated like a damaged value.
-STATE_VERSION = 3
+from . import feed as feed_cursor
+from . import reconcile as reconcile_cursor
+from . import record as records
+from . import sweep as sweep_cursor
+from .feed import FEED, Feed
+from .rebuild import REBUILD, Rebuild
+from .reconcile import RECONCILIATION, Reconciliation
+from .record import RECORD, IncidentRecord
+from .story import settled
+from .sweep import WINDOW, Window
 
-
-@dataclass
-class IncidentRecord:
-    """What the collector holds of one incident between runs.
-
-    `base` and `steps` are the incident's recent story (see `transitions.py`): `emitted` names the
-    transitions of `steps` already reported, so a step that arrives late reports only itself.
-    `status`, `acked` and `resolved_at` are where that story ends. `desired` is the fingerprint of
-    the DORA failure the incident should have in Datadog ('' for none), `delivered` the one Datadog
-    last accepted ('' for none): they differ while a delivery or removal is outstanding.
-    """
-
-    status: str
-    priority: str | None
-    urgency: str
-    service_id: str
-    service_name: str
-    created_at: float
-    resolved_at: float | None
-    desired: str = ''
-    delivered: str = ''
-    # Mapping tags of an open incident, for the open-incident gauge.
-    tags: list[str] = field(default_factory=list)
-    acked: bool = False
-    # Whether the last look found it in scope and filters (events and metrics are for those only).
-    wanted: bool = True
-    # When (PagerDuty time) the collector last confirmed this state (a log entry, a list or a read by id).
-    checked_at: float = 0.0
-    base: Base = field(default_factory=Base)
-    steps: list[Step] = field(default_factory=list)
-    emitted: list[str] = field(default_factory=list)
-    # Whether `mapping.matches` has counted this incident (once, the first time it is wanted).
-    counted: bool = False
-
-    def to_list(self) -> list[Any]:
-        return [
-            self.status,
-            self.priority,
-            self.urgency,
-            self.service_id,
-            self.service_name,
-            self.created_at,
-            self.resolved_at,
-            self.desired,
-            self.delivered,
-            self.tags,
-            int(self.acked),
-            int(self.wanted),
-            self.checked_at,
-            self.base.to_list(),
-            [[step.id, step.at, step.action, int(step.evidence), step.kind] for step in self.steps],
-            self.emitted,
-            int(self.counted),
-        ]
-
-    @classmethod
-    def from_list(cls, values: list[Any]) -> IncidentRecord:
-        (
-            status,
-            priority,
-            urgency,
-            service_id,
-            service_name,
-            created_at,
-            resolved_at,
-            desired,
-            delivered,
-            tags,
-            acked,
-            wanted,
-            checked_at,
-            base,
-            steps,
-            emitted,
-            counted,
-        ) = values
-        if status not in ('triggered', 'acknowledged', 'resolved'):
-            raise ValueError('unknown status')
-        return cls(
-            status=str(status),
-            priority=priority if priority is None else str(priority),
-            urgency=str(urgency),
-            service_id=str(service_id),
-            service_name=str(service_name),
-            created_at=_time(created_at),
-            resolved_at=_optional_time(resolved_at),
-            desired=str(desired),
-            delivered=str(delivered),
-            tags=[str(t) for t in tags],
-            acked=bool(acked),
-            wanted=bool(wanted),
-            checked_at=_time(checked_at),
-            base=_base(base),
-            steps=[_step(step) for step in steps],
-            emitted=[str(key) for key in emitted],
-            counted=bool(counted),
-        )
-
-
-@dataclass
-class Window:
-    """A creation-time window being paged through: [since, until) from `offset` on."""
-
-    since: float
-    until: float
-    offset: int = 0
-
-
-@dataclass
-class FeedWindow:
-    """A window of the account's log being paged: [since, until), from `offset` on, newest first.
-
-    New entries (and entries PagerDuty indexes late) only push older ones to higher offsets, so
-    paging from the newest down loses none; consecutive pages overlap by a few entries and `tail`
-    holds the ids the next page must repeat, so an entry that disappears (its incident deleted) is
-    noticed and the page read again. `end` is where the feed's horizon moves once it is read.
-    """
-
-    since: float
-    until: float
-    offset: int
-    end: float
-    tail: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Feed:
-    """The account-wide log, read as a change feed: every entry before `horizon` (PagerDuty time) was applied.
-
-    `window` is the window being paged, should a run stop in the middle of one; `width` is the span
-    of the next window, learned from how many entries the last ones held.
-    """
-
-    horizon: float
-    window: FeedWindow | None = None
-    width: float = 0.0
-    # Runs in a row whose feed page could not be read (see `FeedPass._request`).
-    failures: int = 0
-
-
-@dataclass
-class Reconciliation:
-    """A pass over the open incidents, in creation order, that may span runs.
-
-    `position` is the (creation time, incident number) of the last incident read; the next page
-    starts at that creation time and skips what is not past it, so incidents that resolve meanwhile
-    cannot shift the pass. `skip` counts incidents of that very second already read, for a second
-    holding more than a page. `verify` lists open records the pass did not meet: each is read by id.
-    """
-
-    started: float
-    position: tuple[float, int] | None = None
-    skip: int = 0
-    verify: list[str] | None = None
+# The layout written; earlier ones are migrated when read (see `LAYOUT`).
+STATE_VERSION = 4
 
 
 @dataclass
@@ -208,6 +69,11 @@ class CollectorState:
     drift_at: float = 0.0
     # The share of a reconciliation page carried to the next run (see `reconcile.pages_per_run`).
     reconcile_credit: float = 0.0
+    # The time of the latest event this instance sent (as Datadog dates it): a later one in Datadog
+    # means another node ran since.
+    last_event_at: float | None = None
+    # A rebuild from Datadog waiting for its event search to catch up (see `recovery.py`).
+    rebuild: Rebuild | None = None
 
     def go_live(self, now: float | None) -> None:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
@@ -217,147 +83,224 @@ class CollectorState:
             self.drift_at = now
 
     def dumps(self) -> str:
-        feed, scan, resend = self.feed, self.reconciliation, self.resend
-        return documents.encode(
-            STATE_VERSION,
-            {
-                'live_since': self.live_since,
-                'baseline': self.baseline,
-                'horizon': self.horizon,
-                'window': None if self.window is None else [self.window.since, self.window.until, self.window.offset],
-                'width': self.width,
-                'feed': None
-                if feed is None
-                else [
-                    feed.horizon,
-                    None
-                    if feed.window is None
-                    else [feed.window.since, feed.window.until, feed.window.offset, feed.window.end, feed.window.tail],
-                    feed.width,
-                    feed.failures,
-                ],
-                'reconciliation': None
-                if scan is None
-                else [scan.started, None if scan.position is None else list(scan.position), scan.skip, scan.verify],
-                'resend': None if resend is None else [resend.since, resend.until, resend.offset],
-                'resend_end': self.resend_end,
-                'delivering': self.delivering,
-                'incidents': {key: record.to_list() for key, record in self.incidents.items()},
-                'last_run': None if self.last_run is None else list(self.last_run),
-                'refetch': self.refetch,
-                'gauged': self.gauged,
-                'rebuilt': self.rebuilt,
-                'rebuilt_at': self.rebuilt_at,
-                'drift_at': self.drift_at,
-                'reconcile_credit': self.reconcile_credit,
-            },
-        )
+        return LAYOUT.encode({name: getattr(self, name) for name in LAYOUT.parts})
 
     @classmethod
     def loads(cls, text: str) -> CollectorState:
-        """Decode a stored state; raises ValueError when it is damaged or of an unknown version."""
-        try:
-            data = documents.decode(text, STATE_VERSION)
-            window, feed, scan, resend = (
-                data.get('window'),
-                data.get('feed'),
-                data.get('reconciliation'),
-                data.get('resend'),
-            )
-            return cls(
-                live_since=_optional_time(data.get('live_since')),
-                baseline=bool(data.get('baseline')),
-                horizon=_optional_time(data.get('horizon')),
-                window=None if window is None else _window(window),
-                width=_finite(data.get('width') or 0.0),
-                feed=None if feed is None else _feed(feed),
-                reconciliation=None if scan is None else _reconciliation(scan),
-                resend=None if resend is None else _window(resend),
-                resend_end=_optional_time(data.get('resend_end')),
-                delivering=bool(data.get('delivering', True)),
-                incidents={str(k): IncidentRecord.from_list(v) for k, v in dict(data.get('incidents') or {}).items()},
-                last_run=_last_run(data.get('last_run')),
-                refetch=[str(key) for key in data.get('refetch') or []],
-                gauged=[[str(tag) for tag in tags] for tags in data.get('gauged') or []],
-                rebuilt={str(k): [str(key) for key in v] for k, v in dict(data.get('rebuilt') or {}).items()},
-                rebuilt_at=_finite(data.get('rebuilt_at') or 0.0),
-                drift_at=_finite(data.get('drift_at') or 0.0),
-                reconcile_credit=min(_finite(data.get('reconcile_credit') or 0.0), 1.0),
-            )
-        except (TypeError, KeyError, IndexError, AttributeError) as e:
-            raise ValueError('malformed state: {}'.format(type(e).__name__)) from None
+        """A stored state of any released layout, repaired where a part was damaged (see `read`)."""
+        return cls.read(text)[0]
+
+    @classmethod
+    def read(cls, text: str) -> tuple[CollectorState, list[Damage]]:
+        """A stored state of any released layout, and the damage reset on the way.
+
+        Raises `documents.Unreadable` when the value is no state at all; a part out of its domain
+        is reset alone and reported, and the rest of the state is repaired around it (`repair`).
+        """
+        values, damage = LAYOUT.decode(text)
+        state = cls(**values)
+        state.repair(damage)
+        return state, damage
+
+    def repair(self, damage: list[Damage]) -> None:
+        """Make the state whole again around the parts that were reset (see `DAMAGE_COST`)."""
+        parts = {d.part: d for d in damage}
+        if 'incidents' in parts:
+            # A record that cannot be read is read again by id: its incident's own log decides, and
+            # what the record says was reported, where that much can be read, is not reported again.
+            lost = parts['incidents']
+            self.refetch = sorted(set(self.refetch) | set(lost.entries))
+            for key, stored in lost.stored.items():
+                keys = records.reported_keys(stored)
+                if keys:
+                    self.rebuilt[key] = sorted(set(self.rebuilt.get(key, ())) | set(keys))
+        if 'live_since' in parts:
+            self.live_since = self.feed.horizon if self.feed is not None else self._last_known()
+        if 'feed' in parts and self.live_since is not None:
+            self.feed = Feed(horizon=max(self.live_since, self._last_known() or 0.0))
+        if self.live_since is not None and self.feed is None:
+            self.feed = Feed(horizon=self.live_since)
+
+    def event_sent(self, dated: float | None) -> None:
+        """An event dated `dated` was sent (None: none was): the latest tells another node's later events apart."""
+        if dated is not None:
+            self.last_event_at = dated if self.last_event_at is None else max(self.last_event_at, dated)
+
+    def switch_delivery(self, delivering: bool, *, since: float, now: float) -> None:
+        """Turning DORA delivery on after runs without it re-sends what those runs kept back, from `since`.
+
+        Incidents with a record are wanted again by `Recovery.find_undelivered`; the others (history,
+        and incidents resolved and forgotten meanwhile) are re-read by creation time up to now.
+        """
+        if delivering and not self.delivering and self.horizon is not None:
+            self.resend_end = max(since + 1, now)
+            self.resend = Window(since=since, until=min(self.resend_end, since + MAX_WINDOW))
+        self.delivering = delivering
+
+    def prune(self, resolved_before: float, *, delivering: bool) -> None:
+        """Forget resolved incidents resolved before then (or no longer wanted) whose failure is settled."""
+        stale = [
+            key
+            for key, record in self.incidents.items()
+            if record.status == 'resolved'
+            and ((record.resolved_at or record.created_at) < resolved_before or not record.wanted)
+            and (not delivering or settled(record.delivered, record.desired))
+        ]
+        for key in stale:
+            del self.incidents[key]
+
+    def _last_known(self) -> float | None:
+        """The latest PagerDuty time the stored state shows collection reached, or None."""
+        if self.last_run is not None:
+            return self.last_run[0]
+        return max((record.checked_at for record in self.incidents.values()), default=self.live_since)
 
 
-def _finite(value: Any) -> float:
-    if isinstance(value, (bool, str)):
-        raise ValueError('not a number: {!r}'.format(value)[:80])
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError('not a finite non-negative number')
-    return number
-
-
-def _time(value: Any) -> float:
-    number = _finite(value)
-    # Stored times must be ones `format_time` can render into a query: [1970, 9999).
-    if number >= LATEST_TIME:
-        raise ValueError('time out of range')
-    return number
-
-
-def _optional_time(value: Any) -> float | None:
-    return None if value is None else _time(value)
-
-
-def _offset(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError('offset is not a non-negative integer')
-    return value
-
-
-def _window(raw: Any) -> Window:
-    since, until, offset = raw
-    window = Window(_time(since), _time(until), _offset(offset))
-    if window.since >= window.until:
-        raise ValueError('empty window')
-    return window
-
-
-def _feed(raw: Any) -> Feed:
-    horizon, window, width, failures = raw
-    feed = Feed(_time(horizon), width=_finite(width or 0.0), failures=_offset(failures))
-    if window is not None:
-        since, until, offset, end, tail = window
-        feed.window = FeedWindow(_time(since), _time(until), _offset(offset), _time(end), [str(t) for t in tail][:10])
-        if feed.window.since >= feed.window.until:
-            raise ValueError('empty window')
-    return feed
-
-
-def _reconciliation(raw: Any) -> Reconciliation:
-    started, position, skip, verify = raw
-    return Reconciliation(
-        started=-1.0 if started == -1 else _time(started),
-        position=None if position is None else (_time(position[0]), _offset(position[1])),
-        skip=_offset(skip),
-        verify=None if verify is None else [str(key) for key in verify],
+def damage_warning(damage: Damage) -> tuple[Any, ...]:
+    """The warning (format and arguments) for a part of the stored state that was reset."""
+    if damage.entries:
+        return (
+            '%d entries of `%s` of the stored collection state could not be read (%s) and were reset: %s',
+            len(damage.entries),
+            damage.part,
+            next(iter(damage.entries.values())),
+            DAMAGE_COST[damage.part],
+        )
+    return (
+        'Part `%s` of the stored collection state could not be read (%s) and was reset: %s',
+        damage.part,
+        damage.reason,
+        DAMAGE_COST[damage.part],
     )
 
 
-def _base(raw: Any) -> Base:
-    status, acked, resolve_key, resolved_at, at, unsure_until = raw
-    if status not in (NEW, 'triggered', 'acknowledged', 'resolved'):
-        raise ValueError('unknown status')
-    return Base(str(status), bool(acked), str(resolve_key), _optional_time(resolved_at), _time(at), _time(unsure_until))
+def unreadable_warning(error: Exception, *, rebuilt: bool) -> tuple[Any, ...]:
+    """The warning for a stored state that is no state at all: rebuilt from Datadog, or what is lost without it."""
+    if rebuilt:
+        return ('Stored collection state is unreadable (%s); it is rebuilt from what Datadog holds', error)
+    return (
+        'Stored collection state is unreadable (%s) and starts over: history is sent again as DORA failures '
+        '(Datadog keeps one per incident), but changes since the last run get no event. Set `datadog_app_key` '
+        'to have the check rebuild its state from Datadog instead',
+        error,
+    )
 
 
-def _step(raw: Any) -> Step:
-    entry_id, at, action, evidence, kind = raw
-    return Step(str(entry_id), _time(at), str(action), bool(evidence), str(kind))
+def _state_default(name: str) -> Callable[[], Any]:
+    return lambda: getattr(CollectorState(), name)
 
 
-def _last_run(raw: Any) -> tuple[float, float] | None:
-    if raw is None:
-        return None
-    pagerduty, agent = raw
-    return _time(pagerduty), _time(agent)
+# What the loss of each part costs, for the warning that names it.
+DAMAGE_COST = {
+    'live_since': 'collection goes on from the change feed\'s position',
+    'baseline': 'the next pass over the open incidents is read whole',
+    'horizon': 'history is read again from `backfill_days` ago (DORA failures only; nothing is sent twice)',
+    'window': 'the history window is planned again',
+    'width': 'window widths are learned again',
+    'feed': 'the change feed goes on from the end of the last run; a change between its real position and '
+    'then is found by reconciliation',
+    'reconciliation': 'the pass over the open incidents starts over',
+    'resend': 'history kept back while DORA delivery was off is not re-sent',
+    'resend_end': 'history kept back while DORA delivery was off is not re-sent',
+    'delivering': 'DORA delivery is taken as on since the last run',
+    'incidents': 'those incidents are read again by id, and their own logs decide what is news',
+    'last_run': 'a stored position ahead of PagerDuty\'s clock is repaired by a day',
+    'refetch': 'failures waiting to be read again by id are found by the next comparison',
+    'gauged': 'an open-incident gauge that emptied meanwhile is not sent as 0',
+    'rebuilt': 'transitions a rebuild found reported may be reported again',
+    'rebuilt_at': 'the rebuild\'s history comparison is made again',
+    'drift_at': 'the daily comparison with Datadog is made now',
+    'reconcile_credit': 'reconciliation\'s pace is learned again',
+    'last_event_at': 'a move of the check while this Agent was away is not noticed this time',
+    'rebuild': 'the rebuild from Datadog is planned again',
+}
+
+_PARTS: dict[str, codec.Domain] = {
+    'live_since': codec.Optional(codec.TIME),
+    'baseline': codec.FLAG,
+    'horizon': codec.Optional(codec.TIME),
+    'window': codec.Optional(WINDOW),
+    'width': codec.AMOUNT,
+    'feed': codec.Optional(FEED),
+    'reconciliation': codec.Optional(RECONCILIATION),
+    'resend': codec.Optional(WINDOW),
+    'resend_end': codec.Optional(codec.TIME),
+    'delivering': codec.FLAG,
+    'incidents': codec.MapOf(RECORD),
+    'last_run': codec.Optional(codec.Pair(codec.TIME, codec.TIME)),
+    'refetch': codec.ListOf(codec.TEXT),
+    'gauged': codec.ListOf(codec.ListOf(codec.TEXT)),
+    'rebuilt': codec.MapOf(codec.ListOf(codec.TEXT)),
+    'rebuilt_at': codec.TIME,
+    'drift_at': codec.TIME,
+    # The share of a page carried over: below one, or it would have been read.
+    'reconcile_credit': codec.Number(0.0, 1.0, 'share of a page'),
+    'last_event_at': codec.Optional(codec.TIME),
+    'rebuild': codec.Optional(REBUILD),
+}
+
+
+def _each(document: dict[str, Any], name: str, upgrade: Callable[[Any], Any]) -> None:
+    """Upgrade one part in place; a part that does not fit the old layout is left to be reported as damage."""
+    if name in document:
+        try:
+            document[name] = upgrade(document[name])
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            pass
+
+
+def _each_record(document: dict[str, Any], upgrade: Callable[[Any], Any]) -> None:
+    def upgrade_all(raw: Any) -> Any:
+        upgraded = {}
+        for key, value in dict(raw).items():
+            try:
+                upgraded[key] = upgrade(value)
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+                upgraded[key] = value
+        return upgraded
+
+    _each(document, 'incidents', upgrade_all)
+
+
+def _from_layout_1(document: dict[str, Any]) -> dict[str, Any]:
+    """Layout 1 (2026-11): no change feed (it listed every open incident each run), one window shape."""
+    live_since = document.get('live_since')
+    _each_record(document, records.from_layout_1)
+    _each(document, 'window', sweep_cursor.window_from_layout_1)
+    # Every open incident was read each run: the latest read is where the last run ended.
+    seen = [r[9] for r in (document.get('incidents') or {}).values() if isinstance(r, list) and len(r) > 9]
+    reached = max([t for t in seen if isinstance(t, (int, float))] + [live_since or 0])
+    document.pop('open_scan', None)
+    document.update(
+        baseline=int(live_since is not None),
+        feed=None if live_since is None else [reached, None, 0.0, {}],
+        reconciliation=None,
+        resend=None,
+        resend_end=None,
+        delivering=1,
+    )
+    return document
+
+
+def _from_layout_2(document: dict[str, Any]) -> dict[str, Any]:
+    """Layout 2 (2026-12-01): records without a story, a feed read oldest page first."""
+    _each_record(document, records.from_layout_2)
+    _each(document, 'feed', feed_cursor.from_layout_2)
+    feed = document.get('feed')
+    reached = feed[0] if isinstance(feed, list) and feed else 0.0
+    document.update(last_run=None, refetch=[], gauged=[], rebuilt={}, rebuilt_at=0.0, drift_at=reached)
+    document.setdefault('reconcile_credit', 0.0)
+    return document
+
+
+def _from_layout_3(document: dict[str, Any]) -> dict[str, Any]:
+    """Layout 3 (2026-12-02): the reconciliation marked a window's end and a pass not started with -1."""
+    _each(document, 'reconciliation', reconcile_cursor.from_layout_3)
+    return document
+
+
+LAYOUT = Layout(
+    STATE_VERSION,
+    {name: Part(domain, _state_default(name), each=name == 'incidents') for name, domain in _PARTS.items()},
+    {1: _from_layout_1, 2: _from_layout_2, 3: _from_layout_3},
+)

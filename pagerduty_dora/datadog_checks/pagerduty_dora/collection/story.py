@@ -29,7 +29,7 @@ from datadog_checks.pagerduty_dora.pagerduty.transitions import (
 )
 
 from .pages import OVERLAP
-from .state import IncidentRecord
+from .record import IncidentRecord
 
 
 @dataclass(frozen=True)

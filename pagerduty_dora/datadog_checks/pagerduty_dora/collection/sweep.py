@@ -10,17 +10,50 @@ back small. The cursor (`state.horizon`) only moves forward, once a window is re
 
 from __future__ import annotations
 
-from typing import Generator, Iterator
+from dataclasses import dataclass
+from typing import Generator, Iterator, Protocol
 
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
 from .feed import narrower
 from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
-from .state import CollectorState, Window
 
 # Windows are sized for this many records, leaving room under the offset cap for growth.
 WINDOW_TARGET = 8000
+
+
+@dataclass
+class Window:
+    """A creation-time window being paged through: [since, until) from `offset` on."""
+
+    since: float
+    until: float
+    offset: int = 0
+
+
+def _not_empty(window: Window) -> None:
+    if window.since >= window.until:
+        raise codec.Invalid('empty window')
+
+
+WINDOW: codec.Domain[Window] = codec.Struct(Window, _not_empty, since=codec.TIME, until=codec.TIME, offset=codec.COUNT)
+
+
+class SweepCursor(Protocol):
+    """Where the sweep stands: history up to `horizon` is read, `window` is being paged, `width` is the next one's."""
+
+    horizon: float | None
+    window: Window | None
+    width: float
+    resend: Window | None
+    resend_end: float | None
+
+
+def window_from_layout_1(raw: list | None) -> list | None:
+    """A window of layout 1 (since, until, offset, total) in today's form."""
+    return None if raw is None else raw[:3]
 
 
 class SweepPass:
@@ -30,7 +63,7 @@ class SweepPass:
         self.client = client
         self.pages = 0
 
-    def history(self, state: CollectorState, target: float) -> Iterator[PassStep]:
+    def history(self, state: SweepCursor, target: float) -> Iterator[PassStep]:
         """Every incident created before `target`, from `state.horizon` on."""
         assert state.horizon is not None
         while True:
@@ -48,7 +81,7 @@ class SweepPass:
                 if window.offset < WINDOW_TARGET // 4:
                     state.width = min(MAX_WINDOW, max(state.width, window.until - window.since) * 2)
 
-    def resend(self, state: CollectorState) -> Iterator[PassStep]:
+    def resend(self, state: SweepCursor) -> Iterator[PassStep]:
         """The history that runs with DORA delivery off kept back, window by window."""
         while state.resend is not None and state.resend_end is not None:
             window = state.resend

@@ -86,11 +86,12 @@ class Outputs:
         incident_tags: list[str],
         now: float,
         notes: Sequence[str] = (),
-    ) -> None:
+    ) -> float | None:
         """Emit the event and metrics of one live transition; `notes` are extra lines for the event text.
 
         `now` is PagerDuty's time: a transition older than Datadog accepts for an event (18 hours) is
         dated `now`, tagged `reported_late:true` and counted as `events.late`; its text keeps its real time.
+        Returns the time the event is dated (None when events are not collected).
         """
         tags = self.tags(incident_tags)
         incident = transition.incident
@@ -119,6 +120,14 @@ class Outputs:
             if late:
                 event_tags.append('reported_late:true')
             self._submit.event(build_event(transition, mapping, tags=event_tags, now=now, notes=notes))
+            # As Datadog dates the event: whole seconds.
+            return float(int(now if late else transition.at))
+        return None
+
+    @property
+    def collects_events(self) -> bool:
+        """Whether transitions are sent as Agent events (`collect_events`)."""
+        return self._collect_events
 
     def count(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
         self._add(name, value, self.tags(*tag_groups))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, Mapping
 
-from datadog_checks.pagerduty_dora.common.documents import decode, encode
+from datadog_checks.pagerduty_dora.common.documents import encode, migrate, parse
 
 
 class PendingQueue:
@@ -95,7 +95,8 @@ class StoredQueue(PendingQueue):
 
     The cache value is a document of layout `version` holding the queue's `dump()` under `field`,
     beside the owner's own `fields` (each of the type `fields` names): `read()` returns them and
-    `save()` writes them back with the queue. Damage is survived: a value that is not such a document
+    `save()` writes them back with the queue. A document of an earlier layout is brought forward by
+    `upgrades` (see `documents.migrate`). Damage is survived: a value that is not such a document
     is warned about and the queue starts empty; items that are not entries are warned about and
     skipped; either way the next `save()` writes a clean document.
 
@@ -121,6 +122,7 @@ class StoredQueue(PendingQueue):
         field: str = 'items',
         fields: Mapping[str, type] | None = None,
         version: int = 1,
+        upgrades: Mapping[int, Callable[[dict], dict]] | None = None,
     ) -> None:
         super().__init__(max_items, max_age, clock)
         self.cache_key = cache_key
@@ -133,6 +135,7 @@ class StoredQueue(PendingQueue):
         self._field = field
         self._field_types = dict(fields or {})
         self._version = version
+        self._upgrades = dict(upgrades or {})
         self._fields: dict[str, Any] | None = None
         self._dropped_full = 0
         # Whether the cache holds something other than this queue (and the owner's fields) now.
@@ -200,7 +203,11 @@ class StoredQueue(PendingQueue):
         if not raw:
             return {}
         try:
-            document = decode(raw, self._version)
+            stored = parse(raw)
+            layout = stored.get('version')
+            document = migrate(stored, self._version, self._upgrades)
+            # A document of an earlier layout is written back in the current one.
+            self.dirty = layout != self._version
             items = document[self._field]
             if not isinstance(items, list) or any(
                 not isinstance(document.get(name), kind) for name, kind in self._field_types.items()

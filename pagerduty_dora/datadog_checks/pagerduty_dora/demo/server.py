@@ -60,6 +60,8 @@ class LoopbackServer:
     def __init__(self, routes: list[Route], clock: Callable[[], float] = time.time) -> None:
         # The `Date` header of every answer: a simulated account's own clock, like a real server's.
         self.clock = clock
+        # Whether answers carry a `Date` header at all (a proxy on the way may remove it).
+        self.dated = True
         self._routes = [(method.upper(), re.compile(pattern + r'\Z'), handler) for method, pattern, handler in routes]
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), _handler_class(self))
         self._server.daemon_threads = True
@@ -129,6 +131,14 @@ def _handler_class(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
         def date_time_string(self, timestamp: float | None = None) -> str:
             return formatdate(server.clock() if timestamp is None else timestamp, usegmt=True)
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            if server.dated:
+                super().send_response(code, message)
+            else:
+                self.log_request(code)
+                self.send_response_only(code, message)
+                self.send_header('Server', self.version_string())
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, TransientError, UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
@@ -78,13 +79,28 @@ class LogEntry:
 class PagerDutyClient:
     """Queries incidents and log entries within the configured scope."""
 
-    def __init__(self, api: ApiClient, *, service_ids: Sequence[str] = (), team_ids: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        service_ids: Sequence[str] = (),
+        team_ids: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.api = api
         # PagerDuty's own time, from the `Date` header of its latest answer (whole seconds): the one
         # clock that PagerDuty's timestamps are compared with. None until PagerDuty has answered.
         self.now: float | None = None
+        # An answer without a `Date` (a proxy may strip it) is dated by the Agent's clock; counted here.
+        self._clock = clock
+        self.undated = 0
         self._scope: list[tuple[str, str]] = [('service_ids[]', s) for s in service_ids]
         self._scope += [('team_ids[]', t) for t in team_ids]
+
+    def take_undated(self) -> int:
+        """How many answers since the last call had no `Date` (and were dated by the Agent's clock)."""
+        undated, self.undated = self.undated, 0
+        return undated
 
     def list_created(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> IncidentPage:
         """One page of incidents created in [since, until), oldest first, in explicit UTC."""
@@ -188,9 +204,11 @@ class PagerDutyClient:
         """GET through the API client, noting PagerDuty's time from the answer's `Date` header."""
         response = self.api.get(path, params, endpoint=endpoint)
         at = http_date(response.headers)
-        if at is not None:
-            # Within a run PagerDuty's time only moves forward, whatever one answer says.
-            self.now = at if self.now is None else max(self.now, at)
+        if at is None:
+            self.undated += 1
+            at = float(math.floor(self._clock()))
+        # Within a run PagerDuty's time only moves forward, whatever one answer says.
+        self.now = at if self.now is None else max(self.now, at)
         return response
 
     def _page(self, response: Any) -> IncidentPage:

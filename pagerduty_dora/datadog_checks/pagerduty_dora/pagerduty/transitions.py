@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
+from datadog_checks.pagerduty_dora.common import codec
+
 from .incident import Incident
 
 TRANSITION_KINDS = (
@@ -92,8 +94,21 @@ class Base:
     at: float = 0.0
     unsure_until: float = 0.0
 
-    def to_list(self) -> list:
-        return [self.status, int(self.acked), self.resolve_key, self.resolved_at, self.at, self.unsure_until]
+
+# How a step and a base are stored (in an incident's record, see `collection/record.py`).
+ACTIONS = tuple(_RANK)
+STEP: codec.Domain[Step] = codec.Struct(
+    Step, id=codec.TEXT, at=codec.TIME, action=codec.Choice(*ACTIONS), evidence=codec.FLAG, kind=codec.TEXT
+)
+BASE: codec.Domain[Base] = codec.Struct(
+    Base,
+    status=codec.Choice(NEW, 'triggered', 'acknowledged', 'resolved'),
+    acked=codec.FLAG,
+    resolve_key=codec.TEXT,
+    resolved_at=codec.Optional(codec.TIME),
+    at=codec.TIME,
+    unsure_until=codec.TIME,
+)
 
 
 def observed(incident: Incident, at: float) -> Base:

@@ -1,0 +1,210 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""A small typed codec for what this check keeps in the Agent's persistent cache.
+
+Each stored value declares its domain once, as a `Domain`: the same declaration encodes the value
+for the cache and validates what the cache gives back. A value that is not in its domain raises
+`Invalid` naming the field, so a reader can reset that value alone. `Struct` stores a dataclass as a
+positional list in the order its fields are declared; trailing fields with a default may be absent,
+so a layout can grow at its end without breaking what is stored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any, Callable, Generic, TypeVar
+
+from .times import LATEST_TIME
+
+T = TypeVar('T')
+
+
+class Invalid(ValueError):
+    """A stored value outside its domain; the message names where."""
+
+
+class Domain(Generic[T]):
+    """The set of values a stored field may hold, with their cache form."""
+
+    def encode(self, value: T) -> Any:
+        return value
+
+    def decode(self, raw: Any) -> T:
+        raise NotImplementedError
+
+
+class Number(Domain[float]):
+    """A finite number in [low, high)."""
+
+    def __init__(self, low: float, high: float, what: str) -> None:
+        self.low, self.high, self.what = low, high, what
+
+    def decode(self, raw: Any) -> float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise Invalid('{} is not a number'.format(self.what))
+        number = float(raw)
+        if not math.isfinite(number) or not self.low <= number < self.high:
+            raise Invalid('{} {!r} is out of range'.format(self.what, raw)[:120])
+        return number
+
+
+class _Count(Domain[int]):
+    """A whole number from `low` on."""
+
+    def __init__(self, low: int) -> None:
+        self.low = low
+
+    def decode(self, raw: Any) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < self.low:
+            raise Invalid('{!r} is not a whole number from {}'.format(raw, self.low)[:120])
+        return raw
+
+
+class _Flag(Domain[bool]):
+    """A yes or no, stored as 0 or 1."""
+
+    def encode(self, value: bool) -> int:
+        return int(value)
+
+    def decode(self, raw: Any) -> bool:
+        if raw not in (0, 1):  # True and False compare equal to 1 and 0
+            raise Invalid('{!r} is not a flag'.format(raw)[:120])
+        return bool(raw)
+
+
+class _Text(Domain[str]):
+    def decode(self, raw: Any) -> str:
+        if not isinstance(raw, str):
+            raise Invalid('{!r} is not text'.format(raw)[:120])
+        return raw
+
+
+class Choice(Domain[str]):
+    """One of a fixed set of strings."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = frozenset(values)
+
+    def decode(self, raw: Any) -> str:
+        if raw not in self.values:
+            raise Invalid('{!r} is not one of {}'.format(raw, sorted(self.values))[:120])
+        return raw
+
+
+class Optional(Domain['T | None']):
+    """A value of `inner`, or nothing (stored as null)."""
+
+    def __init__(self, inner: Domain[T]) -> None:
+        self.inner = inner
+
+    def encode(self, value: T | None) -> Any:
+        return None if value is None else self.inner.encode(value)
+
+    def decode(self, raw: Any) -> T | None:
+        return None if raw is None else self.inner.decode(raw)
+
+
+class ListOf(Domain[list[T]]):
+    """A list of values of `item`, at most `limit` of them (the first ones are kept)."""
+
+    def __init__(self, item: Domain[T], limit: int | None = None) -> None:
+        self.item, self.limit = item, limit
+
+    def encode(self, value: list[T]) -> list[Any]:
+        return [self.item.encode(v) for v in value]
+
+    def decode(self, raw: Any) -> list[T]:
+        if not isinstance(raw, list):
+            raise Invalid('not a list')
+        return [self.item.decode(v) for v in raw[: self.limit]]
+
+
+class MapOf(Domain[dict[str, T]]):
+    """Values of `item` by text key."""
+
+    def __init__(self, item: Domain[T]) -> None:
+        self.item = item
+
+    def encode(self, value: dict[str, T]) -> dict[str, Any]:
+        return {key: self.item.encode(v) for key, v in value.items()}
+
+    def decode(self, raw: Any) -> dict[str, T]:
+        if not isinstance(raw, dict):
+            raise Invalid('not a map')
+        return {str(key): self.item.decode(v) for key, v in raw.items()}
+
+    def decode_each(self, raw: Any) -> tuple[dict[str, T], dict[str, str]]:
+        """The entries that decode, and for each one that does not, why: damage stays with its entry."""
+        if not isinstance(raw, dict):
+            raise Invalid('not a map')
+        kept: dict[str, T] = {}
+        bad: dict[str, str] = {}
+        for key, value in raw.items():
+            try:
+                kept[str(key)] = self.item.decode(value)
+            except (Invalid, TypeError, ValueError) as e:
+                bad[str(key)] = str(e)
+        return kept, bad
+
+
+class Pair(Domain[tuple[Any, Any]]):
+    """Two values, of `first` and of `second`, stored as a list of two."""
+
+    def __init__(self, first: Domain, second: Domain) -> None:
+        self.first, self.second = first, second
+
+    def encode(self, value: tuple[Any, Any]) -> list[Any]:
+        return [self.first.encode(value[0]), self.second.encode(value[1])]
+
+    def decode(self, raw: Any) -> tuple[Any, Any]:
+        if not isinstance(raw, list) or len(raw) != 2:
+            raise Invalid('not a pair')
+        return self.first.decode(raw[0]), self.second.decode(raw[1])
+
+
+class Struct(Domain[T]):
+    """A dataclass stored as the list of its fields, in the order `domains` names them.
+
+    `check` validates the decoded value as a whole (an empty window, say) and raises `Invalid`. The
+    last `grown` fields were added to the layout later: a list without them takes their defaults.
+    """
+
+    def __init__(
+        self, kind: type[T], check: Callable[[T], None] | None = None, grown: int = 0, /, **domains: Domain
+    ) -> None:
+        self.kind = kind
+        self.check = check
+        self.domains = list(domains.items())
+        if set(domains) != {f.name for f in fields(kind)}:  # type: ignore[arg-type]
+            raise TypeError('{} stores exactly its fields'.format(kind.__name__))
+        self.required = len(self.domains) - grown
+
+    def encode(self, value: T) -> list[Any]:
+        return [domain.encode(getattr(value, name)) for name, domain in self.domains]
+
+    def decode(self, raw: Any) -> T:
+        name = self.kind.__name__
+        if not isinstance(raw, list) or not self.required <= len(raw) <= len(self.domains):
+            raise Invalid('{} is not a list of {} values'.format(name, len(self.domains)))
+        values = {}
+        for (field_name, domain), item in zip(self.domains, raw, strict=False):
+            try:
+                values[field_name] = domain.decode(item)
+            except Invalid as e:
+                raise Invalid('{}.{}: {}'.format(name, field_name, e)) from None
+        value = self.kind(**values)
+        if self.check is not None:
+            self.check(value)
+        return value
+
+
+# The domains every stored document uses.
+# A PagerDuty or Agent time in seconds: one `format_time` can render into a query, [1970, 9999).
+TIME: Domain[float] = Number(0.0, LATEST_TIME, 'time')
+# A non-negative finite amount (a width in seconds, a share of a page).
+AMOUNT: Domain[float] = Number(0.0, math.inf, 'amount')
+COUNT: Domain[int] = _Count(0)
+FLAG: Domain[bool] = _Flag()
+TEXT: Domain[str] = _Text()

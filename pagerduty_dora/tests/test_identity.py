@@ -1,0 +1,162 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""An instance's identity is what it collects: other options change without touching the collection."""
+
+from __future__ import annotations
+
+import pytest
+
+from datadog_checks.pagerduty_dora import identity
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
+
+from .fakes.pagerduty import PagerDutyAccount
+from .harness import DAY, START, World, event_keys
+
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+
+# An instance with every option that took part in a cache id, in one release or another.
+INSTANCE = {
+    'api_token': 'u+pdTestToken_x9Lk2QwErTy',
+    'pagerduty_api_url': 'https://api.eu.pagerduty.com/',
+    'service_ids': ['PB', 'PA'],
+    'team_ids': ['T1'],
+    'urgencies': ['high'],
+    'priorities': ['P1', 'P2'],
+    'env': 'prod',
+    'unmapped_incidents': 'skip',
+    'datadog_api_url': 'https://api.datadoghq.eu/',
+}
+
+
+class TestCacheIds:
+    """Which options make the identity, and the ids earlier releases used."""
+
+    @pytest.mark.parametrize(
+        'option, value',
+        [
+            ('env', 'staging'),
+            ('unmapped_incidents', 'send'),
+            ('tags', ['team:sre']),
+            ('timeout', 5),
+            ('datadog_app_key', 'another'),
+            ('service_overrides', [{'pagerduty_service': 'PA', 'service': 'x'}]),
+            ('collect_events', False),
+            ('submit_dora_failures', False),
+        ],
+        ids=lambda v: str(v)[:20],
+    )
+    def test_mapping_tags_keys_and_switches_keep_the_identity(self, option, value) -> None:
+        assert identity.cache_id(dict(INSTANCE, **{option: value})) == identity.cache_id(INSTANCE)
+
+    @pytest.mark.parametrize(
+        'option, value',
+        [
+            ('api_token', 'another'),
+            ('pagerduty_api_url', 'https://api.pagerduty.com'),
+            ('service_ids', ['PA']),
+            ('team_ids', []),
+            ('urgencies', ['low']),
+            ('priorities', ['P1']),
+            ('datadog_api_url', 'https://api.datadoghq.com'),
+        ],
+        ids=lambda v: str(v)[:20],
+    )
+    def test_account_scope_filters_and_destination_make_it(self, option, value) -> None:
+        assert identity.cache_id(dict(INSTANCE, **{option: value})) != identity.cache_id(INSTANCE)
+
+    def test_order_and_a_trailing_slash_do_not_matter(self) -> None:
+        same = dict(INSTANCE, service_ids=['PA', 'PB'], pagerduty_api_url='https://api.eu.pagerduty.com')
+        assert identity.cache_id(same) == identity.cache_id(INSTANCE)
+
+    def test_earlier_ids_are_the_ones_those_releases_computed(self) -> None:
+        # Computed by the `persistent_cache_id` of the releases of 2026-12-02 and of 2026-12-01.
+        assert identity.earlier_cache_ids(INSTANCE) == [
+            'f04a85d75165233f93c618a437b79403',
+            '9b14c1c477d44e67dae3190762dde282',
+        ]
+        assert identity.cache_id(INSTANCE) not in identity.earlier_cache_ids(INSTANCE)
+
+
+@pytest.fixture
+def world():
+    account = PagerDutyAccount.generate(100, START - 10 * DAY, START - 3600, seed=5, open_fraction=0.04, now=START)
+    world = World(account)
+    yield world
+    world.close()
+
+
+def _live_then(world, dd_run_check, aggregator, **options):
+    """Three runs, an incident triggered between them; returns it."""
+    world.forward_events(aggregator)
+    check = world.check(**options)
+    dd_run_check(check)
+    world.account.advance(60)
+    dd_run_check(check)
+    incident = world.account.trigger(world.account.services[0]['id'], 'Live')
+    world.account.advance(60)
+    dd_run_check(check)
+    world.account.advance(60)
+    return check, incident
+
+
+class TestOptionChanges:
+    """A changed option that is not the identity keeps the collection: nothing missed, nothing sent twice."""
+
+    @pytest.mark.parametrize(
+        'before, after',
+        [({}, {'env': 'prod'}), ({'env': 'prod'}, {'env': 'production'}), ({}, {'tags': ['team:sre'], 'timeout': 5})],
+        ids=['env-added', 'env-changed', 'tags-and-timeout'],
+    )
+    def test_transitions_around_the_change_are_reported_once(self, world, dd_run_check, aggregator, before, after):
+        check, incident = _live_then(world, dd_run_check, aggregator, **before)
+        world.account.acknowledge(incident)
+        world.account.advance(30)
+        posts = len(world.dora.posts)
+
+        changed = world.check(**dict(before, **after))
+        assert changed.persistent_cache_id() == check.persistent_cache_id()
+        dd_run_check(changed)
+        world.account.resolve(incident)
+        world.account.advance(60)
+        dd_run_check(changed)
+
+        keys = event_keys(aggregator)
+        assert {k: v for k, v in keys.items() if k[0] == incident} == {
+            (incident, 'triggered'): 1,
+            (incident, 'acknowledged'): 1,
+            (incident, 'resolved'): 1,
+        }
+        assert set(keys.values()) == {1}
+        # The live incident's failure follows its state; history is posted again only where its env changed.
+        sent = {a['id'] for a in world.dora.posts[posts:]}
+        if 'env' in after:
+            assert failure_id(incident) in sent
+        else:
+            assert sent == {failure_id(incident)}
+        assert not any('unreadable' in w for w in changed.warnings)
+
+
+class TestEarlierKeys:
+    """A state an earlier release stored under its own cache id is found there and moved to the current one."""
+
+    @pytest.mark.parametrize('which', [0, 1], ids=['release-before', 'releases-of-layouts-1-and-2'])
+    def test_found_and_moved(self, world, dd_run_check, aggregator, datadog_agent, which):
+        check, incident = _live_then(world, dd_run_check, aggregator)
+        current = check.persistent_cache_id()
+        earlier = identity.earlier_cache_ids(check.instance)[which]
+        moved = {}
+        for key in [k for k in datadog_agent._cache if ':{}_'.format(current) in k]:
+            moved[key.replace(':{}_'.format(current), ':{}_'.format(earlier))] = datadog_agent._cache.pop(key)
+        datadog_agent._cache.update(moved)
+        world.account.acknowledge(incident)
+        world.account.advance(30)
+        posts = len(world.dora.posts)
+
+        upgraded = world.check()
+        dd_run_check(upgraded)
+
+        assert event_keys(aggregator)[(incident, 'acknowledged')] == 1
+        assert set(event_keys(aggregator).values()) == {1}
+        assert world.dora.posts[posts:] == []
+        assert any(k.endswith(':{}_collector'.format(current)) for k in datadog_agent._cache)

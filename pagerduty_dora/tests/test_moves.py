@@ -1,0 +1,145 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""One instance, one memory: clocks it cannot read, moves back and forth, a lagging event search, quiet accounts."""
+
+from __future__ import annotations
+
+import pytest
+
+from datadog_checks.pagerduty_dora.collection.recovery import SEARCH_LAG
+from datadog_checks.pagerduty_dora.datadog.dora import failure_id
+
+from .fakes.pagerduty import PagerDutyAccount
+from .harness import DAY, DD_APP_KEY, START, World, event_keys
+
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+
+
+class TestUndatedAnswers:
+    """PagerDuty answers without a `Date` (a proxy removed it) are dated by the Agent's clock, with one warning."""
+
+    def test_every_transition_is_reported_once(self, world: World, services, dd_run_check, aggregator) -> None:
+        world.pagerduty.server.dated = False
+        check = world.check()
+        service = services['checkout']
+        dd_run_check(check)
+        incidents = []
+        for run in range(30):
+            world.account.advance(30)
+            incident = world.account.trigger(service, 'Run {}'.format(run))
+            incidents.append(incident)
+            world.account.advance(10)
+            world.account.acknowledge(incident)
+            world.account.advance(10)
+            world.account.resolve(incident)
+            world.account.advance(10)
+            dd_run_check(check)
+
+        keys = event_keys(aggregator)
+        assert sum(keys.values()) == 90
+        assert set(keys.values()) == {1}
+        assert {kind for _, kind in keys} == {'triggered', 'acknowledged', 'resolved'}
+        warnings = [w for w in check.warnings if 'without a `Date` header' in w]
+        assert len(warnings) == 1
+        undated = sum(m.value for m in aggregator.metrics('pagerduty_dora.api.undated'))
+        assert undated == world.pd_requests()
+
+
+@pytest.fixture
+def account_world():
+    """An account with 120 incidents of history over 10 days, 4 of them still open."""
+    account = PagerDutyAccount.generate(120, START - 10 * DAY, START - 3600, seed=7, open_fraction=4 / 120, now=START)
+    world = World(account)
+    yield world
+    world.close()
+
+
+def _node_a(world, dd_run_check, aggregator):
+    """Node A: four runs, then two live incidents, the last one triggered and acknowledged just before the move."""
+    world.forward_events(aggregator)
+    check = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+    for _ in range(4):
+        dd_run_check(check)
+        world.account.advance(60)
+    service = world.account.services[0]['id']
+    first = world.account.trigger(service, 'First')
+    world.account.advance(60)
+    dd_run_check(check)
+    last = world.account.trigger(service, 'Last')
+    world.account.advance(10)
+    world.account.acknowledge(last)
+    world.account.advance(20)
+    dd_run_check(check)
+    return first, last
+
+
+class TestSearchLag:
+    """A move while Datadog's event search lags its intake sends no event twice and misses none."""
+
+    @pytest.mark.parametrize('lag', [90, 300, SEARCH_LAG], ids=['90s', '5min', '10min'])
+    def test_a_move_right_after_the_last_events(self, account_world, dd_run_check, aggregator, datadog_agent, lag):
+        world = account_world
+        world.events.index_delay = lag
+        first, last = _node_a(world, dd_run_check, aggregator)
+        reported_by_a = event_keys(aggregator)
+        assert reported_by_a[(last, 'acknowledged')] == 1
+
+        datadog_agent._cache.clear()
+        world.account.advance(5)
+        world.account.resolve(first)
+        world.account.advance(5)
+        node_b = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+        dd_run_check(node_b)
+        world.account.advance(SEARCH_LAG)
+        dd_run_check(node_b)
+        world.account.advance(60)
+        dd_run_check(node_b)
+
+        assert event_keys(aggregator) - reported_by_a == {(first, 'resolved'): 1}
+        assert set(event_keys(aggregator).values()) == {1}
+
+
+class TestBackAndForth:
+    """A check that comes back to a node whose old cache is still there is brought forward from Datadog first."""
+
+    def test_what_the_other_node_reported_is_not_sent_again(
+        self, account_world, dd_run_check, aggregator, datadog_agent
+    ):
+        world = account_world
+        first, last = _node_a(world, dd_run_check, aggregator)
+        left_behind = dict(datadog_agent._cache)
+
+        # To node B, which rebuilds and reports three transitions over an hour.
+        datadog_agent._cache.clear()
+        node_b = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+        dd_run_check(node_b)
+        world.account.advance(SEARCH_LAG)
+        dd_run_check(node_b)
+        world.account.resolve(first)
+        world.account.advance(600)
+        dd_run_check(node_b)
+        world.account.resolve(last)
+        third = world.account.trigger(world.account.services[1]['id'], 'On node B')
+        world.account.advance(3000)
+        dd_run_check(node_b)
+        reported = event_keys(aggregator)
+        assert reported[(first, 'resolved')] == reported[(last, 'resolved')] == reported[(third, 'triggered')] == 1
+
+        # Back to node A, whose cache of an hour ago is still on disk; a transition during the move.
+        datadog_agent._cache.clear()
+        datadog_agent._cache.update(left_behind)
+        world.account.acknowledge(third)
+        world.account.advance(30)
+        posts = len(world.dora.posts)
+        back = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+        dd_run_check(back)
+        world.account.advance(SEARCH_LAG)
+        dd_run_check(back)
+        world.account.advance(60)
+        dd_run_check(back)
+
+        assert event_keys(aggregator) - reported == {(third, 'acknowledged'): 1}
+        assert set(event_keys(aggregator).values()) == {1}
+        # Node A's old cache held failures B updated since: none is sent back to its old state.
+        assert {a['id'] for a in world.dora.posts[posts:]} <= {failure_id(third)}
