@@ -60,6 +60,8 @@ class ScriptedPagerDuty(PagerDutyClient):
         self.incidents: dict[str, dict] = {}
         self.requests: list[tuple[Any, ...]] = []
         self.unreadable = 0
+        # Every answer is dated.
+        self.undated = 0
 
     def _answer(self, request: tuple[Any, ...]) -> None:
         self.requests.append(request)
