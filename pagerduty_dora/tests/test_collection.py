@@ -156,7 +156,7 @@ class TestLongStories:
 
     @staticmethod
     def told(aggregator):
-        """The events of the run, in order, and the time to acknowledge sampled."""
+        """(timestamp, transition) of the events sent so far, in the order sent, and the times to acknowledge."""
         events = [(e['timestamp'], transition_of(e)) for e in aggregator.events]
         samples = [m.value for m in aggregator.metrics('pagerduty_dora.incidents.time_to_acknowledge')]
         return events, samples
@@ -229,8 +229,9 @@ class TestLongStories:
             before = len(world.pagerduty.requests)
             dd_run_check(check)
             offsets.append([r.arg('offset') for r in world.pagerduty.requests[before:] if r.path == '/log_entries'])
-        # Two pages held (a run of 7 requests reads them again and the incident's own log), then the
-        # third hands the incident over: its own log is the rest of that run, the last page the next.
+        # Seven requests a run hold two pages at most, so that a run can read them again and still afford
+        # the incident's own log: the third page hands it over, its own log takes the rest of the run,
+        # and the last page is read by the next one.
         assert offsets == [['0', '97', '194'], ['291']]
         assert world.pagerduty.count(own_log) == 4
         assert self.told(aggregator) == (story, [1])

@@ -208,6 +208,14 @@ class TestFeedPass:
         assert not any(entry.action == 'trigger' for entry in first)
         assert [e.action for p in pages[-1:] for look in p.looks for e in look.entries or []][0] == 'trigger'
 
+    @pytest.mark.parametrize(
+        'budget, held', [(1, 0), (3, 0), (7, 2), (22, 10), (500, MAX_HELD_PAGES)], ids=['1', '3', '7', '22', '500']
+    )
+    def test_a_small_request_budget_holds_fewer_pages(self, budget: int, held: int) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.requests_per_run = budget
+        assert FeedPass(pagerduty, agent_clock).max_held == held
+
     def test_a_log_that_always_says_more_ends_its_window_after_one_page_back(self) -> None:
         pagerduty = EndlessPagerDuty()
         pagerduty.entries = [log_entry(n, NOW - 50 + n) for n in range(5)]
