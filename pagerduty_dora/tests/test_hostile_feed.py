@@ -3,9 +3,10 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """A PagerDuty that lies about its paging, or answers a page that never reads: the feed goes on.
 
-Each test makes 150 incidents trigger between two runs (one page of log entries holds 100), lets a
-hostile server answer the change feed, and checks that every trigger is reported once, or that what
-cannot be read is skipped with a warning and a count while the rest is collected as usual.
+Most tests make 150 incidents trigger between two runs (one page of log entries holds 100), let a
+hostile server answer the change feed, and check that every trigger is reported once, or that what
+cannot be read is skipped with a warning and a count while the rest is collected as usual. A log
+that says `more` for ever costs a few requests a run, not the run's budget.
 """
 
 from __future__ import annotations
