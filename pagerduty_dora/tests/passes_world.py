@@ -53,6 +53,8 @@ class ScriptedPagerDuty(PagerDutyClient):
     `total` when asked, as PagerDuty does. `unreadable` makes that many next requests fail to read.
     """
 
+    requests_per_run = 500
+
     def __init__(self, clock: float = NOW) -> None:
         self.clock = clock
         self.now: float | None = None
@@ -103,6 +105,6 @@ class ScriptedPagerDuty(PagerDutyClient):
         self._answer(('get_incident', incident_id))
         return self.incidents.get(incident_id)
 
-    def incident_log(self, incident_id: str, since: float | None = None) -> list:
+    def incident_log(self, incident_id: str, since: float | None = None, before_page: Any = None) -> list:
         self._answer(('incident_log', incident_id, since))
         return []

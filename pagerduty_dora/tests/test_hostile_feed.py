@@ -3,9 +3,10 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """A PagerDuty that lies about its paging, or answers a page that never reads: the feed goes on.
 
-Each test makes 150 incidents trigger between two runs (one page of log entries holds 100), lets a
-hostile server answer the change feed, and checks that every trigger is reported once, or that what
-cannot be read is skipped with a warning and a count while the rest is collected as usual.
+Most tests make 150 incidents trigger between two runs (one page of log entries holds 100), let a
+hostile server answer the change feed, and check that every trigger is reported once, or that what
+cannot be read is skipped with a warning and a count while the rest is collected as usual. A log
+that says `more` for ever costs a few requests a run, not the run's budget.
 """
 
 from __future__ import annotations
@@ -200,6 +201,72 @@ class TestUnusableEntries:
         warned = [w for w in check.warnings if 'log entries that could not be used' in w]
         assert len(warned) == 2
         assert skipped(aggregator) == [(5.0, ['reason:malformed'])] * 2
+
+
+class TestLogThatNeverEnds:
+    """A log that always says `more` ends each window a page later, warned about once a run; the feed goes on."""
+
+    def test_each_run_reads_its_window_and_stops(self, world, services, dd_run_check, aggregator):
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        rewrite_log_pages(world, lambda body, request: dict(body, more=True))
+        incidents, offsets = [], []
+        for n in range(3):
+            incidents.append(world.account.trigger(services['checkout'], 'Run {}'.format(n)))
+            world.account.advance(30)
+            world.account.acknowledge(incidents[-1])
+            world.account.advance(30)
+            before = len(world.pagerduty.requests)
+            dd_run_check(check)
+            offsets.append([r.arg('offset') for r in world.pagerduty.requests[before:] if r.path == '/log_entries'])
+        # The first page, the empty one after it, the first again (entries may have vanished), the
+        # empty one again: the window ends there.
+        assert offsets == [['0', '97', '0', '97']] * 3
+        endless = (
+            'PagerDuty log entries of {} to {} did not continue at offset 97 where the page before said there were '
+            'more; the window ends there, and reconciliation recovers the state of the incidents it concerns'
+        )
+        # Once a run: each run's window reaches back three minutes before where the last one ended.
+        windows = [
+            ('2026-11-02T11:57:00Z', '2027-05-01T11:57:00Z'),
+            ('2026-11-02T11:59:00Z', '2027-05-01T11:59:00Z'),
+            ('2026-11-02T12:00:00Z', '2027-05-01T12:00:00Z'),
+        ]
+        assert [w for w in check.warnings if 'did not continue' in w] == [endless.format(*w) for w in windows]
+        assert skipped(aggregator) == [(1.0, ['reason:endless'])] * 3
+        counted = event_keys(aggregator)
+        assert counted == Counter({(i, kind): 1 for i in incidents for kind in ('triggered', 'acknowledged')})
+
+    def test_an_incidents_own_log_that_never_ends_is_read_until_a_page_adds_nothing(
+        self, world, services, dd_run_check, aggregator
+    ):
+        old = world.account.trigger(services['billing'], 'Old', created_at=world.account.now - 20 * 86400)
+        world.account.now -= 20 * 86400 - 3600
+        world.account.resolve(old)
+        world.account.now += 20 * 86400 - 3600
+        check = world.check(backfill_days=7)
+        dd_run_check(check)
+        world.account.advance(60)
+        world.account.reopen(old)
+        world.account.advance(60)
+        server = world.pagerduty.server
+        own_log = '/incidents/{}/log_entries'.format(old)
+
+        def page_one_for_ever(request):
+            # Page one whatever the offset, saying there is more.
+            if request.path != own_log:
+                return None
+            request.query = dict(request.query, offset=['0'])
+            reply = LoopbackServer.dispatch(server, request)
+            reply.body = dict(reply.body, more=True)
+            return reply
+
+        server.fault = page_one_for_ever
+        before = world.pagerduty.count(own_log)
+        dd_run_check(check)
+        assert world.pagerduty.count(own_log) - before == 2
+        assert event_keys(aggregator) == Counter({(old, 'reopened'): 1})
 
 
 class TestReconciliationThatNeverEnds:

@@ -9,7 +9,14 @@ from typing import Iterable, Iterator
 
 import pytest
 
-from datadog_checks.pagerduty_dora.collection.feed import OVERLAP, UNREADABLE_RETRIES, Feed, FeedPass, page_step
+from datadog_checks.pagerduty_dora.collection.feed import (
+    MAX_HELD_PAGES,
+    OVERLAP,
+    UNREADABLE_RETRIES,
+    Feed,
+    FeedPass,
+    page_step,
+)
 from datadog_checks.pagerduty_dora.collection.pages import DAY, NEXT_REQUEST, Page, PassStep
 from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
@@ -17,7 +24,7 @@ from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, Window, plan_window
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
-from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE
+from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, LogPage
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Base
 
 from .passes_world import NOW, ScriptedPagerDuty, log_entry, raw_incident
@@ -38,6 +45,24 @@ def next_page(steps: Iterator[PassStep]) -> Page:
         if isinstance(step, Page):
             return step
     raise AssertionError('the pass ended')
+
+
+def story_entries(count: int, born: float) -> list[dict]:
+    """Incident P00001's trigger at `born` and `count` acknowledgements after it, one a second."""
+    entries = [log_entry(0, born, incident_id='P00001')]
+    entries += [log_entry(n, born + n, 'acknowledge_log_entry', incident_id='P00001') for n in range(1, count + 1)]
+    for entry in entries:
+        entry['incident']['created_at'] = format_time(born)
+    return entries
+
+
+class EndlessPagerDuty(ScriptedPagerDuty):
+    """Says there are more log entries after every page."""
+
+    def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
+        page = super().log_entries(since, until, offset, with_total)
+        page.more = True
+        return page
 
 
 def record(status: str = 'triggered', checked_at: float = 0.0) -> IncidentRecord:
@@ -147,6 +172,61 @@ class TestFeedPass:
         warned = [w for p in pages for w in p.warnings]
         assert [w[1:3] for w in warned] == [(format_time(NOW - 60), format_time(NOW - 59))]
         assert (feed.failures, feed.horizon) == (1, NOW - 59)
+
+    def test_an_incident_born_in_the_window_waits_for_the_page_with_its_trigger(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.entries = story_entries(PAGE_SIZE + 10, NOW - 900)
+        feed = Feed(horizon=NOW - 1000)
+        reading = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
+        newest = next_page(reading)
+        assert newest.looks == []
+        oldest = next_page(reading)
+        # The position stays at the page that held entries back while the next one is taken.
+        assert feed.window is not None and feed.window.offset == 0
+        [story] = oldest.looks
+        ids = [entry.id for entry in story.entries or []]
+        assert ids == sorted(ids) and len(ids) == PAGE_SIZE + 11
+        assert pages_of(reading) == []
+        assert (feed.horizon, feed.window) == (NOW, None)
+
+    def test_a_run_stopped_while_entries_are_held_reads_them_again(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.entries = story_entries(PAGE_SIZE + 10, NOW - 900)
+        feed = Feed(horizon=NOW - 1000)
+        next_page(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
+        assert [r[3] for r in pagerduty.requests] == [0, 0, page_step()]
+        assert [len(look.entries or []) for p in pages for look in p.looks] == [PAGE_SIZE + 11]
+
+    def test_a_story_longer_than_the_pages_held_goes_over_without_its_trigger(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.entries = story_entries((MAX_HELD_PAGES + 2) * PAGE_SIZE, NOW - 3000)
+        feed = Feed(horizon=NOW - 3100)
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 4000, since_last_run=60.0))
+        handed = [len(p.looks) for p in pages]
+        assert handed == [0] * MAX_HELD_PAGES + [1] * (len(pages) - MAX_HELD_PAGES)
+        first = pages[MAX_HELD_PAGES].looks[0].entries or []
+        assert len(first) == MAX_HELD_PAGES * page_step() + PAGE_SIZE
+        assert not any(entry.action == 'trigger' for entry in first)
+        assert [e.action for p in pages[-1:] for look in p.looks for e in look.entries or []][0] == 'trigger'
+
+    @pytest.mark.parametrize(
+        'budget, held', [(1, 0), (3, 0), (7, 2), (22, 10), (500, MAX_HELD_PAGES)], ids=['1', '3', '7', '22', '500']
+    )
+    def test_a_small_request_budget_holds_fewer_pages(self, budget: int, held: int) -> None:
+        pagerduty = ScriptedPagerDuty()
+        pagerduty.requests_per_run = budget
+        assert FeedPass(pagerduty, agent_clock).max_held == held
+
+    def test_a_log_that_always_says_more_ends_its_window_after_one_page_back(self) -> None:
+        pagerduty = EndlessPagerDuty()
+        pagerduty.entries = [log_entry(n, NOW - 50 + n) for n in range(5)]
+        feed = Feed(horizon=NOW - 100)
+        pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
+        assert [r[3] for r in pagerduty.requests] == [0, page_step(), 0, page_step()]
+        assert [s for p in pages for s in p.skipped] == [('endless', 1)]
+        assert len([w for p in pages for w in p.warnings]) == 1
+        assert (feed.horizon, feed.window) == (NOW, None)
 
 
 class TestEveryRequestIsAnnounced:

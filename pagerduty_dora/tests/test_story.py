@@ -81,6 +81,21 @@ class TestFirstLook:
         assert isinstance(story, Story) and [s.id for s in story.steps] == ['L-resolve']
         assert story.base.status == 'triggered'
 
+    def test_one_born_where_the_feed_reads_without_its_trigger_among_the_entries_needs_its_own_log(self) -> None:
+        born = incident(NOW - 600, 'acknowledged', last_status_change_at='2026-11-20T09:50:05Z')
+        # The newest of its entries: its trigger and first acknowledgement lie on an older page.
+        newest = [Step('L-unack', NOW - 596, 'unacknowledge'), Step('L-ack2', NOW - 595, 'acknowledge')]
+        assert look(born, None, newest, LATER, from_feed=True) == ReadLog(None)
+        log = [trigger(NOW - 600), Step('L-ack1', NOW - 599, 'acknowledge'), *newest]
+        story = look(born, None, newest, LATER, from_feed=True, log=log)
+        assert isinstance(story, Story)
+        assert [(t.kind, t.at, t.first) for t in story.new] == [
+            ('triggered', NOW - 600, True),
+            ('acknowledged', NOW - 599, True),
+            ('unacknowledged', NOW - 596, True),
+            ('acknowledged', NOW - 595, False),
+        ]
+
     def test_one_met_by_reconciliation_that_the_feed_reports_is_left_to_the_feed(self) -> None:
         assert look(incident(NOW - 120), None, [], LATER, from_feed=False) is None
 

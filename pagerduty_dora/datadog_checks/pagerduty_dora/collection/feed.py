@@ -8,6 +8,16 @@ entries) down, `PAGE_OVERLAP` entries shared by consecutive pages, so an entry P
 the window is read only pushes older ones to higher offsets and none is lost. Entries are matched by
 id in the incidents' stories, so reading one twice is harmless. The horizon moves only once a window
 is read; an unreadable page is retried, then cornered and passed over with a count.
+
+An incident born in a window has its newest entries on the first pages read and its trigger on a later
+one: its entries are held back until the page with its trigger is read, and the window's position
+stays at the first page holding any, so a run stopped in between reads them again. A story longer than
+`MAX_HELD_PAGES` pages (fewer under a small request budget) is handed over without its trigger, and
+the incident's own log is read instead.
+
+A page that does not go on where the one before ended is read again from a page earlier, once per
+place and run: a list that says `more` for ever (an empty page after one that said `more`) ends its
+window the second time, with a warning and a count, instead of spending the run going back and forth.
 """
 
 from __future__ import annotations
@@ -38,6 +48,9 @@ WINDOW_ENTRIES = 5000
 UNREADABLE_RETRIES = 3
 # Longest pause between two runs taken into account when a stored horizon is repaired.
 MAX_REPAIR_SPAN = 7 * DAY
+# Pages a window is read past its stored position while entries wait for their incident's trigger:
+# what a stopped run reads again. Past it, those incidents' own logs are read.
+MAX_HELD_PAGES = 10
 # Where a feed window goes on: its (until, offset, tail) for the next page.
 _Next = tuple[float, int, list[str]]
 # At most this many ids of a window's last page are kept (it needs `PAGE_OVERLAP` of them).
@@ -123,20 +136,34 @@ class FeedPass:
         self.client = client
         self.fallback_now = fallback_now
         self.pages = 0
+        # Looks of incidents born in the window being read, waiting for the page with their trigger,
+        # and the incidents handed over without it (their own log is read: nothing more to wait for).
+        self._held: dict[str, Look] = {}
+        self._handed: set[str] = set()
+        # A run stopped among held pages reads them again, and a story longer than them costs about
+        # as many pages of its own log: a run must afford both to get past them.
+        self.max_held = max(0, min(MAX_HELD_PAGES, (client.requests_per_run - 2) // 2))
+        # (since, until, offset) of the pages this run went back a page from, as for vanished entries.
+        self._went_back: set[tuple[float, float, int]] = set()
+        self._warned_endless = False
 
     def read(self, feed: Feed, live_since: float, since_last_run: float | None) -> Iterator[PassStep]:
         """One `Page` per request, oldest entries first within each page, until the present is read."""
         target: float | None = None
         since = feed.horizon - OVERLAP
+        # Where reading is while entries are held: `feed.window` stays at the first page holding any.
+        ahead: FeedWindow | None = None
+        held_pages = 0
         while True:
             window = feed.window
             if window is None:
                 if target is not None and since >= target:
                     return
                 window = feed.window = _plan(feed, since, target)
+            reading = ahead if ahead is not None else window
             yield NEXT_REQUEST
             page = Page(deliver=False)
-            log = self._request(feed, window, page)
+            log = self._request(feed, reading, page)
             if target is None:
                 # PagerDuty's present, from its own answer: what lies at or past it is read next run.
                 target = self.client.now if self.client.now is not None else self.fallback_now()
@@ -148,28 +175,29 @@ class FeedPass:
                 window.end = min(window.end, max(target, window.since + 1))
             if log is None:
                 since = feed.horizon
+                ahead, held_pages = None, 0
+                self._hand_over(page)
                 yield page
                 continue
-            if window.offset == 0 and log.total is not None and log.total > WINDOW_ENTRIES:
-                if window.until - window.since > 1:
+            if reading.offset == 0 and log.total is not None and log.total > WINDOW_ENTRIES:
+                if reading.until - reading.since > 1:
                     # Too many entries for one window: a narrower one, planned from what PagerDuty counted.
-                    feed.width = narrower(window.until - window.since, log.total, WINDOW_ENTRIES)
+                    feed.width = narrower(reading.until - reading.since, log.total, WINDOW_ENTRIES)
                     feed.window = None
                     since = window.since
+                    ahead, held_pages = None, 0
+                    self._hand_over(page)
                     yield page
                     continue
-            following = self._page_through(window, log, live_since, page)
+            following = self._page_through(reading, log, live_since, page)
+            holding = following is not None and held_pages < self.max_held
+            held_pages = held_pages + 1 if self._hold(page, max(window.since, live_since) if holding else None) else 0
             page.deliver = True
             # The cursor moves once the page is taken: a run stopped while taking it reads it again.
             yield page
+            ahead = _move(feed, window, reading, following, held_pages > 0)
             if following is None:
-                feed.window = None
-                feed.horizon = max(feed.horizon, window.end)
-                if window.offset < WINDOW_ENTRIES // 4:
-                    feed.width = min(MAX_WINDOW, max(feed.width, window.until - window.since) * 2)
                 since = window.end
-            else:
-                window.until, window.offset, window.tail = following
 
     def _page_through(self, window: FeedWindow, log: LogPage, live_since: float, page: Page) -> _Next | None:
         """Take one page of `window` into `page`; the window's next (until, offset, tail), or None once it is read."""
@@ -177,7 +205,14 @@ class FeedPass:
         if window.offset > 0 and window.tail and not set(window.tail) & set(ids):
             # The page does not repeat the end of the previous one: entries vanished (a deleted
             # incident) and shifted the list; read from a page earlier, matching entries by id.
-            return window.until, max(0, window.offset - page_step()), []
+            place = (window.since, window.until, window.offset)
+            if place not in self._went_back:
+                self._went_back.add(place)
+                return window.until, max(0, window.offset - page_step()), []
+            # Read again from a page earlier, the list still does not go on where it said it would:
+            # it says `more` for ever. The window ends here; reading it again would repeat the loop.
+            self._endless(window, page)
+            return None
         if log.offset is not None and log.offset != window.offset:
             page.warn(
                 'PagerDuty answered log entries from offset %d when asked for offset %d; the rest of %s to %s '
@@ -198,6 +233,50 @@ class FeedPass:
             return _past_cap(window, log, page)
         tail = [str(i) for i in ids[-(PAGE_SIZE - page_step()) :]] if PAGE_SIZE > page_step() else []
         return window.until, window.offset + page_step(), tail
+
+    def _endless(self, window: FeedWindow, page: Page) -> None:
+        """A window whose list does not end where it says: counted, and warned about once per run."""
+        page.skipped.append(('endless', 1))
+        if self._warned_endless:
+            return
+        self._warned_endless = True
+        page.warn(
+            'PagerDuty log entries of %s to %s did not continue at offset %d where the page before said there '
+            'were more; the window ends there, and reconciliation recovers the state of the incidents it concerns',
+            format_time(window.since),
+            format_time(window.until),
+            window.offset,
+        )
+
+    def _hold(self, page: Page, born_since: float | None) -> bool:
+        """Hold back the looks of `page` at incidents born since `born_since` whose trigger it lacks; whether any are.
+
+        Held entries join their incident's look on the page with its trigger. With `born_since` None
+        (the window ends, or has held entries long enough) every held look is handed over as it is.
+        """
+        for look in page.looks:
+            held = self._held.pop(look.incident.id, None)
+            if held is not None and held.entries:
+                # Pages are read from the newest down: what was held is newer than this page's entries.
+                known = {entry.id for entry in look.entries or []}
+                look.entries = list(look.entries or []) + [e for e in held.entries if e.id not in known]
+        if born_since is None:
+            self._hand_over(page)
+            return False
+        kept = []
+        for look in page.looks:
+            if look.incident.created_at >= born_since and look.incident.id not in self._handed and not _triggered(look):
+                self._held[look.incident.id] = look
+            else:
+                kept.append(look)
+        page.looks = kept
+        return bool(self._held)
+
+    def _hand_over(self, page: Page) -> None:
+        """Every held look goes out with `page`; one without its trigger has its own log read, and is not held again."""
+        page.looks.extend(self._held.values())
+        self._held.clear()
+        self._handed.update(look.incident.id for look in page.looks if not _triggered(look))
 
     def _request(self, feed: Feed, window: FeedWindow, page: Page) -> LogPage | None:
         """One page of the log, or None when it cannot be read after `UNREADABLE_RETRIES` runs and was skipped.
@@ -233,6 +312,23 @@ class FeedPass:
         if feed.failures < UNREADABLE_RETRIES:
             feed.failures = 0
         return log
+
+
+def _move(
+    feed: Feed, window: FeedWindow, reading: FeedWindow, following: _Next | None, held: bool
+) -> FeedWindow | None:
+    """Move the feed on past a page of `window` read at `reading`; where reading goes on while entries are held."""
+    if following is None:
+        feed.window = None
+        feed.horizon = max(feed.horizon, window.end)
+        if reading.offset < WINDOW_ENTRIES // 4:
+            feed.width = min(MAX_WINDOW, max(feed.width, window.until - window.since) * 2)
+        return None
+    if held:
+        # The stored position stays at the first page holding entries: a stopped run reads them again.
+        return FeedWindow(window.since, following[0], following[1], window.end, following[2])
+    window.until, window.offset, window.tail = following
+    return None
 
 
 def page_step() -> int:
@@ -283,6 +379,11 @@ def _past_cap(window: FeedWindow, log: LogPage, page: Page) -> _Next | None:
     )
     page.skipped.append(('offset_cap', 1))
     return None
+
+
+def _triggered(look: Look) -> bool:
+    """Whether the entries of `look` hold its incident's trigger."""
+    return any(entry.action == 'trigger' for entry in look.entries or [])
 
 
 def _take(raw_entries: list[Any], since: float, until: float, live_since: float, page: Page) -> None:

@@ -134,8 +134,7 @@ class Recorder:
                 'read the logs of {} incidents this run; the rest waits for the next one'.format(run.log_reads)
             )
         run.log_reads += 1
-        self._check_deadline()
-        return steps_of(self.client.incident_log(incident.id, since))
+        return steps_of(self.client.incident_log(incident.id, since, before_page=self._check_deadline))
 
     # Policy -------------------------------------------------------------------------------------
 

@@ -123,15 +123,17 @@ def _first_look(
     """The story of an incident without a record, and the keys of what in it is not news; None to leave it.
 
     During the baseline the incident is taken as it is (nothing before going live is news). After
-    it, an incident whose whole life lies in what the feed reads starts from nothing; any other
-    is read from its own log, and only what happened since the cut is news.
+    it, an incident whose whole life lies in the entries just read (its trigger among them) starts
+    from nothing; any other is read from its own log, and only what happened since the cut is news.
     """
     live = context.live_since if context.live_since is not None else context.now
     read_start = context.read_start
     if from_feed:
-        if incident.created_at >= read_start:
+        if incident.created_at >= read_start and any(step.action == 'trigger' for step in steps):
             transitions, _ = replay(Base(), steps, incident)
             return Base(), steps, _not_news(transitions, live, context)
+        # Born before this run's reading, or born within it with its trigger on an older page than
+        # these entries (more than a page of them): only its own log holds the start of its story.
         return _from_log(incident, steps, max(read_start, live), context, log)
     horizon = context.horizon if context.horizon is not None else live
     if incident.created_at >= max(live, min(read_start, horizon)):

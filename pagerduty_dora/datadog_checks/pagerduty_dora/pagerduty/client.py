@@ -102,6 +102,11 @@ class PagerDutyClient:
         undated, self.undated = self.undated, 0
         return undated
 
+    @property
+    def requests_per_run(self) -> int:
+        """The most requests one run makes to PagerDuty (`max_requests_per_run`)."""
+        return self.api.limits.max_requests
+
     def list_created(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> IncidentPage:
         """One page of incidents created in [since, until), oldest first, in explicit UTC."""
         params = [
@@ -172,11 +177,21 @@ class PagerDutyClient:
             offset=echoed if isinstance(echoed, int) and not isinstance(echoed, bool) else None,
         )
 
-    def incident_log(self, incident_id: str, since: float | None = None) -> list[LogEntry]:
-        """The status entries of one incident from `since` on (all of them without it), oldest first."""
+    def incident_log(
+        self, incident_id: str, since: float | None = None, before_page: Callable[[], None] | None = None
+    ) -> list[LogEntry]:
+        """The status entries of one incident from `since` on (all of them without it), oldest first.
+
+        Every page is read, up to the offset cap; `before_page` is called before each request (it
+        raises to stop the run). A page that adds no entry not read already ends the reading,
+        whatever `more` says, so a list that never ends costs a page more, not a hundred.
+        """
         found: list[LogEntry] = []
+        seen: set[str] = set()
         offset = 0
         while True:
+            if before_page is not None:
+                before_page()
             params = [('time_zone', 'UTC'), ('is_overview', 'true'), ('limit', str(PAGE_SIZE)), ('offset', str(offset))]
             if since is not None:
                 params += [('since', format_time(since)), ('until', format_time(since + MAX_WINDOW))]
@@ -192,8 +207,10 @@ class PagerDutyClient:
             entries = data.get('log_entries') if isinstance(data, dict) else None
             if not isinstance(entries, list):
                 raise TransientError(self.api.name, 'log entry answer without a log_entries array')
-            found.extend(entry for entry in map(parse_log_entry, entries) if entry is not None)
-            if not data.get('more') or not entries or offset + 2 * PAGE_SIZE > OFFSET_CAP:
+            fresh = [entry for entry in map(parse_log_entry, entries) if entry is not None and entry.id not in seen]
+            seen.update(entry.id for entry in fresh)
+            found.extend(fresh)
+            if not data.get('more') or not fresh or offset + 2 * PAGE_SIZE > OFFSET_CAP:
                 # Listed newest first: reversed, then sorted stably, entries of one second keep their order.
                 found.reverse()
                 found.sort(key=lambda entry: entry.at)
