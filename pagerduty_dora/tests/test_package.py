@@ -61,6 +61,7 @@ SHIPPED = [
     'collection/__init__.py',
     'collection/collector.py',
     'collection/feed.py',
+    'collection/feed_position.py',
     'collection/pages.py',
     'collection/rebuild.py',
     'collection/reconcile.py',

@@ -13,10 +13,10 @@ from datadog_checks.pagerduty_dora.collection.feed import (
     MAX_HELD_PAGES,
     OVERLAP,
     UNREADABLE_RETRIES,
-    Feed,
     FeedPass,
     page_step,
 )
+from datadog_checks.pagerduty_dora.collection.feed_position import Feed
 from datadog_checks.pagerduty_dora.collection.pages import DAY, NEXT_REQUEST, Page, PassStep
 from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord

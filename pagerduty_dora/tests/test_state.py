@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datadog_checks.pagerduty_dora.collection.feed import FEED, Feed, FeedWindow
+from datadog_checks.pagerduty_dora.collection.feed_position import FEED, Feed, FeedWindow
 from datadog_checks.pagerduty_dora.collection.reconcile import BEFORE_FIRST, RECONCILIATION, Reconciliation
 from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
 from datadog_checks.pagerduty_dora.collection.state import DAMAGE_COST, LAYOUT, STATE_VERSION, CollectorState

@@ -22,14 +22,11 @@ window the second time, with a warning and a count, instead of spending the run 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import (
-    MAX_WINDOW,
     OFFSET_CAP,
     PAGE_SIZE,
     LogEntry,
@@ -38,12 +35,12 @@ from datadog_checks.pagerduty_dora.pagerduty.client import (
     parse_log_entry,
 )
 
-from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
+from .feed_position import WINDOW_ENTRIES, Feed, FeedWindow
+from .feed_position import Next as _Next
+from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep, narrower
 
 # Entries shared by two consecutive pages of a feed window, matched by id.
 PAGE_OVERLAP = 3
-# Feed windows are sized for this many entries, far below the offset cap.
-WINDOW_ENTRIES = 5000
 # Runs a feed page may fail to read before it is narrowed, then passed over.
 UNREADABLE_RETRIES = 3
 # Longest pause between two runs taken into account when a stored horizon is repaired.
@@ -51,78 +48,6 @@ MAX_REPAIR_SPAN = 7 * DAY
 # Pages a window is read past its stored position while entries wait for their incident's trigger:
 # what a stopped run reads again. Past it, those incidents' own logs are read.
 MAX_HELD_PAGES = 10
-# Where a feed window goes on: its (until, offset, tail) for the next page.
-_Next = tuple[float, int, list[str]]
-# At most this many ids of a window's last page are kept (it needs `PAGE_OVERLAP` of them).
-TAIL_LIMIT = 10
-
-
-@dataclass
-class FeedWindow:
-    """A window of the account's log being paged: [since, until), from `offset` on, newest first.
-
-    New entries (and entries PagerDuty indexes late) only push older ones to higher offsets, so
-    paging from the newest down loses none; consecutive pages overlap by a few entries and `tail`
-    holds the ids the next page must repeat, so an entry that disappears (its incident deleted) is
-    noticed and the page read again. `end` is where the feed's horizon moves once it is read.
-    """
-
-    since: float
-    until: float
-    offset: int
-    end: float
-    tail: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Feed:
-    """The account-wide log, read as a change feed: every entry before `horizon` (PagerDuty time) was applied.
-
-    `window` is the window being paged, should a run stop in the middle of one; `width` is the span
-    of the next window, learned from how many entries the last ones held.
-    """
-
-    horizon: float
-    window: FeedWindow | None = None
-    width: float = 0.0
-    # Runs in a row whose feed page could not be read (see `FeedPass._request`).
-    failures: int = 0
-
-
-def _not_empty(window: FeedWindow) -> None:
-    if window.since >= window.until:
-        raise codec.Invalid('empty feed window')
-
-
-FEED: codec.Domain[Feed] = codec.Struct(
-    Feed,
-    horizon=codec.TIME,
-    window=codec.Optional(
-        codec.Struct(
-            FeedWindow,
-            _not_empty,
-            since=codec.TIME,
-            until=codec.TIME,
-            offset=codec.COUNT,
-            end=codec.TIME,
-            tail=codec.ListOf(codec.TEXT, TAIL_LIMIT),
-        )
-    ),
-    width=codec.AMOUNT,
-    failures=codec.COUNT,
-)
-
-
-def from_layout_2(raw: Any) -> list[Any] | None:
-    """The feed of layout 2 (horizon, window, width, applied ids) in today's form.
-
-    Layout 2 read a window from its oldest page up: its window is read again from the horizon, in
-    today's order (entries are matched by id, so reading one twice is harmless).
-    """
-    if raw is None:
-        return None
-    horizon, _window, width, _applied = raw
-    return [horizon, None, width, 0]
 
 
 class FeedPass:
@@ -159,7 +84,7 @@ class FeedPass:
             if window is None:
                 if target is not None and since >= target:
                     return
-                window = feed.window = _plan(feed, since, target)
+                window = feed.window = feed.plan(since, target)
             reading = ahead if ahead is not None else window
             yield NEXT_REQUEST
             page = Page(deliver=False)
@@ -195,7 +120,7 @@ class FeedPass:
             page.deliver = True
             # The cursor moves once the page is taken: a run stopped while taking it reads it again.
             yield page
-            ahead = _move(feed, window, reading, following, held_pages > 0)
+            ahead = feed.passed(window, reading, following, held_pages > 0)
             if following is None:
                 since = window.end
 
@@ -314,40 +239,9 @@ class FeedPass:
         return log
 
 
-def _move(
-    feed: Feed, window: FeedWindow, reading: FeedWindow, following: _Next | None, held: bool
-) -> FeedWindow | None:
-    """Move the feed on past a page of `window` read at `reading`; where reading goes on while entries are held."""
-    if following is None:
-        feed.window = None
-        feed.horizon = max(feed.horizon, window.end)
-        if reading.offset < WINDOW_ENTRIES // 4:
-            feed.width = min(MAX_WINDOW, max(feed.width, window.until - window.since) * 2)
-        return None
-    if held:
-        # The stored position stays at the first page holding entries: a stopped run reads them again.
-        return FeedWindow(window.since, following[0], following[1], window.end, following[2])
-    window.until, window.offset, window.tail = following
-    return None
-
-
 def page_step() -> int:
     """How far the next feed page starts after the last: a page less the entries two pages share."""
     return PAGE_SIZE - min(PAGE_OVERLAP, PAGE_SIZE // 4)
-
-
-def narrower(span: float, total: int, target: int) -> float:
-    """A window width expected to hold `target` records, given `total` in `span` seconds."""
-    return max(1.0, min(span / 2, span * target / max(total, 1) * 0.9))
-
-
-def _plan(feed: Feed, since: float, target: float | None) -> FeedWindow:
-    """The next window from `since`: as wide as the feed's width allows, never past `target`."""
-    width = min(feed.width if feed.width > 0 else MAX_WINDOW, MAX_WINDOW)
-    until = since + max(1.0, width)
-    if target is not None:
-        until = max(since + 1, min(until, target))
-    return FeedWindow(since, until, 0, until)
 
 
 def _repair(feed: Feed, now: float, since_last_run: float | None, page: Page) -> None:

@@ -76,3 +76,8 @@ class Page:
 
 # One step of a pass: about to make a request, or what a request gave.
 PassStep = Page | NextRequest
+
+
+def narrower(span: float, total: int, target: int) -> float:
+    """A window width expected to hold `target` records, given `total` in `span` seconds."""
+    return max(1.0, min(span / 2, span * target / max(total, 1) * 0.9))

@@ -28,7 +28,7 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
-from .feed import Feed
+from .feed_position import Feed
 from .pages import DAY, NEXT_REQUEST, Look, Page, PassStep
 from .rebuild import EVENTS_LOOKBACK, Rebuild, Record, read_record
 from .state import CollectorState

@@ -18,11 +18,11 @@ from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.documents import Damage, Layout, Part
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW
 
-from . import feed as feed_cursor
+from . import feed_position
 from . import reconcile as reconcile_cursor
 from . import record as records
 from . import sweep as sweep_cursor
-from .feed import FEED, Feed
+from .feed_position import FEED, Feed
 from .rebuild import REBUILD, Rebuild
 from .reconcile import RECONCILIATION, Reconciliation
 from .record import RECORD, IncidentRecord
@@ -285,7 +285,7 @@ def _from_layout_1(document: dict[str, Any]) -> dict[str, Any]:
 def _from_layout_2(document: dict[str, Any]) -> dict[str, Any]:
     """Layout 2 (2026-12-01): records without a story, a feed read oldest page first."""
     _each_record(document, records.from_layout_2)
-    _each(document, 'feed', feed_cursor.from_layout_2)
+    _each(document, 'feed', feed_position.from_layout_2)
     feed = document.get('feed')
     reached = feed[0] if isinstance(feed, list) and feed else 0.0
     document.update(last_run=None, refetch=[], gauged=[], rebuilt={}, rebuilt_at=0.0, drift_at=reached)

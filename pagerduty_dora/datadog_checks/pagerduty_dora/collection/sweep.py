@@ -17,8 +17,7 @@ from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
-from .feed import narrower
-from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep
+from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep, narrower
 
 # Windows are sized for this many records, leaving room under the offset cap for growth.
 WINDOW_TARGET = 8000
