@@ -27,6 +27,8 @@ from typing import Any
 
 DAY = 86400.0
 IDLE_RUNS = 20
+# Open incidents resolved before the restart is measured.
+RESOLVED = 500
 TOKEN = 'bench-token'
 DD_API_KEY = 'bench0123456789abcdef0123456789ab'
 
@@ -67,9 +69,19 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
         account.set_priority(target, 'P2' if current != 'P2' else 'P3')
         return Reply(200, {'incident': target})
 
+    def resolve_some(request: Any) -> Reply:
+        # Open incidents other than the one whose priority changes, resolved now: records of resolved incidents.
+        account.now = time.time()
+        count = int(request.arg('count') or 0)
+        chosen = [i for i in opened if i != opened[len(opened) // 2] and account.status(i) != 'resolved'][:count]
+        for incident in chosen:
+            account.resolve(incident)
+        return Reply(200, {'resolved': len(chosen)})
+
     routes = [
         ('GET', '/_stats', lambda r: Reply(200, _kinds(pagerduty.requests))),
         ('POST', '/_priority', change_priority),
+        ('POST', '/_resolve', resolve_some),
     ]
     datadog = FakeServer(dora.routes() + routes).start()
     connection.send({'pagerduty': pagerduty.url, 'datadog': datadog.url, 'start': start, 'open': _open_count(account)})
@@ -206,6 +218,13 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
         aggregator.reset()
         check.run()
     idle = _minus(pagerduty_requests(urls), idle_before)['total'] / IDLE_RUNS
+    # Some incidents resolve, and a run takes that in: the state then holds records of resolved incidents too.
+    import requests
+
+    requests.post(urls['datadog'] + '/_resolve', params={'count': str(RESOLVED)}, timeout=60)
+    time.sleep(1.0)
+    aggregator.reset()
+    check.run()
     restart = _restart(instance, aggregator)
     latency = {logged: _runs_to_see_priority_change(check, urls, aggregator, logged) for logged in (True, False)}
     connection.send(

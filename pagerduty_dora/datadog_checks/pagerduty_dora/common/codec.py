@@ -26,7 +26,12 @@ class Invalid(ValueError):
 
 
 class Domain(Generic[T]):
-    """The set of values a stored field may hold, with their cache form."""
+    """The set of values a stored field may hold, with their cache form.
+
+    `plain` says a value is its own cache form (a number, a text): encoding it costs nothing.
+    """
+
+    plain = True
 
     def encode(self, value: T) -> Any:
         return value
@@ -65,6 +70,8 @@ class _Count(Domain[int]):
 class _Flag(Domain[bool]):
     """A yes or no, stored as 0 or 1."""
 
+    plain = False
+
     def encode(self, value: bool) -> int:
         return int(value)
 
@@ -98,6 +105,7 @@ class Optional(Domain['T | None']):
 
     def __init__(self, inner: Domain[T]) -> None:
         self.inner = inner
+        self.plain = inner.plain
 
     def encode(self, value: T | None) -> Any:
         return None if value is None else self.inner.encode(value)
@@ -111,9 +119,10 @@ class ListOf(Domain[list[T]]):
 
     def __init__(self, item: Domain[T], limit: int | None = None) -> None:
         self.item, self.limit = item, limit
+        self.plain = item.plain
 
     def encode(self, value: list[T]) -> list[Any]:
-        return [self.item.encode(v) for v in value]
+        return value if self.plain else [self.item.encode(v) for v in value]
 
     def decode(self, raw: Any) -> list[T]:
         if not isinstance(raw, list):
@@ -126,9 +135,10 @@ class MapOf(Domain[dict[str, T]]):
 
     def __init__(self, item: Domain[T]) -> None:
         self.item = item
+        self.plain = item.plain
 
     def encode(self, value: dict[str, T]) -> dict[str, Any]:
-        return {key: self.item.encode(v) for key, v in value.items()}
+        return value if self.plain else {key: self.item.encode(v) for key, v in value.items()}
 
     def decode(self, raw: Any) -> dict[str, T]:
         if not isinstance(raw, dict):
@@ -151,6 +161,8 @@ class MapOf(Domain[dict[str, T]]):
 
 class Pair(Domain[tuple[Any, Any]]):
     """Two values, of `first` and of `second`, stored as a list of two."""
+
+    plain = False
 
     def __init__(self, first: Domain, second: Domain) -> None:
         self.first, self.second = first, second
@@ -180,9 +192,14 @@ class Struct(Domain[T]):
         if set(domains) != {f.name for f in fields(kind)}:  # type: ignore[arg-type]
             raise TypeError('{} stores exactly its fields'.format(kind.__name__))
         self.required = len(self.domains) - grown
+        # Per field, its name and how it is encoded (None: as it is).
+        self._encoders = [(name, None if domain.plain else domain.encode) for name, domain in self.domains]
+
+    plain = False
 
     def encode(self, value: T) -> list[Any]:
-        return [domain.encode(getattr(value, name)) for name, domain in self.domains]
+        fields = value.__dict__
+        return [fields[name] if encode is None else encode(fields[name]) for name, encode in self._encoders]
 
     def decode(self, raw: Any) -> T:
         name = self.kind.__name__
