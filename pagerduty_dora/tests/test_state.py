@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datadog_checks.pagerduty_dora.collection.feed_position import FEED, Feed, FeedWindow
+from datadog_checks.pagerduty_dora.collection.rebuild import Rebuild
 from datadog_checks.pagerduty_dora.collection.reconcile import BEFORE_FIRST, RECONCILIATION, Reconciliation
 from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
 from datadog_checks.pagerduty_dora.collection.state import DAMAGE_COST, LAYOUT, STATE_VERSION, CollectorState
@@ -127,6 +128,9 @@ def states(draw: Any) -> CollectorState:
         rebuilt_at=draw(times),
         drift_at=draw(times),
         reconcile_credit=draw(st.floats(min_value=0.0, max_value=1.0, exclude_max=True)),
+        last_event_at=draw(optional_time),
+        rebuild=draw(st.one_of(st.none(), st.builds(Rebuild, times))),
+        reported_until=draw(optional_time),
     )
 
 
@@ -170,6 +174,9 @@ def full_state() -> CollectorState:
         rebuilt_at=now - 86400,
         drift_at=now - 3600,
         reconcile_credit=0.5,
+        last_event_at=now - 120,
+        rebuild=Rebuild(now + 600),
+        reported_until=now - 86400,
     )
 
 
@@ -282,7 +289,7 @@ class TestDamage:
         assert [d.part for d in damage] == [part]
         assert part in DAMAGE_COST
         for name in LAYOUT.parts:
-            if name not in (part, 'feed', 'live_since', 'refetch'):
+            if name not in (part, 'feed', 'live_since', 'refetch', 'reported_until'):
                 assert getattr(again, name) == getattr(state, name), name
         # Collection stays live with a feed, whatever was lost.
         assert again.live_since is not None and again.feed is not None
@@ -300,6 +307,8 @@ class TestDamage:
         assert [(d.part, list(d.entries)) for d in damage] == [('incidents', ['PDEF456'])]
         assert list(again.incidents) == ['PABC123']
         assert again.refetch == ['PDEF456', 'PXYZ']
+        # Its transitions before the last run were reported: a first look at it does not report them again.
+        assert again.reported_until == state.last_run[0]
         assert again.feed == state.feed and again.reconciliation == state.reconciliation
 
     @pytest.mark.parametrize('index, value', _fields_cases(FEED, 'feed'))

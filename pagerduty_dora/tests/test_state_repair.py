@@ -15,6 +15,8 @@ import json
 import pytest
 
 from datadog_checks.pagerduty_dora.collection.recovery import SEARCH_LAG
+from datadog_checks.pagerduty_dora.collection.state import LAYOUT
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
@@ -175,3 +177,39 @@ class TestLostDocument:
         assert len(warning) == 1
         assert 'changes since the last run get no event' in warning[0]
         assert 'Set `datadog_app_key`' in warning[0]
+
+
+def _first_bad_value(part: str) -> object:
+    """A stored value out of the part's domain."""
+    domain = LAYOUT.parts[part].domain
+    for value in (-1, 'x', 2, {}, [None] * 30):
+        try:
+            domain.decode(value)
+        except (codec.Invalid, TypeError, ValueError):
+            return value
+    raise AssertionError('every value fits {}'.format(part))
+
+
+class TestEveryPart:
+    """Every part of the stored state, out of range, costs at most itself: no run error, nothing missed."""
+
+    @pytest.mark.parametrize('part', sorted(LAYOUT.parts))
+    def test_no_run_error_and_every_transition_reported(self, world, dd_run_check, aggregator, datadog_agent, part):
+        live = _run_then_stop(world, dd_run_check, aggregator)
+        reported = event_keys(aggregator)
+        key = _collector_key(datadog_agent)
+        stored = json.loads(datadog_agent._cache[key])
+        stored[part] = _first_bad_value(part)
+        datadog_agent._cache[key] = json.dumps(stored)
+        created = _stop(world, live)
+
+        restarted = world.check(backfill_days=30)
+        dd_run_check(restarted)
+        world.account.advance(60)
+        dd_run_check(restarted)
+
+        # Nothing of the stop is missed and nothing is reported twice, whatever part was lost.
+        assert event_keys(aggregator) - reported == _expected(live, created)
+        assert set(event_keys(aggregator).values()) == {1}
+        warned = [w for w in restarted.warnings if 'of the stored collection state could not be read' in w]
+        assert len(warned) == 1 and '`{}`'.format(part) in warned[0], restarted.warnings

@@ -187,6 +187,7 @@ class Recorder:
             horizon=state.feed.horizon if state.feed is not None else None,
             baseline=state.baseline,
             reported=state.rebuilt.get(incident.id, ()),
+            reported_until=state.reported_until or 0.0,
         )
         steps = steps_of(entries or [])
         story = look(incident, record, steps, context, from_feed=entries is not None)

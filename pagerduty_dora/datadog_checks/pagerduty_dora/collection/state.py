@@ -74,6 +74,8 @@ class CollectorState:
     last_event_at: float | None = None
     # A rebuild from Datadog waiting for its event search to catch up (see `recovery.py`).
     rebuild: Rebuild | None = None
+    # Where records were lost to damage: before it, what their incidents did was reported already.
+    reported_until: float | None = None
 
     def go_live(self, now: float | None) -> None:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
@@ -94,6 +96,8 @@ class CollectorState:
     def read(cls, text: str) -> tuple[CollectorState, list[Damage]]:
         """A stored state of any released layout, and the damage reset on the way.
 
+        A part absent from the document (one this layout added later) takes its default.
+
         Raises `documents.Unreadable` when the value is no state at all; a part out of its domain
         is reset alone and reported, and the rest of the state is repaired around it (`repair`).
         """
@@ -110,6 +114,8 @@ class CollectorState:
             # what the record says was reported, where that much can be read, is not reported again.
             lost = parts['incidents']
             self.refetch = sorted(set(self.refetch) | set(lost.entries))
+            if self.last_run is not None:
+                self.reported_until = max(self.reported_until or 0.0, self.last_run[0])
             for key, stored in lost.stored.items():
                 keys = records.reported_keys(stored)
                 if keys:
@@ -213,6 +219,7 @@ DAMAGE_COST = {
     'reconcile_credit': 'reconciliation\'s pace is learned again',
     'last_event_at': 'a move of the check while this Agent was away is not noticed this time',
     'rebuild': 'the rebuild from Datadog is planned again',
+    'reported_until': 'a transition of an incident whose record was lost before may be reported again',
 }
 
 _PARTS: dict[str, codec.Domain] = {
@@ -237,6 +244,7 @@ _PARTS: dict[str, codec.Domain] = {
     'reconcile_credit': codec.Number(0.0, 1.0, 'share of a page'),
     'last_event_at': codec.Optional(codec.TIME),
     'rebuild': codec.Optional(REBUILD),
+    'reported_until': codec.Optional(codec.TIME),
 }
 
 

@@ -48,6 +48,8 @@ class Context:
     horizon: float | None
     baseline: bool
     reported: Sequence[str] = ()
+    # Before it, transitions of an incident without a record were reported by records since lost.
+    reported_until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ def _from_log(
 
 def _not_news(transitions: list[Transition], cut: float, context: Context) -> set[str]:
     """Keys of the transitions not to report: before `cut`, or reported already as Datadog's record shows."""
+    cut = max(cut, context.reported_until)
     return {t.key for t in transitions if t.at < cut or t.key.lower() in context.reported}
 
 
