@@ -35,6 +35,11 @@ MAX_WINDOW = 180 * 86400
 PD_ACCEPT = 'application/vnd.pagerduty+json;version=2'
 # PagerDuty entry ids are short; a longer one is not an id and would be kept in the state.
 MAX_ENTRY_ID_LENGTH = 128
+# Incident lists embed each incident's first trigger entry, whose channel names a Datadog monitor that
+# triggered it: the monitor mapping then costs no request of its own.
+WITH_TRIGGER = ('include[]', 'first_trigger_log_entries')
+# Alerts read of one incident to find the one that triggered it (the oldest).
+ALERTS_PAGE = 5
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -96,6 +101,7 @@ class PagerDutyClient:
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
+            WITH_TRIGGER,
         ] + self._scope
         return self._page(self._get('/incidents', params, endpoint='incidents'))
 
@@ -111,13 +117,16 @@ class PagerDutyClient:
             ('sort_by', 'created_at:asc'),
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
+            WITH_TRIGGER,
         ] + self._scope
         return self._page(self._get('/incidents', params, endpoint='incidents_open'))
 
     def get_incident(self, incident_id: str) -> Any | None:
         """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
         try:
-            response = self._get('/incidents/{}'.format(incident_id), [('time_zone', 'UTC')], endpoint='incident')
+            response = self._get(
+                '/incidents/{}'.format(incident_id), [('time_zone', 'UTC'), WITH_TRIGGER], endpoint='incident'
+            )
         except RequestRejected as e:
             if e.status == 404:
                 return None
@@ -126,6 +135,21 @@ class PagerDutyClient:
         if not isinstance(data, dict) or not isinstance(data.get('incident'), dict):
             raise UnreadableResponse(self.api.name, 'incident answer without an incident object')
         return data['incident']
+
+    def incident_alerts(self, incident_id: str) -> list[Any]:
+        """The first alerts of one incident, oldest first (an empty list when PagerDuty no longer knows it)."""
+        params = [('time_zone', 'UTC'), ('sort_by', 'created_at:asc'), ('limit', str(ALERTS_PAGE)), ('offset', '0')]
+        try:
+            response = self._get('/incidents/{}/alerts'.format(incident_id), params, endpoint='incident_alerts')
+        except RequestRejected as e:
+            if e.status == 404:
+                return []
+            raise
+        data = response.data
+        alerts = data.get('alerts') if isinstance(data, dict) else None
+        if not isinstance(alerts, list):
+            raise UnreadableResponse(self.api.name, 'alert list answer without an alerts array')
+        return alerts
 
     def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
         """One page of the account's log entries in [since, until), newest first, each with its incident.
