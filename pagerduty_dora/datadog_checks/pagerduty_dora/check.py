@@ -176,6 +176,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             monotonic=self.monotonic,
             readback=Readback(self.datadog_api) if config.datadog_app_key else None,
             record_query='source:pagerduty_dora {}:{}'.format(INSTANCE_TAG, instance_id),
+            monitors=wiring.monitor_lookup(config, self.datadog_api, services),
         )
 
     def check(self, _):

@@ -11,6 +11,7 @@ from typing import Any
 
 from datadog_checks.pagerduty_dora.common import documents
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME
+from datadog_checks.pagerduty_dora.pagerduty.monitor import MonitorMapping
 from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Base, Step
 
 # Bumped when the stored shape changes; an unknown version is treated like a damaged value.
@@ -49,6 +50,8 @@ class IncidentRecord:
     emitted: list[str] = field(default_factory=list)
     # Whether `mapping.matches` has counted this incident (once, the first time it is wanted).
     counted: bool = False
+    # What the Datadog monitor that triggered it maps it to, decided at its first trigger (None: not yet).
+    monitor: MonitorMapping | None = None
 
     def to_list(self) -> list[Any]:
         return [
@@ -69,6 +72,7 @@ class IncidentRecord:
             [[step.id, step.at, step.action, int(step.evidence), step.kind] for step in self.steps],
             self.emitted,
             int(self.counted),
+            None if self.monitor is None else self.monitor.to_json(),
         ]
 
     @classmethod
@@ -91,7 +95,11 @@ class IncidentRecord:
             steps,
             emitted,
             counted,
-        ) = values
+        ) = values[:17]
+        if len(values) > 18:
+            raise ValueError('too many fields')
+        # Records stored before the monitor mapping have no 18th value.
+        monitor = values[17] if len(values) > 17 else None
         if status not in ('triggered', 'acknowledged', 'resolved'):
             raise ValueError('unknown status')
         return cls(
@@ -112,6 +120,7 @@ class IncidentRecord:
             steps=[_step(step) for step in steps],
             emitted=[str(key) for key in emitted],
             counted=bool(counted),
+            monitor=_monitor(monitor),
         )
 
 
@@ -286,6 +295,14 @@ class CollectorState:
             )
         except (TypeError, KeyError, IndexError, AttributeError) as e:
             raise ValueError('malformed state: {}'.format(type(e).__name__)) from None
+
+
+def _monitor(raw: Any) -> MonitorMapping | None:
+    """A kept monitor mapping; one that cannot be read is decided again from the incident's alerts."""
+    try:
+        return None if raw is None else MonitorMapping.from_json(raw)
+    except ValueError:
+        return None
 
 
 def _finite(value: Any) -> float:
