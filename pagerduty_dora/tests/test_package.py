@@ -60,6 +60,7 @@ SHIPPED = [
     'collection/__init__.py',
     'collection/collector.py',
     'collection/feed.py',
+    'collection/monitors.py',
     'collection/pages.py',
     'collection/rebuild.py',
     'collection/reconcile.py',
@@ -105,6 +106,7 @@ SHIPPED = [
     'pagerduty/__init__.py',
     'pagerduty/client.py',
     'pagerduty/incident.py',
+    'pagerduty/monitor.py',
     'pagerduty/transitions.py',
     'wiring.py',
 ]
