@@ -369,7 +369,10 @@ class TestMonitorMapping:
         incident = page(world, dd_run_check, check, shared, datadog_event(MONITOR, ['env:staging', 'service:search']))
 
         assert world.dora.failures[failure_id(incident)]['services'] == ['Shared on-call']
+        assert stored_state(check).incidents[incident].monitor is None
         assert alert_requests(world, incident) == 0
+        # A known option: no warning about its name.
+        assert check.warnings == []
 
 
 @pytestmark_e2e
@@ -377,22 +380,24 @@ class TestOddInput:
     """What PagerDuty or Datadog hold that the monitor step cannot use: it falls back, never mis-maps."""
 
     @pytest.mark.parametrize(
-        'event, services, env',
+        'event, services, env, monitor_id',
         [
             (
                 {'client': 'Datadog', 'client_url': 'https://evil.example.com/monitors/1?group=service%3Ax'},
                 ['Shared on-call'],
                 'prod',
+                None,
             ),
-            (datadog_event(MONITOR, ['service:a,b', 'env:qa']), ['a'], 'qa'),
-            (datadog_event(MONITOR, ['service:a=b', 'env:qa']), ['Shared on-call'], 'qa'),
+            (datadog_event(MONITOR, ['service:a,b', 'env:qa']), ['a'], 'qa', MONITOR),
+            (datadog_event(MONITOR, ['service:a=b', 'env:qa']), ['Shared on-call'], 'qa', MONITOR),
             (
                 datadog_event(MONITOR, tags=['service:s{}'.format(i) for i in range(30)]),
                 ['s{}'.format(i) for i in range(20)],
                 'prod',
+                MONITOR,
             ),
-            (datadog_event(MONITOR, tags=['service:' + 'x' * 220, 'env:qa']), ['Shared on-call'], 'qa'),
-            (datadog_event(MONITOR, ['env:qa', 'service:web'], legacy=True), ['web'], 'qa'),
+            (datadog_event(MONITOR, tags=['service:' + 'x' * 220, 'env:qa']), ['Shared on-call'], 'qa', MONITOR),
+            (datadog_event(MONITOR, ['env:qa', 'service:web'], legacy=True), ['web'], 'qa', MONITOR),
         ],
         ids=[
             'not-datadogs-url',
@@ -403,13 +408,14 @@ class TestOddInput:
             'older-url',
         ],
     )
-    def test_hostile_alert(self, world, estate, dd_run_check, event, services, env):
+    def test_hostile_alert(self, world, estate, dd_run_check, event, services, env, monitor_id):
         shared, options = estate
         check = live(world, options, dd_run_check)
         incident = page(world, dd_run_check, check, shared, event)
 
         failure = world.dora.failures[failure_id(incident)]
         assert (failure['services'], failure['env']) == (services, env)
+        assert stored_state(check).incidents[incident].monitor.monitor_id == monitor_id
 
     def test_a_monitor_that_answers_404_falls_back_to_its_alert(self, world, estate, dd_run_check):
         shared, options = estate
