@@ -465,3 +465,48 @@ class TestBackfill:
         assert (failure['services'], failure['env'], 'finished_at' in failure) == (['search'], 'staging', True)
         # The incident list embeds the trigger entry: no request of its own.
         assert alert_requests(world, incident) == 0
+
+
+@pytestmark_e2e
+class TestCost:
+    """At most one PagerDuty request more per new incident, none for an incident the lists carry whole."""
+
+    def run_with(self, world, options, dd_run_check, events):
+        shared = world.account.add_service('On-call {}'.format(len(world.account.services)))
+        check = live(world, options, dd_run_check)
+        before = world.pd_requests()
+        for number, event in enumerate(events):
+            world.account.trigger(shared, 'Errors {}'.format(number), event=event)
+        world.account.advance(60)
+        dd_run_check(check)
+        return world.pd_requests() - before
+
+    def test_one_request_per_new_incident_met_in_the_log(self, world, estate, dd_run_check):
+        _, options = estate
+        events = [datadog_event(MONITOR + i, ['service:s{}'.format(i), 'env:qa', 'team:t']) for i in range(5)]
+        without = self.run_with(world, dict(options, monitor_mapping=False), dd_run_check, events)
+        world.account.advance(DAY)
+        with_step = self.run_with(world, options, dd_run_check, events)
+        assert with_step - without == len(events)
+        assert world.datadog.count('GET', '/api/v1/monitor') == 0
+
+    def test_unreadable_alerts_cost_the_incident_its_monitor_only(self, world, estate, dd_run_check):
+        shared, options = estate
+        check = live(world, options, dd_run_check)
+        world.pagerduty.faults.fail_next(5, 'bad_json', path_prefix='/incidents/')
+        incident = page(world, dd_run_check, check, shared, datadog_event(MONITOR, ['service:search']))
+
+        assert world.dora.failures[failure_id(incident)]['services'] == ['Shared on-call']
+        assert stored_state(check).incidents[incident].monitor == NO_MONITOR
+        assert alert_requests(world, incident) >= 1
+
+    def test_turning_it_off_drops_a_kept_mapping(self, world, estate, dd_run_check):
+        shared, options = estate
+        check = live(world, options, dd_run_check)
+        incident = page(world, dd_run_check, check, shared, datadog_event(MONITOR, ['service:search']))
+        check = world.check(**dict(options, monitor_mapping=False))
+        world.account.resolve(incident)
+        world.account.advance(60)
+        dd_run_check(check)
+
+        assert world.dora.failures[failure_id(incident)]['services'] == ['Shared on-call']

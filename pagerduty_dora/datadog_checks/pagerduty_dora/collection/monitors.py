@@ -16,7 +16,13 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from datadog_checks.pagerduty_dora.common.errors import AuthError, BudgetExhausted, RequestRejected, TransientError
+from datadog_checks.pagerduty_dora.common.errors import (
+    AuthError,
+    BudgetExhausted,
+    RequestRejected,
+    TransientError,
+    UnreadableResponse,
+)
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.permissions import status_text
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
@@ -59,7 +65,7 @@ class MonitorLookup:
 
     def decide(self, client: PagerDutyClient, incident: Incident) -> MonitorMapping:
         """The mapping the monitor that triggered `incident` gives it (`NO_MONITOR` when none did)."""
-        alert = incident.trigger if incident.trigger_known else first_alert(client.incident_alerts(incident.id))
+        alert = incident.trigger if incident.trigger_known else first_alert(self._alerts(client, incident))
         if alert is None:
             return decide(None)
         grouped = {key for key, _ in alert.group}
@@ -69,6 +75,15 @@ class MonitorLookup:
             'Incident %s comes from Datadog monitor %d (mapping_rule=%s)', incident.id, alert.monitor_id, mapping.rule
         )
         return mapping
+
+    def _alerts(self, client: PagerDutyClient, incident: Incident) -> list[Any]:
+        """The incident's first alerts; none when PagerDuty answers what can never be read (a retry would fail the
+        same way), so that one incident cannot hold the collection back. A transient failure ends the run."""
+        try:
+            return client.incident_alerts(incident.id)
+        except (UnreadableResponse, RequestRejected) as e:
+            self.log.debug('Alerts of incident %s could not be read (%s); no monitor mapping', incident.id, e)
+            return []
 
     def _monitor_tags(self, alert: MonitorAlert) -> tuple[str, ...] | None:
         """The monitor's tags as Datadog's API gives them; None where the alert's own tags must do."""

@@ -141,7 +141,8 @@ class Recorder:
     # Policy -------------------------------------------------------------------------------------
 
     def map(self, incident: Incident, record: IncidentRecord | None = None) -> MappingResult:
-        monitor, monitors = record.monitor if record is not None else None, self.run.monitors
+        monitors = self.run.monitors
+        monitor = record.monitor if record is not None and monitors is not None else None
         return map_incident(
             incident,
             self.run.catalog,
