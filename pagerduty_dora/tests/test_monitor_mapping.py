@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from datadog_checks.pagerduty_dora.pagerduty.monitor import (
 )
 
 from .fakes.catalog_api import monitor, v22_definition
-from .harness import DAY, DD_APP_KEY, stored_state, transition_of
+from .harness import DAY, DD_APP_KEY, event_keys, stored_state, transition_of
 
 MONITOR = 4207311
 QUERY = 'avg(last_5m):sum:trace.http.request.errors{*} by {service,env,team} > 5'
@@ -332,7 +333,7 @@ class TestMonitorMapping:
         failure = world.dora.failures[failure_id(incident)]
         assert (failure['services'], failure['team'], failure['env']) == (['Shared on-call'], 'Ops', 'prod')
         assert stored_state(check).incidents[incident].monitor == NO_MONITOR
-        assert alert_requests(world, incident) == 1
+        assert alert_requests(world, incident) == 0
 
     def test_a_resolve_by_hand_keeps_the_mapping(self, world, estate, dd_run_check, aggregator):
         shared, options = estate
@@ -350,7 +351,7 @@ class TestMonitorMapping:
         events = [e for e in aggregator.events if e['aggregation_key'] == incident]
         assert [transition_of(e) for e in events] == ['triggered', 'acknowledged', 'resolved', 'reopened', 'resolved']
         assert all('service:search' in e['tags'] and 'env:staging' in e['tags'] for e in events)
-        assert alert_requests(world, incident) == 1
+        assert alert_requests(world, incident) == 0
 
     def test_a_staging_monitor_paging_a_prod_service_gives_env_staging(self, world, estate, dd_run_check):
         shared, options = estate
@@ -469,7 +470,7 @@ class TestBackfill:
 
 @pytestmark_e2e
 class TestCost:
-    """At most one PagerDuty request more per new incident, none for an incident the lists carry whole."""
+    """At most one PagerDuty request more per new incident; none where the feed or a list carries its trigger."""
 
     def run_with(self, world, options, dd_run_check, events):
         shared = world.account.add_service('On-call {}'.format(len(world.account.services)))
@@ -481,24 +482,69 @@ class TestCost:
         dd_run_check(check)
         return world.pd_requests() - before
 
-    def test_one_request_per_new_incident_met_in_the_log(self, world, estate, dd_run_check):
+    def test_no_request_for_an_incident_whose_trigger_the_feed_reads(self, world, estate, dd_run_check):
         _, options = estate
         events = [datadog_event(MONITOR + i, ['service:s{}'.format(i), 'env:qa', 'team:t']) for i in range(5)]
         without = self.run_with(world, dict(options, monitor_mapping=False), dd_run_check, events)
         world.account.advance(DAY)
         with_step = self.run_with(world, options, dd_run_check, events)
-        assert with_step - without == len(events)
+        assert with_step == without
         assert world.datadog.count('GET', '/api/v1/monitor') == 0
 
-    def test_unreadable_alerts_cost_the_incident_its_monitor_only(self, world, estate, dd_run_check):
+    def burst(self, world, estate, dd_run_check, count):
+        """`count` incidents from a monitor triggered and resolved over a day, read by one run; returns the check."""
         shared, options = estate
-        check = live(world, options, dd_run_check)
-        world.pagerduty.faults.fail_next(5, 'bad_json', path_prefix='/incidents/')
-        incident = page(world, dd_run_check, check, shared, datadog_event(MONITOR, ['service:search']))
+        check = live(world, dict(options, submit_dora_failures=False), dd_run_check)
+        base = world.account.now
+        rng = random.Random(7)
+        for created in sorted(base + rng.uniform(0, DAY) for _ in range(count)):
+            world.account.now = created
+            world.account.resolve(world.account.trigger(shared, 'Burst', event=datadog_event(MONITOR, ['env:qa'])))
+        world.account.now = base + DAY + 60
+        return check
 
-        assert world.dora.failures[failure_id(incident)]['services'] == ['Shared on-call']
-        assert stored_state(check).incidents[incident].monitor == NO_MONITOR
-        assert alert_requests(world, incident) >= 1
+    def test_a_burst_read_in_one_go(self, world, estate, dd_run_check, aggregator):
+        """The feed reads a window from its newest entry down: an incident whose later entries end one page and
+        whose trigger entry starts the next is looked at before its trigger is read, and its alerts are read."""
+        check = self.burst(world, estate, dd_run_check, 3000)
+        before = world.pd_requests()
+        dd_run_check(check)
+        pages = world.pagerduty.count('/log_entries')
+        alerts = sum(1 for r in world.pagerduty.requests if r.path.endswith('/alerts'))
+        # At most one alert read per page of the feed (the incident that straddles two pages), not one per incident.
+        assert 0 < alerts <= pages
+        assert world.pd_requests() - before <= 2 * pages + 10
+        counted = event_keys(aggregator)
+        assert len(counted) == 6000 and set(counted.values()) == {1}
+        assert {tuple(t for t in e['tags'] if t.startswith('env:')) for e in aggregator.events} == {('env:qa',)}
+
+    def test_unreadable_alerts_cost_the_incident_its_monitor_only(self, world, estate, dd_run_check, aggregator):
+        check = self.burst(world, estate, dd_run_check, 300)
+        world.pagerduty.faults.fail_next(10_000, 'bad_json', path_prefix='/incidents/P')
+        dd_run_check(check)
+
+        alerts = sum(1 for r in world.pagerduty.requests if r.path.endswith('/alerts'))
+        kept = [record.monitor for record in stored_state(check).incidents.values()]
+        assert 0 < kept.count(NO_MONITOR) <= alerts
+        assert kept.count(NO_MONITOR) + kept.count(MonitorMapping(MONITOR, 'monitor_group', (), None, 'qa')) == 300
+        counted = event_keys(aggregator)
+        assert len(counted) == 600 and set(counted.values()) == {1}
+
+    def test_an_incident_recorded_before_the_step_gets_its_monitor_from_the_lists(self, world, estate, dd_run_check):
+        shared, options = estate
+        check = live(world, dict(options, monitor_mapping=False), dd_run_check)
+        incident = page(world, dd_run_check, check, shared, datadog_event(MONITOR, ['service:search', 'env:qa']))
+        assert stored_state(check).incidents[incident].monitor is None
+        check = world.check(**options)
+        world.account.advance(3600)
+        dd_run_check(check)
+        world.account.resolve(incident)
+        world.account.advance(60)
+        dd_run_check(check)
+
+        failure = world.dora.failures[failure_id(incident)]
+        assert (failure['services'], failure['env'], 'finished_at' in failure) == (['search'], 'qa', True)
+        assert alert_requests(world, incident) == 0
 
     def test_turning_it_off_drops_a_kept_mapping(self, world, estate, dd_run_check):
         shared, options = estate

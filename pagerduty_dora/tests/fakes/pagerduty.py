@@ -597,7 +597,10 @@ class PagerDutyAccount:
             event=self._events.get(index),
         )
 
-    def _render_log_entry(self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool) -> dict:
+    def _render_log_entry(
+        self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool, channels: bool = False
+    ) -> dict:
+        """A log entry; `channels` (`include[]=channels`) gives a trigger entry the whole event that opened it."""
         index, renderer = self._log_incident[sequence], self._renderer(api_url)
         title = self._titles[index]
         if with_incident:
@@ -605,7 +608,11 @@ class PagerDutyAccount:
         else:
             incident = renderer.incident_reference(index + 1, title)
         at = self._time(self._log_time[sequence], zone)
-        return renderer.log_entry(sequence, self._log_kind[sequence], at, self._service[index], title, incident)
+        kind = self._log_kind[sequence]
+        entry = renderer.log_entry(sequence, kind, at, self._service[index], title, incident)
+        if channels and kind == TRIGGER:
+            entry['channel'] = renderer.trigger_channel(self._facts(index, zone))
+        return entry
 
 
 _UTC_ZONE = ZoneInfo('UTC')
@@ -902,9 +909,13 @@ class PagerDutySimulator(PagerDutyApi):
 
     def _render_log_page(self, request: Request, rows: Sequence[int]) -> Reply:
         zone = self._zone(request)
-        with_incident = 'incidents' in request.args('include')
+        include = request.args('include')
+        with_incident, channels = 'incidents' in include, 'channels' in include
         return self._page(
-            request, 'log_entries', rows, lambda s: self.account._render_log_entry(s, zone, self.url, with_incident)
+            request,
+            'log_entries',
+            rows,
+            lambda s: self.account._render_log_entry(s, zone, self.url, with_incident, channels),
         )
 
 

@@ -217,7 +217,8 @@ class PagerDutyAccount:
         rows.reverse()
         return rows
 
-    def render_log_entry(self, position: int, api_url: str, with_incident: bool) -> dict:
+    def render_log_entry(self, position: int, api_url: str, with_incident: bool, channels: bool = False) -> dict:
+        """A log entry; `channels` (`include[]=channels`) gives a trigger entry the whole event that opened it."""
         at, index, kind = self._log[position]
         incident = self._incidents[index]
         renderer = self.renderer(api_url)
@@ -226,7 +227,10 @@ class PagerDutyAccount:
             if with_incident
             else renderer.incident_reference(index + 1, incident.title)
         )
-        return renderer.log_entry(position, kind, format_time(at), incident.service, incident.title, reference)
+        entry = renderer.log_entry(position, kind, format_time(at), incident.service, incident.title, reference)
+        if channels and kind == TRIGGER:
+            entry['channel'] = renderer.trigger_channel(self._facts(index))
+        return entry
 
 
 class PagerDutyApi:
@@ -343,8 +347,10 @@ class PagerDutyApi:
         rows = self.account.log_entries(*self._window(request), incident=incident)
         if request.arg('is_overview') == 'true':
             rows = [p for p in rows if self.account._log[p][2] in OVERVIEW_KINDS]
-        included = 'incidents' in request.args('include')
-        return self._page(request, 'log_entries', rows, lambda p: self.account.render_log_entry(p, self.url, included))
+        included, channels = 'incidents' in request.args('include'), 'channels' in request.args('include')
+        return self._page(
+            request, 'log_entries', rows, lambda p: self.account.render_log_entry(p, self.url, included, channels)
+        )
 
     def _list_log_entries(self, request: Request) -> Reply:
         return self._log_page(request, None)

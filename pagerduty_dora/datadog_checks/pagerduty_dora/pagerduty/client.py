@@ -14,6 +14,7 @@ from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 
 from .incident import OPEN_STATUSES
+from .monitor import MonitorAlert, datadog_alert
 
 # Log entry types that change an incident's status, by the action they stand for.
 STATUS_ENTRIES = {
@@ -78,6 +79,8 @@ class LogEntry:
     incident: Any = None
     kind: str = ''
     evidence: bool = True
+    # A trigger entry read with its channel (`include[]=channels`): the Datadog monitor that sent its event.
+    monitor: MonitorAlert | None = None
 
 
 class PagerDutyClient:
@@ -155,7 +158,8 @@ class PagerDutyClient:
         """One page of the account's log entries in [since, until), newest first, each with its incident.
 
         `is_overview` leaves out notifications; `include[]=incidents` embeds each entry's incident as
-        it is now, so one request shows both what happened and where it stands. PagerDuty filters
+        it is now, so one request shows both what happened and where it stands; `include[]=channels`
+        gives a trigger entry the event that opened the incident (a Datadog monitor's). PagerDuty filters
         this list by team but not by service: a `service_ids` scope is applied by the caller.
         """
         params = [
@@ -164,6 +168,7 @@ class PagerDutyClient:
             ('time_zone', 'UTC'),
             ('is_overview', 'true'),
             ('include[]', 'incidents'),
+            ('include[]', 'channels'),
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
@@ -274,4 +279,5 @@ def parse_log_entry(raw: Any) -> LogEntry | None:
         incident=incident if isinstance(incident, dict) and incident.get('type') == 'incident' else None,
         kind=kind[: -len('_log_entry')] if kind.endswith('_log_entry') else kind,
         evidence=kind not in NOT_REOPEN_EVIDENCE and kind != 'trigger_log_entry',
+        monitor=datadog_alert(raw.get('channel')) if kind == 'trigger_log_entry' else None,
     )
