@@ -476,20 +476,22 @@ class TestCost:
         shared = world.account.add_service('On-call {}'.format(len(world.account.services)))
         check = live(world, options, dd_run_check)
         before = world.pd_requests()
-        for number, event in enumerate(events):
-            world.account.trigger(shared, 'Errors {}'.format(number), event=event)
+        ids = [world.account.trigger(shared, 'Errors {}'.format(n), event=event) for n, event in enumerate(events)]
         world.account.advance(60)
         dd_run_check(check)
-        return world.pd_requests() - before
+        return world.pd_requests() - before, ids
 
     def test_no_request_for_an_incident_whose_trigger_the_feed_reads(self, world, estate, dd_run_check):
         _, options = estate
         events = [datadog_event(MONITOR + i, ['service:s{}'.format(i), 'env:qa', 'team:t']) for i in range(5)]
-        without = self.run_with(world, dict(options, monitor_mapping=False), dd_run_check, events)
+        without, _ = self.run_with(world, dict(options, monitor_mapping=False), dd_run_check, events)
         world.account.advance(DAY)
-        with_step = self.run_with(world, options, dd_run_check, events)
+        with_step, ids = self.run_with(world, options, dd_run_check, events)
         assert with_step == without
         assert world.datadog.count('GET', '/api/v1/monitor') == 0
+        assert [world.dora.failures[failure_id(key)]['services'] for key in ids] == [
+            ['s{}'.format(i)] for i in range(5)
+        ]
 
     def burst(self, world, estate, dd_run_check, count):
         """`count` incidents from a monitor triggered and resolved over a day, read by one run; returns the check."""
@@ -556,3 +558,4 @@ class TestCost:
         dd_run_check(check)
 
         assert world.dora.failures[failure_id(incident)]['services'] == ['Shared on-call']
+        assert check.warnings == []
