@@ -3,9 +3,11 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Which Datadog monitor triggered an incident, and what it maps the incident to: decided once, at its first look.
 
-The incident lists embed the first trigger entry (`include[]=first_trigger_log_entries`), whose
-channel is the event Datadog's integration sent: then nothing more is asked. Otherwise (an incident
-met in the account's log) its oldest alert is read, one request inside the run's PagerDuty budget.
+The incident's trigger entry holds, in its channel, the event Datadog's integration sent. The
+account's log and an incident's own log are read with their channels, and the incident lists embed
+the first trigger entry (`include[]=first_trigger_log_entries`): where one of them showed it, nothing
+more is asked. Otherwise (an incident whose later entries the log showed first) its oldest alert is
+read, one request inside the run's PagerDuty budget.
 With `datadog_app_key`, the monitor itself (`GET /api/v1/monitor/{id}`, permission `monitors_read`)
 gives its tags where the alerted group does not give service, env and team; a monitor that is gone,
 or a key without the permission, leaves the alert's own tags to decide.
@@ -65,7 +67,12 @@ class MonitorLookup:
 
     def decide(self, client: PagerDutyClient, incident: Incident) -> MonitorMapping:
         """The mapping the monitor that triggered `incident` gives it (`NO_MONITOR` when none did)."""
-        alert = incident.trigger if incident.trigger_known else first_alert(self._alerts(client, incident))
+        if incident.trigger_known:
+            alert = incident.trigger
+        elif incident.id in client.triggers:
+            alert = client.triggers[incident.id]
+        else:
+            alert = first_alert(self._alerts(client, incident))
         if alert is None:
             return decide(None)
         grouped = {key for key, _ in alert.group}

@@ -41,6 +41,8 @@ MAX_ENTRY_ID_LENGTH = 128
 WITH_TRIGGER = ('include[]', 'first_trigger_log_entries')
 # Alerts read of one incident to find the one that triggered it (the oldest).
 ALERTS_PAGE = 5
+# Trigger entries remembered from incidents' own logs; past this the memory starts over.
+MAX_TRIGGERS_KEPT = 1000
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -93,6 +95,9 @@ class PagerDutyClient:
         self.now: float | None = None
         self._scope: list[tuple[str, str]] = [('service_ids[]', s) for s in service_ids]
         self._scope += [('team_ids[]', t) for t in team_ids]
+        # The monitor (None: none) each incident's trigger entry named, where its own log was read with its
+        # channels: the monitor mapping of that incident then needs no request of its own.
+        self.triggers: dict[str, MonitorAlert | None] = {}
 
     def list_created(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> IncidentPage:
         """One page of incidents created in [since, until), oldest first, in explicit UTC."""
@@ -191,6 +196,7 @@ class PagerDutyClient:
         offset = 0
         while True:
             params = [('time_zone', 'UTC'), ('is_overview', 'true'), ('limit', str(PAGE_SIZE)), ('offset', str(offset))]
+            params.append(('include[]', 'channels'))
             if since is not None:
                 params += [('since', format_time(since)), ('until', format_time(since + MAX_WINDOW))]
             try:
@@ -206,12 +212,20 @@ class PagerDutyClient:
             if not isinstance(entries, list):
                 raise TransientError(self.api.name, 'log entry answer without a log_entries array')
             found.extend(entry for entry in map(parse_log_entry, entries) if entry is not None)
+            self._remember_trigger(incident_id, found)
             if not data.get('more') or not entries or offset + 2 * PAGE_SIZE > OFFSET_CAP:
                 # Listed newest first: reversed, then sorted stably, entries of one second keep their order.
                 found.reverse()
                 found.sort(key=lambda entry: entry.at)
                 return found
             offset += PAGE_SIZE
+
+    def _remember_trigger(self, incident_id: str, entries: list[LogEntry]) -> None:
+        trigger = next((entry for entry in entries if entry.action == 'trigger'), None)
+        if trigger is not None:
+            if len(self.triggers) >= MAX_TRIGGERS_KEPT:
+                self.triggers.clear()
+            self.triggers[incident_id] = trigger.monitor
 
     def _get(self, path: str, params: Any, endpoint: str) -> Any:
         """GET through the API client, noting PagerDuty's time from the answer's `Date` header."""
