@@ -21,6 +21,8 @@ from typing import Any, Callable
 from datadog_checks.pagerduty_dora.common.errors import (
     AuthError,
     BudgetExhausted,
+    DeadlineReached,
+    RateLimited,
     RequestRejected,
     TransientError,
     UnreadableResponse,
@@ -40,7 +42,6 @@ from datadog_checks.pagerduty_dora.pagerduty.monitor import (
 )
 
 MONITOR_ENDPOINT = 'monitor'
-MONITOR_PERMISSION = 'monitors_read'
 # Monitors read from Datadog remembered in one run (several incidents often come from one monitor).
 MAX_MONITORS_KEPT = 1000
 # A Multi Alert monitor's query groups by tags: `... by {service,env} > 1`.
@@ -103,7 +104,8 @@ class MonitorLookup:
         path = '/api/v1/monitor/{}'.format(alert.monitor_id)
         try:
             data = api.get(path, endpoint=MONITOR_ENDPOINT).data
-        except BudgetExhausted:
+        except (BudgetExhausted, DeadlineReached, RateLimited):
+            # The run ends; the incident is decided on the next one, with the monitor's tags.
             raise
         except AuthError as e:
             # Asked again next run; until then every incident is mapped by its alert's tags.
