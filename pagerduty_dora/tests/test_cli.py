@@ -87,14 +87,14 @@ class TestDemo:
         assert demo_text.stderr == ''
         out = demo_text.stdout
         assert 'run 4:' in out
-        assert '#5 Invoices stuck in queue: reopened' in out
-        assert 'DORA failures (POST /api/v2/dora/failure): 10 incidents' in out
+        assert '#7 Invoices stuck in queue: reopened' in out
+        assert 'DORA failures (POST /api/v2/dora/failure): 12 incidents' in out
         assert 'Agent events: 9' in out
-        assert '[P2] #11 triggered: Login errors spiking' in out
+        assert '[P2] #13 triggered: Login errors spiking' in out
         assert 'pagerduty_dora.incidents.time_to_restore' in out
         assert '"id": "pagerduty-incident-' in out
         # Searched once the settle time after the trigger has passed: told on the next event of the incident.
-        assert 'dep-login-v1-9-0 (login v1.9.0 in prod) marked as a change failure, for [P2] #11 acknowledged' in out
+        assert 'dep-login-v1-9-0 (login v1.9.0 in prod) marked as a change failure, for [P2] #13 acknowledged' in out
         assert 'remediation: rollback by dep-login-rollback' in out
 
     @pytest.mark.parametrize('rule', RULES, ids=RULES)
@@ -105,7 +105,7 @@ class TestDemo:
     def test_json_covers_every_rule(self, demo_json):
         assert demo_json['mode'] == 'demo'
         assert set(demo_json['rules']) == set(RULES)
-        assert sum(demo_json['rules'].values()) == len(demo_json['incidents']) == 12
+        assert sum(demo_json['rules'].values()) == len(demo_json['incidents']) == 14
 
     @pytest.mark.parametrize('service, rule', sorted(EXPECTED_RULES.items()), ids=sorted(EXPECTED_RULES))
     def test_each_service_maps_by_its_rule(self, demo_json, service, rule):
@@ -127,10 +127,10 @@ class TestDemo:
         assert [i['title'] for i in reopened] == ['Invoices stuck in queue']
         assert reopened[0]['status'] == 'triggered'
         assert reopened[0]['dora_failure'] is not None and 'finished_at' not in reopened[0]['dora_failure']
-        assert [i['number'] for i in incidents if i['priority'] is None] == [8]
+        assert [i['number'] for i in incidents if i['priority'] is None] == [10]
         assert sorted(i['filtered_by'] for i in incidents if not i['counted']) == ['low urgency', 'low urgency']
         assert all(i['dora_failure'] is None for i in incidents if not i['counted'])
-        assert demo_json['dora_failures']['count'] == 10
+        assert demo_json['dora_failures']['count'] == 12
         assert demo_json['dora_failures']['rejected'] == 0
         assert demo_json['events']['count'] == 9
         assert demo_json['events']['by_transition'] == {
@@ -171,8 +171,12 @@ class TestDryRun:
         assert 'Nothing was submitted and no state was stored.' in out
         assert 'Checkout latency above SLO' in out
         row = next(line.split() for line in out.splitlines() if 'Invoices stuck in queue' in line)
-        assert row[-6:-2] == ['override', 'billing-api', 'payments', 'prod']
-        assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 9' in out
+        assert row[-7:-2] == ['override', '-', 'billing-api', 'payments', 'prod']
+        # An incident a Datadog monitor triggered shows the monitor's rule and id.
+        row = next(line.split() for line in out.splitlines() if 'Checkout 5xx above 2%' in line)
+        start = row.index('monitor_group')
+        assert row[start : start + 5] == ['monitor_group', '4207311', 'checkout-api', 'payments', 'prod']
+        assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 11' in out
         assert 'A dry run is a first run' in out
         assert TOKEN not in out + result.stderr
         assert len(posts(world)) == before
@@ -184,10 +188,12 @@ class TestDryRun:
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         assert data['mode'] == 'dry_run' and data['instance'] == 1 and data['first_run'] is True
-        assert {i['mapping']['env'] for i in data['incidents']} == {'staging'}
+        # The env of the instance, but where the monitor that triggered an incident says otherwise.
+        envs = {(i['mapping']['monitor_id'] is not None, i['mapping']['env']) for i in data['incidents']}
+        assert envs == {(False, 'staging'), (True, 'prod')}
         assert set(data['rules']) == set(RULES)
         sent = [i for i in data['incidents'] if i['dora_failure']]
-        assert data['dora_failures']['count'] == len(sent) == 9
+        assert data['dora_failures']['count'] == len(sent) == 11
         assert [i['dora_failure']['id'] for i in sent] == ['pagerduty-incident-' + i['id'] for i in sent]
         assert [i['title'] for i in data['incidents'] if not i['counted']] == ['TLS certificate expires in 20 days']
         assert data['events']['count'] == 0
@@ -203,7 +209,7 @@ class TestDryRun:
         from datadog_checks.base.stubs import datadog_agent
 
         result = run_dry({}, world.instance(), 'conf.yaml', 0)
-        assert result['dora_failures']['count'] == 9
+        assert result['dora_failures']['count'] == 11
         assert datadog_agent._cache == {}
 
 

@@ -15,6 +15,7 @@ from datadog_checks.pagerduty_dora.catalog.mapping import (
 )
 from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam, pagerduty_url_key
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, parse_incident
+from datadog_checks.pagerduty_dora.pagerduty.monitor import NO_MONITOR, MonitorMapping
 
 PD = 'https://acme.pagerduty.com'
 
@@ -199,7 +200,7 @@ class TestRules:
         assert (result.rule, result.services, result.team) == (rule, services, team)
 
     def test_every_rule_is_exercised(self):
-        seen = {case[2] for case in RULE_CASES} | {'override'}
+        seen = {case[2] for case in RULE_CASES} | {'override'} | {case[3] for case in MONITOR_CASES}
         assert seen == set(RULES)
 
     def test_empty_catalog_falls_back(self):
@@ -259,6 +260,68 @@ KIND_CASES = [
     ('same-name-two-kinds', {'service_url': PD + '/services/PORD001'}, 'fallback', ('Unknown Service',), None),
     ('datastore-name-is-not-a-service', {'service_name': 'orders-db'}, 'fallback', ('orders-db',), None),
 ]
+
+
+MONITOR_CASES = [
+    # (id, incident, monitor mapping, rule, services, team, env); the instance env is `prod`.
+    (
+        'group',
+        {'service_name': 'checkout'},
+        MonitorMapping(1, 'monitor_group', ('search',), 'Search', 'staging'),
+        'monitor_group',
+        ('search',),
+        'search-team',
+        'staging',
+    ),
+    (
+        'tags-service-takes-its-catalog-team',
+        {'service_name': 'Shared'},
+        MonitorMapping(1, 'monitor_tags', ('checkout', 'cart'), None, None),
+        'monitor_tags',
+        ('checkout', 'cart'),
+        'web',
+        'prod',
+    ),
+    (
+        'env-only-keeps-the-catalog-service',
+        {'service_name': 'checkout'},
+        MonitorMapping(1, 'monitor_tags', (), None, 'staging'),
+        'monitor_tags',
+        ('checkout',),
+        'web',
+        'staging',
+    ),
+    (
+        'monitor-with-nothing-to-map-by',
+        {'service_name': 'checkout'},
+        MonitorMapping(1, '', (), None, None),
+        'service_name',
+        ('checkout',),
+        'web',
+        'prod',
+    ),
+    ('no-monitor', {'service_name': 'checkout'}, NO_MONITOR, 'service_name', ('checkout',), 'web', 'prod'),
+]
+
+
+class TestMonitorStep:
+    """The monitor that triggered an incident maps it after the overrides and before the catalog rules."""
+
+    @pytest.mark.parametrize(
+        'incident, monitor, rule, services, team, env',
+        [case[1:] for case in MONITOR_CASES],
+        ids=[case[0] for case in MONITOR_CASES],
+    )
+    def test_monitor(self, incident, monitor, rule, services, team, env):
+        result = map_incident(pd_incident(**incident), CATALOG, env='prod', monitor=monitor)
+        assert (result.rule, result.services, result.team, result.env) == (rule, services, team, env)
+        assert result.monitor_id == monitor.monitor_id
+
+    def test_an_override_wins_and_the_monitor_fills_what_it_leaves(self):
+        overrides = parse_overrides([{'pagerduty_service': 'Shared', 'service': 'edge'}])
+        monitor = MonitorMapping(1, 'monitor_group', ('search',), None, 'staging')
+        result = map_incident(pd_incident(service_name='Shared'), CATALOG, overrides=overrides, monitor=monitor)
+        assert (result.rule, result.services, result.env) == ('override', ('edge',), 'staging')
 
 
 class TestEntityKinds:

@@ -62,6 +62,7 @@ SHIPPED = [
     'collection/collector.py',
     'collection/feed.py',
     'collection/feed_position.py',
+    'collection/monitors.py',
     'collection/pages.py',
     'collection/rebuild.py',
     'collection/reconcile.py',
@@ -110,6 +111,7 @@ SHIPPED = [
     'pagerduty/__init__.py',
     'pagerduty/client.py',
     'pagerduty/incident.py',
+    'pagerduty/monitor.py',
     'pagerduty/transitions.py',
     'wiring.py',
 ]

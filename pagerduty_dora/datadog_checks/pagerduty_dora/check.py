@@ -175,6 +175,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             record_query='source:pagerduty_dora {}:({})'.format(
                 INSTANCE_TAG, ' OR '.join(identity.instance_tags(self.instance))
             ),
+            monitors=wiring.monitor_lookup(config, self.datadog_api, services),
         )
 
     def check(self, _):

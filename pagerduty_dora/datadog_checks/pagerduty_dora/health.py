@@ -18,6 +18,7 @@ from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora.attribution.deployments import LIST_ENDPOINT, PATCH_ENDPOINT
 from datadog_checks.pagerduty_dora.catalog.api import SCOPES
 from datadog_checks.pagerduty_dora.collection.collector import RunReport
+from datadog_checks.pagerduty_dora.collection.monitors import MONITOR_ENDPOINT
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, ConnectionFailed
 from datadog_checks.pagerduty_dora.common.permissions import datadog_refusal, pagerduty_refusal
 from datadog_checks.pagerduty_dora.datadog.dora import REMOVAL_ENDPOINT
@@ -107,7 +108,8 @@ class Health:
 
         def on_failure(error: ApiError) -> None:
             # The first authentication or connection failure of the run, whoever catches the error.
-            if api in self.failures:
+            # A monitor the key may not read is one warning of its own (`MonitorLookup`), not a failing API.
+            if api in self.failures or error.endpoint == MONITOR_ENDPOINT:
                 return
             if isinstance(error, AuthError):
                 self.denied.add(api)

@@ -16,6 +16,7 @@ from datadog_checks.base.errors import ConfigurationError
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
 from datadog_checks.pagerduty_dora.catalog.mapping import Override, parse_overrides
 from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
+from datadog_checks.pagerduty_dora.collection.monitors import MonitorLookup
 from datadog_checks.pagerduty_dora.collection.settings import Settings
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.permissions import EU_PAGERDUTY_URL, is_eu_pagerduty
@@ -118,6 +119,13 @@ def dora_delivery(config: Any, datadog: ApiClient, services: AgentServices) -> D
     if not config.submit_dora_failures:
         return None
     return DoraDelivery(datadog, services, can_remove=bool(config.datadog_app_key))
+
+
+def monitor_lookup(config: Any, datadog: ApiClient, services: AgentServices) -> MonitorLookup | None:
+    """The monitor mapping step, or None with `monitor_mapping: false`; with `datadog_app_key` it reads monitors."""
+    if config.monitor_mapping is False:
+        return None
+    return MonitorLookup(datadog if config.datadog_app_key else None, services.log, services.warning)
 
 
 def attribution(

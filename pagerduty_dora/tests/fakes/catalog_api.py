@@ -15,8 +15,10 @@ from typing import Any
 from datadog_checks.pagerduty_dora.demo.catalog import (
     FORBIDDEN,
     MAX_PAGE_SIZE,
+    MISSING_PERMISSION,
     Catalog,
     Refused,
+    monitor,
     v3_entity,
     v22_definition,
 )
@@ -24,24 +26,31 @@ from datadog_checks.pagerduty_dora.demo.server import Route
 
 from .server import Reply, Request
 
-__all__ = ['CatalogState', 'catalog_routes', 'v3_entity', 'v22_definition']
+__all__ = ['CatalogState', 'catalog_routes', 'monitor', 'v3_entity', 'v22_definition']
 
 
 class CatalogState(Catalog):
     """What the fake Datadog account holds: v2.2 definitions, v3 entities, teams, and the accepted keys.
 
     `teams` are `(handle, display name)` pairs. `catalog_read` / `teams_read` say whether the
-    application key has `apm_service_catalog_read` / `teams_read`.
+    application key has `apm_service_catalog_read` / `teams_read`; `monitors_read` whether it has
+    `monitors_read` (`GET /api/v1/monitor/{id}`: a 403 that says a permission check failed).
     """
 
-    def __init__(self, *, catalog_read: bool = True, teams_read: bool = True, **contents: Any) -> None:
+    def __init__(
+        self, *, catalog_read: bool = True, teams_read: bool = True, monitors_read: bool = True, **contents: Any
+    ) -> None:
         super().__init__(**contents)
         self.catalog_read = catalog_read
         self.teams_read = teams_read
+        self.monitors_read = monitors_read
 
     def check_access(self, request: Request, scope: str) -> None:
         super().check_access(request, scope)
-        if not (self.catalog_read if scope == 'catalog' else self.teams_read):
+        if scope == 'monitors':
+            if not self.monitors_read:
+                raise Refused(Reply(403, MISSING_PERMISSION))
+        elif not (self.catalog_read if scope == 'catalog' else self.teams_read):
             raise Refused(Reply(403, FORBIDDEN))
 
     def paging(self, request: Request, size_name: str, index_name: str, default_size: int) -> tuple[int, int]:

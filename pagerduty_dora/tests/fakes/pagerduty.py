@@ -50,7 +50,13 @@ from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from datadog_checks.pagerduty_dora.common.times import format_time
-from datadog_checks.pagerduty_dora.demo.pagerduty import DEFAULT_LIMIT, MAX_LIMIT, OVERVIEW_KINDS, PagerDutyApi
+from datadog_checks.pagerduty_dora.demo.pagerduty import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    OVERVIEW_KINDS,
+    PagerDutyApi,
+    with_trigger,
+)
 from datadog_checks.pagerduty_dora.demo.rendering import (
     ACK,
     ASSIGN,
@@ -185,6 +191,8 @@ class PagerDutyAccount:
         # Deleted incidents (404 by id, absent from every list) and merged ones (index -> survivor).
         self._deleted: set[int] = set()
         self._merged: dict[int, int] = {}
+        # What the monitoring tool sent for the incidents it opened (index -> Events API v2 fields).
+        self._events: dict[int, dict[str, Any]] = {}
         # Incident indexes in creation order, with their creation times, for bisecting a range.
         self._by_created = array('i')
         self._created_sorted = array('d')
@@ -287,8 +295,13 @@ class PagerDutyAccount:
         urgency: str = 'high',
         priority: str | None = None,
         created_at: float | None = None,
+        event: dict[str, Any] | None = None,
     ) -> str:
-        """Open a new incident on a service and return its id; `created_at` defaults to `now`."""
+        """Open a new incident on a service and return its id; `created_at` defaults to `now`.
+
+        `event` is what the monitoring tool sent (see `rendering.datadog_event`): PagerDuty keeps it on the
+        incident's alert and first trigger entry. Without it the incident was made by hand and has no alert.
+        """
         if urgency not in URGENCIES:
             raise ValueError('urgency must be one of {}'.format(URGENCIES))
         with self.lock:
@@ -299,6 +312,8 @@ class PagerDutyAccount:
             position = bisect.bisect_right(self._created_sorted, at)
             self._created_sorted.insert(position, at)
             self._by_created.insert(position, index)
+            if event is not None:
+                self._events[index] = event
             for kind in (TRIGGER, ASSIGN, NOTIFY):
                 self._log(index, kind, at)
             self.version += 1
@@ -558,9 +573,15 @@ class PagerDutyAccount:
     def _renderer(self, api_url: str) -> Renderer:
         return Renderer(self.subdomain, api_url, self._services, {t['id']: t['name'] for t in self._teams})
 
-    def _render_incident(self, index: int, zone: dt.tzinfo, api_url: str) -> dict:
+    def _render_incident(self, index: int, zone: dt.tzinfo, api_url: str, with_trigger: bool = False) -> dict:
+        return self._renderer(api_url).incident(self._facts(index, zone), with_trigger)
+
+    def render_alerts(self, index: int, api_url: str) -> list[dict]:
+        return self._renderer(api_url).alerts(self._facts(index, _UTC))
+
+    def _facts(self, index: int, zone: dt.tzinfo) -> IncidentFacts:
         survivor = self._merged.get(index)
-        facts = IncidentFacts(
+        return IncidentFacts(
             number=index + 1,
             title=self._titles[index],
             status=STATUSES[self._status[index]],
@@ -573,10 +594,13 @@ class PagerDutyAccount:
             resolved=self._time(self._resolved[index], zone),
             service=self._service[index],
             merged_into=None if survivor is None else (survivor + 1, self._titles[survivor]),
+            event=self._events.get(index),
         )
-        return self._renderer(api_url).incident(facts)
 
-    def _render_log_entry(self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool) -> dict:
+    def _render_log_entry(
+        self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool, channels: bool = False
+    ) -> dict:
+        """A log entry; `channels` (`include[]=channels`) gives a trigger entry the whole event that opened it."""
         index, renderer = self._log_incident[sequence], self._renderer(api_url)
         title = self._titles[index]
         if with_incident:
@@ -584,7 +608,11 @@ class PagerDutyAccount:
         else:
             incident = renderer.incident_reference(index + 1, title)
         at = self._time(self._log_time[sequence], zone)
-        return renderer.log_entry(sequence, self._log_kind[sequence], at, self._service[index], title, incident)
+        kind = self._log_kind[sequence]
+        entry = renderer.log_entry(sequence, kind, at, self._service[index], title, incident)
+        if channels and kind == TRIGGER:
+            entry['channel'] = renderer.trigger_channel(self._facts(index, zone))
+        return entry
 
 
 _UTC_ZONE = ZoneInfo('UTC')
@@ -825,14 +853,25 @@ class PagerDutySimulator(PagerDutyApi):
             self._query_cache[key] = rows
         if direction == 'desc':
             rows = rows[::-1]
-        return self._page(request, 'incidents', rows, lambda i: account._render_incident(i, zone, self.url))
+        trigger = with_trigger(request)
+        return self._page(request, 'incidents', rows, lambda i: account._render_incident(i, zone, self.url, trigger))
 
     def _get_incident(self, request: Request) -> Reply:
         try:
             index = self.account._index(request.match['id'])
         except KeyError:
             raise ApiError(404, 'Not Found', 2100) from None
-        return Reply(200, {'incident': self.account._render_incident(index, self._zone(request), self.url)})
+        incident = self.account._render_incident(index, self._zone(request), self.url, with_trigger(request))
+        return Reply(200, {'incident': incident})
+
+    def _incident_alerts(self, request: Request) -> Reply:
+        """`GET /incidents/{id}/alerts`, oldest first: the alert that opened the incident, if a monitoring tool did."""
+        try:
+            index = self.account._index(request.match['id'])
+        except KeyError:
+            raise ApiError(404, 'Not Found', 2100) from None
+        alerts = self.account.render_alerts(index, self.url)
+        return self._page(request, 'alerts', range(len(alerts)), lambda i: alerts[i])
 
     def _log_rows(
         self, request: Request, sequences: Sequence[int], times: Sequence[float], default_range: bool
@@ -870,9 +909,13 @@ class PagerDutySimulator(PagerDutyApi):
 
     def _render_log_page(self, request: Request, rows: Sequence[int]) -> Reply:
         zone = self._zone(request)
-        with_incident = 'incidents' in request.args('include')
+        include = request.args('include')
+        with_incident, channels = 'incidents' in include, 'channels' in include
         return self._page(
-            request, 'log_entries', rows, lambda s: self.account._render_log_entry(s, zone, self.url, with_incident)
+            request,
+            'log_entries',
+            rows,
+            lambda s: self.account._render_log_entry(s, zone, self.url, with_incident, channels),
         )
 
 

@@ -14,11 +14,14 @@ from typing import Any, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common.text import text_or_none
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
+from datadog_checks.pagerduty_dora.pagerduty.monitor import MONITOR_GROUP, MONITOR_TAGS, MonitorMapping
 
 from .model import Catalog, CatalogService, name_key, pagerduty_url_key
 
 RULES = (
     'override',
+    MONITOR_GROUP,
+    MONITOR_TAGS,
     'service_url',
     'service_url_team',
     'service_name',
@@ -66,6 +69,12 @@ class MappingResult:
     team: str | None
     env: str | None
     severity: str | None
+    # What the Datadog monitor that triggered the incident gives, whether or not its rule decided.
+    monitor: MonitorMapping | None = None
+
+    @property
+    def monitor_id(self) -> int | None:
+        return self.monitor.monitor_id if self.monitor is not None else None
 
 
 def parse_overrides(raw: Sequence[Mapping[str, Any]] | None) -> list[Override]:
@@ -156,24 +165,34 @@ def map_incident(
     overrides: Sequence[Override] = (),
     env: str | None = None,
     severity_mapping: Mapping[str, str] | None = None,
+    monitor: MonitorMapping | None = None,
 ) -> MappingResult:
     """Map one incident with the first matching rule of `RULES`.
 
-    An override's given fields win. The fields it leaves empty come from the catalog rules, except
-    that an override naming a catalog service without a team takes that service's team. Teams named
-    by an override are resolved to the handle when the teams list knows them.
+    An override's given fields win. The fields it leaves empty come from the monitor that triggered
+    the incident (`monitor`, decided at its first trigger), then from the catalog rules, except that
+    an override or a monitor naming a catalog service without a team takes that service's team. The
+    monitor's env wins over the instance `env`. Teams are resolved to the handle when the teams list
+    knows them.
     """
     rule, services, team = _catalog_rules(incident, catalog)
     chosen_env = text_or_none(env)
+    if monitor is not None and monitor.rule:
+        rule = monitor.rule
+        if monitor.services:
+            services = monitor.services
+            team = _team_of(catalog, services[0]) or team
+        if monitor.team is not None:
+            team = catalog.team_handle(monitor.team)
+        if monitor.env is not None:
+            chosen_env = monitor.env
     override = next((o for o in overrides if o.matches(incident)), None)
     if override is not None:
         rule = 'override'
         if override.service is not None:
             services = (override.service,)
             if override.team is None:
-                known = next((s.team for s in catalog.services_named(override.service) if s.team), None)
-                if known:
-                    team = catalog.team_handle(known)
+                team = _team_of(catalog, override.service) or team
         if override.team is not None:
             team = catalog.team_handle(override.team)
         if override.env is not None:
@@ -184,7 +203,14 @@ def map_incident(
         team=team,
         env=chosen_env,
         severity=severity_of(incident.priority, severity_mapping),
+        monitor=monitor,
     )
+
+
+def _team_of(catalog: Catalog, service: str) -> str | None:
+    """The team handle of the catalog service named `service`, when the catalog knows one."""
+    known = next((s.team for s in catalog.services_named(service) if s.team), None)
+    return catalog.team_handle(known) if known else None
 
 
 def passes_filters(incident: Incident, *, urgencies: Sequence[str] | None, priorities: Sequence[str] | None) -> bool:

@@ -45,7 +45,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = 
 
 
 def _incident_table(rows: list[dict], note: Callable[[dict], str]) -> list[str]:
-    headers = ('#', 'title', 'status', 'rule', 'service', 'team', 'env', 'severity', 'restored in', 'note')
+    headers = ('#', 'title', 'status', 'rule', 'monitor', 'service', 'team', 'env', 'severity', 'restored in', 'note')
     cells = []
     for row in rows:
         mapping = row['mapping']
@@ -55,6 +55,7 @@ def _incident_table(rows: list[dict], note: Callable[[dict], str]) -> list[str]:
                 _cell(row['title'], TITLE_WIDTH),
                 row['status'],
                 mapping['rule'],
+                str(mapping.get('monitor_id') or '-'),
                 ','.join(mapping['services']) or '-',
                 mapping['team'] or '-',
                 mapping['env'] or '-',

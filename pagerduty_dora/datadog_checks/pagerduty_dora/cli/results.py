@@ -75,6 +75,7 @@ def incident_row(incident: Any, mapping: Any, *, filtered_by: str | None) -> dic
         'time_to_restore': restore,
         'mapping': {
             'rule': mapping.rule,
+            'monitor_id': mapping.monitor_id,
             'services': list(mapping.services),
             'team': mapping.team,
             'env': mapping.env,

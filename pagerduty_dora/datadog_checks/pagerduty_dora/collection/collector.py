@@ -60,6 +60,7 @@ from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
 from .feed import FeedPass
+from .monitors import MonitorLookup
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .reconcile import ReconcilePass, pages_per_run
 from .recorder import Recorder, Run, RunReport, StopRun
@@ -93,6 +94,7 @@ class Collector:
         monotonic: Callable[[], float] = time.monotonic,
         readback: Readback | None = None,
         record_query: str = '',
+        monitors: MonitorLookup | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
@@ -125,6 +127,7 @@ class Collector:
             backfill_days=settings.backfill_days,
             services=services,
         )
+        self.monitors = monitors  # maps incidents Datadog monitors triggered; None with `monitor_mapping: false`
         self.recorder = self._recorder()
         # Whether state is written (a dry run writes none).
         self.persist = True
@@ -207,9 +210,10 @@ class Collector:
             return report
         state = self.state
         feed = state.feed
-        self.recorder.run = Run(
-            catalog, report, read_start=feed.horizon - OVERLAP if feed is not None else float('inf')
-        )
+        if self.monitors is not None:
+            self.monitors.start_run()
+        start = feed.horizon - OVERLAP if feed is not None else float('inf')
+        self.recorder.run = Run(catalog, report, read_start=start, monitors=self.monitors)
         self._warned = set()
         passes = _Passes(self.client, self.fallback_now)
         try:

@@ -22,6 +22,7 @@ window the second time, with a warning and a count, instead of spending the run 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
@@ -303,5 +304,9 @@ def _take(raw_entries: list[Any], since: float, until: float, live_since: float,
         page.skipped.append(('malformed', unusable))
     for raw_incident, entries in by_incident.values():
         incident = page.parsed(raw_incident)
+        trigger = next((entry for entry in entries if entry.action == 'trigger'), None)
+        if incident is not None and trigger is not None:
+            # Read with its channel, the trigger entry says which monitor, if any, opened the incident.
+            incident = replace(incident, trigger_known=True, trigger=trigger.monitor)
         if incident is not None:
             page.looks.append(Look(incident, entries))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datadog_checks.pagerduty_dora.common import codec
+from datadog_checks.pagerduty_dora.pagerduty.monitor import KEPT_MAPPING, MonitorMapping
 from datadog_checks.pagerduty_dora.pagerduty.transitions import BASE, STEP, Base, Step
 
 STATUSES = ('triggered', 'acknowledged', 'resolved')
@@ -46,10 +47,15 @@ class IncidentRecord:
     emitted: list[str] = field(default_factory=list)
     # Whether `mapping.matches` has counted this incident (once, the first time it is wanted).
     counted: bool = False
+    # What the Datadog monitor that triggered it maps it to, decided at its first trigger (None: not yet).
+    monitor: MonitorMapping | None = None
 
 
 RECORD: codec.Struct[IncidentRecord] = codec.Struct(
     IncidentRecord,
+    None,
+    # `monitor` is new in layout 4: a record of an earlier layout has none, and is decided again.
+    1,
     status=codec.Choice(*STATUSES),
     priority=codec.Optional(codec.TEXT),
     urgency=codec.TEXT,
@@ -67,6 +73,7 @@ RECORD: codec.Struct[IncidentRecord] = codec.Struct(
     steps=codec.ListOf(STEP),
     emitted=codec.ListOf(codec.TEXT),
     counted=codec.FLAG,
+    monitor=KEPT_MAPPING,
 )
 
 

@@ -24,11 +24,12 @@ from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry, PagerDutyCl
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Step, Transition, observed
 
+from .monitors import MonitorLookup
 from .rebuild import payload_digest
 from .record import IncidentRecord
 from .settings import Settings
 from .state import CollectorState
-from .story import Context, ReadLog, Story, look, settled
+from .story import Context, ReadLog, Story, look, settled, steps_of
 
 # Incidents whose own log may be read in one run (those without a record that the feed or
 # reconciliation meets); past it, the run stops and the next one goes on from there.
@@ -64,6 +65,7 @@ class Run:
     # Entries before it were read by earlier runs.
     read_start: float
     log_reads: int = 0
+    monitors: MonitorLookup | None = None  # decides monitor mappings; None with `monitor_mapping: false`
 
 
 class Recorder:
@@ -138,13 +140,16 @@ class Recorder:
 
     # Policy -------------------------------------------------------------------------------------
 
-    def map(self, incident: Incident) -> MappingResult:
+    def map(self, incident: Incident, record: IncidentRecord | None = None) -> MappingResult:
+        monitors = self.run.monitors
+        monitor = record.monitor if record is not None and monitors is not None else None
         return map_incident(
             incident,
             self.run.catalog,
             overrides=self.settings.overrides,
             env=self.settings.env,
             severity_mapping=self.settings.severity_mapping,
+            monitor=monitor or (monitors.decide(self.client, incident) if monitors is not None else None),
         )
 
     def in_scope(self, incident: Incident) -> bool:
@@ -200,12 +205,13 @@ class Recorder:
 
     def _commit(self, incident: Incident, record: IncidentRecord | None, story: Story) -> None:
         """Record the incident, want its DORA failure, and emit its transitions: the output of one look."""
-        mapping = self.map(incident)
+        mapping = self.map(incident, record)
         if self.keep_mappings:
             self.run.report.mappings[incident.id] = (incident, mapping)
         tags = mapping_tags(incident, mapping)
         wanted = self.wanted(incident, mapping)
         updated = _updated(incident, record, story, tags, wanted, self.now())
+        updated.monitor = mapping.monitor
         if record is None:
             updated.delivered = self._held_delivery(incident, mapping)
         if wanted and not updated.counted:
@@ -325,7 +331,7 @@ class Recorder:
         if self.can_remove() or not record.delivered:
             record.desired = self.want(incident.id, record, None)
         else:
-            record.desired = self.want(incident.id, record, build_failure(incident, self.map(incident)))
+            record.desired = self.want(incident.id, record, build_failure(incident, self.map(incident, record)))
         record.wanted, record.tags, record.checked_at = False, [], now
         record.status = incident.status
         record.base, record.steps, record.emitted = observed(incident, now), [], []
@@ -366,11 +372,6 @@ class Recorder:
                     self.dora.enqueue(incident.id, attributes)
         else:
             self._count_unmapped(mapping)
-
-
-def steps_of(entries: list[LogEntry]) -> list[Step]:
-    """Log entries as the steps of an incident's story."""
-    return [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries]
 
 
 def _updated(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from datadog_checks.pagerduty_dora.datadog.dora import REJECTED
+from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import (
     NEW,
@@ -185,3 +186,8 @@ def merged(steps: Iterable[Step], more: Iterable[Step]) -> list[Step]:
 def settled(delivered: str, desired: str) -> bool:
     """Whether Datadog holds what is wanted (or refused it for good, so that re-sending it would fail again)."""
     return delivered == desired or delivered == REJECTED + desired
+
+
+def steps_of(entries: list[LogEntry]) -> list[Step]:
+    """Log entries as the steps of an incident's story."""
+    return [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries]

@@ -76,6 +76,10 @@ def instance_min_collection_interval():
     return 60
 
 
+def instance_monitor_mapping():
+    return True
+
+
 def instance_pagerduty_api_url():
     return 'https://api.pagerduty.com'
 

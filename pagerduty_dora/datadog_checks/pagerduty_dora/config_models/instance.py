@@ -102,6 +102,7 @@ class InstanceConfig(BaseModel):
     max_requests_per_run: Optional[int] = None
     metric_patterns: Optional[MetricPatterns] = None
     min_collection_interval: Optional[float] = None
+    monitor_mapping: Optional[bool] = None
     ntlm_domain: Optional[str] = None
     pagerduty_api_url: Optional[str] = None
     password: Optional[str] = None

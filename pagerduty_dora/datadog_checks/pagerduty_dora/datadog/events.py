@@ -173,6 +173,8 @@ def _body(transition: Transition, mapping: MappingResult, late: bool, notes: Seq
             _code(mapping.rule), services, _code(mapping.team), _code(mapping.env), _code(mapping.severity)
         )
     )
+    if mapping.monitor_id is not None:
+        lines.append('- **Triggered by Datadog monitor** {}'.format(_code(str(mapping.monitor_id))))
     lines.extend(notes)
     body = '\n'.join(lines)
     wrapper = len('%%% \n') + len('\n %%%')

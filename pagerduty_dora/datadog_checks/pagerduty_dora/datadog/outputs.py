@@ -26,8 +26,11 @@ CHANGE_METRIC = 'incidents.changed'
 
 
 def mapping_tags(incident: Incident, mapping: MappingResult) -> list[str]:
-    """The tags every incident metric and event carries: Datadog mapping first, then PagerDuty's own."""
-    tags = ['service:{}'.format(service) for service in mapping.services]
+    """The tags every incident metric and event carries: Datadog mapping first, then PagerDuty's own.
+
+    A monitor may name several services: the DORA failure lists them all, events and metrics take the first.
+    """
+    tags = ['service:{}'.format(service) for service in mapping.services[:1]]
     if mapping.team:
         tags.append('team:{}'.format(mapping.team))
     if mapping.env:

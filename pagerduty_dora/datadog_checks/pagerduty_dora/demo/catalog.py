@@ -22,6 +22,9 @@ TEAMS_PATH = '/api/v2/team'
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
 FORBIDDEN = {'errors': ['Forbidden']}
+# What Datadog answers a valid key that lacks the permission an endpoint needs.
+MISSING_PERMISSION = {'errors': ['Forbidden', 'Failed permission authorization checks']}
+MONITOR_PATH = r'/api/v1/monitor/(?P<id>\d+)'
 
 
 def _id(*parts: str) -> str:
@@ -65,9 +68,12 @@ class Catalog:
         definitions: list[dict[str, Any]] | None = None,
         entities: list[dict[str, Any]] | None = None,
         teams: list[tuple[str, str]] | None = None,
+        monitors: dict[int, dict[str, Any]] | None = None,
         api_key: str = 'fake-dd-api-key',
         app_key: str = 'fake-dd-app-key',
     ) -> None:
+        # Datadog monitors by id, as `GET /api/v1/monitor/{id}` answers (see `monitor`).
+        self.monitors = dict(monitors or {})
         self.definitions = list(definitions or [])
         self.entities = list(entities or [])
         self.teams = list(teams or [])
@@ -80,7 +86,15 @@ class Catalog:
             ('GET', DEFINITIONS_PATH, self._serve(self.definitions_page, 'catalog')),
             ('GET', ENTITIES_PATH, self._serve(self.entities_page, 'catalog')),
             ('GET', TEAMS_PATH, self._serve(self.teams_page, 'teams')),
+            ('GET', MONITOR_PATH, self._serve(self.monitor_page, 'monitors')),
         ]
+
+    def monitor_page(self, request: Request) -> Reply:
+        """`GET /api/v1/monitor/{id}`: the monitor, or 404 for one that does not exist (any more)."""
+        found = self.monitors.get(int(request.match['id']))
+        if found is None:
+            return Reply(404, {'errors': ['Monitor not found']})
+        return Reply(200, found)
 
     def _serve(self, page: Any, scope: str) -> Any:
         def handler(request: Request) -> Reply:
@@ -213,3 +227,19 @@ class Catalog:
             'next_number': number + 1 if number < last else None,
         }
         return Reply(200, {'data': data, 'meta': {'pagination': pagination}})
+
+
+def monitor(monitor_id: int, name: str, query: str, tags: list[str]) -> dict[str, Any]:
+    """A monitor as `GET /api/v1/monitor/{id}` answers it (a `by {...}` in `query` makes it Multi Alert)."""
+    return {
+        'id': monitor_id,
+        'name': name,
+        'type': 'query alert',
+        'query': query,
+        'message': '{} @pagerduty-Acme'.format(name),
+        'tags': tags,
+        'options': {'thresholds': {'critical': 5}, 'notify_no_data': False},
+        'overall_state': 'Alert',
+        'priority': 2,
+        'multi': ' by {' in query,
+    }

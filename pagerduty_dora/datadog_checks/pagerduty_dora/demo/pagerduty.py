@@ -53,6 +53,7 @@ class _Incident:
     changed: float = 0.0
     acked: float | None = None
     resolved: float | None = None
+    event: dict[str, Any] | None = None
 
 
 class PagerDutyAccount:
@@ -107,13 +108,20 @@ class PagerDutyAccount:
         """Every team: id and name."""
         return [{'id': team_id, 'name': name} for team_id, name in self._team_names.items()]
 
-    def trigger(self, service_id: str, title: str, urgency: str = 'high', priority: str | None = None) -> str:
-        """Open a new incident on a service now and return its id."""
+    def trigger(
+        self,
+        service_id: str,
+        title: str,
+        urgency: str = 'high',
+        priority: str | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> str:
+        """Open a new incident on a service now and return its id; `event` is what the monitoring tool sent."""
         with self.lock:
             service = [s['id'] for s in self._services].index(service_id)
             rank = [name for _, name in self.priorities].index(priority) if priority else -1
             now = self._now
-            self._incidents.append(_Incident(title, service, urgency, rank, now, updated=now, changed=now))
+            self._incidents.append(_Incident(title, service, urgency, rank, now, updated=now, changed=now, event=event))
             index = len(self._incidents) - 1
             self._log += [(now, index, kind) for kind in (TRIGGER, ASSIGN, NOTIFY)]
             return encode_id(index + 1)
@@ -162,13 +170,19 @@ class PagerDutyAccount:
     def renderer(self, api_url: str) -> Renderer:
         return Renderer(self.subdomain, api_url, self._services, self._team_names)
 
-    def render_incident(self, index: int, api_url: str) -> dict:
+    def render_incident(self, index: int, api_url: str, with_trigger: bool = False) -> dict:
+        return self.renderer(api_url).incident(self._facts(index), with_trigger)
+
+    def render_alerts(self, index: int, api_url: str) -> list[dict]:
+        return self.renderer(api_url).alerts(self._facts(index))
+
+    def _facts(self, index: int) -> IncidentFacts:
         incident = self._incidents[index]
 
         def at(epoch: float | None) -> str | None:
             return None if epoch is None else format_time(epoch)
 
-        facts = IncidentFacts(
+        return IncidentFacts(
             number=index + 1,
             title=incident.title,
             status=incident.status,
@@ -180,8 +194,8 @@ class PagerDutyAccount:
             acked=at(incident.acked),
             resolved=at(incident.resolved),
             service=incident.service,
+            event=incident.event,
         )
-        return self.renderer(api_url).incident(facts)
 
     def created_in(self, since: float | None, until: float | None, statuses: Sequence[str]) -> list[int]:
         """Indexes of the incidents created in [since, until) with one of `statuses` (any when empty), oldest first."""
@@ -203,7 +217,8 @@ class PagerDutyAccount:
         rows.reverse()
         return rows
 
-    def render_log_entry(self, position: int, api_url: str, with_incident: bool) -> dict:
+    def render_log_entry(self, position: int, api_url: str, with_incident: bool, channels: bool = False) -> dict:
+        """A log entry; `channels` (`include[]=channels`) gives a trigger entry the whole event that opened it."""
         at, index, kind = self._log[position]
         incident = self._incidents[index]
         renderer = self.renderer(api_url)
@@ -212,7 +227,10 @@ class PagerDutyAccount:
             if with_incident
             else renderer.incident_reference(index + 1, incident.title)
         )
-        return renderer.log_entry(position, kind, format_time(at), incident.service, incident.title, reference)
+        entry = renderer.log_entry(position, kind, format_time(at), incident.service, incident.title, reference)
+        if channels and kind == TRIGGER:
+            entry['channel'] = renderer.trigger_channel(self._facts(index))
+        return entry
 
 
 class PagerDutyApi:
@@ -247,6 +265,7 @@ class PagerDutyApi:
             ('GET', r'/incidents', self._guard(self._list_incidents)),
             ('GET', r'/incidents/(?P<id>[^/]+)', self._guard(self._get_incident)),
             ('GET', r'/incidents/(?P<id>[^/]+)/log_entries', self._guard(self._incident_log_entries)),
+            ('GET', r'/incidents/(?P<id>[^/]+)/alerts', self._guard(self._incident_alerts)),
             ('GET', r'/log_entries', self._guard(self._list_log_entries)),
             ('GET', r'/services', self._guard(self._list_services)),
             ('GET', r'/services/(?P<id>[^/]+)', self._guard(self._get_service)),
@@ -305,21 +324,33 @@ class PagerDutyApi:
     def _list_incidents(self, request: Request) -> Reply:
         since, until = self._window(request)
         rows = self.account.created_in(since, until, request.args('statuses'))
-        return self._page(request, 'incidents', rows, lambda i: self.account.render_incident(i, self.url))
+        trigger = with_trigger(request)
+        return self._page(request, 'incidents', rows, lambda i: self.account.render_incident(i, self.url, trigger))
 
     def _get_incident(self, request: Request) -> Reply:
         try:
             index, _ = self.account._get(request.match['id'])
         except KeyError:
             return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
-        return Reply(200, {'incident': self.account.render_incident(index, self.url)})
+        return Reply(200, {'incident': self.account.render_incident(index, self.url, with_trigger(request))})
+
+    def _incident_alerts(self, request: Request) -> Reply:
+        """`GET /incidents/{id}/alerts`: the alert that opened the incident, if a monitoring tool did."""
+        try:
+            index, _ = self.account._get(request.match['id'])
+        except KeyError:
+            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
+        alerts = self.account.render_alerts(index, self.url)
+        return self._page(request, 'alerts', range(len(alerts)), lambda i: alerts[i])
 
     def _log_page(self, request: Request, incident: int | None) -> Reply:
         rows = self.account.log_entries(*self._window(request), incident=incident)
         if request.arg('is_overview') == 'true':
             rows = [p for p in rows if self.account._log[p][2] in OVERVIEW_KINDS]
-        included = 'incidents' in request.args('include')
-        return self._page(request, 'log_entries', rows, lambda p: self.account.render_log_entry(p, self.url, included))
+        included, channels = 'incidents' in request.args('include'), 'channels' in request.args('include')
+        return self._page(
+            request, 'log_entries', rows, lambda p: self.account.render_log_entry(p, self.url, included, channels)
+        )
 
     def _list_log_entries(self, request: Request) -> Reply:
         return self._log_page(request, None)
@@ -330,3 +361,8 @@ class PagerDutyApi:
         except KeyError:
             return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
         return self._log_page(request, index)
+
+
+def with_trigger(request: Request) -> bool:
+    """Whether the request asks for each incident's first trigger entry (`include[]=first_trigger_log_entries`)."""
+    return 'first_trigger_log_entries' in request.args('include')

@@ -9,7 +9,8 @@ same JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
+from urllib.parse import quote
 
 STATUSES = ('triggered', 'acknowledged', 'resolved')
 URGENCIES = ('high', 'low')
@@ -93,6 +94,36 @@ class IncidentFacts:
     resolved: str | None
     service: int  # index of the account's service
     merged_into: tuple[int, str] | None = None  # (number, title) of the incident it was merged into
+    # The Events API v2 fields the monitoring tool sent (`client`, `client_url`, `details`); None: made by hand.
+    event: dict[str, Any] | None = None
+
+
+def datadog_event(
+    monitor_id: int,
+    group: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    *,
+    legacy: bool = False,
+    site: str = 'app.datadoghq.com',
+) -> dict[str, Any]:
+    """What Datadog's PagerDuty integration sends for an alert of monitor `monitor_id` on the alerted `group`.
+
+    `legacy` writes the older `client_url` (`/monitors#<id>?...&group=...`).
+    """
+    query = 'group=' + quote(','.join(group), safe='') if group else ''
+    if legacy:
+        url = 'https://{}/monitors#{}?to_ts=1793620800000&{}&from_ts=1793619600000'.format(site, monitor_id, query)
+    else:
+        url = 'https://{}/monitors/{}{}'.format(site, monitor_id, '?' + query if query else '')
+    details = {
+        'event_type': 'query_alert_monitor',
+        'monitor_state': 'Triggered',
+        'org': 'Acme',
+        'priority': 'P2',
+        'query': 'avg(last_5m):avg:trace.http.request.errors{*} by {service,env} > 5',
+        'tags': ','.join(tags),
+    }
+    return {'client': 'Datadog', 'client_url': url, 'details': details}
 
 
 class Renderer:
@@ -164,8 +195,54 @@ class Renderer:
             self.html_url('escalation_policies/' + policy_id),
         )
 
-    def incident(self, facts: IncidentFacts) -> dict:
-        """The incident, as `GET /incidents` lists it."""
+    def trigger_channel(self, facts: IncidentFacts) -> dict:
+        """The channel of the incident's trigger entry: the event that opened it, as PagerDuty keeps it."""
+        event = facts.event
+        if event is None:
+            return {'type': 'api'}
+        cef: dict[str, Any] = {
+            'client': event.get('client'),
+            'client_url': event.get('client_url'),
+            'contexts': [],
+            'description': facts.title,
+            'details': event.get('details'),
+            'severity': 'error',
+            'version': '1.0',
+        }
+        return dict(cef, type='api', summary=facts.title, cef_details=cef)
+
+    def first_trigger(self, facts: IncidentFacts, incident: dict) -> dict:
+        """The incident's first trigger entry, as `include[]=first_trigger_log_entries` embeds it."""
+        entry = self.log_entry(facts.number, TRIGGER, facts.created, facts.service, facts.title, incident)
+        entry['channel'] = self.trigger_channel(facts)
+        return entry
+
+    def alerts(self, facts: IncidentFacts) -> list[dict]:
+        """The incident's alerts (`GET /incidents/{id}/alerts`): the event that opened it; none when made by hand."""
+        if facts.event is None:
+            return []
+        alert_id = encode_id(facts.number, prefix='A')
+        channel = self.trigger_channel(facts)
+        return [
+            {
+                'id': alert_id,
+                'type': 'alert',
+                'summary': facts.title,
+                'self': '{}/alerts/{}'.format(self.api_url, alert_id),
+                'html_url': self.html_url('alerts/' + alert_id),
+                'created_at': facts.created,
+                'status': 'resolved' if facts.status == 'resolved' else 'triggered',
+                'alert_key': '{:032x}'.format(facts.number * 2654435761 % 2**128),
+                'service': self.service(facts.service),
+                'incident': self.incident_reference(facts.number, facts.title),
+                'suppressed': False,
+                'severity': 'error',
+                'body': {'type': 'alert_body', 'contexts': [], 'details': channel['details'], 'cef_details': channel},
+            }
+        ]
+
+    def incident(self, facts: IncidentFacts, with_trigger: bool = False) -> dict:
+        """The incident, as `GET /incidents` lists it (with its first trigger entry when asked)."""
         incident_id, number, status = encode_id(facts.number), facts.number, facts.status
         # PagerDuty lists acknowledgements and assignments of open incidents only: a resolved
         # incident no longer says whether or when it was acknowledged.
@@ -177,7 +254,7 @@ class Renderer:
         resolve_reason = None
         if facts.merged_into is not None and status == 'resolved':
             resolve_reason = {'type': 'merge_resolve_reason', 'incident': self.incident_reference(*facts.merged_into)}
-        return {
+        rendered = {
             'id': incident_id,
             'type': 'incident',
             'summary': '[#{}] {}'.format(number, facts.title),
@@ -214,6 +291,11 @@ class Renderer:
             'conference_bridge': None,
             'incident_type': {'name': 'incident_default'},
         }
+        if with_trigger:
+            rendered['first_trigger_log_entry'] = self.first_trigger(
+                facts, self.incident_reference(number, facts.title)
+            )
+        return rendered
 
     def log_entry(self, sequence: int, kind: int, at: str | None, service: int, title: str, incident: dict) -> dict:
         """A log entry; `incident` is the incident's reference, or the whole incident when included."""

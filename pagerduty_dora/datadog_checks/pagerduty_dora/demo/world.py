@@ -15,6 +15,8 @@ tests prove. It is built so that every mapping rule decides at least one inciden
 | Nightly ETL (Data Platform)       | Datadog team "Data Platform"                        | team_name              |
 | Observability (Operations)        | Datadog team "Observability"                        | service_name_as_team   |
 | Marketing Website (Web)           | nothing                                             | fallback               |
+| Platform On-Call (Operations)     | a Datadog Multi Alert monitor, group of the alert   | monitor_group          |
+| Datadog Monitors (Operations)     | a Datadog monitor tagged with two services          | monitor_tags           |
 
 Incidents cover every status, a reopened one, one without a priority, history older than the
 collector's memory (sent as DORA failures only), and low-urgency ones that `urgencies: [high]` leaves out.
@@ -27,9 +29,10 @@ from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.common.times import parse_time
 
-from .catalog import Catalog, v3_entity, v22_definition
+from .catalog import Catalog, monitor, v3_entity, v22_definition
 from .datadog import Deployments, DoraFailures
 from .pagerduty import PagerDutyAccount, PagerDutyApi
+from .rendering import datadog_event
 from .server import LoopbackServer, Route
 
 # A fixed start keeps the demo's output the same on every machine and every day.
@@ -52,6 +55,19 @@ SERVICES = {
     'Nightly ETL': 'Data Platform',
     'Observability': 'Operations',
     'Marketing Website': 'Web',
+    'Platform On-Call': 'Operations',
+    'Datadog Monitors': 'Operations',
+}
+# Datadog monitors that page through PagerDuty: a Multi Alert one (by service, env, team) and a tagged one.
+ERRORS_MONITOR = 4207311
+SEARCH_MONITOR = 4207388
+MONITORS = {
+    SEARCH_MONITOR: monitor(
+        SEARCH_MONITOR,
+        'Search p99 latency above 800ms',
+        'avg(last_10m):p99:trace.http.request{service:search-api} > 0.8',
+        ['service:search-api', 'service:search-indexer', 'env:prod', 'team:search'],
+    ),
 }
 # Datadog teams: (handle, display name).
 DATADOG_TEAMS = [
@@ -71,6 +87,8 @@ EXPECTED_RULES = {
     'Nightly ETL': 'team_name',
     'Observability': 'service_name_as_team',
     'Marketing Website': 'fallback',
+    'Platform On-Call': 'monitor_group',
+    'Datadog Monitors': 'monitor_tags',
 }
 
 
@@ -82,8 +100,12 @@ class DemoAccount:
     services: dict[str, str] = field(default_factory=dict)  # PagerDuty service name -> id
     incidents: dict[str, str] = field(default_factory=dict)  # incident title -> id
 
-    def trigger(self, service: str, title: str, *, priority: str | None, urgency: str = 'high') -> str:
-        incident_id = self.account.trigger(self.services[service], title, urgency=urgency, priority=priority)
+    def trigger(
+        self, service: str, title: str, *, priority: str | None, urgency: str = 'high', event: Any = None
+    ) -> str:
+        """Trigger an incident; `event` is what a Datadog monitor sent, None for one made by hand."""
+        service_id = self.services[service]
+        incident_id = self.account.trigger(service_id, title, urgency=urgency, priority=priority, event=event)
         self.incidents[title] = incident_id
         return incident_id
 
@@ -93,8 +115,11 @@ class DemoAccount:
 
 # The account's past, in time order: (seconds before START, action). Each action runs at that moment.
 def _history() -> list[tuple[float, Callable[[DemoAccount], None]]]:
-    def trigger(service: str, title: str, priority: str | None, urgency: str = 'high'):
-        return lambda demo: demo.trigger(service, title, priority=priority, urgency=urgency)
+    def trigger(service: str, title: str, priority: str | None, urgency: str = 'high', event: Any = None):
+        return lambda demo: demo.trigger(service, title, priority=priority, urgency=urgency, event=event)
+
+    errors = datadog_event(ERRORS_MONITOR, ['env:prod', 'service:checkout-api', 'team:payments'])
+    latency = datadog_event(SEARCH_MONITOR, tags=['service:search-api', 'env:prod'])
 
     def act(verb: str, title: str):
         return lambda demo: getattr(demo.account, verb)(demo.incidents[title])
@@ -105,10 +130,14 @@ def _history() -> list[tuple[float, Callable[[DemoAccount], None]]]:
         (12 * DAY, trigger('Search Platform', 'Search results stale', 'P2')),
         (12 * DAY - 8 * MINUTE, act('acknowledge', 'Search results stale')),
         (12 * DAY - 3 * HOUR - 10 * MINUTE, act('resolve', 'Search results stale')),
+        (10 * DAY, trigger('Platform On-Call', 'Checkout 5xx above 2%', 'P2', event=errors)),
+        (10 * DAY - 35 * MINUTE, act('resolve', 'Checkout 5xx above 2%')),
         (9 * DAY, trigger('Nightly ETL', 'Warehouse load timed out', 'P3')),
         (9 * DAY - 90 * MINUTE, act('resolve', 'Warehouse load timed out')),
         (6 * DAY, trigger('login', 'Login page returns 502', 'P1')),
         (6 * DAY - 25 * MINUTE, act('resolve', 'Login page returns 502')),
+        (5 * DAY, trigger('Datadog Monitors', 'Search p99 latency above 800ms', 'P3', event=latency)),
+        (5 * DAY - 50 * MINUTE, act('resolve', 'Search p99 latency above 800ms')),
         (26 * HOUR, trigger('Legacy Billing', 'Invoices stuck in queue', 'P2')),
         (24 * HOUR, act('resolve', 'Invoices stuck in queue')),
         (4 * HOUR, trigger('Observability', 'TLS certificate expires in 20 days', 'P4', urgency='low')),
@@ -153,6 +182,7 @@ def build_catalog(demo: DemoAccount, catalog_class: Any = Catalog) -> Any:
             v3_entity('login', owner='identity'),
         ],
         teams=list(DATADOG_TEAMS),
+        monitors=dict(MONITORS),
         api_key=API_KEY,
         app_key=APP_KEY,
     )

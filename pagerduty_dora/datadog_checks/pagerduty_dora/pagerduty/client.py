@@ -15,6 +15,7 @@ from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 
 from .incident import OPEN_STATUSES
+from .monitor import MonitorAlert, datadog_alert
 
 # Log entry types that change an incident's status, by the action they stand for.
 STATUS_ENTRIES = {
@@ -36,6 +37,13 @@ MAX_WINDOW = 180 * 86400
 PD_ACCEPT = 'application/vnd.pagerduty+json;version=2'
 # PagerDuty entry ids are short; a longer one is not an id and would be kept in the state.
 MAX_ENTRY_ID_LENGTH = 128
+# Incident lists embed each incident's first trigger entry, whose channel names a Datadog monitor that
+# triggered it: the monitor mapping then costs no request of its own.
+WITH_TRIGGER = ('include[]', 'first_trigger_log_entries')
+# Alerts read of one incident to find the one that triggered it (the oldest).
+ALERTS_PAGE = 5
+# Trigger entries remembered from incidents' own logs; past this the memory starts over.
+MAX_TRIGGERS_KEPT = 1000
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -74,6 +82,8 @@ class LogEntry:
     incident: Any = None
     kind: str = ''
     evidence: bool = True
+    # A trigger entry read with its channel (`include[]=channels`): the Datadog monitor that sent its event.
+    monitor: MonitorAlert | None = None
 
 
 class PagerDutyClient:
@@ -96,6 +106,9 @@ class PagerDutyClient:
         self.undated = 0
         self._scope: list[tuple[str, str]] = [('service_ids[]', s) for s in service_ids]
         self._scope += [('team_ids[]', t) for t in team_ids]
+        # The monitor (None: none) each incident's trigger entry named, where its own log was read with its
+        # channels: the monitor mapping of that incident then needs no request of its own.
+        self.triggers: dict[str, MonitorAlert | None] = {}
 
     def take_undated(self) -> int:
         """How many answers since the last call had no `Date` (and were dated by the Agent's clock)."""
@@ -117,6 +130,7 @@ class PagerDutyClient:
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
+            WITH_TRIGGER,
         ] + self._scope
         return self._page(self._get('/incidents', params, endpoint='incidents'))
 
@@ -132,13 +146,16 @@ class PagerDutyClient:
             ('sort_by', 'created_at:asc'),
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
+            WITH_TRIGGER,
         ] + self._scope
         return self._page(self._get('/incidents', params, endpoint='incidents_open'))
 
     def get_incident(self, incident_id: str) -> Any | None:
         """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
         try:
-            response = self._get('/incidents/{}'.format(incident_id), [('time_zone', 'UTC')], endpoint='incident')
+            response = self._get(
+                '/incidents/{}'.format(incident_id), [('time_zone', 'UTC'), WITH_TRIGGER], endpoint='incident'
+            )
         except RequestRejected as e:
             if e.status == 404:
                 return None
@@ -148,11 +165,27 @@ class PagerDutyClient:
             raise UnreadableResponse(self.api.name, 'incident answer without an incident object')
         return data['incident']
 
+    def incident_alerts(self, incident_id: str) -> list[Any]:
+        """The first alerts of one incident, oldest first (an empty list when PagerDuty no longer knows it)."""
+        params = [('time_zone', 'UTC'), ('sort_by', 'created_at:asc'), ('limit', str(ALERTS_PAGE)), ('offset', '0')]
+        try:
+            response = self._get('/incidents/{}/alerts'.format(incident_id), params, endpoint='incident_alerts')
+        except RequestRejected as e:
+            if e.status == 404:
+                return []
+            raise
+        data = response.data
+        alerts = data.get('alerts') if isinstance(data, dict) else None
+        if not isinstance(alerts, list):
+            raise UnreadableResponse(self.api.name, 'alert list answer without an alerts array')
+        return alerts
+
     def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
         """One page of the account's log entries in [since, until), newest first, each with its incident.
 
         `is_overview` leaves out notifications; `include[]=incidents` embeds each entry's incident as
-        it is now, so one request shows both what happened and where it stands. PagerDuty filters
+        it is now, so one request shows both what happened and where it stands; `include[]=channels`
+        gives a trigger entry the event that opened the incident (a Datadog monitor's). PagerDuty filters
         this list by team but not by service: a `service_ids` scope is applied by the caller.
         """
         params = [
@@ -161,6 +194,7 @@ class PagerDutyClient:
             ('time_zone', 'UTC'),
             ('is_overview', 'true'),
             ('include[]', 'incidents'),
+            ('include[]', 'channels'),
             ('limit', str(PAGE_SIZE)),
             ('offset', str(offset)),
             ('total', 'true' if with_total else 'false'),
@@ -193,6 +227,7 @@ class PagerDutyClient:
             if before_page is not None:
                 before_page()
             params = [('time_zone', 'UTC'), ('is_overview', 'true'), ('limit', str(PAGE_SIZE)), ('offset', str(offset))]
+            params.append(('include[]', 'channels'))
             if since is not None:
                 params += [('since', format_time(since)), ('until', format_time(since + MAX_WINDOW))]
             try:
@@ -210,12 +245,20 @@ class PagerDutyClient:
             fresh = [entry for entry in map(parse_log_entry, entries) if entry is not None and entry.id not in seen]
             seen.update(entry.id for entry in fresh)
             found.extend(fresh)
+            self._remember_trigger(incident_id, found)
             if not data.get('more') or not fresh or offset + 2 * PAGE_SIZE > OFFSET_CAP:
                 # Listed newest first: reversed, then sorted stably, entries of one second keep their order.
                 found.reverse()
                 found.sort(key=lambda entry: entry.at)
                 return found
             offset += PAGE_SIZE
+
+    def _remember_trigger(self, incident_id: str, entries: list[LogEntry]) -> None:
+        trigger = next((entry for entry in entries if entry.action == 'trigger'), None)
+        if trigger is not None:
+            if len(self.triggers) >= MAX_TRIGGERS_KEPT:
+                self.triggers.clear()
+            self.triggers[incident_id] = trigger.monitor
 
     def _get(self, path: str, params: Any, endpoint: str) -> Any:
         """GET through the API client, noting PagerDuty's time from the answer's `Date` header."""
@@ -285,4 +328,5 @@ def parse_log_entry(raw: Any) -> LogEntry | None:
         incident=incident if isinstance(incident, dict) and incident.get('type') == 'incident' else None,
         kind=kind[: -len('_log_entry')] if kind.endswith('_log_entry') else kind,
         evidence=kind not in NOT_REOPEN_EVIDENCE and kind != 'trigger_log_entry',
+        monitor=datadog_alert(raw.get('channel')) if kind == 'trigger_log_entry' else None,
     )

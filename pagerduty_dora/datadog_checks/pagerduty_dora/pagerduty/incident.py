@@ -17,6 +17,8 @@ from typing import Any, Mapping
 from datadog_checks.pagerduty_dora.common.text import UNSAFE_CATEGORIES, clean, shown
 from datadog_checks.pagerduty_dora.common.times import parse_time
 
+from .monitor import MonitorAlert, datadog_alert
+
 STATUSES = ('triggered', 'acknowledged', 'resolved')
 URGENCIES = ('high', 'low')
 OPEN_STATUSES = ('triggered', 'acknowledged')
@@ -61,6 +63,10 @@ class Incident:
     updated_at: float | None
     # Resolved by a merge into another incident, which carries the failure from then on.
     merged: bool = False
+    # Whether the incident came with its whole first trigger log entry (`include[]=first_trigger_log_entries`),
+    # and the Datadog monitor that entry names: with it, no other request says where the incident came from.
+    trigger_known: bool = False
+    trigger: MonitorAlert | None = None
 
     @property
     def is_open(self) -> bool:
@@ -139,14 +145,7 @@ def parse_incident(raw: Any) -> Incident:
     urgency = raw.get('urgency')
     if urgency not in URGENCIES:
         urgency = 'high'
-    listed = raw.get('teams')
-    teams = tuple(
-        Team(id=team_id, name=_reference_name(team))
-        for team in (listed if isinstance(listed, list) else [])
-        if isinstance(team, Mapping)
-        for team_id in [_identifier(team.get('id'))]
-        if team_id is not None
-    )
+    teams = _teams(raw.get('teams'))
     priority = _reference_name(raw.get('priority')) or None
     resolved_at = _optional_time(raw.get('resolved_at'))
     last_change = _optional_time(raw.get('last_status_change_at'))
@@ -170,7 +169,26 @@ def parse_incident(raw: Any) -> Incident:
         last_status_change_at=last_change,
         updated_at=_optional_time(raw.get('updated_at')),
         merged=status == 'resolved' and _is_merge(raw.get('resolve_reason')),
+        **_first_trigger(raw.get('first_trigger_log_entry')),
     )
+
+
+def _teams(listed: Any) -> tuple[Team, ...]:
+    """The incident's teams with a usable id."""
+    return tuple(
+        Team(id=team_id, name=_reference_name(team))
+        for team in (listed if isinstance(listed, list) else [])
+        if isinstance(team, Mapping)
+        for team_id in [_identifier(team.get('id'))]
+        if team_id is not None
+    )
+
+
+def _first_trigger(entry: Any) -> dict[str, Any]:
+    """`trigger_known` and `trigger`: whether the incident holds its whole first trigger entry (not a reference
+    to it), and the Datadog monitor that entry names."""
+    known = isinstance(entry, Mapping) and entry.get('type') == 'trigger_log_entry'
+    return {'trigger_known': known, 'trigger': datadog_alert(entry.get('channel')) if known else None}
 
 
 def _is_merge(reason: Any) -> bool:
