@@ -518,7 +518,7 @@ class TestAgentVerdict:
             assert result.stdout == ''
         else:
             assert 'Checkout latency above SLO' in result.stdout
-            assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 9' in result.stdout
+            assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 11' in result.stdout
 
     @pytest.mark.parametrize('app_key', [False, True], ids=['without-app-key', 'with-app-key'])
     def test_datadog_unreachable_is_told_at_once(self, world, tmp_path, app_key):

@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import pytest
 
 from datadog_checks.dev.utils import get_metadata_metrics
-from datadog_checks.pagerduty_dora.collection.monitors import monitor_tags
-from datadog_checks.pagerduty_dora.collection.state import IncidentRecord
+from datadog_checks.pagerduty_dora.collection.monitors import MonitorLookup, monitor_tags
+from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
+from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.rendering import datadog_event
+from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 from datadog_checks.pagerduty_dora.pagerduty.monitor import (
     MAX_SERVICES,
     NO_MONITOR,
@@ -28,6 +31,7 @@ from datadog_checks.pagerduty_dora.pagerduty.monitor import (
 
 from .fakes.catalog_api import monitor, v22_definition
 from .harness import DAY, DD_APP_KEY, event_keys, stored_state, transition_of
+from .passes_world import raw_incident
 
 MONITOR = 4207311
 QUERY = 'avg(last_5m):sum:trace.http.request.errors{*} by {service,env,team} > 5'
@@ -206,11 +210,18 @@ class TestKeptValue:
 
     def test_a_record_stored_before_it_loads(self):
         record = IncidentRecord('triggered', 'P1', 'high', 'PSVC001', 'Checkout', 1.0, None)
-        values = record.to_list()
+        values = RECORD.encode(record)
         assert values[-1] is None
-        assert IncidentRecord.from_list(values[:-1]) == record
+        # A record of an earlier layout has no monitor: it is decided again.
+        assert RECORD.decode(values[:-1]) == record
         record.monitor = MonitorMapping(7, 'monitor_group', ('a',), None, 'staging')
-        assert IncidentRecord.from_list(record.to_list()) == record
+        assert RECORD.decode(RECORD.encode(record)) == record
+
+    def test_a_kept_mapping_that_cannot_be_read_is_decided_again(self):
+        record = IncidentRecord('triggered', 'P1', 'high', 'PSVC001', 'Checkout', 1.0, None)
+        values = RECORD.encode(record)
+        values[-1] = {'id': -1}
+        assert RECORD.decode(values).monitor is None
 
 
 # End to end: the check against fakes of PagerDuty (alerts, trigger entries), the catalog, monitors and DORA.
@@ -507,14 +518,14 @@ class TestCost:
 
     def test_a_burst_read_in_one_go(self, world, estate, dd_run_check, aggregator):
         """The feed reads a window from its newest entry down: an incident whose later entries end one page and
-        whose trigger entry starts the next is looked at before its trigger is read, and its alerts are read."""
+        whose trigger entry starts the next waits for the page with its trigger, which names its monitor."""
         check = self.burst(world, estate, dd_run_check, 3000)
         before = world.pd_requests()
         dd_run_check(check)
         pages = world.pagerduty.count('/log_entries')
         alerts = sum(1 for r in world.pagerduty.requests if r.path.endswith('/alerts'))
-        # At most one alert read per page of the feed (the incident that straddles two pages), not one per incident.
-        assert 0 < alerts <= pages
+        # No alert read: every trigger entry is read with the account's log, and names the monitor.
+        assert alerts == 0
         assert world.pd_requests() - before <= 2 * pages + 10
         counted = event_keys(aggregator)
         assert len(counted) == 6000 and set(counted.values()) == {1}
@@ -525,10 +536,11 @@ class TestCost:
         world.pagerduty.faults.fail_next(10_000, 'bad_json', path_prefix='/incidents/P')
         dd_run_check(check)
 
+        # The trigger entries name the monitor: a burst needs no alert read, so none fails.
         alerts = sum(1 for r in world.pagerduty.requests if r.path.endswith('/alerts'))
         kept = [record.monitor for record in stored_state(check).incidents.values()]
-        assert 0 < kept.count(NO_MONITOR) <= alerts
-        assert kept.count(NO_MONITOR) + kept.count(MonitorMapping(MONITOR, 'monitor_group', (), None, 'qa')) == 300
+        assert alerts == 0
+        assert kept.count(MonitorMapping(MONITOR, 'monitor_group', (), None, 'qa')) == 300
         counted = event_keys(aggregator)
         assert len(counted) == 600 and set(counted.values()) == {1}
 
@@ -559,3 +571,24 @@ class TestCost:
 
         assert world.dora.failures[failure_id(incident)]['services'] == ['Shared on-call']
         assert check.warnings == []
+
+
+class TestAlertsThatCannotBeRead:
+    """An incident whose trigger entry is not at hand has its alerts read; alerts that never read leave it unmapped."""
+
+    def test_the_incident_keeps_no_monitor_and_the_run_goes_on(self):
+        class Unreadable:
+            triggers: dict = {}
+            asked: list = []
+
+            def incident_alerts(self, incident_id):
+                self.asked.append(incident_id)
+                raise UnreadableResponse('PagerDuty', 'the answer is not JSON')
+
+        # As a log entry embeds it: a reference to its first trigger entry, not the entry.
+        incident = parse_incident(dict(raw_incident(7, 1_790_000_000.0), id='PALERTS'))
+        assert not incident.trigger_known
+        client = Unreadable()
+        lookup = MonitorLookup(None, logging.getLogger(__name__), lambda *args: None)
+        assert lookup.decide(client, incident) == NO_MONITOR
+        assert client.asked == ['PALERTS']

@@ -335,7 +335,10 @@ class TestDamage:
         walked = {p.values[0] for p in _parts_cases()}
         assert walked == set(LAYOUT.parts)
         for domain in (RECORD, FEED, RECONCILIATION):
-            assert {p.values[0] for p in _fields_cases(domain, '')} == set(range(len(domain.domains)))
+            fields = {p.values[0] for p in _fields_cases(domain, '')}
+            # Only a kept monitor mapping reads every value: one it cannot read is decided again.
+            lenient = [name for i, (name, _) in enumerate(domain.domains) if i not in fields]
+            assert lenient == (['monitor'] if domain is RECORD else [])
 
 
 class TestLayout3:

@@ -111,11 +111,9 @@ class Collector:
         self._state: CollectorState | None = None
         self._fresh = False
         self._deadline = float('inf')
-        # Reasons of skipped log entries already warned about this run.
-        self._warned: set[str] = set()
+        self._warned: set[str] = set()  # reasons of skipped log entries already warned about this run
         self._undated_warned = False
-        # Whether the next run is this process's first (when a stored state may have been overtaken).
-        self._resuming = True
+        self._resuming = True  # the next run is this process's first: a stored state may have been overtaken
         # Reads back from Datadog what this instance sent (with `datadog_app_key`): a state that
         # starts empty is rebuilt from it, and a daily drift check compares it with PagerDuty.
         self.readback = readback
