@@ -1,15 +1,18 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Change-failure attribution's stored state of layout 1 becomes layout 2: blames, remediations and work kept."""
+"""Change-failure attribution's stored state: layout 1 becomes layout 2 (blames, remediations and work kept), and
+a layout-2 document an earlier release wrote reads as it is, with the fields added since optional."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from datadog_checks.pagerduty_dora.attribution.decision import wanted_patch
 from datadog_checks.pagerduty_dora.attribution.model import Facts
 from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, from_layout_1
+from datadog_checks.pagerduty_dora.attribution.texts import Note
 
 D2 = {'id': 'dep-D2', 'service': 'checkout', 'env': 'prod', 'version': '1.1', 'started_at': 100.0, 'finished_at': 160.0}
 D5 = {'id': 'dep-D5', 'service': 'search', 'env': 'prod', 'version': '7', 'started_at': 300.0, 'finished_at': 360.0}
@@ -100,3 +103,43 @@ class TestLayout1:
         assert warnings == []
         state.save()
         assert json.loads(cache[CACHE_KEY])['version'] == 2
+
+
+# What the release of 2026-12-02 (c16774c) stored in layout 2: an incident blaming dep-D2, one resolved
+# that found no deployment, one not qualifying, one waiting for its settle time.
+SAMPLE = Path(__file__).parent / 'layouts' / 'layout3-c16774c-app-key.json'
+
+
+class TestLayout2:
+    """A layout-2 document written before decisions were kept untold is read as it is."""
+
+    @staticmethod
+    def state(cache: dict, warnings: list) -> AttributionState:
+        return AttributionState(
+            read_cache=lambda key: cache.get(key, ''),
+            write_cache=cache.__setitem__,
+            warning=lambda *args: warnings.append(args),
+            clock=lambda: 1793621400.0,
+            max_pending=100,
+            max_age=86400.0,
+        )
+
+    def test_the_sample_reads_and_keeps_its_layout(self) -> None:
+        stored = json.loads(SAMPLE.read_text(encoding='utf-8'))['cache'][CACHE_KEY]
+        assert json.loads(stored)['version'] == 2
+        cache, warnings = {CACHE_KEY: stored}, []
+        state = self.state(cache, warnings)
+
+        assert sorted(state.incidents()) == ['P0K9RW5', 'P0KV7I0', 'P0LGN3V', 'P0M22PQ']
+        assert state.queue.keys() == ['incident:P0M22PQ']
+        deployment = state.deployments()['dep-D2']
+        assert deployment['blamed_by'] == ['P0K9RW5'] and wanted_patch(deployment) is None
+
+        note = Note('no_deployment', '- **Change failure:** not attributed', 'not attributed', stands_alone=True)
+        state.keep_untold('P0KV7I0', note.to_json())
+        state.save()
+        again = self.state(cache, warnings)
+        assert json.loads(cache[CACHE_KEY])['version'] == 2
+        assert again.incidents()['P0KV7I0']['untold'] == [note.to_json()]
+        assert again.incidents()['P0K9RW5'] == state.incidents()['P0K9RW5']
+        assert warnings == []

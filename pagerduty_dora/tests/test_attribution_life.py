@@ -94,6 +94,21 @@ class Life:
         """Every event text of the incident, oldest first."""
         return '\n'.join(e['msg_text'] for e in self.aggregator.events if e['aggregation_key'] == incident)
 
+    def told(self, incident: str, outcome: str) -> list[dict]:
+        """Attribution's own events of the incident whose last decision is `outcome`."""
+        return [
+            e
+            for e in self.aggregator.events
+            if e['aggregation_key'] == incident and 'attribution:' + outcome in (e.get('tags') or [])
+        ]
+
+    def run_cut_short(self, after: float = 0.0) -> None:
+        """A run whose process stops after attribution's work and before the run's end, then an Agent restart."""
+        attribution = self.check.collector.attribution
+        attribution.save = lambda: None
+        self.run(after)
+        self.restart()
+
     def results(self, outcome: str, *tags: str) -> float:
         """The `attribution.results` count of `outcome` (with these tags) over every run."""
         return sum(
@@ -198,6 +213,54 @@ class TestLeaving:
         assert life.results('unmarked', 'reason:' + reason) == 1
         set_back = [e for e in life.aggregator.events if 'change_failure: false' in e['msg_text']]
         assert len(set_back) == 1
+
+
+class TestDecisionsToldOnce:
+    """A decision taken with no event of its own gets one, once, whatever restarts in between."""
+
+    def test_no_deployment_found_after_the_settle_time(self, life):
+        life = life()
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1')
+        life.run(MINUTE)
+        assert life.told(incident, 'no_deployment') == []
+
+        life.run_cut_short(SETTLE)
+        life.run(MINUTE, times=2)
+        life.account.advance(10 * MINUTE)
+        life.account.resolve(incident)
+        life.run(MINUTE, times=2)
+        life.restart()
+        life.run(SETTLE, times=2)
+
+        (event,) = life.told(incident, 'no_deployment')
+        assert event['msg_title'].endswith('change failure: no deployment found')
+        assert (
+            'not attributed: no deployment of `checkout` in env `prod` finished in the 1d before' in event['msg_text']
+        )
+        assert life.results('no_deployment') == 1
+
+    def test_no_remediation_found_after_the_resolve(self, life):
+        life = life()
+        culprit = life.deploy('checkout', 'v42', -10 * MINUTE)
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1')
+        life.run(SETTLE + MINUTE)
+        assert life.failed() == {culprit}
+        life.account.advance(20 * MINUTE)
+        life.account.resolve(incident)
+        # The resolve's search finds no fix; it is looked for once more after the settle time.
+        life.run(MINUTE)
+        assert life.told(incident, 'no_remediation') == []
+
+        life.run_cut_short(SETTLE)
+        life.run(MINUTE, times=2)
+        life.restart()
+        life.run(HOUR, times=2)
+
+        (event,) = life.told(incident, 'no_remediation')
+        assert event['msg_title'].endswith('change failure: no remediation recorded')
+        assert 'none recorded for deployment `{}`'.format(culprit) in event['msg_text']
+        assert life.results('no_remediation') == 1
+        assert life.remediation(culprit) is None
 
 
 class TestLateDeployment:

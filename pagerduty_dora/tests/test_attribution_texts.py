@@ -43,7 +43,7 @@ class TestNotes:
             '2026-11-26T11:00:00Z marked as a change failure (already a change failure: blamed by 1 other '
             'incident(s)); ' + decided,
             decided,
-            lasting=True,
+            stands_alone=True,
         )
 
     @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ class TestNotes:
     def test_released(self, left, tail):
         note = texts.released_note(model.UNMARKED, 'dep-1', model.MERGED, left)
         text = 'deployment `dep-1` no longer blamed by this incident (it was merged into another incident)' + tail
-        assert note == Note(model.UNMARKED, '- **Change failure:** ' + text, text, lasting=True)
+        assert note == Note(model.UNMARKED, '- **Change failure:** ' + text, text, stands_alone=True)
 
     def test_remediated(self):
         note = texts.remediated_note(FIX, model.ROLLBACK, 'dep-1', FAILED)
@@ -65,7 +65,11 @@ class TestNotes:
             'rollback by deployment `dep-2` of `checkout` in env `prod`, version `v1`, finished at '
             '2026-11-26T11:55:00Z, recorded for failed deployment `dep-1` (55m after it finished)'
         )
-        assert (note.outcome, note.lasting, note.line) == (model.REMEDIATED, True, '- **Remediation:** ' + note.plain)
+        assert (note.outcome, note.stands_alone, note.line) == (
+            model.REMEDIATED,
+            True,
+            '- **Remediation:** ' + note.plain,
+        )
 
     @pytest.mark.parametrize(
         'forbidden, remedy, outcome, line',
@@ -77,7 +81,7 @@ class TestNotes:
     )
     def test_deferred(self, forbidden, remedy, outcome, line):
         note = texts.deferred_note(forbidden, remedy)
-        assert (note.outcome, note.line, note.lasting) == (outcome, line, False)
+        assert (note.outcome, note.line, note.stands_alone) == (outcome, line, False)
 
     def test_waiting_and_not_found(self):
         assert texts.waiting_note(T0 + 300, 300).plain == (
@@ -89,7 +93,7 @@ class TestNotes:
         )
 
     def test_own_event(self):
-        notes = [Note('', 'one', ''), Note(model.REMEDIATED, 'two', '', lasting=True)]
+        notes = [Note('', 'one', ''), Note(model.REMEDIATED, 'two', '', stands_alone=True)]
         event = texts.own_event('Q1', {'number': 7, 'tags': ['service:checkout']}, notes, T0 + 0.5)
         assert event == {
             'timestamp': int(T0),
@@ -112,7 +116,10 @@ class Rig:
         self.warnings: list[str] = []
         self.events: list[dict] = []
         log = SimpleNamespace(warning=lambda *a: None)
+        self.cache: dict[str, str] = {}
+        self.state = TestState.state(self.cache)
         self.reporter = Reporter(
+            self.state,
             count=lambda *a: self.counts.append(a),
             log=log,
             warning=self.warnings.append,
@@ -137,15 +144,29 @@ class TestReporter:
         }
         assert rig.reporter.lines_for('Q1', look('triggered'), True) == {}
 
-    def test_lasting_lines_without_an_event_get_their_own(self):
+    def test_lines_that_stand_alone_without_an_event_get_their_own(self):
         rig = Rig()
+        rig.state.incidents()['Q1'] = {'number': 3}
         rig.reporter.note('Q1', Note('', 'waits', ''))
-        rig.reporter.note('Q1', Note(model.ATTRIBUTED, 'marked', '', lasting=True))
+        rig.reporter.note('Q1', Note(model.ATTRIBUTED, 'marked', '', stands_alone=True))
         assert rig.reporter.lines_for('Q1', look(), True) == {}
-        rig.reporter.end_run(lambda incident_id: {'number': 3})
+        rig.reporter.end_run()
         assert [e['msg_title'] for e in rig.events] == ['#3 change failure: deployment marked as a change failure']
-        rig.reporter.end_run(lambda incident_id: {})
+        assert 'waits' not in rig.events[0]['msg_text']
+        rig.reporter.end_run()
         assert len(rig.events) == 1
+
+    def test_a_look_that_tells_them_leaves_nothing_untold(self):
+        rig = Rig()
+        rig.state.incidents()['Q1'] = {'number': 3}
+        rig.reporter.note('Q1', Note(model.NO_DEPLOYMENT, 'none found', '', stands_alone=True))
+        assert rig.state.incidents()['Q1']['untold'] == [
+            {'outcome': model.NO_DEPLOYMENT, 'line': 'none found', 'plain': ''}
+        ]
+        assert rig.reporter.lines_for('Q1', look('triggered'), True) == {0: 'none found'}
+        assert 'untold' not in rig.state.incidents()['Q1']
+        rig.reporter.end_run()
+        assert rig.events == []
 
     def test_counts_and_warnings(self):
         rig = Rig()

@@ -21,7 +21,8 @@ also sets a deployment back with `change_failure: false`).
   refusal is done on a later run, once. A task can wait: an incident's first search waits `SETTLE`
   seconds after its start, for deployments that reach Datadog late.
 - Decisions made with no event to carry them (a search after the settle time, a remediation found
-  on a later run) are sent as an event of their own, threaded with the incident's events.
+  or not found on a later run, a deployment set back) are sent as an event of their own,
+  threaded with the incident's events, once: they wait in the stored state until told.
 """
 
 from __future__ import annotations
@@ -84,10 +85,6 @@ class ChangeFailureAttribution:
         self.dry_run = dry_run
         log, clock = services.log, services.clock
         self._log = log
-        self._report = Reporter(count=services.count, log=log, warning=services.warning, event=event, clock=clock)
-        self._executor = Executor(
-            api, pagerduty, caller=CACHE_KEY, log=log, on_forbidden=self._report.forbidden, dry_run=dry_run
-        )
         self._state = AttributionState(
             read_cache=services.read_cache,
             write_cache=services.write_cache,
@@ -95,6 +92,12 @@ class ChangeFailureAttribution:
             clock=clock,
             max_pending=max_pending,
             max_age=max_age,
+        )
+        self._report = Reporter(
+            self._state, count=services.count, log=log, warning=services.warning, event=event, clock=clock
+        )
+        self._executor = Executor(
+            api, pagerduty, caller=CACHE_KEY, log=log, on_forbidden=self._report.forbidden, dry_run=dry_run
         )
         self._tasks = AttributionTasks(
             self._state,
@@ -183,7 +186,7 @@ class ChangeFailureAttribution:
 
     def save(self) -> None:
         """End of a run: send what was decided without an event to carry it, and persist the state."""
-        self._report.end_run(lambda incident_id: self._state.incidents().get(incident_id) or {})
+        self._report.end_run()
         self._state.prune(self.window)
         self._persist()
 

@@ -4,9 +4,10 @@
 """Counting and telling what change-failure attribution decided, per incident and per run.
 
 `attribution.results` counts every decision by `outcome` (with the `signal` that decided a blame and
-the `reason` a deployment was set back). The notes of a look go into that look's event; those that
-changed a deployment in Datadog and that no event carried are sent at the end of the run as an event
-of their own, threaded with the incident's events.
+the `reason` a deployment was set back). The notes of a look go into that look's event; the decisions
+that no event carried (notes that stand alone) are sent at the end of the run as an event of their
+own, threaded with the incident's events. Until then they are kept in the stored state, so a decision
+is told once: never lost to a restart between the run that took it and the end of a run, never twice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datadog_checks.pagerduty_dora.common.http import RequestRejected
 from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
 
 from .model import ATTRIBUTED, FORBIDDEN, REJECTED
+from .state import AttributionState
 from .texts import Note, own_event
 
 if TYPE_CHECKING:
@@ -31,11 +33,13 @@ class Reporter:
     """Counts outcomes, keeps the notes of the run per incident, and sends attribution's own events.
 
     `count(name, value, tags)` submits a count, `warning(...)` is the check's warning and
-    `event(payload)` submits an Agent event (None: no events of its own).
+    `event(payload)` submits an Agent event (None: no events of its own); the notes no event told yet
+    wait in `state`.
     """
 
     def __init__(
         self,
+        state: AttributionState,
         *,
         count: Callable[[str, float, list[str]], None],
         log: Any,
@@ -43,6 +47,7 @@ class Reporter:
         event: Callable[[dict], None] | None,
         clock: Callable[[], float],
     ) -> None:
+        self._state = state
         self._count = count
         self._log = log
         self.warning = warning
@@ -60,9 +65,11 @@ class Reporter:
         self._count(METRIC, 1, ['outcome:' + outcome] + list(extra))
 
     def note(self, incident_id: str, note: Note) -> None:
-        """Keep a line for the incident's next event."""
+        """Keep a line for the incident's next event; one that stands alone is stored until an event tells it."""
         self._notes.setdefault(incident_id, []).append(note)
         self._told.setdefault(incident_id, []).append(note)
+        if note.stands_alone:
+            self._state.keep_untold(incident_id, note.to_json())
 
     def warn_once(self, what: str, message: str) -> None:
         """Warn about `what` once per run."""
@@ -89,26 +96,26 @@ class Reporter:
         self._count(METRIC, 1, ['outcome:' + FORBIDDEN])
 
     def lines_for(self, incident_id: str, transitions: Sequence[Transition], wanted: bool) -> dict[int, str]:
-        """This incident's lines for the look's events; lines that change Datadog wait for `end_run()` otherwise."""
+        """This incident's lines for the look's events; with no event, those that stand alone wait for `end_run()`."""
         notes = self._notes.pop(incident_id, [])
         if not notes:
             return {}
         if not transitions or not wanted:
-            # The collector emits no event for this look: what changed a deployment gets its own event.
-            kept = [n for n in notes if n.lasting]
+            # The collector emits no event for this look: a later look of this run may still tell them.
+            kept = [n for n in notes if n.stands_alone]
             if kept:
                 self._notes[incident_id] = kept
             return {}
+        self._state.told(incident_id, [n.to_json() for n in notes if n.stands_alone])
         index = max((i for i, t in enumerate(transitions) if t.kind in NOTE_KINDS), default=len(transitions) - 1)
         return {index: '\n'.join(n.line for n in notes)}
 
-    def end_run(self, record_of: Callable[[str], Mapping[str, Any]]) -> None:
-        """Send the lines no event carried as attribution's own events (`record_of` an incident gives its
-        number and tags), and start the next run's notes."""
-        for incident_id, notes in self._notes.items():
-            lasting = [n for n in notes if n.lasting]
-            if lasting and self._event is not None:
-                self._event(own_event(incident_id, record_of(incident_id), lasting, self._clock()))
+    def end_run(self) -> None:
+        """Send the decisions no event told as attribution's own events, and start the next run's notes."""
+        for incident_id, record, stored in self._state.take_untold():
+            notes = [note for note in map(_note, stored) if note is not None]
+            if notes and self._event is not None:
+                self._event(own_event(incident_id, record, notes, self._clock()))
         self._notes = {}
         self._outcomes = {}
         self._told = {}
@@ -119,6 +126,13 @@ class Reporter:
         self._notes.pop(incident_id, None)
         notes = self._told.pop(incident_id, [])
         return notes, [o for o in self._outcomes.get(incident_id, []) if o]
+
+
+def _note(raw: Any) -> Note | None:
+    try:
+        return Note.from_json(raw)
+    except ValueError:
+        return None
 
 
 def preview_result(

@@ -7,6 +7,10 @@ The entry holds the queue of work (`pending`) beside three records: per incident
 why, per deployment who blames it and what Datadog was sent, and the account's priority order.
 Records that a damaged or older cache cannot give back are dropped when read; records untouched for
 long are forgotten, which never unmarks a deployment in Datadog.
+
+An incident's decisions that no event has told yet (`untold`) are kept in its record until an event
+tells them, so that each reaches people once across restarts. The field added to layout 2 since its
+first release (`untold`) is optional: a layout-2 document an earlier release wrote reads as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ CACHE_VERSION = 2
 # What was done for an incident is kept this long after its last change, and for at most this many.
 RETENTION = 30 * 86400.0
 MAX_RECORDS = 20000
+# Decisions kept per incident until an event tells them (a run tells them all at its end).
+MAX_UNTOLD = 20
 
 
 class AttributionState:
@@ -72,12 +78,46 @@ class AttributionState:
         return self._fields
 
     def incidents(self) -> dict[str, dict]:
-        """Per incident id: its `facts`, what it `blames`, its `search`, `why` it does not qualify."""
+        """Per incident id: its `facts`, what it `blames`, its `search`, `why` it does not qualify, what is `untold`."""
         return self.fields()['incidents']
 
     def deployments(self) -> dict[str, dict]:
         """Per deployment id: the `deployment`, who is `blamed_by`, its `remediation`, what Datadog was `sent`."""
         return self.fields()['deployments']
+
+    def keep_untold(self, incident_id: str, note: dict) -> None:
+        """Keep the stored form of a note that stands alone until an event tells it."""
+        record = self.incidents().get(incident_id)
+        if record is None:
+            return
+        untold = record.setdefault('untold', [])
+        if len(untold) < MAX_UNTOLD:
+            untold.append(note)
+        self.queue.dirty = True
+
+    def told(self, incident_id: str, notes: list[dict]) -> None:
+        """An event of the incident carried these notes: they are no longer untold."""
+        record = self.incidents().get(incident_id)
+        untold = record.get('untold') if record else None
+        if not record or not untold:
+            return
+        for note in notes:
+            if note in untold:
+                untold.remove(note)
+        if not untold:
+            del record['untold']
+        self.queue.dirty = True
+
+    def take_untold(self) -> list[tuple[str, dict, list]]:
+        """Every incident's untold notes, taken away: (incident id, its record, the notes' stored forms)."""
+        taken = []
+        for incident_id, record in self.incidents().items():
+            untold = record.pop('untold', None)
+            if isinstance(untold, list) and untold:
+                taken.append((incident_id, record, untold))
+        if taken:
+            self.queue.dirty = True
+        return taken
 
     def priorities(self) -> dict:
         """The account's priority order read last: `names`, most severe first, and when (`at`)."""

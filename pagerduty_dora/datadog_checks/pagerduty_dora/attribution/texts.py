@@ -4,8 +4,9 @@
 """What change-failure attribution tells people: the lines of incident events, its own events, its warnings.
 
 Every decision that people should know of becomes a `Note`: a Markdown line for the incident's
-event, the same in plain text (for logs and the dry run), and whether it records a change of a
-deployment in Datadog (then it gets an event of its own when no event of the incident carries it).
+event, the same in plain text (for logs and the dry run), and whether it stands alone: a decision
+(a change of a deployment in Datadog, a search or a remediation that found nothing) that gets an
+event of its own when no event of the incident carries it.
 Every untrusted value is shown through `code()`, one inline code span that cannot break the text.
 """
 
@@ -42,17 +43,31 @@ SUMMARIES = {
     model.UNMARKED: 'deployment set back',
     model.RELEASED: 'deployment no longer blamed by this incident',
     model.REMEDIATED: 'remediation recorded',
+    model.NO_DEPLOYMENT: 'no deployment found',
+    model.NO_REMEDIATION: 'no remediation recorded',
+    model.REJECTED: 'search rejected',
 }
 
 
 @dataclass(frozen=True)
 class Note:
-    """One line for an incident's event, and whether it records a change of a deployment in Datadog."""
+    """One line for an incident's event, and whether it stands alone (see the module)."""
 
     outcome: str
     line: str
     plain: str
-    lasting: bool = False
+    stands_alone: bool = False
+
+    def to_json(self) -> dict:
+        """Its stored form, kept until an event told it: only notes that stand alone are stored."""
+        return {'outcome': self.outcome, 'line': self.line, 'plain': self.plain}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Note:
+        """A stored note again; raises `ValueError` for what a damaged cache holds."""
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ('outcome', 'line', 'plain')):
+            raise ValueError('not a note')
+        return cls(raw['outcome'], raw['line'], raw['plain'], stands_alone=True)
 
 
 def code(value: Any) -> str:
@@ -160,7 +175,7 @@ def waiting_note(due: float, settle: float) -> Note:
 def search_rejected_note(status: int | None) -> Note:
     """Datadog rejected the blame search."""
     text = 'the DORA deployments search was rejected ({})'.format(status)
-    return Note(model.REJECTED, change_failure_line('not attributed: ' + text), text)
+    return Note(model.REJECTED, change_failure_line('not attributed: ' + text), text, stands_alone=True)
 
 
 def no_deployment_note(service: str, env: str, window: float, start: float) -> Note:
@@ -168,7 +183,7 @@ def no_deployment_note(service: str, env: str, window: float, start: float) -> N
     text = 'no deployment of {} in env {} finished in the {} before {}'.format(
         code(service), code(env), format_duration(window), format_time(start)
     )
-    return Note(model.NO_DEPLOYMENT, change_failure_line('not attributed: ' + text), text)
+    return Note(model.NO_DEPLOYMENT, change_failure_line('not attributed: ' + text), text, stands_alone=True)
 
 
 def blamed_note(found: Deployment, others: int, search: Mapping[str, Any], window: float) -> Note:
@@ -176,7 +191,7 @@ def blamed_note(found: Deployment, others: int, search: Mapping[str, Any], windo
     decided = signal_text(search, window)
     also = ' (already a change failure: blamed by {} other incident(s))'.format(others) if others else ''
     line = change_failure_line('{} marked as a change failure{}; {}'.format(deployment_text(found), also, decided))
-    return Note(model.ATTRIBUTED, line, decided, lasting=True)
+    return Note(model.ATTRIBUTED, line, decided, stands_alone=True)
 
 
 def released_note(outcome: str, deployment_id: str | None, why: str, left: int) -> Note:
@@ -186,7 +201,7 @@ def released_note(outcome: str, deployment_id: str | None, why: str, left: int) 
         text += '; it stays a change failure, blamed by {} other incident(s)'.format(left)
     else:
         text += '; set back (`change_failure: false`): no other qualifying incident blames it'
-    return Note(outcome, change_failure_line(text), text, lasting=True)
+    return Note(outcome, change_failure_line(text), text, stands_alone=True)
 
 
 def remediation_known_note(deployment_id: str, remediation: Mapping[str, Any]) -> Note:
@@ -201,7 +216,7 @@ def remediation_known_note(deployment_id: str, remediation: Mapping[str, Any]) -
 def remedy_rejected_note(status: int | None) -> Note:
     """Datadog rejected the remediation search."""
     text = 'not recorded: the DORA deployments search was rejected ({})'.format(status)
-    return Note(model.REJECTED, remediation_line(text), text)
+    return Note(model.REJECTED, remediation_line(text), text, stands_alone=True)
 
 
 def no_remediation_note(deployment_id: str, failed: Deployment) -> Note:
@@ -212,7 +227,7 @@ def no_remediation_note(deployment_id: str, failed: Deployment) -> Note:
             code(deployment_id), code(failed.service), code(failed.env), code(failed.version)
         )
     )
-    return Note(model.NO_REMEDIATION, remediation_line(text), text)
+    return Note(model.NO_REMEDIATION, remediation_line(text), text, stands_alone=True)
 
 
 def remediated_note(fix: Deployment, kind: str, deployment_id: str, failed: Deployment) -> Note:
@@ -220,7 +235,7 @@ def remediated_note(fix: Deployment, kind: str, deployment_id: str, failed: Depl
     text = '{} by {}, recorded for failed deployment {} ({} after it finished)'.format(
         kind, deployment_text(fix), code(deployment_id), format_duration(fix.finished_at - failed.finished_at)
     )
-    return Note(model.REMEDIATED, remediation_line(text), text, lasting=True)
+    return Note(model.REMEDIATED, remediation_line(text), text, stands_alone=True)
 
 
 def deferred_note(forbidden: bool, remedy: bool) -> Note:
