@@ -10,43 +10,20 @@ cannot be done now (`Unavailable`) stays queued for a later run, and is told onc
 - `incident`: judge an incident again (qualify it, search its deployment, blame or release it);
 - `remedy`: find a failed deployment's remediation once an incident blaming it resolved;
 - `sync`: bring a deployment's state in Datadog to what the check decided (`PATCH`).
+
+The deployment side (releases, `remedy` and `sync`) is `marking.DeploymentTasks`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from .decision import (
-    BlameSearch,
-    incident_task,
-    newly_unfound,
-    next_step,
-    patch_task,
-    refused_search,
-    remedy_due,
-    remedy_retry,
-    remedy_search,
-    remedy_task,
-    searched,
-    sync_task,
-)
+from .decision import BlameSearch, incident_task, newly_unfound, next_step, refused_search, searched
 from .deployments import Unavailable
 from .eligibility import attribution_key, disqualification, order_expired, severity_threshold, stored_order
 from .executor import Executor
-from .model import (
-    ATTRIBUTED,
-    DEFERRED,
-    LATEST_DEPLOYMENT,
-    NO_DEPLOYMENT,
-    NO_REMEDIATION,
-    RELEASED,
-    REMEDIATED,
-    UNMARKED,
-    Deployment,
-    Facts,
-    search_of,
-)
-from .remediation import choose_remediation
+from .marking import DeploymentTasks, Outcome
+from .model import ATTRIBUTED, DEFERRED, LATEST_DEPLOYMENT, NO_DEPLOYMENT, Deployment, Facts, search_of
 from .reporting import Reporter
 from .state import AttributionState
 from .texts import (
@@ -55,18 +32,10 @@ from .texts import (
     blamed_note,
     deferred_note,
     no_deployment_note,
-    no_remediation_note,
     refused_note,
-    released_note,
-    remediated_note,
-    remediation_known_note,
-    remedy_rejected_note,
     search_rejected_note,
     waiting_note,
 )
-
-# What a task answers: whether it is done (else it stays queued), and the keys of the tasks it queued.
-Outcome = tuple[bool, set[str]]
 
 
 class AttributionTasks:
@@ -94,6 +63,7 @@ class AttributionTasks:
         self.settle = settle
         self._clock = clock
         self._log = log
+        self._marks = DeploymentTasks(state, report, executor, settle=settle, clock=clock, log=log)
 
     # The queue -----------------------------------------------------------------------------------
 
@@ -134,9 +104,9 @@ class AttributionTasks:
         if kind == 'incident':
             return self._judge(key, task)
         if kind == 'remedy':
-            return self._remedy(key, task)
+            return self._marks.remedy(key, task)
         if kind == 'sync':
-            return self._send(task)
+            return self._marks.send(task)
         self._log.debug('Dropping a change-failure attribution task of unknown kind %r', kind)
         return True, set()
 
@@ -169,7 +139,7 @@ class AttributionTasks:
                 incident_id, reason, target, record, facts, now=now, settle=self.settle, window=self.window
             )
             if step.release:
-                follow |= self._release(incident_id, record, step.release)
+                follow |= self._marks.release(incident_id, record, step.release)
             if step.wait_until is not None:
                 self._wait(incident_id, record, step.wait_until)
                 self._state.put(key, dict(task, due=step.wait_until))
@@ -180,7 +150,7 @@ class AttributionTasks:
             if step.blame:
                 follow |= self._blame(incident_id, record, step.blame)
             if step.remediate:
-                follow |= self._remediation_due(incident_id, record, facts)
+                follow |= self._marks.remediation_due(incident_id, record, facts)
             break
         record['judged'] = True
         return True, follow
@@ -280,93 +250,4 @@ class AttributionTasks:
             signal,
         )
         self._report.note(incident_id, blamed_note(found, len(others), search, self.window))
-        return self._sync(deployment_id)
-
-    def _release(self, incident_id: str, record: dict, why: str) -> set[str]:
-        deployment_id = record.pop('blames', None)
-        self._state.touch(record)
-        deployment = self._state.deployments().get(deployment_id or '')
-        if deployment is None:
-            return set()
-        deployment['blamed_by'] = [i for i in deployment.get('blamed_by') or [] if i != incident_id]
-        self._state.touch(deployment)
-        left = len(deployment['blamed_by'])
-        outcome = RELEASED if left else UNMARKED
-        self._report.outcome(incident_id, outcome, ['reason:' + why])
-        self._log.info(
-            'Incident %s no longer blames deployment %s (%s); %d other(s) do', incident_id, deployment_id, why, left
-        )
-        self._report.note(incident_id, released_note(outcome, deployment_id, why, left))
-        return self._sync(deployment_id or '')
-
-    # A deployment's remediation and its state in Datadog -------------------------------------------
-
-    def _remediation_due(self, incident_id: str, record: dict, facts: Facts) -> set[str]:
-        deployment_id = record.get('blames') or ''
-        deployment = self._state.deployments().get(deployment_id)
-        if deployment is None or facts.resolved_at is None:
-            return set()
-        remediation = deployment.get('remediation')
-        if remediation:
-            self._report.note(incident_id, remediation_known_note(deployment_id, remediation))
-            return set()
-        key, task = remedy_task(deployment_id, incident_id, facts.resolved_at, self._clock())
-        if not remedy_due(deployment, facts.resolved_at, self._state.queue.get(key)):
-            return set()
-        self._state.put(key, task)
-        return {key}
-
-    def _remedy(self, key: str, task: dict) -> Outcome:
-        """Find and record the failed deployment's remediation; raises `Unavailable` to wait for a later run."""
-        search = remedy_search(task, self._state.deployments().get(task['deployment']))
-        if search is None:
-            return True, set()
-        deployment = self._state.deployments()[search.deployment]
-        incident_id, failed = search.incident, search.failed
-        result = self._executor.remedy_search(search)
-        if result.rejected is not None:
-            self._report.rejected('remediation search', incident_id, failed.service, failed.env or '', result.rejected)
-            deployment['remedy_until'] = search.until
-            self._report.note(incident_id, remedy_rejected_note(result.rejected.status))
-            return True, set()
-        self._state.touch(deployment)
-        found = choose_remediation(result.later, result.history, failed, search.until)
-        if found is None:
-            retry = remedy_retry(task, self.settle, self._clock())
-            if retry is not None:
-                self._state.put(key, retry)
-                return False, set()
-            deployment['remedy_until'] = max(search.until, float(deployment.get('remedy_until') or 0))
-            self._report.outcome(incident_id, NO_REMEDIATION)
-            self._report.note(incident_id, no_remediation_note(search.deployment, failed))
-            return True, set()
-        fix, kind = found
-        deployment['remediation'] = {'id': fix.id, 'type': kind, 'deployment': fix.to_json(), 'incident': incident_id}
-        self._report.outcome(incident_id, REMEDIATED, ['remediation:' + kind])
-        self._log.info('Deployment %s recorded as the %s of failed deployment %s', fix.id, kind, search.deployment)
-        self._report.note(incident_id, remediated_note(fix, kind, search.deployment, failed))
-        return True, self._sync(search.deployment)
-
-    def _sync(self, deployment_id: str) -> set[str]:
-        """Queue bringing the deployment's state in Datadog to what the check decided."""
-        key, task = sync_task(deployment_id)
-        self._state.put(key, task)
-        return {key}
-
-    def _send(self, task: dict) -> Outcome:
-        deployment_id = task['deployment']
-        deployment = self._state.deployments().get(deployment_id)
-        patch = patch_task(deployment_id, deployment)
-        if patch is None or deployment is None:
-            return True, set()
-        rejected = self._executor.patch(patch)
-        if rejected is not None:
-            # Sending it again would be refused the same way (the deployment is gone, or the body is).
-            deployment['refused'] = patch.attributes
-            self._report.rejected('PATCH', ','.join(deployment.get('blamed_by') or []), deployment_id, '', rejected)
-            return True, set()
-        want = patch.attributes
-        deployment['sent'] = {'change_failure': want['change_failure'], 'remediation': want.get('remediation')}
-        deployment.pop('refused', None)
-        self._state.touch(deployment)
-        return True, set()
+        return self._marks.sync(deployment_id)
