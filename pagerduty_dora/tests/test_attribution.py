@@ -482,6 +482,94 @@ class TestSetBack:
         assert rig.outcomes() == {'attributed': 1, 'rejected': 1, 'deleted': 1, 'unmarked': 1}
 
 
+class TestSetBackOnlyWhereNoOneElseMarks:
+    """A deployment Datadog may have marked itself (rolled back, or with a known remediation) is never set back."""
+
+    def test_recorded_remediation_keeps_the_mark_when_the_incident_is_deleted(self, rig, state):
+        state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
+        attribution = rig.attribution()
+        look(attribution)
+        state.add('checkout', 'prod', 'v41', T0 + 20 * MINUTE, deployment_id='dep-fix')
+        look(attribution, 'resolved', resolved_at=T0 + 30 * MINUTE)
+        searches = len(state.searches)
+
+        attribution.gone(INCIDENT)
+        attribution.save()
+
+        assert state.failed().keys() == {'dep-bad'}
+        assert [body for _, body in rig.patches()] == [
+            {'change_failure': True},
+            {'change_failure': True, 'remediation': {'id': 'dep-fix', 'type': 'rollback'}},
+        ]
+        # Known already: no search for a rollback is needed.
+        assert len(state.searches) == searches
+        assert rig.counts[('outcome:kept', 'reason:deleted')] == 1
+        assert [e['msg_title'] for e in rig.events] == ['#1234 change failure: deployment kept as a change failure']
+        assert 'its rollback by deployment `dep-fix`' in rig.events[0]['msg_text']
+
+    @pytest.mark.parametrize(
+        'earlier, failed, later, kept',
+        [
+            (('v41', 'aaaaaaa1'), ('v42', 'bbbbbbb2'), (None, 'aaaaaaa1'), True),
+            (('v41', None), ('v42', None), ('v41', None), True),
+            (('v41', 'aaaaaaa1'), ('v42', 'bbbbbbb2'), ('v42', 'bbbbbbb2'), False),
+            (('v41', 'aaaaaaa1'), ('v42', 'bbbbbbb2'), ('v43', 'ccccccc3'), False),
+        ],
+        ids=['same-commit-as-before', 'same-version-as-before', 'failed-one-redeployed', 'new-version'],
+    )
+    def test_rollback_is_searched_before_a_set_back(self, rig, state, earlier, failed, later, kept):
+        state.add('checkout', 'prod', earlier[0], T0 - 3 * HOUR, commit=earlier[1], deployment_id='dep-good')
+        state.add('checkout', 'prod', failed[0], T0 - 10 * MINUTE, commit=failed[1], deployment_id='dep-bad')
+        attribution = rig.attribution()
+        look(attribution)
+        state.add('checkout', 'prod', later[0], T0 + 20 * MINUTE, commit=later[1], deployment_id='dep-later')
+
+        look(attribution, result=mapping(env='staging'))
+        attribution.save()
+
+        assert ('dep-bad' in state.failed()) is kept
+        expected = [{'change_failure': True}] + ([] if kept else [{'change_failure': False}])
+        assert [body for deployment, body in rig.patches() if deployment == 'dep-bad'] == expected
+        assert rig.outcomes()['kept' if kept else 'unmarked'] == 1
+        stored = rig.stored().deployments()['dep-bad']
+        assert (stored.get('rolled_back') or {}).get('id') == ('dep-later' if kept else None)
+
+    def test_rejected_rollback_search_keeps_the_mark(self, rig, state):
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-1')
+        attribution = rig.attribution()
+        look(attribution)
+        state.faults.fail_next(1, 400)
+
+        attribution.gone(INCIDENT)
+
+        assert state.failed().keys() == {'dep-1'}
+        assert [body for _, body in rig.patches()] == [{'change_failure': True}]
+        assert rig.outcomes() == {'attributed': 1, 'deleted': 1, 'rejected': 1, 'kept': 1}
+        assert 'was rejected (400) and is not retried' in rig.log.text('warning')
+        assert attribution.pending == 0
+
+    def test_blamed_again_then_released_searches_again(self, rig, state):
+        state.add('checkout', 'prod', 'v41', T0 - 3 * HOUR, deployment_id='dep-good')
+        state.add('checkout', 'prod', 'v42', T0 - 10 * MINUTE, deployment_id='dep-bad')
+        attribution = rig.attribution()
+        look(attribution)
+        look(attribution, result=mapping(env='staging'))
+        assert state.failed() == {}
+        look(attribution)
+        state.add('checkout', 'prod', 'v41', T0 + 20 * MINUTE, deployment_id='dep-rollback')
+
+        look(attribution, result=mapping(env='staging'))
+
+        assert state.failed().keys() == {'dep-bad'}
+        assert [body for _, body in rig.patches()] == [
+            {'change_failure': True},
+            {'change_failure': False},
+            {'change_failure': True},
+        ]
+        assert rig.outcomes()['kept'] == 1 and rig.outcomes()['unmarked'] == 1
+
+
 class TestRemediation:
     """On resolve, the first later deployment of the service and env is its remediation: rollback or rollforward."""
 

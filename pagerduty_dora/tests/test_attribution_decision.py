@@ -11,7 +11,7 @@ import pytest
 
 from datadog_checks.pagerduty_dora.attribution import decision, eligibility, model, remediation
 from datadog_checks.pagerduty_dora.attribution.blame import ROLLOUT_MARGIN
-from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patch, RemedySearch, Step
+from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patch, RemedySearch, RollbackSearch, Step
 from datadog_checks.pagerduty_dora.attribution.executor import Executor
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
 from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, Response
@@ -197,6 +197,102 @@ class TestPatch:
     )
     def test_nothing_to_send(self, record):
         assert decision.patch_task('dep-1', record) is None
+
+
+MARKED = {'change_failure': True, 'remediation': None}
+FIX = {'id': 'fix', 'type': 'rollforward', 'deployment': deployment('fix', T0, 'v3').to_json()}
+
+
+class TestSetBack:
+    """A deployment no incident blames is set back only where no one but the check can have marked it."""
+
+    @pytest.mark.parametrize(
+        'record, expected',
+        [
+            ({'sent': MARKED, 'rollback_until': T0}, {'change_failure': False}),
+            ({'sent': MARKED}, None),
+            ({'sent': MARKED, 'rollback_until': T0, 'rolled_back': deployment('back', T0).to_json()}, None),
+            ({'sent': dict(MARKED, remediation={'id': 'fix', 'type': 'rollforward'}), 'remediation': FIX}, None),
+            (
+                {'sent': MARKED, 'remediation': FIX},
+                {'change_failure': True, 'remediation': {'id': 'fix', 'type': 'rollforward'}},
+            ),
+            ({'sent': MARKED, 'rollback_until': T0, 'rollback_refused': 400}, None),
+            ({'rollback_until': T0}, None),
+            ({'sent': {'change_failure': False}, 'rollback_until': T0}, None),
+        ],
+        ids=[
+            'searched-and-not-rolled-back',
+            'not-searched-yet',
+            'rolled-back',
+            'remediation-recorded-and-sent',
+            'remediation-recorded-not-sent-yet',
+            'rollback-search-refused',
+            'never-marked',
+            'already-set-back',
+        ],
+    )
+    def test_wanted_patch_of_a_deployment_no_one_blames(self, record, expected):
+        assert decision.wanted_patch(dict(record, blamed_by=[])) == expected
+
+    @pytest.mark.parametrize(
+        'record, outcome',
+        [
+            ({'blamed_by': ['Q2'], 'sent': MARKED}, model.RELEASED),
+            ({'sent': MARKED, 'remediation': FIX}, model.KEPT),
+            ({'sent': MARKED, 'rolled_back': deployment('back', T0).to_json()}, model.KEPT),
+            ({'sent': MARKED, 'rollback_until': T0}, model.UNMARKED),
+            ({'remediation': FIX}, model.UNMARKED),
+        ],
+        ids=['others-blame-it', 'remediation-known', 'rolled-back', 'check-alone', 'never-marked'],
+    )
+    def test_release_outcome(self, record, outcome):
+        assert decision.release_outcome(record) == outcome
+
+    def test_rollback_search_is_due_once_per_release(self):
+        record = {'deployment': deployment('dep-1', T0 - HOUR).to_json(), 'blamed_by': [], 'sent': MARKED}
+        expected = RollbackSearch('dep-1', deployment('dep-1', T0 - HOUR), T0)
+        assert decision.rollback_search('dep-1', record, T0) == expected
+        assert decision.rollback_search('dep-1', dict(record, rollback_until=T0), T0 + HOUR) is None
+
+    @pytest.mark.parametrize(
+        'change',
+        [{'blamed_by': ['Q1']}, {'sent': {}}, {'remediation': FIX}, {'rolled_back': {'id': 'back'}}],
+        ids=['blamed', 'never-marked', 'remediation-known', 'rolled-back'],
+    )
+    def test_no_rollback_search(self, change):
+        record = {'deployment': deployment('dep-1', T0 - HOUR).to_json(), 'blamed_by': [], 'sent': MARKED}
+        assert decision.rollback_search('dep-1', dict(record, **change), T0) is None
+
+
+class TestRollbackOf:
+    """A rollback of a failed deployment goes back to a version (or commit) the service ran before it."""
+
+    failed = Deployment('dep-2', 'checkout', 'prod', 'v2', T0 - HOUR - 5 * MINUTE, T0 - HOUR, 'bbbbbbb2')
+    history = [Deployment('dep-1', 'checkout', 'prod', 'v1', T0 - DAY, T0 - DAY + 60, 'aaaaaaa1')]
+
+    @pytest.mark.parametrize(
+        'later, found',
+        [
+            ([deployment('back', T0 - MINUTE, 'V1 ')], 'back'),
+            ([Deployment('back', 'checkout', 'prod', None, T0 - 120, T0 - MINUTE, 'aaaaaaa1')], 'back'),
+            ([deployment('fwd', T0 - 2 * MINUTE, 'v3'), deployment('back', T0 - MINUTE, 'v1')], 'back'),
+            ([deployment('again', T0 - MINUTE, 'v2')], None),
+            ([deployment('new', T0 - MINUTE, 'v3')], None),
+            ([deployment('late', T0 + MINUTE, 'v1')], None),
+        ],
+        ids=['same-version', 'same-commit', 'after-a-rollforward', 'failed-one-again', 'new-version', 'after-until'],
+    )
+    def test_rollback_of(self, later, found):
+        result = remediation.rollback_of(later, self.history, self.failed, T0)
+        assert (result.id if result else None) == found
+
+    def test_history_only_when_a_later_deployment_names_something(self):
+        named = [deployment('new', T0 - MINUTE, 'v3')]
+        unnamed = [Deployment('x', 'checkout', 'prod', None, T0 - 120, T0 - MINUTE)]
+        assert remediation.wants_history_for_rollback(named, self.failed, T0) is True
+        assert remediation.wants_history_for_rollback(unnamed, self.failed, T0) is False
+        assert remediation.wants_history_for_rollback([], self.failed, T0) is False
 
 
 class TestQueuedWork:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from datadog_checks.pagerduty_dora.attribution.decision import wanted_patch
+from datadog_checks.pagerduty_dora.attribution.decision import rollback_search, wanted_patch
 from datadog_checks.pagerduty_dora.attribution.model import Facts
 from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, from_layout_1
 from datadog_checks.pagerduty_dora.attribution.texts import Note
@@ -111,7 +111,7 @@ SAMPLE = Path(__file__).parent / 'layouts' / 'layout3-c16774c-app-key.json'
 
 
 class TestLayout2:
-    """A layout-2 document written before decisions were kept untold is read as it is."""
+    """A layout-2 document written before rollbacks were searched and decisions kept untold is read as it is."""
 
     @staticmethod
     def state(cache: dict, warnings: list) -> AttributionState:
@@ -134,6 +134,10 @@ class TestLayout2:
         assert state.queue.keys() == ['incident:P0M22PQ']
         deployment = state.deployments()['dep-D2']
         assert deployment['blamed_by'] == ['P0K9RW5'] and wanted_patch(deployment) is None
+        # Released now, the deployment that release marked is searched for a rollback before any set-back.
+        released = dict(deployment, blamed_by=[])
+        assert wanted_patch(released) is None
+        assert rollback_search('dep-D2', released, 1793621400.0) is not None
 
         note = Note('no_deployment', '- **Change failure:** not attributed', 'not attributed', stands_alone=True)
         state.keep_untold('P0KV7I0', note.to_json())

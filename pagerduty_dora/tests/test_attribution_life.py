@@ -215,6 +215,97 @@ class TestLeaving:
         assert len(set_back) == 1
 
 
+class TestSetBackOnlyWhereNoOneElseMarks:
+    """Datadog marks a rolled-back deployment itself, and its API does not say so: the check never sets it back."""
+
+    @pytest.mark.parametrize(
+        'how', ['moved', 'merged', 'filters', 'deleted'], ids=['moved', 'merged', 'left-the-filters', 'deleted']
+    )
+    def test_rollback_seen_keeps_the_mark(self, life, how):
+        life = life(priorities=['P1', 'P2'])
+        life.deploy('checkout', 'v41', -2 * DAY)
+        culprit = life.deploy('checkout', 'v42', -10 * MINUTE)
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1')
+        survivor = life.account.trigger(life.services['billing'], 'Billing errors', priority='P1')
+        life.run(SETTLE + MINUTE)
+        assert life.failed() == {culprit}
+        # Rolled back while the incident is still open: the check has recorded no remediation.
+        rollback = life.deploy('checkout', 'v41', 2 * MINUTE)
+        life.account.advance(5 * MINUTE)
+
+        if how == 'moved':
+            life.account.move(incident, life.services['billing'])
+        elif how == 'merged':
+            life.account.merge(incident, survivor)
+        elif how == 'filters':
+            life.account.set_priority(incident, 'P4')
+        else:
+            life.account.delete(incident)
+        life.run(MINUTE, times=3)
+
+        assert culprit in life.failed()
+        assert life.patches(culprit) == [{'change_failure': True}]
+        reason = {'moved': 'moved', 'merged': 'merged', 'filters': 'filtered', 'deleted': 'deleted'}[how]
+        assert life.results('kept', 'reason:' + reason) == 1
+        assert life.results('unmarked') == 0
+        assert '`{}` of `checkout` in env `prod`, version `v41`'.format(rollback) in life.text(incident)
+        assert 'Datadog marks a rolled-back deployment itself' in life.text(incident)
+        life.restart()
+        life.run(MINUTE, times=2)
+        assert life.patches(culprit) == [{'change_failure': True}]
+
+    @pytest.mark.parametrize('version', ['v41', 'v43'], ids=['rollback-recorded', 'rollforward-recorded'])
+    def test_known_remediation_keeps_the_mark(self, life, version):
+        life = life(priorities=['P1', 'P2'])
+        life.deploy('checkout', 'v41', -2 * DAY)
+        culprit = life.deploy('checkout', 'v42', -10 * MINUTE)
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1')
+        life.run(SETTLE + MINUTE)
+        fix = life.deploy('checkout', version, 2 * MINUTE)
+        life.account.advance(5 * MINUTE)
+        life.account.resolve(incident)
+        life.run(MINUTE)
+        kind = 'rollback' if version == 'v41' else 'rollforward'
+        assert life.remediation(culprit) == {'id': fix, 'type': kind}
+
+        # Re-rated in the review, after the resolve: it leaves the filters.
+        life.account.set_priority(incident, 'P4')
+        life.run(MINUTE, times=3)
+
+        assert life.failed() == {culprit}
+        assert life.patches(culprit) == [
+            {'change_failure': True},
+            {'change_failure': True, 'remediation': {'id': fix, 'type': kind}},
+        ]
+        assert life.results('kept', 'reason:filtered') == 1
+        assert 'its {} by deployment `{}`'.format(kind, fix) in life.text(incident)
+
+    @pytest.mark.parametrize('how', ['moved', 'deleted'], ids=['moved', 'deleted'])
+    def test_marked_by_the_check_alone_is_set_back_and_told_once(self, life, how):
+        """Later releases that go back to no earlier version (a new one, the failed one again) keep nothing."""
+        life = life()
+        life.deploy('checkout', 'v41', -2 * DAY)
+        culprit = life.deploy('checkout', 'v42', -10 * MINUTE)
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1')
+        life.run(SETTLE + MINUTE)
+        life.deploy('checkout', 'v42', 2 * MINUTE)
+        life.deploy('checkout', 'v43', 4 * MINUTE)
+        life.account.advance(5 * MINUTE)
+
+        if how == 'moved':
+            life.account.move(incident, life.services['billing'])
+        else:
+            life.account.delete(incident)
+        life.run_cut_short(MINUTE)
+        life.run(MINUTE, times=2)
+
+        assert culprit not in life.failed()
+        assert life.patches(culprit) == [{'change_failure': True}, {'change_failure': False}]
+        assert life.results('unmarked', 'reason:' + how) == 1
+        assert life.results('kept') == 0
+        assert life.text(incident).count('set back (`change_failure: false`)') == 1
+
+
 class TestDecisionsToldOnce:
     """A decision taken with no event of its own gets one, once, whatever restarts in between."""
 

@@ -269,7 +269,7 @@ class TestWantedPatch:
                 {'blamed_by': ['i1'], 'remediation': {'id': 'f', 'type': 'rollback'}, 'sent': {'change_failure': True}},
                 {'change_failure': True, 'remediation': {'id': 'f', 'type': 'rollback'}},
             ),
-            ({'blamed_by': [], 'sent': {'change_failure': True}}, {'change_failure': False}),
+            ({'blamed_by': [], 'sent': {'change_failure': True}, 'rollback_until': 0.0}, {'change_failure': False}),
             ({'blamed_by': []}, None),
             ({'blamed_by': [], 'sent': {'change_failure': False}}, None),
         ],

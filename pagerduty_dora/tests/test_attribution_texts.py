@@ -59,6 +59,32 @@ class TestNotes:
         text = 'deployment `dep-1` no longer blamed by this incident (it was merged into another incident)' + tail
         assert note == Note(model.UNMARKED, '- **Change failure:** ' + text, text, stands_alone=True)
 
+    @pytest.mark.parametrize(
+        'record, why',
+        [
+            (
+                {'rolled_back': FIX.to_json()},
+                'deployment `dep-2` of `checkout` in env `prod`, version `v1`, finished at 2026-11-26T11:55:00Z '
+                'rolled it back, and Datadog marks a rolled-back deployment itself',
+            ),
+            (
+                {'remediation': {'id': 'dep-2', 'type': model.ROLLFORWARD, 'deployment': FIX.to_json()}},
+                'its rollforward by deployment `dep-2` of `checkout` in env `prod`, version `v1`, finished at '
+                '2026-11-26T11:55:00Z is recorded, and Datadog may have marked it by its own rules',
+            ),
+            (
+                {'rollback_refused': 400},
+                'the DORA deployments search for a rollback of it was rejected (400), so one cannot be ruled out',
+            ),
+        ],
+        ids=['rolled-back', 'remediation-recorded', 'search-rejected'],
+    )
+    def test_kept(self, record, why):
+        note = texts.kept_note('dep-1', model.DELETED, record)
+        text = 'deployment `dep-1` no longer blamed by this incident (it was deleted); it stays a change failure, '
+        assert note == Note(model.KEPT, '- **Change failure:** ' + text + 'not set back: ' + why, note.plain, True)
+        assert note.plain == text + 'not set back: ' + why
+
     def test_remediated(self):
         note = texts.remediated_note(FIX, model.ROLLBACK, 'dep-1', FAILED)
         assert note.plain == (

@@ -21,8 +21,10 @@ also sets a deployment back with `change_failure: false`).
   refusal is done on a later run, once. A task can wait: an incident's first search waits `SETTLE`
   seconds after its start, for deployments that reach Datadog late.
 - Decisions made with no event to carry them (a search after the settle time, a remediation found
-  or not found on a later run, a deployment set back) are sent as an event of their own,
+  or not found on a later run, a deployment set back or kept) are sent as an event of their own,
   threaded with the incident's events, once: they wait in the stored state until told.
+- A deployment no incident blames any more is set back only where no one else can have marked it:
+  never once a rollback of it was seen or its remediation is known (`decision.kept_by_others()`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,11 @@
 - The `*_task()` functions build the work kept in the persistent queue (`key`, task), run on a later
   run when this one cannot.
 
-A deployment is a change failure while at least one qualifying incident blames it; set back
-(`change_failure: false`) when the last one stops.
+A deployment is a change failure while at least one qualifying incident blames it. When the last
+one stops, it is set back (`change_failure: false`) only if no one else can have marked it: Datadog
+marks deployments itself (rollback detection, rollforward rules) and its deployments API does not
+say so, so a deployment rolled back, or with a known remediation, stays a change failure
+(`release_outcome()`, `rollback_search()`, `wanted_patch()`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,19 @@ from typing import Any, Mapping, Sequence
 from datadog_checks.pagerduty_dora.common.text import clip, one_line
 
 from .blame import blame_range, decide_blame
-from .model import FILTERED, MOVED, REATTRIBUTED, ChangeEvent, Deployment, Facts, Search, search_of
+from .model import (
+    FILTERED,
+    KEPT,
+    MOVED,
+    REATTRIBUTED,
+    RELEASED,
+    UNMARKED,
+    ChangeEvent,
+    Deployment,
+    Facts,
+    Search,
+    search_of,
+)
 
 # Seconds after an incident starts before its deployment is searched: a deployment reaches Datadog
 # some time after it finishes, and the one that finished just before the incident is the likeliest cause.
@@ -230,20 +245,82 @@ def wanted_patch(deployment: Mapping[str, Any]) -> dict | None:
     """The attributes the deployment must be PATCHed with to match what the check decided, or None.
 
     A deployment blamed by at least one incident is a change failure, with its remediation once one
-    is recorded; one blamed by none is set back, but only if the check marked it.
+    is recorded; so is one the check marked that someone else may have marked too (`kept_by_others()`).
+    Any other deployment the check marked is set back once `may_set_back()` holds.
     """
     sent = deployment.get('sent') or {}
-    if deployment.get('blamed_by'):
+    marked = sent.get('change_failure') is True
+    if deployment.get('blamed_by') or (marked and kept_by_others(deployment)):
         want: dict[str, Any] = {'change_failure': True}
         remediation = deployment.get('remediation')
         if remediation:
             want['remediation'] = {'id': remediation['id'], 'type': remediation['type']}
-        if sent.get('change_failure') is True and sent.get('remediation') == want.get('remediation'):
+        if marked and sent.get('remediation') == want.get('remediation'):
             return None
         return want
-    if sent.get('change_failure') is True:
+    if may_set_back(deployment):
         return {'change_failure': False}
     return None
+
+
+def kept_by_others(deployment: Mapping[str, Any]) -> bool:
+    """Whether someone other than the check may have marked the deployment as a change failure.
+
+    Datadog marks a deployment itself when a later one rolls it back, and when its rollforward rules
+    (revert PRs, hotfix labels, custom rules) match a later one; the deployments API does not show
+    either mark. So: a rollback of it was seen, or its remediation is recorded (whichever its type),
+    or the search for a rollback was refused and one cannot be ruled out.
+    """
+    return bool(deployment.get('rolled_back') or deployment.get('remediation') or deployment.get('rollback_refused'))
+
+
+def may_set_back(deployment: Mapping[str, Any]) -> bool:
+    """Whether the check sets the deployment back: it marked it, no incident blames it, nothing keeps it, and
+    a search made since its last blame (`rollback_until`) saw no rollback of it.
+
+    A mark made by hand in Datadog cannot be seen: a set-back still overrides it.
+    """
+    return (
+        (deployment.get('sent') or {}).get('change_failure') is True
+        and not deployment.get('blamed_by')
+        and not kept_by_others(deployment)
+        and deployment.get('rollback_until') is not None
+    )
+
+
+def release_outcome(deployment: Mapping[str, Any]) -> str:
+    """What an incident's release means for its deployment, once the incident is taken off `blamed_by`.
+
+    `released`: others still blame it; `kept`: the check marked it and someone else may have too;
+    `unmarked`: no qualifying incident blames it, and the check sets it back if it marked it.
+    """
+    if deployment.get('blamed_by'):
+        return RELEASED
+    if (deployment.get('sent') or {}).get('change_failure') is True and kept_by_others(deployment):
+        return KEPT
+    return UNMARKED
+
+
+@dataclass(frozen=True)
+class RollbackSearch:
+    """A search to run before a set-back: the deployments after `failed` up to `until`, and the versions before it."""
+
+    deployment: str
+    failed: Deployment
+    until: float
+
+
+def rollback_search(deployment_id: str, deployment: Mapping[str, Any] | None, now: float) -> RollbackSearch | None:
+    """The search for a rollback of a deployment the check marked and no incident blames, or None when none is due.
+
+    Due once after each last blame (its result is kept in `rollback_until` until the next blame), and
+    only while nothing else keeps the deployment a change failure.
+    """
+    if not deployment or deployment.get('blamed_by') or kept_by_others(deployment):
+        return None
+    if (deployment.get('sent') or {}).get('change_failure') is not True or deployment.get('rollback_until') is not None:
+        return None
+    return RollbackSearch(deployment_id, Deployment.from_json(deployment['deployment']), now)
 
 
 # The work kept in the persistent queue ----------------------------------------------------------

@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected
 
-from .decision import BlameSearch, Patch, RemedySearch
+from .decision import BlameSearch, Patch, RemedySearch, RollbackSearch
 from .deployments import DeploymentsClient, PagerDutySignals, patch_body
 from .model import ChangeEvent, Deployment
-from .remediation import history_range, remedy_range, wants_history
+from .remediation import history_range, remedy_range, wants_history, wants_history_for_rollback
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,18 @@ class Executor:
         try:
             later = self._deployments.search(failed.service, env, *remedy_range(failed, task.until))
             if not wants_history(later, failed, task.until):
+                return RemedyResult(later, None)
+            return RemedyResult(later, self._deployments.search(failed.service, env, *history_range(failed)))
+        except RequestRejected as e:
+            return RemedyResult([], None, e)
+
+    def rollback_search(self, task: RollbackSearch) -> RemedyResult:
+        """The deployments after the failed one up to now, and its history when one of them may go back to it."""
+        failed = task.failed
+        env = failed.env or ''
+        try:
+            later = self._deployments.search(failed.service, env, *remedy_range(failed, task.until))
+            if not wants_history_for_rollback(later, failed, task.until):
                 return RemedyResult(later, None)
             return RemedyResult(later, self._deployments.search(failed.service, env, *history_range(failed)))
         except RequestRejected as e:

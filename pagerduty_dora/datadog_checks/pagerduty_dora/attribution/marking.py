@@ -3,22 +3,38 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The deployment side of attribution's tasks: releases, remediations and each deployment's state in Datadog.
 
-- `release()`: an incident stops blaming its deployment; the deployment's state is queued;
+- `release()`: an incident stops blaming its deployment. When it was the last, the check sets the
+  deployment back only where no one else can have marked it: before that it searches for a rollback
+  of it (Datadog marks a rolled-back deployment itself), and a known remediation keeps it too;
 - `remedy` tasks find a failed deployment's remediation once an incident blaming it resolved;
 - `sync` tasks bring a deployment's state in Datadog to what the check decided (`PATCH`).
+
+A request that cannot be made now raises `Unavailable` before anything is changed, so the task that
+asked for it runs again on a later run.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from .decision import patch_task, remedy_due, remedy_retry, remedy_search, remedy_task, sync_task
+from .decision import (
+    RollbackSearch,
+    patch_task,
+    release_outcome,
+    remedy_due,
+    remedy_retry,
+    remedy_search,
+    remedy_task,
+    rollback_search,
+    sync_task,
+)
 from .executor import Executor
-from .model import NO_REMEDIATION, RELEASED, REMEDIATED, UNMARKED, Facts
-from .remediation import choose_remediation
+from .model import KEPT, NO_REMEDIATION, REMEDIATED, Facts
+from .remediation import choose_remediation, rollback_of
 from .reporting import Reporter
 from .state import AttributionState
 from .texts import (
+    kept_note,
     no_remediation_note,
     released_note,
     remediated_note,
@@ -54,21 +70,53 @@ class DeploymentTasks:
 
     def release(self, incident_id: str, record: dict, why: str) -> set[str]:
         """The incident no longer blames its deployment (`why`): count, tell, and queue the deployment's state."""
-        deployment_id = record.pop('blames', None)
+        deployment_id = record.get('blames') or ''
+        deployment = self._state.deployments().get(deployment_id)
+        if deployment is not None:
+            left = [i for i in deployment.get('blamed_by') or [] if i != incident_id]
+            # Searched before anything changes: `Unavailable` leaves the release to a later run, whole.
+            self._rollback_check(deployment_id, dict(deployment, blamed_by=left), incident_id)
+            deployment['blamed_by'] = left
+            self._state.touch(deployment)
+        record.pop('blames', None)
         self._state.touch(record)
-        deployment = self._state.deployments().get(deployment_id or '')
         if deployment is None:
             return set()
-        deployment['blamed_by'] = [i for i in deployment.get('blamed_by') or [] if i != incident_id]
-        self._state.touch(deployment)
-        left = len(deployment['blamed_by'])
-        outcome = RELEASED if left else UNMARKED
+        outcome = release_outcome(deployment)
+        left_count = len(deployment['blamed_by'])
         self._report.outcome(incident_id, outcome, ['reason:' + why])
         self._log.info(
-            'Incident %s no longer blames deployment %s (%s); %d other(s) do', incident_id, deployment_id, why, left
+            'Incident %s no longer blames deployment %s (%s); %d other(s) do, %s',
+            incident_id,
+            deployment_id,
+            why,
+            left_count,
+            outcome,
         )
-        self._report.note(incident_id, released_note(outcome, deployment_id, why, left))
-        return self.sync(deployment_id or '')
+        if outcome == KEPT:
+            self._report.note(incident_id, kept_note(deployment_id, why, deployment))
+        else:
+            self._report.note(incident_id, released_note(outcome, deployment_id, why, left_count))
+        return self.sync(deployment_id)
+
+    def _rollback_check(self, deployment_id: str, deployment: dict, incident_id: str = '') -> None:
+        """Search for a rollback of a deployment about to be set back, and keep what it found in its record."""
+        search = rollback_search(deployment_id, deployment, self._clock())
+        if search is not None:
+            self._state.deployments()[deployment_id].update(self._rolled_back(search, incident_id))
+
+    def _rolled_back(self, search: RollbackSearch, incident_id: str) -> dict:
+        """The fields a rollback search gives a deployment's record: how far it searched and what it found."""
+        failed = search.failed
+        result = self._executor.rollback_search(search)
+        if result.rejected is not None:
+            self._report.rejected('rollback search', incident_id, failed.service, failed.env or '', result.rejected)
+            return {'rollback_until': search.until, 'rollback_refused': result.rejected.status or 400}
+        found = rollback_of(result.later, result.history, failed, search.until)
+        if found is None:
+            return {'rollback_until': search.until}
+        self._log.info('Deployment %s was rolled back by deployment %s: it is not set back', failed.id, found.id)
+        return {'rollback_until': search.until, 'rolled_back': found.to_json()}
 
     # Remediation -----------------------------------------------------------------------------------
 
@@ -128,9 +176,11 @@ class DeploymentTasks:
         return {key}
 
     def send(self, task: dict) -> Outcome:
-        """Send the PATCH the deployment needs, if any."""
+        """Send the PATCH the deployment needs, if any; a set-back queued by an earlier release searches first."""
         deployment_id = task['deployment']
         deployment = self._state.deployments().get(deployment_id)
+        if deployment is not None:
+            self._rollback_check(deployment_id, deployment)
         patch = patch_task(deployment_id, deployment)
         if patch is None or deployment is None:
             return True, set()

@@ -17,6 +17,8 @@ from typing import Any, Mapping
 ATTRIBUTED = 'attributed'
 UNMARKED = 'unmarked'
 RELEASED = 'released'
+# The last qualifying incident stopped blaming a deployment that someone else may have marked: not set back.
+KEPT = 'kept'
 NO_DEPLOYMENT = 'no_deployment'
 NO_SERVICE = 'no_service'
 SEVERAL_SERVICES = 'several_services'

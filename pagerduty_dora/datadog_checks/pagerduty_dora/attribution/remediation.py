@@ -6,6 +6,9 @@
 The first later deployment of the same service and env that does not redeploy the failed version
 and finished by the time an incident blaming it resolved, recorded once: a `rollback` when it deploys
 a version the service ran before the failed one, a `rollforward` otherwise.
+
+Datadog detects rollbacks itself and then marks a failed deployment on its own: `rollback_of()` is
+what the check looks for before it sets a deployment back, so that it never erases that mark.
 """
 
 from __future__ import annotations
@@ -78,3 +81,32 @@ def choose_remediation(
     if history is None:
         return pick_remediation(later, failed, until, None)
     return pick_remediation(later, failed, until, history_versions(list(history) + list(later), failed))
+
+
+def rollback_of(
+    later: Iterable[Deployment], history: Iterable[Deployment] | None, failed: Deployment, until: float
+) -> Deployment | None:
+    """The first deployment after `failed`, finished by `until`, that goes back to what the service ran before it.
+
+    Datadog's rollback detection matches a redeploy by commit where deployments carry one, else by
+    version: either counts here, so that a rollback Datadog may have seen is never missed. Redeploying
+    the failed version (or commit) again is not a rollback of it.
+    """
+    before = [d for d in list(history or ()) + list(later) if d.id != failed.id and d.finished_at < failed.finished_at]
+    versions = {name_key(d.version) for d in before if d.version} - {name_key(failed.version)}
+    commits = {d.commit for d in before if d.commit} - {failed.commit}
+    rollbacks = [
+        d
+        for d in later
+        if d.id != failed.id
+        and failed.finished_at < d.finished_at <= until
+        and (name_key(d.version) in versions or (d.commit is not None and d.commit in commits))
+    ]
+    return min(rollbacks, key=lambda d: (d.finished_at, d.id)) if rollbacks else None
+
+
+def wants_history_for_rollback(later: Iterable[Deployment], failed: Deployment, until: float) -> bool:
+    """Whether the history must be read to tell a rollback: a later deployment names a version or commit."""
+    return any(
+        d.id != failed.id and failed.finished_at < d.finished_at <= until and (d.version or d.commit) for d in later
+    )

@@ -9,8 +9,9 @@ Records that a damaged or older cache cannot give back are dropped when read; re
 long are forgotten, which never unmarks a deployment in Datadog.
 
 An incident's decisions that no event has told yet (`untold`) are kept in its record until an event
-tells them, so that each reaches people once across restarts. The field added to layout 2 since its
-first release (`untold`) is optional: a layout-2 document an earlier release wrote reads as it is.
+tells them, so that each reaches people once across restarts. The fields added to layout 2 since its
+first release (`untold`; a deployment's `rolled_back`, `rollback_until`, `rollback_refused`) are
+optional: a layout-2 document an earlier release wrote reads as it is, and means what it meant.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class AttributionState:
         return self.fields()['incidents']
 
     def deployments(self) -> dict[str, dict]:
-        """Per deployment id: the `deployment`, who is `blamed_by`, its `remediation`, what Datadog was `sent`."""
+        """Per deployment id: the `deployment`, who is `blamed_by`, its `remediation`, what Datadog was `sent`;
+        a rollback seen (`rolled_back`) and how far one was searched since its last blame (`rollback_until`)."""
         return self.fields()['deployments']
 
     def keep_untold(self, incident_id: str, note: dict) -> None:

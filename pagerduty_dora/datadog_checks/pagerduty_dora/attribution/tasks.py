@@ -235,6 +235,9 @@ class AttributionTasks:
         deployment = deployments.setdefault(deployment_id, {'deployment': found.to_json(), 'blamed_by': []})
         others = [i for i in deployment.get('blamed_by') or [] if i != incident_id]
         deployment['blamed_by'] = sorted(set(others) | {incident_id})
+        # Blamed again: a later set-back searches for a rollback again.
+        deployment.pop('rollback_until', None)
+        deployment.pop('rollback_refused', None)
         record['blames'] = deployment_id
         self._state.touch(record)
         self._state.touch(deployment)

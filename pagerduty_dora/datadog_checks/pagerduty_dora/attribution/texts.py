@@ -5,8 +5,8 @@
 
 Every decision that people should know of becomes a `Note`: a Markdown line for the incident's
 event, the same in plain text (for logs and the dry run), and whether it stands alone: a decision
-(a change of a deployment in Datadog, a search or a remediation that found nothing) that gets an
-event of its own when no event of the incident carries it.
+(a change of a deployment in Datadog, a deployment kept, a search or a remediation that found
+nothing) that gets an event of its own when no event of the incident carries it.
 Every untrusted value is shown through `code()`, one inline code span that cannot break the text.
 """
 
@@ -43,6 +43,7 @@ SUMMARIES = {
     model.UNMARKED: 'deployment set back',
     model.RELEASED: 'deployment no longer blamed by this incident',
     model.REMEDIATED: 'remediation recorded',
+    model.KEPT: 'deployment kept as a change failure',
     model.NO_DEPLOYMENT: 'no deployment found',
     model.NO_REMEDIATION: 'no remediation recorded',
     model.REJECTED: 'search rejected',
@@ -202,6 +203,31 @@ def released_note(outcome: str, deployment_id: str | None, why: str, left: int) 
     else:
         text += '; set back (`change_failure: false`): no other qualifying incident blames it'
     return Note(outcome, change_failure_line(text), text, stands_alone=True)
+
+
+def kept_note(deployment_id: str, why: str, deployment: Mapping[str, Any]) -> Note:
+    """The last incident blaming the deployment stopped (`why`), and it is kept: someone else may have marked it."""
+    text = 'deployment {} no longer blamed by this incident ({}); it stays a change failure, not set back: {}'.format(
+        code(deployment_id), release_text(why), kept_text(deployment)
+    )
+    return Note(model.KEPT, change_failure_line(text), text, stands_alone=True)
+
+
+def kept_text(deployment: Mapping[str, Any]) -> str:
+    """Why a deployment no incident blames stays a change failure (`decision.kept_by_others()`), for people."""
+    rollback = deployment.get('rolled_back')
+    if rollback:
+        return '{} rolled it back, and Datadog marks a rolled-back deployment itself'.format(
+            deployment_text(Deployment.from_json(rollback))
+        )
+    remediation = deployment.get('remediation')
+    if remediation:
+        return 'its {} by {} is recorded, and Datadog may have marked it by its own rules'.format(
+            remediation['type'], deployment_text(Deployment.from_json(remediation['deployment']))
+        )
+    return 'the DORA deployments search for a rollback of it was rejected ({}), so one cannot be ruled out'.format(
+        deployment.get('rollback_refused')
+    )
 
 
 def remediation_known_note(deployment_id: str, remediation: Mapping[str, Any]) -> Note:
