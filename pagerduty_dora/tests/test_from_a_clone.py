@@ -143,7 +143,7 @@ class TestScriptsFromAClone:
 
         assert result.returncode == 0, result.stderr
         assert 'Nothing was submitted and no state was stored.' in result.stdout
-        assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 9' in result.stdout
+        assert 'DORA failures that would be sent (POST /api/v2/dora/failure): 11' in result.stdout
         assert 'the API key is accepted.' in result.stdout
         assert world.dora.posts == []
 

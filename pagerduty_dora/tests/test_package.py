@@ -34,6 +34,7 @@ SHIPPED = [
     'attribution/deployments.py',
     'attribution/eligibility.py',
     'attribution/executor.py',
+    'attribution/marking.py',
     'attribution/model.py',
     'attribution/remediation.py',
     'attribution/reporting.py',
