@@ -81,6 +81,27 @@ def _expected(live, created):
     }
 
 
+def _damaged_restart(world, dd_run_check, aggregator, datadog_agent, damage):
+    """Runs, then `damage(stored, live)` on the stored state during a stop, then a restarted check's two runs.
+
+    Returns the live incidents, the one created during the stop, what was reported before, the DORA
+    posts since the stop, and the restarted check.
+    """
+    live = _run_then_stop(world, dd_run_check, aggregator)
+    reported = event_keys(aggregator)
+    key = _collector_key(datadog_agent)
+    stored = json.loads(datadog_agent._cache[key])
+    damage(stored, live)
+    datadog_agent._cache[key] = json.dumps(stored)
+    created = _stop(world, live)
+    posts = len(world.dora.posts)
+    restarted = world.check(backfill_days=30)
+    dd_run_check(restarted)
+    world.account.advance(60)
+    dd_run_check(restarted)
+    return live, created, reported, world.dora.posts[posts:], restarted
+
+
 class TestDamagedPart:
     """A part out of its range resets alone, with a warning naming it; nothing else is lost or repeated."""
 
@@ -96,47 +117,29 @@ class TestDamagedPart:
         ids=['reconciliation', 'feed', 'baseline', 'gauged', 'drift_at'],
     )
     def test_only_that_part_is_reset(self, world, dd_run_check, aggregator, datadog_agent, part, value):
-        live = _run_then_stop(world, dd_run_check, aggregator)
-        reported = event_keys(aggregator)
-        key = _collector_key(datadog_agent)
-        stored = json.loads(datadog_agent._cache[key])
-        stored[part] = value
-        datadog_agent._cache[key] = json.dumps(stored)
-        created = _stop(world, live)
-        posts = len(world.dora.posts)
-
-        restarted = world.check(backfill_days=30)
-        dd_run_check(restarted)
-        world.account.advance(60)
-        dd_run_check(restarted)
+        live, created, reported, posts, restarted = _damaged_restart(
+            world, dd_run_check, aggregator, datadog_agent, lambda stored, live: stored.update({part: value})
+        )
 
         assert event_keys(aggregator) - reported == _expected(live, created)
         assert set(event_keys(aggregator).values()) == {1}
-        assert {a['id'] for a in world.dora.posts[posts:]} == {failure_id(live[0]), failure_id(created)}
+        assert {a['id'] for a in posts} == {failure_id(live[0]), failure_id(created)}
         warnings = [w for w in restarted.warnings if 'of the stored collection state could not be read' in w]
         assert len(warnings) == 1 and '`{}`'.format(part) in warnings[0], restarted.warnings
 
     def test_a_damaged_record_is_read_again_by_id(self, world, dd_run_check, aggregator, datadog_agent):
-        live = _run_then_stop(world, dd_run_check, aggregator)
-        reported = event_keys(aggregator)
-        key = _collector_key(datadog_agent)
-        stored = json.loads(datadog_agent._cache[key])
-        stored['incidents'][live[1]][5] = -1
-        datadog_agent._cache[key] = json.dumps(stored)
-        created = _stop(world, live)
-        posts = len(world.dora.posts)
+        def cut_short(stored, live):
+            stored['incidents'][live[1]][5] = -1
 
-        restarted = world.check(backfill_days=30)
-        dd_run_check(restarted)
-        world.account.advance(60)
-        dd_run_check(restarted)
+        live, created, reported, posts, restarted = _damaged_restart(
+            world, dd_run_check, aggregator, datadog_agent, cut_short
+        )
 
         assert event_keys(aggregator) - reported == _expected(live, created)
         assert set(event_keys(aggregator).values()) == {1}
         # What Datadog accepted for the lost record is not known: its failure is posted once more (the
         # same id, so Datadog keeps one); every other record's is not.
-        sent = [a['id'] for a in world.dora.posts[posts:]]
-        assert sorted(sent) == sorted(failure_id(i) for i in (live[0], live[1], created))
+        assert sorted(a['id'] for a in posts) == sorted(failure_id(i) for i in (live[0], live[1], created))
         assert any('1 entries of `incidents`' in w for w in restarted.warnings), restarted.warnings
 
 
@@ -195,18 +198,13 @@ class TestEveryPart:
 
     @pytest.mark.parametrize('part', sorted(LAYOUT.parts))
     def test_no_run_error_and_every_transition_reported(self, world, dd_run_check, aggregator, datadog_agent, part):
-        live = _run_then_stop(world, dd_run_check, aggregator)
-        reported = event_keys(aggregator)
-        key = _collector_key(datadog_agent)
-        stored = json.loads(datadog_agent._cache[key])
-        stored[part] = _first_bad_value(part)
-        datadog_agent._cache[key] = json.dumps(stored)
-        created = _stop(world, live)
-
-        restarted = world.check(backfill_days=30)
-        dd_run_check(restarted)
-        world.account.advance(60)
-        dd_run_check(restarted)
+        live, created, reported, _, restarted = _damaged_restart(
+            world,
+            dd_run_check,
+            aggregator,
+            datadog_agent,
+            lambda stored, live: stored.update({part: _first_bad_value(part)}),
+        )
 
         # Nothing of the stop is missed and nothing is reported twice, whatever part was lost.
         assert event_keys(aggregator) - reported == _expected(live, created)

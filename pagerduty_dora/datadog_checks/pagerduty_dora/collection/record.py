@@ -98,23 +98,11 @@ def from_layout_1(raw: Any) -> list[Any]:
     Layout 1 listed every open incident each run, so `seen_at` is when its status was last read;
     it did not record acknowledgements, so an acknowledged incident counts as acknowledged before.
     """
-    status, priority, urgency, service_id, service_name, created_at, resolved_at, fingerprint, tags, seen_at = raw
-    acked = status == 'acknowledged'
-    return [
-        status,
-        priority,
-        urgency,
-        service_id,
-        service_name,
-        created_at,
-        resolved_at,
-        fingerprint,
-        tags,
-        seen_at,
-        int(acked),
-        1,
-        seen_at,
-    ]
+    if len(raw) != 10:
+        raise ValueError('not a record of layout 1')
+    seen_at = raw[9]
+    # Layout 2 appended: status_at (here seen_at), acked, wanted, checked_at (here seen_at).
+    return list(raw) + [int(raw[0] == 'acknowledged'), 1, seen_at]
 
 
 def from_layout_2(raw: Any) -> list[Any]:
