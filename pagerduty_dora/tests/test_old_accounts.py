@@ -16,11 +16,10 @@ from collections import Counter
 
 import pytest
 
-from datadog_checks.pagerduty_dora.common.times import parse_time
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
-from .harness import DAY, START, World, event_keys, stored_state
+from .harness import DAY, START, World, event_keys, stopped_between_windows, stored_state
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -135,16 +134,6 @@ class Live:
         self.account.set_priority(incident, priority)
         self.events[(incident, 'priority_changed')] += 1
         self.changed.add(failure_id(incident))
-
-
-def stopped_between_windows(requests, now):
-    """Whether a run's last list of open incidents was a creation-time window that ends before `now`.
-
-    Such a window was read to its end (none holds a page of open incidents here): the pass stored the
-    position where the next window starts, and the next check starts from it.
-    """
-    windows = [r for r in requests if r.path == '/incidents' and 'triggered' in r.args('statuses')]
-    return bool(windows) and windows[-1].arg('until') is not None and parse_time(windows[-1].arg('until')) < now
 
 
 class TestThreeYearOldAccount:
