@@ -17,7 +17,7 @@ from datadog_checks.pagerduty_dora.catalog.definitions import InvalidDefinition,
 from datadog_checks.pagerduty_dora.catalog.mapping import RULES, Override, map_incident, parse_overrides, passes_filters
 from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
 from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
-from datadog_checks.pagerduty_dora.collection.state import CollectorState
+from datadog_checks.pagerduty_dora.collection.state import STATE_VERSION, CollectorState
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id, fingerprint
 from datadog_checks.pagerduty_dora.datadog.events import build_event
@@ -65,6 +65,19 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
+
+# Values of the stored collector state: times a query can render, windows and reconciliation passes
+# (positions at an incident, or at the end of a six-month window: `(until, -1)`).
+stored_times = st.integers(0, int(LATEST_TIME) - 1)
+stored_windows = st.tuples(stored_times, stored_times, st.integers(0, 10_000)).map(
+    lambda w: [min(w[0], w[1]), max(w[0], w[1]) + 1, w[2]]
+)
+stored_scans = st.tuples(
+    stored_times,
+    st.one_of(st.none(), st.tuples(stored_times, st.integers(-1, 1 << 20)).map(list)),
+    st.integers(0, 10_000),
+    st.one_of(st.none(), st.lists(st.text(max_size=8), max_size=3)),
+).map(list)
 
 aware_datetimes = st.datetimes(
     min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=st.timezones()
@@ -351,36 +364,46 @@ class TestCatalogDocuments:
 class TestStoredState:
     """Any stored collector state decodes into a usable state or raises `ValueError`."""
 
-    @PROFILE
-    @given(
-        st.one_of(
-            json_values,
-            st.fixed_dictionaries(
-                {'version': st.sampled_from([1, 0, 2, '1'])},
-                optional={
-                    'horizon': json_values,
-                    'live_since': json_values,
-                    'window': st.one_of(json_values, st.lists(st.one_of(st.floats(), st.integers()), max_size=4)),
-                    'width': json_values,
-                    'open_scan': json_values,
-                    'incidents': st.dictionaries(st.text(max_size=5), json_values, max_size=3),
-                },
-            ),
+    def test_loads(self):
+        decoded = []
+
+        @PROFILE
+        @given(
+            st.one_of(
+                json_values,
+                st.fixed_dictionaries(
+                    # The current layout most often: a document of another is refused before any round trip.
+                    {'version': st.sampled_from([STATE_VERSION, STATE_VERSION, STATE_VERSION, 1, 0, 2, '1'])},
+                    optional={
+                        'horizon': st.one_of(stored_times, json_values),
+                        'live_since': st.one_of(stored_times, json_values),
+                        'window': st.one_of(stored_windows, json_values),
+                        'width': st.one_of(stored_times, json_values),
+                        'reconciliation': st.one_of(stored_scans, json_values),
+                        'incidents': st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+                    },
+                ),
+            )
         )
-    )
-    def test_loads(self, document):
-        try:
-            text = json.dumps(document)
-        except ValueError:
-            return
-        try:
-            state = CollectorState.loads(text)
-        except ValueError:
-            return
-        for moment in (state.horizon, state.live_since):
-            if moment is not None:
-                format_time(moment)
-        if state.window is not None:
-            format_time(state.window.since)
-            format_time(state.window.until)
-        assert CollectorState.loads(state.dumps()).dumps() == state.dumps()
+        def loads(document):
+            try:
+                text = json.dumps(document)
+            except ValueError:
+                return
+            try:
+                state = CollectorState.loads(text)
+            except ValueError:
+                return
+            for moment in (state.horizon, state.live_since):
+                if moment is not None:
+                    format_time(moment)
+            if state.window is not None:
+                format_time(state.window.since)
+                format_time(state.window.until)
+            assert CollectorState.loads(state.dumps()).dumps() == state.dumps()
+            decoded.append(document)
+
+        loads()
+        # The round trip ran, on windows and reconciliation positions too.
+        assert sum(1 for document in decoded if document.get('window')) > 0
+        assert sum(1 for document in decoded if (document.get('reconciliation') or [None, None])[1]) > 0
