@@ -14,6 +14,7 @@ from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
 from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common import documents
+from datadog_checks.pagerduty_dora.common.times import parse_time
 from datadog_checks.pagerduty_dora.datadog import dora
 from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
 
@@ -22,7 +23,7 @@ from .fakes.deployments_api import DeploymentsState
 from .fakes.dora_api import DoraState
 from .fakes.events_api import EventsState
 from .fakes.pagerduty import PagerDutyAccount, PagerDutySimulator
-from .fakes.server import FakeServer
+from .fakes.server import FakeServer, Request
 
 DD_API_KEY = 'dd0123456789abcdef0123456789abcd'
 DD_APP_KEY = 'app0123456789abcdef0123456789abcdef0123'
@@ -113,6 +114,22 @@ def stored_state(check: Any) -> CollectorState:
     raw = check.read_persistent_cache(STATE_KEY)
     assert raw, 'no collector state stored'
     return CollectorState.loads(raw)
+
+
+def went_live(check: Any) -> bool:
+    """Whether `check` stored a collector state that has gone live (a run cut short may have stored none)."""
+    return bool(check.read_persistent_cache(STATE_KEY)) and stored_state(check).live_since is not None
+
+
+def stopped_between_windows(requests: list[Request], now: float) -> bool:
+    """Whether the last list of open incidents among a run's `requests` was a creation-time window ending before `now`.
+
+    The pass then stored a position at a window's end or within it, in a window that does not reach
+    `now`: where the next check, after a restart, must resume.
+    """
+    listed = [r for r in requests if r.path == '/incidents' and 'triggered' in r.args('statuses')]
+    until = listed[-1].arg('until') if listed else None
+    return until is not None and parse_time(until) < now
 
 
 def stored_queue(check: Any, key: str = dora.CACHE_KEY, version: int = dora.CACHE_VERSION) -> StoredQueue:

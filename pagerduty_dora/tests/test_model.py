@@ -5,17 +5,24 @@
 
 A hypothesis state machine drives the simulated PagerDuty account and the real check through
 `tests/harness.py`'s `World`, with random sequences of: incident changes of any age (incidents that
-existed before the first run included), time passing, Agent downtime of up to 7 days, Agent clocks
-skewed by up to two minutes, log entries indexed up to a minute late, restarts over the same
-persistent cache, Datadog outages, a refused removal, and DORA delivery switched off and on. The
-account's `history` is the ground truth. After a settle phase (faults off, delivery on, a run a minute
-for 15 minutes), the Agent events and the DORA fake's failures are compared with it.
+existed before the first run included, created up to three years before it, open and resolved, and at
+times a crowd of more than a page of incidents left open for years, so that a pass over the open
+incidents reads creation-time windows of at most six months), time passing, Agent downtime of up to 7
+days, Agent clocks skewed by up to two minutes, log entries indexed up to a minute late, restarts over
+the same persistent cache (before any run), runs cut short after some requests (by an unexpected error,
+the state saved as on any error, or by the Agent being killed: nothing of the run is written or sent
+after that point, and a new check starts), Datadog outages, a refused removal, and DORA delivery
+switched off and on. The account's `history` is the ground truth. After a settle phase (faults off,
+delivery on, a run a minute for 15 minutes), the Agent events and the DORA fake's failures are compared
+with it.
 
 Definitions. *PagerDuty time* is the account's clock (the `Date` of its answers). The check goes
-*live* at the start of the second of its first run, in PagerDuty time. An incident is *wanted* in a
-state when it exists (not deleted), its service is in `service_ids` (when set), its priority in
-`priorities` (when set) and, with `datadog_app_key`, it was not merged into another. It is *steady*
-when it is wanted in every state from going live on (from its creation, if later). A transition's
+*live* at the start of the second of its first run, in PagerDuty time (of its first run that stored a
+state gone live, when runs are cut short). A run cut short is not a run for invariants 2 and 3: what is
+due is due at the next whole run, and a killed run's events never reach Datadog. An incident is
+*wanted* in a state when it exists (not deleted), its service is in `service_ids` (when set), its
+priority in `priorities` (when set) and, with `datadog_app_key`, it was not merged into another. It is
+*steady* when it is wanted in every state from going live on (from its creation, if later). A transition's
 *found time* is the PagerDuty time of the run that emitted its event; it was found *late* when it was
 more than 18 hours old then (150 s either side of that line may go either way: the Agent's clock is up
 to 120 s off). The Agent's wall clock may be set off between runs; its monotonic clock never goes back.
@@ -23,13 +30,15 @@ to 120 s off). The Agent's wall clock may be set off between runs; its monotonic
 Invariants (the product's promises).
 
 1. Runs: a run without an injected fault raises nothing; a run with one (a Datadog 5xx or gateway
-   timeout, a refused removal) raises nothing or a `CheckException` saying collection resumes next run.
+   timeout, a refused removal) raises nothing or a `CheckException` saying collection resumes next run,
+   or, for a refused removal, naming the permission it lacks (the check's CRITICAL service check); a
+   run cut short by an error raises nothing or that error.
 2. Logged transitions (triggered, acknowledged, unacknowledged, resolved, reopened, urgency_changed:
    PagerDuty logs each, a reopen by the assignment it makes; a re-acknowledgement is no transition).
    For a steady incident, the events are exactly its transitions at or after going live, one each,
    with the incident as `aggregation_key`, the kind as `transition:` tag and a `timestamp` within 1 s
    of the transition's time; one found late instead carries `reported_late:true` and is dated when it
-   was found (within the Agent's skew). Each is emitted by the first run 200 s or more after the
+   was found (within the Agent's skew). Each is emitted by the first whole run 200 s or more after the
    transition (entries are indexed up to a minute late), which is judged after every run. Two limits
    of docs/limits.md aside (may, need not, be reported): a transition in the very second collection
    goes live, and an urgency change before any run 200 s after the incident's creation.
@@ -51,21 +60,28 @@ Invariants (the product's promises).
    resolved. An incident not wanted at the end has no failure or a resolved one, when its failure can
    be removed (`datadog_app_key`, and no removal was refused); otherwise the failure it left behind is
    followed (open only while the incident is), and a deleted incident's failure is not checked.
+6. State: no run warns that the state it stored is unreadable, or starts over as on a first run (a
+   restart at any moment, in an account of any age, loses nothing).
 
 The explicit tests below the machine are the cases the engine must get right, each on its own.
+
+A final check asserts that the examples drawn reached that domain: old incidents open and resolved, a
+pass stopped between two windows and then restarted, and runs cut short both ways.
 
     HYPOTHESIS_PROFILE=long pytest tests/test_model.py    # a longer, randomised search
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, currently_in_test_context, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule, run_state_machine_as_test
 
@@ -76,7 +92,7 @@ from datadog_checks.pagerduty_dora.demo.datadog import FORBIDDEN
 
 from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply, Request
-from .harness import DAY, DD_APP_KEY, START, World, transition_of
+from .harness import DAY, DD_APP_KEY, START, World, stopped_between_windows, transition_of, went_live
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -118,6 +134,10 @@ SETTLE_RUNS = 16
 SLACK = 200.0
 BACKFILL_MARGIN = 5 * MINUTE
 RESUMES = 'collection resumes next run'
+# What a run that met a refused removal may raise: the permission the application key lacks.
+PERMISSION = 'dora_metrics_write'
+# What a check warns when it cannot read the state it stored and takes the run as a first one.
+THROWN_AWAY = ('unreadable', 'starting over')
 LATE_TAG = 'reported_late:true'
 UNLOGGED = ('priority_changed', 'service_changed')
 PRIORITIES = ('P1', 'P2', 'P3', None)
@@ -127,6 +147,27 @@ SERVICE_NAMES = ('Checkout API', 'Billing', 'Search')
 # `backfill_days` boundary and on both sides of the 3 days a resolved incident is remembered.
 HISTORY_AGES = (30 * MINUTE, 5 * HOUR, 20 * HOUR, 2.5 * DAY, 4 * DAY, 9 * DAY)
 HISTORY_ENDS = ('triggered', 'acknowledged', 'unacknowledged', 'resolved', 'acknowledged_resolved')
+YEAR = 365 * DAY
+# Older ones, up to three years: past the backfill, some several six-month windows back.
+OLD_AGES = (40 * DAY, 200 * DAY, 400 * DAY, 700 * DAY, 1000 * DAY, 3 * YEAR - 2 * DAY)
+# Incidents left open for years, more than a page of them (100) in any scope: a pass over the open
+# incidents reads its first page, then creation-time windows of at most six months up to now. Most
+# were created in one storm, the others are spread from then to the first run.
+CROWD = 125
+CROWD_STORM = 105
+# Five in six in the two services a scope keeps: more than a page in scope too.
+CROWD_SERVICES = (0, 1, 0, 1, 0, 2)
+# An incident older than this is old: a pass meets it, if open, in a window that ends before now.
+OLD = 180 * DAY
+# What the examples drawn reached, for the final check of `test_collection_matches_the_model`.
+REACHED: Counter = Counter()
+
+
+def reached(what: str, count: int = 1) -> None:
+    """Count what an example reached, also in hypothesis's statistics when a search is running."""
+    REACHED[what] += count
+    if currently_in_test_context():
+        event(what)
 
 
 # The model ----------------------------------------------------------------------------------
@@ -251,7 +292,7 @@ def replay(history: list[tuple[str, str, float, Any]], facts: dict[str, tuple[st
 
 @dataclass
 class Run:
-    """One run of the check, in PagerDuty time, and where the history stood."""
+    """One run of the check, in PagerDuty time, and where the history stood; `cut` when it was cut short."""
 
     index: int
     at: float
@@ -259,6 +300,7 @@ class Run:
     mark: int
     faulted: bool
     error: str | None = None
+    cut: bool = False
 
 
 @dataclass
@@ -370,7 +412,7 @@ class Verdict:
         if at <= self.live:
             return False
         if kind == 'urgency_changed':
-            return any(story.created_at + SLACK <= run.at < at for run in self.runs)
+            return any(story.created_at + SLACK <= run.at < at for run in self.runs if not run.cut)
         return True
 
     def while_wanted(self, story: Story, at: float) -> bool:
@@ -420,7 +462,10 @@ class Verdict:
             return
         if not steady:
             return
-        due = self.runs[-1].at - (0 if self.final else SLACK)
+        whole = [run for run in self.runs if not run.cut]
+        if not whole:
+            return
+        due = whole[-1].at - (0 if self.final else SLACK)
         required = [(kind, at) for kind, at in allowed if at <= due and self.knowable(story, kind, at)]
         _, missing = _unmatched(events, required)
         if missing:
@@ -504,7 +549,7 @@ class Verdict:
         MAX_GAP apart until then."""
         previous = at
         for run in self.runs:
-            if run.mark <= position or run.at < at:
+            if run.cut or run.mark <= position or run.at < at:
                 continue
             if run.at - previous > MAX_GAP:
                 return None
@@ -606,6 +651,27 @@ def _having(*statuses: str) -> Callable[[Any], bool]:
     return lambda machine: bool(machine.incidents(*statuses))
 
 
+class AgentKilled(BaseException):
+    """The Agent's process ends in the middle of a run: no `except Exception` of the check stops it."""
+
+
+# What a run cut short by an error raises, at the request where it is cut.
+CUT_ERROR = 'the run was cut short here'
+
+
+@dataclass
+class Cut:
+    """A run cut short before its request number `after` (0: the first), by an error or by the Agent being killed."""
+
+    after: int
+    killed: bool
+    fired: bool = False
+
+
+def _not_written(key: str, value: str) -> None:
+    """The persistent cache of a killed Agent: nothing reaches it any more."""
+
+
 # The machine --------------------------------------------------------------------------------
 
 
@@ -622,7 +688,7 @@ def step(function: Callable[..., None]) -> Callable[..., None]:
 
 
 history_incidents = st.tuples(
-    st.sampled_from(HISTORY_AGES),
+    st.sampled_from(HISTORY_AGES + OLD_AGES),
     st.integers(0, 1500),
     st.integers(0, 2),
     st.sampled_from(PRIORITIES),
@@ -656,7 +722,11 @@ class CollectionModel(RuleBasedStateMachine):
         self.refusals = 0
         self.refused = False
         self.faults_served = 0
+        self.refusals_served = 0
         self.broken = False
+        # The run being cut short, if one is; whether the last run stopped its pass between two windows.
+        self.cut: Cut | None = None
+        self.between_windows = False
 
     # Setting up ----------------------------------------------------------------------------
 
@@ -666,10 +736,13 @@ class CollectionModel(RuleBasedStateMachine):
         app_key=st.booleans(),
         backfill_days=st.integers(1, 3),
         history=st.lists(history_incidents, max_size=5),
+        crowd=st.one_of(st.none(), st.sampled_from(OLD_AGES[2:])),
     )
     @step
-    def configure(self, scoped: bool, filtered: bool, app_key: bool, backfill_days: int, history: list) -> None:
-        """The instance, and the incidents that existed before the first run."""
+    def configure(
+        self, scoped: bool, filtered: bool, app_key: bool, backfill_days: int, history: list, crowd: float | None
+    ) -> None:
+        """The instance, and the incidents that existed before the first run (a crowd of them `crowd` old)."""
         scope = tuple(self.services[:2]) if scoped else ()
         self.config = Config(scope, WANTED_PRIORITIES if filtered else (), app_key, backfill_days)
         self.options = {'backfill_days': backfill_days}
@@ -695,7 +768,28 @@ class CollectionModel(RuleBasedStateMachine):
             if end in ('resolved', 'acknowledged_resolved'):
                 account.now = resolved
                 account.resolve(incident)
+        if crowd is not None:
+            self._crowd(crowd)
         account.now = START
+        for incident in self.facts:
+            if account.created_at(incident) < START - OLD:
+                reached('old ' + ('resolved' if account.status(incident) == 'resolved' else 'open'))
+        if crowd is not None:
+            reached('a crowd of open incidents')
+
+    def _crowd(self, age: float) -> None:
+        """`CROWD` incidents still open, `CROWD_STORM` of them created within a day `age` ago, the others spread
+        from then to the first run; a third acknowledged."""
+        account = self.account
+        spread = (age - DAY) / (CROWD - CROWD_STORM + 1)
+        for n in range(CROWD):
+            created = START - age + (n * 600 if n < CROWD_STORM else (n - CROWD_STORM + 1) * spread)
+            account.now = created
+            service = self.services[CROWD_SERVICES[n % len(CROWD_SERVICES)]]
+            incident = self._trigger(service, PRIORITIES[n % len(PRIORITIES)], 'high')
+            if n % 3 == 0:
+                account.now = created + 300
+                account.acknowledge(incident)
 
     def _trigger(self, service: str, priority: str | None, urgency: str) -> str:
         incident = self.account.trigger(service, 'Incident {}'.format(len(self.facts) + 1), urgency, priority)
@@ -821,11 +915,23 @@ class CollectionModel(RuleBasedStateMachine):
     def run_once(self) -> None:
         self._run()
 
-    @rule(seconds=st.integers(1, 120))
+    @rule(seconds=st.integers(1, 120), restart=st.booleans())
     @step
-    def advance_and_run(self, seconds: int) -> None:
+    def advance_and_run(self, seconds: int, restart: bool) -> None:
+        """Time passes and the check runs, in a new check (an Agent restarted) when `restart`."""
         self.account.advance(seconds)
+        if restart:
+            self.check = self._new_check(self.delivering)
         self._run()
+
+    @rule(seconds=st.integers(1, 120), after=st.integers(0, 12), killed=st.booleans())
+    @step
+    def cut_short(self, seconds: int, after: int, killed: bool) -> None:
+        """A run cut short before its request number `after`: by an unexpected error there, its state saved
+        as on any error, or by the Agent being killed, after which nothing is written or sent and a new
+        check starts. A run of fewer requests is whole."""
+        self.account.advance(seconds)
+        self._run(Cut(after, killed))
 
     @rule(delivering=st.booleans())
     @step
@@ -852,6 +958,7 @@ class CollectionModel(RuleBasedStateMachine):
         if request.method == 'DELETE' and self.refusals:
             self.refusals -= 1
             self.faults_served += 1
+            self.refusals_served += 1
             self.refused = True
             return Reply(403, FORBIDDEN)
         if self.outage == '503':
@@ -867,31 +974,78 @@ class CollectionModel(RuleBasedStateMachine):
         if not delivering:
             options['submit_dora_failures'] = False
         self.delivering = delivering
+        if self.check is not None and self.between_windows:
+            reached('restarted between two windows')
         check = self.world.check(**options)
         # A wall clock that may be set off between runs; a monotonic clock never goes back.
         anchor = self.skew
         check.clock = lambda: self.account.now + self.skew
         check.monotonic = lambda: self.account.now + anchor
+        check.http.request_hooks.append(self._before_request)
         return check
 
-    def _run(self) -> None:
+    def _before_request(self) -> contextlib.AbstractContextManager:
+        """Called before each request the check makes (a hook of its HTTP wrapper): cuts a run short where told."""
+        cut = self.cut
+        if cut is None or cut.fired and not cut.killed:
+            return contextlib.nullcontext()
+        if cut.fired:
+            raise AgentKilled()
+        if cut.after:
+            cut.after -= 1
+            return contextlib.nullcontext()
+        cut.fired = True
+        if not cut.killed:
+            raise RuntimeError(CUT_ERROR)
+        agent_stub.write_persistent_cache = _not_written
+        raise AgentKilled()
+
+    def _run(self, cut: Cut | None = None) -> None:
         if self.check is None:
             self.check = self._new_check()
-        if self.live is None:
-            self.live = self.account.now
-        served, before = self.faults_served, len(agent_aggregator.events)
+        served, refusals, before = self.faults_served, self.refusals_served, len(agent_aggregator.events)
+        check, warned = self.check, len(self.check.warnings)
+        requests_before = len(self.world.pagerduty.requests)
         outage = self.outage is not None
         error = None
+        killed = False
+        self.cut = cut
         try:
             self.run_check(self.check, cancel=False)
+        except AgentKilled:
+            killed = True
         except Exception as e:
             error = str(e)
-        run = Run(len(self.runs), self.account.now, self.skew, len(self.account.history), outage, error)
-        run.faulted = outage or self.faults_served > served
+        finally:
+            self.cut = None
+            vars(agent_stub).pop('write_persistent_cache', None)
+        at = self.account.now
+        cut_short = cut is not None and cut.fired
+        thrown_away = [w for w in check.warnings[warned:] if any(words in w for words in THROWN_AWAY)]
+        assert not thrown_away, 'run at {}: {}'.format(_t(at), thrown_away)
+        if cut_short:
+            reached('killed' if killed else 'cut short by an error')
+        self.between_windows = not killed and stopped_between_windows(
+            self.world.pagerduty.requests[requests_before:], at
+        )
+        if killed:
+            # Its events never left the Agent, which starts again over what it had written before.
+            self.check = self._new_check(self.delivering)
+        if self.live is None and (not cut_short or went_live(self.check)):
+            self.live = at
+        if killed or self.live is None:
+            return
+        run = Run(len(self.runs), at, self.skew, len(self.account.history), outage, error, cut_short)
+        run.faulted = outage or self.faults_served > served or cut_short
         self.runs.append(run)
-        self.seen += [Seen(event, run) for event in agent_aggregator.events[before:]]
+        self.seen += [Seen(submitted, run) for submitted in agent_aggregator.events[before:]]
         if error is not None:
-            assert run.faulted and RESUMES in error, 'run at {} raised: {}'.format(_t(run.at), error[-1500:])
+            expected = (
+                (cut_short and CUT_ERROR in error)
+                or (run.faulted and RESUMES in error)
+                or (self.refusals_served > refusals and PERMISSION in error)
+            )
+            assert expected, 'run at {} raised: {}'.format(_t(run.at), error[-1500:])
         verdict = self._verdict(final=False)
         verdict.events()
         self._judge(verdict, 'after the run at {}'.format(_t(run.at)))
@@ -925,8 +1079,21 @@ class CollectionModel(RuleBasedStateMachine):
 
 def test_collection_matches_the_model(dd_run_check: Any) -> None:
     """Every event and DORA failure the check produces agrees with the account's history."""
+    REACHED.clear()
     machine = type('Machine', (CollectionModel,), {'run_check': staticmethod(dd_run_check)})
     run_state_machine_as_test(machine, settings=PROFILE)
+    # The examples reached what they are drawn for.
+    reached = {
+        what: REACHED[what] > 0
+        for what in (
+            'old open',
+            'old resolved',
+            'restarted between two windows',
+            'cut short by an error',
+            'killed',
+        )
+    }
+    assert reached == dict.fromkeys(reached, True), REACHED
 
 
 # The cases the engine must get right, one by one ----------------------------------------------
@@ -1128,3 +1295,66 @@ class TestAcceptance:
         dd_run_check(check)
         assert [kind for kind, _ in timeline(aggregator, incident)] == ['acknowledged']
         assert time_to_acknowledge(aggregator) == []
+
+
+@contextlib.contextmanager
+def replaying(dd_run_check: Any, **configuration: Any) -> Iterator[CollectionModel]:
+    """The model's machine outside a search, configured (no history, no crowd unless told), for a history to
+    replay step by step; settled and judged at the end, as after a search's example."""
+    state = type('Machine', (CollectionModel,), {'run_check': staticmethod(dd_run_check)})()
+    options = {'scoped': False, 'filtered': False, 'app_key': False, 'backfill_days': 1, 'history': [], 'crowd': None}
+    options.update(configuration)
+    try:
+        state.configure(**options)
+        yield state
+    except BaseException:
+        state.world.close()
+        raise
+    state.teardown()
+
+
+class TestHistoriesTheModelFound:
+    """Histories the machine drew that the engine got wrong, replayed step by step and judged as the machine does."""
+
+    def test_a_restart_between_two_windows_of_an_old_account(self, dd_run_check):
+        REACHED.clear()
+        with replaying(dd_run_check, crowd=1000 * DAY) as state:
+            state.advance_and_run(seconds=1, restart=False)
+            old = state.incidents('triggered')[0]
+            for run in range(8):
+                if run == 4:
+                    state.account.acknowledge(old)
+                state.advance_and_run(seconds=60, restart=True)
+        assert REACHED['restarted between two windows'] > 0
+
+    def test_a_failure_sent_by_a_killed_run_is_removed_once_its_incident_is_merged(self, dd_run_check):
+        with replaying(dd_run_check, app_key=True) as state:
+            state.advance_and_run(seconds=1, restart=False)
+            state.account.advance(MINUTE)
+            state.trigger(priority='P1', service=0, urgency='high')
+            state.trigger(priority='P1', service=1, urgency='high')
+            merged, survivor = list(state.facts)
+            # Killed after the merged incident's failure was accepted, before the run stored that it was sent.
+            state.cut_short(seconds=60, after=2, killed=True)
+            state.account.advance(MINUTE)
+            state.account.merge(merged, survivor)
+
+    @pytest.mark.parametrize('age', [2 * DAY, 400 * DAY], ids=['two days', 'four hundred days'])
+    def test_an_urgency_change_and_its_undo_in_one_second(self, dd_run_check, age):
+        with replaying(dd_run_check, history=[(age, 0, 0, 'P1', 'triggered', 60)]) as state:
+            state.advance_and_run(seconds=1, restart=False)
+            state.advance_and_run(seconds=300, restart=False)
+            [incident] = state.facts
+            state.account.set_urgency(incident, 'low')
+            state.account.set_urgency(incident, 'high')
+
+    @pytest.mark.parametrize('later', [0, MINUTE], ids=['in the second going live', 'a minute later'])
+    def test_a_trigger_resolve_reopen_and_acknowledgement_in_one_second(self, dd_run_check, later):
+        with replaying(dd_run_check) as state:
+            state.advance_and_run(seconds=1, restart=False)
+            state.account.advance(later)
+            state.trigger(priority='P1', service=0, urgency='high')
+            [incident] = state.facts
+            state.account.resolve(incident)
+            state.account.reopen(incident)
+            state.account.acknowledge(incident)

@@ -65,6 +65,19 @@ json_values = st.recursive(
     max_leaves=20,
 )
 
+# Values of the stored collector state: times a query can render, windows and reconciliation passes
+# (positions at an incident, or at the end of a six-month window: `(until, -1)`).
+stored_times = st.integers(0, int(LATEST_TIME) - 1)
+stored_windows = st.tuples(stored_times, stored_times, st.integers(0, 10_000)).map(
+    lambda w: [min(w[0], w[1]), max(w[0], w[1]) + 1, w[2]]
+)
+stored_scans = st.tuples(
+    stored_times,
+    st.one_of(st.none(), st.tuples(stored_times, st.integers(-1, 1 << 20)).map(list)),
+    st.integers(0, 10_000),
+    st.one_of(st.none(), st.lists(st.text(max_size=8), max_size=3)),
+).map(list)
+
 aware_datetimes = st.datetimes(
     min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=st.timezones()
 )
