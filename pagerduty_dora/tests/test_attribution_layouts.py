@@ -89,9 +89,9 @@ class TestLayout1:
 
     def test_the_state_reads_a_layout_1_document_and_writes_it_back_in_layout_2(self) -> None:
         cache = {CACHE_KEY: json.dumps(LAYOUT_1)}
-        warnings: list = []
+        warnings: list[tuple] = []
         state = AttributionState(
-            read_cache=cache.get,
+            read_cache=lambda key: cache.get(key, ''),
             write_cache=cache.__setitem__,
             warning=lambda *args: warnings.append(args),
             clock=lambda: 1000.0,
@@ -127,7 +127,8 @@ class TestLayout2:
     def test_the_sample_reads_and_keeps_its_layout(self) -> None:
         stored = json.loads(SAMPLE.read_text(encoding='utf-8'))['cache'][CACHE_KEY]
         assert json.loads(stored)['version'] == 2
-        cache, warnings = {CACHE_KEY: stored}, []
+        cache: dict[str, str] = {CACHE_KEY: stored}
+        warnings: list[tuple] = []
         state = self.state(cache, warnings)
 
         assert sorted(state.incidents()) == ['P0K9RW5', 'P0KV7I0', 'P0LGN3V', 'P0M22PQ']

@@ -236,8 +236,8 @@ class TestDrift:
             world.account.advance(60)
             dd_run_check(check)
             # The resolve's update is lost on Datadog's side: its failure stays open there.
-            world.datadog.fault = (
-                lambda r: Reply(202, {'data': {'id': 'x', 'type': 'dora_failure'}})
+            world.datadog.fault = lambda r: (
+                Reply(202, {'data': {'id': 'x', 'type': 'dora_failure'}})
                 if r.method == 'POST' and r.path.endswith('/failure')
                 else None
             )

@@ -153,8 +153,10 @@ def _values(max_depth: int) -> st.SearchStrategy[Any]:
     )
     return st.recursive(
         scalars,
-        lambda inner: st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(['id', 'type', 'summary', 'name', 'status', 'x']), inner, max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(['id', 'type', 'summary', 'name', 'status', 'x']), inner, max_size=3)
+        ),
         max_leaves=6,
     )
 

@@ -183,10 +183,8 @@ class TestScope:
     def test_lookup_failure_changes_nothing(self, aggregator, dd_run_check, world, account, simulated_run):
         from .fakes.server import Reply
 
-        world.pagerduty.server.fault = (
-            lambda request: Reply(403, {'error': {'message': 'Access Denied'}})
-            if request.path.startswith('/services')
-            else None
+        world.pagerduty.server.fault = lambda request: (
+            Reply(403, {'error': {'message': 'Access Denied'}}) if request.path.startswith('/services') else None
         )
         check = world.check(env='prod', service_overrides=[{'pagerduty_service': 'Nowhere', 'service': 'x'}])
         dd_run_check(check)

@@ -269,7 +269,7 @@ def _parts_cases() -> list[Any]:
     ]
 
 
-def _fields_cases(domain: codec.Struct, where: str) -> list[Any]:
+def _fields_cases(domain: codec.Struct[Any], where: str) -> list[Any]:
     return [
         pytest.param(i, value, id='{}.{}={!r}'.format(where, name, value)[:40])
         for i, (name, field_domain) in enumerate(domain.domains)
@@ -293,6 +293,7 @@ class TestDamage:
                 assert getattr(again, name) == getattr(state, name), name
         # Collection stays live with a feed, whatever was lost.
         assert again.live_since is not None and again.feed is not None
+        assert state.last_run is not None and state.feed is not None
         if part == 'feed':
             assert again.feed == Feed(horizon=state.last_run[0])
         if part == 'live_since':
@@ -308,7 +309,7 @@ class TestDamage:
         assert list(again.incidents) == ['PABC123']
         assert again.refetch == ['PDEF456', 'PXYZ']
         # Its transitions before the last run were reported: a first look at it does not report them again.
-        assert again.reported_until == state.last_run[0]
+        assert state.last_run is not None and again.reported_until == state.last_run[0]
         assert again.feed == state.feed and again.reconciliation == state.reconciliation
 
     @pytest.mark.parametrize('index, value', _fields_cases(FEED, 'feed'))
@@ -318,7 +319,7 @@ class TestDamage:
         stored['feed'][index] = value
         again, damage = CollectorState.read(json.dumps(stored))
         assert [d.part for d in damage] == ['feed']
-        assert again.feed == Feed(horizon=state.last_run[0])
+        assert state.last_run is not None and again.feed == Feed(horizon=state.last_run[0])
         assert again.incidents == state.incidents
 
     @pytest.mark.parametrize('index, value', _fields_cases(RECONCILIATION, 'reconciliation'))
@@ -334,7 +335,8 @@ class TestDamage:
     def test_every_field_of_every_part_is_walked(self) -> None:
         walked = {p.values[0] for p in _parts_cases()}
         assert walked == set(LAYOUT.parts)
-        for domain in (RECORD, FEED, RECONCILIATION):
+        domains: tuple[codec.Struct[Any], ...] = (RECORD, FEED, RECONCILIATION)
+        for domain in domains:
             fields = {p.values[0] for p in _fields_cases(domain, '')}
             # Only a kept monitor mapping reads every value: one it cannot read is decided again.
             lenient = [name for i, (name, _) in enumerate(domain.domains) if i not in fields]

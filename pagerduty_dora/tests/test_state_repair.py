@@ -185,7 +185,8 @@ class TestLostDocument:
 def _first_bad_value(part: str) -> object:
     """A stored value out of the part's domain."""
     domain = LAYOUT.parts[part].domain
-    for value in (-1, 'x', 2, {}, [None] * 30):
+    candidates: tuple[object, ...] = (-1, 'x', 2, {}, [None] * 30)
+    for value in candidates:
         try:
             domain.decode(value)
         except (codec.Invalid, TypeError, ValueError):

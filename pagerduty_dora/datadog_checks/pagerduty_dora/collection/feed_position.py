@@ -83,7 +83,7 @@ def _not_empty(window: FeedWindow) -> None:
         raise codec.Invalid('empty feed window')
 
 
-FEED: codec.Domain[Feed] = codec.Struct(
+FEED: codec.Struct[Feed] = codec.Struct(
     Feed,
     horizon=codec.TIME,
     window=codec.Optional(

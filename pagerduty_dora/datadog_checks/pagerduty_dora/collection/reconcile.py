@@ -47,7 +47,7 @@ class Reconciliation:
     verify: list[str] | None = None
 
 
-RECONCILIATION: codec.Domain[Reconciliation] = codec.Struct(
+RECONCILIATION: codec.Struct[Reconciliation] = codec.Struct(
     Reconciliation,
     started=codec.Optional(codec.TIME),
     position=codec.Optional(codec.Pair(codec.TIME, codec.COUNT)),
