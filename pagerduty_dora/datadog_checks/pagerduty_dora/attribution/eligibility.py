@@ -48,6 +48,7 @@ def facts_of(incident: Incident, mapping: MappingResult, wanted: bool) -> Facts:
         merged=incident.merged,
         pagerduty_service=incident.service_id,
         resolved_at=None if incident.is_open else (incident.resolved_at or incident.updated_at or incident.created_at),
+        version=mapping.monitor.version if mapping.monitor is not None else None,
     )
 
 
