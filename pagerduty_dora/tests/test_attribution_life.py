@@ -805,3 +805,33 @@ class TestDryRun:
         assert [r for r in world.datadog.requests if r.method == 'PATCH'] == []
         assert world.deployments.failed() == {}
         assert datadog_agent._cache == {}
+
+    def test_preview_shows_the_monitor_version(self):
+        world = World(account=PagerDutyAccount(now=time.time()))
+        try:
+            account = world.account
+            team = account.add_team('Payments')
+            shared = account.add_service('Shared on-call', team_ids=[team])
+            now = account.now
+            world.deployments.add('checkout', 'prod', 'v41', now - 3 * HOUR, deployment_id='dep-v41')
+            world.deployments.add('checkout', 'prod', 'v42', now - 70 * MINUTE, deployment_id='dep-v42')
+            account.now = now - HOUR
+            event = datadog_event(4207311, ['env:prod', 'service:checkout', 'version:v41'])
+            account.trigger(shared, 'Checkout errors', priority='P1', event=event)
+            account.now = now
+            instance = world.instance(datadog_app_key=DD_APP_KEY, attribute_change_failures=True, env='prod')
+
+            result = run_dry({}, instance, 'conf.yaml', 0)
+        finally:
+            world.close()
+
+        preview = result['attribution']['incidents'][0]
+        assert (preview['deployment']['id'], preview['signal'], preview['basis']) == (
+            'dep-v41',
+            'monitor_version',
+            'version',
+        )
+        assert 'decided by version `v41` named by the Datadog monitor' in preview['note']
+        assert result['attribution']['would_patch'] == [
+            {'deployment': 'dep-v41', 'attributes': {'change_failure': True}}
+        ]
