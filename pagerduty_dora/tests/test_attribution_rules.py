@@ -11,6 +11,8 @@ import pytest
 
 from datadog_checks.pagerduty_dora.attribution import blame, decision, eligibility, model, remediation, state
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.pagerduty.monitor import MonitorMapping
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -115,6 +117,26 @@ class TestQualification:
     )
     def test_meets_severity(self, priority, minimum, order, mapping, expected):
         assert eligibility.meets_severity(priority, minimum, order, mapping) is expected
+
+
+class TestMonitorVersionFact:
+    """The version the monitor names reaches the facts when it speaks of the incident's mapped service."""
+
+    @pytest.mark.parametrize(
+        'services, monitor, expected',
+        [
+            (('checkout',), MonitorMapping(1, 'monitor_group', ('checkout',), None, 'prod', '1.4.2'), '1.4.2'),
+            (('Checkout',), MonitorMapping(1, 'monitor_tags', ('checkout', 'cart'), None, None, '1.4.2'), '1.4.2'),
+            (('checkout',), MonitorMapping(1, '', (), None, None, '1.4.2'), '1.4.2'),
+            (('billing',), MonitorMapping(1, 'monitor_group', ('checkout',), None, 'prod', '1.4.2'), None),
+            (('checkout',), MonitorMapping(1, 'monitor_group', ('checkout',), None, 'prod'), None),
+            (('checkout',), None, None),
+        ],
+        ids=['named', 'one-of-its-services', 'monitor-names-no-service', 'overridden-elsewhere', 'no-version', 'none'],
+    )
+    def test_monitor_version(self, services, monitor, expected):
+        mapping = MappingResult('override', services, None, 'prod', 'P1', monitor)
+        assert eligibility.monitor_version(mapping) == expected
 
 
 class TestPlan:
