@@ -643,6 +643,18 @@ class TestMonitorVersion:
         assert 'decided by the latest deployment of `checkout` in env `prod`' in life.text(incident)
         assert life.results('attributed', 'signal:latest_deployment') == 1
 
+    def test_version_of_a_service_an_override_replaces_is_not_used(self, life):
+        life = life()
+        life.deploy('checkout', 'v41', -2 * HOUR)
+        latest = life.deploy('checkout', 'v42', -10 * MINUTE)
+        # The monitor speaks of `search`; the override maps the incident to `checkout`.
+        event = datadog_event(self.MONITOR, ['env:prod', 'service:search', 'version:v41'])
+        life.account.trigger(life.services['checkout'], 'Search errors', priority='P1', event=event)
+        life.run(SETTLE + MINUTE)
+
+        assert life.failed() == {latest}
+        assert life.results('attributed', 'signal:latest_deployment') == 1
+
     def test_a_resolve_by_hand_keeps_the_version(self, life):
         life = life(service_overrides=[])
         cause = life.deploy('checkout', 'v41', -2 * HOUR)
