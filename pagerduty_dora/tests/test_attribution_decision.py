@@ -81,6 +81,7 @@ class TestSearchResult:
             'final': True,
             'signal': model.LATEST_DEPLOYMENT,
             'basis': None,
+            'version': None,
             'event': None,
             'related': None,
         }
@@ -91,6 +92,22 @@ class TestSearchResult:
         result = decision.searched(self.search, [event], [older, deployment('dep-2', T0 - MINUTE, 'v2')], facts(), DAY)
         assert (result['deployment'], result['signal'], result['basis']) == ('dep-1', model.CHANGE_EVENT, 'version')
         assert (result['event'], result['related']) == ('Deploy v1 done', 1)
+
+    def test_monitor_version_decides_before_change_events_and_the_latest(self):
+        named = deployment('dep-1', T0 - 3 * HOUR, '1.4.2')
+        event = ChangeEvent('e1', T0 - 2 * HOUR, 'Deploy v2', ('PSVC001',), ('v2',), 'intelligent')
+        candidates = [named, deployment('dep-2', T0 - 2 * HOUR, 'v2'), deployment('dep-3', T0 - MINUTE, 'v3')]
+        result = decision.searched(self.search, [event], candidates, facts(version='1.4.2'), DAY)
+        assert (result['deployment'], result['signal'], result['basis']) == ('dep-1', model.MONITOR_VERSION, 'version')
+        assert result['version'] == '1.4.2'
+
+    def test_monitor_version_of_no_candidate_leaves_the_existing_rules(self):
+        event = ChangeEvent('e1', T0 - 2 * HOUR, 'Deploy v2', ('PSVC001',), ('v2',), 'intelligent')
+        candidates = [deployment('dep-2', T0 - 2 * HOUR, 'v2'), deployment('dep-3', T0 - MINUTE, 'v3')]
+        with_version = decision.searched(self.search, [event], candidates, facts(version='9.9.9'), DAY)
+        without = decision.searched(self.search, [event], candidates, facts(), DAY)
+        assert with_version == without
+        assert (without['deployment'], without['signal'], without['version']) == ('dep-2', model.CHANGE_EVENT, None)
 
     def test_nothing_found(self):
         result = decision.searched(self.search, [], [deployment('late', T0 + MINUTE)], facts(), DAY)

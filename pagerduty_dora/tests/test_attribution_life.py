@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from datadog_checks.pagerduty_dora.cli.dry_run import run_dry
-from datadog_checks.pagerduty_dora.demo.rendering import ENTITY_BASE, encode_id
+from datadog_checks.pagerduty_dora.demo.rendering import ENTITY_BASE, datadog_event, encode_id
 
+from .fakes.catalog_api import monitor
 from .fakes.change_events import ChangeEvents
 from .fakes.pagerduty import PagerDutyAccount
 from .harness import DAY, DD_APP_KEY, World
@@ -567,6 +568,111 @@ class TestChangeEvents:
         assert '1 related change event(s) matched none of them' in text
 
 
+class TestMonitorVersion:
+    """The version the Datadog monitor that triggered the incident names decides, before change events and time."""
+
+    MONITOR = 4207311
+
+    @pytest.mark.parametrize(
+        'group, tags, monitor_tags',
+        [
+            (['env:prod', 'service:checkout', 'version:v41'], ['team:payments'], None),
+            ([], ['service:checkout', 'env:prod', 'version:v41'], None),
+            ([], ['service:checkout'], ['service:checkout', 'env:prod', 'version:v41']),
+        ],
+        ids=['alerted-group', 'alert-tags', 'monitor-tags-from-datadog'],
+    )
+    def test_version_blames_its_deployment_over_a_later_one(self, life, group, tags, monitor_tags):
+        life = life(service_overrides=[])
+        if monitor_tags is not None:
+            life.world.catalog.monitors[self.MONITOR] = monitor(
+                self.MONITOR, 'Errors', 'avg:errors{*} > 5', monitor_tags
+            )
+        cause = life.deploy('checkout', 'v41', -2 * HOUR)
+        latest = life.deploy('checkout', 'v42', -10 * MINUTE)
+        event = datadog_event(self.MONITOR, group, tags)
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1', event=event)
+        life.run(SETTLE + MINUTE)
+
+        assert life.failed() == {cause}
+        assert life.patches(latest) == []
+        assert 'decided by version `v41` named by the Datadog monitor that triggered the incident' in life.text(
+            incident
+        )
+        assert life.results('attributed', 'signal:monitor_version') == 1
+
+    def test_version_beats_a_related_change_event_and_without_one_nothing_changes(self, life):
+        life = life()
+        cause = life.deploy('checkout', 'v41', -3 * HOUR)
+        related = life.deploy('checkout', 'v42', -2 * HOUR)
+        latest = life.deploy('checkout', 'v43', -10 * MINUTE)
+        change = life.changes.send(
+            life.services['checkout'],
+            'Deploy checkout',
+            at=life.account.now - 2 * HOUR,
+            custom_details={'version': 'v42'},
+        )
+        plain = life.account.trigger(life.services['checkout'], 'Latency', priority='P1')
+        versionless = datadog_event(self.MONITOR, ['env:prod', 'service:checkout'])
+        untagged = life.account.trigger(life.services['checkout'], 'Errors', priority='P1', event=versionless)
+        tagged = datadog_event(self.MONITOR + 1, ['env:prod', 'service:checkout', 'version:v41'])
+        named = life.account.trigger(life.services['checkout'], 'Timeouts', priority='P1', event=tagged)
+        for incident in (plain, untagged, named):
+            life.changes.relate(incident, change, 'intelligent')
+        life.run(SETTLE + MINUTE)
+
+        assert life.failed() == {cause, related}
+        assert life.patches(latest) == []
+        assert "decided by PagerDuty's related change event" in life.text(plain)
+        assert "decided by PagerDuty's related change event" in life.text(untagged)
+        assert 'decided by version `v41`' in life.text(named)
+        assert life.results('attributed', 'signal:change_event') == 2
+        assert life.results('attributed', 'signal:monitor_version') == 1
+
+    def test_version_of_no_deployment_in_the_window_leaves_the_latest(self, life):
+        life = life(service_overrides=[])
+        life.deploy('checkout', 'v41', -2 * HOUR)
+        latest = life.deploy('checkout', 'v42', -10 * MINUTE)
+        # A version deployed after the incident started is a fix attempt, never its cause.
+        life.deploy('checkout', 'v40', 2 * MINUTE)
+        event = datadog_event(self.MONITOR, ['env:prod', 'service:checkout', 'version:v40'])
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1', event=event)
+        life.run(SETTLE + MINUTE)
+
+        assert life.failed() == {latest}
+        assert 'decided by the latest deployment of `checkout` in env `prod`' in life.text(incident)
+        assert life.results('attributed', 'signal:latest_deployment') == 1
+
+    def test_version_of_a_service_an_override_replaces_is_not_used(self, life):
+        life = life()
+        life.deploy('checkout', 'v41', -2 * HOUR)
+        latest = life.deploy('checkout', 'v42', -10 * MINUTE)
+        # The monitor speaks of `search`; the override maps the incident to `checkout`.
+        event = datadog_event(self.MONITOR, ['env:prod', 'service:search', 'version:v41'])
+        life.account.trigger(life.services['checkout'], 'Search errors', priority='P1', event=event)
+        life.run(SETTLE + MINUTE)
+
+        assert life.failed() == {latest}
+        assert life.results('attributed', 'signal:latest_deployment') == 1
+
+    def test_a_resolve_by_hand_keeps_the_version(self, life):
+        life = life(service_overrides=[])
+        cause = life.deploy('checkout', 'v41', -2 * HOUR)
+        life.deploy('checkout', 'v42', -10 * MINUTE)
+        event = datadog_event(self.MONITOR, ['env:prod', 'service:checkout', 'version:v41'])
+        incident = life.account.trigger(life.services['checkout'], 'Checkout errors', priority='P1', event=event)
+        life.run(SETTLE + MINUTE)
+        # A later deployment, reported before the resolve: the search made at the resolve keeps the version's.
+        later = life.deploy('checkout', 'v43', -(SETTLE + 3 * MINUTE))
+        life.account.resolve(incident)
+        life.restart()
+        life.run(MINUTE, times=2)
+
+        assert life.failed() == {cause}
+        assert life.patches(later) == []
+        assert life.results('attributed', 'signal:monitor_version') == 1
+
+
 class TestExactlyOnce:
     """Every change of an incident reaches Datadog once, across restarts and faults."""
 
@@ -711,3 +817,33 @@ class TestDryRun:
         assert [r for r in world.datadog.requests if r.method == 'PATCH'] == []
         assert world.deployments.failed() == {}
         assert datadog_agent._cache == {}
+
+    def test_preview_shows_the_monitor_version(self):
+        world = World(account=PagerDutyAccount(now=time.time()))
+        try:
+            account = world.account
+            team = account.add_team('Payments')
+            shared = account.add_service('Shared on-call', team_ids=[team])
+            now = account.now
+            world.deployments.add('checkout', 'prod', 'v41', now - 3 * HOUR, deployment_id='dep-v41')
+            world.deployments.add('checkout', 'prod', 'v42', now - 70 * MINUTE, deployment_id='dep-v42')
+            account.now = now - HOUR
+            event = datadog_event(4207311, ['env:prod', 'service:checkout', 'version:v41'])
+            account.trigger(shared, 'Checkout errors', priority='P1', event=event)
+            account.now = now
+            instance = world.instance(datadog_app_key=DD_APP_KEY, attribute_change_failures=True, env='prod')
+
+            result = run_dry({}, instance, 'conf.yaml', 0)
+        finally:
+            world.close()
+
+        preview = result['attribution']['incidents'][0]
+        assert (preview['deployment']['id'], preview['signal'], preview['basis']) == (
+            'dep-v41',
+            'monitor_version',
+            'version',
+        )
+        assert 'decided by version `v41` named by the Datadog monitor' in preview['note']
+        assert result['attribution']['would_patch'] == [
+            {'deployment': 'dep-v41', 'attributes': {'change_failure': True}}
+        ]

@@ -11,6 +11,8 @@ import pytest
 
 from datadog_checks.pagerduty_dora.attribution import blame, decision, eligibility, model, remediation, state
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
+from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.pagerduty.monitor import MonitorMapping
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -117,6 +119,26 @@ class TestQualification:
         assert eligibility.meets_severity(priority, minimum, order, mapping) is expected
 
 
+class TestMonitorVersionFact:
+    """The version the monitor names reaches the facts when it speaks of the incident's mapped service."""
+
+    @pytest.mark.parametrize(
+        'services, monitor, expected',
+        [
+            (('checkout',), MonitorMapping(1, 'monitor_group', ('checkout',), None, 'prod', '1.4.2'), '1.4.2'),
+            (('Checkout',), MonitorMapping(1, 'monitor_tags', ('checkout', 'cart'), None, None, '1.4.2'), '1.4.2'),
+            (('checkout',), MonitorMapping(1, '', (), None, None, '1.4.2'), '1.4.2'),
+            (('billing',), MonitorMapping(1, 'monitor_group', ('checkout',), None, 'prod', '1.4.2'), None),
+            (('checkout',), MonitorMapping(1, 'monitor_group', ('checkout',), None, 'prod'), None),
+            (('checkout',), None, None),
+        ],
+        ids=['named', 'one-of-its-services', 'monitor-names-no-service', 'overridden-elsewhere', 'no-version', 'none'],
+    )
+    def test_monitor_version(self, services, monitor, expected):
+        mapping = MappingResult('override', services, None, 'prod', 'P1', monitor)
+        assert eligibility.monitor_version(mapping) == expected
+
+
 class TestPlan:
     """What to do next follows from the qualification and the stored search alone."""
 
@@ -206,6 +228,31 @@ class TestBlame:
         found = blame.decide_blame([fix], [event(T0 + 10 * MINUTE, 'x', {'version': 'v9'})], T0, DAY, 'PSVC001')
         assert found.deployment is None
 
+    @pytest.mark.parametrize(
+        'version, expected',
+        [
+            ('1.4.2-RC', 'named'),
+            # Datadog lowercases tags.
+            ('1.4.2-rc', 'named'),
+            ('1.4.9', 'latest'),
+            (None, 'latest'),
+            ('9.0', 'latest'),
+        ],
+        ids=['named', 'case-differs', 'no-such-version', 'no-version', 'named-one-is-after-the-start'],
+    )
+    def test_monitor_version_decides_first(self, version, expected):
+        named = deployment('named', 3 * HOUR, '1.4.2-RC')
+        candidates = [named, deployment('latest', 10 * MINUTE, '1.4.3'), deployment('after', -MINUTE, '9.0')]
+        related = [event(T0 - 10 * MINUTE, 'x', {'version': '1.4.3'}, reason='intelligent')]
+        found = blame.decide_blame(candidates, related, T0, DAY, 'PSVC001', version)
+        signal = model.MONITOR_VERSION if expected == 'named' else model.CHANGE_EVENT
+        assert (found.deployment.id, found.signal) == (expected, signal)
+
+    def test_monitor_version_deployed_twice_blames_the_latest_of_them(self):
+        first, again = deployment('first', 5 * HOUR, '1.4.2'), deployment('again', 2 * HOUR, '1.4.2')
+        found = blame.decide_blame([first, again, deployment('latest', HOUR, '1.4.3')], [], T0, DAY, 'PSVC001', '1.4.2')
+        assert (found.deployment.id, found.signal) == ('again', model.MONITOR_VERSION)
+
     def test_identifiers_are_bounded(self):
         found = blame.identifiers_of('word ' * 500, {'k{}'.format(i): 'v' for i in range(500)})
         assert len(found) == blame.MAX_IDENTIFIERS
@@ -288,6 +335,13 @@ class TestRecords:
         assert Facts.from_json(facts(resolved_at=T0 + 1, gone='deleted').to_json()) == facts(
             resolved_at=T0 + 1, gone='deleted'
         )
+        assert Facts.from_json(facts(version='1.4.2').to_json()) == facts(version='1.4.2')
+
+    def test_facts_stored_before_versions_load_without_one(self):
+        stored = facts().to_json()
+        assert 'version' not in stored
+        assert Facts.from_json(stored).version is None
+        assert Facts.from_json(dict(stored, version='')).version is None
 
     @pytest.mark.parametrize(
         'raw', [None, {'id': 1, 'service': 's'}, {'id': 'x'}], ids=['none', 'int-id', 'no-service']

@@ -46,6 +46,12 @@ class TestNotes:
             stands_alone=True,
         )
 
+    def test_blamed_by_the_monitor_version(self):
+        search = {'signal': model.MONITOR_VERSION, 'basis': 'version', 'version': 'v2`x', 'related': 1}
+        decided = texts.signal_text(search, DAY)
+        assert decided == "decided by version `v2'x` named by the Datadog monitor that triggered the incident"
+        assert texts.blamed_note(FAILED, 0, search, DAY).line.endswith('marked as a change failure; ' + decided)
+
     @pytest.mark.parametrize(
         'left, tail',
         [

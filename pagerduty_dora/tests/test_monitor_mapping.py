@@ -19,6 +19,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.rendering import datadog_event
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 from datadog_checks.pagerduty_dora.pagerduty.monitor import (
+    KEPT_MAPPING,
     MAX_SERVICES,
     NO_MONITOR,
     MonitorAlert,
@@ -160,8 +161,32 @@ class TestDecide:
             (MonitorAlert(1, (), ('env:prod', 'env:staging')), MonitorMapping(1, '', (), None, None)),
             (MonitorAlert(1, (), ('host:web-1', 'region:eu')), MonitorMapping(1, '', (), None, None)),
             (None, NO_MONITOR),
+            (
+                MonitorAlert(1, (('service', 'web'), ('version', '1.4.2')), ('version:1.4.1',)),
+                MonitorMapping(1, 'monitor_group', ('web',), None, None, '1.4.2'),
+            ),
+            (
+                MonitorAlert(1, (), ('service:web', 'version:1.4.2')),
+                MonitorMapping(1, 'monitor_tags', ('web',), version='1.4.2'),
+            ),
+            (
+                MonitorAlert(1, (), ('service:web', 'version:1', 'version:2')),
+                MonitorMapping(1, 'monitor_tags', ('web',)),
+            ),
+            (MonitorAlert(1, (), ('version:1.4.2',)), MonitorMapping(1, '', (), version='1.4.2')),
         ],
-        ids=['multi-alert', 'group-then-tags', 'tags', 'two-envs', 'nothing-to-map-by', 'no-monitor'],
+        ids=[
+            'multi-alert',
+            'group-then-tags',
+            'tags',
+            'two-envs',
+            'nothing-to-map-by',
+            'no-monitor',
+            'version-of-the-group',
+            'version-tag',
+            'two-version-tags',
+            'version-maps-nothing',
+        ],
     )
     def test_decide(self, alert, expected):
         assert decide(alert) == expected
@@ -190,6 +215,14 @@ class TestKeptValue:
         kept = MonitorMapping(7, 'monitor_tags', ('a', 'b'), 'payments', 'prod')
         assert MonitorMapping.from_json(kept.to_json()) == kept
         assert MonitorMapping.from_json(NO_MONITOR.to_json()) == NO_MONITOR
+        versioned = MonitorMapping(7, 'monitor_group', ('a',), None, 'prod', '1.4.2')
+        assert MonitorMapping.from_json(versioned.to_json()) == versioned
+        assert KEPT_MAPPING.decode(KEPT_MAPPING.encode(versioned)) == versioned
+
+    def test_a_mapping_stored_without_a_version_loads(self):
+        stored = {'id': 7, 'rule': 'monitor_tags', 'services': ['a'], 'team': None, 'env': 'prod'}
+        assert KEPT_MAPPING.decode(stored) == MonitorMapping(7, 'monitor_tags', ('a',), None, 'prod')
+        assert KEPT_MAPPING.decode(stored).version is None
 
     @pytest.mark.parametrize(
         'raw',
@@ -201,8 +234,20 @@ class TestKeptValue:
             {'id': 1, 'services': ['s'] * (MAX_SERVICES + 1)},
             {'id': 1, 'services': ['a b']},
             {'id': 1, 'env': 'x' * 201},
+            {'id': 1, 'version': '1.4 2'},
+            {'id': 1, 'version': 7},
         ],
-        ids=['not-object', 'bool-id', 'negative-id', 'unknown-rule', 'too-many', 'space', 'too-long'],
+        ids=[
+            'not-object',
+            'bool-id',
+            'negative-id',
+            'unknown-rule',
+            'too-many',
+            'space',
+            'too-long',
+            'version-with-a-space',
+            'version-not-text',
+        ],
     )
     def test_refused(self, raw):
         with pytest.raises(ValueError):

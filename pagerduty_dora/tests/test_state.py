@@ -22,6 +22,7 @@ from datadog_checks.pagerduty_dora.collection.sweep import Window
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME
+from datadog_checks.pagerduty_dora.pagerduty.monitor import MONITOR_GROUP, MONITOR_TAGS, NO_MONITOR, MonitorMapping
 from datadog_checks.pagerduty_dora.pagerduty.transitions import ACTIONS, NEW, Base, Step
 
 PROFILE = settings(
@@ -81,6 +82,21 @@ def bases(draw: Any) -> Base:
 
 
 steps = st.builds(Step, ids, times, st.sampled_from(ACTIONS), st.booleans(), ids)
+tag_values = st.from_regex(r'[a-z0-9][a-z0-9_\-:./]{0,20}', fullmatch=True)
+# A kept monitor mapping: none yet, no monitor, or one with or without the version it names.
+monitors = st.one_of(
+    st.none(),
+    st.just(NO_MONITOR),
+    st.builds(
+        MonitorMapping,
+        st.integers(min_value=1, max_value=10**12),
+        st.sampled_from(['', MONITOR_GROUP, MONITOR_TAGS]),
+        st.lists(tag_values, max_size=3).map(tuple),
+        st.one_of(st.none(), tag_values),
+        st.one_of(st.none(), tag_values),
+        st.one_of(st.none(), tag_values),
+    ),
+)
 
 
 @st.composite
@@ -103,6 +119,7 @@ def records(draw: Any) -> IncidentRecord:
         steps=draw(st.lists(steps, max_size=4)),
         emitted=draw(st.lists(ids, max_size=4)),
         counted=draw(st.booleans()),
+        monitor=draw(monitors),
     )
 
 
@@ -154,6 +171,7 @@ def full_state() -> CollectorState:
         steps=[Step('E1', now - 300, 'acknowledge', True, 'acknowledge_log_entry')],
         emitted=['E1'],
         counted=True,
+        monitor=MonitorMapping(4207311, MONITOR_GROUP, ('checkout',), 'payments', 'prod', '1.4.2'),
     )
     return CollectorState(
         live_since=now - 86400,
@@ -205,15 +223,28 @@ class TestRoundTrip:
                 reached['records with steps'] += 1
             if any(any(ord(c) > 127 for c in key) for key in state.incidents):
                 reached['unicode ids'] += 1
+            if any(record.monitor and record.monitor.version for record in state.incidents.values()):
+                reached['monitor versions'] += 1
 
         round_trip()
         assert reached['round trip'] == 300
         assert min(reached.values()) >= 10, reached
-        assert len(reached) == 5, reached
+        assert len(reached) == 6, reached
 
     def test_the_full_state_round_trips(self) -> None:
         state = full_state()
         assert CollectorState.read(state.dumps()) == (state, [])
+
+    def test_a_monitor_mapping_stored_without_a_version_loads(self) -> None:
+        state = full_state()
+        stored = json.loads(state.dumps())
+        for values in stored['incidents'].values():
+            assert values[-1].pop('version') == '1.4.2'
+        again, damage = CollectorState.read(json.dumps(stored))
+        assert damage == []
+        assert {r.monitor for r in again.incidents.values()} == {
+            MonitorMapping(4207311, MONITOR_GROUP, ('checkout',), 'payments', 'prod')
+        }
 
     def test_a_stored_state_says_its_layout(self) -> None:
         assert json.loads(CollectorState().dumps())['version'] == STATE_VERSION == LAYOUT.version

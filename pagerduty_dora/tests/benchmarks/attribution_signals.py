@@ -1,7 +1,7 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Attribution benchmark: the two rules side by side on one simulated account, scored against the truth.
+"""Attribution benchmark: the rules side by side on one simulated account, scored against the truth.
 
 Run from the integration folder with the test environment's Python:
 
@@ -9,9 +9,10 @@ Run from the integration folder with the test environment's Python:
 
 One account (PagerDuty services, their deployments in DORA Metrics, change events, incidents) is
 generated once, with the deployment that really caused each incident known. The real check then
-runs over it on simulated time, every `--interval` seconds, twice over the same account: once with
-PagerDuty relating change events to incidents, once with an account that has none (so only "the
-latest deployment in the window" can decide). Printed per rule:
+runs over it on simulated time, every `--interval` seconds, four times over the same account: with
+and without PagerDuty relating change events to incidents, each with and without the `version` in
+the alerts of the Datadog monitors that trigger incidents (without both, only "the latest deployment
+in the window" can decide). Printed per rule:
 
 - precision: of the deployments marked as change failures, the share that caused an incident;
 - recall: of the deployments that caused an incident, the share marked;
@@ -26,6 +27,14 @@ while the service's other releases go on; a third of the incidents are caused by
 PagerDuty's own correlation relates the cause's change event as `intelligent` to 70 % of caused
 incidents, a random recent change to 10 % of the others, and the most recent change of the
 service to every incident (as `most_recent`).
+
+A share of the incidents (`--monitors`, drawn apart so the rest of the account is the same whatever
+it is) is triggered by a Datadog monitor: a Multi Alert monitor grouped by `service`, `env`, `team`
+and `version`, whose alerted group names a version. With `--named running` (the default) it is the
+version of the service's latest deployment that finished before the incident (the version that
+runs, and errs, when the monitor alerts), whatever caused it; with `--named cause` a caused incident
+names the version of its cause (a monitor that watches one release, as a deployment's canary or
+regression monitor does) and the others the running version.
 """
 
 from __future__ import annotations
@@ -77,7 +86,7 @@ def plan_account(args: argparse.Namespace, start: float) -> Plan:
                 _deploy(plan, rng, service, rollback, previous, rollback_at)
                 plan.rollbacks[deployment] = rollback
                 relate = 'cause' if rng.random() < 0.7 else None
-                trigger = {'key': key, 'service': service, 'relate': relate, 'cause': deployment}
+                trigger = {'key': key, 'service': service, 'relate': relate, 'cause': deployment, 'version': version}
                 plan.steps.append((incident_at, 'trigger', trigger))
                 plan.steps.append((rollback_at + rng.uniform(1, 10) * MINUTE, 'resolve', {'key': key}))
             at += rng.expovariate(1 / (args.deploy_every * HOUR))
@@ -92,7 +101,25 @@ def plan_account(args: argparse.Namespace, start: float) -> Plan:
             plan.steps.append((incident_at, 'trigger', trigger))
             plan.steps.append((incident_at + rng.uniform(10, 90) * MINUTE, 'resolve', {'key': key}))
     plan.steps.sort(key=lambda step: step[0])
+    _name_versions(plan, args)
     return plan
+
+
+def _name_versions(plan: Plan, args: argparse.Namespace) -> None:
+    """Which incidents a Datadog monitor triggers, and the version its alerted group names (see the module doc)."""
+    rng = random.Random('monitors-{}'.format(args.seed))
+    deployed: dict[str, list[tuple[float, str]]] = {name: [] for name in plan.services}
+    for _, kind, payload in plan.steps:
+        if kind == 'deploy':
+            deployed[payload['service']].append((payload['finished'], payload['version']))
+    for at, kind, payload in plan.steps:
+        if kind != 'trigger' or rng.random() >= args.monitors:
+            continue
+        running = [version for finished, version in sorted(deployed[payload['service']]) if finished <= at]
+        if args.named == 'cause' and payload['cause']:
+            payload['named'] = payload['version']
+        elif running:
+            payload['named'] = running[-1]
 
 
 def _deploy(plan: Plan, rng: random.Random, service: str, deployment: str, version: str, finished: float) -> None:
@@ -103,7 +130,21 @@ def _deploy(plan: Plan, rng: random.Random, service: str, deployment: str, versi
         plan.steps.append((finished + rng.uniform(0, 30), 'change', dict(payload)))
 
 
-def run_rule(args: argparse.Namespace, plan: Plan, start: float, with_change_events: bool) -> dict[str, Any]:
+def monitor_event(plan: Plan, payload: dict, with_version: bool) -> dict | None:
+    """What the Datadog monitor that triggers the incident sends PagerDuty; None for an incident no monitor triggers."""
+    from datadog_checks.pagerduty_dora.demo.rendering import datadog_event
+
+    if 'named' not in payload:
+        return None
+    group = ['env:prod', 'service:' + payload['service'], 'team:team']
+    if with_version:
+        group.append('version:' + payload['named'])
+    return datadog_event(1000 + plan.services.index(payload['service']), group)
+
+
+def run_rule(
+    args: argparse.Namespace, plan: Plan, start: float, with_change_events: bool, with_version: bool
+) -> dict[str, Any]:
     """Run the check over the planned account; return what Datadog holds and what each incident blames."""
     from datadog_checks.base.stubs import aggregator, datadog_agent
 
@@ -160,7 +201,10 @@ def run_rule(args: argparse.Namespace, plan: Plan, start: float, with_change_eve
                     change_ids[payload['id']] = event
                     recent_changes[payload['service']].append(event)
                 elif kind == 'trigger':
-                    incident = account.trigger(pd_services[payload['service']], payload['key'], priority='P1')
+                    event = monitor_event(plan, payload, with_version)
+                    incident = account.trigger(
+                        pd_services[payload['service']], payload['key'], priority='P1', event=event
+                    )
                     incidents[payload['key']] = incident
                     if payload['relate'] == 'cause' and payload['cause'] in change_ids:
                         changes.relate(incident, change_ids[payload['cause']], 'intelligent')
@@ -221,6 +265,10 @@ def main() -> None:
     parser.add_argument('--window', type=int, default=86400, help='attribution_window, seconds')
     parser.add_argument('--interval', type=float, default=300.0, help='seconds between runs')
     parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--monitors', type=float, default=0.6, help='share of incidents a Datadog monitor triggers')
+    parser.add_argument(
+        '--named', choices=('running', 'cause'), default='running', help='the version the monitor alert names'
+    )
     args = parser.parse_args()
     os.environ.setdefault('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
     # Rate-limit waits pass at once: the account runs on simulated time.
@@ -228,9 +276,21 @@ def main() -> None:
     start = 1793620800.0
     plan = plan_account(args, start)
     report: dict[str, Any] = {'options': vars(args)}
-    for name, with_events in (('change_events_then_latest', True), ('latest_deployment_only', False)):
+    rules = (
+        ('monitor_version_then_change_events_then_latest', True, True),
+        ('change_events_then_latest', True, False),
+        ('monitor_version_then_latest', False, True),
+        ('latest_deployment_only', False, False),
+    )
+    report['incidents_from_monitors'] = sum(1 for _, kind, p in plan.steps if kind == 'trigger' and 'named' in p)
+    report['naming_their_cause'] = sum(
+        1
+        for _, kind, p in plan.steps
+        if kind == 'trigger' and 'named' in p and p['cause'] and p['named'] == p['version']
+    )
+    for name, with_events, with_version in rules:
         began = time.process_time()
-        result = run_rule(args, plan, start, with_events)
+        result = run_rule(args, plan, start, with_events, with_version)
         report[name] = dict(score(plan, result), cpu_seconds=round(time.process_time() - began, 1))
     print(json.dumps(report, indent=2))
 

@@ -3,7 +3,10 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Which deployment an incident blames: the range searched, and the choice among what was found.
 
-Never one that finished after the incident started (a fix attempt is never the cause). A change
+Never one that finished after the incident started (a fix attempt is never the cause). The version
+the Datadog monitor that triggered the incident names (its alerted group or its `version` tag)
+decides first: the deployment of that version, of the incident's service and env, within the window
+(the latest, when the version was deployed more than once). Without one, a change
 event that PagerDuty relates to the incident (by its `intelligent` or `related_service` correlation;
 its `most_recent` one is only time, which Datadog's list of deployments tells better) and that
 matches a Datadog deployment of the same service and env (by version or commit, else by time)
@@ -18,7 +21,16 @@ from typing import Any, Iterable, Sequence
 
 from datadog_checks.pagerduty_dora.catalog.model import name_key
 
-from .model import BY_COMMIT, BY_TIME, BY_VERSION, CHANGE_EVENT, LATEST_DEPLOYMENT, ChangeEvent, Deployment
+from .model import (
+    BY_COMMIT,
+    BY_TIME,
+    BY_VERSION,
+    CHANGE_EVENT,
+    LATEST_DEPLOYMENT,
+    MONITOR_VERSION,
+    ChangeEvent,
+    Deployment,
+)
 
 # The list's time range may apply to when deployments *started*: a rollout that started up to this long
 # before the window and finished inside it is still found (results are kept on their finish time).
@@ -66,9 +78,14 @@ def decide_blame(
     start: float,
     window: float,
     pagerduty_service: str,
+    version: str | None = None,
 ) -> Blame:
-    """The deployment to blame: the one a related change event matches, else the latest in the window."""
+    """The deployment to blame: the one of the monitor's `version`, else the one a related change event
+    matches, else the latest in the window."""
     found = in_window(candidates, start, window)
+    named = of_version(found, version)
+    if named is not None:
+        return Blame(named, MONITOR_VERSION, BY_VERSION)
     # PagerDuty's `most_recent` relation is a rule of time on the change events it was sent, which
     # Datadog's own list (every deployment) answers better; its other relations know more.
     for event in ranked([e for e in events if e.reason != MOST_RECENT]):
@@ -78,6 +95,15 @@ def decide_blame(
             return Blame(deployment, CHANGE_EVENT, basis, event)
     latest = max(found, key=lambda d: (d.finished_at, d.id)) if found else None
     return Blame(latest, LATEST_DEPLOYMENT)
+
+
+def of_version(deployments: Sequence[Deployment], version: str | None) -> Deployment | None:
+    """The deployment of `version` (compared as names are), the latest when it was deployed more than once."""
+    wanted = name_key(version)
+    if not wanted:
+        return None
+    same = [d for d in deployments if name_key(d.version) == wanted]
+    return max(same, key=lambda d: (d.finished_at, d.id)) if same else None
 
 
 def ranked(events: Sequence[ChangeEvent]) -> list[ChangeEvent]:

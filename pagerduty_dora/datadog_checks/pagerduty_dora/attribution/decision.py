@@ -29,6 +29,7 @@ from .blame import blame_range, decide_blame
 from .model import (
     FILTERED,
     KEPT,
+    MONITOR_VERSION,
     MOVED,
     REATTRIBUTED,
     RELEASED,
@@ -148,7 +149,7 @@ def searched(
     window: float,
 ) -> dict:
     """The stored result of a blame search that answered: the deployment it blames and what decided it."""
-    blame = decide_blame(candidates, events or [], facts.start, window, facts.pagerduty_service)
+    blame = decide_blame(candidates, events or [], facts.start, window, facts.pagerduty_service, facts.version)
     found = blame.deployment
     return {
         'service': search.service,
@@ -158,6 +159,7 @@ def searched(
         'final': search.final,
         'signal': blame.signal,
         'basis': blame.basis,
+        'version': facts.version if blame.signal == MONITOR_VERSION else None,
         'event': clip(one_line(blame.event.summary), 200) if blame.event else None,
         'related': None if events is None else len(events),
     }

@@ -48,7 +48,23 @@ def facts_of(incident: Incident, mapping: MappingResult, wanted: bool) -> Facts:
         merged=incident.merged,
         pagerduty_service=incident.service_id,
         resolved_at=None if incident.is_open else (incident.resolved_at or incident.updated_at or incident.created_at),
+        version=monitor_version(mapping),
     )
+
+
+def monitor_version(mapping: MappingResult) -> str | None:
+    """The version the Datadog monitor that triggered the incident names, if it speaks of the mapped service.
+
+    An override may map the incident to a service the monitor does not name: its version is another
+    service's, and names none of this one's deployments.
+    """
+    monitor = mapping.monitor
+    if monitor is None or not monitor.version:
+        return None
+    named = {name_key(s) for s in monitor.services}
+    if named and not named & {name_key(s) for s in mapping.services}:
+        return None
+    return monitor.version
 
 
 def mapped_services(mapping: Any) -> list[str]:

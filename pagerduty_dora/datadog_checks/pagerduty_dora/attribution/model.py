@@ -39,6 +39,8 @@ MOVED = 'moved'
 REATTRIBUTED = 'reattributed'
 
 # What decided the blamed deployment (tag `signal`), and how a change event matched it (`basis`).
+# `monitor_version`: the version the Datadog monitor's alert names.
+MONITOR_VERSION = 'monitor_version'
 CHANGE_EVENT = 'change_event'
 LATEST_DEPLOYMENT = 'latest_deployment'
 BY_VERSION = 'version'
@@ -121,9 +123,11 @@ class Facts:
     resolved_at: float | None
     # Set when the collector removed the incident's failure: `deleted` or `out_of_scope`.
     gone: str | None = None
+    # The version the Datadog monitor that triggered the incident names (its alerted group or its tags).
+    version: str | None = None
 
     def to_json(self) -> dict:
-        return {
+        raw: dict[str, Any] = {
             'start': self.start,
             'services': list(self.services),
             'env': self.env,
@@ -136,6 +140,11 @@ class Facts:
             'resolved_at': self.resolved_at,
             'gone': self.gone,
         }
+        # Only when known: the facts of an incident without one stay as stored before versions were read,
+        # so an upgrade does not judge every incident again.
+        if self.version:
+            raw['version'] = self.version
+        return raw
 
     @classmethod
     def from_json(cls, raw: Any) -> Facts:
@@ -154,6 +163,8 @@ class Facts:
             pagerduty_service=str(raw.get('pagerduty_service') or ''),
             resolved_at=None if resolved is None else float(resolved),
             gone=_text(raw.get('gone')),
+            # Facts stored before versions were read have none.
+            version=_text(raw.get('version')),
         )
 
 

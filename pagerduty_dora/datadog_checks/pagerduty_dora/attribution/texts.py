@@ -99,6 +99,10 @@ def deployment_text(deployment: Deployment) -> str:
 
 def signal_text(search: Mapping[str, Any], window: float) -> str:
     """Which signal decided a blame, for people."""
+    if search.get('signal') == model.MONITOR_VERSION:
+        return 'decided by version {} named by the Datadog monitor that triggered the incident'.format(
+            code(search.get('version'))
+        )
     if search.get('signal') == model.CHANGE_EVENT:
         return "decided by PagerDuty's related change event {} (matched by {})".format(
             code(search.get('event')), search.get('basis')

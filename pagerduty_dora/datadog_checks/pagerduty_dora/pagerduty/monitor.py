@@ -43,6 +43,7 @@ _TAG_VALUE = re.compile(r'[\w\-:./]+')
 _MONITOR_PATH = re.compile(r'/monitors/(\d{1,18})/?')
 _FRAGMENT = re.compile(r'(\d{1,18})(?:\?(.*))?', re.DOTALL)
 KEYS = ('service', 'env', 'team')
+VERSION = 'version'
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class MonitorMapping:
 
     `monitor_id` is None for an incident no Datadog monitor triggered; `rule` is '' when the monitor
     gave nothing to map by (the catalog rules decide alone). `services` are every service it names.
+    `version` is the version the alert names (its group, else the monitor's single `version` tag): it
+    maps nothing, and names the deployment attribution blames.
     """
 
     monitor_id: int | None = None
@@ -67,6 +70,7 @@ class MonitorMapping:
     services: tuple[str, ...] = ()
     team: str | None = None
     env: str | None = None
+    version: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class MonitorMapping:
             'services': list(self.services),
             'team': self.team,
             'env': self.env,
+            'version': self.version,
         }
 
     @classmethod
@@ -91,7 +96,8 @@ class MonitorMapping:
         services = raw.get('services') or []
         if not isinstance(services, list) or len(services) > MAX_SERVICES:
             raise ValueError('monitor services are not a short list')
-        values = [tag_value(s) for s in services] + [tag_value(raw.get(k)) for k in ('team', 'env') if raw.get(k)]
+        optional = ('team', 'env', 'version')
+        values = [tag_value(s) for s in services] + [tag_value(raw.get(k)) for k in optional if raw.get(k)]
         if any(v is None for v in values):
             raise ValueError('monitor mapping holds a value Datadog would not tag with')
         return cls(
@@ -100,6 +106,8 @@ class MonitorMapping:
             services=tuple(services),
             team=raw.get('team') or None,
             env=raw.get('env') or None,
+            # A mapping stored before versions were kept has none.
+            version=raw.get('version') or None,
         )
 
 
@@ -122,7 +130,7 @@ def split_tag(tag: str) -> tuple[str, str] | None:
     """(key, value) of a `key:value` tag with a key this check maps by; None for any other."""
     key, sep, value = tag.partition(':')
     key = key.strip().lower()
-    if not sep or key not in KEYS + ('version',):
+    if not sep or key not in KEYS + (VERSION,):
         return None
     checked = tag_value(value)
     return (key, checked) if checked is not None else None
@@ -231,14 +239,15 @@ def decide(alert: MonitorAlert | None, monitor_tags: tuple[str, ...] | None = No
     A Multi Alert group gives its `service`, `env` and `team`. What it lacks, and a monitor with no
     group, comes from the monitor's tags: `env` if there is a single `env` tag, every `service` tag
     (at most `MAX_SERVICES`), `team` if there is a single `team` tag. `monitor_tags` are the tags
-    Datadog's API gives for the monitor, when read; the alert's own tags otherwise.
+    Datadog's API gives for the monitor, when read; the alert's own tags otherwise. The `version` comes the
+    same way: the group's, else the monitor's single `version` tag.
     """
     if alert is None:
         return NO_MONITOR
     grouped: dict[str, str] = {}
     for key, value in alert.group:
         grouped.setdefault(key, value)
-    tagged: dict[str, list[str]] = {key: [] for key in KEYS}
+    tagged: dict[str, list[str]] = {key: [] for key in KEYS + (VERSION,)}
     for tag in alert.tags if monitor_tags is None else monitor_tags:
         entry = split_tag(tag)
         if entry is not None and entry[0] in tagged:
@@ -246,8 +255,9 @@ def decide(alert: MonitorAlert | None, monitor_tags: tuple[str, ...] | None = No
     services = (grouped['service'],) if 'service' in grouped else tuple(dict.fromkeys(tagged['service']))
     env = grouped.get('env') or _single(tagged['env'])
     team = grouped.get('team') or _single(tagged['team'])
+    version = grouped.get(VERSION) or _single(tagged[VERSION])
     rule = MONITOR_GROUP if any(k in grouped for k in KEYS) else MONITOR_TAGS if services or env or team else ''
-    return MonitorMapping(alert.monitor_id, rule, services[:MAX_SERVICES], team, env)
+    return MonitorMapping(alert.monitor_id, rule, services[:MAX_SERVICES], team, env, version)
 
 
 def first_alert(alerts: Any) -> MonitorAlert | None:
