@@ -201,9 +201,9 @@ def run_rule(
                     change_ids[payload['id']] = event
                     recent_changes[payload['service']].append(event)
                 elif kind == 'trigger':
-                    event = monitor_event(plan, payload, with_version)
+                    alert = monitor_event(plan, payload, with_version)
                     incident = account.trigger(
-                        pd_services[payload['service']], payload['key'], priority='P1', event=event
+                        pd_services[payload['service']], payload['key'], priority='P1', event=alert
                     )
                     incidents[payload['key']] = incident
                     if payload['relate'] == 'cause' and payload['cause'] in change_ids:
