@@ -13,6 +13,7 @@ so a layout can grow at its end without breaking what is stored.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import fields
 from typing import Any, Callable, Generic, TypeVar
 
@@ -47,12 +48,14 @@ class Number(Domain[float]):
         self.low, self.high, self.what = low, high, what
 
     def decode(self, raw: Any) -> float:
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        kind = type(raw)
+        if kind is not float and kind is not int:
             raise Invalid('{} is not a number'.format(self.what))
-        number = float(raw)
-        if not math.isfinite(number) or not self.low <= number < self.high:
+        # A comparison with NaN is false, and infinities fall outside [low, high) as `low` is finite
+        # and `high` is finite or infinite itself: the range test refuses what is not finite too.
+        if not self.low <= raw < self.high:
             raise Invalid('{} {!r} is out of range'.format(self.what, raw)[:120])
-        return number
+        return float(raw)
 
 
 class _Count(Domain[int]):
@@ -62,7 +65,7 @@ class _Count(Domain[int]):
         self.low = low
 
     def decode(self, raw: Any) -> int:
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < self.low:
+        if type(raw) is not int or raw < self.low:
             raise Invalid('{!r} is not a whole number from {}'.format(raw, self.low)[:120])
         return raw
 
@@ -83,7 +86,7 @@ class _Flag(Domain[bool]):
 
 class _Text(Domain[str]):
     def decode(self, raw: Any) -> str:
-        if not isinstance(raw, str):
+        if type(raw) is not str:
             raise Invalid('{!r} is not text'.format(raw)[:120])
         return raw
 
@@ -189,29 +192,39 @@ class Struct(Domain[T]):
         self.kind = kind
         self.check = check
         self.domains = list(domains.items())
-        if set(domains) != {f.name for f in fields(kind)}:  # type: ignore[arg-type]
-            raise TypeError('{} stores exactly its fields'.format(kind.__name__))
+        if list(domains) != [f.name for f in fields(kind)]:  # type: ignore[arg-type]
+            raise TypeError('{} stores exactly its fields, in their order'.format(kind.__name__))
         self.required = len(self.domains) - grown
-        # Per field, its name and how it is encoded (None: as it is).
-        self._encoders = [(name, None if domain.plain else domain.encode) for name, domain in self.domains]
+        # The fields in order, the place and encoder of each that is not its own stored form, and each decoder.
+        names = [name for name, _ in self.domains]
+        self._fields = operator.attrgetter(*names) if len(names) > 1 else (lambda value: (getattr(value, names[0]),))
+        self._encoders = [(i, domain.encode) for i, (_, domain) in enumerate(self.domains) if not domain.plain]
+        self._decoders = [domain.decode for _, domain in self.domains]
 
     plain = False
 
+    def _where(self, raw: list[Any]) -> str:
+        """`Kind.field` of the first value out of its field's domain (a stored value is read again to say where)."""
+        for (name, domain), item in zip(self.domains, raw, strict=False):
+            try:
+                domain.decode(item)
+            except Invalid:
+                return '{}.{}'.format(self.kind.__name__, name)
+        return self.kind.__name__
+
     def encode(self, value: T) -> list[Any]:
-        fields = value.__dict__
-        return [fields[name] if encode is None else encode(fields[name]) for name, encode in self._encoders]
+        stored = list(self._fields(value))
+        for place, encode in self._encoders:
+            stored[place] = encode(stored[place])
+        return stored
 
     def decode(self, raw: Any) -> T:
-        name = self.kind.__name__
-        if not isinstance(raw, list) or not self.required <= len(raw) <= len(self.domains):
-            raise Invalid('{} is not a list of {} values'.format(name, len(self.domains)))
-        values = {}
-        for (field_name, domain), item in zip(self.domains, raw, strict=False):
-            try:
-                values[field_name] = domain.decode(item)
-            except Invalid as e:
-                raise Invalid('{}.{}: {}'.format(name, field_name, e)) from None
-        value = self.kind(**values)
+        if type(raw) is not list or not self.required <= len(raw) <= len(self._decoders):
+            raise Invalid('{} is not a list of {} values'.format(self.kind.__name__, len(self.domains)))
+        try:
+            value = self.kind(*[decode(item) for decode, item in zip(self._decoders, raw, strict=False)])
+        except Invalid as e:
+            raise Invalid('{}: {}'.format(self._where(raw), e)) from None
         if self.check is not None:
             self.check(value)
         return value

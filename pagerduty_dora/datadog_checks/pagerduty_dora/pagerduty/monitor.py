@@ -273,18 +273,28 @@ def first_alert(alerts: Any) -> MonitorAlert | None:
 
 
 class _Kept(codec.Domain['MonitorMapping | None']):
-    """A kept monitor mapping as stored in an incident's record; one that cannot be read is decided again (None)."""
+    """A kept monitor mapping as stored in an incident's record; one that cannot be read is decided again (None).
+
+    Most incidents come from no monitor: that decision is stored as `0`, not as a whole mapping.
+    """
 
     plain = False
 
     def encode(self, value: MonitorMapping | None) -> Any:
-        return None if value is None else value.to_json()
+        if value is None:
+            return None
+        return _NONE_STORED if value == NO_MONITOR else value.to_json()
 
     def decode(self, raw: Any) -> MonitorMapping | None:
+        if raw == _NONE_STORED and not isinstance(raw, bool):
+            return NO_MONITOR
         try:
             return None if raw is None else MonitorMapping.from_json(raw)
         except (ValueError, TypeError, KeyError):
             return None
+
+
+_NONE_STORED = 0
 
 
 KEPT_MAPPING: codec.Domain[MonitorMapping | None] = _Kept()
