@@ -245,6 +245,7 @@ class Collector:
         if state.live_since is not None and state.feed is not None:
             since_last_run = self._clock() - state.last_run[1] if state.last_run is not None else None
             self._drive(passes.feed.read(state.feed, state.live_since, since_last_run), recorder.observe)
+            self._drive(passes.feed.second_look(state.live_since), recorder.observe)
         self._drive(
             passes.reconcile.read(state, self.client.now, pages_per_run(state, self.settings.interval)),
             recorder.observe,
@@ -300,10 +301,9 @@ class Collector:
             self._warning(*warning)
         if page.repaired:
             self.outputs.count('collection.repaired', 1, ['what:feed_horizon'])
-            feed = self.state.feed
-            if feed is not None:
-                run = self.recorder.run
-                run.read_start = min(run.read_start, feed.horizon - OVERLAP)
+        if page.reads_back_to is not None:
+            run = self.recorder.run
+            run.read_start = min(run.read_start, page.reads_back_to)
         for raw, error in page.malformed:
             self.recorder.malformed(raw, error)
         for look in page.looks:

@@ -29,7 +29,7 @@ from datadog_checks.pagerduty_dora.pagerduty.transitions import (
     replay,
 )
 
-from .pages import OVERLAP
+from .pages import LATE_REACH, OVERLAP
 from .record import IncidentRecord
 
 
@@ -112,7 +112,8 @@ def look(
         # Coming back into scope or the filters is not news: nothing that happened meanwhile is reported.
         new = []
     if context.horizon is not None:
-        base, steps, folded = fold(base, steps, context.horizon - OVERLAP, incident)
+        # Steps are kept as long as the feed's second look may bring an entry indexed late among them.
+        base, steps, folded = fold(base, steps, context.horizon - LATE_REACH, incident)
         emitted -= folded
     if record is not None:
         previous = (record.priority, record.urgency, record.service_id, record.service_name)
