@@ -98,10 +98,12 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
 
 
 def _kinds(requests: list) -> dict:
-    """PagerDuty requests by purpose: the creation-time sweep, the change feed, reconciliation, the rest."""
-    kinds = {'total': len(requests), 'sweep': 0, 'feed': 0, 'open_list': 0, 'other': 0}
+    """PagerDuty requests by purpose: the creation-time sweep, the feed, reconciliation, the recheck, the rest."""
+    kinds = {'total': len(requests), 'sweep': 0, 'feed': 0, 'open_list': 0, 'recheck': 0, 'other': 0}
     for request in list(requests):
-        if request.path == '/incidents' and request.args('statuses'):
+        if request.path == '/incidents' and request.args('statuses') == ['resolved']:
+            kinds['recheck'] += 1
+        elif request.path == '/incidents' and request.args('statuses'):
             kinds['open_list'] += 1
         elif request.path == '/incidents':
             kinds['sweep'] += 1

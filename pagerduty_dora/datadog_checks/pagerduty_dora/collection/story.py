@@ -192,3 +192,29 @@ def settled(delivered: str, desired: str) -> bool:
 def steps_of(entries: list[LogEntry]) -> list[Step]:
     """Log entries as the steps of an incident's story."""
     return [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries]
+
+
+def recorded(
+    incident: Incident, record: IncidentRecord | None, story: Story, tags: list[str], wanted: bool, now: float
+) -> IncidentRecord:
+    """The incident's record after a look that decided `story` (its DORA fingerprints are filled in by the caller)."""
+    end = story.end
+    status = end.status if end.status != NEW else incident.status
+    return IncidentRecord(
+        status=status,
+        priority=incident.priority,
+        urgency=incident.urgency,
+        service_id=incident.service_id,
+        service_name=incident.service_name,
+        created_at=incident.created_at,
+        resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
+        delivered=record.delivered if record is not None else '',
+        tags=tags if wanted and status != 'resolved' else [],
+        acked=end.acked,
+        wanted=wanted,
+        checked_at=now,
+        base=story.base,
+        steps=story.steps,
+        emitted=sorted(story.emitted),
+        counted=record.counted if record is not None else False,
+    )
