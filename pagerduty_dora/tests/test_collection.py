@@ -269,7 +269,6 @@ def late(kind, delay):
 class TestLateEntries:
     """Entries PagerDuty indexes up to 15 minutes late are reported once, at their own time."""
 
-    @pytest.mark.xfail(strict=True, reason='the feed reads back 3 minutes; the resolve settles the story first')
     @pytest.mark.parametrize('delay', [5 * 60, 8 * 60, 15 * 60], ids=['5min', '8min', '15min'])
     def test_an_acknowledgement_indexed_late_then_a_resolve_on_time(
         self, world, services, dd_run_check, aggregator, delay
@@ -295,7 +294,6 @@ class TestLateEntries:
         assert events == [(created, 'triggered'), (created + 60, 'acknowledged'), (created + 120, 'resolved')]
         assert [m.value for m in aggregator.metrics('pagerduty_dora.incidents.time_to_acknowledge')] == [60]
 
-    @pytest.mark.xfail(strict=True, reason='the feed reads back 3 minutes; the re-acknowledgement settles the story')
     def test_an_unacknowledge_indexed_ten_minutes_late_then_acknowledged_again_on_time(
         self, world, services, dd_run_check, aggregator
     ):
@@ -510,7 +508,7 @@ class TestFaults:
                 except Exception:
                     failed_runs += 1
             # The seeded faults fail these many of the 40 runs.
-            assert failed_runs == {1: 4, 2: 6, 3: 11}[seed]
+            assert failed_runs == {1: 5, 2: 7, 3: 10}[seed]
             world.pagerduty.faults.chaos(0)
             for _ in range(5):
                 world.account.advance(60)

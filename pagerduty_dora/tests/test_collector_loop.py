@@ -164,7 +164,7 @@ class TestLoop:
         loop, seen = collector(ScriptedPagerDuty(), {})
         loop.state.feed = Feed(horizon=NOW - 3600)
         loop.recorder.run.read_start = NOW
-        loop._drive(steps([Page(repaired=True)], []), lambda incident: None)
+        loop._drive(steps([Page(repaired=True, reads_back_to=NOW - 3600 - OVERLAP)], []), lambda incident: None)
         loop.outputs.flush()
         assert loop.recorder.run.read_start == NOW - 3600 - OVERLAP
         assert [c[1:] for c in seen['counts'] if c[0] == 'collection.repaired'] == [(1, ['what:feed_horizon'])]

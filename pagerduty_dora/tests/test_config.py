@@ -32,6 +32,8 @@ BAD_VALUES = [
     ({'backfill_days': -1}, '`backfill_days` must be between 0 and 365, got -1'),
     ({'backfill_days': 366}, '`backfill_days` must be between 0 and 365, got 366'),
     ({'backfill_days': '400'}, '`backfill_days` must be between 0 and 365, got 400'),
+    ({'recheck_resolved_days': -1}, '`recheck_resolved_days` must be between 0 and 90, got -1'),
+    ({'recheck_resolved_days': 91}, '`recheck_resolved_days` must be between 0 and 90, got 91'),
     ({'urgencies': ['high', 'critical']}, "`urgencies` entry #2 must be one of high or low, got 'critical'"),
     ({'urgencies': ['']}, '`urgencies` entry #1 must be one of high or low'),
     ({'catalog_refresh_interval': 0}, '`catalog_refresh_interval` must be greater than 0'),
@@ -79,6 +81,8 @@ BAD_IDS = [
     'backfill_days-negative',
     'backfill_days-above-365',
     'backfill_days-string-above-365',
+    'recheck_resolved_days-negative',
+    'recheck_resolved_days-above-90',
     'urgencies-unknown',
     'urgencies-empty-string',
     'catalog_refresh_interval-zero',
@@ -155,6 +159,7 @@ class TestGoodConfiguration:
         assert config.api_token == API_TOKEN
         assert config.pagerduty_api_url == 'https://api.pagerduty.com'
         assert config.backfill_days == 30
+        assert config.recheck_resolved_days == 14
         assert config.catalog_refresh_interval == 600
         assert config.max_requests_per_run == 500
         assert config.submit_dora_failures is True
@@ -206,11 +211,21 @@ class TestGoodConfiguration:
         [
             ('backfill_days', 0, 0),
             ('backfill_days', 365, 365),
+            ('recheck_resolved_days', 0, 0),
+            ('recheck_resolved_days', 90, 90),
             ('catalog_refresh_interval', 1, 1),
             ('max_requests_per_run', 1, 1),
             ('urgencies', ['HIGH', ' low '], ('high', 'low')),
         ],
-        ids=['backfill-0', 'backfill-365', 'refresh-1s', 'one-request', 'urgencies-normalised'],
+        ids=[
+            'backfill-0',
+            'backfill-365',
+            'recheck-0',
+            'recheck-90',
+            'refresh-1s',
+            'one-request',
+            'urgencies-normalised',
+        ],
     )
     def test_boundaries(self, option: str, value: Any, loaded: Any) -> None:
         config = _load({'api_token': API_TOKEN, option: value})

@@ -137,7 +137,7 @@ class TestImports:
         assert cycles == []
 
     def test_the_layout_check_sees_the_imports(self) -> None:
-        assert 'collection.feed' in GRAPH['collection.collector']
+        assert 'collection.feed' in GRAPH['collection.passes']
         assert 'common.http' in GRAPH['collection.feed']
         assert 'pagerduty.transitions' in GRAPH['collection.story']
 

@@ -73,3 +73,28 @@ class TestFoundByTheModel:
         assert 'in the very second collection goes live' in LIMITS
         assert 'changed its urgency before the check first saw it' in LIMITS
         assert 'has not indexed yet when another entry of the incident is read' in LIMITS
+        assert 'Entries up to 21 minutes - 5 minutes - one\n  interval late are guaranteed' in LIMITS
+
+
+class TestBeyondTheStatedBounds:
+    """What lies past a bound the limits page states, pinned the same way."""
+
+    @pytest.mark.xfail(strict=True, reason='docs/limits.md: an entry indexed later than the second look reaches')
+    def test_an_acknowledgement_indexed_later_than_the_bound_then_a_resolve_on_time(
+        self, world, services, dd_run_check, aggregator
+    ):
+        account = world.account
+        check = world.check()
+        dd_run_check(check)
+        incident = account.trigger(services['checkout'], 'Acknowledged, indexed 25 minutes late')
+        account.advance(MINUTE)
+        dd_run_check(check)
+        account.index_delay = lambda kind: 25 * MINUTE if kind == 'acknowledge_log_entry' else 0
+        account.acknowledge(incident)
+        account.index_delay = 0
+        account.advance(MINUTE)
+        account.resolve(incident)
+        for _ in range(40):
+            account.advance(MINUTE)
+            dd_run_check(check)
+        assert [kind for kind, _ in timeline(aggregator, incident)] == ['triggered', 'acknowledged', 'resolved']

@@ -10,6 +10,8 @@ from typing import Iterable, Iterator
 import pytest
 
 from datadog_checks.pagerduty_dora.collection.feed import (
+    LATE_PERIOD,
+    LATE_REACH,
     MAX_HELD_PAGES,
     OVERLAP,
     UNREADABLE_RETRIES,
@@ -227,6 +229,71 @@ class TestFeedPass:
         assert [s for p in pages for s in p.skipped] == [('endless', 1)]
         assert len([w for p in pages for w in p.warnings]) == 1
         assert (feed.horizon, feed.window) == (NOW, None)
+
+
+class TestSecondLook:
+    """Once a period of PagerDuty's time, the feed reads the log again from `LATE_REACH` back, for late entries."""
+
+    def test_a_run_crossing_a_period_reads_back_up_to_where_its_feed_began(self) -> None:
+        assert NOW % LATE_PERIOD == 0
+        pagerduty = ScriptedPagerDuty()
+        feed = Feed(horizon=NOW - 60)
+        passes = FeedPass(pagerduty, agent_clock)
+        pages_of(passes.read(feed, NOW - DAY, since_last_run=60.0))
+        # Indexed fifteen minutes late: not there for the run that read its second.
+        pagerduty.entries = [log_entry(1, NOW - 900, 'acknowledge_log_entry', incident_id='P00001')]
+        late = pages_of(passes.second_look(NOW - DAY))
+        assert [request[1] for request in pagerduty.requests] == [NOW - 60 - OVERLAP, NOW - LATE_REACH]
+        assert pagerduty.requests[1][2] == NOW - 60 - OVERLAP
+        assert late[0].reads_back_to == NOW - LATE_REACH
+        assert [(look.incident.id, [e.id for e in look.entries or []]) for p in late for look in p.looks] == [
+            ('P00001', ['L000001'])
+        ]
+        assert (feed.horizon, feed.window) == (NOW, None)
+
+    @pytest.mark.parametrize(
+        'horizon, clock',
+        [(NOW + 60, NOW + 120), (NOW, NOW + LATE_PERIOD - 1)],
+        ids=['within-a-period', 'up-to-its-end'],
+    )
+    def test_a_run_within_one_period_takes_no_second_look(self, horizon: float, clock: float) -> None:
+        pagerduty = ScriptedPagerDuty(clock=clock)
+        passes = FeedPass(pagerduty, agent_clock)
+        pages_of(passes.read(Feed(horizon=horizon), NOW - DAY, since_last_run=60.0))
+        assert pages_of(passes.second_look(NOW - DAY)) == []
+        assert len(pagerduty.requests) == 1
+
+    def test_no_second_look_after_a_repaired_horizon_or_before_going_live(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        passes = FeedPass(pagerduty, agent_clock)
+        pages_of(passes.read(Feed(horizon=NOW + 3 * 3600), NOW - DAY, since_last_run=120.0))
+        assert pages_of(passes.second_look(NOW - DAY)) == []
+        passes = FeedPass(pagerduty, agent_clock)
+        pages_of(passes.read(Feed(horizon=NOW - 60), NOW - 60, since_last_run=60.0))
+        assert pages_of(passes.second_look(NOW - 60)) == []
+        assert len(pagerduty.requests) == 3
+
+    def test_what_the_feed_warned_about_is_not_warned_about_again(self) -> None:
+        pagerduty = EndlessPagerDuty()
+        pagerduty.entries = [log_entry(n, NOW - 600 + n) for n in range(5)]
+        passes = FeedPass(pagerduty, agent_clock)
+        pages_of(passes.read(Feed(horizon=NOW - 60), NOW - DAY, since_last_run=60.0))
+        late = pages_of(passes.second_look(NOW - DAY))
+        assert [r[3] for r in pagerduty.requests[1:]] == [0, page_step(), 0, page_step()]
+        assert [(p.skipped, p.warnings) for p in late if p.skipped or p.warnings] == []
+        assert sorted({e.id for p in late for look in p.looks for e in look.entries or []}) == [
+            'L{:06d}'.format(n) for n in range(5)
+        ]
+
+    def test_an_unreadable_page_ends_the_second_look_until_its_next_turn(self) -> None:
+        pagerduty = ScriptedPagerDuty()
+        feed = Feed(horizon=NOW - 60)
+        passes = FeedPass(pagerduty, agent_clock)
+        pages_of(passes.read(feed, NOW - DAY, since_last_run=60.0))
+        pagerduty.unreadable = 1
+        late = pages_of(passes.second_look(NOW - DAY))
+        assert [(p.looks, p.skipped, p.warnings) for p in late] == [([], [], [])]
+        assert (feed.horizon, feed.window, feed.failures) == (NOW, None, 0)
 
 
 class TestEveryRequestIsAnnounced:

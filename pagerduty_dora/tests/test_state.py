@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from datadog_checks.pagerduty_dora.collection.feed_position import FEED, Feed, FeedWindow
 from datadog_checks.pagerduty_dora.collection.rebuild import Rebuild
+from datadog_checks.pagerduty_dora.collection.recheck import RECHECK, Recheck
 from datadog_checks.pagerduty_dora.collection.reconcile import BEFORE_FIRST, RECONCILIATION, Reconciliation
 from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
 from datadog_checks.pagerduty_dora.collection.state import DAMAGE_COST, LAYOUT, STATE_VERSION, CollectorState
@@ -22,6 +23,7 @@ from datadog_checks.pagerduty_dora.collection.sweep import Window
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME
+from datadog_checks.pagerduty_dora.pagerduty.client import OFFSET_CAP, PAGE_SIZE
 from datadog_checks.pagerduty_dora.pagerduty.monitor import MONITOR_GROUP, MONITOR_TAGS, NO_MONITOR, MonitorMapping
 from datadog_checks.pagerduty_dora.pagerduty.transitions import ACTIONS, NEW, Base, Step
 
@@ -66,6 +68,17 @@ def reconciliations(draw: Any) -> Reconciliation:
         position=position,
         skip=draw(counts),
         verify=draw(st.one_of(st.none(), st.lists(ids, max_size=5))),
+    )
+
+
+@st.composite
+def rechecks(draw: Any) -> Recheck:
+    # A pass under way stands at an offset PagerDuty accepts for a page.
+    return Recheck(
+        last=draw(times),
+        started=draw(st.one_of(st.none(), times)),
+        reached=draw(st.one_of(st.none(), times)),
+        offset=draw(st.integers(min_value=0, max_value=OFFSET_CAP - PAGE_SIZE)),
     )
 
 
@@ -148,6 +161,7 @@ def states(draw: Any) -> CollectorState:
         last_event_at=draw(optional_time),
         rebuild=draw(st.one_of(st.none(), st.builds(Rebuild, times))),
         reported_until=draw(optional_time),
+        recheck=draw(st.one_of(st.none(), rechecks())),
     )
 
 
@@ -195,6 +209,7 @@ def full_state() -> CollectorState:
         last_event_at=now - 120,
         rebuild=Rebuild(now + 600),
         reported_until=now - 86400,
+        recheck=Recheck(last=now - 86400, started=now - 120, reached=now - 7200, offset=180),
     )
 
 
@@ -225,11 +240,13 @@ class TestRoundTrip:
                 reached['unicode ids'] += 1
             if any(record.monitor and record.monitor.version for record in state.incidents.values()):
                 reached['monitor versions'] += 1
+            if state.recheck is not None and state.recheck.started is not None:
+                reached['recheck under way'] += 1
 
         round_trip()
         assert reached['round trip'] == 300
         assert min(reached.values()) >= 10, reached
-        assert len(reached) == 6, reached
+        assert len(reached) == 7, reached
 
     def test_the_full_state_round_trips(self) -> None:
         state = full_state()
@@ -353,6 +370,23 @@ class TestDamage:
         assert state.last_run is not None and again.feed == Feed(horizon=state.last_run[0])
         assert again.incidents == state.incidents
 
+    @pytest.mark.parametrize('index, value', _fields_cases(RECHECK, 'recheck'))
+    def test_a_damaged_recheck_field_waits_a_period_for_the_next_pass(self, index: int, value: Any) -> None:
+        state = full_state()
+        stored = json.loads(state.dumps())
+        stored['recheck'][index] = value
+        again, damage = CollectorState.read(json.dumps(stored))
+        assert [d.part for d in damage] == ['recheck']
+        assert again.recheck is None
+        assert again.feed == state.feed and again.incidents == state.incidents
+        assert again.reconciliation == state.reconciliation
+
+    def test_a_recheck_past_the_offset_cap_is_damage(self) -> None:
+        stored = json.loads(full_state().dumps())
+        stored['recheck'][3] = OFFSET_CAP
+        again, damage = CollectorState.read(json.dumps(stored))
+        assert [d.part for d in damage] == ['recheck'] and again.recheck is None
+
     @pytest.mark.parametrize('index, value', _fields_cases(RECONCILIATION, 'reconciliation'))
     def test_a_damaged_reconciliation_field_restarts_that_pass(self, index: int, value: Any) -> None:
         state = full_state()
@@ -366,7 +400,7 @@ class TestDamage:
     def test_every_field_of_every_part_is_walked(self) -> None:
         walked = {p.values[0] for p in _parts_cases()}
         assert walked == set(LAYOUT.parts)
-        domains: tuple[codec.Struct[Any], ...] = (RECORD, FEED, RECONCILIATION)
+        domains: tuple[codec.Struct[Any], ...] = (RECORD, FEED, RECONCILIATION, RECHECK)
         for domain in domains:
             fields = {p.values[0] for p in _fields_cases(domain, '')}
             # Only a kept monitor mapping reads every value: one it cannot read is decided again.

@@ -152,7 +152,7 @@ def attribution(
 
 def settings(config: Any, interval: float) -> Settings:
     """What the collection selects and how it maps: the scope, filters, `env`, overrides and backfill."""
-    assert config.backfill_days is not None
+    assert config.backfill_days is not None and config.recheck_resolved_days is not None
     return Settings(
         backfill_days=config.backfill_days,
         env=config.env,
@@ -164,4 +164,5 @@ def settings(config: Any, interval: float) -> Settings:
         team_ids=list(config.team_ids or ()),
         unmapped_incidents=config.unmapped_incidents or 'send',
         interval=interval,
+        recheck_resolved_days=config.recheck_resolved_days,
     )

@@ -828,7 +828,7 @@ class PagerDutySimulator(PagerDutyApi):
             services = services & team_services if services else team_services
         sort_by = request.arg('sort_by') or 'created_at'
         field, _, direction = sort_by.partition(':')
-        if field not in ('created_at', 'incident_number') or direction not in ('', 'asc', 'desc'):
+        if field not in ('created_at', 'incident_number', 'resolved_at') or direction not in ('', 'asc', 'desc'):
             raise _invalid('sort_by {} is invalid.'.format(sort_by))
         key = (
             account.version,
@@ -847,6 +847,11 @@ class PagerDutySimulator(PagerDutyApi):
                 window = array('i', (i for i in window if account._matches(i, statuses, services, urgencies)))
             if field == 'incident_number':
                 window = array('i', sorted(window))
+            elif field == 'resolved_at':
+                # Open incidents have no resolve: they come after every resolved one, in creation order.
+                resolved = account._resolved
+                done = sorted((i for i in window if not math.isnan(resolved[i])), key=resolved.__getitem__)
+                window = array('i', done + [i for i in window if math.isnan(resolved[i])])
             rows = window
             if len(self._query_cache) > 16:
                 self._query_cache.clear()

@@ -19,7 +19,9 @@ in this order:
    but did not meet in a whole pass is read by id (resolved, deleted, merged or moved out of scope).
    The first pass, when collection goes live, is read whole: it is the baseline of what was open
    (`reconcile.py`).
-3. **The creation-time sweep**: `backfill_days` of history before going live (DORA failures only,
+3. **The recheck**: once a day, the incidents resolved within `recheck_resolved_days`, for changes made
+   after their resolve (`recheck.py`).
+4. **The creation-time sweep**: `backfill_days` of history before going live (DORA failures only,
    `sweep.py`).
 
 Each pass is a generator that owns its cursor and yields a `Page` per request; this module drives
@@ -59,15 +61,14 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, open_gauges
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
-from .feed import FeedPass
 from .monitors import MonitorLookup
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
-from .reconcile import ReconcilePass, pages_per_run
+from .passes import Passes
+from .reconcile import pages_per_run
 from .recorder import Recorder, Run, RunReport, StopRun
 from .recovery import MOVE_PAUSE, Recovery
 from .settings import Settings
 from .state import CollectorState, damage_warning, unreadable_warning
-from .sweep import SweepPass
 
 __all__ = ['Collector', 'RunReport', 'StopRun', 'STATE_KEY']
 
@@ -213,7 +214,7 @@ class Collector:
         start = feed.horizon - OVERLAP if feed is not None else float('inf')
         self.recorder.run = Run(catalog, report, read_start=start, monitors=self.monitors)
         self._warned = set()
-        passes = _Passes(self.client, self.fallback_now)
+        passes = Passes(self.client, self.fallback_now)
         try:
             self._collect(passes)
             report.sweep_complete = self._history_complete(self.now())
@@ -236,7 +237,7 @@ class Collector:
         self._state, ready = self.recovery.resume(self.state, fresh=self._fresh, paused=paused, now=self.fallback_now())
         return ready
 
-    def _collect(self, passes: _Passes) -> None:
+    def _collect(self, passes: Passes) -> None:
         """The passes of one run, in order; each stops the run by raising when its budget or deadline is spent."""
         state = self.state
         recorder = self.recorder
@@ -245,6 +246,7 @@ class Collector:
         if state.live_since is not None and state.feed is not None:
             since_last_run = self._clock() - state.last_run[1] if state.last_run is not None else None
             self._drive(passes.feed.read(state.feed, state.live_since, since_last_run), recorder.observe)
+            self._drive(passes.feed.second_look(state.live_since), recorder.observe)
         self._drive(
             passes.reconcile.read(state, self.client.now, pages_per_run(state, self.settings.interval)),
             recorder.observe,
@@ -255,6 +257,7 @@ class Collector:
         if state.horizon is None:
             state.horizon = now - self.settings.backfill_days * DAY
         self.recovery.check_drift(state, now)
+        self._drive(passes.recheck.read(state, now, self.settings.recheck_resolved_days), recorder.recheck)
         self._drive(self.recovery.refetch(self.client, state), recorder.sweep_incident)
         self._drive(passes.sweep.history(state, self._sweep_target(now)), recorder.sweep_incident, sweep=True)
         self._drive(passes.sweep.resend(state), recorder.redeliver, sweep=True)
@@ -300,10 +303,9 @@ class Collector:
             self._warning(*warning)
         if page.repaired:
             self.outputs.count('collection.repaired', 1, ['what:feed_horizon'])
-            feed = self.state.feed
-            if feed is not None:
-                run = self.recorder.run
-                run.read_start = min(run.read_start, feed.horizon - OVERLAP)
+        if page.reads_back_to is not None:
+            run = self.recorder.run
+            run.read_start = min(run.read_start, page.reads_back_to)
         for raw, error in page.malformed:
             self.recorder.malformed(raw, error)
         for look in page.looks:
@@ -386,15 +388,3 @@ class Collector:
         for tags, value in counts.items():
             self.outputs.gauge('incidents.open', value, list(tags))
         state.gauged = [list(tags) for tags in sorted(current)]
-
-
-class _Passes:
-    """The three passes of one run over PagerDuty's lists."""
-
-    def __init__(self, client: PagerDutyClient, fallback_now: Callable[[], float]) -> None:
-        self.feed = FeedPass(client, fallback_now)
-        self.reconcile = ReconcilePass(client, fallback_now)
-        self.sweep = SweepPass(client)
-
-    def pages(self) -> int:
-        return self.feed.pages + self.reconcile.pages + self.sweep.pages

@@ -18,12 +18,25 @@ the incident's own log is read instead.
 A page that does not go on where the one before ended is read again from a page earlier, once per
 place and run: a list that says `more` for ever (an empty page after one that said `more`) ends its
 window the second time, with a warning and a count, instead of spending the run going back and forth.
+
+**Entries indexed late.** PagerDuty indexes most entries within a minute, which each run's first
+window covers by reading `OVERLAP` back; some it indexes many minutes late. So once every
+`LATE_PERIOD` of PagerDuty's time (the first run whose present crosses a multiple of it, as the
+feed's position shows: nothing more is stored), the feed takes a second, slower look at the log from
+`LATE_REACH` before the present up to where this run's reading started, and incidents' records keep
+their steps that long (`story.py`). An entry read again is matched by id; one indexed late joins its
+incident's story at its own time. The second looks are at most `LATE_PERIOD` plus one interval
+apart, so an entry indexed up to `LATE_REACH - LATE_PERIOD - interval` late (15 minutes at the
+default 60-second interval) is read while its incident's story still holds its neighbours. What the
+feed already warned about (an unpaged list, one that never ends) is not warned about or counted
+again, and a page the second look cannot read ends it until its next turn.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
@@ -38,7 +51,7 @@ from datadog_checks.pagerduty_dora.pagerduty.client import (
 
 from .feed_position import WINDOW_ENTRIES, Feed, FeedWindow
 from .feed_position import Next as _Next
-from .pages import DAY, NEXT_REQUEST, OVERLAP, Look, Page, PassStep, narrower
+from .pages import DAY, LATE_REACH, NEXT_REQUEST, OVERLAP, Look, Page, PassStep, narrower
 
 # Entries shared by two consecutive pages of a feed window, matched by id.
 PAGE_OVERLAP = 3
@@ -49,6 +62,8 @@ MAX_REPAIR_SPAN = 7 * DAY
 # Pages a window is read past its stored position while entries wait for their incident's trigger:
 # what a stopped run reads again. Past it, those incidents' own logs are read.
 MAX_HELD_PAGES = 10
+# The second look at the log is taken once per this much of PagerDuty's time (see the module docstring).
+LATE_PERIOD = 300.0
 
 
 class FeedPass:
@@ -72,19 +87,49 @@ class FeedPass:
         # (since, until, offset) of the pages this run went back a page from, as for vanished entries.
         self._went_back: set[tuple[float, float, int]] = set()
         self._warned_endless = False
+        # Whether the second look is being read: what the feed warned about is not warned about again.
+        self._late = False
+        # Where this run's `read` began, and the present it reached (None: it did not, or was repaired).
+        self._started = 0.0
+        self._reached: float | None = None
 
     def read(self, feed: Feed, live_since: float, since_last_run: float | None) -> Iterator[PassStep]:
         """One `Page` per request, oldest entries first within each page, until the present is read."""
-        target: float | None = None
-        since = feed.horizon - OVERLAP
+        self._started, self._reached = feed.horizon, None
+        self._reached = yield from self._read(feed, live_since, feed.horizon - OVERLAP, None, since_last_run)
+
+    def second_look(self, live_since: float) -> Iterator[PassStep]:
+        """After `read` reached the present: when it is due, the log since `LATE_REACH` ago up to where `read` began."""
+        start, reached = self._started, self._reached
+        if reached is None or not late_look_due(start, reached):
+            return
+        since, until = max(reached - LATE_REACH, live_since), start - OVERLAP
+        if until <= since:
+            return
+        # Its looks may hold entries older than this run's reading: news where no story holds them.
+        yield Page(reads_back_to=since, deliver=False)
+        self._late = True
+        try:
+            yield from self._read(Feed(horizon=since), live_since, since, until, None)
+        except UnreadableResponse:
+            # The feed itself retries and corners an unreadable page; this look is taken again at its next turn.
+            return
+        finally:
+            self._late = False
+
+    def _read(
+        self, feed: Feed, live_since: float, since: float, target: float | None, since_last_run: float | None
+    ) -> Generator[PassStep, None, float | None]:
+        """Read `feed` from `since` up to `target` (None: PagerDuty's present); the present read, None if repaired."""
         # Where reading is while entries are held: `feed.window` stays at the first page holding any.
         ahead: FeedWindow | None = None
         held_pages = 0
+        repaired = False
         while True:
             window = feed.window
             if window is None:
                 if target is not None and since >= target:
-                    return
+                    return None if repaired else target
                 window = feed.window = feed.plan(since, target)
             reading = ahead if ahead is not None else window
             yield NEXT_REQUEST
@@ -95,26 +140,16 @@ class FeedPass:
                 target = self.client.now if self.client.now is not None else self.fallback_now()
                 if feed.horizon > target + 1:
                     _repair(feed, target, since_last_run, page)
-                    since = feed.horizon - OVERLAP
+                    since, repaired = feed.horizon - OVERLAP, True
                     yield page
                     continue
                 window.end = min(window.end, max(target, window.since + 1))
-            if log is None:
-                since = feed.horizon
+            if log is None or self._narrowed(feed, reading, log):
+                since = feed.horizon if log is None else window.since
                 ahead, held_pages = None, 0
                 self._hand_over(page)
                 yield page
                 continue
-            if reading.offset == 0 and log.total is not None and log.total > WINDOW_ENTRIES:
-                if reading.until - reading.since > 1:
-                    # Too many entries for one window: a narrower one, planned from what PagerDuty counted.
-                    feed.width = narrower(reading.until - reading.since, log.total, WINDOW_ENTRIES)
-                    feed.window = None
-                    since = window.since
-                    ahead, held_pages = None, 0
-                    self._hand_over(page)
-                    yield page
-                    continue
             following = self._page_through(reading, log, live_since, page)
             holding = following is not None and held_pages < self.max_held
             held_pages = held_pages + 1 if self._hold(page, max(window.since, live_since) if holding else None) else 0
@@ -124,6 +159,17 @@ class FeedPass:
             ahead = feed.passed(window, reading, following, held_pages > 0)
             if following is None:
                 since = window.end
+
+    @staticmethod
+    def _narrowed(feed: Feed, reading: FeedWindow, log: LogPage) -> bool:
+        """Too many entries for one window: a narrower one is planned from what PagerDuty counted."""
+        if reading.offset != 0 or log.total is None or log.total <= WINDOW_ENTRIES:
+            return False
+        if reading.until - reading.since <= 1:
+            return False
+        feed.width = narrower(reading.until - reading.since, log.total, WINDOW_ENTRIES)
+        feed.window = None
+        return True
 
     def _page_through(self, window: FeedWindow, log: LogPage, live_since: float, page: Page) -> _Next | None:
         """Take one page of `window` into `page`; the window's next (until, offset, tail), or None once it is read."""
@@ -140,6 +186,8 @@ class FeedPass:
             self._endless(window, page)
             return None
         if log.offset is not None and log.offset != window.offset:
+            if self._late:
+                return None
             page.warn(
                 'PagerDuty answered log entries from offset %d when asked for offset %d; the rest of %s to %s '
                 'is skipped, and reconciliation recovers the state of the incidents it concerns',
@@ -162,6 +210,8 @@ class FeedPass:
 
     def _endless(self, window: FeedWindow, page: Page) -> None:
         """A window whose list does not end where it says: counted, and warned about once per run."""
+        if self._late:
+            return
         page.skipped.append(('endless', 1))
         if self._warned_endless:
             return
@@ -240,6 +290,11 @@ class FeedPass:
         return log
 
 
+def late_look_due(start: float, now: float) -> bool:
+    """Whether PagerDuty's time crossed a multiple of `LATE_PERIOD` since the feed's position `start`."""
+    return math.floor(now / LATE_PERIOD) > math.floor(start / LATE_PERIOD)
+
+
 def page_step() -> int:
     """How far the next feed page starts after the last: a page less the entries two pages share."""
     return PAGE_SIZE - min(PAGE_OVERLAP, PAGE_SIZE // 4)
@@ -256,6 +311,7 @@ def _repair(feed: Feed, now: float, since_last_run: float | None, page: Page) ->
         format_time(repaired),
     )
     page.repaired = True
+    page.reads_back_to = repaired - OVERLAP
     feed.horizon, feed.window = repaired, None
 
 

@@ -20,8 +20,11 @@ from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, Malformed
 
 DAY = 86400.0
 # How far back each run's first feed window reaches before the horizon, for entries PagerDuty
-# indexes late (it indexes within seconds to a minute).
+# indexes late (it indexes most within seconds to a minute).
 OVERLAP = 180.0
+# How far back the feed's second, slower look reaches (see `feed.py`), and so how long an incident's
+# record keeps its steps apart from its base: an entry indexed later than that finds them folded.
+LATE_REACH = 21 * 60.0
 
 
 class NextRequest:
@@ -60,6 +63,8 @@ class Page:
     skipped: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[tuple[Any, ...]] = field(default_factory=list)
     repaired: bool = False
+    # Where the entries of this page and the next ones start, when that is before this run's reading.
+    reads_back_to: float | None = None
     deliver: bool = True
 
     def parsed(self, raw: Any) -> Incident | None:

@@ -22,14 +22,14 @@ from datadog_checks.pagerduty_dora.datadog.dora import fingerprint as fingerprin
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, mapping_tags
 from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry, PagerDutyClient
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident
-from datadog_checks.pagerduty_dora.pagerduty.transitions import NEW, Step, Transition, observed
+from datadog_checks.pagerduty_dora.pagerduty.transitions import Step, Transition, observed
 
 from .monitors import MonitorLookup
 from .rebuild import payload_digest
 from .record import IncidentRecord
 from .settings import Settings
 from .state import CollectorState
-from .story import Context, ReadLog, Story, look, settled, steps_of
+from .story import Context, ReadLog, Story, look, recorded, settled, steps_of
 
 # Incidents whose own log may be read in one run (those without a record that the feed or
 # reconciliation meets); past it, the run stops and the next one goes on from there.
@@ -210,7 +210,7 @@ class Recorder:
             self.run.report.mappings[incident.id] = (incident, mapping)
         tags = mapping_tags(incident, mapping)
         wanted = self.wanted(incident, mapping)
-        updated = _updated(incident, record, story, tags, wanted, self.now())
+        updated = recorded(incident, record, story, tags, wanted, self.now())
         updated.monitor = mapping.monitor
         if record is None:
             updated.delivered = self._held_delivery(incident, mapping)
@@ -358,43 +358,31 @@ class Recorder:
             return
         self.observe(incident)
 
-    def _history(self, incident: Incident) -> None:
-        """An incident resolved long before this look: its DORA failure only, nothing to remember or emit."""
+    def recheck(self, incident: Incident) -> None:
+        """A resolved incident read again: its record brought up to date, or a forgotten one's failure sent as it is."""
+        if incident.id in self.state.incidents or not self.in_scope(incident):
+            self.observe(incident)
+            return
+        self._history(incident, again=True)
+
+    def _history(self, incident: Incident, *, again: bool = False) -> None:
+        """An incident resolved long before this look: its DORA failure only, nothing to remember or emit.
+
+        `again` is for one already sent as history or forgotten since: counted once already, and a
+        failure it no longer should have is removed.
+        """
         mapping = self.map(incident)
         if self.keep_mappings:
             self.run.report.mappings[incident.id] = (incident, mapping)
         if self._failure_wanted(incident, self.wanted(incident, mapping)):
             tags = mapping_tags(incident, mapping)
-            self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
+            if not again:
+                self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
             if self.dora is not None:
                 attributes = build_failure(incident, mapping)
                 if self._held_delivery(incident, mapping) != fingerprint_of(attributes):
                     self.dora.enqueue(incident.id, attributes)
-        else:
+        elif not again:
             self._count_unmapped(mapping)
-
-
-def _updated(
-    incident: Incident, record: IncidentRecord | None, story: Story, tags: list[str], wanted: bool, now: float
-) -> IncidentRecord:
-    """The incident's record after a look (its DORA fingerprints are filled in by the caller)."""
-    end = story.end
-    status = end.status if end.status != NEW else incident.status
-    return IncidentRecord(
-        status=status,
-        priority=incident.priority,
-        urgency=incident.urgency,
-        service_id=incident.service_id,
-        service_name=incident.service_name,
-        created_at=incident.created_at,
-        resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
-        delivered=record.delivered if record is not None else '',
-        tags=tags if wanted and status != 'resolved' else [],
-        acked=end.acked,
-        wanted=wanted,
-        checked_at=now,
-        base=story.base,
-        steps=story.steps,
-        emitted=sorted(story.emitted),
-        counted=record.counted if record is not None else False,
-    )
+        elif self.dora is not None and self.can_remove():
+            self.dora.remove(incident.id)

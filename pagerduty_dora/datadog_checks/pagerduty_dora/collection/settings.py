@@ -26,3 +26,5 @@ class Settings:
     unmapped_incidents: str = 'send'
     # Seconds between runs (`min_collection_interval`), which paces reconciliation.
     interval: float = 60.0
+    # Days after its resolve during which an incident is read again (see `recheck.py`).
+    recheck_resolved_days: int = 14

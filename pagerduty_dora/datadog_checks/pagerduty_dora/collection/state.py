@@ -3,8 +3,8 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The collector's memory between runs, composed of the values each part of the engine owns.
 
-Each pass defines its own cursor and its stored form beside the rule that moves it (`feed.py`,
-`reconcile.py`, `sweep.py`), each incident's record is `record.py`'s; this module puts them
+Each pass defines its own cursor and its stored form beside the rule that moves it (`feed_position.py`,
+`reconcile.py`, `recheck.py`, `sweep.py`), each incident's record is `record.py`'s; this module puts them
 together as one document of the Agent's persistent cache (`LAYOUT`), reads every layout this
 project released by migrating it forward, and says what a damaged part costs: only that part.
 """
@@ -24,6 +24,7 @@ from . import record as records
 from . import sweep as sweep_cursor
 from .feed_position import FEED, Feed
 from .rebuild import REBUILD, Rebuild
+from .recheck import RECHECK, Recheck
 from .reconcile import RECONCILIATION, Reconciliation
 from .record import RECORD, IncidentRecord
 from .story import settled
@@ -76,6 +77,8 @@ class CollectorState:
     rebuild: Rebuild | None = None
     # Where records were lost to damage: before it, what their incidents did was reported already.
     reported_until: float | None = None
+    # The daily pass over recently resolved incidents (see `recheck.py`).
+    recheck: Recheck | None = None
 
     def go_live(self, now: float | None) -> None:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
@@ -220,6 +223,8 @@ DAMAGE_COST = {
     'last_event_at': 'a move of the check while this Agent was away is not noticed this time',
     'rebuild': 'the rebuild from Datadog is planned again',
     'reported_until': 'a transition of an incident whose record was lost before may be reported again',
+    'recheck': 'resolved incidents are next read again a day from now, and one the check no longer holds that '
+    'changed before then keeps its DORA failure',
 }
 
 _PARTS: dict[str, codec.Domain] = {
@@ -245,6 +250,7 @@ _PARTS: dict[str, codec.Domain] = {
     'last_event_at': codec.Optional(codec.TIME),
     'rebuild': codec.Optional(REBUILD),
     'reported_until': codec.Optional(codec.TIME),
+    'recheck': codec.Optional(RECHECK),
 }
 
 

@@ -29,7 +29,7 @@ from datadog_checks.pagerduty_dora.pagerduty.transitions import (
     replay,
 )
 
-from .pages import OVERLAP
+from .pages import LATE_REACH, OVERLAP
 from .record import IncidentRecord
 
 
@@ -112,7 +112,8 @@ def look(
         # Coming back into scope or the filters is not news: nothing that happened meanwhile is reported.
         new = []
     if context.horizon is not None:
-        base, steps, folded = fold(base, steps, context.horizon - OVERLAP, incident)
+        # Steps are kept as long as the feed's second look may bring an entry indexed late among them.
+        base, steps, folded = fold(base, steps, context.horizon - LATE_REACH, incident)
         emitted -= folded
     if record is not None:
         previous = (record.priority, record.urgency, record.service_id, record.service_name)
@@ -191,3 +192,29 @@ def settled(delivered: str, desired: str) -> bool:
 def steps_of(entries: list[LogEntry]) -> list[Step]:
     """Log entries as the steps of an incident's story."""
     return [Step(e.id, e.at, e.action, e.evidence, e.kind) for e in entries]
+
+
+def recorded(
+    incident: Incident, record: IncidentRecord | None, story: Story, tags: list[str], wanted: bool, now: float
+) -> IncidentRecord:
+    """The incident's record after a look that decided `story` (its DORA fingerprints are filled in by the caller)."""
+    end = story.end
+    status = end.status if end.status != NEW else incident.status
+    return IncidentRecord(
+        status=status,
+        priority=incident.priority,
+        urgency=incident.urgency,
+        service_id=incident.service_id,
+        service_name=incident.service_name,
+        created_at=incident.created_at,
+        resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
+        delivered=record.delivered if record is not None else '',
+        tags=tags if wanted and status != 'resolved' else [],
+        acked=end.acked,
+        wanted=wanted,
+        checked_at=now,
+        base=story.base,
+        steps=story.steps,
+        emitted=sorted(story.emitted),
+        counted=record.counted if record is not None else False,
+    )

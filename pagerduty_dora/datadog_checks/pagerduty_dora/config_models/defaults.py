@@ -88,6 +88,10 @@ def instance_persist_connections():
     return False
 
 
+def instance_recheck_resolved_days():
+    return 14
+
+
 def instance_request_size():
     return 16
 

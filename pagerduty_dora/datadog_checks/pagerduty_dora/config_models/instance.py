@@ -110,6 +110,7 @@ class InstanceConfig(BaseModel):
     priorities: Optional[tuple[str, ...]] = None
     proxy: Optional[Proxy] = None
     read_timeout: Optional[float] = None
+    recheck_resolved_days: Optional[int] = None
     request_size: Optional[float] = None
     service: Optional[str] = None
     service_ids: Optional[tuple[str, ...]] = None

@@ -22,6 +22,7 @@ UNMAPPED_INCIDENTS = ('send', 'skip')
 # The words YAML 1.1 and the Agent read as booleans when they arrive as strings (quoted in the file).
 BOOLEAN_WORDS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
 BACKFILL_DAYS_MAX = 365
+RECHECK_RESOLVED_DAYS_MAX = 90
 OVERRIDE_TARGETS = ('service', 'team', 'env')
 # How alike a name must be to be suggested (difflib's ratio); lower suggests unrelated names.
 SIMILARITY = 0.6
@@ -63,6 +64,16 @@ def instance_backfill_days(value: Any, **kwargs: Any) -> Any:
     number = _integer('backfill_days', value, 'from 0 to {}'.format(BACKFILL_DAYS_MAX))
     if not 0 <= number <= BACKFILL_DAYS_MAX:
         raise ValueError('`backfill_days` must be between 0 and {}, got {}'.format(BACKFILL_DAYS_MAX, number))
+    return value
+
+
+def instance_recheck_resolved_days(value: Any, **kwargs: Any) -> Any:
+    """Bound how long after its resolve an incident is read again to 0-90 days."""
+    number = _integer('recheck_resolved_days', value, 'from 0 to {}'.format(RECHECK_RESOLVED_DAYS_MAX))
+    if not 0 <= number <= RECHECK_RESOLVED_DAYS_MAX:
+        raise ValueError(
+            '`recheck_resolved_days` must be between 0 and {}, got {}'.format(RECHECK_RESOLVED_DAYS_MAX, number)
+        )
     return value
 
 

@@ -150,6 +150,19 @@ class PagerDutyClient:
         ] + self._scope
         return self._page(self._get('/incidents', params, endpoint='incidents_open'))
 
+    def list_resolved(self, offset: int = 0) -> IncidentPage:
+        """One page of resolved incidents of any creation time, the latest resolve first."""
+        params = [
+            ('statuses[]', 'resolved'),
+            ('date_range', 'all'),
+            ('time_zone', 'UTC'),
+            ('sort_by', 'resolved_at:desc'),
+            ('limit', str(PAGE_SIZE)),
+            ('offset', str(offset)),
+            WITH_TRIGGER,
+        ] + self._scope
+        return self._page(self._get('/incidents', params, endpoint='incidents_resolved'))
+
     def get_incident(self, incident_id: str) -> Any | None:
         """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
         try:
