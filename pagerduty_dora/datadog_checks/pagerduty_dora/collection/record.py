@@ -113,21 +113,9 @@ def from_layout_2(raw: Any) -> list[Any]:
     what it handed to delivery: what the queue still holds is delivered from the queue, which then
     reports what Datadog accepted.
     """
-    (
-        status,
-        priority,
-        urgency,
-        service_id,
-        service_name,
-        created_at,
-        resolved_at,
-        fingerprint,
-        tags,
-        status_at,
-        acked,
-        wanted,
-        checked_at,
-    ) = raw
+    if len(raw) != 13:
+        raise ValueError('not a record of layout 2')
+    status, resolved_at, fingerprint, status_at, acked = raw[0], raw[6], raw[7], raw[9], raw[10]
     resolved = status == 'resolved'
     sent = '' if fingerprint == _KEPT_BACK else fingerprint
     base = Base(
@@ -138,23 +126,7 @@ def from_layout_2(raw: Any) -> list[Any]:
         at=float(status_at),
         unsure_until=float(status_at) + 1,
     )
-    return [
-        status,
-        priority,
-        urgency,
-        service_id,
-        service_name,
-        created_at,
-        resolved_at,
-        sent,
-        sent,
-        tags,
-        acked,
-        wanted,
-        checked_at,
-        BASE.encode(base),
-        [],
-        [],
-        # Layout 2 counted an incident's mapping match when it first met it.
-        1,
-    ]
+    # status ... resolved_at as they were; the fingerprint as both desired and delivered; tags; acked,
+    # wanted, checked_at as they were; the base; no steps, no keys emitted; counted (layout 2 counted an
+    # incident's mapping match when it first met it).
+    return list(raw[:7]) + [sent, sent, raw[8]] + list(raw[10:13]) + [BASE.encode(base), [], [], 1]
