@@ -713,6 +713,7 @@ class Verdict:
             return
         if self.beyond_recheck(story):
             resolved = story.final.resolved_at
+            assert resolved is not None
             held = [s for _, at, s in story.states if at >= resolved]
             if got is None and not all(self.config.wanted(s) for s in held):
                 return

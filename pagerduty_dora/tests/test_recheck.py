@@ -131,7 +131,7 @@ class TestRecheckPass:
         pagerduty = ResolvedPagerDuty([resolved(n, NOW - n * HOUR, updated=NOW - 2 * DAY) for n in range(600)])
         state = CollectorState(recheck=Recheck(last=NOW - DAY))
         runs = 0
-        while runs == 0 or state.recheck.started is not None:
+        while runs == 0 or (state.recheck is not None and state.recheck.started is not None):
             steps = list(RecheckPass(pagerduty).read(state, NOW + runs * 60, 14))
             assert steps.count(NEXT_REQUEST) <= RECHECK_PAGES_PER_RUN
             runs += 1
@@ -145,6 +145,7 @@ class TestRecheckPass:
         pagerduty = ResolvedPagerDuty(incidents)
         state = CollectorState(recheck=Recheck(last=NOW - DAY))
         first = [s for s in RecheckPass(pagerduty).read(state, NOW, 14) if isinstance(s, Page)]
+        assert state.recheck is not None
         assert state.recheck.reached == NOW - 190 * HOUR and state.recheck.offset == 180
         # Between two runs, 30 incidents are resolved (at the top of the list) and 5 reopened (gone from it).
         pagerduty.resolved = [resolved(400 + n, NOW + n, updated=NOW + n) for n in range(30, 0, -1)] + [

@@ -62,7 +62,7 @@ def _within_cap(recheck: Recheck) -> None:
         raise codec.Invalid('offset past the one PagerDuty accepts')
 
 
-RECHECK: codec.Domain[Recheck] = codec.Struct(
+RECHECK: codec.Struct[Recheck] = codec.Struct(
     Recheck,
     _within_cap,
     last=codec.TIME,
