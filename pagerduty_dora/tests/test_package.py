@@ -81,6 +81,7 @@ SHIPPED = [
     'common/documents.py',
     'common/errors.py',
     'common/http.py',
+    'common/json_format.py',
     'common/permissions.py',
     'common/responses.py',
     'common/services.py',

@@ -12,10 +12,10 @@ of a layout newer than this release knows, is `Unreadable` as a whole.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import json_format
 from .codec import Domain, Invalid, MapOf
 
 
@@ -25,14 +25,13 @@ class Unreadable(ValueError):
 
 def encode(version: int, fields: dict[str, Any]) -> str:
     """A cache value holding `fields` under layout `version`."""
-    # ASCII escapes keep any lone surrogate a remote API sent writable as UTF-8.
-    return json.dumps(dict(fields, version=version), separators=(',', ':'), check_circular=False)
+    return json_format.encode(dict(fields, version=version))
 
 
 def parse(raw: str) -> dict[str, Any]:
     """The JSON object a cache value holds, whatever its layout; raises `Unreadable`."""
     try:
-        document = json.loads(raw)
+        document = json_format.decode(raw)
     except RecursionError:
         raise Unreadable('nested too deeply') from None
     except ValueError as e:

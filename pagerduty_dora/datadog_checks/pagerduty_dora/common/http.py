@@ -12,13 +12,13 @@ split into the kinds the callers act on.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
 from functools import partialmethod
 from typing import Any, Callable, Mapping
 
+from . import json_format
 from .errors import (
     ApiError,
     AuthError,
@@ -295,7 +295,7 @@ class ApiClient:
         if params is not None:
             options['params'] = params
         if body is not None:
-            options['data'] = json.dumps(body, separators=(',', ':'))
+            options['data'] = json_format.encode(body).encode('utf-8')
             options['extra_headers'] = dict(self._auth_headers, **{'Content-Type': 'application/json'})
         return getattr(self._http, method)(url, **options)
 
@@ -305,7 +305,7 @@ class ApiClient:
         if not content:
             return None
         try:
-            return json.loads(content)
+            return json_format.decode(content)
         except (ValueError, RecursionError):
             # ValueError covers text that is not JSON or not UTF-8, and integers past Python's digit limit.
             raise UnreadableResponse(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None

@@ -142,7 +142,11 @@ def build_failure(incident: Incident, mapping: MappingResult) -> dict:
 
 
 def fingerprint(attributes: dict) -> str:
-    """A short, stable hash of a payload: equal payloads (in any key order) give equal fingerprints."""
+    """A short, stable hash of a payload: equal payloads (in any key order) give equal fingerprints.
+
+    Always the standard library's encoding, so a fingerprint stored on one Agent matches on another
+    whichever JSON library each has.
+    """
     encoded = json.dumps(attributes, sort_keys=True, separators=(',', ':'), ensure_ascii=False)
     return hashlib.sha256(encoded.encode('utf-8')).hexdigest()[:FINGERPRINT_LENGTH]
 

@@ -1,0 +1,67 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""JSON the way the Agent reads and writes it: orjson where it is installed, the standard library elsewhere.
+
+datadog-checks-base's `utils.format.json` uses orjson when it is present (the base's `json` extra pins
+it, and the Agent ships it) and the standard library otherwise; a base release without that module
+leaves the standard library. Every API body and every stored document goes through `encode` and
+`decode` here, so the check has one JSON and its two paths are tested alike.
+
+orjson refuses a few values the standard library takes: lone surrogates (a remote API may send them
+escaped), integers beyond 64 bits, non-string keys, `NaN`. Those fall back to the standard library,
+so what the check can read and write does not depend on which library is installed. orjson reads an
+integer beyond 64 bits as a float without complaint: a text with a run of 20 digits is read by the
+standard library (a linear scan, about a fifth of orjson's own time). Infinities and
+`NaN` are no JSON: orjson writes them as `null`; no stored domain admits them (`codec.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+try:
+    from datadog_checks.base.utils.format import json as _agent_json
+except ImportError:  # a datadog-checks-base release without it
+    _agent_json = None
+
+
+def _standard_encode(value: Any) -> str:
+    # ASCII escapes keep a lone surrogate writable as UTF-8.
+    return json.dumps(value, separators=(',', ':'), check_circular=False)
+
+
+_fast_encode: Callable[[Any], str] = _agent_json.encode if _agent_json is not None else _standard_encode
+_fast_decode: Callable[[str | bytes], Any] = _agent_json.decode if _agent_json is not None else json.loads
+
+
+def implementation() -> str:
+    """The library doing the work: `orjson` or `json` (the standard library)."""
+    if _agent_json is None:
+        return 'json'
+    return 'orjson' if getattr(_agent_json.json, 'orjson', None) is not None else 'json'
+
+
+def encode(value: Any) -> str:
+    """Compact JSON of `value`; raises `TypeError` or `ValueError` for what JSON cannot hold."""
+    try:
+        return _fast_encode(value)
+    except (TypeError, ValueError):
+        return _standard_encode(value)
+
+
+# Digits made alike, to find a run as long as the shortest integer beyond 64 bits.
+_DIGITS = bytes.maketrans(b'123456789', b'000000000')
+_LONG_INTEGER = b'0' * 20
+
+
+def decode(text: str | bytes) -> Any:
+    """The value JSON `text` holds; raises `ValueError` (or `RecursionError`) for what is not JSON."""
+    raw = text if isinstance(text, bytes) else text.encode('utf-8', 'surrogatepass')
+    if _LONG_INTEGER in raw.translate(_DIGITS):
+        return json.loads(text)
+    try:
+        return _fast_decode(text)
+    except ValueError:
+        return json.loads(text)
