@@ -2,10 +2,11 @@
 #
 #   docker build --build-arg AGENT_VERSION=<7.x.y> -t <registry>/agent-pagerduty-dora:<7.x.y> .
 #
-# AGENT_VERSION is the Agent 7 release to build on: one whose embedded datadog-checks-base is 38.5.0
-# or later, which the wheel requires (the Agent's installer refuses the wheel on an older one, and
-# the build fails there). See pagerduty_dora/docs/containers.md for running the image.
-ARG AGENT_VERSION=set-AGENT_VERSION-to-an-Agent-7-release
+# AGENT_VERSION is the Agent release to build on, Agent 7.78 or later: the wheel requires an embedded
+# datadog-checks-base 37.33.0 or later, and the Agent's installer refuses the wheel on an older one
+# (the build fails there). The default is the first release known to embed such a base; name the one
+# you run. See pagerduty_dora/docs/containers.md for running the image.
+ARG AGENT_VERSION=7.78.0
 
 # Build the wheel from the clone, as pagerduty_dora/README.md does by hand.
 FROM python:3.13-slim AS wheel

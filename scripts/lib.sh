@@ -8,8 +8,8 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DDEV_VERSION="${DDEV_VERSION:-20.1.0}"
 DDEV_VENV="${DDEV_VENV:-$ROOT/.venv-ddev}"
-# The datadog-checks-base release the tests run against: the one the Agent ships.
-export DDEV_TEST_BASE_PACKAGE_VERSION="${DDEV_TEST_BASE_PACKAGE_VERSION:-38.5.0}"
+# The datadog-checks-base release the tests run against: the oldest one the wheel accepts.
+export DDEV_TEST_BASE_PACKAGE_VERSION="${DDEV_TEST_BASE_PACKAGE_VERSION:-37.33.0}"
 
 # Print the path of a `pythonX.Y` interpreter, or fail.
 find_python() {

@@ -2,16 +2,23 @@
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The repository's Dockerfile, read as Docker reads it (there is no Docker here): it builds the wheel the
-build really produces, installs it the Agent's way, and states the requirement the wheel has."""
+build really produces, installs it the Agent's way on an Agent release that accepts it, and states the
+requirement the wheel has."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from .test_agent_version import EMBEDDED, base_requirement, minimum_agent, minimum_base
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 INTEGRATION = REPOSITORY / 'pagerduty_dora'
@@ -41,16 +48,16 @@ def stages() -> list[list[tuple[str, str]]]:
     return result
 
 
-def base_requirement() -> str:
-    pyproject = (INTEGRATION / 'pyproject.toml').read_text(encoding='utf-8')
-    found = re.search(r'"datadog-checks-base>=([0-9.]+)"', pyproject)
-    assert found, 'the wheel requires no datadog-checks-base version'
-    return found.group(1)
+def agent_version_default() -> str:
+    """The Agent release the Dockerfile builds on when none is given."""
+    global_args, _, _ = stages()
+    (default,) = [a.partition('=')[2] for i, a in global_args if i == 'ARG' and a.startswith('AGENT_VERSION=')]
+    return default
 
 
 @pytest.fixture(scope='module')
-def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The name of the wheel the integration's build produces, built as the Dockerfile's first stage builds it."""
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel the integration's build produces, built as the Dockerfile's first stage builds it."""
     out = tmp_path_factory.mktemp('dist')
     built = subprocess.run(
         [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--disable-pip-version-check', '--wheel-dir', str(out)]
@@ -61,7 +68,7 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = out.glob('*.whl')
-    return wheel.name
+    return wheel
 
 
 class TestDockerfile:
@@ -75,32 +82,63 @@ class TestDockerfile:
         assert agent_stage[0] == ('FROM', 'gcr.io/datadoghq/agent:${AGENT_VERSION}')
         assert global_args[0][1].startswith('AGENT_VERSION=')
 
-    def test_the_built_wheel_is_the_one_installed(self, built_wheel):
+    def test_the_built_wheel_is_the_one_installed(self, built_wheel: Path):
+        built_wheel_name = built_wheel.name
         _, wheel_stage, agent_stage = stages()
         (build,) = [a for i, a in wheel_stage if i == 'RUN']
         assert build.split() == (
             'python -m pip wheel --no-deps --disable-pip-version-check --wheel-dir /dist /src/pagerduty_dora'.split()
         )
         copies = [a for i, a in agent_stage if i == 'COPY']
-        assert copies == ['--from=wheel /dist/{} /tmp/'.format(built_wheel)]
+        assert copies == ['--from=wheel /dist/{} /tmp/'.format(built_wheel_name)]
         (install,) = [a for i, a in agent_stage if i == 'RUN']
-        assert install.split('&&')[0].split() == ['agent', 'integration', 'install', '-r', '-w', '/tmp/' + built_wheel]
+        assert install.split('&&')[0].split() == [
+            'agent',
+            'integration',
+            'install',
+            '-r',
+            '-w',
+            '/tmp/' + built_wheel_name,
+        ]
 
     def test_the_context_leaves_tool_environments_out(self):
         ignored = (REPOSITORY / '.dockerignore').read_text(encoding='utf-8').split()
         assert {'.git', '.venv*'} <= set(ignored)
 
 
+class TestAgentRelease:
+    """The image is built, by default, on an Agent release whose installer accepts the wheel."""
+
+    def test_the_default_is_a_release_that_accepts_the_wheel(self):
+        default = agent_version_default()
+        assert re.fullmatch(r'7\.\d+\.\d+', default), 'AGENT_VERSION needs a default Agent image tag'
+        assert Version(default) >= Version(minimum_agent())
+
+    def test_the_built_wheel_requires_what_the_agent_embeds(self, built_wheel: Path):
+        """The installer compares the wheel's `Requires-Dist` with the base the Agent embeds."""
+        with zipfile.ZipFile(built_wheel) as archive:
+            (name,) = [n for n in archive.namelist() if n.endswith('.dist-info/METADATA')]
+            metadata = Parser().parsestr(archive.read(name).decode('utf-8'))
+        (base,) = [
+            Requirement(line)
+            for line in metadata.get_all('Requires-Dist') or []
+            if line.startswith('datadog-checks-base')
+        ]
+        assert base.specifier == base_requirement()
+        assert EMBEDDED[minimum_agent()].base in base.specifier
+
+
 class TestBaseRequirement:
     """The datadog-checks-base release the wheel requires is stated the same way wherever an operator reads it."""
 
     def test_everywhere(self):
-        minimum = base_requirement()
+        minimum = minimum_base()
         readme = ' '.join((INTEGRATION / 'README.md').read_text(encoding='utf-8').split())
         containers = ' '.join((INTEGRATION / 'docs' / 'containers.md').read_text(encoding='utf-8').split())
         dockerfile = ' '.join(DOCKERFILE.read_text(encoding='utf-8').replace('#', ' ').split())
         lib = (REPOSITORY / 'scripts' / 'lib.sh').read_text(encoding='utf-8')
         assert 'datadog-checks-base **{} or later**'.format(minimum) in readme
-        assert 'embedded datadog-checks-base is {} or later'.format(minimum) in containers
-        assert 'embedded datadog-checks-base is {} or later'.format(minimum) in dockerfile
+        assert 'embedded datadog-checks-base {} or later'.format(minimum) in containers
+        assert 'embedded datadog-checks-base {} or later'.format(minimum) in dockerfile
         assert 'DDEV_TEST_BASE_PACKAGE_VERSION:-{}}}'.format(minimum) in lib
+        assert 'Left out, it is {},'.format(agent_version_default()) in containers

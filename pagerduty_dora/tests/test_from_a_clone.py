@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from .fakes.demo import DemoWorld
+from .test_agent_version import minimum_agent, minimum_base, minor
 from .test_package import AGENT_BASE
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -319,10 +320,8 @@ class TestReadmeSetup:
 
     def test_agent_requirements(self):
         installation = section(README, '### Installation')
-        assert '**Agent 7**' in installation
-        assert 'datadog-checks-base **38.5.0 or later**' in installation
-        pyproject = (REPOSITORY / 'pagerduty_dora' / 'pyproject.toml').read_text(encoding='utf-8')
-        assert '"datadog-checks-base>=38.5.0"' in pyproject
+        assert '**Agent {} or later**'.format(minor(minimum_agent())) in installation
+        assert 'datadog-checks-base **{} or later**'.format(minimum_base()) in installation
 
     def test_dockerfile(self):
         """The README sends container users to the repository's Dockerfile, with no recipe of its own to drift."""

@@ -124,7 +124,7 @@ TEST_ONLY = ('tests', 'fakes', 'faults', 'simulator', 'conftest', 'harness')
 # Words of the tests' fault injection; none may appear in a shipped module.
 FAULT_INJECTION = ('fail_next', 'chaos(', 'Faults(', 'timeout_delay', 'faults.take')
 # What the Agent's embedded Python holds: the base package and the libraries it pins, nothing of ours.
-AGENT_BASE = 'datadog-checks-base[deps]==38.5.0'
+AGENT_BASE = 'datadog-checks-base[deps]==37.33.0'
 
 # Run inside the fresh environment: import the package and pick the check class the way the Agent's
 # loader does (every name of `dir(module)` that is a class deriving from AgentCheck, is not AgentCheck
@@ -202,7 +202,7 @@ class TestWheel:
 
         assert metadata['Name'] == 'datadog-pagerduty-dora'
         assert [r for r in metadata.get_all('Requires-Dist') or [] if 'extra ==' not in r] == [
-            'datadog-checks-base>=38.5.0'
+            'datadog-checks-base>=37.33.0'
         ]
         requires_python = SpecifierSet(metadata['Requires-Python'])
         assert ['3.12.0', '3.13.0'] == [v for v in ('3.12.0', '3.13.0') if v in requires_python]
