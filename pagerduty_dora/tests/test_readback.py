@@ -560,5 +560,8 @@ class TestWithTheCheck:
         events = list(readback.events('source:pagerduty_dora', START - HOUR, world.account.now))
 
         assert [(f.incident_id, f.finished_at - f.started_at) for f in failures] == [(incident, 30.0)]
-        assert [(e.incident_id, e.transition) for e in events] == [(incident, 'triggered'), (incident, 'resolved')]
-        assert len(aggregator.events) == 2
+        # The check's live event (it went live at START), then the events of the incident's transitions.
+        live, *transitions = events
+        assert (live.live_since, live.transition_key, live.alert_type) == (START, None, 'info')
+        assert [(e.incident_id, e.transition) for e in transitions] == [(incident, 'triggered'), (incident, 'resolved')]
+        assert len(aggregator.events) == 3

@@ -9,6 +9,9 @@
   instance, the rebuild reads it again once that lag has passed, so the last events the previous
   node sent are searchable by then. A stored state that another node overtook while this Agent was
   away (Datadog holds a later event of this instance than the state sent) is rebuilt the same way.
+- **Trace**: a live state says in Datadog since when it reports every transition (a live event, at
+  go-live and after each day without another event), so that a move on a quiet account resumes
+  where the lookback begins, not at the new node's first run, and never before the old node went live.
 - **Undelivered**: a record whose DORA failure is outstanding but no longer queued (dropped by the
   queue's bounds, lost in a crash) is read again by id and its failure wanted again.
 - **Drift**: once a day, Datadog's open failures are compared with PagerDuty, and each one PagerDuty
@@ -49,6 +52,9 @@ MAX_REFETCH_PER_RUN = 20
 SEARCH_LAG = 600.0
 # An Agent back after a pause longer than this (beyond its interval) may have been replaced by another node.
 MOVE_PAUSE = 300.0
+# A live event is sent again once this long passed without any event of the instance: the lookback
+# (`EVENTS_LOOKBACK`, two days) then always holds one while the node runs.
+LIVE_EVENT_INTERVAL = DAY
 
 
 class Recovery:
@@ -110,7 +116,7 @@ class Recovery:
         record = self._read_record(now)
         if record is None:
             return False
-        if waiting is None and self.outputs.collects_events and (record.events or record.failures):
+        if waiting is None and self.outputs.collects_events and record.holds_anything:
             # What the previous node sent last may not be searchable yet: read it all again later.
             state.rebuild = Rebuild(after=now + SEARCH_LAG)
             self.log.info(
@@ -133,7 +139,8 @@ class Recovery:
         since = sent if sent is not None else now - EVENTS_LOOKBACK
         try:
             for event in self.readback.events(self._record_query, since, now + 3600):
-                if event.transition_key is not None and (sent is None or event.timestamp > sent):
+                ours = event.transition_key is not None or event.live_since is not None
+                if ours and (sent is None or event.timestamp > sent):
                     self.log.info('Datadog holds events of this instance later than its stored state: rebuilt')
                     return True
         except ApiError as e:
@@ -166,15 +173,16 @@ class Recovery:
 
     def _apply(self, state: CollectorState, record: Record, now: float) -> None:
         """Take the record into the state: go live where the reported events end, compare history with the failures."""
-        if not record.events and not record.failures:
+        if not record.holds_anything:
             return
-        # What happened after the last event Datadog holds was not reported. Without any event there is
-        # no sign of when the earlier node went live: collection goes live at PagerDuty's first answer.
-        start = record.last_event_at
+        # What happened after the last event Datadog holds was not reported. Without a transition event
+        # nor a live event there is no sign of when the earlier node went live: collection goes live at
+        # PagerDuty's first answer.
+        start = record.resume_at()
         if start is not None:
             state.live_since = start
             state.feed = Feed(horizon=start)
-        state.last_event_at = record.last_event_at
+        state.last_event_at = record.latest_event_at
         state.rebuilt = {key: sorted(keys) for key, keys in record.emitted.items()}
         state.rebuilt_at = state.drift_at = now
         self._held = record.failures
@@ -186,6 +194,18 @@ class Recovery:
             len(record.failures),
             format_time(start) if start is not None else 'now',
         )
+
+    def trace(self, state: CollectorState, now: float, env: str | None) -> None:
+        """Send the live event when a state goes live, and again after a day without any event of the instance.
+
+        Only where a rebuild can read it back (`datadog_app_key`) and events are collected; `now` is PagerDuty's
+        time, `env` the instance's.
+        """
+        if self.readback is None or not self.persist or state.live_since is None:
+            return
+        if state.last_event_at is not None and now - state.last_event_at < LIVE_EVENT_INTERVAL:
+            return
+        state.event_sent(self.outputs.live(state.live_since, now, env))
 
     def _failed(self, reason: str, error: ApiError, *, final: bool) -> None:
         self.outputs.count('rebuild', 1, ['result:{}'.format('fallback' if final else 'retry'), 'reason:' + reason])
