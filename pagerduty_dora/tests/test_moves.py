@@ -167,6 +167,35 @@ def _node_b(world, dd_run_check, runs=1):
     return node_b
 
 
+class TestLiveEvents:
+    """The live event is sent where a rebuild can read it back, and only where events are collected."""
+
+    @pytest.mark.parametrize(
+        'options, sent',
+        [
+            ({'datadog_app_key': DD_APP_KEY}, 1),
+            ({}, 0),
+            ({'datadog_app_key': DD_APP_KEY, 'collect_events': False}, 0),
+        ],
+        ids=['app-key', 'no-app-key', 'no-events'],
+    )
+    def test_sent_at_go_live(self, account_world, dd_run_check, aggregator, options, sent) -> None:
+        check = account_world.check(env='prod', tags=['team:sre'], **options)
+        dd_run_check(check)
+        account_world.account.advance(60)
+        dd_run_check(check)
+        live = live_events(aggregator)
+        assert len(live) == sent
+        for event in live:
+            instance = 'pagerduty_dora_instance:' + check.persistent_cache_id()[:16]
+            assert {'env:prod', 'team:sre', instance, 'pagerduty_dora_live_since:{}'.format(int(START))} <= set(
+                event['tags']
+            )
+            assert event['source_type_name'] == 'pagerduty_dora' and event['msg_title'].startswith(
+                'PagerDuty DORA collection live since'
+            )
+
+
 class TestQuietAccount:
     """A move on an account quiet for days resumes where the lookback begins, never before the old node went live."""
 
