@@ -11,7 +11,7 @@ from datadog_checks.pagerduty_dora import identity
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
-from .harness import DAY, START, World, event_keys
+from .harness import DAY, DD_APP_KEY, START, World, event_keys
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -160,3 +160,86 @@ class TestEarlierKeys:
         assert set(event_keys(aggregator).values()) == {1}
         assert world.dora.posts[posts:] == []
         assert any(k.endswith(':{}_collector'.format(current)) for k in datadog_agent._cache)
+
+
+CHANGED = 'its identity changed'
+
+
+def _runs(world, dd_run_check, checks, count):
+    """`count` rounds a minute apart, each running every check of `checks`."""
+    for _ in range(count):
+        for check in checks:
+            dd_run_check(check)
+        world.account.advance(60)
+
+
+def _identity_warnings(*checks):
+    return [w for check in checks for w in check.warnings if CHANGED in w]
+
+
+class TestIdentityChanges:
+    """An edited identity is warned about once; a second instance (a shard) of the account never is."""
+
+    def test_an_edit_of_service_ids_is_warned_about_once(self, world, dd_run_check, aggregator) -> None:
+        first, second = (service['id'] for service in world.account.services[:2])
+        before = world.check(service_ids=[first])
+        _runs(world, dd_run_check, [before], 3)
+
+        edited = world.check(service_ids=[second, first])
+        _runs(world, dd_run_check, [edited], 10)
+        restarted = world.check(service_ids=[second, first])
+        _runs(world, dd_run_check, [restarted], 10)
+
+        warnings = _identity_warnings(edited, restarted)
+        assert len(warnings) == 1
+        assert '`service_ids` [{}] -> [{}]'.format(first, ', '.join(sorted([first, second]))) in warnings[0]
+        assert 'without `datadog_app_key`, history is sent again as DORA failures' in warnings[0]
+        aggregator.assert_metric('pagerduty_dora.identity.changed', count=1, tags=['option:service_ids'])
+
+    def test_a_new_key_is_named_never_shown(self, world, dd_run_check) -> None:
+        before = world.check()
+        _runs(world, dd_run_check, [before], 2)
+        world.account.token = 'another-token-0123456789'
+        edited = world.check(api_token=world.account.token)
+        _runs(world, dd_run_check, [edited], 8)
+        warnings = _identity_warnings(edited)
+        assert len(warnings) == 1 and '`api_token` (another key)' in warnings[0]
+        assert world.account.token not in warnings[0]
+
+    @pytest.mark.parametrize('pause', [0, 3600], ids=['together', 'after-an-hour-down'])
+    def test_shards_never_warn(self, world, dd_run_check, aggregator, pause) -> None:
+        first, second = (service['id'] for service in world.account.services[:2])
+        shard_a = world.check(service_ids=[first])
+        _runs(world, dd_run_check, [shard_a], 3)
+        shard_b = world.check(service_ids=[second])
+        _runs(world, dd_run_check, [shard_a, shard_b], 10)
+        # The Agent restarts (after a pause): each shard is new to its process, and runs in turn.
+        world.account.advance(pause)
+        restarted = [world.check(service_ids=[second]), world.check(service_ids=[first])]
+        _runs(world, dd_run_check, restarted, 10)
+
+        assert _identity_warnings(shard_a, shard_b, *restarted) == []
+        assert aggregator.metrics('pagerduty_dora.identity.changed') == []
+
+    @pytest.mark.parametrize(
+        'options', [{}, {'submit_dora_failures': False}], ids=['failures-held', 'nothing-but-events-held']
+    )
+    def test_an_edit_is_rebuilt_from_what_the_previous_identity_sent(
+        self, world, dd_run_check, aggregator, options
+    ) -> None:
+        world.forward_events(aggregator)
+        first, second = (service['id'] for service in world.account.services[:2])
+        before = world.check(service_ids=[first], datadog_app_key=DD_APP_KEY, **options)
+        _runs(world, dd_run_check, [before], 2)
+        incident = world.account.trigger(first, 'Before the edit')
+        _runs(world, dd_run_check, [before], 2)
+        assert event_keys(aggregator) == {(incident, 'triggered'): 1}
+
+        world.account.acknowledge(incident)
+        world.account.advance(30)
+        edited = world.check(service_ids=[first, second], datadog_app_key=DD_APP_KEY, **options)
+        _runs(world, dd_run_check, [edited], 20)
+
+        assert event_keys(aggregator) == {(incident, 'triggered'): 1, (incident, 'acknowledged'): 1}
+        warnings = _identity_warnings(edited)
+        assert len(warnings) == 1 and 'from what the previous identity sent too' in warnings[0]

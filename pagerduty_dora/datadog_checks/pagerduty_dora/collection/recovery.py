@@ -84,6 +84,8 @@ class Recovery:
         self.pages = 0
         # Digests of the failures Datadog holds, while a rebuilt state's history is compared with them.
         self._held: dict[str, str] | None = None
+        # Whether this instance may have replaced another identity (an edit): a rebuild waits to know.
+        self._undecided = False
 
     # Rebuild ------------------------------------------------------------------------------------
 
@@ -109,6 +111,9 @@ class Recovery:
         for what happened before it went live.
         """
         assert self.readback is not None
+        if self._undecided:
+            self.log.info('Waiting to know whether this instance replaces another identity before rebuilding')
+            return False
         waiting = state.rebuild
         if waiting is not None and now < waiting.after:
             self.log.info("Waiting %d s more for Datadog's event search before rebuilding", waiting.after - now)
@@ -128,6 +133,13 @@ class Recovery:
         state.rebuild = None
         self._apply(state, record, now)
         return True
+
+    def inherit(self, record_query: str, *, undecided: bool) -> None:
+        """Read the record with `record_query` from now on: this instance's events and those of the identities it
+        replaced (an edited instance). While `undecided`, whether it replaced one is not known yet, and a
+        rebuild waits."""
+        self._record_query = record_query
+        self._undecided = undecided
 
     def overtaken(self, state: CollectorState, now: float) -> bool:
         """Whether Datadog holds an event of this instance later than any the state sent (another node ran since).
