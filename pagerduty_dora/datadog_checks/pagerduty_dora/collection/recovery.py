@@ -108,20 +108,22 @@ class Recovery:
         install. Otherwise the record is read again once `SEARCH_LAG` has passed (`state.rebuild`
         says until when), and the state rebuilt from it. Without the record, the check starts as on
         a first run: history is sent again as DORA failures (idempotent by id) and no event is sent
-        for what happened before it went live.
+        for what happened before it went live. While it is not known whether this instance replaced
+        another identity (`inherit`), the record is not read for good: what that one sent is part of it.
         """
         assert self.readback is not None
-        if self._undecided:
-            self.log.info('Waiting to know whether this instance replaces another identity before rebuilding')
-            return False
+        undecided = self._undecided and self.outputs.collects_events
         waiting = state.rebuild
         if waiting is not None and now < waiting.after:
             self.log.info("Waiting %d s more for Datadog's event search before rebuilding", waiting.after - now)
             return False
+        if waiting is not None and undecided:
+            self.log.info('Waiting to know whether this instance replaces another identity before rebuilding')
+            return False
         record = self._read_record(now)
         if record is None:
             return False
-        if waiting is None and self.outputs.collects_events and record.holds_anything:
+        if waiting is None and self.outputs.collects_events and (record.holds_anything or undecided):
             # What the previous node sent last may not be searchable yet: read it all again later.
             state.rebuild = Rebuild(after=now + SEARCH_LAG)
             self.log.info(
