@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from datadog_checks.pagerduty_dora import identity
+from datadog_checks.pagerduty_dora import identity, lineage
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
@@ -243,3 +243,46 @@ class TestIdentityChanges:
         assert event_keys(aggregator) == {(incident, 'triggered'): 1, (incident, 'acknowledged'): 1}
         warnings = _identity_warnings(edited)
         assert len(warnings) == 1 and 'from what the previous identity sent too' in warnings[0]
+
+
+class TestLineage:
+    """The Agent's list of identities per PagerDuty API: a verdict once a candidate had the time to run again."""
+
+    def _lineage(self, cache: dict[str, str], interval: float = 60.0, **options) -> lineage.Lineage:
+        instance = dict(INSTANCE, **options)
+        return lineage.Lineage(instance, identity.cache_id(instance), interval, cache.get, cache.__setitem__)
+
+    def test_a_stopped_identity_is_judged_once_it_had_the_time_to_run(self) -> None:
+        cache: dict[str, str] = {}
+        old = self._lineage(cache)
+        assert old.ran(START) == []
+        new = self._lineage(cache, service_ids=['PA'], urgencies=[])
+        assert new.ran(START + 30) == [] and new.undecided
+        assert new.ran(START + 30 + 60 + lineage.GRACE) == [] and new.undecided
+        (change,) = new.ran(START + 31 + 60 + lineage.GRACE)
+        assert change.describe() == '`service_ids` [PA, PB] -> [PA]; `urgencies` [high] -> (all)'
+        assert new.previous == [old.cache_id] and not new.undecided
+        assert new.ran(START + DAY) == []
+
+    def test_an_identity_stopped_more_than_a_day_before_is_no_candidate(self) -> None:
+        cache: dict[str, str] = {}
+        self._lineage(cache).ran(START)
+        new = self._lineage(cache, service_ids=['PA'])
+        assert new.ran(START + lineage.CANDIDATE_WINDOW + 1) == [] and not new.undecided
+        assert new.ran(START + 2 * DAY) == []
+
+    @pytest.mark.parametrize(
+        'stored',
+        ['{', '[]', '{"identities": [1]}', '{"identities": {"x": 3}}'],
+        ids=['cut-short', 'a-list', 'identities-a-list', 'an-identity-a-number'],
+    )
+    def test_a_damaged_list_is_started_again(self, stored) -> None:
+        cache = {lineage.registry_key(INSTANCE): stored}
+        assert self._lineage(cache).ran(START) == []
+        assert identity.cache_id(INSTANCE) in cache[lineage.registry_key(INSTANCE)]
+
+    def test_identities_not_seen_for_a_month_are_forgotten(self) -> None:
+        cache: dict[str, str] = {}
+        self._lineage(cache, service_ids=['PX']).ran(START)
+        self._lineage(cache).ran(START + lineage.RETENTION + 1)
+        assert identity.cache_id(dict(INSTANCE, service_ids=['PX'])) not in cache[lineage.registry_key(INSTANCE)]
