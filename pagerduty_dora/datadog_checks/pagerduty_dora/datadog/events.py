@@ -218,12 +218,12 @@ def build_live_event(live_since: float, *, key: str, tags: list[str], now: float
     since = format_time(live_since)
     text = '\n'.join(
         [
-            'This instance of the PagerDuty DORA check has reported every transition of the incidents it collects '
-            'since **{}**, and PagerDuty had none to report since its previous event.'.format(since),
+            'This instance of the PagerDuty DORA check reports every transition of the incidents it collects '
+            'since **{}**.'.format(since),
             '',
-            'Sent when collection goes live and again after a day without any other event of this instance: a '
-            'check moved to another Agent (a cluster check) reads it back with `datadog_app_key` and resumes '
-            'reporting from there. No action is needed.',
+            'It sends this event when its collection goes live, and again after a day without any other event: '
+            'a check moved to another Agent (a cluster check) reads it back with `datadog_app_key` to resume '
+            'reporting where this one reported up to. No action is needed.',
         ]
     )
     return {
