@@ -245,6 +245,36 @@ class TestIdentityChanges:
         assert len(warnings) == 1 and 'from what the previous identity sent too' in warnings[0]
 
 
+class TestSwapOfClusterChecks:
+    """A cluster check that moves to an Agent as another one leaves it was not edited: no warning, no inheritance."""
+
+    def test_a_check_moved_in_as_another_moved_out(self, world, dd_run_check, aggregator, datadog_agent) -> None:
+        world.forward_events(aggregator)
+        first, second = (service['id'] for service in world.account.services[:2])
+        # Node 2 runs shard B; node 1 runs shard C, which reports an incident.
+        leaving = world.check(service_ids=[second], datadog_app_key=DD_APP_KEY)
+        _runs(world, dd_run_check, [leaving], 3)
+        node_2 = dict(datadog_agent._cache)
+        datadog_agent._cache.clear()
+        arriving = world.check(service_ids=[first], datadog_app_key=DD_APP_KEY)
+        # Datadog holds B's failures: C waits for the event search before it goes live.
+        _runs(world, dd_run_check, [arriving], 12)
+        incident = world.account.trigger(first, 'Before the move')
+        _runs(world, dd_run_check, [arriving], 2)
+
+        # B leaves node 2 for another node as C arrives there; C's incident is acknowledged meanwhile.
+        datadog_agent._cache.clear()
+        datadog_agent._cache.update(node_2)
+        world.account.acknowledge(incident)
+        world.account.advance(30)
+        moved = world.check(service_ids=[first], datadog_app_key=DD_APP_KEY)
+        _runs(world, dd_run_check, [moved], 20)
+
+        assert _identity_warnings(moved) == []
+        assert aggregator.metrics('pagerduty_dora.identity.changed') == []
+        assert event_keys(aggregator) == {(incident, 'triggered'): 1, (incident, 'acknowledged'): 1}
+
+
 class TestLineage:
     """The Agent's list of identities per PagerDuty API: a verdict once a candidate had the time to run again."""
 

@@ -207,7 +207,11 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         if not self.collector.persist:
             return
         for change in self.lineage.ran(self.clock()):
-            self._identity_changed(change)
+            if self.collector.recovery.found_own:
+                # Datadog holds events of this identity itself: a cluster check moved here, not an edit.
+                self.lineage.disown(change.previous)
+            else:
+                self._identity_changed(change)
         self.collector.recovery.inherit(self._record_query(self.lineage.previous), undecided=self.lineage.undecided)
 
     def _identity_changed(self, change: Change) -> None:

@@ -14,6 +14,8 @@ An identity met for the first time notes the others that ran within a day before
 Each is judged once it had the time to run again (its interval and `GRACE`): one that ran since is a
 shard, forgotten as a candidate; one that did not was replaced by this instance, which is told once
 (`Change`) and remembers it (`previous`) so that a rebuild from Datadog also reads what it sent.
+A cluster check that moved here while another left looks the same on this Agent: where Datadog holds
+events of the new identity itself, it ran elsewhere before, and the check `disown`s the verdict.
 """
 
 from __future__ import annotations
@@ -133,10 +135,23 @@ class Lineage:
             mine.update(last=now, interval=self._interval, options=self._options)
             changes = self._judge(mine, identities, now)
             self._prune(identities, now)
-            self._write_raw(self._key, json.dumps({'version': VERSION, 'identities': identities}, sort_keys=True))
+            self._save(identities)
         self.previous = [str(key) for key in mine.get('previous') or ()]
         self.undecided = bool(mine.get('before'))
         return changes
+
+    def disown(self, previous: str) -> None:
+        """`previous` was not replaced by this identity after all (this one ran on another Agent before)."""
+        with _LOCK:
+            identities = self._load()
+            mine = identities.get(self.cache_id)
+            if mine is not None:
+                mine['previous'] = [key for key in mine.get('previous') or () if key != previous]
+                self._save(identities)
+        self.previous = [key for key in self.previous if key != previous]
+
+    def _save(self, identities: dict[str, Any]) -> None:
+        self._write_raw(self._key, json.dumps({'version': VERSION, 'identities': identities}, sort_keys=True))
 
     def _judge(self, mine: dict[str, Any], identities: dict[str, Any], now: float) -> list[Change]:
         """Decide each candidate that had the time to run again: a shard if it ran, replaced if it did not."""

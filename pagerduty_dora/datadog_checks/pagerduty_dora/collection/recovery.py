@@ -86,6 +86,9 @@ class Recovery:
         self._held: dict[str, str] | None = None
         # Whether this instance may have replaced another identity (an edit): a rebuild waits to know.
         self._undecided = False
+        # Whether Datadog holds events of this identity itself, as read while that was undecided: it ran
+        # before (on another node), so it replaced no identity here.
+        self.found_own = False
 
     # Rebuild ------------------------------------------------------------------------------------
 
@@ -123,6 +126,9 @@ class Recovery:
         record = self._read_record(now)
         if record is None:
             return False
+        if undecided:
+            # The query names no other identity yet: what it finds is this one's own.
+            self.found_own = self.found_own or bool(record.events) or record.live_since is not None
         if waiting is None and self.outputs.collects_events and (record.holds_anything or undecided):
             # What the previous node sent last may not be searchable yet: read it all again later.
             state.rebuild = Rebuild(after=now + SEARCH_LAG)
