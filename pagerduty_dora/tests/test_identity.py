@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora import identity, lineage
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
@@ -195,6 +196,7 @@ class TestIdentityChanges:
         assert '`service_ids` [{}] -> [{}]'.format(first, ', '.join(sorted([first, second]))) in warnings[0]
         assert 'without `datadog_app_key`, history is sent again as DORA failures' in warnings[0]
         aggregator.assert_metric('pagerduty_dora.identity.changed', count=1, tags=['option:service_ids'])
+        aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
 
     def test_a_new_key_is_named_never_shown(self, world, dd_run_check) -> None:
         before = world.check()

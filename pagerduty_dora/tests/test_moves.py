@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.collection.recovery import SEARCH_LAG
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
@@ -223,6 +224,7 @@ class TestQuietAccount:
 
         assert event_keys(aggregator) == {(incident, 'triggered'): 1, (incident, 'acknowledged'): 1}
         aggregator.assert_metric('pagerduty_dora.rebuild', count=1, tags=['result:rebuilt'])
+        aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
 
     def test_a_move_during_the_backfill_reports_no_history(
         self, account_world, dd_run_check, aggregator, datadog_agent
