@@ -159,8 +159,7 @@ class Recovery:
         since = sent if sent is not None else now - EVENTS_LOOKBACK
         try:
             for event in self.readback.events(self._record_query, since, now + 3600):
-                ours = event.transition_key is not None or event.live_since is not None
-                if ours and (sent is None or event.timestamp > sent):
+                if event.transition_key is not None and (sent is None or event.timestamp > sent):
                     self.log.info('Datadog holds events of this instance later than its stored state: rebuilt')
                     return True
         except ApiError as e:
