@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from datadog_checks.dev.utils import get_metadata_metrics
@@ -305,13 +307,27 @@ class TestLineage:
 
     @pytest.mark.parametrize(
         'stored',
-        ['{', '[]', '{"identities": [1]}', '{"identities": {"x": 3}}'],
-        ids=['cut-short', 'a-list', 'identities-a-list', 'an-identity-a-number'],
+        [
+            '{',
+            '[]',
+            '{"identities": [1]}',
+            '{"identities": {"x": 3}}',
+            '{"identities": {"x": {"last": "soon", "before": [[1]], "previous": {"a": 1}}}}',
+        ],
+        ids=['cut-short', 'a-list', 'identities-a-list', 'an-identity-a-number', 'fields-of-other-types'],
     )
     def test_a_damaged_list_is_started_again(self, stored) -> None:
         cache = {lineage.registry_key(INSTANCE): stored}
         assert self._lineage(cache).ran(START) == []
         assert identity.cache_id(INSTANCE) in cache[lineage.registry_key(INSTANCE)]
+
+    def test_a_damaged_entry_of_its_own_is_read_around(self) -> None:
+        damaged = {'first': 'x', 'before': [[1], 'gone'], 'previous': 5, 'interval': True}
+        cache = {
+            lineage.registry_key(INSTANCE): json.dumps({'identities': {identity.cache_id(INSTANCE): damaged}}),
+        }
+        mine = self._lineage(cache)
+        assert mine.ran(START) == [] and mine.previous == [] and not mine.undecided
 
     def test_identities_not_seen_for_a_month_are_forgotten(self) -> None:
         cache: dict[str, str] = {}

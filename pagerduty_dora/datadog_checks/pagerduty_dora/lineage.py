@@ -136,7 +136,7 @@ class Lineage:
             changes = self._judge(mine, identities, now)
             self._prune(identities, now)
             self._save(identities)
-        self.previous = [str(key) for key in mine.get('previous') or ()]
+        self.previous = _strings(mine.get('previous'))
         self.undecided = bool(mine.get('before'))
         return changes
 
@@ -146,7 +146,7 @@ class Lineage:
             identities = self._load()
             mine = identities.get(self.cache_id)
             if mine is not None:
-                mine['previous'] = [key for key in mine.get('previous') or () if key != previous]
+                mine['previous'] = [key for key in _strings(mine.get('previous')) if key != previous]
                 self._save(identities)
         self.previous = [key for key in self.previous if key != previous]
 
@@ -158,7 +158,7 @@ class Lineage:
         changes = []
         waiting = []
         first = _time(mine, 'first')
-        for key in mine.get('before') or ():
+        for key in _strings(mine.get('before')):
             other = identities.get(key)
             if other is None or _time(other, 'last') >= first:
                 continue
@@ -166,7 +166,7 @@ class Lineage:
                 waiting.append(key)
                 continue
             changes.append(Change(key, _differences(other.get('options'), self._options)))
-            mine['previous'] = sorted(set(mine.get('previous') or ()) | {key})
+            mine['previous'] = sorted(set(_strings(mine.get('previous'))) | {key})
             del identities[key]
         mine['before'] = waiting
         return changes
@@ -190,6 +190,11 @@ class Lineage:
 def _time(entry: dict[str, Any], name: str) -> float:
     value = entry.get(name)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings of a stored list (a damaged value holds none)."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def _differences(before: Any, after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
