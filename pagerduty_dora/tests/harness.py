@@ -16,6 +16,7 @@ from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common import documents
 from datadog_checks.pagerduty_dora.common.times import parse_time
 from datadog_checks.pagerduty_dora.datadog import dora
+from datadog_checks.pagerduty_dora.datadog.events import LIVE_SINCE_TAG
 from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
 
 from .fakes.catalog_api import CatalogState, catalog_routes
@@ -94,8 +95,22 @@ class World:
 
 
 def event_keys(aggregator: Any) -> Counter:
-    """(incident id, transition) of every event submitted, counted."""
-    return Counter((e['aggregation_key'], transition_of(e)) for e in aggregator.events)
+    """(incident id, transition) of every event of an incident submitted, counted."""
+    return Counter((e['aggregation_key'], transition_of(e)) for e in incident_events(aggregator))
+
+
+def incident_events(aggregator: Any) -> list[dict]:
+    """The events of incident transitions submitted: every event but the live events."""
+    return [e for e in aggregator.events if not is_live_event(e)]
+
+
+def live_events(aggregator: Any) -> list[dict]:
+    """The live events submitted: each says since when its instance reports every transition."""
+    return [e for e in aggregator.events if is_live_event(e)]
+
+
+def is_live_event(event: dict) -> bool:
+    return any(tag.startswith(LIVE_SINCE_TAG + ':') for tag in event['tags'])
 
 
 def transition_of(event: dict) -> str:

@@ -89,7 +89,7 @@ class TestDemo:
         assert 'run 4:' in out
         assert '#7 Invoices stuck in queue: reopened' in out
         assert 'DORA failures (POST /api/v2/dora/failure): 12 incidents' in out
-        assert 'Agent events: 9' in out
+        assert 'Agent events: 10' in out
         assert '[P2] #13 triggered: Login errors spiking' in out
         assert 'pagerduty_dora.incidents.time_to_restore' in out
         assert '"id": "pagerduty-incident-' in out
@@ -132,8 +132,9 @@ class TestDemo:
         assert all(i['dora_failure'] is None for i in incidents if not i['counted'])
         assert demo_json['dora_failures']['count'] == 12
         assert demo_json['dora_failures']['rejected'] == 0
-        assert demo_json['events']['count'] == 9
+        assert demo_json['events']['count'] == 10
         assert demo_json['events']['by_transition'] == {
+            'live': 1,
             'reopened': 1,
             'acknowledged': 3,
             'priority_changed': 1,

@@ -17,7 +17,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply
-from .harness import DAY, DD_APP_KEY, START, World, event_keys
+from .harness import DAY, DD_APP_KEY, START, World, event_keys, incident_events
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -219,7 +219,7 @@ class TestClusterMove:
         assert len(sent) == len(set(sent))
         assert not set(sent) & delivered_by_a
         assert set(world.dora.failures) == {failure_id(i) for i in world.account.incident_ids()}
-        assert aggregator.events == []
+        assert incident_events(aggregator) == []
 
 
 class TestDrift:

@@ -108,7 +108,17 @@ from datadog_checks.pagerduty_dora.demo.datadog import FORBIDDEN
 
 from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply, Request
-from .harness import DAY, DD_APP_KEY, START, World, stopped_between_windows, transition_of, went_live
+from .harness import (
+    DAY,
+    DD_APP_KEY,
+    START,
+    World,
+    incident_events,
+    is_live_event,
+    stopped_between_windows,
+    transition_of,
+    went_live,
+)
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -1229,7 +1239,9 @@ class CollectionModel(RuleBasedStateMachine):
         run.faulted = outage or self.faults_served > served or cut_short
         run.delivering = self.delivering
         self.runs.append(run)
-        self.seen += [Seen(submitted, run) for submitted in agent_aggregator.events[before:]]
+        self.seen += [
+            Seen(submitted, run) for submitted in agent_aggregator.events[before:] if not is_live_event(submitted)
+        ]
         if error is not None:
             expected = (
                 (cut_short and CUT_ERROR in error)
@@ -1458,7 +1470,7 @@ class TestAcceptance:
         account.advance(4 * DAY)
         found = account.now
         dd_run_check(world.check())
-        late = [(transition_of(e), e['timestamp'] - found, LATE_TAG in e['tags']) for e in aggregator.events]
+        late = [(transition_of(e), e['timestamp'] - found, LATE_TAG in e['tags']) for e in incident_events(aggregator)]
         assert sorted(late) == [('resolved', 0, True), ('triggered', 0, True), ('triggered', 0, True)]
         assert [kind for kind, _ in timeline(aggregator, still_open)] == ['triggered']
         assert sorted(kind for kind, _ in timeline(aggregator, short)) == ['resolved', 'triggered']

@@ -31,7 +31,7 @@ from datadog_checks.pagerduty_dora.pagerduty.monitor import (
 )
 
 from .fakes.catalog_api import monitor, v22_definition
-from .harness import DAY, DD_APP_KEY, event_keys, stored_state, transition_of
+from .harness import DAY, DD_APP_KEY, event_keys, incident_events, stored_state, transition_of
 from .passes_world import raw_incident
 
 MONITOR = 4207311
@@ -574,7 +574,9 @@ class TestCost:
         assert world.pd_requests() - before <= 2 * pages + 10
         counted = event_keys(aggregator)
         assert len(counted) == 6000 and set(counted.values()) == {1}
-        assert {tuple(t for t in e['tags'] if t.startswith('env:')) for e in aggregator.events} == {('env:qa',)}
+        assert {tuple(t for t in e['tags'] if t.startswith('env:')) for e in incident_events(aggregator)} == {
+            ('env:qa',)
+        }
 
     def test_unreadable_alerts_cost_the_incident_its_monitor_only(self, world, estate, dd_run_check, aggregator):
         check = self.burst(world, estate, dd_run_check, 300)

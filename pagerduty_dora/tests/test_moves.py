@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.collection.recovery import SEARCH_LAG
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from .fakes.pagerduty import PagerDutyAccount
-from .harness import DAY, DD_APP_KEY, START, World, event_keys
+from .harness import DAY, DD_APP_KEY, START, World, event_keys, incident_events, live_events
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -143,3 +144,111 @@ class TestBackAndForth:
         assert set(event_keys(aggregator).values()) == {1}
         # Node A's old cache held failures B updated since: none is sent back to its old state.
         assert {a['id'] for a in world.dora.posts[posts:]} <= {failure_id(third)}
+
+
+def _move_during(world, datadog_agent):
+    """The cache is lost (the check moves) while an incident is triggered and acknowledged; returns it."""
+    datadog_agent._cache.clear()
+    world.account.advance(30)
+    incident = world.account.trigger(world.account.services[0]['id'], 'During the move')
+    world.account.advance(20)
+    world.account.acknowledge(incident)
+    world.account.advance(10)
+    return incident
+
+
+def _node_b(world, dd_run_check, runs=1):
+    """Node B: its first run, the wait for Datadog's event search, then `runs` runs a minute apart."""
+    node_b = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+    dd_run_check(node_b)
+    world.account.advance(SEARCH_LAG)
+    for _ in range(runs):
+        dd_run_check(node_b)
+        world.account.advance(60)
+    return node_b
+
+
+class TestLiveEvents:
+    """The live event is sent where a rebuild can read it back, and only where events are collected."""
+
+    @pytest.mark.parametrize(
+        'options, sent',
+        [
+            ({'datadog_app_key': DD_APP_KEY}, 1),
+            ({}, 0),
+            ({'datadog_app_key': DD_APP_KEY, 'collect_events': False}, 0),
+        ],
+        ids=['app-key', 'no-app-key', 'no-events'],
+    )
+    def test_sent_at_go_live(self, account_world, dd_run_check, aggregator, options, sent) -> None:
+        check = account_world.check(env='prod', tags=['team:sre'], **options)
+        dd_run_check(check)
+        account_world.account.advance(60)
+        dd_run_check(check)
+        live = live_events(aggregator)
+        assert len(live) == sent
+        for event in live:
+            instance = 'pagerduty_dora_instance:' + check.persistent_cache_id()[:16]
+            assert {'env:prod', 'team:sre', instance, 'pagerduty_dora_live_since:{}'.format(int(START))} <= set(
+                event['tags']
+            )
+            assert event['source_type_name'] == 'pagerduty_dora' and event['msg_title'].startswith(
+                'PagerDuty DORA collection live since'
+            )
+
+
+class TestQuietAccount:
+    """A move on an account quiet for days resumes where the lookback begins, never before the old node went live."""
+
+    def test_a_move_after_three_quiet_days_reports_the_move(
+        self, account_world, dd_run_check, aggregator, datadog_agent
+    ):
+        world = account_world
+        world.events.index_delay = 300
+        world.forward_events(aggregator)
+        node_a = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30)
+        dd_run_check(node_a)
+        went_live = world.account.now
+        # Three days without a change in PagerDuty, node A running every 6 hours.
+        for _ in range(12):
+            world.account.advance(6 * 3600)
+            dd_run_check(node_a)
+        assert incident_events(aggregator) == []
+        # One at go-live, then one after each day without another event.
+        live = live_events(aggregator)
+        assert [e['timestamp'] - went_live for e in live] == [0, DAY, 2 * DAY, 3 * DAY]
+        assert {e['alert_type'] for e in live} == {'info'} and {e['priority'] for e in live} == {'low'}
+
+        incident = _move_during(world, datadog_agent)
+        _node_b(world, dd_run_check, runs=2)
+
+        assert event_keys(aggregator) == {(incident, 'triggered'): 1, (incident, 'acknowledged'): 1}
+        aggregator.assert_metric('pagerduty_dora.rebuild', count=1, tags=['result:rebuilt'])
+        aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
+
+    def test_a_move_during_the_backfill_reports_no_history(
+        self, account_world, dd_run_check, aggregator, datadog_agent
+    ):
+        world = account_world
+        world.events.index_delay = 300
+        world.forward_events(aggregator)
+        history = set(world.account.incident_ids())
+        recent = [i for i in history if world.account.created_at(i) > world.account.now - 2 * DAY]
+        assert len(recent) > 10
+        node_a = world.check(datadog_app_key=DD_APP_KEY, backfill_days=30, max_requests_per_run=3)
+        dd_run_check(node_a)
+        world.account.advance(60)
+        dd_run_check(node_a)
+        delivered_by_a = set(world.dora.failures)
+        assert 0 < len(delivered_by_a) < len(history)
+        assert len(live_events(aggregator)) == 1
+
+        posts = len(world.dora.posts)
+        incident = _move_during(world, datadog_agent)
+        _node_b(world, dd_run_check, runs=6)
+
+        # Node A went live within the lookback: nothing before then is reported, the move is.
+        assert event_keys(aggregator) == {(incident, 'triggered'): 1, (incident, 'acknowledged'): 1}
+        sent = [attributes['id'] for attributes in world.dora.posts[posts:]]
+        assert len(sent) == len(set(sent)) and not set(sent) & delivered_by_a
+        assert set(world.dora.failures) == {failure_id(i) for i in world.account.incident_ids()}

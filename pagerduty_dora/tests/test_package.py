@@ -112,6 +112,7 @@ SHIPPED = [
     'demo/world.py',
     'health.py',
     'identity.py',
+    'lineage.py',
     'pagerduty/__init__.py',
     'pagerduty/client.py',
     'pagerduty/incident.py',

@@ -27,6 +27,7 @@ from datadog_api_client.v2.model.events_list_response import EventsListResponse
 
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
+from datadog_checks.pagerduty_dora.collection.rebuild import EVENTS_LOOKBACK, Record, read_record
 from datadog_checks.pagerduty_dora.common.http import (
     ApiClient,
     AuthError,
@@ -36,7 +37,7 @@ from datadog_checks.pagerduty_dora.common.http import (
     TransientError,
 )
 from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id
-from datadog_checks.pagerduty_dora.datadog.events import build_event
+from datadog_checks.pagerduty_dora.datadog.events import build_event, build_live_event
 from datadog_checks.pagerduty_dora.datadog.readback import (
     EVENTS_LIST_ENDPOINT,
     FAILURE_GET_ENDPOINT,
@@ -375,6 +376,61 @@ class TestEventRecords:
         assert read.title == event['msg_title']
 
 
+class TestLiveEvents:
+    """The live event comes back with the time it says collection went live; the record resumes from it."""
+
+    def test_read_back(self, rig):
+        event = build_live_event(START - 3 * DAY_AGO, key='pagerduty_dora_instance:abc', tags=['env:prod'], now=START)
+        rig.events.ingest([event])
+
+        (read,) = rig.readback().events('source:pagerduty_dora', START - HOUR, START)
+
+        assert (read.live_since, read.timestamp, read.alert_type) == (START - 3 * DAY_AGO, START, 'info')
+        assert read.transition_key is None and read.transition is None
+
+    @pytest.mark.parametrize(
+        'value', ['', 'soon', '-5', '1.5', '1' * 13], ids=['empty', 'a-word', 'negative', 'a-fraction', 'too-long']
+    )
+    def test_a_tag_that_is_no_time_is_no_live_event(self, rig, value):
+        event = build_live_event(START, key='k', tags=[], now=START)
+        event['tags'] = ['pagerduty_dora_live_since:' + value]
+        rig.events.ingest([event])
+
+        (read,) = rig.readback().events('source:pagerduty_dora', START - HOUR, START)
+
+        assert read.live_since is None
+
+    @pytest.mark.parametrize(
+        'live_since, transition_at, expected',
+        [
+            (START - 3 * DAY_AGO, None, START - EVENTS_LOOKBACK),
+            (START - HOUR, None, START - HOUR),
+            (START - 3 * DAY_AGO, START - 2 * HOUR, START - 2 * HOUR),
+            (None, None, None),
+        ],
+        ids=['quiet-for-days', 'live-within-the-lookback', 'a-transition-event', 'no-trace'],
+    )
+    def test_where_the_record_resumes(self, rig, live_since, transition_at, expected):
+        events = [agent_event('Q1B2C3', transition_at)] if transition_at is not None else []
+        if live_since is not None:
+            events.append(build_live_event(live_since, key='k', tags=[], now=START - HOUR / 2))
+            events.append(build_live_event(live_since - DAY_AGO, key='k', tags=[], now=START - HOUR))
+        rig.events.ingest(events)
+
+        record = read_record(rig.readback(), query='source:pagerduty_dora', now=START, history_since=START - HOUR)
+
+        assert record.resume_at() == expected
+        assert record.holds_anything == bool(events)
+        assert record == Record(
+            emitted=record.emitted,
+            last_event_at=transition_at,
+            events=len(record.emitted),
+            searched_from=START - EVENTS_LOOKBACK,
+            live_since=live_since,
+            live_event_at=None if live_since is None else START - HOUR / 2,
+        )
+
+
 class TestIntake:
     """The fake's intake refuses what Datadog's refuses, and indexes with a delay when asked."""
 
@@ -560,5 +616,8 @@ class TestWithTheCheck:
         events = list(readback.events('source:pagerduty_dora', START - HOUR, world.account.now))
 
         assert [(f.incident_id, f.finished_at - f.started_at) for f in failures] == [(incident, 30.0)]
-        assert [(e.incident_id, e.transition) for e in events] == [(incident, 'triggered'), (incident, 'resolved')]
-        assert len(aggregator.events) == 2
+        # The check's live event (it went live at START), then the events of the incident's transitions.
+        live, *transitions = events
+        assert (live.live_since, live.transition_key, live.alert_type) == (START, None, 'info')
+        assert [(e.incident_id, e.transition) for e in transitions] == [(incident, 'triggered'), (incident, 'resolved')]
+        assert len(aggregator.events) == 3

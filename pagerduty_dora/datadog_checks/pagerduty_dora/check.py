@@ -36,12 +36,25 @@ from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 from . import identity, wiring
 from .config_models import ConfigMixin
 from .health import Health, auth_message
+from .lineage import Change, Lineage
 
 NO_ENV_WARNING = 'No `env` is set'
 # The tag of every event naming the instance that sent it, so that a check can read its own back.
 INSTANCE_TAG = 'pagerduty_dora_instance'
 # Share of the collection interval a run may use, so that no run overlaps the next.
 RUN_TIME_SHARE = 0.8
+IDENTITY_CHANGED = (
+    'This instance replaces another one of the same PagerDuty API on this Agent, which stopped running: its '
+    'identity changed ({}). A new collection starts under the new identity; '
+)
+REBUILT_FROM_DATADOG = (
+    "with `datadog_app_key` it is rebuilt from Datadog, from what the previous identity sent too, so no event or "
+    'history is sent twice for the incidents collected before'
+)
+STARTED_OVER = (
+    'without `datadog_app_key`, history is sent again as DORA failures (Datadog keeps one per incident) and events '
+    'start from now: transitions between the last run of the previous identity and this one get none'
+)
 
 
 class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
@@ -171,12 +184,40 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             services=services,
             monotonic=self.monotonic,
             readback=Readback(self.datadog_api) if config.datadog_app_key else None,
-            # Events of the release before carry that release's instance tag.
-            record_query='source:pagerduty_dora {}:({})'.format(
-                INSTANCE_TAG, ' OR '.join(identity.instance_tags(self.instance))
-            ),
+            record_query=self._record_query([]),
             monitors=wiring.monitor_lookup(config, self.datadog_api, services),
         )
+        self.lineage = Lineage(
+            self.instance,
+            self.persistent_cache_id(),
+            interval,
+            datadog_agent.read_persistent_cache,
+            datadog_agent.write_persistent_cache,
+        )
+
+    def _record_query(self, previous: list[str]) -> str:
+        """The event search for what this instance sent: events of the release before carry that release's
+        instance tag, and those of an identity it replaced (`previous`, cache ids) that identity's."""
+        tags = identity.instance_tags(self.instance) + [cache_id[:16] for cache_id in previous]
+        return 'source:pagerduty_dora {}:({})'.format(INSTANCE_TAG, ' OR '.join(tags))
+
+    def _follow_lineage(self) -> None:
+        """Record this run in the Agent's list of identities; warn once about an identity this instance replaced."""
+        assert self.collector is not None
+        if not self.collector.persist:
+            return
+        for change in self.lineage.ran(self.clock()):
+            if self.collector.recovery.found_own:
+                # Datadog holds events of this identity itself: a cluster check moved here, not an edit.
+                self.lineage.disown(change.previous)
+            else:
+                self._identity_changed(change)
+        self.collector.recovery.inherit(self._record_query(self.lineage.previous), undecided=self.lineage.undecided)
+
+    def _identity_changed(self, change: Change) -> None:
+        self._count('identity.changed', 1, ['option:{}'.format(name) for name, _, _ in change.changed])
+        then = REBUILT_FROM_DATADOG if self.config.datadog_app_key else STARTED_OVER
+        self.warning((IDENTITY_CHANGED + then).format(change.describe()))
 
     def check(self, _):
         assert self.collector is not None
@@ -186,6 +227,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.health.start_run()
         self.last_report = None
         try:
+            self._follow_lineage()
             self._collect(deadline)
             self._verify_scope()
         finally:

@@ -26,7 +26,7 @@ from datadog_checks.pagerduty_dora.config_models import defaults
 STATE_KEY = 'collector'
 
 
-def _sorted_strings(value: Any) -> list[str]:
+def sorted_strings(value: Any) -> list[str]:
     """A list option as sorted strings, whatever the Agent handed over (a bad value fails validation later)."""
     return sorted(str(item) for item in value) if isinstance(value, (list, tuple)) else []
 
@@ -35,13 +35,14 @@ def _digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode('utf-8')).hexdigest()[:32]
 
 
-def _account(instance: dict[str, Any]) -> dict[str, Any]:
+def account(instance: dict[str, Any]) -> dict[str, Any]:
+    """The PagerDuty account (API URL, a hash of the key) and scope of `instance`."""
     token = str(instance.get('api_token') or '')
     return {
         'url': str(instance.get('pagerduty_api_url') or defaults.instance_pagerduty_api_url()).rstrip('/'),
         'token': hashlib.sha256(token.encode('utf-8')).hexdigest()[:16],
-        'service_ids': _sorted_strings(instance.get('service_ids')),
-        'team_ids': _sorted_strings(instance.get('team_ids')),
+        'service_ids': sorted_strings(instance.get('service_ids')),
+        'team_ids': sorted_strings(instance.get('team_ids')),
     }
 
 
@@ -49,9 +50,9 @@ def cache_id(instance: dict[str, Any]) -> str:
     """The persistent cache id of this release: a digest of the identity (the token enters only as a hash)."""
     return _digest(
         dict(
-            _account(instance),
-            urgencies=_sorted_strings(instance.get('urgencies')),
-            priorities=_sorted_strings(instance.get('priorities')),
+            account(instance),
+            urgencies=sorted_strings(instance.get('urgencies')),
+            priorities=sorted_strings(instance.get('priorities')),
             datadog_api_url=str(instance.get('datadog_api_url') or '').rstrip('/'),
         )
     )
@@ -63,16 +64,16 @@ def earlier_cache_ids(instance: dict[str, Any]) -> list[str]:
         # Releases of 2026-12-01 and 2026-12-02 (state layout 3) also keyed on env and unmapped_incidents.
         _digest(
             dict(
-                _account(instance),
-                urgencies=_sorted_strings(instance.get('urgencies')),
-                priorities=_sorted_strings(instance.get('priorities')),
+                account(instance),
+                urgencies=sorted_strings(instance.get('urgencies')),
+                priorities=sorted_strings(instance.get('priorities')),
                 env=str(instance.get('env') or ''),
                 unmapped_incidents=str(instance.get('unmapped_incidents') or 'send'),
                 datadog_api_url=str(instance.get('datadog_api_url') or '').rstrip('/'),
             )
         ),
         # Releases before (state layouts 1 and 2) keyed on the account and scope only.
-        _digest(_account(instance)),
+        _digest(account(instance)),
     ]
 
 

@@ -54,9 +54,10 @@ def run_demo() -> dict[str, Any]:
             },
             'events': {
                 'count': len(events),
-                'by_transition': dict(Counter(transition_of(e) for e in events)),
+                # The event saying since when the instance is live has no transition: counted as `live`.
+                'by_transition': dict(Counter(transition_of(e) or 'live' for e in events)),
                 'titles': [e['msg_title'] for e in events],
-                'example': events[0] if events else None,
+                'example': next((e for e in events if transition_of(e)), None),
             },
             'attribution': _attribution(world, events),
             'metrics': metric_summaries(aggregator),
@@ -103,7 +104,8 @@ def _run_all(
                 'first_run': number == 1,
                 'changes': changes,
                 'incidents_seen': len(report.mappings),
-                'events': len(aggregator.events) - events_before,
+                # Events of transitions: the first run's live event is listed with the others at the end.
+                'events': sum(1 for e in aggregator.events[events_before:] if transition_of(e)),
                 'dora_posts': len(world.dora.posts) - posts_before,
                 'warnings': run_warnings,
             }

@@ -272,6 +272,7 @@ class Collector:
             state.prune(now - RESOLVED_RETENTION, delivering=self.dora is not None)
             state.last_run = (now, self._clock())
             self.recovery.forget(state, self._history_complete(now))
+            self.recovery.trace(state, now, self.settings.env)
         self._report_gauges(self.now(), report)
         self._report_undated()
         self.save()

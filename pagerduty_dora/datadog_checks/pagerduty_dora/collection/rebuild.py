@@ -8,12 +8,14 @@ the old one. With `datadog_app_key`, Datadog holds the record of what the check 
 
 - its Agent events, each tagged with the transition it reports (`pagerduty_transition:<key>`):
   which transitions were reported, and up to when;
+- its live events, each saying since when the instance reported every transition (`live_since`),
+  sent when it went live and after each day without another event;
 - its DORA failures: what each incident's failure in Datadog says.
 
-`read_record()` reads both and returns a `Record`. The collector then goes live where the events
-end (re-reading PagerDuty's log from there, so every transition of the move is reported, and none
-that an event shows was reported already), and compares each failure it would send with what
-Datadog holds, so that only failures whose incident changed are sent again.
+`read_record()` reads them and returns a `Record`. The collector then goes live where the events
+end (`Record.resume_at`: re-reading PagerDuty's log from there, so every transition of the move is
+reported, and none that an event shows was reported already), and compares each failure it would
+send with what Datadog holds, so that only failures whose incident changed are sent again.
 """
 
 from __future__ import annotations
@@ -48,11 +50,37 @@ class Record:
 
     # Transition keys reported, per incident id (lowercase: Datadog lowercases tags).
     emitted: dict[str, set[str]] = field(default_factory=dict)
-    # The latest event's time, or None when no event was found.
+    # The latest transition event's time, or None when no event was found.
     last_event_at: float | None = None
     # A digest of each failure Datadog holds, per incident id (see `digest`).
     failures: dict[str, str] = field(default_factory=dict)
     events: int = 0
+    # Where the event search began: the start of the lookback.
+    searched_from: float = 0.0
+    # The latest live event: since when it says the instance reported every transition, and its own time.
+    live_since: float | None = None
+    live_event_at: float | None = None
+
+    @property
+    def holds_anything(self) -> bool:
+        """Whether Datadog holds anything of this instance: if not, this is a first install."""
+        return bool(self.events or self.failures) or self.live_since is not None
+
+    @property
+    def latest_event_at(self) -> float | None:
+        """The time of the latest event of this instance Datadog holds, of either kind."""
+        times = [t for t in (self.last_event_at, self.live_event_at) if t is not None]
+        return max(times) if times else None
+
+    def resume_at(self) -> float | None:
+        """Where collection goes live: after the last transition event, else where the live event shows that
+        every transition since the search began was reported (none was: the account was quiet); None without
+        either, as for a state an earlier release stored."""
+        if self.last_event_at is not None:
+            return self.last_event_at
+        if self.live_since is not None:
+            return max(self.live_since, self.searched_from)
+        return None
 
 
 def digest(started_at: float, finished_at: float | None, fields: Iterable[Any]) -> str:
@@ -99,8 +127,13 @@ def read_record(readback: Readback, *, query: str, now: float, history_since: fl
 
     Raises what the reads raise: a record read in part is no record.
     """
-    record = Record()
-    for event in readback.events(query, now - EVENTS_LOOKBACK, now + 3600):
+    record = Record(searched_from=now - EVENTS_LOOKBACK)
+    for event in readback.events(query, record.searched_from, now + 3600):
+        live_since = event.live_since
+        if live_since is not None:
+            if record.live_event_at is None or event.timestamp >= record.live_event_at:
+                record.live_since, record.live_event_at = live_since, event.timestamp
+            continue
         key = event.transition_key
         if key is None or not event.incident_id:
             continue

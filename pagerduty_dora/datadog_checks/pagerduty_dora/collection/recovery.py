@@ -9,6 +9,9 @@
   instance, the rebuild reads it again once that lag has passed, so the last events the previous
   node sent are searchable by then. A stored state that another node overtook while this Agent was
   away (Datadog holds a later event of this instance than the state sent) is rebuilt the same way.
+- **Trace**: a live state says in Datadog since when it reports every transition (a live event, at
+  go-live and after each day without another event), so that a move on a quiet account resumes
+  where the lookback begins, not at the new node's first run, and never before the old node went live.
 - **Undelivered**: a record whose DORA failure is outstanding but no longer queued (dropped by the
   queue's bounds, lost in a crash) is read again by id and its failure wanted again.
 - **Drift**: once a day, Datadog's open failures are compared with PagerDuty, and each one PagerDuty
@@ -49,6 +52,9 @@ MAX_REFETCH_PER_RUN = 20
 SEARCH_LAG = 600.0
 # An Agent back after a pause longer than this (beyond its interval) may have been replaced by another node.
 MOVE_PAUSE = 300.0
+# A live event is sent again once this long passed without any event of the instance: the lookback
+# (`EVENTS_LOOKBACK`, two days) then always holds one while the node runs.
+LIVE_EVENT_INTERVAL = DAY
 
 
 class Recovery:
@@ -78,6 +84,11 @@ class Recovery:
         self.pages = 0
         # Digests of the failures Datadog holds, while a rebuilt state's history is compared with them.
         self._held: dict[str, str] | None = None
+        # Whether this instance may have replaced another identity (an edit): a rebuild waits to know.
+        self._undecided = False
+        # Whether Datadog holds events of this identity itself, as read while that was undecided: it ran
+        # before (on another node), so it replaced no identity here.
+        self.found_own = False
 
     # Rebuild ------------------------------------------------------------------------------------
 
@@ -100,17 +111,25 @@ class Recovery:
         install. Otherwise the record is read again once `SEARCH_LAG` has passed (`state.rebuild`
         says until when), and the state rebuilt from it. Without the record, the check starts as on
         a first run: history is sent again as DORA failures (idempotent by id) and no event is sent
-        for what happened before it went live.
+        for what happened before it went live. While it is not known whether this instance replaced
+        another identity (`inherit`), the record is not read for good: what that one sent is part of it.
         """
         assert self.readback is not None
+        undecided = self._undecided and self.outputs.collects_events
         waiting = state.rebuild
         if waiting is not None and now < waiting.after:
             self.log.info("Waiting %d s more for Datadog's event search before rebuilding", waiting.after - now)
             return False
+        if waiting is not None and undecided:
+            self.log.info('Waiting to know whether this instance replaces another identity before rebuilding')
+            return False
         record = self._read_record(now)
         if record is None:
             return False
-        if waiting is None and self.outputs.collects_events and (record.events or record.failures):
+        if undecided:
+            # The query names no other identity yet: what it finds is this one's own.
+            self.found_own = self.found_own or bool(record.events) or record.live_since is not None
+        if waiting is None and self.outputs.collects_events and (record.holds_anything or undecided):
             # What the previous node sent last may not be searchable yet: read it all again later.
             state.rebuild = Rebuild(after=now + SEARCH_LAG)
             self.log.info(
@@ -122,6 +141,13 @@ class Recovery:
         state.rebuild = None
         self._apply(state, record, now)
         return True
+
+    def inherit(self, record_query: str, *, undecided: bool) -> None:
+        """Read the record with `record_query` from now on: this instance's events and those of the identities it
+        replaced (an edited instance). While `undecided`, whether it replaced one is not known yet, and a
+        rebuild waits."""
+        self._record_query = record_query
+        self._undecided = undecided
 
     def overtaken(self, state: CollectorState, now: float) -> bool:
         """Whether Datadog holds an event of this instance later than any the state sent (another node ran since).
@@ -166,15 +192,16 @@ class Recovery:
 
     def _apply(self, state: CollectorState, record: Record, now: float) -> None:
         """Take the record into the state: go live where the reported events end, compare history with the failures."""
-        if not record.events and not record.failures:
+        if not record.holds_anything:
             return
-        # What happened after the last event Datadog holds was not reported. Without any event there is
-        # no sign of when the earlier node went live: collection goes live at PagerDuty's first answer.
-        start = record.last_event_at
+        # What happened after the last event Datadog holds was not reported. Without a transition event
+        # nor a live event there is no sign of when the earlier node went live: collection goes live at
+        # PagerDuty's first answer.
+        start = record.resume_at()
         if start is not None:
             state.live_since = start
             state.feed = Feed(horizon=start)
-        state.last_event_at = record.last_event_at
+        state.last_event_at = record.latest_event_at
         state.rebuilt = {key: sorted(keys) for key, keys in record.emitted.items()}
         state.rebuilt_at = state.drift_at = now
         self._held = record.failures
@@ -186,6 +213,18 @@ class Recovery:
             len(record.failures),
             format_time(start) if start is not None else 'now',
         )
+
+    def trace(self, state: CollectorState, now: float, env: str | None) -> None:
+        """Send the live event when a state goes live, and again after a day without any event of the instance.
+
+        Only where a rebuild can read it back (`datadog_app_key`) and events are collected; `now` is PagerDuty's
+        time, `env` the instance's.
+        """
+        if self.readback is None or not self.persist or state.live_since is None:
+            return
+        if state.last_event_at is not None and now - state.last_event_at < LIVE_EVENT_INTERVAL:
+            return
+        state.event_sent(self.outputs.live(state.live_since, now, env))
 
     def _failed(self, reason: str, error: ApiError, *, final: bool) -> None:
         self.outputs.count('rebuild', 1, ['result:{}'.format('fallback' if final else 'retry'), 'reason:' + reason])

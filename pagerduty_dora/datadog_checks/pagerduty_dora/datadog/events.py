@@ -3,6 +3,9 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Agent events for incident transitions: one per transition, threaded per incident by `aggregation_key`.
 
+One more event says since when an instance reports every transition (`build_live_event`): a trace
+in Datadog's own terms, read back by a check moved to another node to know where to resume.
+
 Change-failure attribution builds the lines it adds to an event's text (`notes`) itself. Every
 value shown in a title or a text goes through `_md`, `_code` or `_link`, which make it one line of
 literal Markdown in which no `@` can notify anyone (`text.no_mentions`).
@@ -56,6 +59,8 @@ MAX_TEAMS_LISTED = 10
 # Datadog does not accept events dated more than 18 hours in the past; an older transition (seen
 # late, after the Agent was down) is dated now, and its real time stays in the text.
 MAX_EVENT_AGE = 18 * 3600
+# The tag of the event saying since when the instance reports every transition (epoch seconds).
+LIVE_SINCE_TAG = 'pagerduty_dora_live_since'
 
 _MARKDOWN_SPECIAL = re.compile(r'([\\`*_{}\[\]()<>#+|~!])')
 _BLOCK_DELIMITER = re.compile(r'%{3,}')
@@ -201,4 +206,34 @@ def build_event(
         'msg_title': _title(transition),
         'msg_text': _body(transition, mapping, late, notes),
         'tags': list(tags),
+    }
+
+
+def build_live_event(live_since: float, *, key: str, tags: list[str], now: float) -> dict:
+    """The event saying that the instance reports every transition since `live_since` (low priority, `info`).
+
+    Dated `now`, the time up to which it speaks (Datadog refuses events older than 18 hours), and tagged
+    with `live_since` (`LIVE_SINCE_TAG`, added here); `key` threads these events of one instance.
+    """
+    since = format_time(live_since)
+    text = '\n'.join(
+        [
+            'This instance of the PagerDuty DORA check reports every transition of the incidents it collects '
+            'since **{}**.'.format(since),
+            '',
+            'It sends this event when its collection goes live, and again after a day without any other event: '
+            'a check moved to another Agent (a cluster check) reads it back with `datadog_app_key` to resume '
+            'reporting where this one reported up to. No action is needed.',
+        ]
+    )
+    return {
+        'timestamp': int(now),
+        'event_type': EVENT_TYPE,
+        'source_type_name': SOURCE_TYPE_NAME,
+        'aggregation_key': key,
+        'alert_type': 'info',
+        'priority': 'low',
+        'msg_title': 'PagerDuty DORA collection live since {}'.format(since),
+        'msg_text': '%%% \n' + text + '\n %%%',
+        'tags': list(tags) + ['{}:{}'.format(LIVE_SINCE_TAG, int(live_since))],
     }

@@ -13,7 +13,7 @@ from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Transition
 
 from .dora import MAX_TAG_LENGTH
-from .events import MAX_EVENT_AGE, build_event
+from .events import MAX_EVENT_AGE, build_event, build_live_event
 
 STATUS_METRICS = {
     'triggered': 'incidents.triggered',
@@ -23,6 +23,8 @@ STATUS_METRICS = {
     'reopened': 'incidents.reopened',
 }
 CHANGE_METRIC = 'incidents.changed'
+# The aggregation key of the live event of an instance without an instance tag.
+SOURCE_KEY = 'pagerduty_dora'
 
 
 def mapping_tags(incident: Incident, mapping: MappingResult) -> list[str]:
@@ -126,6 +128,18 @@ class Outputs:
             # As Datadog dates the event: whole seconds.
             return float(int(now if late else transition.at))
         return None
+
+    def live(self, live_since: float, now: float, env: str | None) -> float | None:
+        """Send the event saying since when this instance reports every transition (`events.build_live_event`).
+
+        `env` is the instance's. Returns the time the event is dated, None when events are not collected.
+        """
+        if not self._collect_events:
+            return None
+        key = ','.join(self._event_tags) or SOURCE_KEY
+        tags = self.tags(['env:{}'.format(env)] if env else [], self._event_tags)
+        self._submit.event(build_live_event(live_since, key=key, tags=tags, now=now))
+        return float(int(now))
 
     @property
     def collects_events(self) -> bool:

@@ -37,6 +37,7 @@ from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 
 from .dora import ID_PREFIX, failure_id
+from .events import LIVE_SINCE_TAG
 
 FAILURES_PATH = '/api/v2/dora/failures'
 EVENTS_PATH = '/api/v2/events'
@@ -63,6 +64,8 @@ TRANSITION_TAG = 'transition'
 _ALERT_TYPES = {'warn': 'warning', 'ok': 'success'}
 # `failure_id()` suffixes an incident id it had to clean with `.` and 16 hex digits of a hash.
 _HASHED = re.compile(r'.*\.[0-9a-f]{16}')
+# Epoch seconds as the live event's tag carries them.
+_SECONDS = re.compile(r'[0-9]{1,12}')
 
 
 class Incomplete(ApiError):
@@ -123,6 +126,12 @@ class EventRecord:
         """The value of the event's `pagerduty_transition:` tag, None when it has none."""
         values = self.tag_values(TRANSITION_KEY_TAG)
         return values[0] if values else None
+
+    @property
+    def live_since(self) -> float | None:
+        """For the event saying since when the instance reports every transition, that time; else None."""
+        values = self.tag_values(LIVE_SINCE_TAG)
+        return float(values[0]) if values and _SECONDS.fullmatch(values[0]) else None
 
     @property
     def transition(self) -> str | None:
