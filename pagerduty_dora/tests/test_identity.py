@@ -313,21 +313,41 @@ class TestLineage:
             '{"identities": [1]}',
             '{"identities": {"x": 3}}',
             '{"identities": {"x": {"last": "soon", "before": [[1]], "previous": {"a": 1}}}}',
+            '{"version": 1, "identities": [1]}',
+            '{"version": 1, "identities": {"x": 3}}',
+            '{"version": 2, "identities": {}}',
         ],
-        ids=['cut-short', 'a-list', 'identities-a-list', 'an-identity-a-number', 'fields-of-other-types'],
+        ids=[
+            'cut-short',
+            'a-list',
+            'identities-a-list',
+            'an-identity-a-number',
+            'fields-of-other-types',
+            'layout-1-identities-a-list',
+            'layout-1-an-identity-a-number',
+            'a-newer-layout',
+        ],
     )
     def test_a_damaged_list_is_started_again(self, stored) -> None:
         cache = {lineage.registry_key(INSTANCE): stored}
         assert self._lineage(cache).ran(START) == []
         assert identity.cache_id(INSTANCE) in cache[lineage.registry_key(INSTANCE)]
 
-    def test_a_damaged_entry_of_its_own_is_read_around(self) -> None:
+    def test_a_damaged_entry_is_dropped_alone(self) -> None:
+        cache: dict[str, str] = {}
+        other = self._lineage(cache, service_ids=['PX'])
+        other.ran(START)
+        stored = json.loads(cache[lineage.registry_key(INSTANCE)])
+        assert stored['version'] == lineage.LAYOUT.version and list(stored['identities']) == [other.cache_id]
         damaged = {'first': 'x', 'before': [[1], 'gone'], 'previous': 5, 'interval': True}
-        cache = {
-            lineage.registry_key(INSTANCE): json.dumps({'identities': {identity.cache_id(INSTANCE): damaged}}),
-        }
+        stored['identities'][identity.cache_id(INSTANCE)] = damaged
+        cache[lineage.registry_key(INSTANCE)] = json.dumps(stored)
         mine = self._lineage(cache)
-        assert mine.ran(START) == [] and mine.previous == [] and not mine.undecided
+        # Its own entry is met again as new: the identity that ran a moment before is a candidate again.
+        assert mine.ran(START + 1) == [] and mine.previous == [] and mine.undecided
+        kept = json.loads(cache[lineage.registry_key(INSTANCE)])['identities']
+        assert sorted(kept) == sorted([other.cache_id, mine.cache_id])
+        assert lineage.SEEN.decode(kept[other.cache_id]).options == lineage.options(dict(INSTANCE, service_ids=['PX']))
 
     def test_identities_not_seen_for_a_month_are_forgotten(self) -> None:
         cache: dict[str, str] = {}

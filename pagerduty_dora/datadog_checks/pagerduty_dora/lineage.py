@@ -21,12 +21,13 @@ events of the new identity itself, it ran elsewhere before, and the check `disow
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from . import identity
+from .common import codec
+from .common.documents import Layout, Part, Unreadable
 
 DAY = 86400.0
 # An identity that ran within this long before a new one is a candidate for what the new one replaced.
@@ -36,27 +37,78 @@ GRACE = 300.0
 # Identities not seen for this long are forgotten; at most `MAX_IDENTITIES` are kept.
 RETENTION = 30 * DAY
 MAX_IDENTITIES = 100
-VERSION = 1
-# The options that make the identity, in the order a warning names them; the key enters only as a hash.
-OPTIONS = ('pagerduty_api_url', 'api_token', 'service_ids', 'team_ids', 'urgencies', 'priorities', 'datadog_api_url')
 SECRET = 'api_token'
 
 # Checks of one Agent run in threads of one process: the entry is read, changed and written under this lock.
 _LOCK = threading.Lock()
 
 
-def options(instance: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Options:
+    """The options that make an identity, in the order a warning names them; the key enters only as a hash."""
+
+    pagerduty_api_url: str
+    api_token: str
+    service_ids: list[str]
+    team_ids: list[str]
+    urgencies: list[str]
+    priorities: list[str]
+    datadog_api_url: str
+
+
+OPTIONS = tuple(f.name for f in fields(Options))
+
+
+@dataclass
+class Seen:
+    """One identity as this Agent saw it run (Agent times): its options and interval, its first and last run,
+    the identities that ran within a day before its first (`before`, still undecided) and those it replaced."""
+
+    options: Options
+    interval: float
+    first: float
+    last: float
+    before: list[str] = field(default_factory=list)
+    previous: list[str] = field(default_factory=list)
+
+
+_NAMES = codec.ListOf(codec.TEXT)
+SEEN: codec.Struct[Seen] = codec.Struct(
+    Seen,
+    None,
+    options=codec.Struct(
+        Options,
+        None,
+        pagerduty_api_url=codec.TEXT,
+        api_token=codec.TEXT,
+        service_ids=_NAMES,
+        team_ids=_NAMES,
+        urgencies=_NAMES,
+        priorities=_NAMES,
+        datadog_api_url=codec.TEXT,
+    ),
+    interval=codec.AMOUNT,
+    first=codec.TIME,
+    last=codec.TIME,
+    before=_NAMES,
+    previous=_NAMES,
+)
+# One document per PagerDuty API URL: the identities seen, by cache id; a damaged one is dropped alone.
+LAYOUT = Layout(1, {'identities': Part(codec.MapOf(SEEN), dict, each=True)}, {})
+
+
+def options(instance: dict[str, Any]) -> Options:
     """The identity options of `instance` as the registry keeps them (sorted lists, the key as a hash)."""
     account = identity.account(instance)
-    return {
-        'pagerduty_api_url': account['url'],
-        'api_token': account['token'],
-        'service_ids': account['service_ids'],
-        'team_ids': account['team_ids'],
-        'urgencies': identity.sorted_strings(instance.get('urgencies')),
-        'priorities': identity.sorted_strings(instance.get('priorities')),
-        'datadog_api_url': str(instance.get('datadog_api_url') or '').rstrip('/'),
-    }
+    return Options(
+        pagerduty_api_url=account['url'],
+        api_token=account['token'],
+        service_ids=account['service_ids'],
+        team_ids=account['team_ids'],
+        urgencies=identity.sorted_strings(instance.get('urgencies')),
+        priorities=identity.sorted_strings(instance.get('priorities')),
+        datadog_api_url=str(instance.get('datadog_api_url') or '').rstrip('/'),
+    )
 
 
 def registry_key(instance: dict[str, Any]) -> str:
@@ -122,22 +174,14 @@ class Lineage:
             identities = self._load()
             mine = identities.get(self.cache_id)
             if mine is None:
-                mine = {
-                    'options': self._options,
-                    'interval': self._interval,
-                    'first': now,
-                    'before': sorted(
-                        key for key, entry in identities.items() if now - _time(entry, 'last') <= CANDIDATE_WINDOW
-                    ),
-                    'previous': [],
-                }
-                identities[self.cache_id] = mine
-            mine.update(last=now, interval=self._interval, options=self._options)
+                before = sorted(key for key, seen in identities.items() if now - seen.last <= CANDIDATE_WINDOW)
+                mine = identities[self.cache_id] = Seen(self._options, self._interval, now, now, before)
+            mine.last, mine.interval, mine.options = now, self._interval, self._options
             changes = self._judge(mine, identities, now)
             self._prune(identities, now)
             self._save(identities)
-        self.previous = _strings(mine.get('previous'))
-        self.undecided = bool(mine.get('before'))
+        self.previous = list(mine.previous)
+        self.undecided = bool(mine.before)
         return changes
 
     def disown(self, previous: str) -> None:
@@ -146,57 +190,51 @@ class Lineage:
             identities = self._load()
             mine = identities.get(self.cache_id)
             if mine is not None:
-                mine['previous'] = [key for key in _strings(mine.get('previous')) if key != previous]
+                mine.previous = [key for key in mine.previous if key != previous]
                 self._save(identities)
         self.previous = [key for key in self.previous if key != previous]
 
-    def _save(self, identities: dict[str, Any]) -> None:
-        self._write_raw(self._key, json.dumps({'version': VERSION, 'identities': identities}, sort_keys=True))
+    def _save(self, identities: dict[str, Seen]) -> None:
+        self._write_raw(self._key, LAYOUT.encode({'identities': identities}))
 
-    def _judge(self, mine: dict[str, Any], identities: dict[str, Any], now: float) -> list[Change]:
+    def _judge(self, mine: Seen, identities: dict[str, Seen], now: float) -> list[Change]:
         """Decide each candidate that had the time to run again: a shard if it ran, replaced if it did not."""
         changes = []
         waiting = []
-        first = _time(mine, 'first')
-        for key in _strings(mine.get('before')):
+        for key in mine.before:
             other = identities.get(key)
-            if other is None or _time(other, 'last') >= first:
+            if other is None or other.last >= mine.first:
                 continue
-            if now - first <= _time(other, 'interval') + GRACE:
+            if now - mine.first <= other.interval + GRACE:
                 waiting.append(key)
                 continue
-            changes.append(Change(key, _differences(other.get('options'), self._options)))
-            mine['previous'] = sorted(set(_strings(mine.get('previous'))) | {key})
+            changes.append(Change(key, _differences(other.options, self._options)))
+            mine.previous = sorted(set(mine.previous) | {key})
             del identities[key]
-        mine['before'] = waiting
+        mine.before = waiting
         return changes
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, Seen]:
+        """The identities stored; a damaged one is dropped (it is met again as new), a damaged list started again."""
         raw = self._read_raw(self._key)
+        if not raw:
+            return {}
         try:
-            document = json.loads(raw) if raw else {}
-        except (ValueError, RecursionError):
-            document = {}
-        found = document.get('identities') if isinstance(document, dict) else None
-        return {str(k): v for k, v in found.items() if isinstance(v, dict)} if isinstance(found, dict) else {}
+            values, _ = LAYOUT.decode(raw)
+        except Unreadable:
+            return {}
+        return values['identities']
 
-    def _prune(self, identities: dict[str, Any], now: float) -> None:
-        for key in [k for k, entry in identities.items() if now - _time(entry, 'last') > RETENTION]:
+    def _prune(self, identities: dict[str, Seen], now: float) -> None:
+        for key in [k for k, seen in identities.items() if now - seen.last > RETENTION]:
             del identities[key]
-        for key in sorted(identities, key=lambda k: _time(identities[k], 'last'))[:-MAX_IDENTITIES]:
+        for key in sorted(identities, key=lambda k: identities[k].last)[:-MAX_IDENTITIES]:
             del identities[key]
 
 
-def _time(entry: dict[str, Any], name: str) -> float:
-    value = entry.get(name)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _strings(value: Any) -> list[str]:
-    """The strings of a stored list (a damaged value holds none)."""
-    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
-
-
-def _differences(before: Any, after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    before = before if isinstance(before, dict) else {}
-    return [(name, before.get(name), after[name]) for name in OPTIONS if before.get(name) != after[name]]
+def _differences(before: Options, after: Options) -> list[tuple[str, Any, Any]]:
+    return [
+        (name, getattr(before, name), getattr(after, name))
+        for name in OPTIONS
+        if getattr(before, name) != getattr(after, name)
+    ]
