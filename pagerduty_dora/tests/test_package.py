@@ -36,6 +36,7 @@ SHIPPED = [
     'attribution/executor.py',
     'attribution/marking.py',
     'attribution/model.py',
+    'attribution/ports.py',
     'attribution/remediation.py',
     'attribution/reporting.py',
     'attribution/state.py',
