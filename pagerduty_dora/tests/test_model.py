@@ -110,7 +110,7 @@ from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply, Request
 from .harness import DAY, DD_APP_KEY, START, World, stopped_between_windows, transition_of, went_live
 
-pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+pytestmark = [pytest.mark.usefixtures('datadog_agent', 'simulated_run'), pytest.mark.slow]
 
 settings.register_profile(
     'pagerduty-model',
