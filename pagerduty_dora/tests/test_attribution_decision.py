@@ -366,6 +366,18 @@ class FakeApi:
         self.requests.append(('patch', path))
 
 
+class TestRules:
+    """The instance's rules travel as one value, read as the options mean them."""
+
+    @pytest.mark.parametrize('given, kept', [(' P2 ', 'P2'), ('  ', None), ('', None), (None, None)])
+    def test_a_blank_minimum_is_none(self, given, kept):
+        assert decision.Rules(DAY, given).min_severity == kept
+
+    def test_defaults(self):
+        rules = decision.Rules(3600)
+        assert (rules.window, rules.severity_mapping, rules.settle) == (3600.0, {}, decision.SETTLE)
+
+
 class TestExecutor:
     """The executor makes the requests a task asks for, and answers a rejection as a value."""
 
