@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from datadog_checks.base import ConfigurationError
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
-from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState
+from datadog_checks.pagerduty_dora.attribution.decision import Rules
+from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, Bounds
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.services import AgentServices
@@ -102,18 +104,16 @@ class Rig:
         def refuse(key_or_message: str, *args: object) -> None:
             raise AssertionError('reading the stored state wrote or warned: {}'.format(key_or_message))
 
-        state = AttributionState(
-            read_cache=lambda key: self.cache.get(key, ''),
-            write_cache=refuse,
-            warning=refuse,
-            clock=lambda: self.now,
-            max_pending=10_000,
-            max_age=7 * DAY,
+        services = AgentServices(
+            read_cache=lambda key: self.cache.get(key, ''), write_cache=refuse, log=self.log, warning=refuse
         )
+        state = AttributionState(replace(services, clock=lambda: self.now), Bounds(10_000, 7 * DAY))
         state.fields()
         return state
 
-    def attribution(self, window: float = DAY, min_severity: str | None = None, **options) -> ChangeFailureAttribution:
+    def attribution(
+        self, window: float = DAY, min_severity: str | None = None, max_pending: int = 10_000, dry_run: bool = False
+    ) -> ChangeFailureAttribution:
         """A new instance over the same cache: calling it again is an Agent restart."""
         services = AgentServices(
             read_cache=lambda key: self.cache.get(key, ''),
@@ -125,11 +125,11 @@ class Rig:
         )
         return ChangeFailureAttribution(
             self.api,
-            window=window,
-            min_severity=min_severity,
+            rules=Rules(window, min_severity),
             services=services,
             event=self.events.append,
-            **options,
+            bounds=Bounds(max_pending=max_pending),
+            dry_run=dry_run,
         )
 
     def _count(self, name: str, value: float, tags: list[str]) -> None:

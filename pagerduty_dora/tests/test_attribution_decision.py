@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import cast
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from datadog_checks.pagerduty_dora.attribution import decision, eligibility, model, remediation
 from datadog_checks.pagerduty_dora.attribution.blame import ROLLOUT_MARGIN
 from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patch, RemedySearch, RollbackSearch, Step
+from datadog_checks.pagerduty_dora.attribution.deployments import DeploymentsClient
 from datadog_checks.pagerduty_dora.attribution.executor import Executor
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
 from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, Response
@@ -364,14 +366,26 @@ class FakeApi:
         self.requests.append(('patch', path))
 
 
+class TestRules:
+    """The instance's rules travel as one value, read as the options mean them."""
+
+    @pytest.mark.parametrize('given, kept', [(' P2 ', 'P2'), ('  ', None), ('', None), (None, None)])
+    def test_a_blank_minimum_is_none(self, given, kept):
+        assert decision.Rules(DAY, given).min_severity == kept
+
+    def test_defaults(self):
+        rules = decision.Rules(3600)
+        assert (rules.window, rules.severity_mapping, rules.settle) == (3600.0, {}, decision.SETTLE)
+
+
 class TestExecutor:
     """The executor makes the requests a task asks for, and answers a rejection as a value."""
 
     search = BlameSearch('Q1', 'checkout', 'prod', T0 - DAY, T0, final=False)
 
     def executor(self, api: FakeApi, dry_run: bool = False) -> Executor:
-        client = cast(ApiClient, api)
-        return Executor(client, None, caller='attribution', log=None, on_forbidden=lambda status: None, dry_run=dry_run)
+        deployments = DeploymentsClient(cast(ApiClient, api), caller='attribution', log=logging.getLogger('test'))
+        return Executor(deployments, None, dry_run=dry_run)
 
     def test_rejected_search_is_a_value(self):
         api = FakeApi(reject=True)

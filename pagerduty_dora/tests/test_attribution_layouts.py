@@ -11,8 +11,21 @@ from pathlib import Path
 
 from datadog_checks.pagerduty_dora.attribution.decision import rollback_search, wanted_patch
 from datadog_checks.pagerduty_dora.attribution.model import Facts
-from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, from_layout_1
+from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, Bounds, from_layout_1
 from datadog_checks.pagerduty_dora.attribution.texts import Note
+from datadog_checks.pagerduty_dora.common.services import AgentServices
+
+
+def services(cache: dict, warnings: list, now: float) -> AgentServices:
+    """The cache, warnings and clock of a state read and written by the test."""
+    return AgentServices(
+        read_cache=lambda key: cache.get(key, ''),
+        write_cache=cache.__setitem__,
+        log=None,
+        warning=lambda *args: warnings.append(args),
+        clock=lambda: now,
+    )
+
 
 D2 = {'id': 'dep-D2', 'service': 'checkout', 'env': 'prod', 'version': '1.1', 'started_at': 100.0, 'finished_at': 160.0}
 D5 = {'id': 'dep-D5', 'service': 'search', 'env': 'prod', 'version': '7', 'started_at': 300.0, 'finished_at': 360.0}
@@ -90,14 +103,7 @@ class TestLayout1:
     def test_the_state_reads_a_layout_1_document_and_writes_it_back_in_layout_2(self) -> None:
         cache = {CACHE_KEY: json.dumps(LAYOUT_1)}
         warnings: list[tuple] = []
-        state = AttributionState(
-            read_cache=lambda key: cache.get(key, ''),
-            write_cache=cache.__setitem__,
-            warning=lambda *args: warnings.append(args),
-            clock=lambda: 1000.0,
-            max_pending=100,
-            max_age=86400.0,
-        )
+        state = AttributionState(services(cache, warnings, now=1000.0), Bounds(max_pending=100, max_age=86400.0))
         assert sorted(state.incidents()) == ['PALSO', 'PBLAMES', 'PFIXED', 'PWAITING']
         assert sorted(state.deployments()) == ['dep-D2', 'dep-D5']
         assert warnings == []
@@ -115,14 +121,7 @@ class TestLayout2:
 
     @staticmethod
     def state(cache: dict, warnings: list) -> AttributionState:
-        return AttributionState(
-            read_cache=lambda key: cache.get(key, ''),
-            write_cache=cache.__setitem__,
-            warning=lambda *args: warnings.append(args),
-            clock=lambda: 1793621400.0,
-            max_pending=100,
-            max_age=86400.0,
-        )
+        return AttributionState(services(cache, warnings, now=1793621400.0), Bounds(max_pending=100, max_age=86400.0))
 
     def test_the_sample_reads_and_keeps_its_layout(self) -> None:
         stored = json.loads(SAMPLE.read_text(encoding='utf-8'))['cache'][CACHE_KEY]

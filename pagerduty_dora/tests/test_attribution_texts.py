@@ -12,9 +12,10 @@ import pytest
 from datadog_checks.pagerduty_dora.attribution import model, texts
 from datadog_checks.pagerduty_dora.attribution.model import Deployment
 from datadog_checks.pagerduty_dora.attribution.reporting import METRIC, Reporter, preview_result
-from datadog_checks.pagerduty_dora.attribution.state import AttributionState
+from datadog_checks.pagerduty_dora.attribution.state import AttributionState, Bounds
 from datadog_checks.pagerduty_dora.attribution.texts import Note
 from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -150,14 +151,15 @@ class Rig:
         log = SimpleNamespace(warning=lambda *a: None)
         self.cache: dict[str, str] = {}
         self.state = TestState.state(self.cache)
-        self.reporter = Reporter(
-            self.state,
-            count=lambda *a: self.counts.append(a),
+        services = AgentServices(
+            read_cache=lambda key: self.cache.get(key, ''),
+            write_cache=self.cache.__setitem__,
             log=log,
             warning=self.warnings.append,
-            event=self.events.append,
+            count=lambda *a: self.counts.append(a),
             clock=lambda: T0,
         )
+        self.reporter = Reporter(self.state, services, self.events.append)
 
 
 def look(*kinds: str) -> list[SimpleNamespace]:
@@ -237,14 +239,14 @@ class TestState:
 
     @staticmethod
     def state(cache: dict) -> AttributionState:
-        return AttributionState(
+        services = AgentServices(
             read_cache=lambda key: cache.get(key, ''),
             write_cache=cache.__setitem__,
+            log=None,
             warning=lambda *a: None,
             clock=lambda: T0,
-            max_pending=10,
-            max_age=DAY,
         )
+        return AttributionState(services, Bounds(max_pending=10, max_age=DAY))
 
     def test_unreadable_records_are_dropped(self):
         cache: dict[str, str] = {}

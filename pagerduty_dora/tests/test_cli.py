@@ -21,6 +21,8 @@ from datadog_checks.pagerduty_dora.cli.main import redact
 
 from .fakes.demo import EXPECTED_RULES, DemoWorld
 
+pytestmark = pytest.mark.slow
+
 COMMAND = [sys.executable, '-m', 'datadog_checks.pagerduty_dora']
 # Shaped like a real key, so a leak is found by a plain substring search.
 TOKEN = 'u+pdCliToken_Q8zKw2LmNb7'

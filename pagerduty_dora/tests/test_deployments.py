@@ -67,20 +67,15 @@ def deployment(deployment_id: str, service: str = 'checkout', env: str = 'prod')
     return {'id': deployment_id, 'type': 'dora_deployment', 'attributes': attributes}
 
 
-@pytest.fixture
-def forbidden() -> list:
-    return []
-
-
-def client(api: Api, forbidden: list) -> DeploymentsClient:
-    return DeploymentsClient(api, caller='attribution', log=logging.getLogger('test'), on_forbidden=forbidden.append)
+def client(api: Api) -> DeploymentsClient:
+    return DeploymentsClient(api, caller='attribution', log=logging.getLogger('test'))
 
 
 class TestRequests:
-    def test_search_keeps_only_the_service_and_env_asked_for(self, forbidden):
+    def test_search_keeps_only_the_service_and_env_asked_for(self):
         data = [deployment('a'), deployment('b', service='cart'), deployment('c', env='staging'), {'id': 'broken'}]
         api = Api({'data': data})
-        found = client(api, forbidden).search('Checkout', 'PROD', 0, 1e10)
+        found = client(api).search('Checkout', 'PROD', 0, 1e10)
         assert [d.id for d in found] == ['a']
         assert api.calls == [('post', '/api/v2/dora/deployments')]
 
@@ -104,9 +99,9 @@ class TestRequests:
         assert parse_deployment(raw).commit == '9f2c4e1'
         assert parse_deployment(deployment('b')).commit is None
 
-    def test_rejected_request_is_raised_as_is_and_does_not_stall(self, forbidden):
+    def test_rejected_request_is_raised_as_is_and_does_not_stall(self):
         api = Api(RequestRejected('datadog', 'bad', 400), {'data': []})
-        deployments = client(api, forbidden)
+        deployments = client(api)
         with pytest.raises(RequestRejected):
             deployments.patch('d1', patch_body('d1', {'change_failure': True}))
         assert not deployments.stalled
@@ -125,29 +120,27 @@ class TestStall:
         ],
         ids=['transient', 'budget', 'forbidden'],
     )
-    def test_stalls_for_the_rest_of_the_run(self, forbidden, error, refused):
+    def test_stalls_for_the_rest_of_the_run(self, error, refused):
         api = Api(error, {'data': []})
-        deployments = client(api, forbidden)
+        deployments = client(api)
         with pytest.raises(Unavailable) as raised:
             deployments.search('checkout', 'prod', 0, 1)
-        assert raised.value.forbidden is refused
-        assert forbidden == ([403] if refused else [])
+        assert (raised.value.forbidden, raised.value.status) == ((True, 403) if refused else (False, None))
         assert deployments.stalled and api.stalled('attribution')
 
         with pytest.raises(Unavailable) as again:
             deployments.patch('d1', patch_body('d1', {'change_failure': True}))
         assert again.value.forbidden is False
         assert len(api.calls) == 1
-        assert forbidden == ([403] if refused else [])
 
         api.start_run(deadline=1e12)
         assert not deployments.stalled
         assert deployments.search('checkout', 'prod', 0, 1) == []
 
-    def test_callers_stall_apart(self, forbidden):
+    def test_callers_stall_apart(self):
         api = Api(TransientError('datadog', 'answered 503', 503))
         with pytest.raises(Unavailable):
-            client(api, forbidden).search('checkout', 'prod', 0, 1)
+            client(api).search('checkout', 'prod', 0, 1)
         assert api.stalled('attribution') and not api.stalled('dora_pending')
 
 

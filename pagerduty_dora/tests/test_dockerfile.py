@@ -20,6 +20,8 @@ from packaging.version import Version
 
 from .test_agent_version import EMBEDDED, base_requirement, minimum_agent, minimum_base
 
+pytestmark = pytest.mark.slow
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 INTEGRATION = REPOSITORY / 'pagerduty_dora'
 DOCKERFILE = REPOSITORY / 'Dockerfile'

@@ -17,7 +17,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from .fakes.server import Reply
 from .harness import DAY, DD_APP_KEY, START, event_keys, transition_of
 
-pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+pytestmark = [pytest.mark.usefixtures('datadog_agent', 'simulated_run'), pytest.mark.slow]
 
 
 def timeline(aggregator, incident=None):

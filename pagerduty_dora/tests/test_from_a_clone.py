@@ -25,6 +25,8 @@ from .fakes.demo import DemoWorld
 from .test_agent_version import minimum_agent, minimum_base, minor
 from .test_package import AGENT_BASE
 
+pytestmark = pytest.mark.slow
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 README = (REPOSITORY / 'pagerduty_dora' / 'README.md').read_text(encoding='utf-8')
 # What the scripts call, so that looking for Python fails only for want of a Python.

@@ -52,6 +52,8 @@ from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import FakeServer, Reply, Request
 from .harness import DAY, DD_APP_KEY, START, World, transition_of
 
+pytestmark = pytest.mark.slow
+
 MAX_REQUESTS = 40
 EXAMPLES = int(os.environ.get('FUZZ_EXAMPLES', '150'))
 SEED = int(os.environ['FUZZ_SEED']) if os.environ.get('FUZZ_SEED') else None

@@ -1,7 +1,10 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The package map of docs/package-map.md, held to: sub-packages import one way, no cycles, rooms of a readable size."""
+"""The package map of docs/package-map.md, held to: sub-packages import one way, no cycles, rooms of a readable size.
+
+Also narrow constructors where a room has them, and a glossary (docs/how-it-works.md) naming modules that exist.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,18 @@ TOP_LAYER = 7
 GENERATED = {'config_models/instance.py', 'config_models/shared.py', 'config_models/defaults.py'}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
+# Parameters of a constructor (`self` aside) in the rooms held to it: a part that needs more takes a
+# value grouping what travels together, or a collaborator already built.
+MAX_CONSTRUCTOR_PARAMETERS = 7
+NARROW_ROOMS = ('attribution',)
+# Constructors elsewhere still wider than that; a room joins NARROW_ROOMS once its own are narrowed.
+WIDE_CONSTRUCTORS = {
+    'collection.collector': 'Collector',
+    'collection.recorder': 'Recorder',
+    'common.http': 'ApiClient',
+    'datadog.queue': 'StoredQueue',
+}
+GLOSSARY = (Path(__file__).parent.parent / 'docs' / 'how-it-works.md').read_text(encoding='utf-8')
 
 
 def _modules() -> dict[str, Path]:
@@ -49,6 +64,20 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+
+
+def _constructor_widths(source: str) -> dict[str, int]:
+    """Per class of `source` that defines `__init__`: how many parameters it takes, `self` aside."""
+    widths = {}
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for member in node.body:
+            if isinstance(member, ast.FunctionDef) and member.name == '__init__':
+                a = member.args
+                named = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - 1
+                widths[node.name] = named + (a.vararg is not None) + (a.kwarg is not None)
+    return widths
 
 
 def _room(module: str) -> str:
@@ -183,3 +212,29 @@ class TestSizes:
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
         ]
         assert long == []
+
+
+class TestConstructors:
+    """Narrow constructors: what travels together is one value (rules, bounds, the Agent's services)."""
+
+    @pytest.mark.parametrize('module', [m for m in sorted(MODULES) if _room(m) in NARROW_ROOMS])
+    def test_no_constructor_takes_more_than_the_maximum(self, module: str) -> None:
+        widths = _constructor_widths(MODULES[module].read_text())
+        assert {name: n for name, n in widths.items() if n > MAX_CONSTRUCTOR_PARAMETERS} == {}
+
+    def test_the_wide_ones_are_outside_the_narrow_rooms(self) -> None:
+        assert [module for module in WIDE_CONSTRUCTORS if _room(module) in NARROW_ROOMS] == []
+
+    def test_the_count_sees_every_kind_of_parameter(self) -> None:
+        source = 'class Wide:\n    def __init__(self, a, /, b, *c, d, e=1, **f):\n        pass\n'
+        assert _constructor_widths(source) == {'Wide': 6}
+
+
+class TestGlossary:
+    """The glossary of docs/how-it-works.md points each word to a module that exists."""
+
+    def test_every_module_the_glossary_names_exists(self) -> None:
+        glossary = GLOSSARY.split('## Glossary', 1)[1]
+        named = set(re.findall(r'`([a-z_]+/[a-z_]+)\.py`', glossary))
+        assert len(named) > 10
+        assert sorted(name for name in named if name.replace('/', '.') not in MODULES) == []

@@ -120,7 +120,7 @@ from .harness import (
     went_live,
 )
 
-pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+pytestmark = [pytest.mark.usefixtures('datadog_agent', 'simulated_run'), pytest.mark.slow]
 
 settings.register_profile(
     'pagerduty-model',

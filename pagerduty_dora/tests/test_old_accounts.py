@@ -21,7 +21,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from .fakes.pagerduty import PagerDutyAccount
 from .harness import DAY, START, World, event_keys, stopped_between_windows, stored_state
 
-pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+pytestmark = [pytest.mark.usefixtures('datadog_agent', 'simulated_run'), pytest.mark.slow]
 
 YEAR = 365 * DAY
 AGE = 3 * YEAR

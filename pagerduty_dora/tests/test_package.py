@@ -19,6 +19,8 @@ from packaging.specifiers import SpecifierSet
 from .conftest import API_TOKEN, DATADOG_API_KEY, quiet_account_routes
 from .fakes.server import FakeServer
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parent.parent
 PACKAGE_DIR = 'datadog_checks/pagerduty_dora/'
 # Every file the wheel holds under the package: the check, its generated config models, and the
@@ -36,6 +38,7 @@ SHIPPED = [
     'attribution/executor.py',
     'attribution/marking.py',
     'attribution/model.py',
+    'attribution/ports.py',
     'attribution/remediation.py',
     'attribution/reporting.py',
     'attribution/state.py',

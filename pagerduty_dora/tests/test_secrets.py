@@ -20,7 +20,7 @@ from .fakes.pagerduty import PagerDutyAccount
 from .fakes.server import Reply, Request
 from .harness import DD_API_KEY, DD_APP_KEY, START, World
 
-pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+pytestmark = [pytest.mark.usefixtures('datadog_agent', 'simulated_run'), pytest.mark.slow]
 
 # Shaped like real keys and unlike anything else a run prints, so a plain substring search finds a leak.
 PD_TOKEN = 'u+pdSecretsSuiteToken_Zq81Xv'

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from datadog_checks.base.errors import ConfigurationError
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
+from datadog_checks.pagerduty_dora.attribution.decision import Rules
 from datadog_checks.pagerduty_dora.catalog.mapping import Override, parse_overrides
 from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
 from datadog_checks.pagerduty_dora.collection.monitors import MonitorLookup
@@ -139,15 +140,8 @@ def attribution(
     if not config.attribute_change_failures:
         return None
     assert config.attribution_window is not None
-    return ChangeFailureAttribution(
-        datadog,
-        pagerduty=pagerduty,
-        window=config.attribution_window,
-        min_severity=config.attribution_min_severity,
-        severity_mapping=severity_mapping_of(config),
-        services=services,
-        event=event,
-    )
+    rules = Rules(config.attribution_window, config.attribution_min_severity, severity_mapping_of(config) or {})
+    return ChangeFailureAttribution(datadog, pagerduty=pagerduty, rules=rules, services=services, event=event)
 
 
 def settings(config: Any, interval: float) -> Settings:

@@ -30,18 +30,19 @@ also sets a deployment back with `change_failure: false`).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import mapping_tags
 
-from .decision import SETTLE
+from .decision import Rules
+from .deployments import DeploymentsClient, PagerDutySignals
 from .eligibility import facts_of
 from .executor import Executor
 from .model import DELETED, Deployment, Facts
 from .reporting import Reporter, preview_result
-from .state import CACHE_KEY, AttributionState
+from .state import CACHE_KEY, DEFAULT_BOUNDS, AttributionState, Bounds
 from .tasks import AttributionTasks
 from .texts import REOPENED
 
@@ -58,10 +59,11 @@ MAX_TAGS = 30
 class ChangeFailureAttribution:
     """Marks the deployments that PagerDuty incidents blame as change failures, and keeps them right.
 
-    `api` is the Datadog client, `pagerduty` the PagerDuty one (related change events, priorities).
-    `count(name, value, tags)` submits a count (name without the integration prefix), `warning(...)`
-    is the check's warning and `event(payload)` submits an Agent event (None: no events of its own).
-    With `dry_run`, nothing is written: the PATCHes it would send are kept in `would_patch`.
+    `api` is the Datadog client, `pagerduty` the PagerDuty one (related change events, priorities);
+    `rules` say which incidents blame which deployments; `services` lend the cache, log, warnings, clock
+    and count metric; `event(payload)` submits an Agent event (None: no events of its own); `bounds`
+    bound the queue of work. With `dry_run`, nothing is written: the PATCHes it would send are kept in
+    `would_patch`, and every incident is judged as if the settle time had passed.
     """
 
     def __init__(
@@ -69,48 +71,22 @@ class ChangeFailureAttribution:
         api: ApiClient,
         *,
         pagerduty: ApiClient | None = None,
-        window: float,
-        min_severity: str | None,
-        severity_mapping: Mapping[str, str] | None = None,
+        rules: Rules,
         services: AgentServices,
         event: Callable[[dict], None] | None = None,
-        settle: float = SETTLE,
-        max_pending: int = 10000,
-        max_age: float = 7 * 86400,
+        bounds: Bounds = DEFAULT_BOUNDS,
         dry_run: bool = False,
     ) -> None:
-        self.window = float(window)
-        self.min_severity = min_severity.strip() if min_severity and min_severity.strip() else None
-        self.severity_mapping = dict(severity_mapping or {})
         # A dry run judges every incident as if the settle time had passed: it has one look only.
-        self.settle = 0.0 if dry_run else float(settle)
+        self.rules = replace(rules, settle=0.0) if dry_run else rules
         self.dry_run = dry_run
-        log, clock = services.log, services.clock
-        self._log = log
-        self._state = AttributionState(
-            read_cache=services.read_cache,
-            write_cache=services.write_cache,
-            warning=services.warning,
-            clock=clock,
-            max_pending=max_pending,
-            max_age=max_age,
-        )
-        self._report = Reporter(
-            self._state, count=services.count, log=log, warning=services.warning, event=event, clock=clock
-        )
-        self._executor = Executor(
-            api, pagerduty, caller=CACHE_KEY, log=log, on_forbidden=self._report.forbidden, dry_run=dry_run
-        )
+        self._log = log = services.log
+        self._state = AttributionState(services, bounds)
+        self._report = Reporter(self._state, services, event)
+        signals = PagerDutySignals(pagerduty, caller=CACHE_KEY, log=log) if pagerduty is not None else None
+        self._executor = Executor(DeploymentsClient(api, caller=CACHE_KEY, log=log), signals, dry_run=dry_run)
         self._tasks = AttributionTasks(
-            self._state,
-            self._report,
-            self._executor,
-            window=self.window,
-            min_severity=self.min_severity,
-            severity_mapping=self.severity_mapping,
-            settle=self.settle,
-            clock=clock,
-            log=log,
+            self._state, self._report, self._executor, self.rules, clock=services.clock, log=log
         )
 
     @property
@@ -189,7 +165,7 @@ class ChangeFailureAttribution:
     def save(self) -> None:
         """End of a run: send what was decided without an event to carry it, and persist the state."""
         self._report.end_run()
-        self._state.prune(self.window)
+        self._state.prune(self.rules.window)
         self._persist()
 
     def preview(self, incident: Incident, mapping: MappingResult, wanted: bool = True) -> dict[str, Any]:

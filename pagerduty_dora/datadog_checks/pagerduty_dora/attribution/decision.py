@@ -20,7 +20,7 @@ say so, so a deployment rolled back, or with a known remediation, stays a change
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common.text import clip, one_line
@@ -44,6 +44,28 @@ from .model import (
 # Seconds after an incident starts before its deployment is searched: a deployment reaches Datadog
 # some time after it finishes, and the one that finished just before the incident is the likeliest cause.
 SETTLE = 300.0
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The instance's rules of attribution, which travel together to whatever judges an incident.
+
+    `window`: how long before an incident's start a deployment may have finished to be blamed;
+    `min_severity` (None: any) with `severity_mapping`: which incidents qualify; `settle`: how long after
+    its start an incident's first search waits. A blank `min_severity` is None, padding is dropped.
+    """
+
+    window: float
+    min_severity: str | None = None
+    severity_mapping: Mapping[str, str] = field(default_factory=dict)
+    settle: float = SETTLE
+
+    def __post_init__(self) -> None:
+        minimum = self.min_severity.strip() if self.min_severity else ''
+        object.__setattr__(self, 'window', float(self.window))
+        object.__setattr__(self, 'min_severity', minimum or None)
+        object.__setattr__(self, 'severity_mapping', dict(self.severity_mapping))
+        object.__setattr__(self, 'settle', float(self.settle))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@
   (`GET /incidents/{id}/related_change_events`) and the account's priorities in order (`GET /priorities`).
 
 Both make their requests through the check's `ApiClient`s (so the request budget, run deadline, rate
-limits and typed errors apply) and stall for the rest of the run at the first transient error,
-budget exhaustion or refusal: `Unavailable` then tells the caller to keep its work for a later run.
+limits and typed errors apply), each wrapped in an `AttributionApi`: the one place that says what a
+refused, missing, rate-limited or failing answer means. At the first transient error, budget
+exhaustion or refusal of Datadog's keys it stalls for the rest of the run: `Unavailable` then tells the
+caller to keep its work for a later run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datadog_checks.pagerduty_dora.common.http import (
     AuthError,
     BudgetExhausted,
     RequestRejected,
+    Response,
     TransientError,
 )
 from datadog_checks.pagerduty_dora.common.text import clean, for_log
@@ -31,6 +34,7 @@ from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_ti
 
 from .blame import identifiers_of
 from .model import ChangeEvent, Deployment
+from .ports import Log
 
 DEPLOYMENTS_PATH = '/api/v2/dora/deployments'
 LIST_ENDPOINT = 'dora_deployments_list'
@@ -48,14 +52,63 @@ _PLAIN_QUERY_VALUE = re.compile(r'[A-Za-z0-9_.\-/]+')
 
 
 class Unavailable(Exception):
-    """The deployments API cannot be used in this run (transient error, request budget, or refused).
+    """The API cannot be used in this run (transient error, request budget, or refused keys).
 
-    `forbidden` is True when Datadog refused the keys (401/403): the work waits for a later run.
+    `forbidden` is True when Datadog refused the keys (401/403), with its `status`: the work waits for a
+    later run, and the refusal is told once, as the API stalls at it.
     """
 
-    def __init__(self, forbidden: bool = False) -> None:
+    def __init__(self, forbidden: bool = False, status: int | None = None) -> None:
         super().__init__('forbidden' if forbidden else 'unavailable')
         self.forbidden = forbidden
+        self.status = status
+
+
+class AttributionApi:
+    """One of the check's `ApiClient`s as attribution uses it; `caller` names attribution to it when it stalls.
+
+    `answer()` is the one place that says what a failed answer means to attribution:
+
+    - the API stalled earlier in this run: `Unavailable`, and no request is made;
+    - the run's request budget is spent, or a transient error (no connection, a timeout, a rate limit
+      that outlasts its retries, a 5xx), which is logged: the API stalls for attribution until its next
+      run, and `Unavailable` keeps the work for then;
+    - the keys refused (401/403): with `refused_keys_stall` (Datadog's keys, with which no other request
+      of the run can succeed) it stalls too, raising `Unavailable(forbidden=True)` with the status;
+      otherwise the `AuthError` is raised as it is, for the caller to answer as a refusal;
+    - the request itself refused (any other 4xx): `RequestRejected`, raised as it is: sending it again
+      would be refused the same way, so the caller answers it as a value.
+    """
+
+    def __init__(self, api: ApiClient, *, caller: str, log: Log, refused_keys_stall: bool) -> None:
+        self._api = api
+        self._caller = caller
+        self._log = log
+        self._refused_keys_stall = refused_keys_stall
+
+    @property
+    def stalled(self) -> bool:
+        """Whether this run has stopped using the API; the next run of the `ApiClient` resets it."""
+        return self._api.stalled(self._caller)
+
+    def answer(self, send: Callable[[ApiClient], Response]) -> Response:
+        """What `send(api)` answered; a failure means what the class docstring says."""
+        if self.stalled:
+            raise Unavailable()
+        try:
+            return send(self._api)
+        except BudgetExhausted:
+            self._api.stall(self._caller)
+            raise Unavailable() from None
+        except TransientError as e:
+            self._api.stall(self._caller)
+            self._log.warning('Change-failure attribution paused until the next run: %s', e)
+            raise Unavailable() from None
+        except AuthError as e:
+            if not self._refused_keys_stall:
+                raise
+            self._api.stall(self._caller)
+            raise Unavailable(forbidden=True, status=e.status) from None
 
 
 def parse_deployment(raw: Any) -> Deployment | None:
@@ -111,21 +164,20 @@ def _format_upper(epoch: float) -> str:
 
 
 class DeploymentsClient:
-    """Searches and marks DORA deployments; `caller` names it to the `ApiClient` when it stalls.
+    """Searches and marks DORA deployments through Datadog's `api`; `caller` names it when it stalls.
 
-    `on_forbidden(status)` is told when Datadog refuses the keys, once per run (the client stalls).
+    Datadog refusing the keys stalls it for the run: the first request refused raises
+    `Unavailable(forbidden=True)`, the next ones `Unavailable()`.
     """
 
-    def __init__(self, api: ApiClient, *, caller: str, log: Any, on_forbidden: Callable[[int | None], None]) -> None:
-        self._api = api
-        self._caller = caller
+    def __init__(self, api: ApiClient, *, caller: str, log: Log) -> None:
+        self._api = AttributionApi(api, caller=caller, log=log, refused_keys_stall=True)
         self._log = log
-        self._on_forbidden = on_forbidden
 
     @property
     def stalled(self) -> bool:
         """Whether this run has stopped using the API; the next run of the `ApiClient` resets it."""
-        return self._api.stalled(self._caller)
+        return self._api.stalled
 
     def search(self, service: str, env: str, since: float, until: float) -> list[Deployment]:
         """Deployments of exactly this service and env with a start in [since, until], over every page.
@@ -180,22 +232,10 @@ class DeploymentsClient:
         # Accepted is accepted, whatever the body says: a 2xx that is not JSON must not be sent again.
         self._call('patch', '{}/{}'.format(DEPLOYMENTS_PATH, deployment_id), body, PATCH_ENDPOINT, expect_json=False)
 
-    def _call(self, method: str, path: str, body: dict, endpoint: str, expect_json: bool = True) -> Any:
-        if self.stalled:
-            raise Unavailable()
-        try:
-            return getattr(self._api, method)(path, body, endpoint=endpoint, expect_json=expect_json)
-        except BudgetExhausted:
-            self._api.stall(self._caller)
-            raise Unavailable() from None
-        except TransientError as e:
-            self._api.stall(self._caller)
-            self._log.warning('Change-failure attribution paused until the next run: %s', e)
-            raise Unavailable() from None
-        except AuthError as e:
-            self._api.stall(self._caller)
-            self._on_forbidden(e.status)
-            raise Unavailable(forbidden=True) from None
+    def _call(self, method: str, path: str, body: dict, endpoint: str, expect_json: bool = True) -> Response:
+        return self._api.answer(
+            lambda api: getattr(api, method)(path, body, endpoint=endpoint, expect_json=expect_json)
+        )
 
 
 def parse_change_event(raw: Any) -> ChangeEvent | None:
@@ -228,15 +268,14 @@ class PagerDutySignals:
     events or priorities is still attributed, by the other rules.
     """
 
-    def __init__(self, api: ApiClient, *, caller: str, log: Any) -> None:
-        self._api = api
-        self._caller = caller
+    def __init__(self, api: ApiClient, *, caller: str, log: Log) -> None:
+        self._api = AttributionApi(api, caller=caller, log=log, refused_keys_stall=False)
         self._log = log
         self.refused: dict[str, int | None] = {}
 
     @property
     def stalled(self) -> bool:
-        return self._api.stalled(self._caller)
+        return self._api.stalled
 
     def related_change_events(self, incident_id: str) -> list[ChangeEvent] | None:
         """The change events PagerDuty relates to the incident; None when it refuses to tell."""
@@ -267,17 +306,8 @@ class PagerDutySignals:
         return names
 
     def _get(self, path: str, params: list, endpoint: str) -> Any:
-        if self.stalled:
-            raise Unavailable()
         try:
-            return self._api.get(path, params, endpoint=endpoint).data
-        except BudgetExhausted:
-            self._api.stall(self._caller)
-            raise Unavailable() from None
-        except TransientError as e:
-            self._api.stall(self._caller)
-            self._log.warning('Change-failure attribution paused until the next run: %s', e)
-            raise Unavailable() from None
+            return self._api.answer(lambda api: api.get(path, params, endpoint=endpoint)).data
         except (AuthError, RequestRejected) as e:
             self.refused[endpoint] = e.status
             self._log.debug('PagerDuty refused %s (%s) to change-failure attribution', endpoint, e.status)

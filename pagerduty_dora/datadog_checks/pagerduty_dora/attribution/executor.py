@@ -4,59 +4,34 @@
 """The one place change-failure attribution makes requests: it runs the searches and PATCHes decided elsewhere.
 
 Each method takes a task value of `decision` and answers with what the APIs said, a refusal of the
-request itself included (`rejected`); `Unavailable` still propagates, to keep the work for a later
-run. In a dry run nothing is written: the PATCHes it would send are kept in `would_patch`.
+request itself included (`rejected`): it makes the requests a task needs (a remediation search reads
+the service's history only when a rollback is possible), turns a refusal into a value, and keeps the
+PATCHes of a dry run. `Unavailable` still propagates, to keep the work for a later run. In a dry run
+nothing is written: the PATCHes it would send are kept in `would_patch`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected
+from datadog_checks.pagerduty_dora.common.http import RequestRejected
 
 from .decision import BlameSearch, Patch, RemedySearch, RollbackSearch
 from .deployments import DeploymentsClient, PagerDutySignals, patch_body
-from .model import ChangeEvent, Deployment
+from .model import Deployment
+from .ports import RemedyResult, SearchResult
 from .remediation import history_range, remedy_range, wants_history, wants_history_for_rollback
 
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What a blame search read: the related change events (None: PagerDuty did not tell) and the deployments."""
-
-    events: list[ChangeEvent] | None
-    candidates: list[Deployment]
-    rejected: RequestRejected | None = None
-
-
-@dataclass(frozen=True)
-class RemedyResult:
-    """What a remediation search read: the later deployments, and the service's history when it was needed."""
-
-    later: list[Deployment]
-    history: list[Deployment] | None
-    rejected: RequestRejected | None = None
+# Whether a search after a failed deployment needs its history too: (later deployments, failed, until).
+WantsHistory = Callable[[list[Deployment], Deployment, float], bool]
 
 
 class Executor:
-    """Runs attribution's requests through the check's `ApiClient`s; `caller` names it when it stalls.
+    """Runs attribution's requests through Datadog's `deployments` and PagerDuty's `signals` (None: no client)."""
 
-    `on_forbidden(status)` is told when Datadog refuses the keys, once per run.
-    """
-
-    def __init__(
-        self,
-        api: ApiClient,
-        pagerduty: ApiClient | None,
-        *,
-        caller: str,
-        log: Any,
-        on_forbidden: Callable[[int | None], None],
-        dry_run: bool = False,
-    ) -> None:
-        self._deployments = DeploymentsClient(api, caller=caller, log=log, on_forbidden=on_forbidden)
-        self._signals = PagerDutySignals(pagerduty, caller=caller, log=log) if pagerduty is not None else None
+    def __init__(self, deployments: DeploymentsClient, signals: PagerDutySignals | None, *, dry_run: bool) -> None:
+        self._deployments = deployments
+        self._signals = signals
         self.dry_run = dry_run
         self.would_patch: list[tuple[str, dict]] = []
 
@@ -71,27 +46,11 @@ class Executor:
 
     def remedy_search(self, task: RemedySearch) -> RemedyResult:
         """The deployments after the failed one up to the resolve, and its history when a rollback is possible."""
-        failed = task.failed
-        env = failed.env or ''
-        try:
-            later = self._deployments.search(failed.service, env, *remedy_range(failed, task.until))
-            if not wants_history(later, failed, task.until):
-                return RemedyResult(later, None)
-            return RemedyResult(later, self._deployments.search(failed.service, env, *history_range(failed)))
-        except RequestRejected as e:
-            return RemedyResult([], None, e)
+        return self._after(task.failed, task.until, wants_history)
 
     def rollback_search(self, task: RollbackSearch) -> RemedyResult:
         """The deployments after the failed one up to now, and its history when one of them may go back to it."""
-        failed = task.failed
-        env = failed.env or ''
-        try:
-            later = self._deployments.search(failed.service, env, *remedy_range(failed, task.until))
-            if not wants_history_for_rollback(later, failed, task.until):
-                return RemedyResult(later, None)
-            return RemedyResult(later, self._deployments.search(failed.service, env, *history_range(failed)))
-        except RequestRejected as e:
-            return RemedyResult([], None, e)
+        return self._after(task.failed, task.until, wants_history_for_rollback)
 
     def patch(self, task: Patch) -> RequestRejected | None:
         """Send the PATCH (or keep it, in a dry run); the refusal of the request, if Datadog refused it."""
@@ -112,3 +71,14 @@ class Executor:
     def priorities_refusal(self) -> int | str | None:
         """Why the account's priorities were not told: PagerDuty's status, or that there is no client."""
         return self._signals.refused.get('priorities') if self._signals is not None else 'no client'
+
+    def _after(self, failed: Deployment, until: float, wants: WantsHistory) -> RemedyResult:
+        """The deployments of the failed one's service and env after it up to `until`, and its history if `wants`."""
+        env = failed.env or ''
+        try:
+            later = self._deployments.search(failed.service, env, *remedy_range(failed, until))
+            if not wants(later, failed, until):
+                return RemedyResult(later, None)
+            return RemedyResult(later, self._deployments.search(failed.service, env, *history_range(failed)))
+        except RequestRejected as e:
+            return RemedyResult([], None, e)

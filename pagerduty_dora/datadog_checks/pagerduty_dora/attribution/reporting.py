@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from datadog_checks.pagerduty_dora.common.http import RequestRejected
 from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 from .model import ATTRIBUTED, FORBIDDEN, REJECTED
+from .ports import Log
 from .state import AttributionState
 from .texts import Note, own_event
 
@@ -32,27 +34,17 @@ NOTE_KINDS = ('triggered', 'reopened', 'resolved', 'priority_changed', 'urgency_
 class Reporter:
     """Counts outcomes, keeps the notes of the run per incident, and sends attribution's own events.
 
-    `count(name, value, tags)` submits a count, `warning(...)` is the check's warning and
-    `event(payload)` submits an Agent event (None: no events of its own); the notes no event told yet
-    wait in `state`.
+    `services` lend the count metric, the log, the check's warning and the clock; `event(payload)`
+    submits an Agent event (None: no events of its own); the notes no event told yet wait in `state`.
     """
 
-    def __init__(
-        self,
-        state: AttributionState,
-        *,
-        count: Callable[[str, float, list[str]], None],
-        log: Any,
-        warning: Callable[..., None],
-        event: Callable[[dict], None] | None,
-        clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, state: AttributionState, services: AgentServices, event: Callable[[dict], None] | None) -> None:
         self._state = state
-        self._count = count
-        self._log = log
-        self.warning = warning
+        self._count = services.count
+        self._log: Log = services.log
+        self.warning = services.warning
         self._event = event
-        self._clock = clock
+        self._clock = services.clock
         # Lines decided since the last `end_run()`, per incident, and every outcome of each incident.
         self._notes: dict[str, list[Note]] = {}
         self._outcomes: dict[str, list[str]] = {}

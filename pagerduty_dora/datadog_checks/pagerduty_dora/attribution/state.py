@@ -16,8 +16,10 @@ optional: a layout-2 document an earlier release wrote reads as it is, and means
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping
 
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
 
 from .decision import incident_task, remedy_task, sync_task
@@ -32,27 +34,32 @@ MAX_RECORDS = 20000
 MAX_UNTOLD = 20
 
 
-class AttributionState:
-    """The records and the queue of work of change-failure attribution, read on first use."""
+@dataclass(frozen=True)
+class Bounds:
+    """How much work the queue keeps: `max_pending` tasks at most, each for `max_age` seconds at most."""
 
-    def __init__(
-        self,
-        *,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        warning: Callable[..., None],
-        clock: Callable[[], float],
-        max_pending: int,
-        max_age: float,
-    ) -> None:
-        self._clock = clock
+    max_pending: int = 10000
+    max_age: float = 7 * 86400.0
+
+
+DEFAULT_BOUNDS = Bounds()
+
+
+class AttributionState:
+    """The records and the queue of work of change-failure attribution, read on first use.
+
+    `services` lend the persistent cache, the warnings (a damaged entry, work dropped) and the clock.
+    """
+
+    def __init__(self, services: AgentServices, bounds: Bounds = DEFAULT_BOUNDS) -> None:
+        self._clock = clock = services.clock
         self.queue = StoredQueue(
             CACHE_KEY,
-            read_cache=read_cache,
-            write_cache=write_cache,
-            warning=warning,
-            max_items=max_pending,
-            max_age=max_age,
+            read_cache=services.read_cache,
+            write_cache=services.write_cache,
+            warning=services.warning,
+            max_items=bounds.max_pending,
+            max_age=bounds.max_age,
             clock=clock,
             what='change-failure attribution state',
             entries='change-failure attribution tasks',

@@ -5,7 +5,8 @@
 
 Each task asks `decision` what to do, has the `Executor` make the requests that needs, and records
 the answer: the incident's and the deployment's records, the counts and the notes. A task that
-cannot be done now (`Unavailable`) stays queued for a later run, and is told once.
+cannot be done now (`Unavailable`) stays queued for a later run, and is told once; Datadog refusing
+the keys is told and counted once per run, as the requests stall at it.
 
 - `incident`: judge an incident again (qualify it, search its deployment, blame or release it);
 - `remedy`: find a failed deployment's remediation once an incident blaming it resolved;
@@ -16,14 +17,14 @@ The deployment side (releases, `remedy` and `sync`) is `marking.DeploymentTasks`
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable
 
-from .decision import BlameSearch, incident_task, newly_unfound, next_step, refused_search, searched
+from .decision import BlameSearch, Rules, incident_task, newly_unfound, next_step, refused_search, searched
 from .deployments import Unavailable
 from .eligibility import attribution_key, disqualification, order_expired, severity_threshold, stored_order
-from .executor import Executor
 from .marking import DeploymentTasks, Outcome
 from .model import ATTRIBUTED, DEFERRED, LATEST_DEPLOYMENT, NO_DEPLOYMENT, Deployment, Facts, search_of
+from .ports import Log, Requests
 from .reporting import Reporter
 from .state import AttributionState
 from .texts import (
@@ -39,31 +40,28 @@ from .texts import (
 
 
 class AttributionTasks:
-    """Runs the queued tasks of `state` due now, oldest first, each through `executor`, told by `report`."""
+    """Runs the queued tasks of `state` due now, oldest first, each through `requests`, told by `report`.
+
+    `rules` say which incidents qualify, how far back a deployment is blamed and how long a first search waits.
+    """
 
     def __init__(
         self,
         state: AttributionState,
         report: Reporter,
-        executor: Executor,
+        requests: Requests,
+        rules: Rules,
         *,
-        window: float,
-        min_severity: str | None,
-        severity_mapping: Mapping[str, str],
-        settle: float,
         clock: Callable[[], float],
-        log: Any,
+        log: Log,
     ) -> None:
         self._state = state
         self._report = report
-        self._executor = executor
-        self.window = window
-        self.min_severity = min_severity
-        self.severity_mapping = severity_mapping
-        self.settle = settle
+        self._requests = requests
+        self._rules = rules
         self._clock = clock
         self._log = log
-        self._marks = DeploymentTasks(state, report, executor, settle=settle, clock=clock, log=log)
+        self._marks = DeploymentTasks(state, report, requests, settle=rules.settle, clock=clock, log=log)
 
     # The queue -----------------------------------------------------------------------------------
 
@@ -89,6 +87,8 @@ class AttributionTasks:
                 try:
                     done, follow = self._run(key, task)
                 except Unavailable as e:
+                    if e.forbidden:
+                        self._report.forbidden(e.status)
                     self._deferred(key, task, e.forbidden)
                     continue
                 if done and queue.get(key) is task:
@@ -134,10 +134,9 @@ class AttributionTasks:
         target = attribution_key(facts) if reason is None else None
         follow: set[str] = set()
         now = self._clock()
+        settle, window = self._rules.settle, self._rules.window
         for _ in range(3):
-            step = next_step(
-                incident_id, reason, target, record, facts, now=now, settle=self.settle, window=self.window
-            )
+            step = next_step(incident_id, reason, target, record, facts, now=now, settle=settle, window=window)
             if step.release:
                 follow |= self._marks.release(incident_id, record, step.release)
             if step.wait_until is not None:
@@ -156,9 +155,10 @@ class AttributionTasks:
         return True, follow
 
     def _disqualification(self, facts: Facts) -> str | None:
-        needs_order = self.min_severity and facts.priority and not facts.gone and not facts.merged and facts.wanted
+        rules = self._rules
+        needs_order = rules.min_severity and facts.priority and not facts.gone and not facts.merged and facts.wanted
         order = self._priority_order() if needs_order else []
-        return disqualification(facts, self.min_severity, order, self.severity_mapping)
+        return disqualification(facts, rules.min_severity, order, rules.severity_mapping)
 
     def _priority_order(self) -> list[str]:
         """The account's priorities, most severe first (`GET /priorities`), read again every `PRIORITIES_TTL`."""
@@ -168,7 +168,7 @@ class AttributionTasks:
         if not order_expired(stored, now):
             return names
         try:
-            fresh = self._executor.priorities()
+            fresh = self._requests.priorities()
         except Unavailable:
             if not stored:
                 raise
@@ -180,13 +180,14 @@ class AttributionTasks:
                 if names
                 else 'no incident is attributed until they can be'
             )
-            status = self._executor.priorities_refusal()
+            status = self._requests.priorities_refusal()
             self._report.warn_once('priorities', NO_PRIORITIES_MESSAGE.format(status=status, consequence=consequence))
             return names
         self._state.set_priorities(fresh, now)
-        if self.min_severity and severity_threshold(self.min_severity, fresh, self.severity_mapping) is None:
+        minimum = self._rules.min_severity
+        if minimum and severity_threshold(minimum, fresh, self._rules.severity_mapping) is None:
             names_text = ', '.join(fresh) or 'none'
-            self._report.warning(UNKNOWN_MINIMUM_MESSAGE.format(minimum=self.min_severity, names=names_text))
+            self._report.warning(UNKNOWN_MINIMUM_MESSAGE.format(minimum=minimum, names=names_text))
         return fresh
 
     def _qualification(self, incident_id: str, record: dict, facts: Facts, reason: str | None) -> None:
@@ -198,7 +199,7 @@ class AttributionTasks:
         if reason is None:
             return
         self._report.outcome(incident_id, reason)
-        note = refused_note(reason, facts, self.min_severity)
+        note = refused_note(reason, facts, self._rules.min_severity)
         self._log.debug('Incident %s does not blame a deployment (%s): %s', incident_id, reason, note.plain)
         self._report.note(incident_id, note)
 
@@ -207,24 +208,24 @@ class AttributionTasks:
             return
         record['waiting_until'] = due
         self._state.touch(record)
-        self._report.note(incident_id, waiting_note(due, self.settle))
+        self._report.note(incident_id, waiting_note(due, self._rules.settle))
 
     def _search(self, record: dict, facts: Facts, search: BlameSearch) -> None:
         """Run the blame search and store what it decides in the incident's record."""
         incident_id = search.incident
         previous = search_of(record)
-        result = self._executor.blame_search(search)
+        result = self._requests.blame_search(search)
         if result.rejected is not None:
             self._report.rejected('search', incident_id, search.service, search.env, result.rejected)
             record['search'] = refused_search(search)
             self._report.note(incident_id, search_rejected_note(result.rejected.status))
             return
-        record['search'] = searched(search, result.events, result.candidates, facts, self.window)
+        record['search'] = searched(search, result.events, result.candidates, facts, self._rules.window)
         record.pop('waiting_until', None)
         self._state.touch(record)
         if newly_unfound(previous, search, record['search']['deployment']):
             self._report.outcome(incident_id, NO_DEPLOYMENT)
-            note = no_deployment_note(search.service, search.env, self.window, facts.start)
+            note = no_deployment_note(search.service, search.env, self._rules.window, facts.start)
             self._log.debug('Incident %s not attributed: %s', incident_id, note.plain)
             self._report.note(incident_id, note)
 
@@ -252,5 +253,5 @@ class AttributionTasks:
             found.version,
             signal,
         )
-        self._report.note(incident_id, blamed_note(found, len(others), search, self.window))
+        self._report.note(incident_id, blamed_note(found, len(others), search, self._rules.window))
         return self._marks.sync(deployment_id)

@@ -161,15 +161,14 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
     recent `ATTRIBUTION_ROWS` incidents are previewed, to keep the number of searches bounded.
     """
     from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
+    from datadog_checks.pagerduty_dora.attribution.decision import Rules
     from datadog_checks.pagerduty_dora.common.services import AgentServices
 
     assert config.attribution_window is not None
     attribution = ChangeFailureAttribution(
         check.datadog_api,
         pagerduty=check.pagerduty_api,
-        window=config.attribution_window,
-        min_severity=config.attribution_min_severity,
-        severity_mapping=dict(config.severity_mapping) if config.severity_mapping else None,
+        rules=Rules(config.attribution_window, config.attribution_min_severity, dict(config.severity_mapping or {})),
         services=AgentServices(read_cache=lambda key: '', write_cache=no_write, log=check.log, warning=check.warning),
         dry_run=True,
     )
