@@ -93,7 +93,8 @@ def cache_id(scheme: str, instance: dict[str, Any]) -> str:
     """The persistent cache id a release of `scheme` computed for `instance`, as its `persistent_cache_id` did.
 
     Releases up to 1db5e40 hashed the PagerDuty URL, the token's hash and the scope; the next ones five
-    more options, and those from 7977aa9 on three of those five. The URLs enter the hash, so an instance on other ports has another id.
+    more options, and those from 7977aa9 on three of those five. The URLs enter the hash, so an instance
+    on other ports has another id.
     """
     token = str(instance.get('api_token') or '')
     identity: dict[str, Any] = {
