@@ -490,7 +490,12 @@ class TestWrittenAPieceAtATime:
         state.dumps()
         encoded: list[Any] = []
         encode = RECORD.encode
-        monkeypatch.setattr(RECORD, 'encode', lambda record: encoded.append(record) or encode(record))
+
+        def counted(record: IncidentRecord) -> list[Any]:
+            encoded.append(record)
+            return encode(record)
+
+        monkeypatch.setattr(RECORD, 'encode', counted)
         state.dumps()
         assert encoded == []
         state.incidents['PDEF456'].priority = 'P3'

@@ -148,7 +148,12 @@ class TestWrites:
         collector = check.collector
         writes: list[str] = []
         write = collector._write_cache
-        monkeypatch.setattr(collector, '_write_cache', lambda key, value: writes.append(key) or write(key, value))
+
+        def written(key: str, value: str) -> None:
+            writes.append(key)
+            write(key, value)
+
+        monkeypatch.setattr(collector, '_write_cache', written)
         collector.save()
         assert writes == []
         collector.state.refetch = ['PGONE']

@@ -11,6 +11,7 @@ project released by migrating it forward, and says what a damaged part costs: on
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -168,23 +169,22 @@ class CollectorState:
         return key
 
     def open_gauges(self) -> dict[tuple[str, ...], int]:
-        """Wanted open incidents counted by (status, mapping tags); the table keeps only the sets records name."""
-        by_key: dict[tuple[str, str], int] = {}
-        named: set[str] = set()
-        for record in self.incidents.values():
-            key = record.tag_set
-            if key:
-                named.add(key)
-                if record.wanted and record.status != 'resolved':
-                    by_key[record.status, key] = by_key.get((record.status, key), 0) + 1
+        """Wanted open incidents counted by (status, mapping tags); the table keeps only the sets they name.
+
+        Only a wanted open record names a set (`story.recorded`), so that is what the table is kept for.
+        """
+        by_key = Counter(
+            (r.status, r.tag_set) for r in self.incidents.values() if r.tag_set and r.wanted and r.status != 'resolved'
+        )
+        named = {key for _, key in by_key}
         if len(named) < len(self.tag_sets):
             self.tag_sets = {key: tags for key, tags in self.tag_sets.items() if key in named}
-        counts: dict[tuple[str, ...], int] = {}
+        counts: Counter[tuple[str, ...]] = Counter()
         for (status, key), count in by_key.items():
             tags = self.tag_sets.get(key)
             if tags is not None:
                 group = ('status:' + status, *tags)
-                counts[group] = counts.get(group, 0) + count
+                counts[group] += count
         return counts
 
     def _last_known(self) -> float | None:
