@@ -263,6 +263,9 @@ class Struct(Domain[T]):
         self._fields = operator.attrgetter(*names) if len(names) > 1 else (lambda value: (getattr(value, names[0]),))
         self._encoders = [(i, domain.encode) for i, (_, domain) in enumerate(self.domains) if not domain.plain]
         self._decoders = [domain.decode for _, domain in self.domains]
+        # A `Kept` value read whole is made without setting its fields one by one (which would only
+        # mark its kept text stale, field after field).
+        self._names = names if issubclass(kind, Kept) else None
 
     plain = False
 
@@ -285,9 +288,14 @@ class Struct(Domain[T]):
         if type(raw) is not list or not self.required <= len(raw) <= len(self._decoders):
             raise Invalid('{} is not a list of {} values'.format(self.kind.__name__, len(self.domains)))
         try:
-            value = self.kind(*[decode(item) for decode, item in zip(self._decoders, raw, strict=False)])
+            values = [decode(item) for decode, item in zip(self._decoders, raw, strict=False)]
         except Invalid as e:
             raise Invalid('{}: {}'.format(self._where(raw), e)) from None
+        if self._names is not None and len(values) == len(self._names):
+            value = self.kind.__new__(self.kind)
+            value.__dict__.update(zip(self._names, values, strict=True))
+        else:
+            value = self.kind(*values)
         if self.check is not None:
             self.check(value)
         return value
