@@ -97,6 +97,21 @@ class TestUnchangedIncident:
         assert open_gauges(aggregator) == gauges
         assert aggregator.events == [] and len(world.dora.posts) == posts
 
+    def test_without_dora_delivery_too(self, world, services, dd_run_check, aggregator, costs: Counter) -> None:
+        check = world.check(submit_dora_failures=False)
+        dd_run_check(check)
+        world.account.advance(60)
+        open_incidents(world, services)
+        settle(world, check, dd_run_check)
+        gauges = open_gauges(aggregator)
+        aggregator.reset()
+        costs.clear()
+
+        dd_run_check(check)
+
+        assert costs == Counter()
+        assert open_gauges(aggregator) == gauges and sum(gauges.values()) == OPEN
+
     def test_a_changed_incident_costs_only_its_own(
         self, world, services, dd_run_check, aggregator, costs: Counter
     ) -> None:
