@@ -5,7 +5,8 @@
 
 Reconciliation reads every open incident every few minutes and almost all of them are as they were.
 These tests run the check against the fakes and count, over idle runs, the calls that a look which
-changes something makes: the record's encoding, `build_failure` and the payload's fingerprint.
+changes something makes: parsing the incident, the record's encoding, `build_failure` and the payload's
+fingerprint.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.collection.pages import LATE_REACH
 from datadog_checks.pagerduty_dora.collection.record import RECORD
 from datadog_checks.pagerduty_dora.datadog import dora
+from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
 
 from .harness import World, stored_state
 
@@ -45,6 +47,7 @@ def costs(monkeypatch: pytest.MonkeyPatch) -> Counter:
     monkeypatch.setattr(recorder, 'build_failure', counting('build_failure', recorder.build_failure))
     monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', recorder.fingerprint_of))
     monkeypatch.setattr(dora, 'fingerprint', counting('fingerprint', dora.fingerprint))
+    monkeypatch.setattr(parsing, '_parse', counting('parse', parsing._parse))
     return counted
 
 
