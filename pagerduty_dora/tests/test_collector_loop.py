@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any, Container, Iterator
 
 import pytest
 
@@ -46,13 +46,13 @@ class Dora:
     def flush(self) -> None:
         self.flushes += 1
 
-    def take_outcomes(self) -> list[tuple[str, str]]:
+    def take_outcomes(self, wanted: Container[str] | None = None) -> list[tuple[str, str]]:
         return []
 
     def queued(self, key: str) -> str | None:
         return None
 
-    def enqueue(self, key: str, attributes: dict) -> None:
+    def enqueue(self, key: str, attributes: dict, known: str | None = None) -> None:
         self.sent[key] = attributes
 
     def remove(self, key: str) -> None:

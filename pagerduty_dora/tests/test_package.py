@@ -75,6 +75,8 @@ SHIPPED = [
     'collection/record.py',
     'collection/recorder.py',
     'collection/recovery.py',
+    'collection/rest.py',
+    'collection/run.py',
     'collection/settings.py',
     'collection/state.py',
     'collection/story.py',

@@ -67,7 +67,7 @@ class EndlessPagerDuty(ScriptedPagerDuty):
         return page
 
 
-def record(status: str = 'triggered', checked_at: float = 0.0) -> IncidentRecord:
+def record(status: str = 'triggered') -> IncidentRecord:
     return IncidentRecord(
         status=status,
         priority=None,
@@ -77,10 +77,8 @@ def record(status: str = 'triggered', checked_at: float = 0.0) -> IncidentRecord
         created_at=NOW - DAY,
         resolved_at=None,
         delivered='',
-        tags=[],
         acked=False,
         wanted=True,
-        checked_at=checked_at,
         base=Base(),
         steps=[],
         emitted=[],
@@ -305,7 +303,7 @@ class TestEveryRequestIsAnnounced:
             pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
         pagerduty.entries = [log_entry(n, NOW - 900 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
         state = CollectorState(horizon=NOW - 2 * DAY)
-        state.incidents['PGONE1'] = record(checked_at=NOW - 3600)
+        state.incidents['PGONE1'] = record()
         passes = [
             FeedPass(pagerduty, agent_clock).read(Feed(horizon=NOW - 1000), NOW - 2000, since_last_run=60.0),
             ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1),
@@ -330,7 +328,7 @@ class TestReconcilePass:
         for n in range(1, 2 * PAGE_SIZE + 6):
             pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
         state = CollectorState()
-        state.incidents['PGONE1'] = record(checked_at=NOW - 3600)
+        state.incidents['PGONE1'] = record()
         pages = pages_of(ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1))
         looks = [look.incident.number for p in pages for look in p.looks]
         assert looks == list(range(1, 2 * PAGE_SIZE + 6))
@@ -356,8 +354,8 @@ class TestReconcilePass:
     def test_an_unreadable_answer_to_one_verification_does_not_end_the_others(self) -> None:
         pagerduty = ScriptedPagerDuty()
         state = CollectorState(baseline=True)
-        state.incidents['PA'] = record(checked_at=NOW - 3600)
-        state.incidents['PB'] = record(checked_at=NOW - 3600)
+        state.incidents['PA'] = record()
+        state.incidents['PB'] = record()
         passes = ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=1)
         next_page(passes)
         pagerduty.unreadable = 1

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from typing import Any
@@ -17,7 +18,7 @@ from datadog_checks.pagerduty_dora.collection.feed_position import FEED, Feed, F
 from datadog_checks.pagerduty_dora.collection.rebuild import Rebuild
 from datadog_checks.pagerduty_dora.collection.recheck import RECHECK, Recheck
 from datadog_checks.pagerduty_dora.collection.reconcile import BEFORE_FIRST, RECONCILIATION, Reconciliation
-from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
+from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord, tag_key
 from datadog_checks.pagerduty_dora.collection.state import DAMAGE_COST, LAYOUT, STATE_VERSION, CollectorState
 from datadog_checks.pagerduty_dora.collection.sweep import Window
 from datadog_checks.pagerduty_dora.common import codec
@@ -68,6 +69,7 @@ def reconciliations(draw: Any) -> Reconciliation:
         position=position,
         skip=draw(counts),
         verify=draw(st.one_of(st.none(), st.lists(ids, max_size=5))),
+        met=draw(st.sets(ids, max_size=5)),
     )
 
 
@@ -124,10 +126,9 @@ def records(draw: Any) -> IncidentRecord:
         resolved_at=draw(st.one_of(st.none(), times)),
         desired=draw(ids),
         delivered=draw(ids),
-        tags=draw(st.lists(ids, max_size=4)),
+        tag_set=draw(ids),
         acked=draw(st.booleans()),
         wanted=draw(st.booleans()),
-        checked_at=draw(times),
         base=draw(bases()),
         steps=draw(st.lists(steps, max_size=4)),
         emitted=draw(st.lists(ids, max_size=4)),
@@ -162,6 +163,7 @@ def states(draw: Any) -> CollectorState:
         rebuild=draw(st.one_of(st.none(), st.builds(Rebuild, times))),
         reported_until=draw(optional_time),
         recheck=draw(st.one_of(st.none(), rechecks())),
+        tag_sets=draw(st.dictionaries(ids, st.lists(ids, max_size=4), max_size=3)),
     )
 
 
@@ -178,9 +180,8 @@ def full_state() -> CollectorState:
         resolved_at=None,
         desired='abc',
         delivered='abd',
-        tags=['service:checkout'],
+        tag_set=tag_key(['service:checkout']),
         acked=True,
-        checked_at=now - 60,
         base=Base('triggered', False, '', None, now - 600, now - 599),
         steps=[Step('E1', now - 300, 'acknowledge', True, 'acknowledge_log_entry')],
         emitted=['E1'],
@@ -194,7 +195,7 @@ def full_state() -> CollectorState:
         window=Window(now - 3600, now, 200),
         width=86400.0,
         feed=Feed(now - 60, FeedWindow(now - 120, now - 60, 97, now - 60, ['L1', 'L2', 'L3']), 600.0, 1),
-        reconciliation=Reconciliation(now - 30, (now - 2 * 365 * 86400, BEFORE_FIRST), 100, None),
+        reconciliation=Reconciliation(now - 30, (now - 2 * 365 * 86400, BEFORE_FIRST), 100, None, {'PABC123'}),
         resend=Window(now - 7200, now - 3600),
         resend_end=now - 3600,
         delivering=True,
@@ -210,6 +211,7 @@ def full_state() -> CollectorState:
         rebuild=Rebuild(now + 600),
         reported_until=now - 86400,
         recheck=Recheck(last=now - 86400, started=now - 120, reached=now - 7200, offset=180),
+        tag_sets={tag_key(['service:checkout']): ['service:checkout']},
     )
 
 
@@ -408,14 +410,101 @@ class TestDamage:
             assert lenient == (['monitor'] if domain is RECORD else [])
 
 
+def layout_4(state: CollectorState, checked_at: dict[str, float]) -> dict[str, Any]:
+    """`state` as layout 4 stored it: each record with its tags and `checked_at`, no table, no pass's `met`."""
+    stored = json.loads(state.dumps())
+    tag_sets = stored.pop('tag_sets')
+    for key, raw in stored['incidents'].items():
+        # Layout 4: ..., delivered, tags, acked, wanted, checked_at, base, ...
+        raw[9:12] = [tag_sets.get(raw[9], []), raw[10], raw[11], checked_at[key]]
+    if stored['reconciliation'] is not None:
+        stored['reconciliation'].pop()
+    stored['version'] = 4
+    return stored
+
+
 class TestLayout3:
-    """Layout 3, the last released before this one, migrates forward."""
+    """Layout 3 migrates forward."""
 
     def test_the_end_of_a_six_month_window_is_kept(self) -> None:
-        stored = json.loads(full_state().dumps())
+        state = full_state()
+        stored = layout_4(state, {'PABC123': 1.0, 'PDEF456': 1.0})
         stored['version'] = 3
         stored['reconciliation'] = [-1, [1_700_000_000.0, -1], 0, None]
         again, damage = CollectorState.read(json.dumps(stored))
         assert damage == []
         assert again.reconciliation == Reconciliation(None, (1_700_000_000.0, BEFORE_FIRST), 0, None)
-        assert again.incidents == full_state().incidents
+        assert again.incidents == state.incidents
+
+
+class TestLayout4:
+    """Layout 4, the last released before this one: records kept their tags and when they were last confirmed."""
+
+    def test_tags_go_to_the_table_and_the_pass_keeps_what_it_met(self) -> None:
+        state = full_state()
+        assert state.reconciliation is not None and state.reconciliation.started is not None
+        started = state.reconciliation.started
+        # PABC123 was confirmed since the pass began, PDEF456 before.
+        stored = layout_4(state, {'PABC123': started + 5, 'PDEF456': started - 5})
+        assert stored['incidents']['PABC123'][9] == ['service:checkout']
+        again, damage = CollectorState.read(json.dumps(stored))
+        assert damage == []
+        assert again == state
+        assert again.tag_sets == {tag_key(['service:checkout']): ['service:checkout']}
+        assert again.reconciliation is not None and again.reconciliation.met == {'PABC123'}
+
+    def test_a_pass_not_started_met_nothing(self) -> None:
+        state = full_state()
+        state.reconciliation = Reconciliation(None)
+        again, damage = CollectorState.read(json.dumps(layout_4(state, {'PABC123': 1.0, 'PDEF456': 2.0})))
+        assert damage == []
+        assert again.reconciliation == Reconciliation(None)
+
+    def test_records_without_tags_name_none(self) -> None:
+        state = full_state()
+        for record in state.incidents.values():
+            record.tag_set = ''
+        state.tag_sets = {}
+        again, damage = CollectorState.read(json.dumps(layout_4(state, {'PABC123': 1.0, 'PDEF456': 2.0})))
+        assert damage == [] and again.tag_sets == {}
+        assert {record.tag_set for record in again.incidents.values()} == {''}
+
+
+class TestWrittenAPieceAtATime:
+    """Records keep their text from the last write: only those a field of which was set are encoded again."""
+
+    def state(self) -> CollectorState:
+        state = full_state()
+        record = state.incidents['PABC123']
+        state.incidents = {key: copy.deepcopy(record) for key in ('PABC123', 'PDEF456')}
+        return state
+
+    def test_the_text_is_the_whole_document(self) -> None:
+        state = self.state()
+        state.dumps()
+        plain = {name: part.domain.encode(getattr(state, name)) for name, part in LAYOUT.parts.items()}
+        assert json.loads(state.dumps()) == json.loads(json.dumps(dict(plain, version=STATE_VERSION)))
+
+    def test_only_a_changed_record_is_encoded_again(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        state = self.state()
+        state.dumps()
+        encoded: list[Any] = []
+        encode = RECORD.encode
+
+        def counted(record: IncidentRecord) -> list[Any]:
+            encoded.append(record)
+            return encode(record)
+
+        monkeypatch.setattr(RECORD, 'encode', counted)
+        state.dumps()
+        assert encoded == []
+        state.incidents['PDEF456'].priority = 'P3'
+        again = json.loads(state.dumps())
+        assert encoded == [state.incidents['PDEF456']]
+        assert [again['incidents'][key][1] for key in ('PABC123', 'PDEF456')] == ['P1', 'P3']
+
+    def test_a_record_under_another_key_is_written_under_it(self) -> None:
+        state = self.state()
+        state.dumps()
+        state.incidents['PNEW789'] = state.incidents.pop('PDEF456')
+        assert sorted(json.loads(state.dumps())['incidents']) == ['PABC123', 'PNEW789']

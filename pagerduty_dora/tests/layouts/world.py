@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # The persistent cache id schemes releases used (see `cache_id`).
 FOUR_FIELDS = 'url, token, service_ids, team_ids'
 NINE_FIELDS = FOUR_FIELDS + ', urgencies, priorities, env, unmapped_incidents, datadog_api_url'
+SEVEN_FIELDS = FOUR_FIELDS + ', urgencies, priorities, datadog_api_url'
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ RELEASES = (
     Release(
         'c16774c', '2026-12-02', collector=3, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=NINE_FIELDS
     ),
+    Release(
+        '7977aa9', '2026-12-07', collector=4, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=SEVEN_FIELDS
+    ),
 )
 
 
@@ -88,8 +92,9 @@ def _sorted_strings(value: Any) -> list[str]:
 def cache_id(scheme: str, instance: dict[str, Any]) -> str:
     """The persistent cache id a release of `scheme` computed for `instance`, as its `persistent_cache_id` did.
 
-    Releases up to 1db5e40 hashed the PagerDuty URL, the token's hash and the scope; later ones five
-    more options. The URLs enter the hash, so an instance on other ports has another id.
+    Releases up to 1db5e40 hashed the PagerDuty URL, the token's hash and the scope; the next ones five
+    more options, and those from 7977aa9 on three of those five. The URLs enter the hash, so an instance
+    on other ports has another id.
     """
     token = str(instance.get('api_token') or '')
     identity: dict[str, Any] = {
@@ -99,6 +104,14 @@ def cache_id(scheme: str, instance: dict[str, Any]) -> str:
     if scheme == FOUR_FIELDS:
         identity['service_ids'] = sorted(instance.get('service_ids') or [])
         identity['team_ids'] = sorted(instance.get('team_ids') or [])
+    elif scheme == SEVEN_FIELDS:
+        identity.update(
+            service_ids=_sorted_strings(instance.get('service_ids')),
+            team_ids=_sorted_strings(instance.get('team_ids')),
+            urgencies=_sorted_strings(instance.get('urgencies')),
+            priorities=_sorted_strings(instance.get('priorities')),
+            datadog_api_url=str(instance.get('datadog_api_url') or '').rstrip('/'),
+        )
     elif scheme == NINE_FIELDS:
         identity.update(
             service_ids=_sorted_strings(instance.get('service_ids')),

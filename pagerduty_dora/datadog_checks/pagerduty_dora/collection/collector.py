@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterator
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.http import BudgetExhausted, DeadlineReached, RateLimited
 from datadog_checks.pagerduty_dora.common.services import AgentServices
-from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, open_gauges
+from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
@@ -110,6 +110,8 @@ class Collector:
         self._clock = services.clock
         self._monotonic = monotonic
         self._state: CollectorState | None = None
+        # The state's text as the cache holds it (as last read or written).
+        self._stored: str | None = None
         self._fresh = False
         self._deadline = float('inf')
         self._warned: set[str] = set()  # reasons of skipped log entries already warned about this run
@@ -166,6 +168,7 @@ class Collector:
     def _load_state(self) -> CollectorState:
         raw = self._read_cache(STATE_KEY)
         self._fresh = not raw
+        self._stored = raw
         if not raw:
             return CollectorState()
         try:
@@ -182,8 +185,12 @@ class Collector:
         return state
 
     def save(self) -> None:
+        """Write the state, unless it is what the cache holds already."""
         if self.persist and self._state is not None:
-            self._write_cache(STATE_KEY, self._state.dumps())
+            text = self._state.dumps()
+            if text != self._stored:
+                self._write_cache(STATE_KEY, text)
+                self._stored = text
 
     # One run -----------------------------------------------------------------------------------
 
@@ -212,7 +219,7 @@ class Collector:
         if self.monitors is not None:
             self.monitors.start_run()
         start = feed.horizon - OVERLAP if feed is not None else float('inf')
-        self.recorder.run = Run(catalog, report, read_start=start, monitors=self.monitors)
+        self.recorder.run = Run(self.recorder.rests.catalog(catalog), report, read_start=start, monitors=self.monitors)
         self._warned = set()
         passes = Passes(self.client, self.fallback_now)
         try:
@@ -322,7 +329,7 @@ class Collector:
         if self.dora is not None:
             self.dora.flush()
             incidents = self.state.incidents
-            for key, accepted in self.dora.take_outcomes():
+            for key, accepted in self.dora.take_outcomes(incidents):
                 record = incidents.get(key)
                 if record is not None:
                     record.delivered = accepted
@@ -382,7 +389,7 @@ class Collector:
             self.outputs.gauge('dora.pending', self.dora.pending, [])
         if not state.baseline:
             return
-        counts = open_gauges(r for r in state.incidents.values() if r.wanted)
+        counts = state.open_gauges()
         current = {tuple(tags) for tags in counts}
         for tags in {tuple(tags) for tags in state.gauged} - current:
             self.outputs.gauge('incidents.open', 0, list(tags))

@@ -11,7 +11,7 @@ out of scope. The first pass (the baseline of what is open when collection goes 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 from datadog_checks.pagerduty_dora.common import codec
@@ -37,14 +37,16 @@ class Reconciliation:
     cannot shift the pass. At the end of a six-month window it is (window end, `BEFORE_FIRST`).
     `skip` counts incidents of that very second already read, for a second holding more than a
     page. `verify` lists open records the pass did not meet: each is read by id. `started` is
-    PagerDuty's time when the pass began (None until its first answer): a record confirmed since
-    was met.
+    PagerDuty's time when the pass began (None until its first answer). `met` holds the open
+    records a look confirmed since (whatever pass looked), so that a record itself does not change
+    when it is only confirmed.
     """
 
     started: float | None
     position: tuple[float, int] | None = None
     skip: int = 0
     verify: list[str] | None = None
+    met: set[str] = field(default_factory=set)
 
 
 RECONCILIATION: codec.Struct[Reconciliation] = codec.Struct(
@@ -53,6 +55,7 @@ RECONCILIATION: codec.Struct[Reconciliation] = codec.Struct(
     position=codec.Optional(codec.Pair(codec.TIME, codec.COUNT)),
     skip=codec.COUNT,
     verify=codec.Optional(codec.ListOf(codec.TEXT)),
+    met=codec.SetOf(),
 )
 
 
@@ -73,6 +76,15 @@ def from_layout_3(raw: Any) -> Any:
     if position is not None and position[1] == -1:
         position = [position[0], BEFORE_FIRST]
     return [None if started == -1 else started, position, skip, verify]
+
+
+def from_layout_4(raw: Any, checked: dict[str, Any]) -> Any:
+    """The pass of layout 4 in today's form: the records it met are those confirmed (`checked`) since it began."""
+    if raw is None:
+        return None
+    started = raw[0]
+    met = [key for key, at in checked.items() if isinstance(at, (int, float)) and started is not None and at >= started]
+    return list(raw) + [sorted(met)]
 
 
 class ReconcilePass:
@@ -105,7 +117,7 @@ class ReconcilePass:
         while scan.verify:
             key = scan.verify[0]
             record = state.incidents.get(key)
-            if record is not None and record.status != 'resolved' and _unmet(record.checked_at, scan):
+            if record is not None and record.status != 'resolved' and _unmet(key, scan):
                 yield NEXT_REQUEST
                 yield self._verify(key)
             scan.verify.pop(0)
@@ -214,15 +226,18 @@ def _can_step(scan: Reconciliation, size: int) -> bool:
 
 def unmet(state: OpenIncidents, scan: Reconciliation) -> list[str]:
     """Open records the pass did not meet: each is read by id."""
-    return sorted(
-        key
-        for key, record in state.incidents.items()
-        if record.status != 'resolved' and _unmet(record.checked_at, scan)
-    )
+    return sorted(key for key, record in state.incidents.items() if record.status != 'resolved' and _unmet(key, scan))
 
 
-def _unmet(checked_at: float, scan: Reconciliation) -> bool:
-    return scan.started is None or checked_at < scan.started
+def meet(state: OpenIncidents, key: str, record: IncidentRecord) -> None:
+    """An incident was looked at: an open record is met by the pass under way."""
+    scan = state.reconciliation
+    if scan is not None and record.status != 'resolved':
+        scan.met.add(key)
+
+
+def _unmet(key: str, scan: Reconciliation) -> bool:
+    return scan.started is None or key not in scan.met
 
 
 def pages_per_run(state: OpenIncidents, interval: float) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from datadog_checks.pagerduty_dora.common import codec
+from datadog_checks.pagerduty_dora.common import codec, json_format
+from datadog_checks.pagerduty_dora.common.text import digest
 from datadog_checks.pagerduty_dora.pagerduty.monitor import KEPT_MAPPING, MonitorMapping
 from datadog_checks.pagerduty_dora.pagerduty.transitions import BASE, STEP, Base, Step
 
@@ -16,7 +17,7 @@ STATUSES = ('triggered', 'acknowledged', 'resolved')
 
 
 @dataclass
-class IncidentRecord:
+class IncidentRecord(codec.Kept):
     """What the collector holds of one incident between runs.
 
     `base` and `steps` are the incident's recent story (see `transitions.py`): `emitted` names the
@@ -24,6 +25,9 @@ class IncidentRecord:
     `status`, `acked` and `resolved_at` are where that story ends. `desired` is the fingerprint of
     the DORA failure the incident should have in Datadog ('' for none), `delivered` the one Datadog
     last accepted ('' for none): they differ while a delivery or removal is outstanding.
+
+    A record is `Kept`: its fields are replaced, never changed in place, so that its stored text is
+    encoded again only when one of them was set (`codec.MapOf.text`).
     """
 
     status: str
@@ -35,13 +39,12 @@ class IncidentRecord:
     resolved_at: float | None
     desired: str = ''
     delivered: str = ''
-    # Mapping tags of an open incident, for the open-incident gauge.
-    tags: list[str] = field(default_factory=list)
+    # The mapping tags of an open incident, for the open-incident gauge: their key in the state's
+    # table of tag sets (`tag_key`), '' for none. Many incidents share a set.
+    tag_set: str = ''
     acked: bool = False
     # Whether the last look found it in scope and filters (events and metrics are for those only).
     wanted: bool = True
-    # When (PagerDuty time) the collector last confirmed this state (a log entry, a list or a read by id).
-    checked_at: float = 0.0
     base: Base = field(default_factory=Base)
     steps: list[Step] = field(default_factory=list)
     emitted: list[str] = field(default_factory=list)
@@ -65,16 +68,26 @@ RECORD: codec.Struct[IncidentRecord] = codec.Struct(
     resolved_at=codec.Optional(codec.TIME),
     desired=codec.TEXT,
     delivered=codec.TEXT,
-    tags=codec.ListOf(codec.TEXT),
+    tag_set=codec.TEXT,
     acked=codec.FLAG,
     wanted=codec.FLAG,
-    checked_at=codec.TIME,
     base=BASE,
     steps=codec.ListOf(STEP),
     emitted=codec.ListOf(codec.TEXT),
     counted=codec.FLAG,
     monitor=KEPT_MAPPING,
 )
+# The table of the tag sets records name: key -> tags.
+TAG_SETS: codec.Domain[dict[str, list[str]]] = codec.MapOf(codec.ListOf(codec.TEXT))
+
+
+# Hex digits of a tag set's key: a few hundred sets are told apart with room to spare.
+TAG_KEY_LENGTH = 12
+
+
+def tag_key(tags: list[str]) -> str:
+    """The key of a set of tags in the state's table ('' for none): a digest of the tags, the same on every Agent."""
+    return digest(json_format.encode(tags))[:TAG_KEY_LENGTH] if tags else ''
 
 
 _EMITTED = [name for name, _ in RECORD.domains].index('emitted')
@@ -130,3 +143,28 @@ def from_layout_2(raw: Any) -> list[Any]:
     # wanted, checked_at as they were; the base; no steps, no keys emitted; counted (layout 2 counted an
     # incident's mapping match when it first met it).
     return list(raw[:7]) + [sent, sent, raw[8]] + list(raw[10:13]) + [BASE.encode(base), [], [], 1]
+
+
+# Where layout 4 kept a record's tags and when it was last confirmed.
+_LAYOUT_4_TAGS, _LAYOUT_4_CHECKED_AT = 9, 12
+
+
+def from_layout_4(raw: Any, tag_sets: dict[str, Any]) -> list[Any]:
+    """A record of layout 4 (..., tags, acked, wanted, checked_at, base, ...) in today's form.
+
+    Its tags go to the state's table `tag_sets` and the record names them by key; `checked_at` is
+    dropped (see `checked_at_of` for what it said).
+    """
+    if not isinstance(raw, list) or len(raw) not in (17, 18):
+        raise ValueError('not a record of layout 4')
+    tags = raw[_LAYOUT_4_TAGS]
+    key = tag_key(tags) if isinstance(tags, list) and all(isinstance(tag, str) for tag in tags) else ''
+    if key:
+        tag_sets[key] = tags
+    kept = raw[_LAYOUT_4_TAGS + 1 : _LAYOUT_4_CHECKED_AT]
+    return raw[:_LAYOUT_4_TAGS] + [key] + kept + raw[_LAYOUT_4_CHECKED_AT + 1 :]
+
+
+def checked_at_of(raw: Any) -> Any:
+    """When a record of layout 4 was last confirmed (None when that cannot be read)."""
+    return raw[_LAYOUT_4_CHECKED_AT] if isinstance(raw, list) and len(raw) > _LAYOUT_4_CHECKED_AT else None

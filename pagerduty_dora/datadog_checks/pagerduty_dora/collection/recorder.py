@@ -10,7 +10,6 @@ hands the transitions to the outputs and to attribution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult, map_incident
@@ -24,9 +23,11 @@ from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry, PagerDutyCl
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Step, Transition, observed
 
-from .monitors import MonitorLookup
 from .rebuild import payload_digest
+from .reconcile import meet
 from .record import IncidentRecord
+from .rest import Rests
+from .run import Run, RunReport, StopRun
 from .settings import Settings
 from .state import CollectorState
 from .story import Context, ReadLog, Story, look, recorded, settled, steps_of
@@ -39,33 +40,6 @@ MAX_LOG_READS_PER_RUN = 30
 MAX_WARNED_MALFORMED = 1000
 # What a warning shows of a malformed incident's id.
 MAX_LOGGED_ID = 64
-
-
-class StopRun(Exception):
-    """The run ends early but cleanly: its budget or deadline is spent; work resumes next run."""
-
-
-@dataclass
-class RunReport:
-    """What one run did, for logs, the dry run and tests."""
-
-    pages: int = 0
-    skipped: int = 0
-    sweep_complete: bool = False
-    stopped: str = ''
-    mappings: dict[str, tuple[Incident, MappingResult]] = field(default_factory=dict)
-
-
-@dataclass
-class Run:
-    """What the looks of one run share: its catalog and report, and where its feed reading starts."""
-
-    catalog: Catalog
-    report: RunReport
-    # Entries before it were read by earlier runs.
-    read_start: float
-    log_reads: int = 0
-    monitors: MonitorLookup | None = None  # decides monitor mappings; None with `monitor_mapping: false`
 
 
 class Recorder:
@@ -104,6 +78,7 @@ class Recorder:
         # Digests of the failures Datadog held at a rebuild, while history is compared with them.
         self._held = held
         self._warned_malformed: set[str] = set()
+        self.rests = Rests(delivering=dora is not None)
         self.keep_mappings = False
         self.run = Run(Catalog(), RunReport(), float('inf'))
 
@@ -182,6 +157,9 @@ class Recorder:
         state = self.state
         state.go_live(self.client.now)
         record = state.incidents.get(incident.id)
+        if entries is None and record is not None and self._at_rest(incident, record):
+            meet(state, incident.id, record)
+            return
         if not self.in_scope(incident):
             self._out_of_scope(incident, record)
             return
@@ -203,6 +181,15 @@ class Recorder:
             return
         self._commit(incident, record, story)
 
+    def _at_rest(self, incident: Incident, record: IncidentRecord) -> bool:
+        """Whether the look is one at rest (`rest.py`): it only confirms the record (and lets attribution judge)."""
+        rest = None if self.keep_mappings else self.rests.find(incident, record, self.run.catalog)
+        if rest is None or (self.dora is not None and self.dora.queued(incident.id) is not None):
+            return False
+        if self.attribution is not None:
+            self.attribution.observe(incident, rest.mapping, rest.wanted, [])
+        return True
+
     def _commit(self, incident: Incident, record: IncidentRecord | None, story: Story) -> None:
         """Record the incident, want its DORA failure, and emit its transitions: the output of one look."""
         mapping = self.map(incident, record)
@@ -210,7 +197,7 @@ class Recorder:
             self.run.report.mappings[incident.id] = (incident, mapping)
         tags = mapping_tags(incident, mapping)
         wanted = self.wanted(incident, mapping)
-        updated = recorded(incident, record, story, tags, wanted, self.now())
+        updated = recorded(incident, record, story, self.state.keep_tags(tags) if wanted else '', wanted)
         updated.monitor = mapping.monitor
         if record is None:
             updated.delivered = self._held_delivery(incident, mapping)
@@ -226,7 +213,11 @@ class Recorder:
             updated.desired = self.want(incident.id, updated, build_failure(incident, mapping))
         else:
             updated.desired = self.want(incident.id, updated, None)
+        if updated == record:  # nothing changed: the record stored stays, as it was written
+            updated = record
         self.state.incidents[incident.id] = updated
+        meet(self.state, incident.id, updated)
+        self.rests.keep(incident, updated, self.run.catalog, (mapping, wanted), self.state.incidents)
         notes = self.attribution.observe(incident, mapping, wanted, story.new) if self.attribution is not None else {}
         self._emit(story.new, mapping, tags, wanted, notes)
 
@@ -256,7 +247,7 @@ class Recorder:
                 self.dora.discard(key)
             return desired
         if attributes is not None:
-            self.dora.enqueue(key, attributes)
+            self.dora.enqueue(key, attributes, desired)
         elif self.dora.can_remove:
             self.dora.remove(key)
         elif waiting is not None:
@@ -307,7 +298,7 @@ class Recorder:
                 self.dora.discard(key)
             return
         if self.dora.can_remove:
-            record.desired, record.status, record.wanted, record.tags = '', 'resolved', False, []
+            record.desired, record.status, record.wanted, record.tag_set = '', 'resolved', False, ''
             self.want(key, record, None)
             return
         del self.state.incidents[key]
@@ -332,11 +323,13 @@ class Recorder:
             record.desired = self.want(incident.id, record, None)
         else:
             record.desired = self.want(incident.id, record, build_failure(incident, self.map(incident, record)))
-        record.wanted, record.tags, record.checked_at = False, [], now
+        record.wanted, record.tag_set = False, ''
         record.status = incident.status
         record.base, record.steps, record.emitted = observed(incident, now), [], []
         if not incident.is_open and settled(record.delivered, record.desired):
             del self.state.incidents[incident.id]
+        else:
+            meet(self.state, incident.id, record)
 
     def redeliver(self, incident: Incident) -> None:
         """Queue the failure of an incident met by the re-sending of history (delivery was off)."""
@@ -380,7 +373,8 @@ class Recorder:
                 self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
             if self.dora is not None:
                 attributes = build_failure(incident, mapping)
-                if self._held_delivery(incident, mapping) != fingerprint_of(attributes):
+                held = self._held().get(incident.id) if self.state.rebuilt_at else None
+                if held is None or payload_digest(attributes) != held:
                     self.dora.enqueue(incident.id, attributes)
         elif not again:
             self._count_unmapped(mapping)

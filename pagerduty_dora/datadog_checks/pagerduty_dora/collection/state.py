@@ -11,6 +11,7 @@ project released by migrating it forward, and says what a damaged part costs: on
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,12 +27,12 @@ from .feed_position import FEED, Feed
 from .rebuild import REBUILD, Rebuild
 from .recheck import RECHECK, Recheck
 from .reconcile import RECONCILIATION, Reconciliation
-from .record import RECORD, IncidentRecord
+from .record import RECORD, TAG_SETS, IncidentRecord, tag_key
 from .story import settled
 from .sweep import WINDOW, Window
 
 # The layout written; earlier ones are migrated when read (see `LAYOUT`).
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 
 @dataclass
@@ -79,6 +80,8 @@ class CollectorState:
     reported_until: float | None = None
     # The daily pass over recently resolved incidents (see `recheck.py`).
     recheck: Recheck | None = None
+    # The mapping tags records name for the open-incident gauge, by key (`IncidentRecord.tag_set`).
+    tag_sets: dict[str, list[str]] = field(default_factory=dict)
 
     def go_live(self, now: float | None) -> None:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
@@ -158,11 +161,37 @@ class CollectorState:
         for key in stale:
             del self.incidents[key]
 
+    def keep_tags(self, tags: list[str]) -> str:
+        """The key a record names `tags` by ('' for none), the set kept in the table."""
+        key = tag_key(tags)
+        if key and key not in self.tag_sets:
+            self.tag_sets[key] = tags
+        return key
+
+    def open_gauges(self) -> dict[tuple[str, ...], int]:
+        """Wanted open incidents counted by (status, mapping tags); the table keeps only the sets they name.
+
+        Only a wanted open record names a set (`story.recorded`), so that is what the table is kept for.
+        """
+        by_key = Counter(
+            (r.status, r.tag_set) for r in self.incidents.values() if r.tag_set and r.wanted and r.status != 'resolved'
+        )
+        named = {key for _, key in by_key}
+        if len(named) < len(self.tag_sets):
+            self.tag_sets = {key: tags for key, tags in self.tag_sets.items() if key in named}
+        counts: Counter[tuple[str, ...]] = Counter()
+        for (status, key), count in by_key.items():
+            tags = self.tag_sets.get(key)
+            if tags is not None:
+                group = ('status:' + status, *tags)
+                counts[group] += count
+        return counts
+
     def _last_known(self) -> float | None:
         """The latest PagerDuty time the stored state shows collection reached, or None."""
         if self.last_run is not None:
             return self.last_run[0]
-        return max((record.checked_at for record in self.incidents.values()), default=self.live_since)
+        return max((record.base.at for record in self.incidents.values()), default=self.live_since)
 
 
 def damage_warning(damage: Damage) -> tuple[Any, ...]:
@@ -225,6 +254,7 @@ DAMAGE_COST = {
     'reported_until': 'a transition of an incident whose record was lost before may be reported again',
     'recheck': 'resolved incidents are next read again a day from now, and one the check no longer holds that '
     'changed before then keeps its DORA failure',
+    'tag_sets': 'open incidents are left out of the open-incident gauge until they are read again',
 }
 
 _PARTS: dict[str, codec.Domain] = {
@@ -251,6 +281,7 @@ _PARTS: dict[str, codec.Domain] = {
     'rebuild': codec.Optional(REBUILD),
     'reported_until': codec.Optional(codec.TIME),
     'recheck': codec.Optional(RECHECK),
+    'tag_sets': TAG_SETS,
 }
 
 
@@ -313,8 +344,23 @@ def _from_layout_3(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _from_layout_4(document: dict[str, Any]) -> dict[str, Any]:
+    """Layout 4 (2026-12-07): each record kept its tags and when it was last confirmed (`checked_at`).
+
+    The tags go to a table records name them from; a pass over the open incidents under way keeps
+    the open records it met instead (those confirmed since it began).
+    """
+    raw = document.get('incidents')
+    tag_sets: dict[str, Any] = {}
+    checked = {key: records.checked_at_of(value) for key, value in raw.items()} if isinstance(raw, dict) else {}
+    _each_record(document, lambda value: records.from_layout_4(value, tag_sets))
+    document['tag_sets'] = tag_sets
+    _each(document, 'reconciliation', lambda value: reconcile_cursor.from_layout_4(value, checked))
+    return document
+
+
 LAYOUT = Layout(
     STATE_VERSION,
     {name: Part(domain, _state_default(name), each=name == 'incidents') for name, domain in _PARTS.items()},
-    {1: _from_layout_1, 2: _from_layout_2, 3: _from_layout_3},
+    {1: _from_layout_1, 2: _from_layout_2, 3: _from_layout_3, 4: _from_layout_4},
 )

@@ -195,9 +195,12 @@ def steps_of(entries: list[LogEntry]) -> list[Step]:
 
 
 def recorded(
-    incident: Incident, record: IncidentRecord | None, story: Story, tags: list[str], wanted: bool, now: float
+    incident: Incident, record: IncidentRecord | None, story: Story, tag_set: str, wanted: bool
 ) -> IncidentRecord:
-    """The incident's record after a look that decided `story` (its DORA fingerprints are filled in by the caller)."""
+    """The incident's record after a look that decided `story` (its DORA fingerprints are filled in by the caller).
+
+    `tag_set` names the incident's mapping tags (`CollectorState.keep_tags`), kept while it is wanted and open.
+    """
     end = story.end
     status = end.status if end.status != NEW else incident.status
     return IncidentRecord(
@@ -209,10 +212,9 @@ def recorded(
         created_at=incident.created_at,
         resolved_at=(end.resolved_at or incident.resolved_at) if status == 'resolved' else None,
         delivered=record.delivered if record is not None else '',
-        tags=tags if wanted and status != 'resolved' else [],
+        tag_set=tag_set if wanted and status != 'resolved' else '',
         acked=end.acked,
         wanted=wanted,
-        checked_at=now,
         base=story.base,
         steps=story.steps,
         emitted=sorted(story.emitted),

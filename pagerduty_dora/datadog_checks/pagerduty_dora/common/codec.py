@@ -8,6 +8,10 @@ for the cache and validates what the cache gives back. A value that is not in it
 `Invalid` naming the field, so a reader can reset that value alone. `Struct` stores a dataclass as a
 positional list in the order its fields are declared; trailing fields with a default may be absent,
 so a layout can grow at its end without breaking what is stored.
+
+A map of many entries is written a piece at a time (`MapOf.text`): an entry that is `Kept` holds its
+JSON text from the last write until one of its fields is set again, so a write encodes only the
+entries that changed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import operator
 from dataclasses import fields
 from typing import Any, Callable, Generic, TypeVar
 
+from . import json_format
 from .times import LATEST_TIME
 
 T = TypeVar('T')
@@ -42,10 +47,15 @@ class Domain(Generic[T]):
 
 
 class Number(Domain[float]):
-    """A finite number in [low, high)."""
+    """A finite number in [low, high); a whole one is stored without its `.0` (PagerDuty's times are whole seconds)."""
+
+    plain = False
 
     def __init__(self, low: float, high: float, what: str) -> None:
         self.low, self.high, self.what = low, high, what
+
+    def encode(self, value: float) -> float | int:
+        return int(value) if type(value) is float and value.is_integer() else value
 
     def decode(self, raw: Any) -> float:
         kind = type(raw)
@@ -103,6 +113,45 @@ class Choice(Domain[str]):
         return raw
 
 
+class SetOf(Domain[set[str]]):
+    """A set of texts, stored as a sorted list (the same set is the same text)."""
+
+    plain = False
+
+    def encode(self, value: set[str]) -> list[str]:
+        return sorted(value)
+
+    def decode(self, raw: Any) -> set[str]:
+        if not isinstance(raw, list):
+            raise Invalid('not a list')
+        return {TEXT.decode(v) for v in raw}
+
+
+class Kept:
+    """A stored value (a dataclass) that keeps its JSON text from the last write until a field of it is set.
+
+    Its fields are replaced, never changed in place (a list is assigned anew), so setting one is
+    what makes the kept text stale. An owner may also `mark` the value, to know later that no field
+    of it was set since.
+    """
+
+    # (key, text, mark): the map key and JSON text of the last write, and the owner's mark (None: none).
+    _kept: tuple[Any, Any, Any] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, '_kept', None)
+
+    def mark(self, token: object) -> None:
+        """Note `token` on the value until a field of it is set."""
+        kept = self._kept or (None, None, None)
+        object.__setattr__(self, '_kept', (kept[0], kept[1], token))
+
+    def marked(self, token: object) -> bool:
+        """Whether the value bears `token` (`mark`): no field of it was set since."""
+        return self._kept is not None and self._kept[2] is token
+
+
 class Optional(Domain['T | None']):
     """A value of `inner`, or nothing (stored as null)."""
 
@@ -147,6 +196,20 @@ class MapOf(Domain[dict[str, T]]):
         if not isinstance(raw, dict):
             raise Invalid('not a map')
         return {str(key): self.item.decode(v) for key, v in raw.items()}
+
+    def text(self, value: dict[str, T]) -> str:
+        """The JSON text of `value`: each `Kept` entry's text is encoded again only after a field of it was set."""
+        pieces = []
+        for key, item in value.items():
+            kept = item._kept if isinstance(item, Kept) else None
+            if kept is not None and kept[0] == key:
+                pieces.append(kept[1])
+                continue
+            piece = '{}:{}'.format(json_format.encode(key), json_format.encode(self.item.encode(item)))
+            if isinstance(item, Kept):
+                object.__setattr__(item, '_kept', (key, piece, kept[2] if kept is not None else None))
+            pieces.append(piece)
+        return '{' + ','.join(pieces) + '}'
 
     def decode_each(self, raw: Any) -> tuple[dict[str, T], dict[str, str]]:
         """The entries that decode, and for each one that does not, why: damage stays with its entry."""
@@ -200,6 +263,9 @@ class Struct(Domain[T]):
         self._fields = operator.attrgetter(*names) if len(names) > 1 else (lambda value: (getattr(value, names[0]),))
         self._encoders = [(i, domain.encode) for i, (_, domain) in enumerate(self.domains) if not domain.plain]
         self._decoders = [domain.decode for _, domain in self.domains]
+        # A `Kept` value read whole is made without setting its fields one by one (which would only
+        # mark its kept text stale, field after field).
+        self._names = names if issubclass(kind, Kept) else None
 
     plain = False
 
@@ -222,9 +288,14 @@ class Struct(Domain[T]):
         if type(raw) is not list or not self.required <= len(raw) <= len(self._decoders):
             raise Invalid('{} is not a list of {} values'.format(self.kind.__name__, len(self.domains)))
         try:
-            value = self.kind(*[decode(item) for decode, item in zip(self._decoders, raw, strict=False)])
+            values = [decode(item) for decode, item in zip(self._decoders, raw, strict=False)]
         except Invalid as e:
             raise Invalid('{}: {}'.format(self._where(raw), e)) from None
+        if self._names is not None and len(values) == len(self._names):
+            value = self.kind.__new__(self.kind)
+            value.__dict__.update(zip(self._names, values, strict=True))
+        else:
+            value = self.kind(*values)
         if self.check is not None:
             self.check(value)
         return value

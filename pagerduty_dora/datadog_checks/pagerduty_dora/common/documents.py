@@ -85,7 +85,13 @@ class Layout:
         self.upgrades = upgrades
 
     def encode(self, values: dict[str, Any]) -> str:
-        return encode(self.version, {name: part.domain.encode(values[name]) for name, part in self.parts.items()})
+        """The document of `values`; a part read entry by entry is written a piece at a time (`MapOf.text`)."""
+        parts = self.parts.items()
+        pieced = {name: part.domain for name, part in parts if part.each and isinstance(part.domain, MapOf)}
+        whole = {name: part.domain.encode(values[name]) for name, part in parts if name not in pieced}
+        text = encode(self.version, whole)
+        pieces = ['{}:{}'.format(json_format.encode(key), domain.text(values[key])) for key, domain in pieced.items()]
+        return '{}{}}}'.format(text[:-1], ''.join(',' + piece for piece in pieces)) if pieces else text
 
     def decode(self, raw: str) -> tuple[dict[str, Any], list[Damage]]:
         """The parts of a stored document at the current layout, and what of it had to be reset."""

@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Container, Iterator
 
 from datadog_checks.pagerduty_dora.common.errors import (
     ApiError,
@@ -28,7 +28,7 @@ from datadog_checks.pagerduty_dora.common.permissions import dora_delivery_refus
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.text import clip
 
-from .queue import StoredQueue
+from .queue import Digests, StoredQueue
 
 if TYPE_CHECKING:
     from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
@@ -229,7 +229,9 @@ class DoraDelivery:
         self._log = services.log
         self._warning = services.warning
         self._count = count = services.count
-        self._outcomes: list[tuple[str, str]] = []
+        # What Datadog answered: (incident id, payload, whether refused for good); fingerprinted when taken.
+        self._outcomes: list[tuple[str, dict, bool]] = []
+        self._fingerprints = Digests(fingerprint)
         self._queue = StoredQueue(
             CACHE_KEY,
             read_cache=services.read_cache,
@@ -251,9 +253,11 @@ class DoraDelivery:
         """How many incidents have a payload waiting to be delivered."""
         return len(self._loaded())
 
-    def enqueue(self, incident_id: str, attributes: dict) -> None:
-        """Queue the incident's latest payload; it replaces any older one still waiting, keeping its place."""
+    def enqueue(self, incident_id: str, attributes: dict, known: str | None = None) -> None:
+        """Queue the incident's latest payload (`known`: its fingerprint), replacing any older one still waiting."""
         self._loaded().put(incident_id, attributes)
+        if known is not None:
+            self._fingerprints.note(incident_id, attributes, known)
 
     def discard(self, incident_id: str) -> None:
         """Forget whatever waits for the incident: it is no longer wanted."""
@@ -329,7 +333,7 @@ class DoraDelivery:
         elif verdict == DROPPED and error is not None:
             queue.remove(incident_id)
             run.rejected += 1
-            self._outcomes.append((incident_id, REJECTED + fingerprint(attributes)))
+            self._outcomes.append((incident_id, attributes, True))
             self._count('dora.rejected', 1, ['status:{}'.format(status or 'unknown')])
             self._log.warning(
                 'DORA failure %s for incident %s was rejected (%s) and is dropped: %s',
@@ -340,22 +344,25 @@ class DoraDelivery:
             )
         else:
             queue.remove(incident_id)
-            removal = REMOVE in attributes
-            self._outcomes.append((incident_id, '' if removal else fingerprint(attributes)))
-            run.submitted += 0 if removal else 1
+            self._outcomes.append((incident_id, attributes, False))
+            run.submitted += 0 if REMOVE in attributes else 1
 
-    def take_outcomes(self) -> list[tuple[str, str]]:
+    def take_outcomes(self, wanted: Container[str] | None = None) -> list[tuple[str, str]]:
         """(incident id, fingerprint) of each payload Datadog accepted since the last call ('' for a removal,
-        `REJECTED` + fingerprint for one it refused for good), oldest first."""
+        `REJECTED` + fingerprint for one it refused for good), oldest first; of `wanted` incidents only if given."""
         outcomes, self._outcomes = self._outcomes, []
-        return outcomes
+        return [
+            (key, '' if REMOVE in payload else (REJECTED if rejected else '') + self._fingerprints.take(key, payload))
+            for key, payload, rejected in outcomes
+            if wanted is None or key in wanted
+        ]
 
     def queued(self, incident_id: str) -> str | None:
         """The fingerprint of the payload waiting for the incident ('' for a removal), or None when none waits."""
         attributes = self._loaded().get(incident_id)
         if attributes is None:
             return None
-        return '' if REMOVE in attributes else fingerprint(attributes)
+        return '' if REMOVE in attributes else self._fingerprints.of(incident_id, attributes)
 
     def _send(self, attributes: dict) -> None:
         removal = attributes.get(REMOVE)
@@ -374,6 +381,7 @@ class DoraDelivery:
     def save(self) -> None:
         """Persist the queue if it changed since it was last read or written."""
         self._queue.save()
+        self._fingerprints.keep(self._queue)
 
     def _loaded(self) -> StoredQueue:
         self._queue.read()

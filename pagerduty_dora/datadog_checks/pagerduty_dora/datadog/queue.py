@@ -222,3 +222,33 @@ class StoredQueue(PendingQueue):
             self._warning('Skipped %d unreadable %s from the persistent cache', skipped, self._entries_name)
             self.dirty = True
         return {name: document[name] for name in self._field_types}
+
+
+class Digests:
+    """A digest of each queued payload, computed once per payload (the object queued, which is never changed)."""
+
+    def __init__(self, digest: Callable[[dict], str]) -> None:
+        self._digest = digest
+        self._by_key: dict[str, tuple[dict, str]] = {}
+
+    def note(self, key: str, payload: dict, digest: str) -> None:
+        """`digest` is the digest of `payload`, queued under `key`: a caller that has it already."""
+        self._by_key[key] = (payload, digest)
+
+    def of(self, key: str, payload: dict) -> str:
+        """The digest of `payload`, queued under `key`."""
+        kept = self._by_key.get(key)
+        if kept is None or kept[0] is not payload:
+            kept = self._by_key[key] = (payload, self._digest(payload))
+        return kept[1]
+
+    def take(self, key: str, payload: dict) -> str:
+        """The digest of `payload`, which left the queue: forgotten."""
+        digest = self.of(key, payload)
+        del self._by_key[key]
+        return digest
+
+    def keep(self, queue: PendingQueue) -> None:
+        """Forget the digests of payloads no longer queued (dropped, discarded, or never asked for once answered)."""
+        if len(self._by_key) > len(queue):
+            self._by_key = {key: kept for key, kept in self._by_key.items() if queue.get(key) is kept[0]}

@@ -6,14 +6,21 @@
 Parsing is where untrusted text is made safe once for every output: text fields are bounded and
 cleaned of lone UTF-16 surrogates (which no UTF-8 encoder accepts), and an id that is not a clean
 string makes the incident malformed, since an id is sent back in URLs, state, tags and log lines.
+
+The common shapes take fast paths: an id of letters and digits, a short ASCII name, a plain dict. An
+open incident read again exactly as it was (reconciliation reads each one every few minutes) is not
+parsed again: the same `Incident` is given back.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from datadog_checks.pagerduty_dora.common import json_format
 from datadog_checks.pagerduty_dora.common.text import UNSAFE_CATEGORIES, clean, shown
 from datadog_checks.pagerduty_dora.common.times import parse_time
 
@@ -29,6 +36,10 @@ MAX_INCIDENT_NUMBER = 2**63 - 1
 # (event, DORA failure, tag) shows far less than this.
 MAX_TITLE_LENGTH = 4096
 MAX_NAME_LENGTH = 1024
+# Open incidents remembered as last parsed (`parse_incident`); past this many the memory starts over.
+MAX_REMEMBERED = 20000
+# What PagerDuty's ids look like: nothing in them to strip or refuse.
+_PLAIN_ID = re.compile(r'[A-Za-z0-9]{1,%d}' % MAX_ID_LENGTH)
 
 
 class MalformedIncident(ValueError):
@@ -83,11 +94,22 @@ def _optional_time(value: Any) -> float | None:
 
 
 def _bounded(value: Any, limit: int = MAX_NAME_LENGTH) -> str:
+    if type(value) is str and len(value) <= limit and value.isascii():
+        return value.strip()  # the common shape: no surrogate in ASCII, nothing to cut
+    return _cut(value, limit)
+
+
+def _cut(value: Any, limit: int) -> str:
+    """A text field bounded to `limit` characters and cleaned, whatever its shape ('' for no text)."""
     return clean(value[: limit * 2].strip()[:limit]) if isinstance(value, str) else ''
 
 
+def _mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _reference_name(reference: Any) -> str:
-    if not isinstance(reference, Mapping):
+    if not _mapping(reference):
         return ''
     return _bounded(reference.get('name')) or _bounded(reference.get('summary'))
 
@@ -99,6 +121,13 @@ def _identifier(value: Any) -> str | None:
     no lone surrogate. An id is written back into state, tags, DORA failure ids and log lines, where
     such a character would fail to encode or forge a line; PagerDuty's own ids are short alphanumerics.
     """
+    if type(value) is str and _PLAIN_ID.fullmatch(value):
+        return value  # the common shape: letters and digits only
+    return _checked_identifier(value)
+
+
+def _checked_identifier(value: Any) -> str | None:
+    """`_identifier` of any value, character by character."""
     if not isinstance(value, str) or len(value) > MAX_ID_LENGTH * 2:
         return None
     text = value.strip()
@@ -112,17 +141,38 @@ def _identifier(value: Any) -> str | None:
 def _latest_acknowledgement(acknowledgements: Any) -> float | None:
     if not isinstance(acknowledgements, list):
         return None
-    times = [_optional_time(ack.get('at')) for ack in acknowledgements if isinstance(ack, Mapping)]
+    times = [_optional_time(ack.get('at')) for ack in acknowledgements if _mapping(ack)]
     known = [t for t in times if t is not None]
     return max(known) if known else None
+
+
+# Open incidents by id: a digest of what each was last parsed from, and what it gave.
+_remembered: dict[str, tuple[bytes, Incident]] = {}
 
 
 def parse_incident(raw: Any) -> Incident:
     """Build an `Incident` from one element of PagerDuty's `incidents` array.
 
+    An open incident exactly as it was last parsed (the same JSON) gives the same `Incident` again.
     Raises `MalformedIncident` naming the first field that is missing or unusable.
     """
-    if not isinstance(raw, Mapping):
+    key = raw.get('id') if type(raw) is dict and raw.get('status') in OPEN_STATUSES else None
+    if type(key) is not str:
+        return _parse(raw)
+    text = json_format.encode(raw).encode('utf-8', 'surrogatepass')
+    signature = hashlib.blake2b(text, digest_size=16).digest()
+    remembered = _remembered.get(key)
+    if remembered is not None and remembered[0] == signature:
+        return remembered[1]
+    incident = _parse(raw)
+    if len(_remembered) >= MAX_REMEMBERED:
+        _remembered.clear()
+    _remembered[key] = (signature, incident)
+    return incident
+
+
+def _parse(raw: Any) -> Incident:
+    if not _mapping(raw):
         raise MalformedIncident('incident is not an object')
     incident_id = _identifier(raw.get('id'))
     if incident_id is None:
@@ -138,7 +188,7 @@ def parse_incident(raw: Any) -> Incident:
     except (TypeError, ValueError, OverflowError):
         raise MalformedIncident('missing or malformed created_at') from None
     listed_service = raw.get('service')
-    service: Mapping[str, Any] = listed_service if isinstance(listed_service, Mapping) else {}
+    service: Mapping[str, Any] = listed_service if _mapping(listed_service) else {}
     service_id = _identifier(service.get('id'))
     if service_id is None:
         raise MalformedIncident('missing service')
@@ -178,7 +228,7 @@ def _teams(listed: Any) -> tuple[Team, ...]:
     return tuple(
         Team(id=team_id, name=_reference_name(team))
         for team in (listed if isinstance(listed, list) else [])
-        if isinstance(team, Mapping)
+        if _mapping(team)
         for team_id in [_identifier(team.get('id'))]
         if team_id is not None
     )
@@ -187,9 +237,9 @@ def _teams(listed: Any) -> tuple[Team, ...]:
 def _first_trigger(entry: Any) -> dict[str, Any]:
     """`trigger_known` and `trigger`: whether the incident holds its whole first trigger entry (not a reference
     to it), and the Datadog monitor that entry names."""
-    known = isinstance(entry, Mapping) and entry.get('type') == 'trigger_log_entry'
+    known = _mapping(entry) and entry.get('type') == 'trigger_log_entry'
     return {'trigger_known': known, 'trigger': datadog_alert(entry.get('channel')) if known else None}
 
 
 def _is_merge(reason: Any) -> bool:
-    return isinstance(reason, Mapping) and reason.get('type') == 'merge_resolve_reason'
+    return _mapping(reason) and reason.get('type') == 'merge_resolve_reason'
