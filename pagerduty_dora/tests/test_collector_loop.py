@@ -14,7 +14,7 @@ from datadog_checks.pagerduty_dora.catalog.model import Catalog
 from datadog_checks.pagerduty_dora.collection.collector import MAX_QUEUED_BEFORE_SWEEP, STATE_KEY, Collector
 from datadog_checks.pagerduty_dora.collection.feed_position import Feed
 from datadog_checks.pagerduty_dora.collection.pages import NEXT_REQUEST, OVERLAP, Look, Page, PassStep
-from datadog_checks.pagerduty_dora.collection.recorder import StopRun
+from datadog_checks.pagerduty_dora.collection.run import StopRun
 from datadog_checks.pagerduty_dora.collection.settings import Settings
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common.services import AgentServices

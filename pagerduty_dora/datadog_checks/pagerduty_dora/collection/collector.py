@@ -65,8 +65,9 @@ from .monitors import MonitorLookup
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .passes import Passes
 from .reconcile import pages_per_run
-from .recorder import Recorder, Run, RunReport, StopRun
+from .recorder import Recorder
 from .recovery import MOVE_PAUSE, Recovery
+from .run import Run, RunReport, StopRun
 from .settings import Settings
 from .state import CollectorState, damage_warning, unreadable_warning
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
@@ -162,13 +162,3 @@ class Outputs:
     def gauge(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
         self._submit.gauge(name, value, tags=self.tags(*tag_groups))
 
-
-def open_gauges(records: Any) -> dict[tuple[str, ...], int]:
-    """Open incidents counted by (status, mapping tags), from the collector's records."""
-    counts: dict[tuple[str, ...], int] = {}
-    for record in records:
-        # Records of incidents left out by the filters carry no tags: they are not counted.
-        if record.tags and record.status != 'resolved':
-            key = ('status:{}'.format(record.status), *record.tags)
-            counts[key] = counts.get(key, 0) + 1
-    return counts
