@@ -118,17 +118,20 @@ class Quota:
     remaining: float | None = None
     limit: float | None = None
     resets_at: float = 0.0
+    # Requests of the window left to the other users of the key (none when the limit is not advertised).
+    reserve: float = 0
     # The `limit` header as last read, so that an unchanged one is not parsed again.
     limit_text: str | None = None
 
-    @property
-    def reserve(self) -> float:
-        """Requests of the window left to the other users of the key (none when the limit is not advertised)."""
-        return round(self.limit * (1 - QUOTA_SHARE)) if self.limit is not None else 0
+    def read_limit(self, text: str | None) -> None:
+        """Take the window's size from its header, and the reserve that leaves to the other users."""
+        self.limit_text, self.limit = text, _number(text)
+        self.reserve = round(self.limit * (1 - QUOTA_SHARE)) if self.limit is not None else 0
 
     def spent(self, now: float) -> bool:
         """Whether the check has taken its share of the current window."""
-        return self.remaining is not None and self.remaining <= self.reserve and now < self.resets_at
+        remaining = self.remaining
+        return remaining is not None and remaining <= self.reserve and now < self.resets_at
 
 
 def _number(value: str | None) -> float | None:
@@ -187,6 +190,13 @@ class ApiClient:
         self.base_url = base_url.strip().rstrip('/')
         self._auth_headers = dict(auth_headers)
         self._json_headers = dict(self._auth_headers, **{'Content-Type': 'application/json'})
+        # Streamed, so that the body is read in bounded chunks (`read_body`) rather than all at once.
+        self._options: dict[str, Any] = {
+            'extra_headers': self._auth_headers,
+            'allow_redirects': False,
+            'persist': True,
+            'stream': True,
+        }
         self._secrets = _secret_values(self._auth_headers)
         self._max_requests = max_requests
         self._request_seconds = request_seconds
@@ -341,13 +351,7 @@ class ApiClient:
         return Response(status=response.status_code, headers=response.headers, data=self._decode(response, endpoint))
 
     def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
-        # Streamed, so that the body is read in bounded chunks (`_read`) rather than all at once.
-        options: dict[str, Any] = {
-            'extra_headers': self._auth_headers,
-            'allow_redirects': False,
-            'persist': True,
-            'stream': True,
-        }
+        options = dict(self._options)
         if params is not None:
             options['params'] = params
         if body is not None:
@@ -423,7 +427,7 @@ class ApiClient:
         quota.remaining = remaining = _number(text)
         limit_text = headers.get(names[1])
         if limit_text != quota.limit_text:
-            quota.limit_text, quota.limit = limit_text, _number(limit_text)
+            quota.read_limit(limit_text)
         if remaining is None or remaining > quota.reserve:
             return
         reset = _number(headers.get(names[2]))
