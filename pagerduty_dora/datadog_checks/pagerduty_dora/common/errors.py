@@ -100,7 +100,7 @@ class BudgetExhausted(ApiError):
     """The run has spent its budget for this API; the rest waits for the next run.
 
     The budget is `max_requests_per_run` requests when set; otherwise the run's time for requests and
-    the check's share of the rate limit the API advertises (`http.QUOTA_SHARE`).
+    the check's share of the rate limit the API advertises (`pacing.QUOTA_SHARE`).
     """
 
 

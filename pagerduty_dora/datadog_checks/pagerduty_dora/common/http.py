@@ -10,18 +10,18 @@ share of the collection interval), a run deadline that no wait may pass, rate li
 that every URL parser reads as the same host (`urls.api_origin`), and errors split into the kinds
 the callers act on.
 
-**Pacing.** Before each request the client asks whether the run may make it (`_pace`): not past
-`max_requests_per_run`; not once the run's time for requests is spent; and not while the API's
-advertised window is down to its last `1 - QUOTA_SHARE` (a fifth): then it waits for the window to
-reset when that comes within the run's time, and otherwise stops the run, which resumes next run.
-Each stop is a `BudgetExhausted`, which every caller takes as "the rest waits for the next run".
+**Pacing** (`pacing.py`). Before each request the client asks whether the run may make it: not
+past its budget, and not while the API's advertised window is down to the share left to others;
+then it waits for the window to reset when that comes within the run's time for requests, and
+otherwise stops. Each stop is a `BudgetExhausted`, which every caller takes as "the rest waits for
+the next run".
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partialmethod
 from typing import Any, Callable, Mapping
 
@@ -38,6 +38,7 @@ from .errors import (
     UnreadableResponse,
     connection_failed,
 )
+from .pacing import MAX_RATE_LIMIT_WAIT, Quota, RunLimits, reset_of
 from .responses import close, drain, error_body, read_body
 from .urls import Origin, UnsafeUrl, api_origin
 
@@ -57,19 +58,6 @@ __all__ = [
     'status_class',
 ]
 
-# Longest single wait for a rate limit window; PagerDuty's windows are one minute.
-MAX_RATE_LIMIT_WAIT = 65.0
-# The share of each advertised rate limit window the check takes: it stops at a fifth of the window
-# left, so that the other users of the same key (other instances, scripts, other tools) always find
-# that much. A limit of 960 a minute gives the check 768.
-QUOTA_SHARE = 0.8
-# The window assumed when an answer says its quota is spent but not when it resets (nor its period).
-DEFAULT_WINDOW = 60.0
-# The names each API gives its rate limit headers (remaining, limit, reset, period): PagerDuty's, Datadog's.
-RATE_LIMIT_HEADERS = (
-    ('ratelimit-remaining', 'ratelimit-limit', 'ratelimit-reset', 'ratelimit-period'),
-    ('x-ratelimit-remaining', 'x-ratelimit-limit', 'x-ratelimit-reset', 'x-ratelimit-period'),
-)
 # Retries of one request after a 429, a 5xx or a connection failure, within the run deadline.
 MAX_RETRIES = 3
 BACKOFF_BASE = 1.0
@@ -91,54 +79,6 @@ class Response:
     status: int
     headers: Mapping[str, str]
     data: Any = None
-
-
-@dataclass
-class RunLimits:
-    """Per-run bounds: the requests allowed (None: paced, not counted against a cap), the monotonic
-    time the run must end by, and the time after which it starts no request (`requests_until`).
-
-    `stalled` names the callers that make no more requests in this run (see `ApiClient.stall`).
-    """
-
-    max_requests: int | None
-    deadline: float
-    requests_until: float = float('inf')
-    used: int = 0
-    stalled: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Quota:
-    """What the API last advertised of its rate limit window: requests left, the window's size, its end.
-
-    Kept across runs: a window spent at the end of one run is still spent at the start of the next.
-    """
-
-    remaining: float | None = None
-    limit: float | None = None
-    resets_at: float = 0.0
-    # Requests of the window left to the other users of the key (none when the limit is not advertised).
-    reserve: float = 0
-    # The `limit` header as last read, so that an unchanged one is not parsed again.
-    limit_text: str | None = None
-
-    def read_limit(self, text: str | None) -> None:
-        """Take the window's size from its header, and the reserve that leaves to the other users."""
-        self.limit_text, self.limit = text, _number(text)
-        self.reserve = round(self.limit * (1 - QUOTA_SHARE)) if self.limit is not None else 0
-
-    def spent(self, now: float) -> bool:
-        """Whether the check has taken its share of the current window."""
-        remaining = self.remaining
-        return remaining is not None and remaining <= self.reserve and now < self.resets_at
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 _STATUS_CLASSES = {klass: '{}xx'.format(klass) for klass in range(1, 10)}
@@ -211,8 +151,6 @@ class ApiClient:
         self._jitter = jitter
         self.limits = RunLimits(max_requests=max_requests, deadline=float('inf'))
         self.quota = Quota()
-        # The names of the rate limit headers this API answers with: PagerDuty's until Datadog's are met.
-        self._quota_headers = RATE_LIMIT_HEADERS[0]
         # The Agent retries a failed connection within the run; a one-shot caller (the dry run) turns
         # this off, so that an API that does not answer is told at once rather than after the backoff.
         self.retry_connection_failures = True
@@ -313,14 +251,12 @@ class ApiClient:
         """What an answer means: None for a success, a `_Retry` for a 429 or a 5xx; raises for any other failure."""
         status = response.status_code
         self._on_request(endpoint, status_class(status))
-        self._note_rate_limit(response.headers)
+        self.quota.note(response.headers, self._clock())
         if status == 429:
             self._on_rate_limited(endpoint)
-            reset = _reset_of(response.headers)
+            reset = reset_of(response.headers)
             if reset is not None:
-                # No request of this window is left, whatever the answer says of the rest.
-                self.quota.remaining = 0
-                self.quota.resets_at = self._clock() + min(max(reset, 0.0), MAX_RATE_LIMIT_WAIT)
+                self.quota.refused(reset, self._clock())
             return _Retry(reset, rate_limited=True)
         if status >= 500:
             return _Retry(None, rate_limited=False)
@@ -387,53 +323,20 @@ class ApiClient:
 
         Raises `BudgetExhausted` when the run may make no more requests to this API.
         """
-        limits = self.limits
-        if limits.max_requests is not None and limits.used >= limits.max_requests:
-            raise BudgetExhausted(
-                self.name, 'reached max_requests_per_run ({}); resuming next run'.format(limits.max_requests)
-            )
+        limits, quota = self.limits, self.quota
         now = self._clock()
-        if now > limits.requests_until:
-            raise BudgetExhausted(self.name, "the run's time for requests is spent; resuming next run")
-        quota = self.quota
+        spent = limits.spent(now)
+        if spent:
+            raise BudgetExhausted(self.name, spent)
         if quota.spent(now):
             if quota.resets_at > limits.requests_until:
                 raise BudgetExhausted(
-                    self.name,
-                    '{} left of the advertised rate limit of {} until the window resets in {:.0f}s, which is past '
-                    "this run's time; resuming next run".format(
-                        _count(quota.remaining), _count(quota.limit), quota.resets_at - now
-                    ),
+                    self.name, "{}, which is past this run's time; resuming next run".format(quota.describe(now))
                 )
-            self._log.debug(
-                '%s: waiting %.1fs for the rate limit window of %s', self.name, quota.resets_at - now, endpoint
-            )
+            self._log.debug('%s: waiting for the rate limit window of %s: %s', self.name, endpoint, quota.describe(now))
             self._sleep(quota.resets_at - now)
-            # A new window: what it holds is read from the next answer.
-            quota.remaining = None
+            quota.turned()
         limits.used += 1
-
-    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
-        """Keep what the answer says of the rate limit window: requests left, the limit, when it resets."""
-        names = self._quota_headers
-        text = headers.get(names[0])
-        if text is None:
-            names = RATE_LIMIT_HEADERS[1] if names is RATE_LIMIT_HEADERS[0] else RATE_LIMIT_HEADERS[0]
-            text = headers.get(names[0])
-            if text is None:
-                return
-            self._quota_headers = names
-        quota = self.quota
-        quota.remaining = remaining = _number(text)
-        limit_text = headers.get(names[1])
-        if limit_text != quota.limit_text:
-            quota.read_limit(limit_text)
-        if remaining is None or remaining > quota.reserve:
-            return
-        reset = _number(headers.get(names[2]))
-        if reset is None:
-            reset = _number(headers.get(names[3])) or DEFAULT_WINDOW
-        quota.resets_at = self._clock() + min(max(reset, 0.0), MAX_RATE_LIMIT_WAIT)
 
     def _backoff(self, attempt: int, reset: float | None, endpoint: str) -> bool:
         """Wait before a retry if one is allowed and fits before the deadline; say whether to retry."""
@@ -451,19 +354,6 @@ class ApiClient:
         self._log.debug('%s: retrying %s in %.1fs', self.name, endpoint, wait)
         self._sleep(wait)
         return True
-
-
-def _reset_of(headers: Mapping[str, str]) -> float | None:
-    """The seconds until the rate limit window resets, under either API's header name."""
-    for names in RATE_LIMIT_HEADERS:
-        reset = _number(headers.get(names[2]))
-        if reset is not None:
-            return reset
-    return None
-
-
-def _count(value: float | None) -> str:
-    return '{:.0f}'.format(value) if value is not None else 'none'
 
 
 def _origin_of(url: str) -> Origin | None:
