@@ -166,6 +166,14 @@ class TestPacing:
         assert [klass for _, klass in client.seen] == ['2xx'] * taken
         assert clock.sleeps == []
 
+    def test_a_cap_leaves_the_share_of_the_window_to_others_too(self, clock):
+        with FakeServer([('GET', '/things', window(10))]) as server:
+            client = make_client(server.url, clock, max_requests=100, deadline=30)
+            with pytest.raises(BudgetExhausted, match='advertised rate limit'):
+                for _ in range(100):
+                    client.get('/things')
+        assert server.count('GET') == 8
+
     def test_waits_for_a_window_that_resets_within_the_run(self, clock):
         with FakeServer([('GET', '/things', window(5, reset=4))]) as server:
             client = make_client(server.url, clock, max_requests=None, request_seconds=30)
