@@ -227,7 +227,7 @@ class TestErrors:
             ('init_config:\ninstances: []\n', [], 'has no instances'),
             ('instances:\n  - {instance}\n', ['--instance', '3'], 'has 1 instance (0 to 0); there is no instance 3'),
             ('instances:\n  - {instance}\n', ['--instance', 'abc'], "invalid int value: 'abc'"),
-            ('instances:\n  - {instance_bad_days}\n', [], '`backfill_days` must be between 0 and 365, got 999'),
+            ('instances:\n  - {instance_bad_days}\n', [], '`backfill_days` must be between 0 and 730, got 999'),
             ('instances:\n  - {instance_no_token}\n', [], 'api_token: Field required'),
             ('instances:\n  - {instance}\n', ['--no-dry-run'], '--config needs --dry-run'),
             ('instances:\n  - {instance_wrong_token}\n', [], 'PagerDuty rejected `api_token` (401 Unauthorized)'),

@@ -29,9 +29,9 @@ BAD_VALUES = [
     ({'datadog_api_url': 'http://api.datadoghq.com'}, '`datadog_api_url` must use https'),
     ({'datadog_api_url': 'http://127.0.0.1.example.com'}, '`datadog_api_url` must use https'),
     ({'datadog_api_url': 'https://'}, '`datadog_api_url` must be a URL'),
-    ({'backfill_days': -1}, '`backfill_days` must be between 0 and 365, got -1'),
-    ({'backfill_days': 366}, '`backfill_days` must be between 0 and 365, got 366'),
-    ({'backfill_days': '400'}, '`backfill_days` must be between 0 and 365, got 400'),
+    ({'backfill_days': -1}, '`backfill_days` must be between 0 and 730, got -1'),
+    ({'backfill_days': 731}, '`backfill_days` must be between 0 and 730, got 731'),
+    ({'backfill_days': '800'}, '`backfill_days` must be between 0 and 730, got 800'),
     ({'recheck_resolved_days': -1}, '`recheck_resolved_days` must be between 0 and 90, got -1'),
     ({'recheck_resolved_days': 91}, '`recheck_resolved_days` must be between 0 and 90, got 91'),
     ({'urgencies': ['high', 'critical']}, "`urgencies` entry #2 must be one of high or low, got 'critical'"),
@@ -62,7 +62,7 @@ BAD_VALUES = [
     ({'service': 'checkout'}, "`service` must not be set, got 'checkout'"),
     ({'submit_dora_failures': 'maybe'}, "`submit_dora_failures` must be true or false, got 'maybe'"),
     ({'unmapped_incidents': 'drop'}, "`unmapped_incidents` must be `send` or `skip`, got 'drop'"),
-    ({'backfill_days': 'ten'}, "`backfill_days` must be a whole number from 0 to 365, got 'ten'"),
+    ({'backfill_days': 'ten'}, "`backfill_days` must be a whole number from 0 to 730, got 'ten'"),
     (
         {'service_overrides': [{'pagerduty_service': 'PABC123', 'servce': 'checkout'}]},
         '(`servce` is not an option: did you mean `service`?)',
@@ -79,8 +79,8 @@ BAD_IDS = [
     'datadog_api_url-http-host-looking-like-loopback',
     'datadog_api_url-no-host',
     'backfill_days-negative',
-    'backfill_days-above-365',
-    'backfill_days-string-above-365',
+    'backfill_days-above-730',
+    'backfill_days-string-above-730',
     'recheck_resolved_days-negative',
     'recheck_resolved_days-above-90',
     'urgencies-unknown',
@@ -161,7 +161,8 @@ class TestGoodConfiguration:
         assert config.backfill_days == 30
         assert config.recheck_resolved_days == 14
         assert config.catalog_refresh_interval == 600
-        assert config.max_requests_per_run == 500
+        # Unset: the runs pace themselves by the APIs' advertised limits and a share of the interval.
+        assert config.max_requests_per_run is None
         assert config.submit_dora_failures is True
         assert config.collect_events is True
         assert config.min_collection_interval == 60
@@ -210,7 +211,7 @@ class TestGoodConfiguration:
         'option, value, loaded',
         [
             ('backfill_days', 0, 0),
-            ('backfill_days', 365, 365),
+            ('backfill_days', 730, 730),
             ('recheck_resolved_days', 0, 0),
             ('recheck_resolved_days', 90, 90),
             ('catalog_refresh_interval', 1, 1),
@@ -219,7 +220,7 @@ class TestGoodConfiguration:
         ],
         ids=[
             'backfill-0',
-            'backfill-365',
+            'backfill-730',
             'recheck-0',
             'recheck-90',
             'refresh-1s',

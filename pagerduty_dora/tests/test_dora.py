@@ -553,6 +553,24 @@ class TestDeliveryFaults:
             assert h.posted_ids() == ids(1, 2, 3, 4)
             assert server.count('POST') == 4
 
+    def test_unbudgeted_posts_take_a_share_of_the_advertised_window(self, clock):
+        state = DoraState(API_KEY, rate_limit=10, period=60, clock=clock)
+        with FakeServer(state.routes()) as server:
+            h = Harness(server, state, clock)
+            h.start_run(max_requests=None, deadline=30.0)
+            delivery = h.delivery()
+            enqueue(delivery, *range(1, 13))
+            delivery.flush()
+            # Two of the window's ten are left to the other users of the key; the rest waits, quietly.
+            assert h.posted_ids() == ids(*range(1, 9))
+            assert (state.limited, h.total('dora.transient_errors'), h.warnings) == (0, 0, [])
+            assert delivery.pending == 4
+            clock.sleep(60)
+            h.start_run(max_requests=None, deadline=30.0)
+            delivery.flush()
+            assert h.posted_ids() == ids(*range(1, 13))
+            assert state.limited == 0
+
 
 class TestDeliveryPersistence:
     """The queue survives a restart; a corrupt cache is survived with a warning."""

@@ -169,7 +169,7 @@ class TestScriptsFromAClone:
         assert result.returncode == 1 and result.stdout == ''
         assert result.stderr.strip().splitlines() == [
             'python -m datadog_checks.pagerduty_dora: error: invalid configuration: `backfill_days` must be between '
-            '0 and 365, got 999'
+            '0 and 730, got 999'
         ]
 
     def test_demo_runs_a_dry_run_given_a_config(self, clone, bare_environment, world, tmp_path):

@@ -45,7 +45,7 @@ def scripted(replies):
     return handler
 
 
-def make_client(url, clock, max_requests=10, deadline=60.0, timeout=5):
+def make_client(url, clock, max_requests=10, deadline=60.0, timeout=5, request_seconds=float('inf')):
     requests_seen = []
     client = ApiClient(
         name='pagerduty',
@@ -53,6 +53,7 @@ def make_client(url, clock, max_requests=10, deadline=60.0, timeout=5):
         base_url=url,
         auth_headers={'Authorization': 'Token token={}'.format(SECRET)},
         max_requests=max_requests,
+        request_seconds=request_seconds,
         log=logging.getLogger('test'),
         on_request=lambda endpoint, klass: requests_seen.append((endpoint, klass)),
         clock=clock,
@@ -112,9 +113,115 @@ class TestRateLimits:
         with serve(Reply(200, {}, {'x-ratelimit-remaining': '0', 'x-ratelimit-reset': '59'})) as server:
             client = make_client(server.url, clock, deadline=10)
             client.get('/things')
-            with pytest.raises(RateLimited):
+            # Not an error of the API: the run's budget for it is spent, and the rest waits for the next run.
+            with pytest.raises(BudgetExhausted, match='resuming next run'):
                 client.get('/things')
         assert server.count('GET') == 1
+        assert clock.sleeps == []
+
+    def test_a_429_past_the_run_time_keeps_the_other_callers_away(self, clock):
+        with serve(Reply(429, {}, {'ratelimit-reset': '50'})) as server:
+            client = make_client(server.url, clock, deadline=20)
+            with pytest.raises(RateLimited):
+                client.get('/things')
+            with pytest.raises(BudgetExhausted):
+                client.get('/things')
+        assert server.count('GET') == 1
+
+
+def window(limit, reset=50, prefix='ratelimit-', **extra):
+    """A route handler counting requests against a rate limit window of `limit`, as PagerDuty and Datadog
+    advertise it: the requests left in every answer, and a 429 once none are."""
+    used = []
+
+    def handler(request):
+        used.append(request)
+        headers = {prefix + 'limit': str(limit), prefix + 'remaining': str(max(0, limit - len(used)))}
+        if reset is not None:
+            headers[prefix + 'reset'] = str(reset)
+        headers.update(extra)
+        return Reply(429 if len(used) > limit else 200, {}, headers)
+
+    return handler
+
+
+class TestPacing:
+    """Without max_requests_per_run: a share of each advertised window, within the run's time for requests."""
+
+    @pytest.mark.parametrize(
+        'prefix, limit, taken',
+        [('ratelimit-', 960, 768), ('X-RateLimit-', 10, 8), ('x-ratelimit-', 2, 2)],
+        ids=['pagerduty-960', 'datadog-10', 'datadog-2'],
+    )
+    def test_takes_its_share_of_the_window_and_stops_when_it_resets_after_the_run(self, clock, prefix, limit, taken):
+        with FakeServer([('GET', '/things', window(limit, prefix=prefix))]) as server:
+            client = make_client(server.url, clock, max_requests=None, deadline=48, request_seconds=30)
+            made = 0
+            with pytest.raises(BudgetExhausted, match='advertised rate limit'):
+                while True:
+                    client.get('/things')
+                    made += 1
+        # A fifth of the window is left to the other users of the key, and no request met a 429.
+        assert made == server.count('GET') == taken
+        assert [klass for _, klass in client.seen] == ['2xx'] * taken
+        assert clock.sleeps == []
+
+    def test_a_cap_leaves_the_share_of_the_window_to_others_too(self, clock):
+        with FakeServer([('GET', '/things', window(10))]) as server:
+            client = make_client(server.url, clock, max_requests=100, deadline=30)
+            with pytest.raises(BudgetExhausted, match='advertised rate limit'):
+                for _ in range(100):
+                    client.get('/things')
+        assert server.count('GET') == 8
+
+    def test_waits_for_a_window_that_resets_within_the_run(self, clock):
+        with FakeServer([('GET', '/things', window(5, reset=4))]) as server:
+            client = make_client(server.url, clock, max_requests=None, request_seconds=30)
+            for _ in range(5):
+                client.get('/things')
+        assert server.count('GET') == 5
+        assert clock.sleeps == [4.0]
+
+    def test_a_window_without_reset_is_waited_for_by_its_period(self, clock):
+        handler = window(5, reset=None, prefix='X-RateLimit-', **{'X-RateLimit-Period': '10'})
+        with FakeServer([('GET', '/things', handler)]) as server:
+            client = make_client(server.url, clock, max_requests=None, request_seconds=30)
+            for _ in range(5):
+                client.get('/things')
+        assert clock.sleeps == [10.0]
+
+    def test_stops_at_the_run_time_for_requests(self, clock):
+        def slow(request):
+            clock.now += 1.0
+            return Reply(200, {})
+
+        with FakeServer([('GET', '/things', slow)]) as server:
+            client = make_client(server.url, clock, max_requests=None, deadline=48, request_seconds=5)
+            with pytest.raises(BudgetExhausted, match="run's time"):
+                for _ in range(100):
+                    client.get('/things')
+            assert server.count('GET') == 6
+            client.start_run(clock() + 48)
+            client.get('/things')
+
+    def test_with_a_cap_only_the_run_deadline_bounds_its_time(self, clock):
+        def slow(request):
+            clock.now += 1.0
+            return Reply(200, {})
+
+        with FakeServer([('GET', '/things', slow)]) as server:
+            client = make_client(server.url, clock, max_requests=100, deadline=60, request_seconds=5)
+            for _ in range(10):
+                client.get('/things')
+        assert server.count('GET') == 10
+
+    def test_never_waits_for_a_retry_past_the_run_time(self, clock):
+        with serve(Reply(503, {})) as server:
+            client = make_client(server.url, clock, max_requests=None, request_seconds=1.2)
+            with pytest.raises(TransientError):
+                client.get('/things')
+        assert clock.sleeps == [1.0]
+        assert server.count('GET') == 2
 
 
 class TestBudget:

@@ -87,6 +87,7 @@ SHIPPED = [
     'common/errors.py',
     'common/http.py',
     'common/json_format.py',
+    'common/pacing.py',
     'common/permissions.py',
     'common/responses.py',
     'common/services.py',

@@ -72,10 +72,11 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         # every run until they are asked about again (every `catalog_refresh_interval`).
         self._scope_warnings: list[str] = []
         self._scope_checked_at: float | None = None
-        # Wall and monotonic clocks of the collection; the demo and the tests run the check on
-        # simulated time.
+        # Wall and monotonic clocks of the collection, and the wait for a rate limit window; the demo,
+        # the tests and the benchmarks run the check on simulated time.
         self.clock = time.time
         self.monotonic = time.monotonic
+        self.sleep: Callable[[float], None] = lambda seconds: time.sleep(seconds)
         self.check_initializations.appendleft(self._warn_unknown_options)
         self.check_initializations.append(self._build)
         # A configuration error stops every initialization after it; the service check still says why.
@@ -143,7 +144,6 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         config = self.config
         # The config models fill every default in; these are only for the type checker.
         assert config.min_collection_interval is not None and config.pagerduty_api_url is not None
-        assert config.max_requests_per_run is not None
         interval = float(config.min_collection_interval)
         self._run_seconds = max(5.0, interval * RUN_TIME_SHARE)
         instance_id = self.persistent_cache_id()[:16]
@@ -154,8 +154,9 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             event_tags=[INSTANCE_TAG + ':' + instance_id],
         )
         hooks = self.health.hooks
-        self.pagerduty_api = wiring.pagerduty_client(config, self.http, hooks('pagerduty'), self.log, self.monotonic)
-        self.datadog_api = wiring.datadog_client(config, self.http, hooks('datadog'), self.log, self.monotonic)
+        clocks = wiring.Clocks(self.monotonic, self.sleep)
+        self.pagerduty_api = wiring.pagerduty_client(config, self.http, hooks('pagerduty'), self.log, clocks)
+        self.datadog_api = wiring.datadog_client(config, self.http, hooks('datadog'), self.log, clocks)
         services = self._services()
         catalog = wiring.catalog_store(config, self.datadog_api, services)
         dora = wiring.dora_delivery(config, self.datadog_api, services)

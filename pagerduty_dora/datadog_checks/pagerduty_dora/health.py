@@ -95,13 +95,19 @@ class Health:
     def hooks(self, api: str) -> dict[str, Any]:
         """The `on_request`, `on_rate_limited` and `on_failure` hooks of the `ApiClient` of `api`."""
 
+        # The tags of each (endpoint, status class) met, formatted once rather than at every request.
+        tags_of: dict[tuple[str, str], list[str]] = {}
+
         def on_request(endpoint: str, status_class: str) -> None:
             self.reached[api] = bool(self.reached[api]) or status_class != 'error'
-            self._count(
-                'api.requests',
-                1,
-                ['api:{}'.format(api), 'endpoint:{}'.format(endpoint), 'status_class:{}'.format(status_class)],
-            )
+            tags = tags_of.get((endpoint, status_class))
+            if tags is None:
+                tags = tags_of[endpoint, status_class] = [
+                    'api:{}'.format(api),
+                    'endpoint:{}'.format(endpoint),
+                    'status_class:{}'.format(status_class),
+                ]
+            self._count('api.requests', 1, tags)
 
         def on_rate_limited(endpoint: str) -> None:
             self._count('api.rate_limited', 1, ['api:{}'.format(api), 'endpoint:{}'.format(endpoint)])

@@ -10,7 +10,7 @@ part, so the check only wires the parts together and reports how the run went.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from datadog_checks.base.errors import ConfigurationError
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
@@ -31,7 +31,19 @@ except ImportError:  # outside the Agent
     from datadog_checks.base.stubs import datadog_agent
 
 DEFAULT_SITE = 'datadoghq.com'
+# Without `max_requests_per_run`, the share of `min_collection_interval` during which a run makes
+# requests to each API (never past the run's deadline, see `check.RUN_TIME_SHARE`): the Agent's
+# check runners are shared with other checks, and the rest of the run (the last page's processing,
+# the state written) must end before the next run is due.
+REQUEST_TIME_SHARE = 0.5
 DATADOG_URL_HINT = 'check `datadog_api_url`, or the Agent `site` when it is unset'
+
+
+class Clocks(NamedTuple):
+    """The clock that bounds and paces runs (monotonic seconds), and the sleep that waits on it."""
+
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], None]
 
 
 def plain(value: Any) -> Any:
@@ -65,9 +77,12 @@ def severity_mapping_of(config: Any) -> dict[str, str] | None:
     return plain(config.severity_mapping) if config.severity_mapping else None
 
 
-def pagerduty_client(
-    config: Any, http: Any, hooks: dict[str, Any], log: Any, monotonic: Callable[[], float]
-) -> ApiClient:
+def request_seconds(config: Any) -> float:
+    """How long a run makes requests to each API without `max_requests_per_run`: a share of the interval."""
+    return float(config.min_collection_interval or 0) * REQUEST_TIME_SHARE
+
+
+def pagerduty_client(config: Any, http: Any, hooks: dict[str, Any], log: Any, clocks: Clocks) -> ApiClient:
     """The client of PagerDuty's REST API: `pagerduty_api_url`, `api_token`, `max_requests_per_run`."""
     return ApiClient(
         name='pagerduty',
@@ -75,16 +90,16 @@ def pagerduty_client(
         base_url=config.pagerduty_api_url,
         auth_headers=auth_headers(config.api_token),
         max_requests=config.max_requests_per_run,
+        request_seconds=request_seconds(config),
         log=log,
         url_hint=pagerduty_url_hint(config.pagerduty_api_url),
-        clock=monotonic,
+        clock=clocks.monotonic,
+        sleep=clocks.sleep,
         **hooks,
     )
 
 
-def datadog_client(
-    config: Any, http: Any, hooks: dict[str, Any], log: Any, monotonic: Callable[[], float]
-) -> ApiClient:
+def datadog_client(config: Any, http: Any, hooks: dict[str, Any], log: Any, clocks: Clocks) -> ApiClient:
     """The client of Datadog's API: `datadog_api_url` (or the Agent `site`), `datadog_api_key` (or the Agent
     `api_key`), `datadog_app_key`, `max_requests_per_run`."""
     site = datadog_agent.get_config('site') or DEFAULT_SITE
@@ -97,9 +112,11 @@ def datadog_client(
         base_url=config.datadog_api_url or 'https://api.{}'.format(site),
         auth_headers=headers,
         max_requests=config.max_requests_per_run,
+        request_seconds=request_seconds(config),
         log=log,
         url_hint=DATADOG_URL_HINT,
-        clock=monotonic,
+        clock=clocks.monotonic,
+        sleep=clocks.sleep,
         **hooks,
     )
 

@@ -1,18 +1,29 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Backfill benchmark: the check against the simulated PagerDuty, compared with the thinnest correct client.
+"""Backfill benchmark: the check against the simulated PagerDuty, compared with bare HTTP of its own requests.
 
 Run from the integration folder with the test environment's Python:
 
     python -m tests.benchmarks.backfill --incidents 100000 --days 60 --hot-day 12000 --open 5000
 
-After the backfill it measures idle runs (PagerDuty's clock moving an interval before each, so that
-the feed's second look at late entries is paid for), and how many runs pass before a priority change
-of an open incident is reported: as PagerDuty serves it (no log entry), and from a server that logs it.
+Runs are spaced as the Agent spaces them: the check and the fakes share a clock that jumps to the
+next run's due time (an interval after the previous run started) and through every wait the check
+makes for a rate limit window, so the windows the fakes advertise turn as they would in a real
+hour, without waiting for them. PagerDuty advertises its 960 requests a minute; Datadog's DORA
+intake advertises `--datadog-rate-limit` a minute (its limit is not published). Neither must answer
+a single 429.
 
-The fakes run in a process of their own, so their CPU and memory are not counted. The floor and
-the check each run in a fresh process and report their CPU seconds (process time) and peak RSS.
+After the backfill it measures idle runs (PagerDuty's clock moving an interval before each, so that
+the feed's second look at late entries is paid for), an Agent restart, and how many runs pass
+before a priority change of an open incident is reported: as PagerDuty serves it (no log entry),
+and from a server that logs it.
+
+The fakes log every request. Each request the check made in the backfill, and in the idle runs, is
+then made again by a bare client (one keep-alive `requests.Session`, each answer read and dropped)
+in a fresh process: the check's CPU over that replay's is what the check costs beyond its HTTP.
+The floor is the thinnest correct client (windows under the cap, 100 a page, one POST each), also
+in a fresh process. The fakes run in a process of their own, so their CPU is not counted.
 """
 
 from __future__ import annotations
@@ -22,22 +33,29 @@ import json
 import math
 import multiprocessing
 import os
+import pickle
 import resource
+import tempfile
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 DAY = 86400.0
 IDLE_RUNS = 20
+# The idle runs' requests are few: their replay is made this many times, for a steadier measure.
+IDLE_REPLAYS = 20
+# Request headers a bare client sends too: the keys, and what the body is.
+REPLAYED_HEADERS = ('authorization', 'accept', 'content-type', 'dd-api-key', 'dd-application-key')
 # Open incidents resolved before the restart is measured.
 RESOLVED = 500
 TOKEN = 'bench-token'
 DD_API_KEY = 'bench0123456789abcdef0123456789ab'
 
 
-def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
-    """Build the account and serve PagerDuty and DORA until told to stop."""
+def serve_fakes(args: argparse.Namespace, end: float, skew: Any, connection: Any) -> None:
+    """Build the account and serve PagerDuty and DORA until told to stop, on the clock shared with the check."""
     from ..fakes.dora_api import DoraState
-    from ..fakes.pagerduty import PagerDutyAccount, PagerDutySimulator
+    from ..fakes.pagerduty import DEFAULT_RATE_LIMIT, PagerDutyAccount, PagerDutySimulator
     from ..fakes.server import FakeServer, Reply
 
     start = end - args.days * DAY
@@ -53,10 +71,14 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
         token=TOKEN,
         now=end,
     )
-    dora = DoraState(DD_API_KEY)
+
+    def clock() -> float:
+        return time.monotonic() + skew.value
+
+    dora = DoraState(DD_API_KEY, rate_limit=args.datadog_rate_limit, period=60, clock=clock)
     # Posts are counted, not kept: 100,000 stored payloads would only measure the fake.
     dora.posts = _Counter()
-    pagerduty = PagerDutySimulator(account, rate_limit=10**9).start()
+    pagerduty = PagerDutySimulator(account, clock=clock).start()
     opened = [i for i in account.incident_ids() if account.status(i) != 'resolved']
 
     def change_priority(request: Any) -> Reply:
@@ -85,8 +107,35 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
         # feed's second look at late entries, taken once every few minutes of PagerDuty's time.
         return Reply(200, {'now': account.advance(float(request.arg('seconds') or 0))})
 
+    def limits(request: Any) -> Reply:
+        # Off for the clients that do not pace themselves (the floor, the replays), on for the check.
+        on = request.arg('on') == 'true'
+        pagerduty.rate_limit = DEFAULT_RATE_LIMIT if on else 10**9
+        dora.rate_limit = args.datadog_rate_limit if on else None
+        return Reply(200, {'pagerduty': pagerduty.limited, 'datadog': dora.limited})
+
+    datadog: Any = None
+
+    def marks(request: Any) -> Reply:
+        return Reply(200, {'pagerduty': len(pagerduty.requests), 'datadog': len(datadog.requests)})
+
+    def log(request: Any) -> Reply:
+        # The check's requests between two marks, written for a replay; the benchmark's own are left out.
+        recorded = []
+        for name, server in (('pagerduty', pagerduty.server), ('datadog', datadog)):
+            since, until = int(request.arg(name + '_from') or 0), int(request.arg(name + '_to') or 0)
+            recorded += [
+                _replayable(server.url, r) for r in server.requests[since:until] if not r.path.startswith('/_')
+            ]
+        with open(str(request.arg('path')), 'wb') as out:
+            pickle.dump(recorded, out)
+        return Reply(200, {'requests': len(recorded)})
+
     routes = [
         ('GET', '/_stats', lambda r: Reply(200, _kinds(pagerduty.requests))),
+        ('GET', '/_marks', marks),
+        ('POST', '/_log', log),
+        ('POST', '/_limits', limits),
         ('POST', '/_advance', advance),
         ('POST', '/_priority', change_priority),
         ('POST', '/_resolve', resolve_some),
@@ -96,6 +145,15 @@ def serve_fakes(args: argparse.Namespace, end: float, connection: Any) -> None:
     connection.recv()
     pagerduty.stop()
     datadog.stop()
+
+
+def _replayable(base: str, request: Any) -> tuple[str, str, dict, bytes]:
+    """A recorded request as a bare client makes it again: method, whole URL, headers, body."""
+    url = base + request.path
+    if request.query:
+        url += '?' + urlencode(request.query, doseq=True)
+    headers = {name: value for name, value in request.headers.items() if name in REPLAYED_HEADERS}
+    return request.method, url, headers, request.body
 
 
 def _kinds(requests: list) -> dict:
@@ -149,7 +207,7 @@ def run_floor(urls: dict, end: float, connection: Any) -> None:
         until = min(end, since + DAY / 2)
         offset = 0
         while True:
-            params = {
+            params: dict[str, Any] = {
                 'since': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since)),
                 'until': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until)),
                 'time_zone': 'UTC',
@@ -185,9 +243,11 @@ def run_floor(urls: dict, end: float, connection: Any) -> None:
     )
 
 
-def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
-    """The real check, run after run as the Agent would, until the backfill is delivered."""
+def run_check(urls: dict, args: argparse.Namespace, skew: Any, connection: Any) -> None:
+    """The real check, run after run on the Agent's schedule, until the backfill is delivered."""
     os.environ.setdefault('DDEV_SKIP_GENERIC_TAGS_CHECK', 'true')
+    import requests
+
     from datadog_checks.base.stubs import aggregator
     from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 
@@ -199,15 +259,16 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
         'backfill_days': args.days + 1,
         'min_collection_interval': args.interval,
     }
+    if args.max_requests:
+        instance['max_requests_per_run'] = args.max_requests
     check = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
-    cpu = time.process_time()
-    runs, longest, errors = 0, 0.0, []
-    before = pagerduty_requests(urls)
+    schedule = Schedule(skew, args.interval)
+    check.monotonic = schedule.monotonic
+    check.sleep = schedule.sleep
+    errors: list[str] = []
+    before, marks = pagerduty_requests(urls), _marks(urls)
     while True:
-        started = time.monotonic()
-        error = check.run()
-        longest = max(longest, time.monotonic() - started)
-        runs += 1
+        error = schedule.run(check)
         if error:
             errors.append(json.loads(error)[0]['message'])
         report = check.last_report
@@ -215,26 +276,16 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
         dora = check.collector.dora
         if report is not None and report.sweep_complete and dora is not None and dora.pending == 0:
             break
-        if runs > 10_000:
+        if schedule.runs > 10_000:
             break
         aggregator.reset()
-    backfill_cpu = time.process_time() - cpu
+    backfill = {'cpu': schedule.cpu, 'runs': schedule.runs, 'longest_run': schedule.longest}
     backfill_requests = _minus(pagerduty_requests(urls), before)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    import requests
-
-    # Idle runs: reconciliation is paced so that a pass takes about 10 minutes, and the feed's second
-    # look is taken once every 5 minutes of PagerDuty's time, so the cost of an idle run is an average
-    # over a pass and more, with PagerDuty's clock moving an interval before each run.
-    idle_before = pagerduty_requests(urls)
-    for _ in range(IDLE_RUNS):
-        requests.post(urls['datadog'] + '/_advance', params={'seconds': str(args.interval)}, timeout=60)
-        aggregator.reset()
-        check.run()
-    idle_kinds = _minus(pagerduty_requests(urls), idle_before)
-    idle = idle_kinds['total'] / IDLE_RUNS
+    idle_marks = _marks(urls)
+    idle = _idle_runs(check, schedule, urls, aggregator)
+    after_idle = _marks(urls)
     # Some incidents resolve, and a run takes that in: the state then holds records of resolved incidents too.
-
     requests.post(urls['datadog'] + '/_resolve', params={'count': str(RESOLVED)}, timeout=60)
     time.sleep(1.0)
     aggregator.reset()
@@ -243,19 +294,71 @@ def run_check(urls: dict, args: argparse.Namespace, connection: Any) -> None:
     latency = {logged: _runs_to_see_priority_change(check, urls, aggregator, logged) for logged in (True, False)}
     connection.send(
         {
-            'cpu': backfill_cpu,
+            **backfill,
             'rss_mb': rss,
-            'runs': runs,
-            'longest_run': longest,
             'errors': errors[:3],
             'requests': backfill_requests,
-            'idle_requests': idle,
-            'idle_by_kind': {kind: count / IDLE_RUNS for kind, count in idle_kinds.items() if kind != 'total'},
+            'marks': {'backfill': (marks, idle_marks), 'idle': (idle_marks, after_idle)},
+            **idle,
             'priority_change_runs': latency,
             'state_bytes': len(check.collector.state.dumps()) if check.collector else 0,
             'restart': restart,
         }
     )
+
+
+class Schedule:
+    """The Agent's schedule on a clock shared with the fakes: a run every `interval` seconds, and waits
+    that pass at once. `skew` is what the shared clock is ahead of the machine's monotonic clock."""
+
+    def __init__(self, skew: Any, interval: float) -> None:
+        self.skew = skew
+        self.interval = interval
+        self.runs = 0
+        self.cpu = 0.0
+        self.longest = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skew.value
+
+    def sleep(self, seconds: float) -> None:
+        self.skew.value += max(0.0, seconds)
+
+    def run(self, check: Any) -> Any:
+        """One run of `check`, its CPU counted; then the clock moves on to the next run's due time."""
+        started, cpu = self.monotonic(), time.process_time()
+        error = check.run()
+        self.cpu += time.process_time() - cpu
+        self.runs += 1
+        took = self.monotonic() - started
+        self.longest = max(self.longest, took)
+        self.sleep(self.interval - took)
+        return error
+
+
+def _idle_runs(check: Any, schedule: Schedule, urls: dict, aggregator: Any) -> dict:
+    """Runs with nothing new: reconciliation is paced so that a pass takes about 10 minutes, and the feed's
+    second look is taken once every 5 minutes of PagerDuty's time, so the cost of an idle run is an
+    average over a pass and more, with PagerDuty's clock moving an interval before each run."""
+    import requests
+
+    before, cpu = pagerduty_requests(urls), schedule.cpu
+    for _ in range(IDLE_RUNS):
+        requests.post(urls['datadog'] + '/_advance', params={'seconds': str(schedule.interval)}, timeout=60)
+        aggregator.reset()
+        schedule.run(check)
+    kinds = _minus(pagerduty_requests(urls), before)
+    return {
+        'idle_cpu': (schedule.cpu - cpu) / IDLE_RUNS,
+        'idle_requests': kinds['total'] / IDLE_RUNS,
+        'idle_by_kind': {kind: count / IDLE_RUNS for kind, count in kinds.items() if kind != 'total'},
+    }
+
+
+def _marks(urls: dict) -> dict:
+    import requests
+
+    return requests.get(urls['datadog'] + '/_marks', timeout=60).json()
 
 
 def _restart(instance: dict, aggregator: Any) -> dict:
@@ -316,6 +419,45 @@ def _runs_to_see_priority_change(check: Any, urls: dict, aggregator: Any, logged
     return -1
 
 
+def replay(path: str, repeat: int, connection: Any) -> None:
+    """The requests logged at `path`, made again `repeat` times by a bare keep-alive client; its CPU seconds."""
+    import requests
+
+    with open(path, 'rb') as recorded:
+        logged = pickle.load(recorded)
+    session = requests.Session()
+    statuses: dict[int, int] = {}
+    read = 0
+    cpu = time.process_time()
+    for _ in range(repeat):
+        for method, url, headers, body in logged:
+            answer = session.request(method, url, data=body or None, headers=headers, allow_redirects=False)
+            read += len(answer.content)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+    connection.send({'cpu': (time.process_time() - cpu) / repeat, 'requests': len(logged), 'statuses': statuses})
+
+
+def replayed(urls: dict, marks: tuple[dict, dict], repeat: int = 1) -> dict:
+    """The check's requests between two marks, made again by a bare client in a fresh process."""
+    import requests
+
+    since, until = marks
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'requests.pickle')
+        params = {'path': path}
+        for api in ('pagerduty', 'datadog'):
+            params.update({api + '_from': since[api], api + '_to': until[api]})
+        requests.post(urls['datadog'] + '/_log', params=params, timeout=600)
+        return in_process(replay, path, repeat)
+
+
+def limits(urls: dict, on: bool) -> dict:
+    """Turn the fakes' rate limits on or off; how many requests each answered 429 for its limit so far."""
+    import requests
+
+    return requests.post(urls['datadog'] + '/_limits', params={'on': str(on).lower()}, timeout=60).json()
+
+
 def in_process(target: Any, *target_args: Any) -> dict:
     parent, child = multiprocessing.Pipe()
     process = multiprocessing.Process(target=target, args=(*target_args, child))
@@ -325,6 +467,20 @@ def in_process(target: Any, *target_args: Any) -> dict:
     return result
 
 
+def measure(urls: dict, args: argparse.Namespace, skew: Any) -> dict:
+    """The floor, the check, and the replays of the check's requests, each in a fresh process."""
+    limits(urls, on=False)
+    floor = in_process(run_floor, urls, float(urls['end']))
+    limits(urls, on=True)
+    # The check starts a minute later: the floor's requests are not counted in its windows.
+    skew.value += 60
+    check = in_process(run_check, urls, args, skew)
+    limited = limits(urls, on=False)
+    backfill = replayed(urls, check['marks']['backfill'])
+    idle = replayed(urls, check['marks']['idle'], repeat=IDLE_REPLAYS)
+    return {'floor': floor, 'check': check, 'replay': backfill, 'idle_replay': idle, 'limited': limited}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--incidents', type=int, default=100_000)
@@ -332,99 +488,108 @@ def main() -> None:
     parser.add_argument('--hot-day', type=int, default=12_000, help='incidents created on one day of the window')
     parser.add_argument('--interval', type=int, default=60, help='the check\'s min_collection_interval')
     parser.add_argument('--open', type=int, default=5000, help='incidents still open at the end')
-    parser.add_argument('--repeat', type=int, default=1, help='floor and check runs, taking turns')
+    parser.add_argument('--datadog-rate-limit', type=int, default=3000, help='DORA requests a minute, advertised')
+    parser.add_argument('--max-requests', type=int, default=0, help='max_requests_per_run (0: unset)')
     args = parser.parse_args()
     multiprocessing.set_start_method('spawn')
     end = float(int(time.time()))
+    skew = multiprocessing.Value('d', 0.0, lock=False)
 
     parent, child = multiprocessing.Pipe()
-    fakes = multiprocessing.Process(target=serve_fakes, args=(args, end, child), daemon=True)
+    fakes = multiprocessing.Process(target=serve_fakes, args=(args, end, skew, child), daemon=True)
     fakes.start()
-    urls = parent.recv()
-
-    # Floor and check take turns, so that a slower stretch of the machine weighs on both alike.
-    pairs = [(in_process(run_floor, urls, end), in_process(run_check, urls, args)) for _ in range(args.repeat)]
+    urls = dict(parent.recv(), end=end)
+    results = measure(urls, args, skew)
     parent.send('stop')
     fakes.join(10)
-    ratios = sorted(check['cpu'] / floor['cpu'] for floor, check in pairs)
-    floor, check = pairs[-1]
-
-    pages = math.ceil(args.incidents / 100)
-    print(json.dumps({'floor': floor, 'check': check, 'open_incidents': urls['open']}, indent=2))
+    print(json.dumps(dict(results, open_incidents=urls['open']), indent=2))
     print()
-    print('incidents                 {:>10,}'.format(args.incidents))
+    report(args, results, urls['open'])
+
+
+def report(args: argparse.Namespace, results: dict, open_count: int) -> None:
+    floor, check, replay, idle_replay = results['floor'], results['check'], results['replay'], results['idle_replay']
+    pages = math.ceil(args.incidents / 100)
     requests = check['requests']
-    print(
-        'PagerDuty sweep requests  {:>10,}  = {:.3f} x ceil(N/100) (target <= 1.05 x + 5)'.format(
-            requests['sweep'] + requests['other'], (requests['sweep'] + requests['other']) / pages
-        )
-    )
-    print(
-        'change feed requests      {:>10,}  over {} runs (one a run while idle)'.format(requests['feed'], check['runs'])
-    )
-    print(
-        'reconciliation requests   {:>10,}  over {} runs ({} open: paced for a pass in about 10 minutes)'.format(
-            requests['open_list'], check['runs'], urls['open']
-        )
-    )
-    print(
-        'PagerDuty requests, all   {:>10,}  = {:.3f} x ceil(N/100)'.format(requests['total'], requests['total'] / pages)
-    )
-    print(
-        'CPU seconds, check        {:>10.1f}  = {:.2f} x floor ({:.1f} s) (target <= 1.3 x)'.format(
-            check['cpu'], check['cpu'] / floor['cpu'], floor['cpu']
-        )
-    )
-    if len(ratios) > 1:
-        listed = ', '.join('{:.2f}'.format(ratio) for ratio in ratios)
-        print('CPU ratio, {} turns        {} (median {:.2f})'.format(len(ratios), listed, ratios[len(ratios) // 2]))
-    print(
-        'peak RSS, check           {:>10.1f} MB (floor process {:.1f} MB; target <= 100 MB)'.format(
-            check['rss_mb'], floor['rss_mb']
-        )
-    )
-    print(
-        'runs / longest run        {:>10} / {:.1f} s (interval {} s)'.format(
-            check['runs'], check['longest_run'], args.interval
-        )
-    )
-    print(
-        'requests in an idle run   {:>10.2f} on average over {} runs (target <= 1.5 + open/1000 = {:.2f})'.format(
-            check['idle_requests'], IDLE_RUNS, 1.5 + urls['open'] / 1000
-        )
-    )
-    by_kind = check['idle_by_kind']
-    print(
-        '  of which                  {:>8.2f} change feed (its second look included), {:.2f} reconciliation'.format(
-            by_kind['feed'], by_kind['open_list']
-        )
-    )
+    sweep = requests['sweep'] + requests['other']
+    rows = [
+        ('incidents', '{:,}'.format(args.incidents)),
+        ('PagerDuty sweep requests', '{:,} = {:.3f} x ceil(N/100) (target <= 1.05 x + 5)'.format(sweep, sweep / pages)),
+        ('change feed requests', '{:,} over {} runs'.format(requests['feed'], check['runs'])),
+        (
+            'reconciliation requests',
+            '{:,} over {} runs ({:,} open)'.format(requests['open_list'], check['runs'], open_count),
+        ),
+        ('PagerDuty requests, all', '{:,} = {:.3f} x ceil(N/100)'.format(requests['total'], requests['total'] / pages)),
+        ('requests replayed', '{:,} (statuses {})'.format(replay['requests'], replay['statuses'])),
+        ('429s for a spent limit', 'PagerDuty {pagerduty}, Datadog {datadog} (target 0)'.format(**results['limited'])),
+        (
+            'runs to catch up',
+            '{} (goal <= 60 at 100,000); longest {:.1f} s of the {} s interval'.format(
+                check['runs'], check['longest_run'], args.interval
+            ),
+        ),
+        (
+            'CPU, backfill',
+            '{:.1f} s = {:.2f} x the replay ({:.1f} s; goal <= 1.2), {:.2f} x the floor ({:.1f} s; goal <= 1.3)'.format(
+                check['cpu'], check['cpu'] / replay['cpu'], replay['cpu'], check['cpu'] / floor['cpu'], floor['cpu']
+            ),
+        ),
+        (
+            'CPU, an idle run',
+            '{:.1f} ms = {:.2f} x the replay of its {:.1f} requests ({:.1f} ms; goal <= 2)'.format(
+                check['idle_cpu'] * 1000,
+                check['idle_cpu'] / idle_replay['cpu'] * IDLE_RUNS,
+                idle_replay['requests'] / IDLE_RUNS,
+                idle_replay['cpu'] * 1000 / IDLE_RUNS,
+            ),
+        ),
+        (
+            'peak RSS, check',
+            '{:.1f} MB (floor process {:.1f} MB; target <= 100 MB)'.format(check['rss_mb'], floor['rss_mb']),
+        ),
+        (
+            'requests in an idle run',
+            '{:.2f} (target <= 1.5 + open/1000 = {:.2f}): {:.2f} change feed, {:.2f} reconciliation'.format(
+                check['idle_requests'],
+                1.5 + open_count / 1000,
+                check['idle_by_kind']['feed'],
+                check['idle_by_kind']['open_list'],
+            ),
+        ),
+    ]
     restart = check['restart']
-    print(
-        'state                     {:>10,} bytes: {:.0f} per open record ({:,}), {:.0f} per resolved ({:,})'.format(
-            restart['state_bytes'],
-            restart['bytes_per_open'],
-            restart['open_records'],
-            restart['bytes_per_resolved'],
-            restart['resolved_records'],
-        )
-    )
-    print(
-        'restart at {:,} open      first run {:.0f} ms CPU, next run {:.0f} ms (encoding the state: {:.0f} ms)'.format(
-            restart['open_records'],
-            restart['first_run_cpu'] * 1000,
-            restart['next_run_cpu'] * 1000,
-            restart['encode_cpu'] * 1000,
-        )
-    )
-    latency = check['priority_change_runs']
-    print(
-        'runs to see a priority change of an open incident: {} from a server that logs it, {} unlogged as '
-        'PagerDuty serves it (target: within 10 runs at 5,000 open)'.format(
-            latency['true'] if 'true' in latency else latency[True],
-            latency['false'] if 'false' in latency else latency[False],
-        )
-    )
+    rows += [
+        (
+            'state',
+            '{:,} bytes: {:.0f} per open record ({:,}), {:.0f} per resolved ({:,})'.format(
+                restart['state_bytes'],
+                restart['bytes_per_open'],
+                restart['open_records'],
+                restart['bytes_per_resolved'],
+                restart['resolved_records'],
+            ),
+        ),
+        (
+            'restart',
+            'first run {:.0f} ms CPU, next run {:.0f} ms (encoding the state: {:.0f} ms)'.format(
+                restart['first_run_cpu'] * 1000, restart['next_run_cpu'] * 1000, restart['encode_cpu'] * 1000
+            ),
+        ),
+        (
+            'runs to see a priority change',
+            '{} logged, {} unlogged (target: within 10 runs at 5,000 open)'.format(
+                *(_latency(check['priority_change_runs'], logged) for logged in (True, False))
+            ),
+        ),
+    ]
+    for label, text in rows:
+        print('{:<31} {}'.format(label, text))
+
+
+def _latency(latency: dict, logged: bool) -> Any:
+    # The pipe keeps the keys as they were; JSON would have made them strings.
+    return latency.get(logged, latency.get(str(logged).lower()))
 
 
 if __name__ == '__main__':

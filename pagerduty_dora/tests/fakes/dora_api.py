@@ -172,9 +172,14 @@ class DoraState(DoraFailures):
         self.timeout_delay = timeout_delay
         self.removed: list[str] = []
         self.faults = Faults(FAULT_KINDS)
-        self._clock = clock
+        # The clock the rate limit's windows are counted on (monotonic seconds; a test may give its own).
+        self.clock = clock
         self._window_start = clock()
         self._window_used = 0
+        # Requests answered 429 because the window was spent, and the fewest requests a window had left:
+        # a client that paces itself by the headers meets no 429 and leaves the reserve it promises.
+        self.limited = 0
+        self.least_remaining: int | None = None
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """Route tuples for `FakeServer`."""
@@ -331,17 +336,20 @@ class DoraState(DoraFailures):
     def _rate_limit(self) -> Reply | None:
         if self.rate_limit is None:
             return None
-        now = self._clock()
+        now = self.clock()
         if now - self._window_start >= self.period:
             self._window_start = now
             self._window_used = 0
         self._window_used += 1
         if self._window_used <= self.rate_limit:
+            remaining = self.rate_limit - self._window_used
+            self.least_remaining = remaining if self.least_remaining is None else min(self.least_remaining, remaining)
             return None
+        self.limited += 1
         return Reply(429, {'errors': ['Too many requests']}, headers=self._exhausted_headers())
 
     def _reset(self) -> int:
-        return max(1, int(self.period - (self._clock() - self._window_start) + 0.999))
+        return max(1, int(self.period - (self.clock() - self._window_start) + 0.999))
 
     def _rate_headers(self) -> dict[str, str]:
         if self.rate_limit is None:

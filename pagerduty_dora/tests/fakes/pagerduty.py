@@ -653,6 +653,10 @@ class PagerDutySimulator(PagerDutyApi):
         self._lock = threading.Lock()
         self._window_start: float | None = None
         self._window_used = 0
+        # Requests answered 429 because the minute's budget was spent (injected faults aside), and the
+        # fewest requests a minute had left: a client that paces itself meets no 429 and keeps its reserve.
+        self.limited = 0
+        self.least_remaining: int | None = None
         self.faults = Faults(FAULT_KINDS)
         self._query_cache: dict[tuple, array] = {}
         super().__init__(account)
@@ -700,6 +704,7 @@ class PagerDutySimulator(PagerDutyApi):
             return Reply(401, {'error': {'message': 'Authentication failed', 'code': 2006}})
         budget = self._spend()
         if budget is None:
+            self.limited += 1
             return Reply(429, _RATE_LIMITED, self._rate_headers(remaining=0))
         if token in self.forbidden_tokens:
             reply = Reply(
@@ -723,7 +728,10 @@ class PagerDutySimulator(PagerDutyApi):
             if self._window_used >= self.rate_limit:
                 return None
             self._window_used += 1
-            return self.rate_limit - self._window_used
+            remaining = self.rate_limit - self._window_used
+            if self.least_remaining is None or remaining < self.least_remaining:
+                self.least_remaining = remaining
+            return remaining
 
     def _rate_headers(self, remaining: int | None = None, reset: int | None = None) -> dict[str, str]:
         with self._lock:

@@ -83,7 +83,8 @@ class FeedPass:
         self._handed: set[str] = set()
         # A run stopped among held pages reads them again, and a story longer than them costs about
         # as many pages of its own log: a run must afford both to get past them.
-        self.max_held = max(0, min(MAX_HELD_PAGES, (client.requests_per_run - 2) // 2))
+        budget = client.requests_per_run
+        self.max_held = MAX_HELD_PAGES if budget is None else max(0, min(MAX_HELD_PAGES, (budget - 2) // 2))
         # (since, until, offset) of the pages this run went back a page from, as for vanished entries.
         self._went_back: set[tuple[float, float, int]] = set()
         self._warned_endless = False

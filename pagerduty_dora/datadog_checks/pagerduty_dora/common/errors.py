@@ -5,8 +5,9 @@
 
 A caller retries a `TransientError` on a later run, reports an `AuthError` (a key that is wrong or
 lacks a permission), drops what a `RequestRejected` refused for good, and waits for the next run after
-`BudgetExhausted`. A request that got no answer at all is a `ConnectionFailed` naming its cause, read
-from the error the HTTP library raised without importing that library.
+`BudgetExhausted` (the run's budget for the API is spent: not an error of the API). A request that
+got no answer at all is a `ConnectionFailed` naming its cause, read from the error the HTTP library
+raised without importing that library.
 """
 
 from __future__ import annotations
@@ -96,7 +97,11 @@ class RequestRejected(ApiError):
 
 
 class BudgetExhausted(ApiError):
-    """The run has made `max_requests_per_run` requests to this API; the rest waits for the next run."""
+    """The run has spent its budget for this API; the rest waits for the next run.
+
+    The budget is `max_requests_per_run` requests when set; otherwise the run's time for requests and
+    the check's share of the rate limit the API advertises (`pacing.QUOTA_SHARE`).
+    """
 
 
 def _error_chain(error: BaseException) -> list[BaseException]:

@@ -4,17 +4,24 @@
 """The one place where HTTP calls are made, counted, paced and turned into typed errors.
 
 Both APIs the check talks to (PagerDuty's REST API and Datadog's API) go through `ApiClient`, so
-they share one set of rules: a hard request budget per run, a run deadline that no wait may pass,
-rate limits read from `ratelimit-*` / `X-RateLimit-*` headers, no redirects (credentials never
-follow one), a base URL that every URL parser reads as the same host (`urls.api_origin`), and errors
-split into the kinds the callers act on.
+they share one set of rules: a budget per run (`max_requests_per_run` requests when set, otherwise a
+share of the collection interval), a run deadline that no wait may pass, rate limits read from
+`ratelimit-*` / `X-RateLimit-*` headers, no redirects (credentials never follow one), a base URL
+that every URL parser reads as the same host (`urls.api_origin`), and errors split into the kinds
+the callers act on.
+
+**Pacing** (`pacing.py`). Before each request the client asks whether the run may make it: not
+past its budget, and not while the API's advertised window is down to the share left to others;
+then it waits for the window to reset when that comes within the run's time for requests, and
+otherwise stops. Each stop is a `BudgetExhausted`, which every caller takes as "the rest waits for
+the next run".
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partialmethod
 from typing import Any, Callable, Mapping
 
@@ -31,6 +38,7 @@ from .errors import (
     UnreadableResponse,
     connection_failed,
 )
+from .pacing import MAX_RATE_LIMIT_WAIT, Quota, RunLimits, reset_of
 from .responses import close, drain, error_body, read_body
 from .urls import Origin, UnsafeUrl, api_origin
 
@@ -50,8 +58,6 @@ __all__ = [
     'status_class',
 ]
 
-# Longest single wait for a rate limit window; PagerDuty's windows are one minute.
-MAX_RATE_LIMIT_WAIT = 65.0
 # Retries of one request after a 429, a 5xx or a connection failure, within the run deadline.
 MAX_RETRIES = 3
 BACKOFF_BASE = 1.0
@@ -75,38 +81,14 @@ class Response:
     data: Any = None
 
 
-@dataclass
-class RunLimits:
-    """Per-run bounds: how many requests are left and the monotonic time the run must end by.
-
-    `stalled` names the callers that make no more requests in this run (see `ApiClient.stall`).
-    """
-
-    max_requests: int
-    deadline: float
-    used: int = 0
-    blocked_until: float = 0.0
-    stalled: set[str] = field(default_factory=set)
-
-
-def _header(headers: Mapping[str, str], *names: str) -> str | None:
-    for name in names:
-        value = headers.get(name)
-        if value is not None:
-            return value
-    return None
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+_STATUS_CLASSES = {klass: '{}xx'.format(klass) for klass in range(1, 10)}
 
 
 def status_class(status: int | None) -> str:
     """`2xx`, `4xx`, `5xx`…, or `error` when no response came back."""
-    return '{}xx'.format(status // 100) if status else 'error'
+    if not status:
+        return 'error'
+    return _STATUS_CLASSES.get(status // 100) or '{}xx'.format(status // 100)
 
 
 class ApiClient:
@@ -116,6 +98,9 @@ class ApiClient:
     is told of every attempt, `on_rate_limited(endpoint)` of every 429, so the caller can count them.
     `base_url` must pass `urls.api_origin` (https, or http to a loopback host; no credentials,
     backslash or anything URL parsers read apart): any other raises `UnsafeUrl`, before any request.
+
+    `max_requests` caps the requests of a run; None paces them instead: requests start only within
+    `request_seconds` of `start_run()` (and before its deadline), and within the advertised quota.
     """
 
     def __init__(
@@ -125,8 +110,9 @@ class ApiClient:
         http: Any,
         base_url: str,
         auth_headers: Mapping[str, str],
-        max_requests: int,
+        max_requests: int | None,
         log: Any,
+        request_seconds: float = float('inf'),
         on_request: Callable[[str, str], None] | None = None,
         on_rate_limited: Callable[[str], None] | None = None,
         on_failure: Callable[[ApiError], None] | None = None,
@@ -143,8 +129,17 @@ class ApiClient:
             raise UnsafeUrl('{} API: refusing the base URL {!r}: it {}'.format(name, base_url, e)) from None
         self.base_url = base_url.strip().rstrip('/')
         self._auth_headers = dict(auth_headers)
+        self._json_headers = dict(self._auth_headers, **{'Content-Type': 'application/json'})
+        # Streamed, so that the body is read in bounded chunks (`read_body`) rather than all at once.
+        self._options: dict[str, Any] = {
+            'extra_headers': self._auth_headers,
+            'allow_redirects': False,
+            'persist': True,
+            'stream': True,
+        }
         self._secrets = _secret_values(self._auth_headers)
         self._max_requests = max_requests
+        self._request_seconds = request_seconds
         self._log = log
         self._on_request = on_request or (lambda endpoint, klass: None)
         self._on_rate_limited = on_rate_limited or (lambda endpoint: None)
@@ -155,14 +150,20 @@ class ApiClient:
         self._sleep = sleep or (lambda seconds: time.sleep(seconds))
         self._jitter = jitter
         self.limits = RunLimits(max_requests=max_requests, deadline=float('inf'))
+        self.quota = Quota()
         # The Agent retries a failed connection within the run; a one-shot caller (the dry run) turns
         # this off, so that an API that does not answer is told at once rather than after the backoff.
         self.retry_connection_failures = True
 
     def start_run(self, deadline: float) -> None:
-        """Reset the request budget for a new run that must end by `deadline` (monotonic seconds)."""
-        blocked_until = self.limits.blocked_until
-        self.limits = RunLimits(max_requests=self._max_requests, deadline=deadline, blocked_until=blocked_until)
+        """Reset the request budget for a new run that must end by `deadline` (monotonic seconds).
+
+        Without `max_requests`, the run starts requests only within `request_seconds` from now.
+        """
+        requests_until = deadline
+        if self._max_requests is None:
+            requests_until = min(deadline, self._clock() + self._request_seconds)
+        self.limits = RunLimits(max_requests=self._max_requests, deadline=deadline, requests_until=requests_until)
 
     def stall(self, caller: str) -> None:
         """Note that `caller` (a queue of work, by name) makes no more requests until the next `start_run()`."""
@@ -217,8 +218,7 @@ class ApiClient:
         url = self._url(path, endpoint)
         attempt = 0
         while True:
-            self._wait_for_rate_limit_window(endpoint)
-            self._take_budget(endpoint)
+            self._pace(endpoint)
             try:
                 response = self._send(method, url, params, body)
             except OSError as e:
@@ -251,11 +251,13 @@ class ApiClient:
         """What an answer means: None for a success, a `_Retry` for a 429 or a 5xx; raises for any other failure."""
         status = response.status_code
         self._on_request(endpoint, status_class(status))
-        headers = response.headers
-        self._note_rate_limit(headers)
+        self.quota.note(response.headers, self._clock())
         if status == 429:
             self._on_rate_limited(endpoint)
-            return _Retry(_number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset')), rate_limited=True)
+            reset = reset_of(response.headers)
+            if reset is not None:
+                self.quota.refused(reset, self._clock())
+            return _Retry(reset, rate_limited=True)
         if status >= 500:
             return _Retry(None, rate_limited=False)
         if status in (401, 403):
@@ -285,18 +287,12 @@ class ApiClient:
         return Response(status=response.status_code, headers=response.headers, data=self._decode(response, endpoint))
 
     def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
-        # Streamed, so that the body is read in bounded chunks (`_read`) rather than all at once.
-        options: dict[str, Any] = {
-            'extra_headers': self._auth_headers,
-            'allow_redirects': False,
-            'persist': True,
-            'stream': True,
-        }
+        options = dict(self._options)
         if params is not None:
             options['params'] = params
         if body is not None:
             options['data'] = json_format.encode(body).encode('utf-8')
-            options['extra_headers'] = dict(self._auth_headers, **{'Content-Type': 'application/json'})
+            options['extra_headers'] = self._json_headers
         return getattr(self._http, method)(url, **options)
 
     def _decode(self, response: Any, endpoint: str) -> Any:
@@ -322,28 +318,25 @@ class ApiClient:
     def _out_of_time(self) -> bool:
         return self._clock() > self.limits.deadline
 
-    def _take_budget(self, endpoint: str) -> None:
-        if self.limits.used >= self.limits.max_requests:
-            raise BudgetExhausted(
-                self.name, 'reached max_requests_per_run ({}); resuming next run'.format(self.limits.max_requests)
-            )
-        self.limits.used += 1
+    def _pace(self, endpoint: str) -> None:
+        """Take one request of the run's budget, waiting for the rate limit window where that fits.
 
-    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
-        remaining = _number(_header(headers, 'ratelimit-remaining', 'x-ratelimit-remaining'))
-        reset = _number(_header(headers, 'ratelimit-reset', 'x-ratelimit-reset'))
-        if remaining is not None and remaining <= 0 and reset is not None:
-            self.limits.blocked_until = self._clock() + min(reset, MAX_RATE_LIMIT_WAIT)
-
-    def _wait_for_rate_limit_window(self, endpoint: str) -> None:
-        wait = self.limits.blocked_until - self._clock()
-        if wait <= 0:
-            return
-        if self._clock() + wait > self.limits.deadline:
-            raise RateLimited(
-                self.name, '{} quota is used up until the next window; resuming next run'.format(endpoint)
-            )
-        self._sleep(wait)
+        Raises `BudgetExhausted` when the run may make no more requests to this API.
+        """
+        limits, quota = self.limits, self.quota
+        now = self._clock()
+        spent = limits.spent(now)
+        if spent:
+            raise BudgetExhausted(self.name, spent)
+        if quota.spent(now):
+            if quota.resets_at > limits.requests_until:
+                raise BudgetExhausted(
+                    self.name, "{}, which is past this run's time; resuming next run".format(quota.describe(now))
+                )
+            self._log.debug('%s: waiting for the rate limit window of %s: %s', self.name, endpoint, quota.describe(now))
+            self._sleep(quota.resets_at - now)
+            quota.turned()
+        limits.used += 1
 
     def _backoff(self, attempt: int, reset: float | None, endpoint: str) -> bool:
         """Wait before a retry if one is allowed and fits before the deadline; say whether to retry."""
@@ -353,9 +346,9 @@ class ApiClient:
             wait = min(max(reset, 0.0), MAX_RATE_LIMIT_WAIT) + self._jitter()
         else:
             wait = BACKOFF_BASE * (2**attempt) * (0.5 + self._jitter())
-        if self._clock() + wait > self.limits.deadline:
+        if self._clock() + wait > self.limits.requests_until:
             self._log.debug(
-                '%s: not retrying %s, the wait of %.1fs would pass the run deadline', self.name, endpoint, wait
+                "%s: not retrying %s, the wait of %.1fs would pass the run's time", self.name, endpoint, wait
             )
             return False
         self._log.debug('%s: retrying %s in %.1fs', self.name, endpoint, wait)

@@ -68,10 +68,6 @@ def instance_log_requests():
     return False
 
 
-def instance_max_requests_per_run():
-    return 500
-
-
 def instance_min_collection_interval():
     return 60
 

@@ -21,7 +21,8 @@ URGENCIES = ('high', 'low')
 UNMAPPED_INCIDENTS = ('send', 'skip')
 # The words YAML 1.1 and the Agent read as booleans when they arrive as strings (quoted in the file).
 BOOLEAN_WORDS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
-BACKFILL_DAYS_MAX = 365
+# Datadog keeps DORA events two years: older history would not be kept.
+BACKFILL_DAYS_MAX = 730
 RECHECK_RESOLVED_DAYS_MAX = 90
 OVERRIDE_TARGETS = ('service', 'team', 'env')
 # How alike a name must be to be suggested (difflib's ratio); lower suggests unrelated names.
@@ -60,7 +61,7 @@ def instance_datadog_api_url(value: Any, **kwargs: Any) -> Any:
 
 
 def instance_backfill_days(value: Any, **kwargs: Any) -> Any:
-    """Bound the history loaded on the first run to 0-365 days."""
+    """Bound the history loaded on the first run to 0-730 days (as long as Datadog keeps DORA events)."""
     number = _integer('backfill_days', value, 'from 0 to {}'.format(BACKFILL_DAYS_MAX))
     if not 0 <= number <= BACKFILL_DAYS_MAX:
         raise ValueError('`backfill_days` must be between 0 and {}, got {}'.format(BACKFILL_DAYS_MAX, number))

@@ -116,8 +116,8 @@ class PagerDutyClient:
         return undated
 
     @property
-    def requests_per_run(self) -> int:
-        """The most requests one run makes to PagerDuty (`max_requests_per_run`)."""
+    def requests_per_run(self) -> int | None:
+        """The most requests one run makes to PagerDuty (`max_requests_per_run`); None when runs are paced."""
         return self.api.limits.max_requests
 
     def list_created(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> IncidentPage:
