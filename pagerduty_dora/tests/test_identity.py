@@ -284,7 +284,9 @@ class TestLineage:
 
     def _lineage(self, cache: dict[str, str], interval: float = 60.0, **options) -> lineage.Lineage:
         instance = dict(INSTANCE, **options)
-        return lineage.Lineage(instance, identity.cache_id(instance), interval, cache.get, cache.__setitem__)
+        return lineage.Lineage(
+            instance, identity.cache_id(instance), interval, lambda key: cache.get(key, ''), cache.__setitem__
+        )
 
     def test_a_stopped_identity_is_judged_once_it_had_the_time_to_run(self) -> None:
         cache: dict[str, str] = {}

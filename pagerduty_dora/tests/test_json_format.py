@@ -126,3 +126,24 @@ def test_every_json_value_round_trips(name: str, monkeypatch: pytest.MonkeyPatch
 
     round_trip()
     assert reached['nested'] >= 30, reached
+
+
+@pytest.mark.parametrize(
+    'text, long',
+    [
+        (b'{"incident_key":"0000000000000000000000009e3779b1"}', False),
+        (b'{"id":"12345678901234567890123"}', False),
+        (b'{"n":1234567890123456789}', False),
+        (b'{"n":12345678901234567890}', True),
+        (b'{"n": -12345678901234567890}', True),
+        (b'[1, 123456789012345678901234]', True),
+        (b'[\n  99999999999999999999\n]', True),
+        (b'123456789012345678901', True),
+        (b'{"title":"a:000000000000000000000"}', True),
+    ],
+    ids=['hex-key', 'digits-in-a-text', '19-digits', '20-digits', 'negative', 'in-a-list', 'indented', 'alone', 'text'],
+)
+def test_only_a_number_of_20_digits_takes_the_standard_library(text: bytes, long: bool) -> None:
+    # The last case is a text that looks like a number after `:`: read by the standard library, still right.
+    assert json_format._long_integer(text) is long
+    assert json_format.decode(text) == json.loads(text)

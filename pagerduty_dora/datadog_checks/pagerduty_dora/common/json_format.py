@@ -11,8 +11,9 @@ leaves the standard library. Every API body and every stored document goes throu
 orjson refuses a few values the standard library takes: lone surrogates (a remote API may send them
 escaped), integers beyond 64 bits, non-string keys, `NaN`. Those fall back to the standard library,
 so what the check can read and write does not depend on which library is installed. orjson reads an
-integer beyond 64 bits as a float without complaint: a text with a run of 20 digits is read by the
-standard library (a linear scan, about a fifth of orjson's own time). Infinities and
+integer beyond 64 bits as a float without complaint: a text with a number of 20 digits or more is
+read by the standard library (a linear scan, about a fifth of orjson's own time, finds them; a run of
+digits inside a text value, such as a hexadecimal key, is told apart by what precedes it). Infinities and
 `NaN` are no JSON: orjson writes them as `null`; no stored domain admits them (`codec.py`).
 """
 
@@ -51,15 +52,34 @@ def encode(value: Any) -> str:
         return _standard_encode(value)
 
 
-# Digits made alike, to find a run as long as the shortest integer beyond 64 bits.
-_DIGITS = bytes.maketrans(b'123456789', b'000000000')
+# Digits made alike, and what may precede a number in JSON (`:`, `,`, `[`) made one mark.
+_MARKED = bytes.maketrans(b'123456789,[', b'000000000::')
 _LONG_INTEGER = b'0' * 20
+_ZERO, _MARK = ord('0'), ord(':')
+_BETWEEN = frozenset(b' \t\r\n-')
+
+
+def _long_integer(raw: bytes) -> bool:
+    """Whether `raw` may hold a number of 20 digits or more (an integer beyond 64 bits, for one)."""
+    marked = raw.translate(_MARKED)
+    found = marked.find(_LONG_INTEGER)
+    while found >= 0:
+        start = found
+        while start > 0 and marked[start - 1] == _ZERO:
+            start -= 1
+        before = start - 1
+        while before >= 0 and marked[before] in _BETWEEN:
+            before -= 1
+        if before < 0 or marked[before] == _MARK:
+            return True
+        found = marked.find(_LONG_INTEGER, found + len(_LONG_INTEGER))
+    return False
 
 
 def decode(text: str | bytes) -> Any:
     """The value JSON `text` holds; raises `ValueError` (or `RecursionError`) for what is not JSON."""
     raw = text if isinstance(text, bytes) else text.encode('utf-8', 'surrogatepass')
-    if _LONG_INTEGER in raw.translate(_DIGITS):
+    if _long_integer(raw):
         return json.loads(text)
     try:
         return _fast_decode(text)
