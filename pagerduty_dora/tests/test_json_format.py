@@ -147,3 +147,24 @@ def test_only_a_number_of_20_digits_takes_the_standard_library(text: bytes, long
     # The last case is a text that looks like a number after `:`: read by the standard library, still right.
     assert json_format._long_integer(text) is long
     assert json_format.decode(text) == json.loads(text)
+
+
+def test_a_long_text_takes_the_standard_library_and_its_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # orjson holds about 15 times the text while it reads it: a hostile body past the limit is not given it.
+    text = json.dumps({'title': 'x' * (json_format.FAST_LIMIT + 1)}).encode('utf-8')
+
+    def refuse(_: Any) -> Any:
+        raise AssertionError('the fast path read a text past FAST_LIMIT')
+
+    monkeypatch.setattr(json_format, '_fast_decode', refuse)
+    assert json_format.decode(text)['title'] == 'x' * (json_format.FAST_LIMIT + 1)
+
+
+def test_a_page_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = []
+    fast = json_format._fast_decode
+    monkeypatch.setattr(json_format, '_fast_decode', lambda text: read.append(len(text)) or fast(text))
+    page = json.dumps(
+        {'incidents': [{'id': 'P{}'.format(n), 'incident_key': '0' * 24 + '9e3779b1'} for n in range(100)]}
+    )
+    assert len(json_format.decode(page)['incidents']) == 100 and read == [len(page)]
