@@ -61,7 +61,7 @@ class DeploymentTasks:
     ) -> None:
         self._state = state
         self._report = report
-        self._requests = requests
+        self._calls = requests
         self.settle = settle
         self._clock = clock
         self._log = log
@@ -108,7 +108,7 @@ class DeploymentTasks:
     def _rolled_back(self, search: RollbackSearch, incident_id: str) -> dict:
         """The fields a rollback search gives a deployment's record: how far it searched and what it found."""
         failed = search.failed
-        result = self._requests.rollback_search(search)
+        result = self._calls.rollback_search(search)
         if result.rejected is not None:
             self._report.rejected('rollback search', incident_id, failed.service, failed.env or '', result.rejected)
             return {'rollback_until': search.until, 'rollback_refused': result.rejected.status or 400}
@@ -143,7 +143,7 @@ class DeploymentTasks:
             return True, set()
         deployment = self._state.deployments()[search.deployment]
         incident_id, failed = search.incident, search.failed
-        result = self._requests.remedy_search(search)
+        result = self._calls.remedy_search(search)
         if result.rejected is not None:
             self._report.rejected('remediation search', incident_id, failed.service, failed.env or '', result.rejected)
             deployment['remedy_until'] = search.until
@@ -184,7 +184,7 @@ class DeploymentTasks:
         patch = patch_task(deployment_id, deployment)
         if patch is None or deployment is None:
             return True, set()
-        rejected = self._requests.patch(patch)
+        rejected = self._calls.patch(patch)
         if rejected is not None:
             # Sending it again would be refused the same way (the deployment is gone, or the body is).
             deployment['refused'] = patch.attributes

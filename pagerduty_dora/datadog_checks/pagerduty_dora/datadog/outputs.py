@@ -161,4 +161,3 @@ class Outputs:
 
     def gauge(self, name: str, value: float, *tag_groups: Sequence[str]) -> None:
         self._submit.gauge(name, value, tags=self.tags(*tag_groups))
-
