@@ -53,13 +53,17 @@ def run_scripts_test(tmp_path: Path, *arguments: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+# The fast lane: all but the slow tests, in two processes.
+FAST = ['--here', 'test', 'pagerduty_dora', '--', '-m', 'not slow', '-n', '2']
+
+
 class TestScript:
     def test_fast_leaves_out_the_slow_tests(self, tmp_path):
-        assert run_scripts_test(tmp_path, '--fast') == ['--here', 'test', 'pagerduty_dora', '--', '-m', 'not slow']
+        assert run_scripts_test(tmp_path, '--fast') == FAST
 
     def test_fast_passes_pytest_arguments_on(self, tmp_path):
         found = run_scripts_test(tmp_path, '--fast', '--', '-k', 'config')
-        assert found == ['--here', 'test', 'pagerduty_dora', '--', '-m', 'not slow', '-k', 'config']
+        assert found == [*FAST, '-k', 'config']
 
     def test_without_fast_everything_runs(self, tmp_path):
         assert run_scripts_test(tmp_path, '--', '-k', 'config') == [
