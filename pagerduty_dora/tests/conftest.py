@@ -12,6 +12,7 @@ import pytest
 
 from .fakes.server import FakeServer, Reply, Request
 from .harness import World
+from .paths import TESTS
 
 # The marker of the tests `scripts/test --fast` leaves out (`-m "not slow"`), chosen by their measured
 # durations: whole modules mark themselves (`pytestmark`: fuzzing, the command line in subprocesses, the
@@ -19,11 +20,11 @@ from .harness import World
 # quick modules are named here. CI runs them all.
 SLOW_MARKER = 'slow: a test that takes long to run; `scripts/test --fast` leaves it out'
 SLOW_TESTS = (
-    'test_collection.py::TestScale::test_one_day_with_twelve_thousand_incidents',
-    'test_collection.py::TestScale::test_backfill_spreads_over_runs_within_the_request_budget',
-    'test_monitor_mapping.py::TestCost::test_a_burst_read_in_one_go',
-    'test_state.py::TestRoundTrip::test_every_state_round_trips',
-    'test_state.py::TestWholeDocument::test_any_current_document_decodes_part_by_part',
+    'collection/test_end_to_end.py::TestScale::test_one_day_with_twelve_thousand_incidents',
+    'collection/test_end_to_end.py::TestScale::test_backfill_spreads_over_runs_within_the_request_budget',
+    'collection/test_monitor_mapping.py::TestCost::test_a_burst_read_in_one_go',
+    'collection/test_state.py::TestRoundTrip::test_every_state_round_trips',
+    'collection/test_state.py::TestWholeDocument::test_any_current_document_decodes_part_by_part',
 )
 
 
@@ -33,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        name = '::'.join([item.path.name] + item.nodeid.split('::')[1:])
+        name = '::'.join([item.path.relative_to(TESTS).as_posix()] + item.nodeid.split('::')[1:])
         if any(name == slow or name.startswith(slow + '::') or name.startswith(slow + '[') for slow in SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
 

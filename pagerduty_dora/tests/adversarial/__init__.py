@@ -1,0 +1,4 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Adversarial input: fuzzed answers, hostile servers and feeds, generated properties."""

@@ -1,0 +1,207 @@
+# (C) The pagerduty_dora Authors 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""An incident read again as it was costs nothing: no record encoded, no DORA payload built or fingerprinted.
+
+Reconciliation reads every open incident every few minutes and almost all of them are as they were.
+These tests run the check against the fakes and count, over idle runs, the calls that a look which
+changes something makes: parsing the incident, the record's encoding, `build_failure` and the payload's
+fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Callable
+
+import pytest
+
+from datadog_checks.pagerduty_dora.collection import recorder
+from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
+from datadog_checks.pagerduty_dora.collection.pages import LATE_REACH
+from datadog_checks.pagerduty_dora.collection.record import RECORD
+from datadog_checks.pagerduty_dora.datadog import dora
+from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
+
+from ..harness import World, stored_state
+
+pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
+
+OPEN = 30
+
+
+@pytest.fixture
+def costs(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Calls of what a look that changes something costs, by name."""
+    counted: Counter = Counter()
+
+    def counting(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            counted[name] += 1
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(RECORD, 'encode', counting('encode', RECORD.encode))
+    monkeypatch.setattr(recorder, 'build_failure', counting('build_failure', recorder.build_failure))
+    monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', recorder.fingerprint_of))
+    monkeypatch.setattr(dora, 'fingerprint', counting('fingerprint', dora.fingerprint))
+    monkeypatch.setattr(parsing, '_parse', counting('parse', parsing._parse))
+    return counted
+
+
+def open_incidents(world: World, services: dict[str, str]) -> list[str]:
+    opened = [
+        world.account.trigger(services['checkout' if n % 2 else 'billing'], 'Incident {}'.format(n), priority='P2')
+        for n in range(OPEN)
+    ]
+    world.account.advance(60)
+    return opened
+
+
+def settle(world: World, check: Any, dd_run_check: Any) -> None:
+    """Runs until what the incidents brought is delivered and their log entries are folded into their records.
+
+    The feed's second look reaches `LATE_REACH` back: until then a record keeps its steps apart.
+    """
+    for _ in range(int(LATE_REACH // 300) + 4):
+        dd_run_check(check)
+        world.account.advance(300)
+
+
+def open_gauges(aggregator: Any) -> dict[tuple[str, ...], float]:
+    return {tuple(sorted(m.tags)): m.value for m in aggregator.metrics('pagerduty_dora.incidents.open')}
+
+
+class TestUnchangedIncident:
+    """Looks at incidents as they were encode nothing, build and fingerprint no payload, and send the same."""
+
+    def test_an_idle_run_costs_no_encode_and_no_payload(
+        self, world, services, dd_run_check, aggregator, costs: Counter
+    ) -> None:
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        open_incidents(world, services)
+        settle(world, check, dd_run_check)
+        assert set(world.dora.failures) and world.dora.posts
+        gauges = open_gauges(aggregator)
+        posts = len(world.dora.posts)
+        aggregator.reset()
+        costs.clear()
+        before = world.pagerduty.count('/incidents')
+
+        dd_run_check(check)
+
+        # The run read the open incidents again (reconciliation), and each was as it was.
+        assert world.pagerduty.count('/incidents') > before
+        assert costs == Counter()
+        assert open_gauges(aggregator) == gauges
+        assert aggregator.events == [] and len(world.dora.posts) == posts
+
+    def test_without_dora_delivery_too(self, world, services, dd_run_check, aggregator, costs: Counter) -> None:
+        check = world.check(submit_dora_failures=False)
+        dd_run_check(check)
+        world.account.advance(60)
+        open_incidents(world, services)
+        settle(world, check, dd_run_check)
+        gauges = open_gauges(aggregator)
+        aggregator.reset()
+        costs.clear()
+
+        dd_run_check(check)
+
+        assert costs == Counter()
+        assert open_gauges(aggregator) == gauges and sum(gauges.values()) == OPEN
+
+    def test_a_changed_incident_costs_only_its_own(
+        self, world, services, dd_run_check, aggregator, costs: Counter
+    ) -> None:
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        opened = open_incidents(world, services)
+        settle(world, check, dd_run_check)
+        aggregator.reset()
+        costs.clear()
+        # PagerDuty logs no priority change: reconciliation finds it.
+        world.account.set_priority(opened[7], 'P1')
+        world.account.advance(60)
+
+        dd_run_check(check)
+
+        assert [e['aggregation_key'] for e in aggregator.events] == [opened[7]]
+        assert costs['build_failure'] == 1
+        # The record is encoded once, after its new failure was delivered.
+        assert costs['encode'] == 1
+        # The new payload is fingerprinted once, and not again when Datadog accepts it.
+        assert costs['fingerprint'] == 1
+        assert stored_state(check).incidents[opened[7]].priority == 'P1'
+
+    def test_the_stored_state_is_the_same_document_after_a_restart(self, world, services, dd_run_check) -> None:
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        open_incidents(world, services)
+        settle(world, check, dd_run_check)
+        before = json.loads(check.read_persistent_cache(STATE_KEY))
+
+        restarted = world.check()
+        dd_run_check(restarted)
+
+        after = json.loads(restarted.read_persistent_cache(STATE_KEY))
+        assert after['incidents'] == before['incidents']
+        assert after['tag_sets'] == before['tag_sets']
+
+
+class TestWrites:
+    """The state is written when it changed, and only then."""
+
+    def test_a_document_the_cache_holds_is_not_written_again(
+        self, world, services, dd_run_check, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        check = world.check()
+        dd_run_check(check)
+        collector = check.collector
+        writes: list[str] = []
+        write = collector._write_cache
+
+        def written(key: str, value: str) -> None:
+            writes.append(key)
+            write(key, value)
+
+        monkeypatch.setattr(collector, '_write_cache', written)
+        collector.save()
+        assert writes == []
+        collector.state.refetch = ['PGONE']
+        collector.save()
+        assert writes == [STATE_KEY]
+        assert stored_state(check).refetch == ['PGONE']
+
+
+class TestGaugeFromTheTable:
+    """The open-incident gauge takes its tags from the table records name, and follows a mapping that changed."""
+
+    def test_a_moved_incident_is_gauged_under_its_new_tags(self, world, services, dd_run_check, aggregator) -> None:
+        check = world.check()
+        dd_run_check(check)
+        world.account.advance(60)
+        opened = open_incidents(world, services)
+        settle(world, check, dd_run_check)
+        assert sum(open_gauges(aggregator).values()) == OPEN
+        aggregator.reset()
+        other = world.account.add_service('Search', team_ids=[world.account.add_team('Discovery')])
+        world.account.move(opened[0], other)
+        world.account.advance(60)
+
+        dd_run_check(check)
+
+        gauges = open_gauges(aggregator)
+        assert sum(gauges.values()) == OPEN
+        moved = [tags for tags, value in gauges.items() if 'pagerduty_service:Search' in tags]
+        assert [gauges[tags] for tags in moved] == [1]
+        assert 'pagerduty_team:Discovery' in moved[0]
+        # Only the sets records name are kept.
+        state = stored_state(check)
+        assert set(state.tag_sets) == {record.tag_set for record in state.incidents.values() if record.tag_set}
