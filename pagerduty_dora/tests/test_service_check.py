@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.pagerduty_dora.common.http import AuthError
+from datadog_checks.pagerduty_dora.common.errors import AuthError
 
 from .fakes.server import Reply
 from .harness import DD_APP_KEY, World, assert_service_check

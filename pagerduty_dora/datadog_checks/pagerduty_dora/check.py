@@ -18,7 +18,8 @@ from typing import Callable
 from datadog_checks.base import AgentCheck
 from datadog_checks.base.agent import datadog_agent
 from datadog_checks.base.errors import CheckException, ConfigurationError
-from datadog_checks.pagerduty_dora.collection.collector import Collector, RunReport
+from datadog_checks.pagerduty_dora.collection.collector import Collector
+from datadog_checks.pagerduty_dora.collection.run import RunReport
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, TransientError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl

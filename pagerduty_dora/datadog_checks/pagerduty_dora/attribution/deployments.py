@@ -21,14 +21,8 @@ import re
 from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.catalog.model import name_key
-from datadog_checks.pagerduty_dora.common.http import (
-    ApiClient,
-    AuthError,
-    BudgetExhausted,
-    RequestRejected,
-    Response,
-    TransientError,
-)
+from datadog_checks.pagerduty_dora.common.errors import AuthError, BudgetExhausted, RequestRejected, TransientError
+from datadog_checks.pagerduty_dora.common.http import ApiClient, Response
 from datadog_checks.pagerduty_dora.common.text import clean, for_log
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 

@@ -38,7 +38,7 @@ import math
 from dataclasses import replace
 from typing import Any, Callable, Generator, Iterator
 
-from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import (
     OFFSET_CAP,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from datadog_checks.pagerduty_dora.common.http import ApiError, AuthError, RequestRejected, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, RequestRejected, UnreadableResponse
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.dora import DRIFTED
