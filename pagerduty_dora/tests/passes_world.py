@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
 from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, IncidentPage, LogPage, PagerDutyClient
 

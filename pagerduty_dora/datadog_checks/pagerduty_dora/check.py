@@ -12,14 +12,16 @@ CRITICAL service check ends with that error, after submitting what it could, so 
 from __future__ import annotations
 
 import time
-from collections import deque
-from typing import Callable
+from typing import Callable, cast
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.base.agent import datadog_agent
 from datadog_checks.base.errors import CheckException, ConfigurationError
-from datadog_checks.pagerduty_dora.collection.collector import Collector, RunReport
-from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, TransientError
+from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
+from datadog_checks.pagerduty_dora.collection.collector import Collector
+from datadog_checks.pagerduty_dora.collection.run import RunReport
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl
 from datadog_checks.pagerduty_dora.config.scope import scope_warnings
@@ -61,10 +63,12 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     """Polls PagerDuty for incidents and submits them as DORA failures, events and metrics."""
 
     __NAMESPACE__ = 'pagerduty_dora'
+    # Built by the last of `check_initializations`, which the base class runs to success before any `check()`.
+    collector: Collector
+    catalog: CatalogStore
 
     def __init__(self, name, init_config, instances):
         super().__init__(name, init_config, instances)
-        self.collector: Collector | None = None
         self._memory: identity.Memory | None = None
         self.last_report: RunReport | None = None
         self.health = Health(self, tags=self._tags, count=self._count, describe=self._auth_message)
@@ -79,8 +83,6 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.sleep: Callable[[float], None] = lambda seconds: time.sleep(seconds)
         self.check_initializations.appendleft(self._warn_unknown_options)
         self.check_initializations.append(self._build)
-        # A configuration error stops every initialization after it; the service check still says why.
-        self.check_initializations = deque(self._reporting_configuration_errors(f) for f in self.check_initializations)
 
     def persistent_cache_id(self) -> str:
         """Key the stored state on the instance's identity: what it collects, and where it sends it (`identity.py`)."""
@@ -116,18 +118,18 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 NO_ENV_WARNING,
             )
 
-    def _reporting_configuration_errors(self, initialization: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                initialization()
-            except (ConfigurationError, UnsafeUrl) as e:
-                detail = with_spelling_hints(configuration_message(str(e)), self.instance)
-                tags = self.instance.get('tags') if isinstance(self.instance, dict) else None
-                plain_tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
-                self.health.configuration_invalid('Invalid configuration: {}'.format(detail), plain_tags)
-                raise ConfigurationError(detail) from None
-
-        return run
+    def run_check_initializations(self) -> None:
+        """The base class's initializations, retried at each run until they succeed; a configuration error also
+        turns `can_submit` CRITICAL with the option it names (the config models could not be loaded: the raw
+        instance gives the tags)."""
+        try:
+            super().run_check_initializations()
+        except (ConfigurationError, UnsafeUrl) as e:
+            detail = with_spelling_hints(configuration_message(str(e)), self.instance)
+            tags = self.instance.get('tags') if isinstance(self.instance, dict) else None
+            plain_tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+            self.health.configuration_invalid('Invalid configuration: {}'.format(detail), plain_tags)
+            raise ConfigurationError(detail) from None
 
     def _services(self) -> AgentServices:
         """What the Agent lends the parts: the persistent cache, the log, warnings, wall time, count metrics."""
@@ -142,9 +144,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
 
     def _build(self) -> None:
         config = self.config
-        # The config models fill every default in; these are only for the type checker.
-        assert config.min_collection_interval is not None and config.pagerduty_api_url is not None
-        interval = float(config.min_collection_interval)
+        # The config model fills its default in (and refuses a value that is not a positive number).
+        interval = float(cast(float, config.min_collection_interval))
         self._run_seconds = max(5.0, interval * RUN_TIME_SHARE)
         instance_id = self.persistent_cache_id()[:16]
         self.outputs = outputs = Outputs(
@@ -158,7 +159,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.pagerduty_api = wiring.pagerduty_client(config, self.http, hooks('pagerduty'), self.log, clocks)
         self.datadog_api = wiring.datadog_client(config, self.http, hooks('datadog'), self.log, clocks)
         services = self._services()
-        catalog = wiring.catalog_store(config, self.datadog_api, services)
+        self.catalog = catalog = wiring.catalog_store(config, self.datadog_api, services)
         dora = wiring.dora_delivery(config, self.datadog_api, services)
         attribution = wiring.attribution(
             config,
@@ -204,7 +205,6 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
 
     def _follow_lineage(self) -> None:
         """Record this run in the Agent's list of identities; warn once about an identity this instance replaced."""
-        assert self.collector is not None
         if not self.collector.persist:
             return
         for change in self.lineage.ran(self.clock()):
@@ -221,7 +221,6 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.warning((IDENTITY_CHANGED + then).format(change.describe()))
 
     def check(self, _):
-        assert self.collector is not None
         deadline = self.monotonic() + self._run_seconds
         self.pagerduty_api.start_run(deadline)
         self.datadog_api.start_run(deadline)
@@ -232,7 +231,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             self._collect(deadline)
             self._verify_scope()
         finally:
-            self.health.report(self.last_report, self._unloaded_sources)
+            self.health.report(self.last_report, self.catalog.unloaded)
             self.outputs.flush()
         # Everything the run could submit is submitted; what is CRITICAL makes the run an error too.
         problems = self.health.problems()
@@ -243,10 +242,6 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
     def submit_problem(self) -> str:
         """Why the last run submitted nothing, as `can_submit` said it ('' when it could submit)."""
         return self.health.submit_problem
-
-    def _unloaded_sources(self) -> dict[str, str]:
-        store = getattr(self.collector, 'catalog', None)
-        return store.unloaded() if store is not None and hasattr(store, 'unloaded') else {}
 
     def _verify_scope(self) -> None:
         """Warn about `service_overrides`, `service_ids` and `team_ids` that name nothing in PagerDuty.
@@ -279,19 +274,21 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
             self.warning(message)
 
     def _collect(self, deadline: float) -> None:
-        assert self.collector is not None
+        """One collection run; an error that ends it is counted by its disposition (`common/disposition.py`)."""
         try:
             self.last_report = self.collector.run(deadline)
-        except AuthError as e:
-            self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:auth'])
-            # The run ends with this error (see `check`): nothing could be collected.
-            self.health.refused(e)
-        except TransientError as e:
-            self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:transient'])
-            raise CheckException('{}; collection resumes next run'.format(e)) from None
         except ApiError as e:
-            self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:request'])
-            raise CheckException(str(e)) from None
+            disposition = dispose(e)
+            if disposition is Disposition.FIX_KEY:
+                self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:auth'])
+                # The run ends with this error (see `check`): nothing could be collected.
+                self.health.refused(cast(AuthError, e))
+            elif disposition.failed_for_now:
+                self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:transient'])
+                raise CheckException('{}; collection resumes next run'.format(e)) from None
+            else:
+                self._count('api.errors', 1, ['api:{}'.format(e.api), 'kind:request'])
+                raise CheckException(str(e)) from None
 
     def _auth_message(self, error: AuthError) -> str:
         """What a refused key means and what to fix, for the service check and the dry run."""

@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping
 from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora.attribution.deployments import LIST_ENDPOINT, PATCH_ENDPOINT
 from datadog_checks.pagerduty_dora.catalog.api import SCOPES
-from datadog_checks.pagerduty_dora.collection.collector import RunReport
 from datadog_checks.pagerduty_dora.collection.monitors import MONITOR_ENDPOINT
+from datadog_checks.pagerduty_dora.collection.run import RunReport
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, ConnectionFailed
 from datadog_checks.pagerduty_dora.common.permissions import datadog_refusal, pagerduty_refusal
 from datadog_checks.pagerduty_dora.datadog.dora import REMOVAL_ENDPOINT

@@ -18,7 +18,8 @@ import yaml
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.common import http as api_module
-from datadog_checks.pagerduty_dora.common.http import ApiClient, TransientError
+from datadog_checks.pagerduty_dora.common.errors import TransientError
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.datadog.dora import MAX_NAME_LENGTH, failure_id
 from datadog_checks.pagerduty_dora.datadog.events import TEXT_LIMIT, TITLE_LIMIT
 from datadog_checks.pagerduty_dora.pagerduty.client import OFFSET_CAP, PAGE_SIZE

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog import files as catalog_files
 from datadog_checks.pagerduty_dora.common import http as api_module
-from datadog_checks.pagerduty_dora.common.http import ApiClient, TransientError, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected, TransientError, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.text import MENTION_SIGN, for_log
 from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl, is_loopback_host
 from datadog_checks.pagerduty_dora.config_models import validators
@@ -558,7 +559,7 @@ class TestUnreadableResponse:
         with FakeServer([('GET', '/incidents', lambda request: Reply(200, {}))]) as server:
             client = client_for(server)
             for path in ('http://evil.example/incidents', 'incidents', '.evil.example/incidents'):
-                with pytest.raises(api_module.RequestRejected, match='not a path on the configured host'):
+                with pytest.raises(RequestRejected, match='not a path on the configured host'):
                     client.get(path)
             assert server.requests == []
         assert loopback_only == []

@@ -19,14 +19,8 @@ from datadog_checks.pagerduty_dora.attribution.deployments import (
     patch_body,
     search_query,
 )
-from datadog_checks.pagerduty_dora.common.http import (
-    ApiClient,
-    AuthError,
-    BudgetExhausted,
-    RequestRejected,
-    Response,
-    TransientError,
-)
+from datadog_checks.pagerduty_dora.common.errors import AuthError, BudgetExhausted, RequestRejected, TransientError
+from datadog_checks.pagerduty_dora.common.http import ApiClient, Response
 
 
 class Api(ApiClient):

@@ -16,7 +16,8 @@ from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patc
 from datadog_checks.pagerduty_dora.attribution.deployments import DeploymentsClient
 from datadog_checks.pagerduty_dora.attribution.executor import Executor
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
-from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, Response
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected
+from datadog_checks.pagerduty_dora.common.http import ApiClient, Response
 
 from .test_rules import facts
 

@@ -17,7 +17,8 @@ import pytest
 
 from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
 from datadog_checks.pagerduty_dora.check import NO_ENV_WARNING
-from datadog_checks.pagerduty_dora.cli import main as cli
+from datadog_checks.pagerduty_dora.cli.dry_run import run_dry
+from datadog_checks.pagerduty_dora.cli.render import render_dry_run
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 
 from ..harness import DD_APP_KEY, World, catalog_copies, stored_catalog
@@ -320,7 +321,7 @@ class TestDryRun:
             'schema-version: v2.2\ndd-service: ledger\n---\nschema-version: v2.2\nteam: billing\n', encoding='utf-8'
         )
         patterns = [estate.pattern('*.yaml'), estate.pattern('*.json')]
-        result = cli.run_dry({}, world.instance(catalog_files=patterns), 'conf.yaml', 0)
+        result = run_dry({}, world.instance(catalog_files=patterns), 'conf.yaml', 0)
         assert result['catalog_files'] == [
             {'pattern': patterns[1], 'entries': 0, 'skipped': ['the pattern matches no file'], 'unknown_keys': []},
             {
@@ -332,7 +333,7 @@ class TestDryRun:
             {'file': str(estate.folder / 'entity.datadog.yaml'), 'entries': 6, 'skipped': [], 'unknown_keys': []},
             {'file': str(estate.folder / 'payments-api.yaml'), 'entries': 1, 'skipped': [], 'unknown_keys': []},
         ]
-        text = cli.render_dry_run(result)
+        text = render_dry_run(result)
         assert 'Catalog files (entries each gave to the catalog, and why any were skipped):' in text
         line = next(line for line in text.splitlines() if line.strip().startswith(str(estate.folder / 'draft.yaml')))
         assert line.split()[1:] == ['1', 'document', '2:', 'dd-service', 'is', 'missing']
@@ -363,11 +364,11 @@ class TestMisspeltKeys:
         payments = estate.folder / 'payments-api.yaml'
         payments.write_text(payments.read_text(encoding='utf-8').replace('team:', 'teams:'), encoding='utf-8')
 
-        result = cli.run_dry({}, world.instance(catalog_files=[estate.pattern()]), 'conf.yaml', 0)
+        result = run_dry({}, world.instance(catalog_files=[estate.pattern()]), 'conf.yaml', 0)
 
         (report,) = result['catalog_files']
         assert report['entries'] == 1
         assert report['unknown_keys'] == [
             'unknown key `teams` of dd-service payments-api (schema v2.2) is ignored: did you mean `team`?'
         ]
-        assert '  {}: unknown key `teams`'.format(payments) in cli.render_dry_run(result)
+        assert '  {}: unknown key `teams`'.format(payments) in render_dry_run(result)

@@ -190,7 +190,8 @@ class TestEchoedErrorBodies:
     @pytest.mark.parametrize('status', [400, 401, 500], ids=['rejected', 'auth', 'server-error'])
     def test_error_body_is_redacted(self, status):
         from datadog_checks.base.utils.http import RequestsWrapper
-        from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiError
+        from datadog_checks.pagerduty_dora.common.errors import ApiError
+        from datadog_checks.pagerduty_dora.common.http import ApiClient
         from datadog_checks.pagerduty_dora.pagerduty.client import auth_headers
 
         from ..fakes.server import FakeServer

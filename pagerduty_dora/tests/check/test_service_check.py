@@ -11,7 +11,8 @@ from typing import Any, Callable
 import pytest
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.pagerduty_dora.common.http import AuthError
+from datadog_checks.pagerduty_dora.check import PagerdutyDoraCheck
+from datadog_checks.pagerduty_dora.common.errors import AuthError
 
 from ..fakes.server import Reply
 from ..harness import DD_APP_KEY, World, assert_service_check
@@ -111,6 +112,30 @@ class TestServiceCheck:
             assert unknown == 'Not tried: the configuration is invalid (see pagerduty_dora.can_submit)'
         reported = aggregator.service_checks(SERVICE_CHECK) + aggregator.service_checks(SUBMIT_CHECK)
         assert [sc.name for sc in reported if sc.status == AgentCheck.CRITICAL] == [SUBMIT_CHECK]
+        assert world.pd_requests() == 0
+
+    def test_configuration_error_is_reported_every_run(self, aggregator, dd_run_check, world: World) -> None:
+        """The failed initialization runs again at the next run, and so does its alert: it lasts until the fix."""
+        check = world.check(timeout=-3)
+        for _ in range(2):
+            with pytest.raises(Exception, match='ConfigurationError'):
+                dd_run_check(check)
+
+        assert [status for status, _ in submit_statuses(aggregator)] == [AgentCheck.CRITICAL] * 2
+        assert world.pd_requests() == 0
+
+    def test_url_refused_by_the_clients(self, aggregator, dd_run_check, world: World, datadog_agent) -> None:
+        """The last initialization builds the clients: a base URL they refuse is reported as a configuration error."""
+        # Without `datadog_api_url` the URL is built from the Agent's `site`, which only the client checks.
+        datadog_agent._config['site'] = 'evil.example\\@127.0.0.1'
+        instance = world.instance(tags=['team:sre'])
+        del instance['datadog_api_url']
+        with pytest.raises(Exception, match='ConfigurationError'):
+            dd_run_check(PagerdutyDoraCheck('pagerduty_dora', {}, [instance]))
+
+        assert_service_check(aggregator, SUBMIT_CHECK, AgentCheck.CRITICAL, tags=['team:sre'], count=1)
+        ((_, message),) = submit_statuses(aggregator)
+        assert message.startswith('Invalid configuration: datadog API: refusing the base URL')
         assert world.pd_requests() == 0
 
     def test_recovers(self, aggregator, dd_run_check, world: World, simulated_run) -> None:

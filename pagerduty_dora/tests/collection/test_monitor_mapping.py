@@ -14,7 +14,7 @@ import pytest
 from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.collection.monitors import MonitorLookup, monitor_tags
 from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
-from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.rendering import datadog_event
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident

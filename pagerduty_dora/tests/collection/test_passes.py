@@ -11,20 +11,18 @@ import pytest
 
 from datadog_checks.pagerduty_dora.collection.feed import (
     LATE_PERIOD,
-    LATE_REACH,
     MAX_HELD_PAGES,
-    OVERLAP,
     UNREADABLE_RETRIES,
     FeedPass,
     page_step,
 )
 from datadog_checks.pagerduty_dora.collection.feed_position import Feed
-from datadog_checks.pagerduty_dora.collection.pages import DAY, NEXT_REQUEST, Page, PassStep
+from datadog_checks.pagerduty_dora.collection.pages import DAY, LATE_REACH, NEXT_REQUEST, OVERLAP, Page, PassStep
 from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, Window, plan_window
-from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, LogPage
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Base

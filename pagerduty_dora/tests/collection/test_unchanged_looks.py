@@ -44,8 +44,8 @@ def costs(monkeypatch: pytest.MonkeyPatch) -> Counter:
         return wrapper
 
     monkeypatch.setattr(RECORD, 'encode', counting('encode', RECORD.encode))
-    monkeypatch.setattr(recorder, 'build_failure', counting('build_failure', recorder.build_failure))
-    monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', recorder.fingerprint_of))
+    monkeypatch.setattr(recorder, 'build_failure', counting('build_failure', dora.build_failure))
+    monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(dora, 'fingerprint', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(parsing, '_parse', counting('parse', parsing._parse))
     return counted

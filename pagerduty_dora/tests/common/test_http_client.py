@@ -6,14 +6,14 @@ import logging
 import pytest
 
 from datadog_checks.base.utils.http import RequestsWrapper
-from datadog_checks.pagerduty_dora.common.http import (
-    ApiClient,
+from datadog_checks.pagerduty_dora.common.errors import (
     AuthError,
     BudgetExhausted,
     RateLimited,
     RequestRejected,
     TransientError,
 )
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 
 from ..fakes.server import FakeServer, Reply
 

@@ -28,14 +28,14 @@ from datadog_api_client.v2.model.events_list_response import EventsListResponse
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.collection.rebuild import EVENTS_LOOKBACK, Record, read_record
-from datadog_checks.pagerduty_dora.common.http import (
-    ApiClient,
+from datadog_checks.pagerduty_dora.common.errors import (
     AuthError,
     BudgetExhausted,
     ConnectionFailed,
     RequestRejected,
     TransientError,
 )
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id
 from datadog_checks.pagerduty_dora.datadog.events import build_event, build_live_event
 from datadog_checks.pagerduty_dora.datadog.readback import (

@@ -89,19 +89,30 @@ def _layer(module: str) -> int:
     return LAYERS.get(_room(module), TOP_LAYER)
 
 
+def _source_module(module: str | None, path: Path, node: ast.ImportFrom) -> str | None:
+    """The package module (relative to the package, '' for its root) `node` imports from; None outside the package.
+
+    `module` is the importing module's name in the package, None for a file outside it (a test).
+    """
+    if node.level and module is not None:
+        package = module.split('.') if path.name == '__init__.py' else module.split('.')[:-1]
+        base = package[: len(package) - node.level + 1]
+        return '.'.join(base + ([node.module] if node.module else []))
+    if not node.level and node.module == NAME:
+        return ''
+    if not node.level and node.module and node.module.startswith(NAME + '.'):
+        return node.module[len(NAME) + 1 :]
+    return None
+
+
 def _imports(module: str, path: Path) -> set[str]:
     """Package modules `module` imports, at the top or inside a function."""
-    package = module.split('.') if path.name == '__init__.py' else module.split('.')[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                target = '.'.join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith(NAME):
-                target = node.module[len(NAME) + 1 :]
-            else:
+            target = _source_module(module, path, node)
+            if target is None:
                 continue
             names = [target + '.' + alias.name if target else alias.name for alias in node.names]
             names.append(target)
@@ -116,6 +127,78 @@ def _imports(module: str, path: Path) -> set[str]:
 
 
 GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+TESTS = Path(__file__).parent
+
+
+def _top_level(tree: ast.Module) -> list[ast.AST]:
+    """The nodes of a module outside its functions and classes: what makes its attributes."""
+    found: list[ast.AST] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.append(node)
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _borrowed(module: str, path: Path) -> dict[str, str]:
+    """Names `module` binds by importing them from another package module: name -> that module.
+
+    An `__init__.py` with an `__all__` says what its package offers: it borrows nothing.
+    """
+    tree = ast.parse(path.read_text())
+    nodes = _top_level(tree)
+    if path.name == '__init__.py' and any(
+        isinstance(node, ast.Name) and node.id == '__all__' and isinstance(node.ctx, ast.Store) for node in nodes
+    ):
+        return {}
+    borrowed = {}
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            source = _source_module(module, path, node)
+            for alias in node.names if source is not None else ():
+                borrowed[alias.asname or alias.name] = source or '__init__'
+    return borrowed
+
+
+def _through_others(modules: dict[str, Path], importers: list[tuple[str | None, Path]], root: Path) -> list[str]:
+    """Each name an importer takes from a package module that only imported it from another.
+
+    `importers` are (name in the package, None for a test file, path); a name is taken with
+    `from A import name`, or as `alias.name` after `from package import A as alias`.
+    """
+    borrowed = {module: _borrowed(module, path) for module, path in modules.items()}
+    found = []
+    for module, path in importers:
+        tree = ast.parse(path.read_text())
+        taken: list[tuple[str, str, int]] = []
+        aliases: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                source = _source_module(module, path, node)
+                for alias in node.names if source is not None else ():
+                    assert source is not None
+                    qualified = '{}.{}'.format(source, alias.name) if source else alias.name
+                    if qualified in modules:
+                        aliases[alias.asname or alias.name] = qualified
+                    else:
+                        taken.append((source or '__init__', alias.name, node.lineno))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname and alias.name.startswith(NAME + '.'):
+                        aliases[alias.asname] = alias.name[len(NAME) + 1 :]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                taken.append((aliases[node.value.id], node.attr, node.lineno))
+        found += [
+            '{}:{}: {} from {}, which imports it from {}'.format(
+                path.relative_to(root).as_posix(), line, name, source, borrowed[source][name]
+            )
+            for source, name, line in taken
+            if name in borrowed.get(source, {})
+        ]
+    return sorted(set(found))
 
 
 class TestImports:
@@ -168,8 +251,37 @@ class TestImports:
 
     def test_the_layout_check_sees_the_imports(self) -> None:
         assert 'collection.feed' in GRAPH['collection.passes']
-        assert 'common.http' in GRAPH['collection.feed']
+        assert 'common.errors' in GRAPH['collection.feed']
         assert 'pagerduty.transitions' in GRAPH['collection.story']
+
+
+class TestImportPaths:
+    """One import path per name: each name is imported from the module that defines it, never through another."""
+
+    def test_no_name_is_imported_through_another_module(self) -> None:
+        importers: list[tuple[str | None, Path]] = list(MODULES.items())
+        importers += [(None, path) for path in sorted(TESTS.rglob('*.py'))]
+        assert _through_others(MODULES, importers, PACKAGE.parent.parent) == []
+
+    def test_the_check_sees_both_ways_of_importing_a_name(self, tmp_path: Path) -> None:
+        files = {
+            'errors.py': 'class Refused(Exception):\n    pass\n',
+            'client.py': 'from .errors import Refused\n\n\ndef ask():\n    raise Refused()\n',
+            'caller.py': 'from {0}.client import Refused, ask\nfrom {0} import client as api\n\napi.Refused\n'.format(
+                NAME
+            ),
+            'offer/__init__.py': 'from ..errors import Refused\n\n__all__ = ["Refused"]\n',
+            'user.py': 'from {}.offer import Refused\n'.format(NAME),
+        }
+        for name, text in files.items():
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            (tmp_path / name).write_text(text)
+        modules = {name[: -len('.py')].replace('/__init__', '').replace('/', '.'): tmp_path / name for name in files}
+        importers: list[tuple[str | None, Path]] = list(modules.items())
+        assert _through_others(modules, importers, tmp_path) == [
+            'caller.py:1: Refused from client, which imports it from errors',
+            'caller.py:4: Refused from client, which imports it from errors',
+        ]
 
 
 class TestPackageMap:

@@ -84,6 +84,7 @@ SHIPPED = [
     'collection/sweep.py',
     'common/__init__.py',
     'common/codec.py',
+    'common/disposition.py',
     'common/documents.py',
     'common/errors.py',
     'common/http.py',

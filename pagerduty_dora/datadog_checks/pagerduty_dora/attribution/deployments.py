@@ -9,10 +9,10 @@
   (`GET /incidents/{id}/related_change_events`) and the account's priorities in order (`GET /priorities`).
 
 Both make their requests through the check's `ApiClient`s (so the request budget, run deadline, rate
-limits and typed errors apply), each wrapped in an `AttributionApi`: the one place that says what a
-refused, missing, rate-limited or failing answer means. At the first transient error, budget
-exhaustion or refusal of Datadog's keys it stalls for the rest of the run: `Unavailable` then tells the
-caller to keep its work for a later run.
+limits and typed errors apply), each wrapped in an `AttributionApi`, which acts on the disposition of a
+failed answer (`common/disposition.py`). At the first answer that resumes next run, or a refusal of
+Datadog's keys, it stalls for the rest of the run: `Unavailable` then tells the caller to keep its
+work for a later run.
 """
 
 from __future__ import annotations
@@ -21,14 +21,9 @@ import re
 from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.catalog.model import name_key
-from datadog_checks.pagerduty_dora.common.http import (
-    ApiClient,
-    AuthError,
-    BudgetExhausted,
-    RequestRejected,
-    Response,
-    TransientError,
-)
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError
+from datadog_checks.pagerduty_dora.common.http import ApiClient, Response
 from datadog_checks.pagerduty_dora.common.text import clean, for_log
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 
@@ -67,17 +62,16 @@ class Unavailable(Exception):
 class AttributionApi:
     """One of the check's `ApiClient`s as attribution uses it; `caller` names attribution to it when it stalls.
 
-    `answer()` is the one place that says what a failed answer means to attribution:
+    `answer()` acts on the disposition of a failed answer (`common/disposition.py`):
 
     - the API stalled earlier in this run: `Unavailable`, and no request is made;
-    - the run's request budget is spent, or a transient error (no connection, a timeout, a rate limit
-      that outlasts its retries, a 5xx), which is logged: the API stalls for attribution until its next
-      run, and `Unavailable` keeps the work for then;
-    - the keys refused (401/403): with `refused_keys_stall` (Datadog's keys, with which no other request
-      of the run can succeed) it stalls too, raising `Unavailable(forbidden=True)` with the status;
-      otherwise the `AuthError` is raised as it is, for the caller to answer as a refusal;
-    - the request itself refused (any other 4xx): `RequestRejected`, raised as it is: sending it again
-      would be refused the same way, so the caller answers it as a value.
+    - one that resumes next run (the budget spent, or the API failed for now, which is logged): the API
+      stalls for attribution until its next run, and `Unavailable` keeps the work for then;
+    - `FIX_KEY` (401/403): with `refused_keys_stall` (Datadog's keys, with which no other request of the
+      run can succeed) it stalls too, raising `Unavailable(forbidden=True)` with the status; otherwise
+      the `AuthError` is raised as it is, for the caller to answer as a refusal;
+    - `GONE` or `GIVE_UP` (any other 4xx): `RequestRejected`, raised as it is: sending it again would be
+      refused the same way, so the caller answers it as a value.
     """
 
     def __init__(self, api: ApiClient, *, caller: str, log: Log, refused_keys_stall: bool) -> None:
@@ -97,18 +91,15 @@ class AttributionApi:
             raise Unavailable()
         try:
             return send(self._api)
-        except BudgetExhausted:
-            self._api.stall(self._caller)
-            raise Unavailable() from None
-        except TransientError as e:
-            self._api.stall(self._caller)
-            self._log.warning('Change-failure attribution paused until the next run: %s', e)
-            raise Unavailable() from None
-        except AuthError as e:
-            if not self._refused_keys_stall:
+        except ApiError as e:
+            disposition = dispose(e)
+            forbidden = disposition is Disposition.FIX_KEY and self._refused_keys_stall
+            if not (disposition.resumes_next_run or forbidden):
                 raise
+            if disposition.failed_for_now:
+                self._log.warning('Change-failure attribution paused until the next run: %s', e)
             self._api.stall(self._caller)
-            raise Unavailable(forbidden=True, status=e.status) from None
+            raise Unavailable(forbidden=forbidden, status=e.status if forbidden else None) from None
 
 
 def parse_deployment(raw: Any) -> Deployment | None:
@@ -308,7 +299,8 @@ class PagerDutySignals:
     def _get(self, path: str, params: list, endpoint: str) -> Any:
         try:
             return self._api.answer(lambda api: api.get(path, params, endpoint=endpoint)).data
-        except (AuthError, RequestRejected) as e:
+        except ApiError as e:
+            # What `answer` lets through is a refusal, of the key or of the request: PagerDuty will not tell.
             self.refused[endpoint] = e.status
             self._log.debug('PagerDuty refused %s (%s) to change-failure attribution', endpoint, e.status)
             return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from datadog_checks.pagerduty_dora.common.http import RequestRejected
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected
 
 from .decision import BlameSearch, Patch, RemedySearch, RollbackSearch
 from .deployments import DeploymentsClient, PagerDutySignals, patch_body

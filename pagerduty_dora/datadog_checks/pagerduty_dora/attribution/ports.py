@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from datadog_checks.pagerduty_dora.common.http import RequestRejected
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected
 
 from .model import ChangeEvent, Deployment
 

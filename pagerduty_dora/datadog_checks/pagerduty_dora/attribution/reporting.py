@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from datadog_checks.pagerduty_dora.common.http import RequestRejected
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected
 from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 

@@ -222,7 +222,7 @@ def check_datadog_api(check: Any, config: Any) -> dict[str, Any]:
     is for the Agent (the `can_connect` service check of `api:datadog`).
     """
     from datadog_checks.base.stubs import datadog_agent
-    from datadog_checks.pagerduty_dora.common.http import ApiError, AuthError
+    from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 
     url = check.datadog_api.base_url
     if not config.submit_dora_failures and not config.datadog_app_key:

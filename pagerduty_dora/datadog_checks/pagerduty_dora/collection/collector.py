@@ -55,7 +55,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
-from datadog_checks.pagerduty_dora.common.http import BudgetExhausted, DeadlineReached, RateLimited
+from datadog_checks.pagerduty_dora.common.errors import BudgetExhausted, DeadlineReached, RateLimited
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback

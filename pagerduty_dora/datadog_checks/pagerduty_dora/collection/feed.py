@@ -38,7 +38,8 @@ import math
 from dataclasses import replace
 from typing import Any, Callable, Generator, Iterator
 
-from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.pagerduty.client import (
     OFFSET_CAP,
@@ -112,7 +113,9 @@ class FeedPass:
         self._late = True
         try:
             yield from self._read(Feed(horizon=since), live_since, since, until, None)
-        except UnreadableResponse:
+        except ApiError as e:
+            if dispose(e) is not Disposition.UNREADABLE:
+                raise
             # The feed itself retries and corners an unreadable page; this look is taken again at its next turn.
             return
         finally:
@@ -264,7 +267,9 @@ class FeedPass:
         """
         try:
             log = self.client.log_entries(window.since, window.until, window.offset, with_total=window.offset == 0)
-        except UnreadableResponse:
+        except ApiError as e:
+            if dispose(e) is not Disposition.UNREADABLE:
+                raise
             feed.failures += 1
             if feed.failures < UNREADABLE_RETRIES:
                 raise

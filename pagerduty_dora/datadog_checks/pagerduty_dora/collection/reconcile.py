@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 from datadog_checks.pagerduty_dora.common import codec
-from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
 from .pages import NEXT_REQUEST, Look, Page, PassStep

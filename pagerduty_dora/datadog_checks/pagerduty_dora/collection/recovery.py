@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from datadog_checks.pagerduty_dora.common.http import ApiError, AuthError, RequestRejected, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.dora import DRIFTED
@@ -177,11 +178,12 @@ class Recovery:
                 now=now,
                 history_since=now - (self.backfill_days + 1) * DAY,
             )
-        except (AuthError, RequestRejected) as e:
-            # Refused for good (a missing permission, an API this site does not have): no retry helps.
-            self._failed('forbidden' if isinstance(e, AuthError) else 'rejected', e, final=True)
-            return Record()
         except ApiError as e:
+            disposition = dispose(e)
+            if not disposition.resumes_next_run:
+                # Refused for good (a missing permission, an API this site does not have): no retry helps.
+                self._failed('forbidden' if disposition is Disposition.FIX_KEY else 'rejected', e, final=True)
+                return Record()
             attempts += 1
             final = attempts >= REBUILD_ATTEMPTS
             self._write(REBUILD_KEY, '0' if final else str(attempts))
@@ -318,7 +320,9 @@ class Recovery:
         page = Page(deliver=False)
         try:
             raw = client.get_incident(key)
-        except UnreadableResponse:
+        except ApiError as e:
+            if dispose(e) is not Disposition.UNREADABLE:
+                raise
             page.skipped.append(('unreadable_incident', 1))
             return page
         self.pages += 1

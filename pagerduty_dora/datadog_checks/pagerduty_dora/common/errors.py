@@ -3,11 +3,10 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The typed errors of an API request, split into the kinds the callers act on.
 
-A caller retries a `TransientError` on a later run, reports an `AuthError` (a key that is wrong or
-lacks a permission), drops what a `RequestRejected` refused for good, and waits for the next run after
-`BudgetExhausted` (the run's budget for the API is spent: not an error of the API). A request that
-got no answer at all is a `ConnectionFailed` naming its cause, read from the error the HTTP library
-raised without importing that library.
+What each kind means to a caller (retry next run, report the key, give up on the item, wait for the
+next run) is said once, in `disposition.py`. A request that got no answer at all is a
+`ConnectionFailed` naming its cause, read from the error the HTTP library raised without importing
+that library.
 """
 
 from __future__ import annotations

@@ -30,8 +30,6 @@ from .errors import (
     ApiError,
     AuthError,
     BudgetExhausted,
-    ConnectionFailed,
-    DeadlineReached,
     RateLimited,
     RequestRejected,
     TransientError,
@@ -41,22 +39,6 @@ from .errors import (
 from .pacing import MAX_RATE_LIMIT_WAIT, Quota, RunLimits, reset_of
 from .responses import close, drain, error_body, read_body
 from .urls import Origin, UnsafeUrl, api_origin
-
-# The errors are importable from here too, where their callers have always found them.
-__all__ = [
-    'ApiClient',
-    'ApiError',
-    'AuthError',
-    'BudgetExhausted',
-    'ConnectionFailed',
-    'DeadlineReached',
-    'RateLimited',
-    'RequestRejected',
-    'Response',
-    'TransientError',
-    'UnreadableResponse',
-    'status_class',
-]
 
 # Retries of one request after a 429, a 5xx or a connection failure, within the run deadline.
 MAX_RETRIES = 3

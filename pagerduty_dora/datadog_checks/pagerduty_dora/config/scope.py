@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from datadog_checks.pagerduty_dora.catalog.mapping import Override
 from datadog_checks.pagerduty_dora.catalog.model import name_key, pagerduty_url_key
-from datadog_checks.pagerduty_dora.common.http import RequestRejected
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected
 
 # PagerDuty object ids: `P` and six or more upper-case letters and digits (`PABC123`).
 PAGERDUTY_ID = re.compile(r'\AP[A-Z0-9]{5,}\Z')

@@ -16,13 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Container, Iterator
 
-from datadog_checks.pagerduty_dora.common.errors import (
-    ApiError,
-    AuthError,
-    BudgetExhausted,
-    RequestRejected,
-    TransientError,
-)
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.permissions import dora_delivery_refusal, dora_removal_refusal
 from datadog_checks.pagerduty_dora.common.services import AgentServices
@@ -166,14 +161,15 @@ STOPPING_VERDICTS = (OUT_OF_BUDGET, PAUSED, KEY_REFUSED)
 
 
 def delivery_verdict(error: ApiError | None, *, removal: bool) -> str:
-    """What the answer to one delivery means for the queue: one of the verdicts above."""
+    """What the answer to one delivery means for the queue: one of the verdicts above, from its disposition."""
     if error is None:
         return DELIVERED
-    if isinstance(error, BudgetExhausted):
+    disposition = dispose(error)
+    if disposition is Disposition.WAIT:
         return OUT_OF_BUDGET
-    if isinstance(error, TransientError):
+    if disposition.failed_for_now:
         return PAUSED
-    if isinstance(error, AuthError):
+    if disposition is Disposition.FIX_KEY:
         return REMOVAL_REFUSED if removal else KEY_REFUSED
     return DROPPED
 
@@ -197,11 +193,13 @@ class DoraDelivery:
 
     - `enqueue()` puts an incident's latest payload in the queue; a newer payload for an incident
       already queued replaces it and keeps its place (so a busy incident is not starved).
-    - `flush()` posts from the oldest. It stops at the first transient error (connection failure,
-      timeout, 429, 5xx: counted as `dora.transient_errors`, kept, and not tried again until the API
-      client's next run) or when the run's request budget is used up. A 4xx other than 401/403 is
-      logged with the response body, counted as `dora.rejected` and dropped, since re-sending it
-      would fail the same way. A 401/403 keeps the queue and raises `AuthError` for the check to report.
+    - `flush()` posts from the oldest and acts on each answer's disposition (`delivery_verdict`). It
+      stops at the first transient error (connection failure, timeout, 429, 5xx: counted as
+      `dora.transient_errors`, kept, and not tried again until the API client's next run) or when the
+      run's request budget is used up. A 4xx other than 401/403 is logged with the response body,
+      counted as `dora.rejected` and dropped, since re-sending it would fail the same way. A 401/403
+      keeps the queue, is counted as `dora.errors` and warned about: the key refused stops delivery
+      for the run, a removal refused stops removals only.
     - The queue is bounded: beyond `max_pending` the oldest payloads are dropped, and payloads queued
       for longer than `max_age` seconds (counted from their first enqueue) are dropped; both are
       counted as `dora.dropped` and warned about.
@@ -308,7 +306,7 @@ class DoraDelivery:
         """Send one payload; the error that stopped it, or None once Datadog accepted it."""
         try:
             self._send(attributes)
-        except (BudgetExhausted, TransientError, AuthError, RequestRejected) as e:
+        except ApiError as e:
             return e
         return None
 
@@ -373,8 +371,9 @@ class DoraDelivery:
             self._api.request(
                 'delete', '{}/{}'.format(FAILURE_PATH, removal), endpoint=REMOVAL_ENDPOINT, expect_json=False
             )
-        except RequestRejected as e:
-            if e.status != 404:
+        except ApiError as e:
+            # A failure already gone is what the removal wanted.
+            if dispose(e) is not Disposition.GONE:
                 raise
         self._count('dora.removed', 1, [])
 

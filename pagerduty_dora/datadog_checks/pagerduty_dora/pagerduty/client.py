@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Sequence
 
-from datadog_checks.pagerduty_dora.common.http import ApiClient, RequestRejected, TransientError, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import RequestRejected, TransientError, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 
 from .incident import OPEN_STATUSES
