@@ -28,6 +28,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import (
     failure_id,
     fingerprint,
 )
+from datadog_checks.pagerduty_dora.datadog.marks import Mark, is_rejected, rejected
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from .fakes.dora_api import DoraState, validate
@@ -585,6 +586,29 @@ class TestDeliveryPersistence:
         assert harness.posted_ids() == ids(3, 1, 2)
         assert harness.state.posts[0] == payload(3)
         assert harness.warnings == []
+
+    def test_marks_keep_the_text_earlier_releases_stored(self, harness):
+        """A removal queued by an earlier release is deleted; one queued now is stored as it stored one."""
+        released = [['PINC0000000001', harness.clock.time(), {'__remove__': ids(1)[0]}]]
+        harness.cache[CACHE_KEY] = json.dumps({'version': 1, 'items': released})
+        delivery = harness.delivery(can_remove=True)
+        delivery.remove('PINC0000000002')
+        delivery.save()
+        stored = json.loads(harness.cache[CACHE_KEY])['items']
+        assert [item[2] for item in stored] == [{'__remove__': ids(1)[0]}, {'__remove__': ids(2)[0]}]
+        delivery.flush()
+        # Sent as a removal (refused here, without an application key), never posted as a failure.
+        sent = [(r.method, r.path) for r in harness.server.requests]
+        assert sent == [('DELETE', '{}/{}'.format(FAILURE_PATH, ids(1)[0]))]
+        assert (harness.posted_ids(), delivery.pending) == ([], 2)
+        # What a record's `delivered` holds: the marks' text is the text stored since the first release.
+        assert [mark.value for mark in Mark] == ['__remove__', '!', '?']
+        assert (rejected('fp'), is_rejected('!fp'), is_rejected('fp'), is_rejected(Mark.DRIFTED.value)) == (
+            '!fp',
+            True,
+            False,
+            False,
+        )
 
     def test_cache_is_read_lazily(self, harness):
         reads = []
