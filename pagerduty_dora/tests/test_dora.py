@@ -18,7 +18,8 @@ from datadog_api_client.v2.model.dora_failure_request_attributes import DORAFail
 
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.dora import (
     CACHE_KEY,
@@ -322,19 +323,15 @@ class Harness:
         self.counts = []
         self.warnings = []
         self.api = ApiClient(
-            name='datadog',
-            http=RequestsWrapper({'timeout': 0.3}, {}),
-            base_url=server.url,
-            auth_headers={'DD-API-KEY': key},
-            max_requests=500,
-            log=logging.getLogger('test.api'),
-            clock=clock,
-            sleep=clock.sleep,
-            jitter=lambda: 0.5,
+            ApiTarget('datadog', server.url, {'DD-API-KEY': key}),
+            RequestsWrapper({'timeout': 0.3}, {}),
+            RequestLimits(500),
+            logging.getLogger('test.api'),
+            timing=Timing(clock=clock, sleep=clock.sleep, jitter=lambda: 0.5),
         )
 
     def start_run(self, max_requests=500, deadline=50.0):
-        self.api._max_requests = max_requests
+        self.api.request_limits = RequestLimits(max_requests)
         self.api.start_run(self.clock() + deadline)
 
     def write(self, key, value):
