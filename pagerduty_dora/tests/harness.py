@@ -14,10 +14,11 @@ from datadog_checks.pagerduty_dora.catalog.sources import SourceCopy
 from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common import documents
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import parse_time
 from datadog_checks.pagerduty_dora.datadog import dora
 from datadog_checks.pagerduty_dora.datadog.events import LIVE_SINCE_TAG
-from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
+from datadog_checks.pagerduty_dora.datadog.queue import QueueBounds, QueueDocument, StoredQueue
 
 from .fakes.catalog_api import CatalogState, catalog_routes
 from .fakes.deployments_api import DeploymentsState
@@ -168,18 +169,9 @@ def read_queue(
     def refuse_write(key: str, value: str) -> None:
         raise AssertionError('reading a stored queue wrote {}'.format(key))
 
-    queue = StoredQueue(
-        key,
-        read_cache=read_cache,
-        write_cache=refuse_write,
-        warning=refuse_warning,
-        max_items=1 << 30,
-        max_age=float('inf'),
-        clock=lambda: 0.0,
-        what='stored queue',
-        entries='entries',
-        version=version,
-    )
+    services = AgentServices(read_cache, refuse_write, log=None, warning=refuse_warning, clock=lambda: 0.0)
+    bounds = QueueBounds(max_items=1 << 30, max_age=float('inf'))
+    queue = StoredQueue(QueueDocument(key, 'stored queue', 'entries', version=version), services, bounds)
     queue.read()
     return queue
 

@@ -12,7 +12,7 @@ failure of each, and says what the run's error must be.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from datadog_checks.base import AgentCheck
 from datadog_checks.pagerduty_dora.attribution.deployments import LIST_ENDPOINT, PATCH_ENDPOINT
@@ -20,6 +20,7 @@ from datadog_checks.pagerduty_dora.catalog.api import SCOPES
 from datadog_checks.pagerduty_dora.collection.monitors import MONITOR_ENDPOINT
 from datadog_checks.pagerduty_dora.collection.run import RunReport
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError, ConnectionFailed
+from datadog_checks.pagerduty_dora.common.http import ApiHooks
 from datadog_checks.pagerduty_dora.common.permissions import datadog_refusal, pagerduty_refusal
 from datadog_checks.pagerduty_dora.datadog.dora import REMOVAL_ENDPOINT
 from datadog_checks.pagerduty_dora.datadog.readback import PERMISSIONS as READBACK_PERMISSIONS
@@ -92,7 +93,7 @@ class Health:
         self.denied = set()
         self.failures = {}
 
-    def hooks(self, api: str) -> dict[str, Any]:
+    def hooks(self, api: str) -> ApiHooks:
         """The `on_request`, `on_rate_limited` and `on_failure` hooks of the `ApiClient` of `api`."""
 
         # The tags of each (endpoint, status class) met, formatted once rather than at every request.
@@ -123,7 +124,7 @@ class Health:
             elif isinstance(error, ConnectionFailed):
                 self.failures[api] = str(error)
 
-        return {'on_request': on_request, 'on_rate_limited': on_rate_limited, 'on_failure': on_failure}
+        return ApiHooks(on_request, on_rate_limited, on_failure)
 
     def refused(self, error: AuthError) -> None:
         """A refused key ended the collection: its API is denied, and its first failure is this one."""

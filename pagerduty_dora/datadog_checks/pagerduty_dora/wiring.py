@@ -19,7 +19,8 @@ from datadog_checks.pagerduty_dora.catalog.mapping import Override, parse_overri
 from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
 from datadog_checks.pagerduty_dora.collection.monitors import MonitorLookup
 from datadog_checks.pagerduty_dora.collection.settings import Settings
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiHooks, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.permissions import EU_PAGERDUTY_URL, is_eu_pagerduty
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.dora import DoraDelivery
@@ -82,43 +83,27 @@ def request_seconds(config: Any) -> float:
     return float(config.min_collection_interval or 0) * REQUEST_TIME_SHARE
 
 
-def pagerduty_client(config: Any, http: Any, hooks: dict[str, Any], log: Any, clocks: Clocks) -> ApiClient:
+def request_limits(config: Any) -> RequestLimits:
+    """What each run may request of either API: `max_requests_per_run`, or a share of the interval."""
+    return RequestLimits(config.max_requests_per_run, request_seconds(config))
+
+
+def pagerduty_client(config: Any, http: Any, hooks: ApiHooks, log: Any, clocks: Clocks) -> ApiClient:
     """The client of PagerDuty's REST API: `pagerduty_api_url`, `api_token`, `max_requests_per_run`."""
-    return ApiClient(
-        name='pagerduty',
-        http=http,
-        base_url=config.pagerduty_api_url,
-        auth_headers=auth_headers(config.api_token),
-        max_requests=config.max_requests_per_run,
-        request_seconds=request_seconds(config),
-        log=log,
-        url_hint=pagerduty_url_hint(config.pagerduty_api_url),
-        clock=clocks.monotonic,
-        sleep=clocks.sleep,
-        **hooks,
-    )
+    url = config.pagerduty_api_url
+    target = ApiTarget('pagerduty', url, auth_headers(config.api_token), pagerduty_url_hint(url))
+    return ApiClient(target, http, request_limits(config), log, hooks, Timing(clocks.monotonic, clocks.sleep))
 
 
-def datadog_client(config: Any, http: Any, hooks: dict[str, Any], log: Any, clocks: Clocks) -> ApiClient:
+def datadog_client(config: Any, http: Any, hooks: ApiHooks, log: Any, clocks: Clocks) -> ApiClient:
     """The client of Datadog's API: `datadog_api_url` (or the Agent `site`), `datadog_api_key` (or the Agent
     `api_key`), `datadog_app_key`, `max_requests_per_run`."""
     site = datadog_agent.get_config('site') or DEFAULT_SITE
     headers = {'DD-API-KEY': config.datadog_api_key or datadog_agent.get_config('api_key') or ''}
     if config.datadog_app_key:
         headers['DD-APPLICATION-KEY'] = config.datadog_app_key
-    return ApiClient(
-        name='datadog',
-        http=http,
-        base_url=config.datadog_api_url or 'https://api.{}'.format(site),
-        auth_headers=headers,
-        max_requests=config.max_requests_per_run,
-        request_seconds=request_seconds(config),
-        log=log,
-        url_hint=DATADOG_URL_HINT,
-        clock=clocks.monotonic,
-        sleep=clocks.sleep,
-        **hooks,
-    )
+    target = ApiTarget('datadog', config.datadog_api_url or 'https://api.{}'.format(site), headers, DATADOG_URL_HINT)
+    return ApiClient(target, http, request_limits(config), log, hooks, Timing(clocks.monotonic, clocks.sleep))
 
 
 def catalog_store(config: Any, datadog: ApiClient, services: AgentServices) -> CatalogStore:

@@ -19,7 +19,8 @@ from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.common import http as api_module
 from datadog_checks.pagerduty_dora.common.errors import TransientError
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.datadog.dora import MAX_NAME_LENGTH, failure_id
 from datadog_checks.pagerduty_dora.datadog.events import TEXT_LIMIT, TITLE_LIMIT
 from datadog_checks.pagerduty_dora.pagerduty.client import OFFSET_CAP, PAGE_SIZE
@@ -162,13 +163,11 @@ class TestNeverEndingResponse:
     def test_trickled_body_stops_at_the_run_deadline(self):
         with TrickleServer() as server:
             client = ApiClient(
-                name='pagerduty',
-                http=RequestsWrapper({'timeout': 2}, {}),
-                base_url=server.url,
-                auth_headers={'Authorization': 'Token token=u+pdTrickleToken_77'},
-                max_requests=5,
-                log=logging.getLogger(__name__),
-                sleep=lambda seconds: None,
+                ApiTarget('pagerduty', server.url, {'Authorization': 'Token token=u+pdTrickleToken_77'}),
+                RequestsWrapper({'timeout': 2}, {}),
+                RequestLimits(5),
+                logging.getLogger(__name__),
+                timing=Timing(sleep=lambda seconds: None),
             )
             client.start_run(time.monotonic() + 1.0)
             started = time.monotonic()
@@ -182,12 +181,10 @@ class TestNeverEndingResponse:
         body = {'incidents': [{'id': 'P{}'.format(n), 'title': 'y' * 1000} for n in range(1000)], 'more': False}
         with FakeServer([('GET', '/incidents', lambda request: Reply(200, body))]) as server:
             client = ApiClient(
-                name='pagerduty',
-                http=RequestsWrapper({'timeout': 5}, {}),
-                base_url=server.url,
-                auth_headers={'Authorization': 'Token token=u+pdCapToken_99'},
-                max_requests=5,
-                log=logging.getLogger(__name__),
+                ApiTarget('pagerduty', server.url, {'Authorization': 'Token token=u+pdCapToken_99'}),
+                RequestsWrapper({'timeout': 5}, {}),
+                RequestLimits(5),
+                logging.getLogger(__name__),
             )
             client.start_run(time.monotonic() + 30)
             with pytest.raises(TransientError, match='larger than 0 MB|larger than'):

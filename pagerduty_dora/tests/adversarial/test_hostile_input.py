@@ -28,7 +28,8 @@ from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog import files as catalog_files
 from datadog_checks.pagerduty_dora.common import http as api_module
 from datadog_checks.pagerduty_dora.common.errors import RequestRejected, TransientError, UnreadableResponse
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.text import MENTION_SIGN, for_log
 from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl, is_loopback_host
 from datadog_checks.pagerduty_dora.config_models import validators
@@ -209,12 +210,10 @@ class TestUrlsParsersReadApart:
     def test_client_refuses_the_base_url(self, url, loopback_only):
         with pytest.raises(UnsafeUrl, match='pagerduty API: refusing the base URL'):
             ApiClient(
-                name='pagerduty',
-                http=RequestsWrapper({'timeout': 1}, {}),
-                base_url=url,
-                auth_headers={'Authorization': 'Token token=u+pdUrlToken_123456'},
-                max_requests=1,
-                log=logging.getLogger(__name__),
+                ApiTarget('pagerduty', url, {'Authorization': 'Token token=u+pdUrlToken_123456'}),
+                RequestsWrapper({'timeout': 1}, {}),
+                RequestLimits(1),
+                logging.getLogger(__name__),
             )
         assert loopback_only == []
 
@@ -514,13 +513,11 @@ UNREADABLE_IDS = ['html', 'cut', 'nested-12000', 'not-utf-8', 'integer-past-digi
 
 def client_for(server: FakeServer, deadline: float = 30.0) -> ApiClient:
     client = ApiClient(
-        name='pagerduty',
-        http=RequestsWrapper({'timeout': 5}, {}),
-        base_url=server.url,
-        auth_headers={'Authorization': 'Token token=u+pdUnreadable_0987'},
-        max_requests=10,
-        log=logging.getLogger(__name__),
-        sleep=lambda seconds: None,
+        ApiTarget('pagerduty', server.url, {'Authorization': 'Token token=u+pdUnreadable_0987'}),
+        RequestsWrapper({'timeout': 5}, {}),
+        RequestLimits(10),
+        logging.getLogger(__name__),
+        timing=Timing(sleep=lambda seconds: None),
     )
     client.start_run(time.monotonic() + deadline)
     return client

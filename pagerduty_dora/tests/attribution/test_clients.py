@@ -20,16 +20,15 @@ from datadog_checks.pagerduty_dora.attribution.deployments import (
     search_query,
 )
 from datadog_checks.pagerduty_dora.common.errors import AuthError, BudgetExhausted, RequestRejected, TransientError
-from datadog_checks.pagerduty_dora.common.http import ApiClient, Response
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget, Response
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits
 
 
 class Api(ApiClient):
     """An `ApiClient` whose requests answer from a script instead of the network."""
 
     def __init__(self, *answers: Any) -> None:
-        super().__init__(
-            name='datadog', http=None, base_url='https://api.example', auth_headers={}, max_requests=10, log=None
-        )
+        super().__init__(ApiTarget('datadog', 'https://api.example', {}), None, RequestLimits(10), None)
         self.answers = list(answers)
         self.calls: list[tuple[str, str]] = []
 

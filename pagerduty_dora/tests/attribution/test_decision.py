@@ -16,6 +16,7 @@ from datadog_checks.pagerduty_dora.attribution.decision import BlameSearch, Patc
 from datadog_checks.pagerduty_dora.attribution.deployments import DeploymentsClient
 from datadog_checks.pagerduty_dora.attribution.executor import Executor
 from datadog_checks.pagerduty_dora.attribution.model import ChangeEvent, Deployment, Facts, Search
+from datadog_checks.pagerduty_dora.attribution.ports import Priorities
 from datadog_checks.pagerduty_dora.common.errors import RequestRejected
 from datadog_checks.pagerduty_dora.common.http import ApiClient, Response
 
@@ -411,4 +412,4 @@ class TestExecutor:
 
     def test_no_pagerduty_client(self):
         executor = self.executor(FakeApi())
-        assert (executor.priorities(), executor.priorities_refusal()) == (None, 'no client')
+        assert executor.priorities() == Priorities(None, 'no client')

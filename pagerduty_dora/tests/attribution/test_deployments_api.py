@@ -28,7 +28,8 @@ from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAt
 from datadog_checks.pagerduty_dora.attribution.decision import Rules
 from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, Bounds
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import format_time, parse_api_time
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
@@ -84,13 +85,11 @@ class Rig:
         if app_key:
             headers['DD-APPLICATION-KEY'] = app_key
         self.api = ApiClient(
-            name='datadog',
-            http=RequestsWrapper({}, {}),
-            base_url=server.url,
-            auth_headers=headers,
-            max_requests=100,
-            log=self.log,
-            sleep=lambda seconds: None,
+            ApiTarget('datadog', server.url, headers),
+            RequestsWrapper({}, {}),
+            RequestLimits(100),
+            self.log,
+            timing=Timing(sleep=lambda seconds: None),
         )
         self.new_run()
 

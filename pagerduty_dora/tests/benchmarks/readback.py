@@ -124,17 +124,16 @@ def run_readback(urls: dict, args: argparse.Namespace, end: float, connection: A
     import logging
 
     from datadog_checks.base.utils.http import RequestsWrapper
-    from datadog_checks.pagerduty_dora.common.http import ApiClient
+    from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+    from datadog_checks.pagerduty_dora.common.pacing import RequestLimits
     from datadog_checks.pagerduty_dora.datadog.readback import Readback
 
     def client() -> ApiClient:
         api = ApiClient(
-            name='datadog',
-            http=RequestsWrapper({'timeout': 60}, {}),
-            base_url=urls['datadog'],
-            auth_headers={'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': DD_APP_KEY},
-            max_requests=10**6,
-            log=logging.getLogger('bench'),
+            ApiTarget('datadog', urls['datadog'], {'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': DD_APP_KEY}),
+            RequestsWrapper({'timeout': 60}, {}),
+            RequestLimits(10**6),
+            logging.getLogger('bench'),
         )
         api.start_run(time.monotonic() + 3600)
         return api

@@ -20,7 +20,8 @@ from datadog_checks.pagerduty_dora.catalog.files import read_definitions_file
 from datadog_checks.pagerduty_dora.catalog.mapping import map_incident
 from datadog_checks.pagerduty_dora.catalog.model import Catalog, CatalogService, CatalogTeam
 from datadog_checks.pagerduty_dora.catalog.sources import CACHE_KEY, CatalogStore
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 from ..fakes.catalog_api import CatalogState, catalog_routes, v3_entity, v22_definition
@@ -84,14 +85,11 @@ def datadog_client(url: str, *, app_key: str | None = APP_KEY, max_requests: int
     if app_key is not None:
         headers['DD-APPLICATION-KEY'] = app_key
     return ApiClient(
-        name='datadog',
-        http=RequestsWrapper({}, {}),
-        base_url=url,
-        auth_headers=headers,
-        max_requests=max_requests,
-        log=LOG,
-        sleep=lambda seconds: None,
-        jitter=lambda: 0.0,
+        ApiTarget('datadog', url, headers),
+        RequestsWrapper({}, {}),
+        RequestLimits(max_requests),
+        LOG,
+        timing=Timing(sleep=lambda seconds: None, jitter=lambda: 0.0),
     )
 
 

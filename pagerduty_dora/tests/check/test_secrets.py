@@ -191,20 +191,19 @@ class TestEchoedErrorBodies:
     def test_error_body_is_redacted(self, status):
         from datadog_checks.base.utils.http import RequestsWrapper
         from datadog_checks.pagerduty_dora.common.errors import ApiError
-        from datadog_checks.pagerduty_dora.common.http import ApiClient
+        from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+        from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
         from datadog_checks.pagerduty_dora.pagerduty.client import auth_headers
 
         from ..fakes.server import FakeServer
 
         with FakeServer([('GET', '/incidents', echo_headers(status))]) as server:
             client = ApiClient(
-                name='pagerduty',
-                http=RequestsWrapper({'timeout': 5}, {}),
-                base_url=server.url,
-                auth_headers=dict(auth_headers(PD_TOKEN), **{'X-Echo-Key': DD_APP_KEY}),
-                max_requests=10,
-                log=logging.getLogger(__name__),
-                sleep=lambda seconds: None,
+                ApiTarget('pagerduty', server.url, dict(auth_headers(PD_TOKEN), **{'X-Echo-Key': DD_APP_KEY})),
+                RequestsWrapper({'timeout': 5}, {}),
+                RequestLimits(10),
+                logging.getLogger(__name__),
+                timing=Timing(sleep=lambda seconds: None),
             )
             client.start_run(time.monotonic() + 30)
             with pytest.raises(ApiError) as raised:

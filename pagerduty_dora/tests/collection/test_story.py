@@ -10,7 +10,7 @@ from dataclasses import replace
 from datadog_checks.pagerduty_dora.collection.pages import DAY, OVERLAP
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
 from datadog_checks.pagerduty_dora.collection.story import Context, ReadLog, Story, look, merged, settled
-from datadog_checks.pagerduty_dora.datadog.dora import REJECTED
+from datadog_checks.pagerduty_dora.datadog.marks import rejected
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, parse_incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Step, observed
 
@@ -167,6 +167,6 @@ class TestHelpers:
 
     def test_settled_when_datadog_holds_it_or_refused_it_for_good(self) -> None:
         assert settled('fp', 'fp') is True
-        assert settled(REJECTED + 'fp', 'fp') is True
+        assert settled(rejected('fp'), 'fp') is True
         assert settled('', 'fp') is False
         assert settled('old', 'fp') is False

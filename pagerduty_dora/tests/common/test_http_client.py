@@ -13,7 +13,8 @@ from datadog_checks.pagerduty_dora.common.errors import (
     RequestRejected,
     TransientError,
 )
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiHooks, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 
 from ..fakes.server import FakeServer, Reply
 
@@ -48,17 +49,12 @@ def scripted(replies):
 def make_client(url, clock, max_requests=10, deadline=60.0, timeout=5, request_seconds=float('inf')):
     requests_seen = []
     client = ApiClient(
-        name='pagerduty',
-        http=RequestsWrapper({'timeout': timeout}, {}),
-        base_url=url,
-        auth_headers={'Authorization': 'Token token={}'.format(SECRET)},
-        max_requests=max_requests,
-        request_seconds=request_seconds,
-        log=logging.getLogger('test'),
-        on_request=lambda endpoint, klass: requests_seen.append((endpoint, klass)),
-        clock=clock,
-        sleep=clock.sleep,
-        jitter=lambda: 0.5,
+        ApiTarget('pagerduty', url, {'Authorization': 'Token token={}'.format(SECRET)}),
+        RequestsWrapper({'timeout': timeout}, {}),
+        RequestLimits(max_requests, request_seconds),
+        logging.getLogger('test'),
+        hooks=ApiHooks(on_request=lambda endpoint, klass: requests_seen.append((endpoint, klass))),
+        timing=Timing(clock=clock, sleep=clock.sleep, jitter=lambda: 0.5),
     )
     client.start_run(clock() + deadline)
     client.seen = requests_seen

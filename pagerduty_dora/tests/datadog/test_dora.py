@@ -17,7 +17,8 @@ from datadog_api_client.v2.model.dora_failure_request_attributes import DORAFail
 
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.dora import (
     CACHE_KEY,
@@ -27,6 +28,7 @@ from datadog_checks.pagerduty_dora.datadog.dora import (
     failure_id,
     fingerprint,
 )
+from datadog_checks.pagerduty_dora.datadog.marks import Mark, is_rejected, rejected
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from ..fakes.dora_api import DoraState, validate
@@ -320,19 +322,15 @@ class Harness:
         self.counts = []
         self.warnings = []
         self.api = ApiClient(
-            name='datadog',
-            http=RequestsWrapper({'timeout': 0.3}, {}),
-            base_url=server.url,
-            auth_headers={'DD-API-KEY': key},
-            max_requests=500,
-            log=logging.getLogger('test.api'),
-            clock=clock,
-            sleep=clock.sleep,
-            jitter=lambda: 0.5,
+            ApiTarget('datadog', server.url, {'DD-API-KEY': key}),
+            RequestsWrapper({'timeout': 0.3}, {}),
+            RequestLimits(500),
+            logging.getLogger('test.api'),
+            timing=Timing(clock=clock, sleep=clock.sleep, jitter=lambda: 0.5),
         )
 
     def start_run(self, max_requests=500, deadline=50.0):
-        self.api._max_requests = max_requests
+        self.api.request_limits = RequestLimits(max_requests)
         self.api.start_run(self.clock() + deadline)
 
     def write(self, key, value):
@@ -584,6 +582,29 @@ class TestDeliveryPersistence:
         assert harness.posted_ids() == ids(3, 1, 2)
         assert harness.state.posts[0] == payload(3)
         assert harness.warnings == []
+
+    def test_marks_keep_the_text_earlier_releases_stored(self, harness):
+        """A removal queued by an earlier release is deleted; one queued now is stored as it stored one."""
+        released = [['PINC0000000001', harness.clock.time(), {'__remove__': ids(1)[0]}]]
+        harness.cache[CACHE_KEY] = json.dumps({'version': 1, 'items': released})
+        delivery = harness.delivery(can_remove=True)
+        delivery.remove('PINC0000000002')
+        delivery.save()
+        stored = json.loads(harness.cache[CACHE_KEY])['items']
+        assert [item[2] for item in stored] == [{'__remove__': ids(1)[0]}, {'__remove__': ids(2)[0]}]
+        delivery.flush()
+        # Sent as a removal (refused here, without an application key), never posted as a failure.
+        sent = [(r.method, r.path) for r in harness.server.requests]
+        assert sent == [('DELETE', '{}/{}'.format(FAILURE_PATH, ids(1)[0]))]
+        assert (harness.posted_ids(), delivery.pending) == ([], 2)
+        # What a record's `delivered` holds: the marks' text is the text stored since the first release.
+        assert [mark.value for mark in Mark] == ['__remove__', '!', '?']
+        assert (rejected('fp'), is_rejected('!fp'), is_rejected('fp'), is_rejected(Mark.DRIFTED.value)) == (
+            '!fp',
+            True,
+            False,
+            False,
+        )
 
     def test_cache_is_read_lazily(self, harness):
         reads = []

@@ -4,7 +4,8 @@
 import pytest
 
 from datadog_checks.pagerduty_dora.common import documents
-from datadog_checks.pagerduty_dora.datadog.queue import PendingQueue, StoredQueue
+from datadog_checks.pagerduty_dora.common.services import AgentServices
+from datadog_checks.pagerduty_dora.datadog.queue import PendingQueue, QueueBounds, QueueDocument, StoredQueue
 
 
 class TestDocuments:
@@ -96,18 +97,18 @@ class Store:
         self.cache[key] = value
 
     def queue(self, max_items=10, **options):
-        return StoredQueue(
-            'work',
-            read_cache=self.read,
-            write_cache=self.write,
+        services = AgentServices(
+            self.read,
+            self.write,
+            log=None,
             warning=lambda message, *args: self.warnings.append(message % args),
-            max_items=max_items,
-            max_age=60,
             clock=self.clock,
-            what='work state',
-            entries='work items',
+        )
+        return StoredQueue(
+            QueueDocument('work', 'work state', 'work items', **dict(self.options, **options)),
+            services,
+            QueueBounds(max_items=max_items, max_age=60),
             on_dropped=lambda reason, count: self.drops.append((reason, count)),
-            **dict(self.options, **options),
         )
 
 
@@ -149,9 +150,23 @@ class TestStoredQueue:
     def test_not_read_means_not_written(self):
         store = Store()
         queue = store.queue()
-        queue.dirty = True
+        queue.fields_changed()
         queue.save()
         assert store.writes == 0
+
+    def test_the_owners_changed_fields_are_written(self):
+        store = Store(fields={'records': dict})
+        store.cache['work'] = documents.encode(1, {'items': [], 'records': {}})
+        queue = store.queue()
+        records = queue.read()['records']
+        queue.save()
+        assert store.writes == 0
+        records['a'] = 1
+        queue.fields_changed()
+        assert queue.dirty
+        queue.save()
+        again = store.queue()
+        assert (again.read(), store.writes) == ({'records': {'a': 1}}, 1)
 
     @pytest.mark.parametrize(
         'raw, options',

@@ -35,7 +35,8 @@ from datadog_checks.pagerduty_dora.common.errors import (
     RequestRejected,
     TransientError,
 )
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.datadog.dora import build_failure, failure_id
 from datadog_checks.pagerduty_dora.datadog.events import build_event, build_live_event
 from datadog_checks.pagerduty_dora.datadog.readback import (
@@ -83,13 +84,11 @@ class Rig:
 
     def api(self, *, max_requests: int = 1000, app_key: str = DD_APP_KEY) -> ApiClient:
         api = ApiClient(
-            name='datadog',
-            http=RequestsWrapper({'timeout': 0.3}, {}),
-            base_url=self.server.url,
-            auth_headers={'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': app_key},
-            max_requests=max_requests,
-            log=logging.getLogger('test.readback'),
-            sleep=lambda seconds: None,
+            ApiTarget('datadog', self.server.url, {'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': app_key}),
+            RequestsWrapper({'timeout': 0.3}, {}),
+            RequestLimits(max_requests),
+            logging.getLogger('test.readback'),
+            timing=Timing(sleep=lambda seconds: None),
         )
         api.start_run(time.monotonic() + 60)
         return api
@@ -603,12 +602,10 @@ class TestWithTheCheck:
         world.account.advance(30)
         dd_run_check(check)
         api = ApiClient(
-            name='datadog',
-            http=RequestsWrapper({'timeout': 5}, {}),
-            base_url=world.datadog.url,
-            auth_headers={'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': DD_APP_KEY},
-            max_requests=100,
-            log=logging.getLogger('test.readback'),
+            ApiTarget('datadog', world.datadog.url, {'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': DD_APP_KEY}),
+            RequestsWrapper({'timeout': 5}, {}),
+            RequestLimits(100),
+            logging.getLogger('test.readback'),
         )
         readback = Readback(api)
 

@@ -108,6 +108,7 @@ SHIPPED = [
     'datadog/__init__.py',
     'datadog/dora.py',
     'datadog/events.py',
+    'datadog/marks.py',
     'datadog/outputs.py',
     'datadog/queue.py',
     'datadog/readback.py',

@@ -3,11 +3,13 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The one place change-failure attribution makes requests: it runs the searches and PATCHes decided elsewhere.
 
-Each method takes a task value of `decision` and answers with what the APIs said, a refusal of the
-request itself included (`rejected`): it makes the requests a task needs (a remediation search reads
-the service's history only when a rollback is possible), turns a refusal into a value, and keeps the
-PATCHes of a dry run. `Unavailable` still propagates, to keep the work for a later run. In a dry run
-nothing is written: the PATCHes it would send are kept in `would_patch`.
+Its job is the step between a decision and the APIs' clients of `deployments`: each method takes a
+task value of `decision` and answers with one value of `ports`, what the APIs said with a refusal
+of the request itself included (`rejected`, `refusal`). It makes the requests a task needs (the
+related change events and the deployments of a blame search; a remediation search reads the
+service's history only when a rollback is possible), and keeps the PATCHes of a dry run.
+`Unavailable` still propagates, to keep the work for a later run. In a dry run nothing is written:
+the PATCHes it would send are kept in `would_patch`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datadog_checks.pagerduty_dora.common.errors import RequestRejected
 from .decision import BlameSearch, Patch, RemedySearch, RollbackSearch
 from .deployments import DeploymentsClient, PagerDutySignals, patch_body
 from .model import Deployment
-from .ports import RemedyResult, SearchResult
+from .ports import Priorities, RemedyResult, SearchResult
 from .remediation import history_range, remedy_range, wants_history, wants_history_for_rollback
 
 # Whether a search after a failed deployment needs its history too: (later deployments, failed, until).
@@ -64,13 +66,12 @@ class Executor:
             return e
         return None
 
-    def priorities(self) -> list[str] | None:
-        """The account's priorities, most severe first; None when PagerDuty refused to tell (or no client)."""
-        return self._signals.priorities() if self._signals is not None else None
-
-    def priorities_refusal(self) -> int | str | None:
-        """Why the account's priorities were not told: PagerDuty's status, or that there is no client."""
-        return self._signals.refused.get('priorities') if self._signals is not None else 'no client'
+    def priorities(self) -> Priorities:
+        """The account's priorities, most severe first, or why they were not told: PagerDuty's status, or no client."""
+        if self._signals is None:
+            return Priorities(None, 'no client')
+        names = self._signals.priorities()
+        return Priorities(names, self._signals.refused.get('priorities') if names is None else None)
 
     def _after(self, failed: Deployment, until: float, wants: WantsHistory) -> RemedyResult:
         """The deployments of the failed one's service and env after it up to `until`, and its history if `wants`."""

@@ -6,7 +6,7 @@
 - `Log`: the check's log;
 - `IncidentRequests`: what judging an incident asks of the APIs (a blame search, the priorities);
 - `DeploymentRequests`: what the deployment side asks of them (rollback and remediation searches, a PATCH);
-- `SearchResult` and `RemedyResult`: what the searches read, a refusal of the request included.
+- `SearchResult`, `RemedyResult` and `Priorities`: what the requests read, a refusal included.
 
 `executor.Executor` is the one implementation of both request protocols.
 """
@@ -52,14 +52,21 @@ class RemedyResult:
     rejected: RequestRejected | None = None
 
 
+@dataclass(frozen=True)
+class Priorities:
+    """The account's priority names, most severe first; None with why PagerDuty did not tell them
+    (`refusal`: its status, or that there is no PagerDuty client)."""
+
+    names: list[str] | None
+    refusal: int | str | None = None
+
+
 class IncidentRequests(Protocol):
     """The requests of judging an incident; each raises `deployments.Unavailable` to wait for a later run."""
 
     def blame_search(self, task: BlameSearch) -> SearchResult: ...
 
-    def priorities(self) -> list[str] | None: ...
-
-    def priorities_refusal(self) -> int | str | None: ...
+    def priorities(self) -> Priorities: ...
 
 
 class DeploymentRequests(Protocol):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from datadog_checks.pagerduty_dora.common.services import AgentServices
-from datadog_checks.pagerduty_dora.datadog.queue import StoredQueue
+from datadog_checks.pagerduty_dora.datadog.queue import QueueBounds, QueueDocument, StoredQueue
 
 from .decision import incident_task, remedy_task, sync_task
 from .model import LATEST_DEPLOYMENT, Deployment, Facts
@@ -52,22 +52,17 @@ class AttributionState:
     """
 
     def __init__(self, services: AgentServices, bounds: Bounds = DEFAULT_BOUNDS) -> None:
-        self._clock = clock = services.clock
-        self.queue = StoredQueue(
+        self._clock = services.clock
+        document = QueueDocument(
             CACHE_KEY,
-            read_cache=services.read_cache,
-            write_cache=services.write_cache,
-            warning=services.warning,
-            max_items=bounds.max_pending,
-            max_age=bounds.max_age,
-            clock=clock,
-            what='change-failure attribution state',
-            entries='change-failure attribution tasks',
+            'change-failure attribution state',
+            'change-failure attribution tasks',
             field='pending',
             fields={'incidents': dict, 'deployments': dict, 'priorities': dict},
             version=CACHE_VERSION,
             upgrades={1: from_layout_1},
         )
+        self.queue = StoredQueue(document, services, QueueBounds(bounds.max_pending, bounds.max_age))
         self._fields: dict[str, Any] | None = None
 
     @property
@@ -102,7 +97,7 @@ class AttributionState:
         untold = record.setdefault('untold', [])
         if len(untold) < MAX_UNTOLD:
             untold.append(note)
-        self.queue.dirty = True
+        self.queue.fields_changed()
 
     def told(self, incident_id: str, notes: list[dict]) -> None:
         """An event of the incident carried these notes: they are no longer untold."""
@@ -115,7 +110,7 @@ class AttributionState:
                 untold.remove(note)
         if not untold:
             del record['untold']
-        self.queue.dirty = True
+        self.queue.fields_changed()
 
     def take_untold(self) -> list[tuple[str, dict, list]]:
         """Every incident's untold notes, taken away: (incident id, its record, the notes' stored forms)."""
@@ -125,7 +120,7 @@ class AttributionState:
             if isinstance(untold, list) and untold:
                 taken.append((incident_id, record, untold))
         if taken:
-            self.queue.dirty = True
+            self.queue.fields_changed()
         return taken
 
     def priorities(self) -> dict:
@@ -134,12 +129,12 @@ class AttributionState:
 
     def set_priorities(self, names: list[str], at: float) -> None:
         self.fields()['priorities'] = {'names': names, 'at': at}
-        self.queue.dirty = True
+        self.queue.fields_changed()
 
     def touch(self, record: dict) -> None:
         """Mark a record changed now: it is kept longer, and the cache is written."""
         record['touched'] = self._clock()
-        self.queue.dirty = True
+        self.queue.fields_changed()
 
     def put(self, key: str, task: dict) -> None:
         """Queue (or replace) a task."""

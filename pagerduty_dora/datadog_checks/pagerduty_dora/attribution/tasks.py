@@ -168,20 +168,21 @@ class AttributionTasks:
         if not order_expired(stored, now):
             return names
         try:
-            fresh = self._requests.priorities()
+            told = self._requests.priorities()
         except Unavailable:
             if not stored:
                 raise
             # PagerDuty cannot answer now: the order read last still holds.
             return names
+        fresh = told.names
         if fresh is None:
             consequence = (
                 'incidents are compared in the order read last'
                 if names
                 else 'no incident is attributed until they can be'
             )
-            status = self._requests.priorities_refusal()
-            self._report.warn_once('priorities', NO_PRIORITIES_MESSAGE.format(status=status, consequence=consequence))
+            message = NO_PRIORITIES_MESSAGE.format(status=told.refusal, consequence=consequence)
+            self._report.warn_once('priorities', message)
             return names
         self._state.set_priorities(fresh, now)
         minimum = self._rules.min_severity

@@ -16,8 +16,9 @@ from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult, map_inc
 from datadog_checks.pagerduty_dora.catalog.model import Catalog
 from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 from datadog_checks.pagerduty_dora.common.text import digest, for_log
-from datadog_checks.pagerduty_dora.datadog.dora import REJECTED, build_failure
+from datadog_checks.pagerduty_dora.datadog.dora import build_failure
 from datadog_checks.pagerduty_dora.datadog.dora import fingerprint as fingerprint_of
+from datadog_checks.pagerduty_dora.datadog.marks import is_rejected
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, mapping_tags
 from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry, PagerDutyClient
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident
@@ -208,7 +209,7 @@ class Recorder:
             self._count_unmapped(mapping)
         if self._failure_wanted(incident, wanted):
             updated.desired = self.want(incident.id, updated, build_failure(incident, mapping))
-        elif updated.delivered and not updated.delivered.startswith(REJECTED) and not self.can_remove():
+        elif updated.delivered and not is_rejected(updated.delivered) and not self.can_remove():
             # A failure already sent that no longer counts is followed to its resolve when it cannot be removed.
             updated.desired = self.want(incident.id, updated, build_failure(incident, mapping))
         else:
@@ -291,7 +292,7 @@ class Recorder:
         record = self.state.incidents.get(key)
         if record is None:
             return
-        if not record.delivered or record.delivered.startswith(REJECTED) or self.dora is None:
+        if not record.delivered or is_rejected(record.delivered) or self.dora is None:
             del self.state.incidents[key]
             if self.dora is not None:
                 # A failure still waiting to be sent for it never is.

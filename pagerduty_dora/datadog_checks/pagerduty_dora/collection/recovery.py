@@ -27,7 +27,7 @@ from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispos
 from datadog_checks.pagerduty_dora.common.errors import ApiError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.times import format_time
-from datadog_checks.pagerduty_dora.datadog.dora import DRIFTED
+from datadog_checks.pagerduty_dora.datadog.marks import Mark
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
@@ -278,7 +278,7 @@ class Recovery:
                 if failure.open and failure.exact_id and (record is None or record.status == 'resolved'):
                     if record is not None:
                         # Datadog does not hold what the record says it accepted, but an open failure.
-                        record.delivered = DRIFTED
+                        record.delivered = Mark.DRIFTED.value
                     if failure.incident_id not in state.refetch:
                         state.refetch.append(failure.incident_id)
                         found += 1

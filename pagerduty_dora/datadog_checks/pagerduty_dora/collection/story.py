@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from datadog_checks.pagerduty_dora.datadog.dora import REJECTED
+from datadog_checks.pagerduty_dora.datadog.marks import rejected
 from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import (
@@ -186,7 +186,7 @@ def merged(steps: Iterable[Step], more: Iterable[Step]) -> list[Step]:
 
 def settled(delivered: str, desired: str) -> bool:
     """Whether Datadog holds what is wanted (or refused it for good, so that re-sending it would fail again)."""
-    return delivered == desired or delivered == REJECTED + desired
+    return delivered == desired or delivered == rejected(desired)
 
 
 def steps_of(entries: list[LogEntry]) -> list[Step]:

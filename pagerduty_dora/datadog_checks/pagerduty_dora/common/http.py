@@ -19,7 +19,6 @@ the next run".
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from functools import partialmethod
@@ -36,7 +35,7 @@ from .errors import (
     UnreadableResponse,
     connection_failed,
 )
-from .pacing import MAX_RATE_LIMIT_WAIT, Quota, RunLimits, reset_of
+from .pacing import MAX_RATE_LIMIT_WAIT, REAL_TIME, Quota, RequestLimits, RunLimits, Timing, reset_of
 from .responses import close, drain, error_body, read_body
 from .urls import Origin, UnsafeUrl, api_origin
 
@@ -73,44 +72,64 @@ def status_class(status: int | None) -> str:
     return _STATUS_CLASSES.get(status // 100) or '{}xx'.format(status // 100)
 
 
-class ApiClient:
-    """HTTP calls to one API through the check's HTTP wrapper, so `timeout`, `proxy` and TLS options apply.
+def _ignored(*args: Any) -> None:
+    """A hook nobody listens to."""
 
-    `auth_headers` are sent with every request and never logged. `on_request(endpoint, status_class)`
-    is told of every attempt, `on_rate_limited(endpoint)` of every 429, so the caller can count them.
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """Which API a client talks to: its `name` in messages and metrics, where, and as whom.
+
     `base_url` must pass `urls.api_origin` (https, or http to a loopback host; no credentials,
-    backslash or anything URL parsers read apart): any other raises `UnsafeUrl`, before any request.
+    backslash or anything URL parsers read apart). `auth_headers` are sent with every request and
+    never logged. `url_hint` says what to check when the API does not answer.
+    """
 
-    `max_requests` caps the requests of a run; None paces them instead: requests start only within
-    `request_seconds` of `start_run()` (and before its deadline), and within the advertised quota.
+    name: str
+    base_url: str
+    auth_headers: Mapping[str, str]
+    url_hint: str = ''
+
+
+@dataclass(frozen=True)
+class ApiHooks:
+    """What a client tells its owner: `on_request(endpoint, status_class)` of every attempt,
+    `on_rate_limited(endpoint)` of every 429, `on_failure(error)` of every error it raises."""
+
+    on_request: Callable[[str, str], None] = _ignored
+    on_rate_limited: Callable[[str], None] = _ignored
+    on_failure: Callable[[ApiError], None] = _ignored
+
+
+NO_HOOKS = ApiHooks()
+
+
+class ApiClient:
+    """HTTP calls to one API (`target`) through the check's HTTP wrapper, so `timeout`, `proxy` and TLS options apply.
+
+    A `target` whose base URL does not pass `urls.api_origin` raises `UnsafeUrl`, before any request.
+    `limits` cap or pace the requests of each run (see `RequestLimits`); `hooks` are told of every
+    attempt, 429 and failure, so the owner can count them.
     """
 
     def __init__(
         self,
-        *,
-        name: str,
+        target: ApiTarget,
         http: Any,
-        base_url: str,
-        auth_headers: Mapping[str, str],
-        max_requests: int | None,
+        limits: RequestLimits,
         log: Any,
-        request_seconds: float = float('inf'),
-        on_request: Callable[[str, str], None] | None = None,
-        on_rate_limited: Callable[[str], None] | None = None,
-        on_failure: Callable[[ApiError], None] | None = None,
-        url_hint: str = '',
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] | None = None,
-        jitter: Callable[[], float] = random.random,
+        hooks: ApiHooks = NO_HOOKS,
+        timing: Timing = REAL_TIME,
     ) -> None:
-        self.name = name
+        self.name = name = target.name
+        base_url = target.base_url
         self._http = http
         try:
             self.origin = api_origin(base_url.strip() if isinstance(base_url, str) else base_url)
         except UnsafeUrl as e:
             raise UnsafeUrl('{} API: refusing the base URL {!r}: it {}'.format(name, base_url, e)) from None
         self.base_url = base_url.strip().rstrip('/')
-        self._auth_headers = dict(auth_headers)
+        self._auth_headers = dict(target.auth_headers)
         self._json_headers = dict(self._auth_headers, **{'Content-Type': 'application/json'})
         # Streamed, so that the body is read in bounded chunks (`read_body`) rather than all at once.
         self._options: dict[str, Any] = {
@@ -120,32 +139,25 @@ class ApiClient:
             'stream': True,
         }
         self._secrets = _secret_values(self._auth_headers)
-        self._max_requests = max_requests
-        self._request_seconds = request_seconds
+        self.request_limits = limits
         self._log = log
-        self._on_request = on_request or (lambda endpoint, klass: None)
-        self._on_rate_limited = on_rate_limited or (lambda endpoint: None)
-        self._on_failure = on_failure or (lambda error: None)
-        self._url_hint = url_hint
-        self._clock = clock
+        self._on_request = hooks.on_request
+        self._on_rate_limited = hooks.on_rate_limited
+        self._on_failure = hooks.on_failure
+        self._url_hint = target.url_hint
+        self._clock = timing.clock
         # Looked up at call time so that a simulated clock can stand in for the real one.
-        self._sleep = sleep or (lambda seconds: time.sleep(seconds))
-        self._jitter = jitter
-        self.limits = RunLimits(max_requests=max_requests, deadline=float('inf'))
+        self._sleep = timing.sleep or (lambda seconds: time.sleep(seconds))
+        self._jitter = timing.jitter
+        self.limits = RunLimits(max_requests=limits.max_requests, deadline=float('inf'))
         self.quota = Quota()
         # The Agent retries a failed connection within the run; a one-shot caller (the dry run) turns
         # this off, so that an API that does not answer is told at once rather than after the backoff.
         self.retry_connection_failures = True
 
     def start_run(self, deadline: float) -> None:
-        """Reset the request budget for a new run that must end by `deadline` (monotonic seconds).
-
-        Without `max_requests`, the run starts requests only within `request_seconds` from now.
-        """
-        requests_until = deadline
-        if self._max_requests is None:
-            requests_until = min(deadline, self._clock() + self._request_seconds)
-        self.limits = RunLimits(max_requests=self._max_requests, deadline=deadline, requests_until=requests_until)
+        """Reset the request budget for a new run that must end by `deadline` (monotonic seconds)."""
+        self.limits = self.request_limits.run(deadline, self._clock())
 
     def stall(self, caller: str) -> None:
         """Note that `caller` (a queue of work, by name) makes no more requests until the next `start_run()`."""

@@ -17,8 +17,10 @@ always find that much.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 # The share of each advertised rate limit window the check takes: it stops at a fifth of the window
 # left. A limit of 960 a minute gives the check 768.
@@ -55,6 +57,36 @@ class RunLimits:
         if now > self.requests_until:
             return "the run's time for requests is spent; resuming next run"
         return ''
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How many requests each run may make to one API: `max_requests` when set (`max_requests_per_run`);
+    None paces them instead, starting requests only within `request_seconds` of the run's start (and
+    before its deadline), and within the advertised quota."""
+
+    max_requests: int | None
+    request_seconds: float = float('inf')
+
+    def run(self, deadline: float, now: float) -> RunLimits:
+        """The limits of a run that starts at `now` and must end by `deadline` (monotonic seconds)."""
+        requests_until = deadline
+        if self.max_requests is None:
+            requests_until = min(deadline, now + self.request_seconds)
+        return RunLimits(max_requests=self.max_requests, deadline=deadline, requests_until=requests_until)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The monotonic `clock` that bounds a run, the `sleep` that waits on it (None: `time.sleep`, looked
+    up at call time so that a simulated clock can stand in for it) and the `jitter` of retry waits."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] | None = None
+    jitter: Callable[[], float] = random.random
+
+
+REAL_TIME = Timing()
 
 
 @dataclass

@@ -23,7 +23,8 @@ from datadog_checks.pagerduty_dora.common.permissions import dora_delivery_refus
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.text import clip
 
-from .queue import Digests, StoredQueue
+from .marks import is_removal, rejected, removal, removal_of
+from .queue import Digests, QueueBounds, QueueDocument, StoredQueue
 
 if TYPE_CHECKING:
     from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
@@ -32,13 +33,6 @@ if TYPE_CHECKING:
 FAILURE_PATH = '/api/v2/dora/failure'
 ENDPOINT = 'dora_failure'
 REMOVAL_ENDPOINT = 'dora_failure_delete'
-# Marks a queued removal: the incident's failure is deleted rather than updated.
-REMOVE = '__remove__'
-# Marks a delivered fingerprint that Datadog refused for good (a 4xx): not sent again until it changes.
-REJECTED = '!'
-# Marks a record whose failure Datadog holds open although the record says otherwise (found by the
-# daily drift check): whatever the incident wants now (its resolve, or a removal) is sent again.
-DRIFTED = '?'
 CACHE_KEY = 'dora_pending'
 CACHE_VERSION = 1
 
@@ -231,17 +225,10 @@ class DoraDelivery:
         self._outcomes: list[tuple[str, dict, bool]] = []
         self._fingerprints = Digests(fingerprint)
         self._queue = StoredQueue(
-            CACHE_KEY,
-            read_cache=services.read_cache,
-            write_cache=services.write_cache,
-            warning=services.warning,
-            max_items=max_pending,
-            max_age=max_age,
-            clock=services.clock,
-            what='pending DORA failures',
-            entries='DORA failures',
+            QueueDocument(CACHE_KEY, 'pending DORA failures', 'DORA failures', version=CACHE_VERSION),
+            services,
+            QueueBounds(max_pending, max_age),
             on_dropped=lambda reason, dropped: count('dora.dropped', dropped, ['reason:' + reason]),
-            version=CACHE_VERSION,
         )
 
     # Queue -------------------------------------------------------------------------------------
@@ -263,7 +250,7 @@ class DoraDelivery:
 
     def remove(self, incident_id: str) -> None:
         """Queue the removal of the incident's failure (it replaces any payload still waiting)."""
-        self.enqueue(incident_id, {REMOVE: failure_id(incident_id)})
+        self.enqueue(incident_id, removal(failure_id(incident_id)))
 
     def flush(self) -> None:
         """Post pending payloads, oldest first, until the queue is empty or the API says stop.
@@ -278,7 +265,7 @@ class DoraDelivery:
         try:
             for incident_id, attributes in self._due(queue, run):
                 error = self._deliver(attributes)
-                verdict = delivery_verdict(error, removal=REMOVE in attributes)
+                verdict = delivery_verdict(error, removal=is_removal(attributes))
                 self._settle(verdict, incident_id, attributes, error, run)
                 if verdict in STOPPING_VERDICTS:
                     break
@@ -298,7 +285,7 @@ class DoraDelivery:
             if self._api.stalled(CACHE_KEY):
                 return
             attributes = queue.get(incident_id)
-            if attributes is None or (REMOVE in attributes and run.removals_refused):
+            if attributes is None or (is_removal(attributes) and run.removals_refused):
                 continue
             yield incident_id, attributes
 
@@ -323,7 +310,7 @@ class DoraDelivery:
         elif verdict == REMOVAL_REFUSED and isinstance(error, AuthError):
             run.removals_refused = True
             self._count('dora.errors', 1, ['kind:removal_refused'])
-            self._warning(dora_removal_refusal(error, str(attributes.get(REMOVE))))
+            self._warning(dora_removal_refusal(error, str(removal_of(attributes))))
         elif verdict == KEY_REFUSED and isinstance(error, AuthError):
             self._api.stall(CACHE_KEY)
             self._count('dora.errors', 1, ['kind:auth'])
@@ -343,33 +330,37 @@ class DoraDelivery:
         else:
             queue.remove(incident_id)
             self._outcomes.append((incident_id, attributes, False))
-            run.submitted += 0 if REMOVE in attributes else 1
+            run.submitted += 0 if is_removal(attributes) else 1
 
     def take_outcomes(self, wanted: Container[str] | None = None) -> list[tuple[str, str]]:
         """(incident id, fingerprint) of each payload Datadog accepted since the last call ('' for a removal,
-        `REJECTED` + fingerprint for one it refused for good), oldest first; of `wanted` incidents only if given."""
+        `rejected(fingerprint)` for one it refused for good), oldest first; of `wanted` incidents only if given."""
         outcomes, self._outcomes = self._outcomes, []
         return [
-            (key, '' if REMOVE in payload else (REJECTED if rejected else '') + self._fingerprints.take(key, payload))
-            for key, payload, rejected in outcomes
+            (key, '' if is_removal(payload) else self._delivered(key, payload, refused))
+            for key, payload, refused in outcomes
             if wanted is None or key in wanted
         ]
+
+    def _delivered(self, incident_id: str, payload: dict, refused: bool) -> str:
+        fingerprint = self._fingerprints.take(incident_id, payload)
+        return rejected(fingerprint) if refused else fingerprint
 
     def queued(self, incident_id: str) -> str | None:
         """The fingerprint of the payload waiting for the incident ('' for a removal), or None when none waits."""
         attributes = self._loaded().get(incident_id)
         if attributes is None:
             return None
-        return '' if REMOVE in attributes else self._fingerprints.of(incident_id, attributes)
+        return '' if is_removal(attributes) else self._fingerprints.of(incident_id, attributes)
 
     def _send(self, attributes: dict) -> None:
-        removal = attributes.get(REMOVE)
-        if removal is None:
+        target = removal_of(attributes)
+        if target is None:
             self._api.post(FAILURE_PATH, {'data': {'attributes': attributes}}, endpoint=ENDPOINT, expect_json=False)
             return
         try:
             self._api.request(
-                'delete', '{}/{}'.format(FAILURE_PATH, removal), endpoint=REMOVAL_ENDPOINT, expect_json=False
+                'delete', '{}/{}'.format(FAILURE_PATH, target), endpoint=REMOVAL_ENDPOINT, expect_json=False
             )
         except ApiError as e:
             # A failure already gone is what the removal wanted.

@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from datadog_checks.pagerduty_dora.common.documents import encode, migrate, parse
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 
 
 class PendingQueue:
@@ -90,56 +93,75 @@ class PendingQueue:
         return skipped
 
 
+@dataclass(frozen=True)
+class QueueBounds:
+    """How much a queue keeps: `max_items` entries at most, each for `max_age` seconds at most."""
+
+    max_items: int
+    max_age: float
+
+
+@dataclass(frozen=True)
+class QueueDocument:
+    """The cache entry a `StoredQueue` is kept in, and the words its warnings use.
+
+    The entry under `key` is a document of layout `version`, holding the queue's `dump()` under
+    `field` beside the owner's own `fields` (each of the type named); `upgrades` bring a document of
+    an earlier layout forward (see `documents.migrate`). `what` names the document and `entries` its
+    entries in the warnings.
+    """
+
+    key: str
+    what: str
+    entries: str
+    field: str = 'items'
+    fields: Mapping[str, type] = MappingProxyType({})
+    version: int = 1
+    upgrades: Mapping[int, Callable[[dict], dict]] = MappingProxyType({})
+
+
 class StoredQueue(PendingQueue):
-    """A `PendingQueue` kept in the persistent cache under `cache_key`, read on first use, written when changed.
+    """A `PendingQueue` kept in the persistent cache as `document`, read on first use, written when changed.
 
-    The cache value is a document of layout `version` holding the queue's `dump()` under `field`,
-    beside the owner's own `fields` (each of the type `fields` names): `read()` returns them and
-    `save()` writes them back with the queue. A document of an earlier layout is brought forward by
-    `upgrades` (see `documents.migrate`). Damage is survived: a value that is not such a document
-    is warned about and the queue starts empty; items that are not entries are warned about and
-    skipped; either way the next `save()` writes a clean document.
+    `read()` returns the owner's fields as stored and `save()` writes them back with the queue. A
+    document of an earlier layout is brought forward by the document's `upgrades`. Damage is
+    survived: a value that is not such a document is warned about and the queue starts empty; items
+    that are not entries are warned about and skipped; either way the next `save()` writes a clean
+    document. `services` lend the persistent cache, the warnings and the clock entries are aged by.
 
-    The bounds hold from the first read (a lowered `max_items` applies to what was stored). What
+    The `bounds` hold from the first read (a lowered `max_items` applies to what was stored). What
     they drop is reported: entries expired by `expire()` at once, entries dropped for room when
     `report_dropped()` or `save()` is next called, each as `on_dropped(reason, count)` (`full` or
-    `expired`) and a warning. `what` names the document and `entries` its entries in the warnings.
+    `expired`) and a warning.
     """
 
     def __init__(
         self,
-        cache_key: str,
-        *,
-        read_cache: Callable[[str], str],
-        write_cache: Callable[[str, str], None],
-        warning: Callable[..., None],
-        max_items: int,
-        max_age: float,
-        clock: Callable[[], float],
-        what: str,
-        entries: str,
+        document: QueueDocument,
+        services: AgentServices,
+        bounds: QueueBounds,
         on_dropped: Callable[[str, int], None] | None = None,
-        field: str = 'items',
-        fields: Mapping[str, type] | None = None,
-        version: int = 1,
-        upgrades: Mapping[int, Callable[[dict], dict]] | None = None,
     ) -> None:
-        super().__init__(max_items, max_age, clock)
-        self.cache_key = cache_key
-        self._read_cache = read_cache
-        self._write_cache = write_cache
-        self._warning = warning
-        self._what = what
-        self._entries_name = entries
+        super().__init__(bounds.max_items, bounds.max_age, services.clock)
+        self.cache_key = document.key
+        self._document = document
+        self._read_cache = services.read_cache
+        self._write_cache = services.write_cache
+        self._warning = services.warning
         self._on_dropped = on_dropped or (lambda reason, count: None)
-        self._field = field
-        self._field_types = dict(fields or {})
-        self._version = version
-        self._upgrades = dict(upgrades or {})
         self._fields: dict[str, Any] | None = None
         self._dropped_full = 0
         # Whether the cache holds something other than this queue (and the owner's fields) now.
-        self.dirty = False
+        self._dirty = False
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the cache holds something other than this queue and the owner's fields now."""
+        return self._dirty
+
+    def fields_changed(self) -> None:
+        """The owner changed its fields (those `read()` returned): the next `save()` writes them."""
+        self._dirty = True
 
     def read(self) -> dict[str, Any]:
         """Load the queue on the first call; return the owner's fields as stored (empty when none could be read)."""
@@ -151,23 +173,23 @@ class StoredQueue(PendingQueue):
     def put(self, key: str, payload: dict) -> list[str]:
         dropped = super().put(key, payload)
         self._count_full(dropped)
-        self.dirty = True
+        self._dirty = True
         return dropped
 
     def remove(self, key: str) -> None:
         if key in self._entries:
             super().remove(key)
-            self.dirty = True
+            self._dirty = True
 
     def expire(self) -> list[tuple[str, dict]]:
         expired = super().expire()
         if expired:
-            self.dirty = True
+            self._dirty = True
             self._on_dropped('expired', len(expired))
             self._warning(
                 'Dropped %d %s that could not be sent within %d seconds (max age)',
                 len(expired),
-                self._entries_name,
+                self._document.entries,
                 int(self.max_age),
             )
         return expired
@@ -179,49 +201,51 @@ class StoredQueue(PendingQueue):
         dropped, self._dropped_full = self._dropped_full, 0
         self._on_dropped('full', dropped)
         self._warning(
-            'Dropped the %d oldest %s: more than %d were waiting', dropped, self._entries_name, self.max_items
+            'Dropped the %d oldest %s: more than %d were waiting', dropped, self._document.entries, self.max_items
         )
 
     def save(self, fields: Mapping[str, Any] | None = None) -> None:
         """Report drops, and write the queue (with the owner's `fields`) if it was read and changed since."""
         self.report_dropped()
-        if not self.dirty or self._fields is None:
+        if not self._dirty or self._fields is None:
             return
         if fields is not None:
             self._fields = dict(fields)
-        document = dict(self._fields, **{self._field: self.dump()})
-        self._write_cache(self.cache_key, encode(self._version, document))
-        self.dirty = False
+        layout = self._document
+        document = dict(self._fields, **{layout.field: self.dump()})
+        self._write_cache(self.cache_key, encode(layout.version, document))
+        self._dirty = False
 
     def _count_full(self, dropped: list[str]) -> None:
         if dropped:
             self._dropped_full += len(dropped)
-            self.dirty = True
+            self._dirty = True
 
     def _load(self) -> dict[str, Any]:
         raw = self._read_cache(self.cache_key)
         if not raw:
             return {}
+        expected = self._document
         try:
             stored = parse(raw)
             layout = stored.get('version')
-            document = migrate(stored, self._version, self._upgrades)
+            document = migrate(stored, expected.version, expected.upgrades)
             # A document of an earlier layout is written back in the current one.
-            self.dirty = layout != self._version
-            items = document[self._field]
+            self._dirty = layout != expected.version
+            items = document[expected.field]
             if not isinstance(items, list) or any(
-                not isinstance(document.get(name), kind) for name, kind in self._field_types.items()
+                not isinstance(document.get(name), kind) for name, kind in expected.fields.items()
             ):
                 raise ValueError('unknown layout')
         except (ValueError, KeyError, TypeError) as e:
-            self._warning('The %s in the persistent cache could not be read (%s); starting empty', self._what, e)
-            self.dirty = True
+            self._warning('The %s in the persistent cache could not be read (%s); starting empty', expected.what, e)
+            self._dirty = True
             return {}
         skipped = self.load(items)
         if skipped:
-            self._warning('Skipped %d unreadable %s from the persistent cache', skipped, self._entries_name)
-            self.dirty = True
-        return {name: document[name] for name in self._field_types}
+            self._warning('Skipped %d unreadable %s from the persistent cache', skipped, expected.entries)
+            self._dirty = True
+        return {name: document[name] for name in expected.fields}
 
 
 class Digests:
