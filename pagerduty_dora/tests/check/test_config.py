@@ -369,7 +369,7 @@ class TestSpellingImports:
         from datadog_checks.pagerduty_dora.config_models import validators
 
         # Spelling suggests with the models' matcher, imported from them, and has none of its own.
-        spelling = (self.PACKAGE / 'config' / 'spelling.py').read_text(encoding='utf-8')
+        spelling = (PACKAGE / 'config' / 'spelling.py').read_text(encoding='utf-8')
         assert 'from datadog_checks.pagerduty_dora.config_models.validators import closest' in spelling
         assert 'def closest(' not in spelling
         assert validators.closest('servce', ('service', 'team', 'env')) == 'service'
