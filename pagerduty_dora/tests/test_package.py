@@ -69,6 +69,7 @@ SHIPPED = [
     'collection/monitors.py',
     'collection/pages.py',
     'collection/passes.py',
+    'collection/ports.py',
     'collection/rebuild.py',
     'collection/recheck.py',
     'collection/reconcile.py',
