@@ -64,7 +64,7 @@ from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .passes import Passes
-from .ports import CatalogSource
+from .ports import CatalogSource, Log
 from .reconcile import pages_per_run
 from .recorder import Recorder
 from .recovery import MOVE_PAUSE, Recovery
@@ -103,7 +103,7 @@ class Collector:
         self.settings = settings
         self._read_cache = services.read_cache
         self._write_cache = services.write_cache
-        self.log = services.log
+        self.log: Log = services.log
         self._warning = services.warning
         self._clock = services.clock
         self._monotonic = monotonic
