@@ -19,7 +19,7 @@ from datadog_checks.base.agent import datadog_agent
 from datadog_checks.base.errors import CheckException, ConfigurationError
 from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
 from datadog_checks.pagerduty_dora.collection.collector import Collector
-from datadog_checks.pagerduty_dora.collection.run import RunReport
+from datadog_checks.pagerduty_dora.collection.run import Features, RunReport
 from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
@@ -179,15 +179,17 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
                 clock=lambda: self.clock(),
             ),
             catalog=catalog,
-            dora=dora,
             outputs=outputs,
-            attribution=attribution,
             settings=settings,
             services=services,
             monotonic=self.monotonic,
-            readback=Readback(self.datadog_api) if config.datadog_app_key else None,
-            record_query=self._record_query([]),
-            monitors=wiring.monitor_lookup(config, self.datadog_api, services),
+            features=Features(
+                dora=dora,
+                attribution=attribution,
+                readback=Readback(self.datadog_api) if config.datadog_app_key else None,
+                record_query=self._record_query([]),
+                monitors=wiring.monitor_lookup(config, self.datadog_api, services),
+            ),
         )
         self.lineage = Lineage(
             self.instance,

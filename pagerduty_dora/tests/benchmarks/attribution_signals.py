@@ -147,6 +147,7 @@ def run_rule(
 ) -> dict[str, Any]:
     """Run the check over the planned account; return what Datadog holds and what each incident blames."""
     from datadog_checks.base.stubs import aggregator, datadog_agent
+    from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
 
     from ..fakes.change_events import ChangeEvents
     from ..fakes.pagerduty import PagerDutyAccount
@@ -218,8 +219,9 @@ def run_rule(
                 errors += 1
             runs += 1
             now += args.interval
-        assert check.collector is not None and check.collector.attribution is not None
+        assert check.collector is not None
         attribution = check.collector.attribution
+        assert isinstance(attribution, ChangeFailureAttribution)
         blamed = {}
         for key, incident in incidents.items():
             found = attribution.attribution_of(incident)

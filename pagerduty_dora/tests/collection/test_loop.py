@@ -14,7 +14,7 @@ from datadog_checks.pagerduty_dora.catalog.model import Catalog
 from datadog_checks.pagerduty_dora.collection.collector import MAX_QUEUED_BEFORE_SWEEP, STATE_KEY, Collector
 from datadog_checks.pagerduty_dora.collection.feed_position import Feed
 from datadog_checks.pagerduty_dora.collection.pages import NEXT_REQUEST, OVERLAP, Look, Page, PassStep
-from datadog_checks.pagerduty_dora.collection.run import StopRun
+from datadog_checks.pagerduty_dora.collection.run import Features, Run, RunClock, RunReport, StopRun
 from datadog_checks.pagerduty_dora.collection.settings import Settings
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common.services import AgentServices
@@ -23,6 +23,13 @@ from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from ..passes_world import NOW, ScriptedPagerDuty, raw_incident
+
+
+class PagerDuty(ScriptedPagerDuty):
+    """The in-memory PagerDuty as the collector's client."""
+
+    def start_run(self) -> None:
+        self.now = None
 
 
 class Catalogs:
@@ -76,7 +83,7 @@ class Clock:
         return self.value
 
 
-def collector(pagerduty: ScriptedPagerDuty, cache: dict[str, str], **options: Any) -> tuple[Collector, dict]:
+def collector(pagerduty: PagerDuty, cache: dict[str, str], **options: Any) -> tuple[Collector, dict]:
     seen: dict[str, list] = {'warnings': [], 'counts': [], 'gauges': []}
     submit = Submitters(
         event=lambda event: None,
@@ -87,7 +94,7 @@ def collector(pagerduty: ScriptedPagerDuty, cache: dict[str, str], **options: An
     made = Collector(
         pagerduty,  # type: ignore[arg-type]
         catalog=Catalogs(),
-        dora=options.pop('dora', None),
+        features=Features(dora=options.pop('dora', None)),
         outputs=Outputs(submit, instance_tags=[], collect_events=True),
         settings=Settings(backfill_days=1),
         services=AgentServices(
@@ -100,6 +107,12 @@ def collector(pagerduty: ScriptedPagerDuty, cache: dict[str, str], **options: An
         **options,
     )
     return made, seen
+
+
+def started(loop: Collector, deadline: float = float('inf')) -> Run:
+    """The context of a run that ends at `deadline`, as the collector makes it before its passes."""
+    clock = RunClock(loop.client, lambda: NOW, loop._monotonic, deadline)
+    return loop._start(clock, Catalog(), RunReport())
 
 
 def steps(pages: list[Page], made: list[int]) -> Iterator[PassStep]:
@@ -115,43 +128,42 @@ class TestLoop:
 
     def test_the_deadline_is_checked_before_every_request(self) -> None:
         made: list[int] = []
-        loop, _ = collector(ScriptedPagerDuty(), {}, monotonic=Clock(1.0))
-        loop._deadline = 3.5
+        loop, _ = collector(PagerDuty(), {}, monotonic=Clock(1.0))
         with pytest.raises(StopRun, match='time limit'):
-            loop._drive(steps([Page(deliver=False) for _ in range(10)], made), lambda incident: None)
+            pages = [Page(deliver=False) for _ in range(10)]
+            loop._drive(started(loop, 3.5), steps(pages, made), lambda incident: None)
         assert len(made) == 3
 
     def test_a_page_is_delivered_only_when_it_says_so(self) -> None:
         dora = Dora()
-        loop, _ = collector(ScriptedPagerDuty(), {}, dora=dora)
+        loop, _ = collector(PagerDuty(), {}, dora=dora)
         pages = [Page(deliver=False), Page(), Page(deliver=False), Page()]
-        loop._drive(steps(pages, []), lambda incident: None)
+        loop._drive(started(loop), steps(pages, []), lambda incident: None)
         assert dora.flushes == 2
 
     def test_a_run_stopped_at_its_deadline_has_taken_and_delivered_the_page_before(self) -> None:
         dora = Dora()
         made: list[int] = []
-        loop, _ = collector(ScriptedPagerDuty(), {}, dora=dora, monotonic=Clock(1.0))
-        loop._deadline = 1.5
+        loop, _ = collector(PagerDuty(), {}, dora=dora, monotonic=Clock(1.0))
         with pytest.raises(StopRun):
-            loop._drive(steps([Page(), Page()], made), lambda incident: None)
+            loop._drive(started(loop, 1.5), steps([Page(), Page()], made), lambda incident: None)
         assert (made, dora.flushes) == ([1], 1)
 
     def test_history_is_not_read_while_dora_delivery_is_behind(self) -> None:
         dora = Dora()
         dora.pending = MAX_QUEUED_BEFORE_SWEEP + 1
         made: list[int] = []
-        loop, _ = collector(ScriptedPagerDuty(), {}, dora=dora)
+        loop, _ = collector(PagerDuty(), {}, dora=dora)
         with pytest.raises(StopRun, match='DORA deliveries are behind'):
-            loop._drive(steps([Page()], made), lambda incident: None, sweep=True)
+            loop._drive(started(loop), steps([Page()], made), lambda incident: None, sweep=True)
         assert made == []
-        loop._drive(steps([Page()], made), lambda incident: None)
+        loop._drive(started(loop), steps([Page()], made), lambda incident: None)
         assert made == [1]
 
     def test_skipped_entries_are_counted_every_time_and_warned_once_a_run(self) -> None:
-        loop, seen = collector(ScriptedPagerDuty(), {})
+        loop, seen = collector(PagerDuty(), {})
         pages = [Page(skipped=[('malformed', 2)]), Page(skipped=[('malformed', 3), ('unpaged', 1)])]
-        loop._drive(steps(pages, []), lambda incident: None)
+        loop._drive(started(loop), steps(pages, []), lambda incident: None)
         loop.outputs.flush()
         assert sorted(seen['warnings']) == [
             'Skipped 1 PagerDuty log entries that could not be used (unpaged)',
@@ -161,20 +173,21 @@ class TestLoop:
         assert skipped == [(['reason:malformed'], 5), (['reason:unpaged'], 1)]
 
     def test_a_repaired_horizon_is_counted_and_moves_where_the_run_reads_from(self) -> None:
-        loop, seen = collector(ScriptedPagerDuty(), {})
-        loop.state.feed = Feed(horizon=NOW - 3600)
-        loop.recorder.run.read_start = NOW
-        loop._drive(steps([Page(repaired=True, reads_back_to=NOW - 3600 - OVERLAP)], []), lambda incident: None)
+        loop, seen = collector(PagerDuty(), {})
+        loop.state.feed = Feed(horizon=NOW + OVERLAP)
+        run = started(loop)
+        assert run.read_start == NOW
+        loop._drive(run, steps([Page(repaired=True, reads_back_to=NOW - 3600 - OVERLAP)], []), lambda incident: None)
         loop.outputs.flush()
-        assert loop.recorder.run.read_start == NOW - 3600 - OVERLAP
+        assert run.read_start == loop.recorder.run.read_start == NOW - 3600 - OVERLAP
         assert [c[1:] for c in seen['counts'] if c[0] == 'collection.repaired'] == [(1, ['what:feed_horizon'])]
 
     def test_looks_with_entries_and_without_are_handed_over_as_read(self) -> None:
         incident = parse_incident(raw_incident(1, NOW - 60))
         taken: list[tuple] = []
-        loop, _ = collector(ScriptedPagerDuty(), {})
+        loop, _ = collector(PagerDuty(), {})
         page = Page(looks=[Look(incident, []), Look(incident)])
-        loop._drive(steps([page], []), lambda *args: taken.append(args))
+        loop._drive(started(loop), steps([page], []), lambda *args: taken.append(args))
         assert taken == [(incident, []), (incident,)]
 
 
@@ -182,7 +195,7 @@ class TestRuns:
     """Whole runs against the in-memory PagerDuty: which requests each one makes, and the state it keeps."""
 
     def test_the_first_run_takes_a_baseline_and_the_next_costs_the_feed_and_a_share(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty = PagerDuty()
         pagerduty.incidents['P00001'] = raw_incident(1, NOW - 3600)
         cache: dict[str, str] = {}
         first, _ = collector(pagerduty, cache)
@@ -201,7 +214,7 @@ class TestRuns:
         assert CollectorState.loads(cache[STATE_KEY]).feed == Feed(horizon=NOW + 60, width=MAX_WINDOW)
 
     def test_a_run_stopped_at_its_deadline_saves_where_it_was(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty = PagerDuty()
         cache: dict[str, str] = {}
         stopped, _ = collector(pagerduty, cache, monotonic=Clock(1.0))
         report = stopped.run(0.5)

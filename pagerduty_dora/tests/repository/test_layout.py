@@ -3,7 +3,8 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The package map of docs/package-map.md, held to: sub-packages import one way, no cycles, rooms of a readable size.
 
-Also narrow constructors where a room has them, and a glossary (docs/how-it-works.md) naming modules that exist.
+Also: narrow constructors everywhere, a run context and typed collaborators in collection, one import path per
+name, tests grouped by part, and a glossary (docs/how-it-works.md) naming modules that exist.
 """
 
 from __future__ import annotations
@@ -40,14 +41,31 @@ TOP_LAYER = 7
 GENERATED = {'config_models/instance.py', 'config_models/shared.py', 'config_models/defaults.py'}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# Parameters of a constructor (`self` aside) in the rooms held to it: a part that needs more takes a
-# value grouping what travels together, or a collaborator already built.
+# Parameters of a constructor (`self` aside), in every module of the package: a part that needs more
+# takes a value grouping what travels together, or a collaborator already built.
 MAX_CONSTRUCTOR_PARAMETERS = 7
-NARROW_ROOMS = ('attribution', 'common', 'datadog')
-# Constructors elsewhere still wider than that; a room joins NARROW_ROOMS once its own are narrowed.
-WIDE_CONSTRUCTORS = {
-    'collection.collector': 'Collector',
-    'collection.recorder': 'Recorder',
+# The room whose parts are handed a run context and typed collaborators (`collection/run.py`, `collection/ports.py`).
+GLUED_ROOM = 'collection'
+# Calls in that room that may take a lambda: each applies it at once to plain data, none keeps it.
+LAMBDA_TAKERS = {
+    'sorted': 'a sort key',
+    '_each': 'a stored part read from a layout-4 document (`collection/state.py`)',
+    '_each_record': 'a stored record read from a layout-4 document (`collection/state.py`)',
+}
+# Values that room writes the fields of, by the name it holds them under: plain data a part is
+# building or the cursor it owns, never another part. Any other `x.y = ...` (`self.x.y` included) is
+# a write into another object's fields, which the run context and methods replace.
+DATA_VALUES = {
+    'state': 'the collection state (`collection/state.py`): each pass moves its own cursor in it',
+    'record': 'an incident record (`collection/record.py`) the recorder or recovery is bringing up to date',
+    'updated': 'the incident record the recorder is building',
+    'report': 'the run report (`collection/run.py`, `RunReport`), which the parts of a run add to',
+    'page': 'the page a pass is filling before it yields it (`collection/pages.py`)',
+    'look': 'a look a page is being filled with (`collection/pages.py`)',
+    'feed': "the feed's position, the cursor the feed pass owns (`collection/feed_position.py`)",
+    'window': 'a window of a cursor, owned by its pass (`collection/feed_position.py`, `collection/sweep.py`)',
+    'scan': 'the reconciliation or recheck cursor, owned by its pass',
+    'base': 'the base of a story being built (`collection/story.py`)',
 }
 GLOSSARY = (INTEGRATION / 'docs' / 'how-it-works.md').read_text(encoding='utf-8')
 
@@ -65,18 +83,23 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+def _constructors(source: str) -> dict[str, ast.arguments]:
+    """The parameters of `__init__`, per class of `source` that defines one."""
+    return {
+        node.name: member.args
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ClassDef)
+        for member in node.body
+        if isinstance(member, ast.FunctionDef) and member.name == '__init__'
+    }
+
+
 def _constructor_widths(source: str) -> dict[str, int]:
     """Per class of `source` that defines `__init__`: how many parameters it takes, `self` aside."""
-    widths = {}
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for member in node.body:
-            if isinstance(member, ast.FunctionDef) and member.name == '__init__':
-                a = member.args
-                named = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - 1
-                widths[node.name] = named + (a.vararg is not None) + (a.kwarg is not None)
-    return widths
+    return {
+        name: len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - 1 + (a.vararg is not None) + (a.kwarg is not None)
+        for name, a in _constructors(source).items()
+    }
 
 
 def _room(module: str) -> str:
@@ -327,17 +350,107 @@ class TestSizes:
 class TestConstructors:
     """Narrow constructors: what travels together is one value (rules, bounds, the Agent's services)."""
 
-    @pytest.mark.parametrize('module', [m for m in sorted(MODULES) if _room(m) in NARROW_ROOMS])
+    @pytest.mark.parametrize('module', sorted(MODULES))
     def test_no_constructor_takes_more_than_the_maximum(self, module: str) -> None:
         widths = _constructor_widths(MODULES[module].read_text())
         assert {name: n for name, n in widths.items() if n > MAX_CONSTRUCTOR_PARAMETERS} == {}
 
-    def test_the_wide_ones_are_outside_the_narrow_rooms(self) -> None:
-        assert [module for module in WIDE_CONSTRUCTORS if _room(module) in NARROW_ROOMS] == []
-
     def test_the_count_sees_every_kind_of_parameter(self) -> None:
         source = 'class Wide:\n    def __init__(self, a, /, b, *c, d, e=1, **f):\n        pass\n'
         assert _constructor_widths(source) == {'Wide': 6}
+
+
+def _init_parameters_typed_any(source: str) -> list[str]:
+    """`Class.parameter` of each `__init__` parameter annotated `Any` (alone or in a union)."""
+    return [
+        '{}.{}'.format(name, arg.arg)
+        for name, a in _constructors(source).items()
+        for arg in a.posonlyargs + a.args + a.kwonlyargs + [p for p in (a.vararg, a.kwarg) if p is not None]
+        if arg.annotation is not None and re.search(r'\bAny\b', ast.unparse(arg.annotation))
+    ]
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ''
+
+
+def _lambda_arguments(source: str) -> list[str]:
+    """`line: callee` of each lambda passed as an argument to a call not in `LAMBDA_TAKERS`."""
+    return [
+        '{}: {}'.format(node.lineno, _callee(node))
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and _callee(node) not in LAMBDA_TAKERS
+        and any(isinstance(value, ast.Lambda) for value in node.args + [k.value for k in node.keywords])
+    ]
+
+
+def _owner_name(owner: ast.expr) -> str:
+    """The name an attribute's owner is held under: `state` of `state.x`, `client` of `self.client.x`."""
+    if isinstance(owner, ast.Name):
+        return owner.id
+    if isinstance(owner, ast.Attribute):
+        return owner.attr
+    return ast.unparse(owner)
+
+
+def _foreign_writes(source: str) -> list[str]:
+    """`line: target` of each assignment to a field of an object other than `self` and `DATA_VALUES`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            for each in target.elts if isinstance(target, ast.Tuple) else [target]:
+                if not isinstance(each, ast.Attribute):
+                    continue
+                owner = each.value
+                if isinstance(owner, ast.Name) and owner.id == 'self':
+                    continue
+                if _owner_name(owner) not in DATA_VALUES:
+                    found.append('{}: {}'.format(node.lineno, ast.unparse(each)))
+    return found
+
+
+GLUED_MODULES = [m for m in sorted(MODULES) if _room(m) == GLUED_ROOM]
+
+
+class TestGlue:
+    """The parts of a run read one run context and typed collaborators: no `Any`, no lambda, no foreign write."""
+
+    @pytest.mark.parametrize('module', GLUED_MODULES)
+    def test_no_collaborator_is_typed_any(self, module: str) -> None:
+        assert _init_parameters_typed_any(MODULES[module].read_text()) == []
+
+    @pytest.mark.parametrize('module', GLUED_MODULES)
+    def test_no_lambda_is_handed_over(self, module: str) -> None:
+        assert _lambda_arguments(MODULES[module].read_text()) == []
+
+    @pytest.mark.parametrize('module', GLUED_MODULES)
+    def test_no_part_writes_another_ones_fields(self, module: str) -> None:
+        assert _foreign_writes(MODULES[module].read_text()) == []
+
+    def test_the_checks_see_what_they_forbid(self) -> None:
+        source = (
+            'class Part:\n'
+            '    def __init__(self, a: Any, *, b: Any | None, c: int, d: Optional[Any] = None) -> None:\n'
+            '        self.inner = Inner(now=lambda: self.now, key=sorted(c, key=lambda x: x))\n'
+            '        self.inner.now = None\n'
+            '        other.field, state.horizon = 1, 2\n'
+            '        self.run.report.pages += 1\n'
+            '        self.own = 3\n'
+        )
+        assert _init_parameters_typed_any(source) == ['Part.a', 'Part.b', 'Part.d']
+        assert _lambda_arguments(source) == ['3: Inner']
+        assert _foreign_writes(source) == ['4: self.inner.now', '5: other.field']
+
+    def test_the_room_is_there(self) -> None:
+        assert len(GLUED_MODULES) > 10
 
 
 class TestGlossary:

@@ -70,6 +70,7 @@ SHIPPED = [
     'collection/monitors.py',
     'collection/pages.py',
     'collection/passes.py',
+    'collection/ports.py',
     'collection/rebuild.py',
     'collection/recheck.py',
     'collection/reconcile.py',

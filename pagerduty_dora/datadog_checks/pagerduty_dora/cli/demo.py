@@ -74,7 +74,7 @@ def _demo_check(world: Any, instance: dict) -> Any:
     check.monotonic = lambda: world.account.now
     initialize(check)
     if check.collector is not None:
-        check.collector.keep_mappings = True
+        check.collector.preview(persist=True)
     return check
 
 

@@ -104,8 +104,7 @@ def _dry_check(init_config: dict, instance: dict) -> Any:
     check.write_persistent_cache = no_write
     initialize(check)
     if check.collector is not None:
-        check.collector.persist = False
-        check.collector.keep_mappings = True
+        check.collector.preview(persist=False)
     # One attempt per connection: an API that does not answer is told now, not after the Agent's backoff.
     for client in (check.pagerduty_api, check.datadog_api):
         if client is not None:

@@ -27,7 +27,9 @@ in this order:
 Each pass is a generator that owns its cursor and yields a `Page` per request; this module drives
 them: before each request it checks the run's deadline, then hands what the page holds to the
 `Recorder` (`recorder.py`) and delivers. A rebuild from Datadog, lost failures and daily drift are
-`recovery.py`'s.
+`recovery.py`'s. What the parts of a run share (its state, PagerDuty's clock, the deadline, the
+failures held at a rebuild, whether state is stored) is one `Run` (`run.py`), made once the state is
+settled and handed to them; what they are handed besides is typed by what they call of it (`ports.py`).
 
 **One clock.** Every time compared with PagerDuty's timestamps is PagerDuty's own: collection goes
 live at the `Date` of its first answer, and each run reads the log up to the `Date` of the feed's
@@ -50,24 +52,23 @@ stay in step across restarts.
 
 from __future__ import annotations
 
-import math
 import time
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
+from datadog_checks.pagerduty_dora.catalog.model import Catalog
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.errors import BudgetExhausted, DeadlineReached, RateLimited
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
-from datadog_checks.pagerduty_dora.datadog.readback import Readback
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
-from .monitors import MonitorLookup
 from .pages import DAY, OVERLAP, NextRequest, Page, PassStep
 from .passes import Passes
+from .ports import CatalogSource, Log
 from .reconcile import pages_per_run
 from .recorder import Recorder
 from .recovery import MOVE_PAUSE, Recovery
-from .run import Run, RunReport, StopRun
+from .run import NO_FEATURES, Features, Mode, Run, RunClock, RunReport, StopRun
 from .settings import Settings
 from .state import CollectorState, damage_warning, unreadable_warning
 
@@ -87,26 +88,22 @@ class Collector:
         self,
         client: PagerDutyClient,
         *,
-        catalog: Any,
-        dora: Any | None,
+        catalog: CatalogSource,
         outputs: Outputs,
-        attribution: Any | None = None,
         settings: Settings,
         services: AgentServices,
         monotonic: Callable[[], float] = time.monotonic,
-        readback: Readback | None = None,
-        record_query: str = '',
-        monitors: MonitorLookup | None = None,
+        features: Features = NO_FEATURES,
     ) -> None:
         self.client = client
         self.catalog = catalog
-        self.dora = dora
-        self.attribution = attribution
+        self.dora = features.dora
+        self.attribution = features.attribution
         self.outputs = outputs
         self.settings = settings
         self._read_cache = services.read_cache
         self._write_cache = services.write_cache
-        self.log = services.log
+        self.log: Log = services.log
         self._warning = services.warning
         self._clock = services.clock
         self._monotonic = monotonic
@@ -114,49 +111,33 @@ class Collector:
         # The state's text as the cache holds it (as last read or written).
         self._stored: str | None = None
         self._fresh = False
-        self._deadline = float('inf')
         self._warned: set[str] = set()  # reasons of skipped log entries already warned about this run
         self._undated_warned = False
         self._resuming = True  # the next run is this process's first: a stored state may have been overtaken
         # Reads back from Datadog what this instance sent (with `datadog_app_key`): a state that
         # starts empty is rebuilt from it, and a daily drift check compares it with PagerDuty.
-        self.readback = readback
+        self.readback = features.readback
         self.recovery = Recovery(
-            readback=readback,
-            record_query=record_query,
-            dora=dora,
+            readback=features.readback,
+            record_query=features.record_query,
+            dora=features.dora,
             outputs=outputs,
             backfill_days=settings.backfill_days,
             services=services,
         )
-        self.monitors = monitors  # maps incidents Datadog monitors triggered; None with `monitor_mapping: false`
-        self.recorder = self._recorder()
-        # Whether state is written (a dry run writes none).
-        self.persist = True
+        # Maps incidents Datadog monitors triggered; None with `monitor_mapping: false`.
+        self.monitors = features.monitors
+        self.recorder = Recorder(client, outputs=outputs, settings=settings, services=services, features=features)
+        self._mode = Mode()
 
-    def _recorder(self) -> Recorder:
-        return Recorder(
-            self.client,
-            state=lambda: self.state,
-            dora=self.dora,
-            outputs=self.outputs,
-            attribution=self.attribution,
-            settings=self.settings,
-            log=self.log,
-            warning=self._warning,
-            now=self.now,
-            check_deadline=self._check_deadline,
-            held=self.recovery.held,
-        )
+    def preview(self, *, persist: bool) -> None:
+        """For the command line: keep every incident's mapping in the run reports; `persist=False` stores nothing."""
+        self._mode = Mode(persist=persist, keep_mappings=True)
 
     @property
-    def keep_mappings(self) -> bool:
-        """Whether per-incident mappings are kept in the run report (for the command line only)."""
-        return self.recorder.keep_mappings
-
-    @keep_mappings.setter
-    def keep_mappings(self, keep: bool) -> None:
-        self.recorder.keep_mappings = keep
+    def persist(self) -> bool:
+        """Whether state is written (a dry run writes none)."""
+        return self._mode.persist
 
     # State -------------------------------------------------------------------------------------
 
@@ -197,7 +178,6 @@ class Collector:
 
     def run(self, deadline: float) -> RunReport:
         """Collect once. `deadline` is the monotonic time by which the run must end."""
-        self._deadline = deadline
         report = RunReport()
         catalog = self.catalog.current()
         if catalog is None:
@@ -209,79 +189,95 @@ class Collector:
             return report
         for source, entries in self.catalog.counts().items():
             self.outputs.gauge('catalog.entries', entries, ['source:{}'.format(source)])
-        self.client.now = None
-        self.recovery.persist = self.persist
-        if not self._rebuilt_where_needed():
+        self.client.start_run()
+        clock = RunClock(self.client, self._clock, self._monotonic, deadline)
+        if not self._rebuilt_where_needed(clock):
             report.stopped = 'rebuild'
             self.save()
             return report
-        state = self.state
-        feed = state.feed
         if self.monitors is not None:
             self.monitors.start_run()
-        start = feed.horizon - OVERLAP if feed is not None else float('inf')
-        self.recorder.run = Run(self.recorder.rests.catalog(catalog), report, read_start=start, monitors=self.monitors)
-        self._warned = set()
-        passes = Passes(self.client, self.fallback_now)
+        run = self._start(clock, catalog, report)
+        passes = Passes(self.client, clock.fallback_now)
         try:
-            self._collect(passes)
-            report.sweep_complete = self._history_complete(self.now())
+            self._collect(run, passes)
+            report.sweep_complete = self._history_complete(run.now())
         except (BudgetExhausted, RateLimited, DeadlineReached, StopRun) as e:
             report.stopped = str(e)
             self.log.info('Collection paused until the next run: %s', e)
         finally:
-            report.pages = passes.pages() + self.recovery.pages
-            self.recovery.pages = 0
-            self._end_run(report)
+            report.pages = passes.pages() + self.recovery.take_pages()
+            self._end_run(run)
         return report
 
-    def _rebuilt_where_needed(self) -> bool:
+    def _start(self, clock: RunClock, catalog: Catalog, report: RunReport) -> Run:
+        """The run's context, made once the state it collects with is settled, and handed to the recorder."""
+        state = self.state
+        feed = state.feed
+        run = Run(
+            state=state,
+            catalog=self.recorder.rests.catalog(catalog),
+            report=report,
+            clock=clock,
+            held=self.recovery.held() if state.rebuilt_at else {},
+            mode=self._mode,
+            read_start=feed.horizon - OVERLAP if feed is not None else float('inf'),
+        )
+        self._warned = set()
+        self.recorder.start_run(run)
+        return run
+
+    def _rebuilt_where_needed(self, clock: RunClock) -> bool:
         """Rebuild an empty or overtaken state from Datadog (never in a dry run); False while the rebuild waits."""
         if not self.persist or self.readback is None:
             return True
         pause = self._clock() - self.state.last_run[1] if self._resuming and self.state.last_run else 0.0
         self._resuming = False
         paused = pause > MOVE_PAUSE + self.settings.interval
-        self._state, ready = self.recovery.resume(self.state, fresh=self._fresh, paused=paused, now=self.fallback_now())
+        self._state, ready = self.recovery.resume(
+            self.state, fresh=self._fresh, paused=paused, now=clock.fallback_now()
+        )
         return ready
 
-    def _collect(self, passes: Passes) -> None:
+    def _collect(self, run: Run, passes: Passes) -> None:
         """The passes of one run, in order; each stops the run by raising when its budget or deadline is spent."""
-        state = self.state
+        state = run.state
         recorder = self.recorder
         self._deliver()
         self.recovery.find_undelivered(state)
         if state.live_since is not None and state.feed is not None:
             since_last_run = self._clock() - state.last_run[1] if state.last_run is not None else None
-            self._drive(passes.feed.read(state.feed, state.live_since, since_last_run), recorder.observe)
-            self._drive(passes.feed.second_look(state.live_since), recorder.observe)
+            self._drive(run, passes.feed.read(state.feed, state.live_since, since_last_run), recorder.observe)
+            self._drive(run, passes.feed.second_look(state.live_since), recorder.observe)
         self._drive(
+            run,
             passes.reconcile.read(state, self.client.now, pages_per_run(state, self.settings.interval)),
             recorder.observe,
         )
         state.go_live(self.client.now)
-        now = self.now()
+        now = run.now()
         state.switch_delivery(self.dora is not None, since=now - self.settings.backfill_days * DAY, now=now)
         if state.horizon is None:
             state.horizon = now - self.settings.backfill_days * DAY
         self.recovery.check_drift(state, now)
-        self._drive(passes.recheck.read(state, now, self.settings.recheck_resolved_days), recorder.recheck)
-        self._drive(self.recovery.refetch(self.client, state), recorder.sweep_incident)
-        self._drive(passes.sweep.history(state, self._sweep_target(now)), recorder.sweep_incident, sweep=True)
-        self._drive(passes.sweep.resend(state), recorder.redeliver, sweep=True)
+        self._drive(run, passes.recheck.read(state, now, self.settings.recheck_resolved_days), recorder.recheck)
+        self._drive(run, self.recovery.refetch(self.client, state), recorder.sweep_incident)
+        self._drive(run, passes.sweep.history(state, self._sweep_target(now)), recorder.sweep_incident, sweep=True)
+        self._drive(run, passes.sweep.resend(state), recorder.redeliver, sweep=True)
         # What this run found goes out in this run.
         self._deliver()
 
-    def _end_run(self, report: RunReport) -> None:
+    def _end_run(self, run: Run) -> None:
         """What every run does last, however it ended: prune, remember, report and save."""
-        state = self.state
+        state = run.state
+        persist = run.mode.persist
         if state.live_since is not None:
-            now = self.now()
+            now = run.now()
             state.prune(now - RESOLVED_RETENTION, delivering=self.dora is not None)
             state.last_run = (now, self._clock())
-            self.recovery.forget(state, self._history_complete(now))
-            self.recovery.trace(state, now, self.settings.env)
-        self._report_gauges(self.now(), report)
+            self.recovery.forget(state, self._history_complete(now), persist=persist)
+            self.recovery.trace(state, now, self.settings.env, persist=persist)
+        self._report_gauges(run.now(), run.report)
         self._report_undated()
         self.save()
         if self.dora is not None:
@@ -291,20 +287,20 @@ class Collector:
 
     # The loop every pass runs in ---------------------------------------------------------------
 
-    def _drive(self, steps: Iterator[PassStep], take: Callable[..., None], *, sweep: bool = False) -> None:
+    def _drive(self, run: Run, steps: Iterator[PassStep], take: Callable[..., None], *, sweep: bool = False) -> None:
         """Run a pass: before each of its requests check the deadline; take and deliver each page it yields."""
         for step in steps:
             if isinstance(step, NextRequest):
-                self._check_deadline()
+                run.check_deadline()
                 if sweep and self.dora is not None and self.dora.pending > MAX_QUEUED_BEFORE_SWEEP:
                     # Read no more history while DORA delivery is behind: its queue is bounded.
                     raise StopRun('DORA deliveries are behind; reading continues once they catch up')
                 continue
-            self._take(step, take)
+            self._take(run, step, take)
             if step.deliver:
                 self._deliver()
 
-    def _take(self, page: Page, take: Callable[..., None]) -> None:
+    def _take(self, run: Run, page: Page, take: Callable[..., None]) -> None:
         """Report what a page could not use, then bring every incident it holds up to date."""
         for reason, count in page.skipped:
             self._skipped_entries(reason, count)
@@ -313,8 +309,7 @@ class Collector:
         if page.repaired:
             self.outputs.count('collection.repaired', 1, ['what:feed_horizon'])
         if page.reads_back_to is not None:
-            run = self.recorder.run
-            run.read_start = min(run.read_start, page.reads_back_to)
+            run.read_back_to(page.reads_back_to)
         for raw, error in page.malformed:
             self.recorder.malformed(raw, error)
         for look in page.looks:
@@ -337,10 +332,6 @@ class Collector:
         if self.attribution is not None:
             self.attribution.flush()
 
-    def _check_deadline(self) -> None:
-        if self._monotonic() > self._deadline:
-            raise StopRun('the run reached its time limit')
-
     def _skipped_entries(self, reason: str, count: int) -> None:
         """Log entries that could not be used: counted, and warned about once per run."""
         self.outputs.count('log_entries.skipped', count, ['reason:{}'.format(reason)])
@@ -349,14 +340,6 @@ class Collector:
             self._warning('Skipped %d PagerDuty log entries that could not be used (%s)', count, reason)
 
     # Clocks and positions ----------------------------------------------------------------------
-
-    def now(self) -> float:
-        """PagerDuty's time: the `Date` of its latest answer (the Agent's clock only before any answer)."""
-        return self.client.now if self.client.now is not None else self.fallback_now()
-
-    def fallback_now(self) -> float:
-        """The Agent's clock, for a server that dates none of its answers."""
-        return float(math.floor(self._clock()))
 
     def _sweep_target(self, now: float) -> float:
         # What was created since going live comes from the feed, trigger entry first.

@@ -41,6 +41,8 @@ from datadog_checks.pagerduty_dora.pagerduty.monitor import (
     split_tag,
 )
 
+from .ports import Log
+
 MONITOR_ENDPOINT = 'monitor'
 # Monitors read from Datadog remembered in one run (several incidents often come from one monitor).
 MAX_MONITORS_KEPT = 1000
@@ -55,7 +57,7 @@ MONITORS_FORBIDDEN = (
 class MonitorLookup:
     """Decides the monitor mapping of incidents; `datadog` is the Datadog API client with `datadog_app_key`, or None."""
 
-    def __init__(self, datadog: ApiClient | None, log: Any, warning: Callable[..., None]) -> None:
+    def __init__(self, datadog: ApiClient | None, log: Log, warning: Callable[..., None]) -> None:
         self.datadog = datadog
         self.log = log
         self._warning = warning

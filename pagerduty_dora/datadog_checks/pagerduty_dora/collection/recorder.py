@@ -10,11 +10,11 @@ hands the transitions to the outputs and to attribution.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult, map_incident
-from datadog_checks.pagerduty_dora.catalog.model import Catalog
 from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
+from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.text import digest, for_log
 from datadog_checks.pagerduty_dora.datadog.dora import build_failure
 from datadog_checks.pagerduty_dora.datadog.dora import fingerprint as fingerprint_of
@@ -24,11 +24,12 @@ from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry, PagerDutyCl
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Step, Transition, observed
 
+from .ports import Log
 from .rebuild import payload_digest
 from .reconcile import meet
 from .record import IncidentRecord
 from .rest import Rests
-from .run import Run, RunReport, StopRun
+from .run import Features, Run, StopRun
 from .settings import Settings
 from .state import CollectorState
 from .story import Context, ReadLog, Story, look, recorded, settled, steps_of
@@ -50,42 +51,49 @@ class Recorder:
         self,
         client: PagerDutyClient,
         *,
-        state: Callable[[], CollectorState],
-        dora: Any | None,
         outputs: Outputs,
-        attribution: Any | None,
         settings: Settings,
-        log: Any,
-        warning: Callable[..., None],
-        now: Callable[[], float],
-        check_deadline: Callable[[], None],
-        held: Callable[[], dict[str, str]],
+        services: AgentServices,
+        features: Features,
     ) -> None:
         self.client = client
-        self._state = state
-        self.dora = dora
+        self.dora = features.dora
         self.outputs = outputs
-        self.attribution = attribution
+        self.attribution = features.attribution
+        self.monitors = features.monitors  # decides monitor mappings; None with `monitor_mapping: false`
         self.settings = settings
         self.qualification = Qualification(
             urgencies=settings.urgencies,
             priorities=settings.priorities,
             unmapped_incidents=settings.unmapped_incidents,
         )
-        self.log = log
-        self._warning = warning
-        self.now = now
-        self._check_deadline = check_deadline
-        # Digests of the failures Datadog held at a rebuild, while history is compared with them.
-        self._held = held
+        self.log: Log = services.log
+        self._warning = services.warning
         self._warned_malformed: set[str] = set()
-        self.rests = Rests(delivering=dora is not None)
-        self.keep_mappings = False
-        self.run = Run(Catalog(), RunReport(), float('inf'))
+        self.rests = Rests(delivering=features.dora is not None)
+        self._run: Run | None = None
+        # Incidents whose own log this run read.
+        self._log_reads = 0
+
+    def start_run(self, run: Run) -> None:
+        """Looks from now on belong to `run`."""
+        self._run = run
+        self._log_reads = 0
+
+    @property
+    def run(self) -> Run:
+        """The run the looks belong to (`start_run`)."""
+        if self._run is None:
+            raise RuntimeError('an incident is looked at only within a run')
+        return self._run
 
     @property
     def state(self) -> CollectorState:
-        return self._state()
+        return self.run.state
+
+    @property
+    def keep_mappings(self) -> bool:
+        return self.run.mode.keep_mappings
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -106,18 +114,17 @@ class Recorder:
             self._warning('Skipped PagerDuty incident %s: %s', for_log(key, MAX_LOGGED_ID), for_log(str(error)))
 
     def _read_log(self, incident: Incident, since: float | None) -> list[Step]:
-        run = self.run
-        if run.log_reads >= MAX_LOG_READS_PER_RUN:
+        if self._log_reads >= MAX_LOG_READS_PER_RUN:
             raise StopRun(
-                'read the logs of {} incidents this run; the rest waits for the next one'.format(run.log_reads)
+                'read the logs of {} incidents this run; the rest waits for the next one'.format(self._log_reads)
             )
-        run.log_reads += 1
-        return steps_of(self.client.incident_log(incident.id, since, before_page=self._check_deadline))
+        self._log_reads += 1
+        return steps_of(self.client.incident_log(incident.id, since, before_page=self.run.check_deadline))
 
     # Policy -------------------------------------------------------------------------------------
 
     def map(self, incident: Incident, record: IncidentRecord | None = None) -> MappingResult:
-        monitors = self.run.monitors
+        monitors = self.monitors
         monitor = record.monitor if record is not None and monitors is not None else None
         return map_incident(
             incident,
@@ -165,7 +172,7 @@ class Recorder:
             self._out_of_scope(incident, record)
             return
         context = Context(
-            now=self.now(),
+            now=self.run.now(),
             live_since=state.live_since,
             read_start=self.run.read_start,
             horizon=state.feed.horizon if state.feed is not None else None,
@@ -224,7 +231,7 @@ class Recorder:
 
     def _held_delivery(self, incident: Incident, mapping: MappingResult) -> str:
         """For an incident first seen after a rebuild: the fingerprint of its failure if Datadog holds it as it is."""
-        held = self._held().get(incident.id) if self.state.rebuilt_at else None
+        held = self.run.held.get(incident.id) if self.state.rebuilt_at else None
         if held is None:
             return ''
         attributes = build_failure(incident, mapping)
@@ -269,7 +276,7 @@ class Recorder:
         if not wanted:
             self.outputs.count('incidents.filtered', 1, tags)
             return
-        now = self.now()
+        now = self.run.now()
         for index, transition in enumerate(transitions):
             self.log.debug(
                 'Incident #%d %s (mapping_rule=%s service=%s team=%s env=%s)',
@@ -319,7 +326,7 @@ class Recorder:
             return
         if self.attribution is not None:
             self.attribution.gone(incident.id, 'out_of_scope')
-        now = self.now()
+        now = self.run.now()
         if self.can_remove() or not record.delivered:
             record.desired = self.want(incident.id, record, None)
         else:
@@ -374,7 +381,7 @@ class Recorder:
                 self.outputs.count('mapping.matches', 1, ['mapping_rule:{}'.format(mapping.rule)], tags)
             if self.dora is not None:
                 attributes = build_failure(incident, mapping)
-                held = self._held().get(incident.id) if self.state.rebuilt_at else None
+                held = self.run.held.get(incident.id) if self.state.rebuilt_at else None
                 if held is None or payload_digest(attributes) != held:
                     self.dora.enqueue(incident.id, attributes)
         elif not again:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Iterator
 
 from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
 from datadog_checks.pagerduty_dora.common.errors import ApiError
@@ -34,6 +34,7 @@ from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 
 from .feed_position import Feed
 from .pages import DAY, NEXT_REQUEST, Look, Page, PassStep
+from .ports import DoraQueue
 from .rebuild import EVENTS_LOOKBACK, Rebuild, Record, read_record
 from .state import CollectorState
 from .story import settled
@@ -66,7 +67,7 @@ class Recovery:
         *,
         readback: Readback | None,
         record_query: str,
-        dora: Any | None,
+        dora: DoraQueue | None,
         outputs: Outputs,
         backfill_days: int,
         services: AgentServices,
@@ -80,7 +81,6 @@ class Recovery:
         self._write_cache = services.write_cache
         self.log = services.log
         self._warning = services.warning
-        self.persist = True
         # Incidents read again by id (requests), for the run report.
         self.pages = 0
         # Digests of the failures Datadog holds, while a rebuilt state's history is compared with them.
@@ -216,13 +216,13 @@ class Recovery:
             format_time(start) if start is not None else 'now',
         )
 
-    def trace(self, state: CollectorState, now: float, env: str | None) -> None:
+    def trace(self, state: CollectorState, now: float, env: str | None, *, persist: bool) -> None:
         """Send the live event when a state goes live, and again after a day without any event of the instance.
 
         Only where a rebuild can read it back (`datadog_app_key`) and events are collected; `now` is PagerDuty's
         time, `env` the instance's.
         """
-        if self.readback is None or not self.persist or state.live_since is None:
+        if self.readback is None or not persist or state.live_since is None:
             return
         if state.last_event_at is not None and now - state.last_event_at < LIVE_EVENT_INTERVAL:
             return
@@ -239,10 +239,10 @@ class Recovery:
         self._warning('Could not rebuild the collection state from Datadog (%s); %s', error, then)
 
     def _write(self, key: str, value: str) -> None:
-        if self.persist:
-            self._write_cache(key, value)
+        # Only a run that stores its state rebuilds it or forgets what a rebuild read.
+        self._write_cache(key, value)
 
-    def forget(self, state: CollectorState, history_complete: bool) -> None:
+    def forget(self, state: CollectorState, history_complete: bool, *, persist: bool) -> None:
         """Drop what the rebuild read once it has served: events once the feed is past it, failures once history is."""
         if not state.rebuilt_at:
             return
@@ -251,7 +251,8 @@ class Recovery:
         if history_complete and state.resend is None:
             state.rebuilt_at = 0.0
             self._held = {}
-            self._write(HELD_KEY, '')
+            if persist:
+                self._write(HELD_KEY, '')
 
     def held(self) -> dict[str, str]:
         """Digests of the failures Datadog held at the rebuild, while history is compared with them."""
@@ -303,6 +304,11 @@ class Recovery:
                 continue
             state.refetch.append(key)
             queued.add(key)
+
+    def take_pages(self) -> int:
+        """Incidents read again by id (requests) since the last call, for the run report."""
+        pages, self.pages = self.pages, 0
+        return pages
 
     def refetch(self, client: PagerDutyClient, state: CollectorState) -> Iterator[PassStep]:
         """Read again by id the incidents whose failure went missing or disagrees with Datadog: one `Page` each."""

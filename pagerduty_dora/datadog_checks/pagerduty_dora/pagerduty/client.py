@@ -111,6 +111,10 @@ class PagerDutyClient:
         # channels: the monitor mapping of that incident then needs no request of its own.
         self.triggers: dict[str, MonitorAlert | None] = {}
 
+    def start_run(self) -> None:
+        """A run begins: PagerDuty's time is read again from its next answer."""
+        self.now = None
+
     def take_undated(self) -> int:
         """How many answers since the last call had no `Date` (and were dated by the Agent's clock)."""
         undated, self.undated = self.undated, 0
