@@ -93,7 +93,7 @@ def story_of(account: PagerDutyAccount, count: int, born: float) -> str:
 
 def entry_ids(account: PagerDutyAccount, incident_id: str | None = None) -> list[str]:
     """The ids of the listed entries (of one incident or all), oldest first."""
-    incident = None if incident_id is None else account._index(incident_id)
+    incident = None if incident_id is None else account.index_of(incident_id)
     with account.lock:
         listed = account.log_entries(None, None, incident=incident, overview=True)
     return [encode_id(sequence, prefix='R') for sequence in reversed(listed)]

@@ -122,8 +122,8 @@ class PagerDutyAccount(demo_account.PagerDutyAccount):
         super()._record(incident_id, kind, at, detail)
         self.history.append((incident_id, kind, at, detail))
 
-    def _index(self, incident_id: str) -> int:
-        index = super()._index(incident_id)
+    def index_of(self, incident_id: str) -> int:
+        index = super().index_of(incident_id)
         if index in self._deleted:
             raise KeyError('unknown incident id {!r}'.format(incident_id))
         return index
@@ -131,7 +131,7 @@ class PagerDutyAccount(demo_account.PagerDutyAccount):
     def exists(self, incident_id: str) -> bool:
         with self.lock:
             try:
-                self._index(incident_id)
+                self.index_of(incident_id)
             except KeyError:
                 return False
             return True
@@ -178,15 +178,15 @@ class PagerDutyAccount(demo_account.PagerDutyAccount):
     def merge(self, incident_id: str, into_id: str) -> None:
         """Merge an open incident into another: it is resolved with a merge resolve reason."""
         with self.lock:
-            survivor = self._index(into_id)
+            survivor = self.index_of(into_id)
             self.resolve(incident_id)
-            self._merged[self._index(incident_id)] = survivor
+            self._merged[self.index_of(incident_id)] = survivor
             self.history.append((incident_id, 'merged', self._now, into_id))
 
     def delete(self, incident_id: str) -> None:
         """Remove the incident: `GET /incidents/{id}` answers 404 and no list shows it or its log entries."""
         with self.lock:
-            self._deleted.add(self._index(incident_id))
+            self._deleted.add(self.index_of(incident_id))
             self._record(incident_id, 'deleted', self._now, None)
 
     def set_priority(self, incident_id: str, name: str | None) -> None:
@@ -214,11 +214,11 @@ class PagerDutyAccount(demo_account.PagerDutyAccount):
     def created_at(self, incident_id: str) -> float:
         """When the incident was created (UTC epoch seconds)."""
         with self.lock:
-            return self._created[self._index(incident_id)]
+            return self._created[self.index_of(incident_id)]
 
     def status(self, incident_id: str) -> str:
         with self.lock:
-            return STATUSES[self._status[self._index(incident_id)]]
+            return STATUSES[self._status[self.index_of(incident_id)]]
 
     def incident_ids(self) -> list[str]:
         """Every incident id, in creation order."""
@@ -333,6 +333,7 @@ class PagerDutySimulator(PagerDutyApi):
     """
 
     server_class = FakeServer
+    account: PagerDutyAccount
 
     def __init__(
         self,
@@ -494,9 +495,7 @@ class InProcessPagerDuty(PagerDutyClient):
 
     def _incidents(self, rows: Sequence[int], offset: int, with_total: bool = True) -> IncidentPage:
         with self.account.lock:
-            page = [
-                self.account._render_incident(i, UTC_ZONE, API_URL, True) for i in rows[offset : offset + PAGE_SIZE]
-            ]
+            page = [self.account.render_incident(i, UTC_ZONE, API_URL, True) for i in rows[offset : offset + PAGE_SIZE]]
         return IncidentPage(page, offset + PAGE_SIZE < len(rows), len(rows) if with_total else None)
 
     def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
@@ -505,7 +504,7 @@ class InProcessPagerDuty(PagerDutyClient):
         with account.lock:
             rows = account.log_entries(since, until, overview=True)
             page = [
-                account._render_log_entry(s, UTC_ZONE, API_URL, True, True) for s in rows[offset : offset + PAGE_SIZE]
+                account.render_log_entry(s, UTC_ZONE, API_URL, True, True) for s in rows[offset : offset + PAGE_SIZE]
             ]
         return LogPage(page, offset + PAGE_SIZE < len(rows), len(rows) if with_total else None, offset)
 

@@ -162,7 +162,7 @@ class PagerDutyAccount:
     def __len__(self) -> int:
         return len(self._titles)
 
-    def _index(self, incident_id: str) -> int:
+    def index_of(self, incident_id: str) -> int:
         """The incident's index; a KeyError for an id no list shows."""
         number = decode_id(incident_id)
         if number is None or not 1 <= number <= len(self._titles):
@@ -231,7 +231,7 @@ class PagerDutyAccount:
 
     def _transition(self, incident_id: str, allowed_from: tuple[int, ...], to: int, kind: int, name: str) -> None:
         with self.lock:
-            index = self._index(incident_id)
+            index = self.index_of(incident_id)
             current = self._status[index]
             if current not in allowed_from:
                 raise ValueError(
@@ -263,7 +263,7 @@ class PagerDutyAccount:
 
     def _change(self, incident_id: str, column: array, value: int, name: str, detail: Any, kind: int | None) -> None:
         with self.lock:
-            index = self._index(incident_id)
+            index = self.index_of(incident_id)
             column[index] = value
             self._updated[index] = self._now
             if kind is not None:
@@ -277,7 +277,7 @@ class PagerDutyAccount:
     def incident(self, incident_id: str, *, time_zone: str = 'UTC', api_url: str = 'https://api.pagerduty.com') -> dict:
         """The incident as `GET /incidents/{id}` renders it (in UTC unless told otherwise)."""
         with self.lock:
-            return self._render_incident(self._index(incident_id), ZoneInfo(time_zone), api_url)
+            return self.render_incident(self.index_of(incident_id), ZoneInfo(time_zone), api_url)
 
     # -- queries (used by the API; callers hold `lock`) --------------------------------------
 
@@ -343,7 +343,7 @@ class PagerDutyAccount:
     def _renderer(self, api_url: str) -> Renderer:
         return Renderer(self.subdomain, api_url, self._services, {t['id']: t['name'] for t in self._teams})
 
-    def _render_incident(self, index: int, zone: dt.tzinfo, api_url: str, with_trigger: bool = False) -> dict:
+    def render_incident(self, index: int, zone: dt.tzinfo, api_url: str, with_trigger: bool = False) -> dict:
         return self._renderer(api_url).incident(self._facts(index, zone), with_trigger)
 
     def render_alerts(self, index: int, api_url: str) -> list[dict]:
@@ -365,14 +365,14 @@ class PagerDutyAccount:
             event=self._events.get(index),
         )
 
-    def _render_log_entry(
+    def render_log_entry(
         self, sequence: int, zone: dt.tzinfo, api_url: str, with_incident: bool, channels: bool = False
     ) -> dict:
         """A log entry; `channels` (`include[]=channels`) gives a trigger entry the whole event that opened it."""
         index, renderer = self._log_incident[sequence], self._renderer(api_url)
         title = self._titles[index]
         if with_incident:
-            incident = self._render_incident(index, zone, api_url)
+            incident = self.render_incident(index, zone, api_url)
         else:
             incident = renderer.incident_reference(index + 1, title)
         at = self._time(self._log_time[sequence], zone)

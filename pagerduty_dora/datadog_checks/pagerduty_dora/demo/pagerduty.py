@@ -198,7 +198,7 @@ class PagerDutyApi:
 
     def _incident(self, request: Request) -> int:
         try:
-            return self.account._index(request.match['id'])
+            return self.account.index_of(request.match['id'])
         except KeyError:
             raise not_found() from None
 
@@ -221,8 +221,8 @@ class PagerDutyApi:
         field, _, direction = sort_by.partition(':')
         if field not in ('created_at', 'incident_number', 'resolved_at') or direction not in ('', 'asc', 'desc'):
             raise invalid('sort_by {} is invalid.'.format(sort_by))
-        key = (account.version, since, until, tuple(sorted(statuses)), tuple(sorted(services)))
-        key += (tuple(sorted(urgencies)), field)
+        chosen = tuple(tuple(sorted(values)) for values in (statuses, services, urgencies))
+        key = (account.version, since, until, chosen, field)
         rows = self._query_cache.get(key)
         if rows is None:
             rows = _sorted(account, account.created_in(since, until, statuses, services, urgencies), field)
@@ -232,11 +232,11 @@ class PagerDutyApi:
         if direction == 'desc':
             rows = rows[::-1]
         trigger = with_trigger(request)
-        return self._page(request, 'incidents', rows, lambda i: account._render_incident(i, zone, self.url, trigger))
+        return self._page(request, 'incidents', rows, lambda i: account.render_incident(i, zone, self.url, trigger))
 
     def _get_incident(self, request: Request) -> Reply:
         index = self._incident(request)
-        incident = self.account._render_incident(index, self._zone(request), self.url, with_trigger(request))
+        incident = self.account.render_incident(index, self._zone(request), self.url, with_trigger(request))
         return Reply(200, {'incident': incident})
 
     def _incident_alerts(self, request: Request) -> Reply:
@@ -268,7 +268,7 @@ class PagerDutyApi:
             request,
             'log_entries',
             rows,
-            lambda s: self.account._render_log_entry(s, zone, self.url, with_incident, channels),
+            lambda s: self.account.render_log_entry(s, zone, self.url, with_incident, channels),
         )
 
     # -- services and teams ------------------------------------------------------------------
