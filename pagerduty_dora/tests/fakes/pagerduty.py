@@ -54,7 +54,15 @@ from datadog_checks.pagerduty_dora.demo.rendering import (
     IncidentFacts,
     encode_id,
 )
-from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, IncidentPage, LogPage, PagerDutyClient
+from datadog_checks.pagerduty_dora.pagerduty.client import (
+    MAX_WINDOW,
+    PAGE_SIZE,
+    IncidentPage,
+    LogEntry,
+    LogPage,
+    PagerDutyClient,
+    parse_log_entry,
+)
 from datadog_checks.pagerduty_dora.pagerduty.transitions import TRANSITION_KINDS
 
 from .faults import Faults
@@ -493,7 +501,7 @@ class InProcessPagerDuty(PagerDutyClient):
             raise UnreadableResponse('PagerDuty', 'the answer is not JSON')
         self.now = self.account.now
 
-    def _incidents(self, rows: Sequence[int], offset: int, with_total: bool = True) -> IncidentPage:
+    def _incidents(self, rows: Sequence[int], offset: int, with_total: bool = False) -> IncidentPage:
         with self.account.lock:
             page = [self.account.render_incident(i, UTC_ZONE, API_URL, True) for i in rows[offset : offset + PAGE_SIZE]]
         return IncidentPage(page, offset + PAGE_SIZE < len(rows), len(rows) if with_total else None)
@@ -522,11 +530,34 @@ class InProcessPagerDuty(PagerDutyClient):
 
     def get_incident(self, incident_id: str) -> dict | None:
         self._answer(('get_incident', incident_id))
-        return self.account.incident(incident_id) if self.account.exists(incident_id) else None
+        with self.account.lock:
+            try:
+                index = self.account.index_of(incident_id)
+            except KeyError:
+                return None
+            return self.account.render_incident(index, UTC_ZONE, API_URL, True)
 
-    def incident_log(self, incident_id: str, since: float | None = None, before_page: Any = None) -> list:
+    def incident_log(
+        self, incident_id: str, since: float | None = None, before_page: Callable[[], None] | None = None
+    ) -> list[LogEntry]:
+        """The incident's status entries from `since` on, oldest first, in one request (every page at once)."""
+        if before_page is not None:
+            before_page()
         self._answer(('incident_log', incident_id, since))
-        return []
+        account = self.account
+        with account.lock:
+            try:
+                index = account.index_of(incident_id)
+            except KeyError:
+                return []
+            until = None if since is None else since + MAX_WINDOW
+            rows = account.log_entries(since, until, incident=index, overview=True)
+            raw = [account.render_log_entry(s, UTC_ZONE, API_URL, False, True) for s in rows]
+        entries = [entry for entry in map(parse_log_entry, raw) if entry is not None]
+        entries.reverse()
+        entries.sort(key=lambda entry: entry.at)
+        self._remember_trigger(incident_id, entries)
+        return entries
 
 
 __all__ = [
