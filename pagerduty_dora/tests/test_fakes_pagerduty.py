@@ -17,11 +17,11 @@ import requests
 from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.times import parse_time
+from datadog_checks.pagerduty_dora.demo.account import API_URL
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from .fakes.pagerduty import (
-    API_URL,
     FAULT_KINDS,
     InProcessPagerDuty,
     PagerDutyAccount,

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Sequence
 from datadog_checks.pagerduty_dora.common.http import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import parse_time
 from datadog_checks.pagerduty_dora.demo import account as demo_account
-from datadog_checks.pagerduty_dora.demo.account import ACKNOWLEDGED, RESOLVED, TRIGGERED, UTC_ZONE
+from datadog_checks.pagerduty_dora.demo.account import ACKNOWLEDGED, API_URL, RESOLVED, TRIGGERED, UTC_ZONE
 from datadog_checks.pagerduty_dora.demo.pagerduty import ApiError, PagerDutyApi, token
 from datadog_checks.pagerduty_dora.demo.rendering import (
     ACK,
@@ -452,7 +452,6 @@ def _forbidden(request: Request) -> Any:
 
 # The present of the in-process accounts below.
 NOW = parse_time('2026-11-20T10:00:00Z')
-API_URL = 'https://api.pagerduty.com'
 
 
 def small_account(now: float = NOW) -> tuple[PagerDutyAccount, str]:

@@ -46,6 +46,8 @@ TRIGGERED, ACKNOWLEDGED, RESOLVED = range(3)
 # The log entry kinds `is_overview=true` lists: all but the notifications.
 OVERVIEW_KINDS = frozenset(kind for kind in range(len(LOG_ENTRY_TYPES)) if kind != NOTIFY)
 UTC_ZONE = ZoneInfo('UTC')
+# Where PagerDuty's REST API lives: the address its answers name when not served from elsewhere.
+API_URL = 'https://api.pagerduty.com'
 NO_TIME = math.nan  # "no time" in the float columns
 
 
@@ -274,7 +276,7 @@ class PagerDutyAccount:
         """Set or clear the priority. PagerDuty logs no priority change: only re-reading the incident shows it."""
         self._change(incident_id, self._priority, self._priority_index(name), 'priority_changed', name, None)
 
-    def incident(self, incident_id: str, *, time_zone: str = 'UTC', api_url: str = 'https://api.pagerduty.com') -> dict:
+    def incident(self, incident_id: str, *, time_zone: str = 'UTC', api_url: str = API_URL) -> dict:
         """The incident as `GET /incidents/{id}` renders it (in UTC unless told otherwise)."""
         with self.lock:
             return self.render_incident(self.index_of(incident_id), ZoneInfo(time_zone), api_url)
