@@ -15,6 +15,9 @@ edges) with `ratelimit-*` headers on every answer, 429 past the per-minute budge
 read access (403), a record of every request, and injected faults (429 with and without headers,
 5xx, slow answers, cut bodies, bad JSON) through `faults`.
 
+`InProcessPagerDuty` is the client's reads answered straight from an account, as the API serves
+them, for the pass and loop tests that need no HTTP; `raw_incident` is one incident as it renders.
+
     account = PagerDutyAccount(now=parse_time('2026-11-26T12:00:00Z'))
     api = account.add_service('checkout-api', team_ids=[account.add_team('Payments')])
     incident_id = account.trigger(api, 'Checkout errors', priority='P1')
