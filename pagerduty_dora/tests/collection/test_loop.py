@@ -22,14 +22,7 @@ from datadog_checks.pagerduty_dora.datadog.outputs import Outputs, Submitters
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
-from ..passes_world import NOW, ScriptedPagerDuty, raw_incident
-
-
-class PagerDuty(ScriptedPagerDuty):
-    """The in-memory PagerDuty as the collector's client."""
-
-    def start_run(self) -> None:
-        self.now = None
+from ..fakes.pagerduty import NOW, InProcessPagerDuty, raw_incident
 
 
 class Catalogs:
@@ -83,7 +76,7 @@ class Clock:
         return self.value
 
 
-def collector(pagerduty: PagerDuty, cache: dict[str, str], **options: Any) -> tuple[Collector, dict]:
+def collector(pagerduty: InProcessPagerDuty, cache: dict[str, str], **options: Any) -> tuple[Collector, dict]:
     seen: dict[str, list] = {'warnings': [], 'counts': [], 'gauges': []}
     submit = Submitters(
         event=lambda event: None,
@@ -128,7 +121,7 @@ class TestLoop:
 
     def test_the_deadline_is_checked_before_every_request(self) -> None:
         made: list[int] = []
-        loop, _ = collector(PagerDuty(), {}, monotonic=Clock(1.0))
+        loop, _ = collector(InProcessPagerDuty(), {}, monotonic=Clock(1.0))
         with pytest.raises(StopRun, match='time limit'):
             pages = [Page(deliver=False) for _ in range(10)]
             loop._drive(started(loop, 3.5), steps(pages, made), lambda incident: None)
@@ -136,7 +129,7 @@ class TestLoop:
 
     def test_a_page_is_delivered_only_when_it_says_so(self) -> None:
         dora = Dora()
-        loop, _ = collector(PagerDuty(), {}, dora=dora)
+        loop, _ = collector(InProcessPagerDuty(), {}, dora=dora)
         pages = [Page(deliver=False), Page(), Page(deliver=False), Page()]
         loop._drive(started(loop), steps(pages, []), lambda incident: None)
         assert dora.flushes == 2
@@ -144,7 +137,7 @@ class TestLoop:
     def test_a_run_stopped_at_its_deadline_has_taken_and_delivered_the_page_before(self) -> None:
         dora = Dora()
         made: list[int] = []
-        loop, _ = collector(PagerDuty(), {}, dora=dora, monotonic=Clock(1.0))
+        loop, _ = collector(InProcessPagerDuty(), {}, dora=dora, monotonic=Clock(1.0))
         with pytest.raises(StopRun):
             loop._drive(started(loop, 1.5), steps([Page(), Page()], made), lambda incident: None)
         assert (made, dora.flushes) == ([1], 1)
@@ -153,7 +146,7 @@ class TestLoop:
         dora = Dora()
         dora.pending = MAX_QUEUED_BEFORE_SWEEP + 1
         made: list[int] = []
-        loop, _ = collector(PagerDuty(), {}, dora=dora)
+        loop, _ = collector(InProcessPagerDuty(), {}, dora=dora)
         with pytest.raises(StopRun, match='DORA deliveries are behind'):
             loop._drive(started(loop), steps([Page()], made), lambda incident: None, sweep=True)
         assert made == []
@@ -161,7 +154,7 @@ class TestLoop:
         assert made == [1]
 
     def test_skipped_entries_are_counted_every_time_and_warned_once_a_run(self) -> None:
-        loop, seen = collector(PagerDuty(), {})
+        loop, seen = collector(InProcessPagerDuty(), {})
         pages = [Page(skipped=[('malformed', 2)]), Page(skipped=[('malformed', 3), ('unpaged', 1)])]
         loop._drive(started(loop), steps(pages, []), lambda incident: None)
         loop.outputs.flush()
@@ -173,7 +166,7 @@ class TestLoop:
         assert skipped == [(['reason:malformed'], 5), (['reason:unpaged'], 1)]
 
     def test_a_repaired_horizon_is_counted_and_moves_where_the_run_reads_from(self) -> None:
-        loop, seen = collector(PagerDuty(), {})
+        loop, seen = collector(InProcessPagerDuty(), {})
         loop.state.feed = Feed(horizon=NOW + OVERLAP)
         run = started(loop)
         assert run.read_start == NOW
@@ -185,7 +178,7 @@ class TestLoop:
     def test_looks_with_entries_and_without_are_handed_over_as_read(self) -> None:
         incident = parse_incident(raw_incident(1, NOW - 60))
         taken: list[tuple] = []
-        loop, _ = collector(PagerDuty(), {})
+        loop, _ = collector(InProcessPagerDuty(), {})
         page = Page(looks=[Look(incident, []), Look(incident)])
         loop._drive(started(loop), steps([page], []), lambda *args: taken.append(args))
         assert taken == [(incident, []), (incident,)]
@@ -195,18 +188,19 @@ class TestRuns:
     """Whole runs against the in-memory PagerDuty: which requests each one makes, and the state it keeps."""
 
     def test_the_first_run_takes_a_baseline_and_the_next_costs_the_feed_and_a_share(self) -> None:
-        pagerduty = PagerDuty()
-        pagerduty.incidents['P00001'] = raw_incident(1, NOW - 3600)
+        pagerduty = InProcessPagerDuty()
+        account = pagerduty.account
+        incident_id = account.trigger(account.services[0]['id'], 'Checkout latency above SLO', created_at=NOW - 3600)
         cache: dict[str, str] = {}
         first, _ = collector(pagerduty, cache)
         first.run(float('inf'))
         assert [r[0] for r in pagerduty.requests] == ['list_open', 'list_created']
         state = CollectorState.loads(cache[STATE_KEY])
         assert (state.live_since, state.baseline, state.horizon) == (NOW, True, NOW)
-        assert sorted(state.incidents) == ['P00001']
+        assert sorted(state.incidents) == [incident_id]
 
         pagerduty.requests.clear()
-        pagerduty.clock = NOW + 60
+        account.now = NOW + 60
         second, _ = collector(pagerduty, cache)
         report = second.run(float('inf'))
         assert [r[0] for r in pagerduty.requests] == ['log_entries', 'list_open']
@@ -214,7 +208,7 @@ class TestRuns:
         assert CollectorState.loads(cache[STATE_KEY]).feed == Feed(horizon=NOW + 60, width=MAX_WINDOW)
 
     def test_a_run_stopped_at_its_deadline_saves_where_it_was(self) -> None:
-        pagerduty = PagerDuty()
+        pagerduty = InProcessPagerDuty()
         cache: dict[str, str] = {}
         stopped, _ = collector(pagerduty, cache, monotonic=Clock(1.0))
         report = stopped.run(0.5)

@@ -31,8 +31,8 @@ from datadog_checks.pagerduty_dora.pagerduty.monitor import (
 )
 
 from ..fakes.catalog_api import monitor, v22_definition
+from ..fakes.pagerduty import raw_incident
 from ..harness import DAY, DD_APP_KEY, event_keys, incident_events, stored_state, transition_of
-from ..passes_world import raw_incident
 
 MONITOR = 4207311
 QUERY = 'avg(last_5m):sum:trace.http.request.errors{*} by {service,env,team} > 5'

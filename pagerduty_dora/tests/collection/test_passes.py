@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pytest
 
@@ -24,10 +24,11 @@ from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, Window, plan_window
 from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.demo.rendering import encode_id
 from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, LogPage
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Base
 
-from ..passes_world import NOW, ScriptedPagerDuty, log_entry, raw_incident
+from ..fakes.pagerduty import NOW, InProcessPagerDuty, PagerDutyAccount, small_account
 
 
 def agent_clock() -> float:
@@ -47,16 +48,56 @@ def next_page(steps: Iterator[PassStep]) -> Page:
     raise AssertionError('the pass ended')
 
 
-def story_entries(count: int, born: float) -> list[dict]:
-    """Incident P00001's trigger at `born` and `count` acknowledgements after it, one a second."""
-    entries = [log_entry(0, born, incident_id='P00001')]
-    entries += [log_entry(n, born + n, 'acknowledge_log_entry', incident_id='P00001') for n in range(1, count + 1)]
-    for entry in entries:
-        entry['incident']['created_at'] = format_time(born)
-    return entries
+def pagerduty_at(now: float = NOW) -> tuple[InProcessPagerDuty, PagerDutyAccount]:
+    """The in-process PagerDuty over a fresh account of one service, at `now`."""
+    account, _ = small_account(now)
+    return InProcessPagerDuty(account), account
 
 
-class EndlessPagerDuty(ScriptedPagerDuty):
+def at(account: PagerDutyAccount, when: float, change: Callable[[], object]) -> object:
+    """Make `change` at `when` of the account's clock, then go back to the present."""
+    present, account.now = account.now, when
+    try:
+        return change()
+    finally:
+        account.now = present
+
+
+def opened(account: PagerDutyAccount, born: float, *, title: str = 'Checkout latency above SLO') -> str:
+    """An incident triggered at `born`: its trigger and assignment entries are listed (its notification is not)."""
+    service = account.services[0]['id']
+    return str(at(account, born, lambda: account.trigger(service, title)))
+
+
+def acknowledged(account: PagerDutyAccount, incident_id: str, times: Iterable[float]) -> None:
+    """Acknowledge (again) the incident at each of `times`: one entry each."""
+    for when in times:
+        at(account, when, lambda: account.acknowledge(incident_id))
+
+
+def resolved(account: PagerDutyAccount, born: float) -> str:
+    """An incident triggered at `born` and resolved a minute later."""
+    incident_id = opened(account, born)
+    at(account, born + 60, lambda: account.resolve(incident_id))
+    return incident_id
+
+
+def story_of(account: PagerDutyAccount, count: int, born: float) -> str:
+    """An incident born at `born` and acknowledged `count` times after it, one a second: `count + 2` entries listed."""
+    incident_id = opened(account, born)
+    acknowledged(account, incident_id, [born + n for n in range(1, count + 1)])
+    return incident_id
+
+
+def entry_ids(account: PagerDutyAccount, incident_id: str | None = None) -> list[str]:
+    """The ids of the listed entries (of one incident or all), oldest first."""
+    incident = None if incident_id is None else account.index_of(incident_id)
+    with account.lock:
+        listed = account.log_entries(None, None, incident=incident, overview=True)
+    return [encode_id(sequence, prefix='R') for sequence in reversed(listed)]
+
+
+class EndlessPagerDuty(InProcessPagerDuty):
     """Says there are more log entries after every page."""
 
     def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
@@ -88,7 +129,7 @@ class TestFeedPass:
     """The change feed reads up to PagerDuty's present, window by window, newest entry down."""
 
     def test_an_idle_feed_costs_one_request_and_reaches_pagerdutys_present(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         feed = Feed(horizon=NOW - 60)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 3600, since_last_run=60.0))
         assert len(pagerduty.requests) == 1
@@ -97,33 +138,32 @@ class TestFeedPass:
         assert pagerduty.requests[0][1] == NOW - 60 - OVERLAP
 
     def test_entries_are_handed_oldest_first_grouped_by_incident(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.entries = [
-            log_entry(1, NOW - 50, incident_id='P00001'),
-            log_entry(2, NOW - 40, 'acknowledge_log_entry', incident_id='P00001'),
-            log_entry(3, NOW - 30, incident_id='P00002'),
-            # Before collection went live: not news, not handed over.
-            log_entry(4, NOW - 5000, incident_id='P00003'),
-        ]
+        pagerduty, account = pagerduty_at()
+        # Before collection went live: not news, not handed over.
+        opened(account, NOW - 5000)
+        first = opened(account, NOW - 50)
+        acknowledged(account, first, [NOW - 40])
+        second = opened(account, NOW - 30)
         feed = Feed(horizon=NOW - 100)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
         looks = [(look.incident.id, [e.id for e in look.entries or []]) for p in pages for look in p.looks]
-        assert looks == [('P00001', ['L000001', 'L000002']), ('P00002', ['L000003'])]
+        assert looks == [(first, entry_ids(account, first)), (second, entry_ids(account, second))]
+        assert [len(entries) for _, entries in looks] == [3, 2]
 
     def test_a_window_of_several_pages_is_read_from_the_newest_down_with_shared_entries(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
+        pagerduty, account = pagerduty_at()
+        acknowledged(account, opened(account, NOW - 5000), [NOW - 1000 + n for n in range(PAGE_SIZE + 20)])
         feed = Feed(horizon=NOW - 1000)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
         offsets = [request[3] for request in pagerduty.requests]
         assert offsets == [0, page_step()]
         seen = [e.id for p in pages for look in p.looks for e in look.entries or []]
-        assert set(seen) == {'L{:06d}'.format(n) for n in range(PAGE_SIZE + 20)}
+        assert set(seen) == set(entry_ids(account)[2:]) and len(set(seen)) == PAGE_SIZE + 20
         assert feed.horizon == NOW
 
     def test_a_run_stopped_while_taking_a_page_reads_it_again(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.entries = [log_entry(n, NOW - 1000 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
+        pagerduty, account = pagerduty_at()
+        acknowledged(account, opened(account, NOW - 5000), [NOW - 1000 + n for n in range(PAGE_SIZE + 20)])
         feed = Feed(horizon=NOW - 1000)
         stopped = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
         next_page(stopped)
@@ -141,7 +181,7 @@ class TestFeedPass:
         assert (feed.horizon, feed.window) == (NOW, None)
 
     def test_a_horizon_ahead_of_pagerdutys_clock_is_read_again_from_the_last_run(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         feed = Feed(horizon=NOW + 3 * 3600)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=120.0))
         assert [p.repaired for p in pages] == [True, False]
@@ -150,7 +190,7 @@ class TestFeedPass:
         assert feed.horizon == NOW
 
     def test_an_unreadable_page_is_retried_then_cornered_and_passed_over(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         feed = Feed(horizon=NOW - 60)
         for attempt in range(1, UNREADABLE_RETRIES):
             pagerduty.unreadable = 1
@@ -172,8 +212,8 @@ class TestFeedPass:
         assert (feed.failures, feed.horizon) == (1, NOW - 59)
 
     def test_an_incident_born_in_the_window_waits_for_the_page_with_its_trigger(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.entries = story_entries(PAGE_SIZE + 10, NOW - 900)
+        pagerduty, account = pagerduty_at()
+        born = story_of(account, PAGE_SIZE + 9, NOW - 900)
         feed = Feed(horizon=NOW - 1000)
         reading = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
         newest = next_page(reading)
@@ -183,13 +223,13 @@ class TestFeedPass:
         assert feed.window is not None and feed.window.offset == 0
         [story] = oldest.looks
         ids = [entry.id for entry in story.entries or []]
-        assert ids == sorted(ids) and len(ids) == PAGE_SIZE + 11
+        assert ids == entry_ids(account, born) and len(ids) == PAGE_SIZE + 11
         assert pages_of(reading) == []
         assert (feed.horizon, feed.window) == (NOW, None)
 
     def test_a_run_stopped_while_entries_are_held_reads_them_again(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.entries = story_entries(PAGE_SIZE + 10, NOW - 900)
+        pagerduty, account = pagerduty_at()
+        story_of(account, PAGE_SIZE + 9, NOW - 900)
         feed = Feed(horizon=NOW - 1000)
         next_page(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
@@ -197,8 +237,8 @@ class TestFeedPass:
         assert [len(look.entries or []) for p in pages for look in p.looks] == [PAGE_SIZE + 11]
 
     def test_a_story_longer_than_the_pages_held_goes_over_without_its_trigger(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.entries = story_entries((MAX_HELD_PAGES + 2) * PAGE_SIZE, NOW - 3000)
+        pagerduty, account = pagerduty_at()
+        story_of(account, (MAX_HELD_PAGES + 2) * PAGE_SIZE - 1, NOW - 3000)
         feed = Feed(horizon=NOW - 3100)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 4000, since_last_run=60.0))
         handed = [len(p.looks) for p in pages]
@@ -212,13 +252,14 @@ class TestFeedPass:
         'budget, held', [(1, 0), (3, 0), (7, 2), (22, 10), (500, MAX_HELD_PAGES)], ids=['1', '3', '7', '22', '500']
     )
     def test_a_small_request_budget_holds_fewer_pages(self, budget: int, held: int) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         pagerduty.requests_per_run = budget
         assert FeedPass(pagerduty, agent_clock).max_held == held
 
     def test_a_log_that_always_says_more_ends_its_window_after_one_page_back(self) -> None:
-        pagerduty = EndlessPagerDuty()
-        pagerduty.entries = [log_entry(n, NOW - 50 + n) for n in range(5)]
+        account, _ = small_account()
+        pagerduty = EndlessPagerDuty(account)
+        acknowledged(account, opened(account, NOW - 5000), [NOW - 50 + n for n in range(5)])
         feed = Feed(horizon=NOW - 100)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
         assert [r[3] for r in pagerduty.requests] == [0, page_step(), 0, page_step()]
@@ -232,18 +273,19 @@ class TestSecondLook:
 
     def test_a_run_crossing_a_period_reads_back_up_to_where_its_feed_began(self) -> None:
         assert NOW % LATE_PERIOD == 0
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, account = pagerduty_at()
+        incident_id = opened(account, NOW - 5000)
         feed = Feed(horizon=NOW - 60)
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(feed, NOW - DAY, since_last_run=60.0))
         # Indexed fifteen minutes late: not there for the run that read its second.
-        pagerduty.entries = [log_entry(1, NOW - 900, 'acknowledge_log_entry', incident_id='P00001')]
+        acknowledged(account, incident_id, [NOW - 900])
         late = pages_of(passes.second_look(NOW - DAY))
         assert [request[1] for request in pagerduty.requests] == [NOW - 60 - OVERLAP, NOW - LATE_REACH]
         assert pagerduty.requests[1][2] == NOW - 60 - OVERLAP
         assert late[0].reads_back_to == NOW - LATE_REACH
         assert [(look.incident.id, [e.id for e in look.entries or []]) for p in late for look in p.looks] == [
-            ('P00001', ['L000001'])
+            (incident_id, entry_ids(account, incident_id)[2:])
         ]
         assert (feed.horizon, feed.window) == (NOW, None)
 
@@ -253,14 +295,14 @@ class TestSecondLook:
         ids=['within-a-period', 'up-to-its-end'],
     )
     def test_a_run_within_one_period_takes_no_second_look(self, horizon: float, clock: float) -> None:
-        pagerduty = ScriptedPagerDuty(clock=clock)
+        pagerduty, _ = pagerduty_at(clock)
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(Feed(horizon=horizon), NOW - DAY, since_last_run=60.0))
         assert pages_of(passes.second_look(NOW - DAY)) == []
         assert len(pagerduty.requests) == 1
 
     def test_no_second_look_after_a_repaired_horizon_or_before_going_live(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(Feed(horizon=NOW + 3 * 3600), NOW - DAY, since_last_run=120.0))
         assert pages_of(passes.second_look(NOW - DAY)) == []
@@ -270,19 +312,20 @@ class TestSecondLook:
         assert len(pagerduty.requests) == 3
 
     def test_what_the_feed_warned_about_is_not_warned_about_again(self) -> None:
-        pagerduty = EndlessPagerDuty()
-        pagerduty.entries = [log_entry(n, NOW - 600 + n) for n in range(5)]
+        account, _ = small_account()
+        pagerduty = EndlessPagerDuty(account)
+        acknowledged(account, opened(account, NOW - 5000), [NOW - 600 + n for n in range(5)])
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(Feed(horizon=NOW - 60), NOW - DAY, since_last_run=60.0))
         late = pages_of(passes.second_look(NOW - DAY))
         assert [r[3] for r in pagerduty.requests[1:]] == [0, page_step(), 0, page_step()]
         assert [(p.skipped, p.warnings) for p in late if p.skipped or p.warnings] == []
-        assert sorted({e.id for p in late for look in p.looks for e in look.entries or []}) == [
-            'L{:06d}'.format(n) for n in range(5)
-        ]
+        assert sorted({e.id for p in late for look in p.looks for e in look.entries or []}) == sorted(
+            entry_ids(account)[2:]
+        )
 
     def test_an_unreadable_page_ends_the_second_look_until_its_next_turn(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         feed = Feed(horizon=NOW - 60)
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(feed, NOW - DAY, since_last_run=60.0))
@@ -296,10 +339,9 @@ class TestEveryRequestIsAnnounced:
     """Each pass yields `NEXT_REQUEST` before each of its requests: where the collector may stop it."""
 
     def test_one_point_before_each_request_of_every_pass(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        for n in range(1, PAGE_SIZE + 30):
-            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
-        pagerduty.entries = [log_entry(n, NOW - 900 + n, incident_id='P00001') for n in range(PAGE_SIZE + 20)]
+        pagerduty, account = pagerduty_at()
+        incidents = [opened(account, NOW - DAY + n) for n in range(1, PAGE_SIZE + 30)]
+        acknowledged(account, incidents[0], [NOW - 900 + n for n in range(PAGE_SIZE + 20)])
         state = CollectorState(horizon=NOW - 2 * DAY)
         state.incidents['PGONE1'] = record()
         passes = [
@@ -322,9 +364,9 @@ class TestReconcilePass:
     """Open incidents in creation order, a paced share each run, and what a pass did not meet read by id."""
 
     def test_the_baseline_reads_every_page_then_verifies_what_it_did_not_meet(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, account = pagerduty_at()
         for n in range(1, 2 * PAGE_SIZE + 6):
-            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
+            opened(account, NOW - DAY + n)
         state = CollectorState()
         state.incidents['PGONE1'] = record()
         pages = pages_of(ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1))
@@ -335,9 +377,9 @@ class TestReconcilePass:
         assert (state.baseline, state.reconciliation) == (True, None)
 
     def test_after_the_baseline_each_run_reads_its_share_and_resumes_by_position(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, account = pagerduty_at()
         for n in range(1, 3 * PAGE_SIZE + 1):
-            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - DAY + n)
+            opened(account, NOW - DAY + n)
         state = CollectorState(baseline=True)
         first = pages_of(ReconcilePass(pagerduty, agent_clock).read(state, NOW, pages_per_run=2))
         assert len(pagerduty.requests) == 2
@@ -350,7 +392,7 @@ class TestReconcilePass:
         assert state.reconciliation is None
 
     def test_an_unreadable_answer_to_one_verification_does_not_end_the_others(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, _ = pagerduty_at()
         state = CollectorState(baseline=True)
         state.incidents['PA'] = record()
         state.incidents['PB'] = record()
@@ -376,18 +418,18 @@ class TestSweepPass:
     """History by creation time: windows sized under the offset cap, the horizon moved once a window is read."""
 
     def test_history_is_read_window_by_window_up_to_the_target(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, account = pagerduty_at()
         for n in range(1, 11):
-            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - n * DAY, 'resolved')
+            resolved(account, NOW - n * DAY)
         state = CollectorState(horizon=NOW - 30 * DAY)
         pages = pages_of(SweepPass(pagerduty).history(state, NOW))
         assert sorted(look.incident.number for p in pages for look in p.looks) == list(range(1, 11))
         assert (state.horizon, state.window) == (NOW, None)
 
     def test_a_window_over_the_offset_cap_is_narrowed_before_it_is_read(self) -> None:
-        pagerduty = ScriptedPagerDuty()
+        pagerduty, account = pagerduty_at()
         for n in range(1, 10_150):
-            pagerduty.incidents['P{:05d}'.format(n)] = raw_incident(n, NOW - 10 * DAY + n * 60, 'resolved')
+            resolved(account, NOW - 10 * DAY + n * 60)
         state = CollectorState(horizon=NOW - 10 * DAY)
         pages = SweepPass(pagerduty).history(state, NOW)
         first = next_page(pages)
@@ -398,11 +440,11 @@ class TestSweepPass:
         assert len(first.looks) == PAGE_SIZE
 
     def test_resending_ends_where_it_was_asked_to(self) -> None:
-        pagerduty = ScriptedPagerDuty()
-        pagerduty.incidents['P00001'] = raw_incident(1, NOW - 2 * DAY, 'resolved')
+        pagerduty, account = pagerduty_at()
+        incident_id = resolved(account, NOW - 2 * DAY)
         state = CollectorState(resend=Window(NOW - 3 * DAY, NOW - DAY), resend_end=NOW - DAY)
         pages = pages_of(SweepPass(pagerduty).resend(state))
-        assert [look.incident.id for p in pages for look in p.looks] == ['P00001']
+        assert [look.incident.id for p in pages for look in p.looks] == [incident_id]
         assert (state.resend, state.resend_end) == (None, None)
 
     def test_near_the_present_a_window_reaches_back_for_late_indexed_incidents(self) -> None:

@@ -15,8 +15,8 @@ from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, IncidentPage
 
+from ..fakes.pagerduty import NOW, InProcessPagerDuty, raw_incident
 from ..harness import DAY, event_keys, transition_of
-from ..passes_world import NOW, ScriptedPagerDuty, raw_incident
 
 pytestmark = pytest.mark.usefixtures('datadog_agent', 'simulated_run')
 
@@ -176,7 +176,7 @@ class TestRecheckPass:
         assert [look.incident.id for page in pages for look in page.looks] == ['P00001', 'P00002', 'P00005']
 
 
-class ResolvedPagerDuty(ScriptedPagerDuty):
+class ResolvedPagerDuty(InProcessPagerDuty):
     """Lists the given resolved incidents, latest resolve first, as `sort_by=resolved_at:desc` does."""
 
     def __init__(self, incidents: list[dict]) -> None:

@@ -14,7 +14,7 @@ from datadog_checks.pagerduty_dora.datadog.marks import rejected
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, parse_incident
 from datadog_checks.pagerduty_dora.pagerduty.transitions import Step, observed
 
-from ..passes_world import NOW, raw_incident
+from ..fakes.pagerduty import NOW, raw_incident
 
 LIVE = NOW - DAY
 # A run well after going live: the feed read up to an hour ago; this run reads from there.

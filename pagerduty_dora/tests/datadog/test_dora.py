@@ -689,8 +689,9 @@ class TestDeliveryBounds:
         assert harness.total('dora.dropped', ['reason:expired']) == 1
         assert any('max age' in w for w in harness.warnings)
 
-    def test_many_payloads_pass_through_quickly(self, harness):
-        """100,000 payloads enqueued in pages of 100, each page flushed, take linear time."""
+    def test_many_payloads_pass_through(self, harness):
+        """100,000 payloads enqueued in pages of 100, each page flushed: every one posted, none left (its speed is
+        `tests/benchmarks/backfill.py`'s to measure)."""
 
         class Accepting:
             def __init__(self):
@@ -712,15 +713,12 @@ class TestDeliveryBounds:
                 warning=harness.warnings.append,
             ),
         )
-        started = time.perf_counter()
         for n in range(100_000):
             delivery.enqueue('P{}'.format(n), {'id': 'pagerduty-incident-P{}'.format(n), 'started_at': n})
             if n % 100 == 99:
                 delivery.flush()
-        elapsed = time.perf_counter() - started
         assert api.posts == 100_000
         assert delivery.pending == 0
-        assert elapsed < 10, elapsed
 
 
 def test_payload_is_not_mutated_by_delivery(harness):

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datadog_checks.pagerduty_dora.common.times import format_time
+from datadog_checks.pagerduty_dora.demo.pagerduty import ApiError
 from datadog_checks.pagerduty_dora.demo.rendering import ENTITY_BASE, encode_id
 
-from .pagerduty import ApiError, PagerDutySimulator
+from .pagerduty import PagerDutySimulator
 from .server import Reply, Request
 
 # PagerDuty relates changes from this long before an incident.

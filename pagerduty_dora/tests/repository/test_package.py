@@ -114,6 +114,7 @@ SHIPPED = [
     'datadog/queue.py',
     'datadog/readback.py',
     'demo/__init__.py',
+    'demo/account.py',
     'demo/catalog.py',
     'demo/datadog.py',
     'demo/pagerduty.py',

@@ -1,236 +1,61 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""A small simulated PagerDuty account and the parts of its REST API v2 the check reads, on 127.0.0.1.
+"""The parts of PagerDuty's REST API v2 the check reads, serving a `PagerDutyAccount` on 127.0.0.1.
 
-`PagerDutyAccount` holds services, teams and incidents, with a clock that only moves when told to,
-and mutations (trigger, acknowledge, resolve, reopen, priority change) that write log entries the
-way PagerDuty does, including what PagerDuty does *not* log (a reopen). `PagerDutyApi` serves it:
-incidents filtered on creation time, log entries newest first, pages of at most 100, times in UTC.
-Incidents and log entries become PagerDuty's JSON through `rendering.Renderer`.
+It keeps the real API's edges, because those are what the check must meet:
+
+- `since`/`until` on `GET /incidents` filter on *creation* time; a naive timestamp is read in the
+  *account* time zone; times are rendered in the account zone unless `time_zone` says otherwise;
+- no `since`/`until` means the last 30 days; a range over 6 months is a 400;
+- `limit` is capped at 100; `offset + limit` past 10,000 is a 400 with code 2002;
+- log entries come newest first;
+- a `Date` header on every answer with the account's `now`, not the machine's clock.
+
+    account = PagerDutyAccount(now=parse_time('2026-11-26T12:00:00Z'))
+    api = account.add_service('checkout-api', team_ids=[account.add_team('Payments')])
+    incident_id = account.trigger(api, 'Checkout errors', priority='P1')
+    with PagerDutyApi(account) as pagerduty:
+        ...  # point a client at pagerduty.url with `Authorization: Token token=<account.token>`
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+import calendar
+import datetime as dt
+import math
+from array import array
+from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from datadog_checks.pagerduty_dora.common.times import format_time, parse_time
-
-from .rendering import (
-    ACK,
-    ASSIGN,
-    ENTITY_BASE,
-    LOG_ENTRY_TYPES,
-    NOTIFY,
-    RESOLVE,
-    TRIGGER,
-    IncidentFacts,
-    Renderer,
-    decode_id,
-    encode_id,
-    priorities,
-)
+from .account import UTC_ZONE, PagerDutyAccount
+from .rendering import STATUSES, URGENCIES
 from .server import LoopbackServer, Reply, Request, Route
 
-# The log entry kinds `is_overview=true` lists: all but the notifications.
-OVERVIEW_KINDS = frozenset(kind for kind in range(len(LOG_ENTRY_TYPES)) if kind != NOTIFY)
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 25
+MAX_OFFSET_PLUS_LIMIT = 10000
+DEFAULT_RANGE = 30 * 86400
+MAX_RANGE_MONTHS = 6
+UNAUTHORIZED = {'error': {'message': 'Authentication failed', 'code': 2006}}
 
 
-@dataclass
-class _Incident:
-    title: str
-    service: int
-    urgency: str
-    priority: int  # index into the account's priorities, -1 for none
-    created: float
-    status: str = 'triggered'
-    updated: float = 0.0
-    changed: float = 0.0
-    acked: float | None = None
-    resolved: float | None = None
-    event: dict[str, Any] | None = None
+class ApiError(Exception):
+    """A request the real API would refuse; becomes a PagerDuty-shaped error body."""
 
-
-class PagerDutyAccount:
-    """One PagerDuty account: services, teams, priorities, incidents and their log entries.
-
-    Times are UTC epoch seconds. `now` only moves when set or advanced; every mutation stamps it.
-    """
-
-    def __init__(self, *, subdomain: str = 'acme', token: str = 'sim-token', now: float = 0.0) -> None:
-        self.subdomain = subdomain
-        self.token = token
-        self.now = now
-        self.lock = threading.RLock()
-        self.priorities = priorities()
-        self._services: list[dict[str, Any]] = []
-        self._team_names: dict[str, str] = {}
-        self._incidents: list[_Incident] = []
-        self._log: list[tuple[float, int, int]] = []  # (at, incident index, kind), in the order written
-
-    @property
-    def now(self) -> float:
-        return self._now
-
-    @now.setter
-    def now(self, value: float) -> None:
-        self._now = float(int(value))
-
-    def advance(self, seconds: float) -> float:
-        self.now = self._now + seconds
-        return self._now
-
-    def add_team(self, name: str) -> str:
-        team_id = encode_id(ENTITY_BASE['team'] + len(self._team_names))
-        self._team_names[team_id] = name
-        return team_id
-
-    def add_service(self, name: str, team_ids: Iterable[str] = ()) -> str:
-        service_id = encode_id(ENTITY_BASE['service'] + len(self._services))
-        self._services.append({'id': service_id, 'name': name, 'team_ids': list(team_ids)})
-        return service_id
-
-    def service_url(self, service_id: str) -> str:
-        return 'https://{}.pagerduty.com/service-directory/{}'.format(self.subdomain, service_id)
-
-    @property
-    def services(self) -> list[dict[str, Any]]:
-        """Every service: id, name, team ids and page URL."""
-        return [dict(s, html_url=self.service_url(s['id'])) for s in self._services]
-
-    @property
-    def teams(self) -> list[dict[str, str]]:
-        """Every team: id and name."""
-        return [{'id': team_id, 'name': name} for team_id, name in self._team_names.items()]
-
-    def trigger(
-        self,
-        service_id: str,
-        title: str,
-        urgency: str = 'high',
-        priority: str | None = None,
-        event: dict[str, Any] | None = None,
-    ) -> str:
-        """Open a new incident on a service now and return its id; `event` is what the monitoring tool sent."""
-        with self.lock:
-            service = [s['id'] for s in self._services].index(service_id)
-            rank = [name for _, name in self.priorities].index(priority) if priority else -1
-            now = self._now
-            self._incidents.append(_Incident(title, service, urgency, rank, now, updated=now, changed=now, event=event))
-            index = len(self._incidents) - 1
-            self._log += [(now, index, kind) for kind in (TRIGGER, ASSIGN, NOTIFY)]
-            return encode_id(index + 1)
-
-    def _transition(self, incident_id: str, allowed: tuple[str, ...], status: str, kind: int | None) -> None:
-        with self.lock:
-            index, incident = self._get(incident_id)
-            if incident.status not in allowed:
-                raise ValueError('incident {} is {}; cannot go to {}'.format(incident_id, incident.status, status))
-            incident.status, incident.changed, incident.updated = status, self._now, self._now
-            incident.acked = self._now if status == 'acknowledged' else None
-            incident.resolved = self._now if status == 'resolved' else None
-            if kind is not None:
-                self._log.append((self._now, index, kind))
-
-    def acknowledge(self, incident_id: str) -> None:
-        self._transition(incident_id, ('triggered', 'acknowledged'), 'acknowledged', ACK)
-
-    def resolve(self, incident_id: str) -> None:
-        self._transition(incident_id, ('triggered', 'acknowledged'), 'resolved', RESOLVE)
-
-    def reopen(self, incident_id: str) -> None:
-        """Resolved -> triggered. PagerDuty logs no reopen; it logs the assignment that comes with it."""
-        self._transition(incident_id, ('resolved',), 'triggered', ASSIGN)
-
-    def set_priority(self, incident_id: str, name: str | None) -> None:
-        with self.lock:
-            index, incident = self._get(incident_id)
-            # PagerDuty logs no priority change: only re-reading the incident shows it.
-            incident.priority = [n for _, n in self.priorities].index(name) if name else -1
-            incident.updated = self._now
-
-    def incident(self, incident_id: str, api_url: str = 'https://api.pagerduty.com') -> dict:
-        """The incident as `GET /incidents/{id}` renders it."""
-        with self.lock:
-            return self.render_incident(self._get(incident_id)[0], api_url)
-
-    def _get(self, incident_id: str) -> tuple[int, _Incident]:
-        number = decode_id(incident_id)
-        if number is None or not 1 <= number <= len(self._incidents):
-            raise KeyError('unknown incident id {!r}'.format(incident_id))
-        return number - 1, self._incidents[number - 1]
-
-    # -- what the API serves (callers hold `lock`) ------------------------------------------
-
-    def renderer(self, api_url: str) -> Renderer:
-        return Renderer(self.subdomain, api_url, self._services, self._team_names)
-
-    def render_incident(self, index: int, api_url: str, with_trigger: bool = False) -> dict:
-        return self.renderer(api_url).incident(self._facts(index), with_trigger)
-
-    def render_alerts(self, index: int, api_url: str) -> list[dict]:
-        return self.renderer(api_url).alerts(self._facts(index))
-
-    def _facts(self, index: int) -> IncidentFacts:
-        incident = self._incidents[index]
-
-        def at(epoch: float | None) -> str | None:
-            return None if epoch is None else format_time(epoch)
-
-        return IncidentFacts(
-            number=index + 1,
-            title=incident.title,
-            status=incident.status,
-            urgency=incident.urgency,
-            priority=self.priorities[incident.priority] if incident.priority >= 0 else None,
-            created=at(incident.created),
-            updated=at(incident.updated),
-            changed=at(incident.changed),
-            acked=at(incident.acked),
-            resolved=at(incident.resolved),
-            service=incident.service,
-            event=incident.event,
+    def __init__(self, status: int, message: str, code: int, errors: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.reply = Reply(
+            status, {'error': dict({'message': message, 'code': code}, **({'errors': list(errors)} if errors else {}))}
         )
 
-    def created_in(self, since: float | None, until: float | None, statuses: Sequence[str]) -> list[int]:
-        """Indexes of the incidents created in [since, until) with one of `statuses` (any when empty), oldest first."""
-        return [
-            index
-            for index, incident in enumerate(self._incidents)
-            if (since is None or incident.created >= since)
-            and (until is None or incident.created < until)
-            and (not statuses or incident.status in statuses)
-        ]
 
-    def log_entries(self, since: float | None, until: float | None, incident: int | None = None) -> list[int]:
-        """Positions in the log of the entries written in [since, until), of one incident or all, newest first."""
-        ordered = sorted(range(len(self._log)), key=lambda position: self._log[position][0])
-        times = [self._log[position][0] for position in ordered]
-        low = 0 if since is None else bisect.bisect_left(times, since)
-        high = len(times) if until is None else bisect.bisect_left(times, until)
-        rows = [p for p in ordered[low:high] if incident is None or self._log[p][1] == incident]
-        rows.reverse()
-        return rows
+def invalid(detail: str) -> ApiError:
+    return ApiError(400, 'Invalid Input Provided', 2001, [detail])
 
-    def render_log_entry(self, position: int, api_url: str, with_incident: bool, channels: bool = False) -> dict:
-        """A log entry; `channels` (`include[]=channels`) gives a trigger entry the whole event that opened it."""
-        at, index, kind = self._log[position]
-        incident = self._incidents[index]
-        renderer = self.renderer(api_url)
-        reference = (
-            self.render_incident(index, api_url)
-            if with_incident
-            else renderer.incident_reference(index + 1, incident.title)
-        )
-        entry = renderer.log_entry(position, kind, format_time(at), incident.service, incident.title, reference)
-        if channels and kind == TRIGGER:
-            entry['channel'] = renderer.trigger_channel(self._facts(index))
-        return entry
+
+def not_found() -> ApiError:
+    return ApiError(404, 'Not Found', 2100)
 
 
 class PagerDutyApi:
@@ -238,8 +63,9 @@ class PagerDutyApi:
 
     server_class: Any = LoopbackServer
 
-    def __init__(self, account: Any) -> None:
+    def __init__(self, account: PagerDutyAccount) -> None:
         self.account = account
+        self._query_cache: dict[tuple, array] = {}
         # Answers are dated by the account's clock, as PagerDuty's are by its own.
         self.server = self.server_class(self.routes(), clock=lambda: float(account.now))
 
@@ -272,6 +98,181 @@ class PagerDutyApi:
             ('GET', r'/teams/(?P<id>[^/]+)', self._guard(self._get_team)),
         ]
 
+    # -- request pipeline --------------------------------------------------------------------
+
+    def _guard(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """What every route is served through."""
+
+        def serve(request: Request) -> Reply:
+            return self._answer(request, handler)
+
+        return serve
+
+    def _answer(self, request: Request, handler: Callable[[Request], Any]) -> Any:
+        if not self._knows(token(request)):
+            return Reply(401, UNAUTHORIZED)
+        return self._handle(request, handler)
+
+    def _knows(self, key: str | None) -> bool:
+        return key == self.account.token
+
+    def _handle(self, request: Request, handler: Callable[[Request], Any]) -> Any:
+        try:
+            with self.account.lock:
+                return handler(request)
+        except ApiError as e:
+            return e.reply
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def _zone(self, request: Request) -> dt.tzinfo:
+        name = request.arg('time_zone')
+        if not name:
+            return self.account.time_zone
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise invalid('Time zone is invalid.') from None
+        return UTC_ZONE if name in ('UTC', 'Etc/UTC') else zone
+
+    def _moment(self, text: str) -> float:
+        """Read a `since`/`until` value; one without an offset is in the account's time zone."""
+        try:
+            moment = dt.datetime.fromisoformat(text.strip().replace('Z', '+00:00').replace('z', '+00:00'))
+        except ValueError:
+            raise invalid('{} is invalid.'.format(text)) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.account.time_zone)
+        return moment.timestamp()
+
+    def _window(self, request: Request, default_range: bool = True) -> tuple[float | None, float | None]:
+        if request.arg('date_range') == 'all':
+            return None, None
+        since_text, until_text = request.arg('since'), request.arg('until')
+        if not since_text and not until_text and not default_range:
+            return None, None
+        until = self._moment(until_text) if until_text else self.account.now + 1
+        since = self._moment(since_text) if since_text else until - DEFAULT_RANGE
+        if since > until:
+            raise invalid('since must be before until.')
+        # The real message is as unhelpful as this; the client must not rely on its text.
+        if until > _add_months(dt.datetime.fromtimestamp(since, dt.timezone.utc), MAX_RANGE_MONTHS).timestamp():
+            raise invalid(' is invalid.')
+        return since, until
+
+    def _paging(self, request: Request) -> tuple[int, int]:
+        try:
+            limit = int(request.arg('limit') or DEFAULT_LIMIT)
+            offset = int(request.arg('offset') or 0)
+        except ValueError:
+            raise invalid('limit and offset must be integers.') from None
+        if limit < 1 or offset < 0:
+            raise invalid('limit must be positive and offset not negative.')
+        limit = min(limit, MAX_LIMIT)  # capped silently; the answer's `limit` says what was used
+        if offset + limit > MAX_OFFSET_PLUS_LIMIT:
+            raise ApiError(
+                400,
+                'Arguments Caused Error',
+                2002,
+                [
+                    'Offset+limit exceeds maximum allowed value of 10000. Please try to refine your search to '
+                    'reduce the returned set of records below this number, like adding a date range.'
+                ],
+            )
+        return limit, offset
+
+    def _page(self, request: Request, key: str, rows: Sequence[int], render: Callable[[int], dict]) -> Reply:
+        limit, offset = self._paging(request)
+        page = [render(row) for row in rows[offset : offset + limit]]
+        total = len(rows)
+        return Reply(
+            200,
+            {
+                key: page,
+                'limit': limit,
+                'offset': offset,
+                'total': total if request.arg('total') == 'true' else None,
+                'more': offset + len(page) < total,
+            },
+        )
+
+    def _incident(self, request: Request) -> int:
+        try:
+            return self.account.index_of(request.match['id'])
+        except KeyError:
+            raise not_found() from None
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    def _list_incidents(self, request: Request) -> Reply:
+        account = self.account
+        zone = self._zone(request)
+        since, until = self._window(request, default_range=True)
+        statuses = _choices(request.args('statuses'), STATUSES, 'statuses')
+        urgencies = _choices(request.args('urgencies'), URGENCIES, 'urgencies')
+        service_ids = set(request.args('service_ids'))
+        services = {i for i, s in enumerate(account.services) if s['id'] in service_ids}
+        if service_ids and not services:
+            services = {-1}  # unknown ids match nothing rather than everything
+        if request.args('team_ids'):
+            team_services = account.team_services(request.args('team_ids')) or {-1}
+            services = services & team_services if services else team_services
+        sort_by = request.arg('sort_by') or 'created_at'
+        field, _, direction = sort_by.partition(':')
+        if field not in ('created_at', 'incident_number', 'resolved_at') or direction not in ('', 'asc', 'desc'):
+            raise invalid('sort_by {} is invalid.'.format(sort_by))
+        chosen = tuple(tuple(sorted(values)) for values in (statuses, services, urgencies))
+        key = (account.version, since, until, chosen, field)
+        rows = self._query_cache.get(key)
+        if rows is None:
+            rows = _sorted(account, account.created_in(since, until, statuses, services, urgencies), field)
+            if len(self._query_cache) > 16:
+                self._query_cache.clear()
+            self._query_cache[key] = rows
+        if direction == 'desc':
+            rows = rows[::-1]
+        trigger = with_trigger(request)
+        return self._page(request, 'incidents', rows, lambda i: account.render_incident(i, zone, self.url, trigger))
+
+    def _get_incident(self, request: Request) -> Reply:
+        index = self._incident(request)
+        incident = self.account.render_incident(index, self._zone(request), self.url, with_trigger(request))
+        return Reply(200, {'incident': incident})
+
+    def _incident_alerts(self, request: Request) -> Reply:
+        """`GET /incidents/{id}/alerts`, oldest first: the alert that opened the incident, if a monitoring tool did."""
+        alerts = self.account.render_alerts(self._incident(request), self.url)
+        return self._page(request, 'alerts', range(len(alerts)), lambda i: alerts[i])
+
+    # -- log entries -------------------------------------------------------------------------
+
+    def _log_rows(self, request: Request, incident: int | None, services: set[int] | None) -> list[int]:
+        since, until = self._window(request, default_range=incident is None)
+        overview = request.arg('is_overview') == 'true'
+        return self.account.log_entries(since, until, incident=incident, overview=overview, services=services)
+
+    def _list_log_entries(self, request: Request) -> Reply:
+        team_ids = request.args('team_ids')
+        services = self.account.team_services(team_ids) if team_ids else None
+        return self._render_log_page(request, self._log_rows(request, None, services))
+
+    def _incident_log_entries(self, request: Request) -> Reply:
+        index = self._incident(request)
+        return self._render_log_page(request, self._log_rows(request, index, None))
+
+    def _render_log_page(self, request: Request, rows: Sequence[int]) -> Reply:
+        zone = self._zone(request)
+        include = request.args('include')
+        with_incident, channels = 'incidents' in include, 'channels' in include
+        return self._page(
+            request,
+            'log_entries',
+            rows,
+            lambda s: self.account.render_log_entry(s, zone, self.url, with_incident, channels),
+        )
+
+    # -- services and teams ------------------------------------------------------------------
+
     def _render_service(self, service: dict[str, Any]) -> dict[str, Any]:
         return {
             'id': service['id'],
@@ -291,78 +292,50 @@ class PagerDutyApi:
     def _get_service(self, request: Request) -> Reply:
         found = [s for s in self.account.services if s['id'] == request.match['id']]
         if not found:
-            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
+            raise not_found()
         return Reply(200, {'service': self._render_service(found[0])})
 
     def _get_team(self, request: Request) -> Reply:
         found = [t for t in self.account.teams if t['id'] == request.match['id']]
         if not found:
-            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
+            raise not_found()
         return Reply(200, {'team': dict(found[0], type='team', summary=found[0]['name'])})
-
-    def _guard(self, handler: Callable[[Request], Reply]) -> Callable[[Request], Reply]:
-        def serve(request: Request) -> Reply:
-            if request.headers.get('authorization') != 'Token token={}'.format(self.account.token):
-                return Reply(401, {'error': {'message': 'Authentication failed', 'code': 2006}})
-            with self.account.lock:
-                return handler(request)
-
-        return serve
-
-    def _page(self, request: Request, key: str, rows: Sequence[int], render: Callable[[int], dict]) -> Reply:
-        limit = min(int(request.arg('limit') or DEFAULT_LIMIT), MAX_LIMIT)
-        offset = int(request.arg('offset') or 0)
-        page = [render(row) for row in rows[offset : offset + limit]]
-        total = len(rows) if request.arg('total') == 'true' else None
-        body = {key: page, 'limit': limit, 'offset': offset, 'total': total, 'more': offset + len(page) < len(rows)}
-        return Reply(200, body)
-
-    def _window(self, request: Request) -> tuple[float | None, float | None]:
-        since, until = request.arg('since'), request.arg('until')
-        return (parse_time(since) if since else None), (parse_time(until) if until else None)
-
-    def _list_incidents(self, request: Request) -> Reply:
-        since, until = self._window(request)
-        rows = self.account.created_in(since, until, request.args('statuses'))
-        trigger = with_trigger(request)
-        return self._page(request, 'incidents', rows, lambda i: self.account.render_incident(i, self.url, trigger))
-
-    def _get_incident(self, request: Request) -> Reply:
-        try:
-            index, _ = self.account._get(request.match['id'])
-        except KeyError:
-            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
-        return Reply(200, {'incident': self.account.render_incident(index, self.url, with_trigger(request))})
-
-    def _incident_alerts(self, request: Request) -> Reply:
-        """`GET /incidents/{id}/alerts`: the alert that opened the incident, if a monitoring tool did."""
-        try:
-            index, _ = self.account._get(request.match['id'])
-        except KeyError:
-            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
-        alerts = self.account.render_alerts(index, self.url)
-        return self._page(request, 'alerts', range(len(alerts)), lambda i: alerts[i])
-
-    def _log_page(self, request: Request, incident: int | None) -> Reply:
-        rows = self.account.log_entries(*self._window(request), incident=incident)
-        if request.arg('is_overview') == 'true':
-            rows = [p for p in rows if self.account._log[p][2] in OVERVIEW_KINDS]
-        included, channels = 'incidents' in request.args('include'), 'channels' in request.args('include')
-        return self._page(
-            request, 'log_entries', rows, lambda p: self.account.render_log_entry(p, self.url, included, channels)
-        )
-
-    def _list_log_entries(self, request: Request) -> Reply:
-        return self._log_page(request, None)
-
-    def _incident_log_entries(self, request: Request) -> Reply:
-        try:
-            index, _ = self.account._get(request.match['id'])
-        except KeyError:
-            return Reply(404, {'error': {'message': 'Not Found', 'code': 2100}})
-        return self._log_page(request, index)
 
 
 def with_trigger(request: Request) -> bool:
     """Whether the request asks for each incident's first trigger entry (`include[]=first_trigger_log_entries`)."""
     return 'first_trigger_log_entries' in request.args('include')
+
+
+def token(request: Request) -> str | None:
+    """The API key of `Authorization: Token token=...`, or None."""
+    scheme, _, value = request.headers.get('authorization', '').partition(' ')
+    if scheme.lower() != 'token' or not value.startswith('token='):
+        return None
+    return value[len('token=') :].strip()
+
+
+def _choices(values: list[str], allowed: Sequence[str], name: str) -> set[int]:
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise invalid('{} {} is invalid.'.format(name, unknown[0]))
+    return {allowed.index(v) for v in values}
+
+
+def _sorted(account: PagerDutyAccount, rows: array, field: str) -> array:
+    """Incidents (in creation order) in the order of `sort_by`'s field."""
+    if field == 'incident_number':
+        return array('i', sorted(rows))
+    if field == 'resolved_at':
+        # Open incidents have no resolve: they come after every resolved one, in creation order.
+        resolved = account._resolved
+        done = sorted((i for i in rows if not math.isnan(resolved[i])), key=resolved.__getitem__)
+        return array('i', done + [i for i in rows if math.isnan(resolved[i])])
+    return rows
+
+
+def _add_months(moment: dt.datetime, months: int) -> dt.datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)

@@ -29,9 +29,10 @@ from typing import Any, Callable
 
 from datadog_checks.pagerduty_dora.common.times import parse_time
 
+from .account import PagerDutyAccount
 from .catalog import Catalog, monitor, v3_entity, v22_definition
 from .datadog import Deployments, DoraFailures
-from .pagerduty import PagerDutyAccount, PagerDutyApi
+from .pagerduty import PagerDutyApi
 from .rendering import datadog_event
 from .server import LoopbackServer, Route
 
