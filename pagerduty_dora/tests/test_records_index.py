@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord, Records
-from datadog_checks.pagerduty_dora.collection.state import LAYOUT, CollectorState
+from datadog_checks.pagerduty_dora.collection.state import LAYOUT, CollectorState, RecordMap
 from datadog_checks.pagerduty_dora.collection.story import settled
 from datadog_checks.pagerduty_dora.datadog.dora import REJECTED
 
@@ -32,6 +32,13 @@ FIELDS: dict[str, list[Any]] = {
     'desired': ['', 'f1', 'f2'],
     'delivered': ['', 'f1', 'f2', REJECTED + 'f1'],
 }
+
+
+def stored_text(records: dict[str, IncidentRecord]) -> str:
+    """The records' text as the state stores them."""
+    domain = LAYOUT.parts['incidents'].domain
+    assert isinstance(domain, RecordMap)
+    return domain.text(records)
 
 
 def new_record(draw: Any) -> IncidentRecord:
@@ -50,7 +57,7 @@ def full_count(records: dict[str, IncidentRecord]) -> dict[str, Any]:
         'gauge': Counter(
             (r.status, r.tag_set) for r in records.values() if r.tag_set and r.wanted and r.status != 'resolved'
         ),
-        'text': LAYOUT.parts['incidents'].domain.text(dict(records)),
+        'text': stored_text(dict(records)),
     }
 
 
@@ -61,7 +68,7 @@ def kept(records: Records) -> dict[str, Any]:
         'resolved': set(records.resolved_keys()),
         'unsettled': list(records.in_order(records.unsettled_keys())),
         'gauge': +records.gauge_counts(),
-        'text': LAYOUT.parts['incidents'].domain.text(records),
+        'text': stored_text(records),
     }
 
 
@@ -102,12 +109,12 @@ def test_a_field_set_is_seen_by_the_records_holding_it() -> None:
     record = IncidentRecord('triggered', None, 'high', 'PSVC', 'checkout', 1.0, None, tag_set='aaa')
     records = Records([('P1', record)], settled)
     assert records.gauge_counts() == Counter({('triggered', 'aaa'): 1})
-    before = LAYOUT.parts['incidents'].domain.text(records)
+    before = stored_text(records)
 
     record.status = 'acknowledged'
 
     assert records.gauge_counts() == Counter({('acknowledged', 'aaa'): 1})
-    assert LAYOUT.parts['incidents'].domain.text(records) != before
+    assert stored_text(records) != before
     assert records.open_keys() == {'P1'} and records.resolved_keys() == set()
 
 

@@ -174,7 +174,7 @@ class Records(dict[str, IncidentRecord]):
             for key, record in other.items() if hasattr(other, 'items') else other:
                 self[key] = record
 
-    def __ior__(self, other: Any) -> Records:
+    def __ior__(self, other: Any) -> Records:  # type: ignore[override, misc]
         self.update(other)
         return self
 

@@ -112,7 +112,7 @@ def _cut(value: Any, limit: int) -> str:
 
 
 def _mapping(value: Any) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 def _reference_name(reference: Any) -> str:
