@@ -6,7 +6,7 @@
 Reconciliation reads every open incident every few minutes and almost all of them are as they were.
 These tests run the check against the fakes and count, over idle runs, the calls that a look which
 changes something makes: parsing the incident, the record's encoding, `build_failure` and the payload's
-fingerprint.
+fingerprint, and what a run asks of every record.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pytest
 from datadog_checks.pagerduty_dora.collection import recorder
 from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.collection.pages import LATE_REACH
-from datadog_checks.pagerduty_dora.collection.record import RECORD
+from datadog_checks.pagerduty_dora.collection.record import RECORD, Records
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.datadog import dora
 from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
 
@@ -48,6 +49,14 @@ def costs(monkeypatch: pytest.MonkeyPatch) -> Counter:
     monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', recorder.fingerprint_of))
     monkeypatch.setattr(dora, 'fingerprint', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(parsing, '_parse', counting('parse', parsing._parse))
+    # What a run asks of all the records is kept as they change: an idle run counts none again, and
+    # the records' text is joined again only when one changed.
+    monkeypatch.setattr(Records, 'facts', counting('record_facts', Records.facts))
+    joined = counting('records_text', codec.MapOf.text)
+    text = codec.MapOf.text
+    monkeypatch.setattr(
+        codec.MapOf, 'text', lambda domain, value: (joined if type(value) is Records else text)(domain, value)
+    )
     return counted
 
 
