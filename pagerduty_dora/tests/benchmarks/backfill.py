@@ -262,7 +262,8 @@ def run_check(urls: dict, args: argparse.Namespace, skew: Any, connection: Any) 
     if args.max_requests:
         instance['max_requests_per_run'] = args.max_requests
     check = PagerdutyDoraCheck('pagerduty_dora', {}, [instance])
-    schedule = Schedule(skew, args.interval)
+    schedule = Schedule(skew, args.interval, args.profile)
+    schedule.start_profile()
     check.monotonic = schedule.monotonic
     check.sleep = schedule.sleep
     errors: list[str] = []
@@ -279,11 +280,14 @@ def run_check(urls: dict, args: argparse.Namespace, skew: Any, connection: Any) 
         if schedule.runs > 10_000:
             break
         aggregator.reset()
+    schedule.save_profile('backfill')
     backfill = {'cpu': schedule.cpu, 'runs': schedule.runs, 'longest_run': schedule.longest}
     backfill_requests = _minus(pagerduty_requests(urls), before)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     idle_marks = _marks(urls)
+    schedule.start_profile()
     idle = _idle_runs(check, schedule, urls, aggregator)
+    schedule.save_profile('idle')
     after_idle = _marks(urls)
     # Some incidents resolve, and a run takes that in: the state then holds records of resolved incidents too.
     requests.post(urls['datadog'] + '/_resolve', params={'count': str(RESOLVED)}, timeout=60)
@@ -311,8 +315,10 @@ class Schedule:
     """The Agent's schedule on a clock shared with the fakes: a run every `interval` seconds, and waits
     that pass at once. `skew` is what the shared clock is ahead of the machine's monotonic clock."""
 
-    def __init__(self, skew: Any, interval: float) -> None:
+    def __init__(self, skew: Any, interval: float, profile: str = '') -> None:
         self.skew = skew
+        self.profile = profile
+        self.profiler: Any = None
         self.interval = interval
         self.runs = 0
         self.cpu = 0.0
@@ -321,13 +327,30 @@ class Schedule:
     def monotonic(self) -> float:
         return time.monotonic() + self.skew.value
 
+    def start_profile(self) -> None:
+        """With `--profile`, profile the runs from now on (the profile's own cost is in the CPU measured)."""
+        if self.profile:
+            import cProfile
+
+            self.profiler = cProfile.Profile(time.process_time)
+
+    def save_profile(self, name: str) -> None:
+        """The profile of the runs since `start_profile`, written as `<profile>-<name>.pstats`."""
+        if self.profiler is not None:
+            self.profiler.dump_stats('{}-{}.pstats'.format(self.profile, name))
+            self.profiler = None
+
     def sleep(self, seconds: float) -> None:
         self.skew.value += max(0.0, seconds)
 
     def run(self, check: Any) -> Any:
         """One run of `check`, its CPU counted; then the clock moves on to the next run's due time."""
         started, cpu = self.monotonic(), time.process_time()
+        if self.profiler is not None:
+            self.profiler.enable()
         error = check.run()
+        if self.profiler is not None:
+            self.profiler.disable()
         self.cpu += time.process_time() - cpu
         self.runs += 1
         took = self.monotonic() - started
@@ -490,6 +513,7 @@ def main() -> None:
     parser.add_argument('--open', type=int, default=5000, help='incidents still open at the end')
     parser.add_argument('--datadog-rate-limit', type=int, default=3000, help='DORA requests a minute, advertised')
     parser.add_argument('--max-requests', type=int, default=0, help='max_requests_per_run (0: unset)')
+    parser.add_argument('--profile', default='', help='write the check\'s profiles to PROFILE-backfill.pstats, -idle')
     args = parser.parse_args()
     multiprocessing.set_start_method('spawn')
     end = float(int(time.time()))

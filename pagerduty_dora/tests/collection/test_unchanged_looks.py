@@ -6,7 +6,7 @@
 Reconciliation reads every open incident every few minutes and almost all of them are as they were.
 These tests run the check against the fakes and count, over idle runs, the calls that a look which
 changes something makes: parsing the incident, the record's encoding, `build_failure` and the payload's
-fingerprint.
+fingerprint, and what a run asks of every record.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pytest
 from datadog_checks.pagerduty_dora.collection import recorder
 from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.collection.pages import LATE_REACH
-from datadog_checks.pagerduty_dora.collection.record import RECORD
+from datadog_checks.pagerduty_dora.collection.record import RECORD, Records
+from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.datadog import dora
 from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
 
@@ -48,6 +49,14 @@ def costs(monkeypatch: pytest.MonkeyPatch) -> Counter:
     monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(dora, 'fingerprint', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(parsing, '_parse', counting('parse', parsing._parse))
+    # What a run asks of all the records is kept as they change: an idle run counts none again, and
+    # the records' text is joined again only when one changed.
+    monkeypatch.setattr(Records, 'facts', counting('record_facts', Records.facts))
+    joined = counting('records_text', codec.MapOf.text)
+    text = codec.MapOf.text
+    monkeypatch.setattr(
+        codec.MapOf, 'text', lambda domain, value: (joined if type(value) is Records else text)(domain, value)
+    )
     return counted
 
 
@@ -205,3 +214,43 @@ class TestGaugeFromTheTable:
         # Only the sets records name are kept.
         state = stored_state(check)
         assert set(state.tag_sets) == {record.tag_set for record in state.incidents.values() if record.tag_set}
+
+
+class TestSignature:
+    """An open incident is recognised by a digest of its JSON: the same document is not parsed again, any change is.
+
+    orjson writes the JSON where it is installed; a value it refuses (a lone surrogate, an integer beyond
+    64 bits), or its absence, leaves the JSON `json_format` writes.
+    """
+
+    @pytest.fixture(params=['orjson', 'json_format'])
+    def writer(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        if request.param == 'json_format':
+            monkeypatch.setattr(parsing, '_dumps', None)
+        else:
+            assert parsing._dumps is not None
+        monkeypatch.setattr(parsing, '_remembered', {})
+        return request.param
+
+    @pytest.mark.parametrize(
+        'change',
+        [
+            {'title': 'Checkout is down'},
+            {'assigned_via': 'direct_assignment'},  # a field no output uses is a change all the same
+            {'service': {'id': 'PSVC2', 'summary': 'billing'}},
+            {'teams': []},
+            {'title': 'Checkout \ud800 down'},
+            {'alert_counts': {'all': 2**70}},
+        ],
+    )
+    def test_any_change_is_parsed_again(self, writer: str, costs: Counter, change: dict) -> None:
+        document = {'id': 'PABC123', 'status': 'triggered', 'incident_number': 7, 'title': 'Checkout slow'}
+        document.update(created_at='2026-12-01T10:00:00Z', service={'id': 'PSVC1', 'summary': 'checkout'})
+        first = parsing.parse_incident(json.loads(json.dumps(document)))
+        again = parsing.parse_incident(json.loads(json.dumps(document)))
+        changed = parsing.parse_incident(dict(json.loads(json.dumps(document)), **change))
+        same_again = parsing.parse_incident(dict(json.loads(json.dumps(document)), **change))
+
+        assert again is first
+        assert changed is not first and same_again is changed
+        assert costs['parse'] == 2

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Collection, Iterator, Protocol
 
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
 from .pages import NEXT_REQUEST, Look, Page, PassStep
-from .record import IncidentRecord
+from .record import IncidentRecord, Records
 
 # A pass over the open incidents completes within this many seconds, whatever their number.
 RECONCILE_PERIOD = 600.0
@@ -226,7 +226,15 @@ def _can_step(scan: Reconciliation, size: int) -> bool:
 
 def unmet(state: OpenIncidents, scan: Reconciliation) -> list[str]:
     """Open records the pass did not meet: each is read by id."""
-    return sorted(key for key, record in state.incidents.items() if record.status != 'resolved' and _unmet(key, scan))
+    return sorted(key for key in open_keys(state) if _unmet(key, scan))
+
+
+def open_keys(state: OpenIncidents) -> Collection[str]:
+    """The keys of open records: kept by `Records`, counted from any other map."""
+    incidents = state.incidents
+    if isinstance(incidents, Records):
+        return incidents.open_keys()
+    return [key for key, record in incidents.items() if record.status != 'resolved']
 
 
 def meet(state: OpenIncidents, key: str, record: IncidentRecord) -> None:
@@ -247,7 +255,7 @@ def pages_per_run(state: OpenIncidents, interval: float) -> int:
     left of a page is carried to the next run, so on average an idle run costs the feed's request
     plus that share (at the default interval, 1 + open / 1000).
     """
-    open_records = sum(1 for record in state.incidents.values() if record.status != 'resolved')
+    open_records = len(open_keys(state))
     rate = open_records / 100 * interval / RECONCILE_PERIOD
     due = state.reconcile_credit + rate
     pages = max(1, math.floor(due))

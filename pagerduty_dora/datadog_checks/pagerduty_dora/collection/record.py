@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 from datadog_checks.pagerduty_dora.common import codec, json_format
 from datadog_checks.pagerduty_dora.common.text import digest
@@ -53,6 +54,16 @@ class IncidentRecord(codec.Kept):
     # What the Datadog monitor that triggered it maps it to, decided at its first trigger (None: not yet).
     monitor: MonitorMapping | None = None
 
+    # The `Records` holding it and its key there (None: none), told when a field is set.
+    _owner = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, '_kept', None)
+        owner = self._owner
+        if owner is not None:
+            owner[0].changed(owner[1])
+
 
 RECORD: codec.Struct[IncidentRecord] = codec.Struct(
     IncidentRecord,
@@ -79,6 +90,154 @@ RECORD: codec.Struct[IncidentRecord] = codec.Struct(
 )
 # The table of the tag sets records name: key -> tags.
 TAG_SETS: codec.Domain[dict[str, list[str]]] = codec.MapOf(codec.ListOf(codec.TEXT))
+
+
+# What a record says for the per-run scans: open, its gauge group (status, tag set) or None, unsettled, resolved.
+Facts = tuple[bool, tuple[str, str] | None, bool, bool]
+
+
+class Records(dict[str, IncidentRecord]):
+    """The records by incident id, and what the per-run scans ask of them, kept as records change.
+
+    A record put, replaced or removed, or a field of one set (a record tells the `Records` holding
+    it), marks its key changed; the open keys, the unsettled keys (`settled` false), the resolved
+    keys and the open-incident gauge's counts are brought up to date from the changed keys only,
+    when asked. The JSON text of the whole map is kept too until something changes (`text`). A
+    record held twice (at two keys, or by two maps) cannot say which key changed: such a map
+    counts everything again whenever it is asked.
+    """
+
+    def __init__(self, records: Iterable[tuple[str, IncidentRecord]], settled: Callable[[str, str], bool]) -> None:
+        super().__init__()
+        self._settled = settled
+        self._changed: set[str] = set()
+        self._facts: dict[str, Facts] = {}
+        self._open: set[str] = set()
+        self._unsettled: set[str] = set()
+        self._resolved: set[str] = set()
+        self._gauge: Counter[tuple[str, str]] = Counter()
+        self._text: str | None = None
+        self._shared = False
+        for key, record in records:
+            self[key] = record
+
+    def changed(self, key: str) -> None:
+        self._changed.add(key)
+        self._text = None
+
+    def __setitem__(self, key: str, record: IncidentRecord) -> None:
+        old = dict.get(self, key)
+        if old is record:
+            return
+        if old is not None:
+            self._release(old, key)
+        dict.__setitem__(self, key, record)
+        owner = record._owner
+        if owner is not None and dict.get(owner[0], owner[1]) is record:
+            # Held elsewhere already: neither map can tell its changes apart any more.
+            owner[0]._shared = self._shared = True
+        object.__setattr__(record, '_owner', (self, key))
+        self.changed(key)
+
+    def __delitem__(self, key: str) -> None:
+        self._release(dict.__getitem__(self, key), key)
+        dict.__delitem__(self, key)
+        self.changed(key)
+
+    def _release(self, record: IncidentRecord, key: str) -> None:
+        owner = record._owner
+        if owner is not None and owner[0] is self and owner[1] == key:
+            object.__setattr__(record, '_owner', None)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self:
+            return dict.pop(self, key, *default)
+        record = dict.__getitem__(self, key)
+        del self[key]
+        return record
+
+    def popitem(self) -> tuple[str, IncidentRecord]:
+        key = next(reversed(self))
+        return key, self.pop(key)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return dict.__getitem__(self, key)
+
+    def update(self, *others: Any, **more: IncidentRecord) -> None:
+        for other in (*others, more):
+            for key, record in other.items() if hasattr(other, 'items') else other:
+                self[key] = record
+
+    def __ior__(self, other: Any) -> Records:  # type: ignore[override, misc]
+        self.update(other)
+        return self
+
+    def open_keys(self) -> set[str]:
+        """The keys of open records (not resolved)."""
+        return self._current()._open
+
+    def unsettled_keys(self) -> set[str]:
+        """The keys of records whose DORA failure is not settled (`settled(delivered, desired)` false)."""
+        return self._current()._unsettled
+
+    def resolved_keys(self) -> set[str]:
+        """The keys of resolved records."""
+        return self._current()._resolved
+
+    def gauge_counts(self) -> Counter[tuple[str, str]]:
+        """Wanted open records with a tag set, counted by (status, tag set)."""
+        return self._current()._gauge
+
+    def text(self, encode: Callable[[dict[str, IncidentRecord]], str]) -> str:
+        """The map's JSON text, `encode`d again only after something changed."""
+        if self._text is None or self._shared:
+            self._text = encode(self)
+        return self._text
+
+    def _current(self) -> Records:
+        """The scans' sets and counts brought up to date with the changes since they were last asked."""
+        if self._shared:
+            self._facts, self._open, self._unsettled, self._resolved = {}, set(), set(), set()
+            self._gauge = Counter()
+            self._changed = set(self)
+        changed, self._changed = self._changed, set()
+        for key in changed:
+            old = self._facts.pop(key, None)
+            if old is not None:
+                self._count(key, old, -1)
+            record = dict.get(self, key)
+            if record is not None:
+                self._facts[key] = facts = self.facts(record)
+                self._count(key, facts, 1)
+        return self
+
+    def facts(self, record: IncidentRecord) -> Facts:
+        """What `record` says for the scans."""
+        status = record.status
+        is_open = status != 'resolved'
+        group = (status, record.tag_set) if is_open and record.tag_set and record.wanted else None
+        return is_open, group, not self._settled(record.delivered, record.desired), not is_open
+
+    def _count(self, key: str, facts: Facts, sign: int) -> None:
+        is_open, group, unsettled, resolved = facts
+        for member, keys in ((is_open, self._open), (unsettled, self._unsettled), (resolved, self._resolved)):
+            if member:
+                keys.add(key) if sign > 0 else keys.discard(key)
+        if group is not None:
+            self._gauge[group] += sign
+            if not self._gauge[group]:
+                del self._gauge[group]
+
+    def in_order(self, keys: set[str]) -> Iterator[str]:
+        """The keys among `keys`, in the map's order."""
+        if keys:
+            yield from [key for key in self if key in keys]
 
 
 # Hex digits of a tag set's key: a few hundred sets are told apart with room to spare.

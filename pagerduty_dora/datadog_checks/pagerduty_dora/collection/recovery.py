@@ -293,8 +293,9 @@ class Recovery:
         if self.dora is None:
             return
         queued = set(state.refetch)
-        for key, record in state.incidents.items():
-            if settled(record.delivered, record.desired) or key in queued:
+        for key in state.undelivered():
+            record = state.incidents[key]
+            if key in queued:
                 continue
             waiting = self.dora.queued(key)
             if waiting == record.desired:

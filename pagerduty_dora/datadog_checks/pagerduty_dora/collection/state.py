@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.documents import Damage, Layout, Part
@@ -27,7 +27,7 @@ from .feed_position import FEED, Feed
 from .rebuild import REBUILD, Rebuild
 from .recheck import RECHECK, Recheck
 from .reconcile import RECONCILIATION, Reconciliation
-from .record import RECORD, TAG_SETS, IncidentRecord, tag_key
+from .record import RECORD, TAG_SETS, IncidentRecord, Records, tag_key
 from .story import settled
 from .sweep import WINDOW, Window
 
@@ -82,6 +82,16 @@ class CollectorState:
     recheck: Recheck | None = None
     # The mapping tags records name for the open-incident gauge, by key (`IncidentRecord.tag_set`).
     tag_sets: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.records()
+
+    def records(self) -> Records:
+        """`incidents`, as the map that keeps what the per-run scans ask (a plain dict set in its place is taken in)."""
+        incidents = self.incidents
+        if type(incidents) is not Records:
+            incidents = self.incidents = Records(incidents.items(), settled)
+        return incidents
 
     def go_live(self, now: float | None) -> None:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
@@ -151,15 +161,17 @@ class CollectorState:
 
     def prune(self, resolved_before: float, *, delivering: bool) -> None:
         """Forget resolved incidents resolved before then (or no longer wanted) whose failure is settled."""
+        incidents = self.records()
         stale = [
             key
-            for key, record in self.incidents.items()
-            if record.status == 'resolved'
-            and ((record.resolved_at or record.created_at) < resolved_before or not record.wanted)
-            and (not delivering or settled(record.delivered, record.desired))
+            for key in incidents.resolved_keys()
+            for record in [incidents[key]]
+            if (record.resolved_at or record.created_at) < resolved_before or not record.wanted
         ]
+        unsettled = incidents.unsettled_keys() if delivering else set()
         for key in stale:
-            del self.incidents[key]
+            if key not in unsettled:
+                del incidents[key]
 
     def keep_tags(self, tags: list[str]) -> str:
         """The key a record names `tags` by ('' for none), the set kept in the table."""
@@ -173,9 +185,7 @@ class CollectorState:
 
         Only a wanted open record names a set (`story.recorded`), so that is what the table is kept for.
         """
-        by_key = Counter(
-            (r.status, r.tag_set) for r in self.incidents.values() if r.tag_set and r.wanted and r.status != 'resolved'
-        )
+        by_key = self.records().gauge_counts()
         named = {key for _, key in by_key}
         if len(named) < len(self.tag_sets):
             self.tag_sets = {key: tags for key, tags in self.tag_sets.items() if key in named}
@@ -186,6 +196,11 @@ class CollectorState:
                 group = ('status:' + status, *tags)
                 counts[group] += count
         return counts
+
+    def undelivered(self) -> Iterator[str]:
+        """The keys of records whose DORA failure is not settled, in the records' order."""
+        incidents = self.records()
+        return incidents.in_order(incidents.unsettled_keys())
 
     def _last_known(self) -> float | None:
         """The latest PagerDuty time the stored state shows collection reached, or None."""
@@ -222,6 +237,15 @@ def unreadable_warning(error: Exception, *, rebuilt: bool) -> tuple[Any, ...]:
         'to have the check rebuild its state from Datadog instead',
         error,
     )
+
+
+class RecordMap(codec.MapOf[IncidentRecord]):
+    """The records, stored as `MapOf` stores them; the text of `Records` is kept until one changes."""
+
+    def text(self, value: dict[str, IncidentRecord]) -> str:
+        if isinstance(value, Records):
+            return value.text(super().text)
+        return super().text(value)
 
 
 def _state_default(name: str) -> Callable[[], Any]:
@@ -268,7 +292,7 @@ _PARTS: dict[str, codec.Domain] = {
     'resend': codec.Optional(WINDOW),
     'resend_end': codec.Optional(codec.TIME),
     'delivering': codec.FLAG,
-    'incidents': codec.MapOf(RECORD),
+    'incidents': RecordMap(RECORD),
     'last_run': codec.Optional(codec.Pair(codec.TIME, codec.TIME)),
     'refetch': codec.ListOf(codec.TEXT),
     'gauged': codec.ListOf(codec.ListOf(codec.TEXT)),
