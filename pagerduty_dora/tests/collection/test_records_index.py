@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord, Records
 from datadog_checks.pagerduty_dora.collection.state import LAYOUT, CollectorState, RecordMap
 from datadog_checks.pagerduty_dora.collection.story import settled
-from datadog_checks.pagerduty_dora.datadog.dora import REJECTED
+from datadog_checks.pagerduty_dora.datadog.marks import rejected
 
 PROFILE = settings(
     max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
@@ -30,7 +30,7 @@ FIELDS: dict[str, list[Any]] = {
     'tag_set': ['', 'aaa', 'bbb'],
     'wanted': [True, False],
     'desired': ['', 'f1', 'f2'],
-    'delivered': ['', 'f1', 'f2', REJECTED + 'f1'],
+    'delivered': ['', 'f1', 'f2', rejected('f1')],
 }
 
 

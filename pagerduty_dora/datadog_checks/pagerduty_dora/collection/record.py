@@ -121,6 +121,10 @@ class Records(dict[str, IncidentRecord]):
         for key, record in records:
             self[key] = record
 
+    def held_twice(self) -> None:
+        """A record of this map is held by another map or at another key too: count everything when asked."""
+        self._shared = True
+
     def changed(self, key: str) -> None:
         self._changed.add(key)
         self._text = None
@@ -135,7 +139,8 @@ class Records(dict[str, IncidentRecord]):
         owner = record._owner
         if owner is not None and dict.get(owner[0], owner[1]) is record:
             # Held elsewhere already: neither map can tell its changes apart any more.
-            owner[0]._shared = self._shared = True
+            owner[0].held_twice()
+            self.held_twice()
         object.__setattr__(record, '_owner', (self, key))
         self.changed(key)
 
