@@ -534,7 +534,7 @@ class TestPlainNames:
 
     def test_the_glossary_names_each_cursor(self) -> None:
         glossary = GLOSSARY.split('## Glossary', 1)[1]
-        for word in ('`swept_until`', '`Feed.read_until`', '`CreationWindow`', '`FeedWindow`'):
+        for word in ('`CollectorState.swept_until`', '`Feed.read_until`', '`CreationWindow`', '`FeedWindow`'):
             assert word in glossary, word
 
 
