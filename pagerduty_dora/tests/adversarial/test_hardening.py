@@ -297,21 +297,21 @@ class TestHugeTotal:
         assert listed
         for request in listed:
             assert int(request.arg('offset', '0')) + int(request.arg('limit', str(PAGE_SIZE))) <= OFFSET_CAP
-        assert stored_state(check).width >= 1.0
+        assert stored_state(check).sweep_width >= 1.0
 
     def test_collection_still_moves_on(self, world, service, dd_run_check, datadog_agent):
         self._serve_huge_total(world)
         check = world.check(max_requests_per_run=60, backfill_days=1)
-        feed_horizons = []
+        feed_positions = []
         for _ in range(3):
             dd_run_check(check)
             state = stored_state(check)
             assert state.feed is not None
-            feed_horizons.append(state.feed.horizon)
+            feed_positions.append(state.feed.read_until)
             world.account.advance(60)
         # History is done up to where collection went live, and the change feed moves on from there.
-        assert state.horizon == state.live_since
-        assert feed_horizons[-1] > feed_horizons[0]
+        assert state.swept_until == state.live_since
+        assert feed_positions[-1] > feed_positions[0]
 
 
 class TestCorruptedCache:

@@ -377,7 +377,7 @@ class TestRules:
 
     def test_defaults(self):
         rules = decision.Rules(3600)
-        assert (rules.window, rules.severity_mapping, rules.settle) == (3600.0, {}, decision.SETTLE)
+        assert (rules.attribution_window, rules.severity_mapping, rules.settle) == (3600.0, {}, decision.SETTLE)
 
 
 class TestExecutor:

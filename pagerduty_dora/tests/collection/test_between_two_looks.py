@@ -299,17 +299,17 @@ class TestPasses:
             account.trigger(services['checkout'], 'Burst')
         account.now = START
         check = world.check(max_requests_per_run=500)
-        horizons = []
+        swept = []
         runs = 0
         while len(world.dora.failures) < 12000 and runs < 40:
             dd_run_check(check)
-            if check.collector.state.horizon is not None:
-                horizons.append(check.collector.state.horizon)
+            if check.collector.state.swept_until is not None:
+                swept.append(check.collector.state.swept_until)
             account.advance(60)
             runs += 1
         assert len(world.dora.failures) == 12000
         assert runs <= 12000 // 500 + 3
-        assert horizons == sorted(horizons)
+        assert swept == sorted(swept)
 
     def test_turning_delivery_on_sends_resolved_history(self, world, services, dd_run_check, aggregator):
         account = world.account

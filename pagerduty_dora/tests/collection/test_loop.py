@@ -165,15 +165,15 @@ class TestLoop:
         skipped = sorted((c[2], c[1]) for c in seen['counts'] if c[0] == 'log_entries.skipped')
         assert skipped == [(['reason:malformed'], 5), (['reason:unpaged'], 1)]
 
-    def test_a_repaired_horizon_is_counted_and_moves_where_the_run_reads_from(self) -> None:
+    def test_a_repaired_feed_position_is_counted_and_moves_where_the_run_reads_from(self) -> None:
         loop, seen = collector(InProcessPagerDuty(), {})
-        loop.state.feed = Feed(horizon=NOW + OVERLAP)
+        loop.state.feed = Feed(read_until=NOW + OVERLAP)
         run = started(loop)
         assert run.read_start == NOW
         loop._drive(run, steps([Page(repaired=True, reads_back_to=NOW - 3600 - OVERLAP)], []), lambda incident: None)
         loop.outputs.flush()
         assert run.read_start == loop.recorder.run.read_start == NOW - 3600 - OVERLAP
-        assert [c[1:] for c in seen['counts'] if c[0] == 'collection.repaired'] == [(1, ['what:feed_horizon'])]
+        assert [c[1:] for c in seen['counts'] if c[0] == 'collection.repaired'] == [(1, ['what:feed_position'])]
 
     def test_looks_with_entries_and_without_are_handed_over_as_read(self) -> None:
         incident = parse_incident(raw_incident(1, NOW - 60))
@@ -196,7 +196,7 @@ class TestRuns:
         first.run(float('inf'))
         assert [r[0] for r in pagerduty.requests] == ['list_open', 'list_created']
         state = CollectorState.loads(cache[STATE_KEY])
-        assert (state.live_since, state.baseline, state.horizon) == (NOW, True, NOW)
+        assert (state.live_since, state.baseline, state.swept_until) == (NOW, True, NOW)
         assert sorted(state.incidents) == [incident_id]
 
         pagerduty.requests.clear()
@@ -205,7 +205,7 @@ class TestRuns:
         report = second.run(float('inf'))
         assert [r[0] for r in pagerduty.requests] == ['log_entries', 'list_open']
         assert report.pages == 2
-        assert CollectorState.loads(cache[STATE_KEY]).feed == Feed(horizon=NOW + 60, width=MAX_WINDOW)
+        assert CollectorState.loads(cache[STATE_KEY]).feed == Feed(read_until=NOW + 60, width=MAX_WINDOW)
 
     def test_a_run_stopped_at_its_deadline_saves_where_it_was(self) -> None:
         pagerduty = InProcessPagerDuty()

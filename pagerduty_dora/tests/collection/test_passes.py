@@ -21,7 +21,7 @@ from datadog_checks.pagerduty_dora.collection.pages import DAY, LATE_REACH, NEXT
 from datadog_checks.pagerduty_dora.collection.reconcile import ReconcilePass, pages_per_run
 from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
-from datadog_checks.pagerduty_dora.collection.sweep import SweepPass, Window, plan_window
+from datadog_checks.pagerduty_dora.collection.sweep import CreationWindow, SweepPass, plan_window
 from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.demo.rendering import encode_id
@@ -130,11 +130,11 @@ class TestFeedPass:
 
     def test_an_idle_feed_costs_one_request_and_reaches_pagerdutys_present(self) -> None:
         pagerduty, _ = pagerduty_at()
-        feed = Feed(horizon=NOW - 60)
+        feed = Feed(read_until=NOW - 60)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 3600, since_last_run=60.0))
         assert len(pagerduty.requests) == 1
         assert [(p.looks, p.deliver) for p in pages] == [([], True)]
-        assert (feed.horizon, feed.window) == (NOW, None)
+        assert (feed.read_until, feed.window) == (NOW, None)
         assert pagerduty.requests[0][1] == NOW - 60 - OVERLAP
 
     def test_entries_are_handed_oldest_first_grouped_by_incident(self) -> None:
@@ -144,7 +144,7 @@ class TestFeedPass:
         first = opened(account, NOW - 50)
         acknowledged(account, first, [NOW - 40])
         second = opened(account, NOW - 30)
-        feed = Feed(horizon=NOW - 100)
+        feed = Feed(read_until=NOW - 100)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
         looks = [(look.incident.id, [e.id for e in look.entries or []]) for p in pages for look in p.looks]
         assert looks == [(first, entry_ids(account, first)), (second, entry_ids(account, second))]
@@ -153,18 +153,18 @@ class TestFeedPass:
     def test_a_window_of_several_pages_is_read_from_the_newest_down_with_shared_entries(self) -> None:
         pagerduty, account = pagerduty_at()
         acknowledged(account, opened(account, NOW - 5000), [NOW - 1000 + n for n in range(PAGE_SIZE + 20)])
-        feed = Feed(horizon=NOW - 1000)
+        feed = Feed(read_until=NOW - 1000)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
         offsets = [request[3] for request in pagerduty.requests]
         assert offsets == [0, page_step()]
         seen = [e.id for p in pages for look in p.looks for e in look.entries or []]
         assert set(seen) == set(entry_ids(account)[2:]) and len(set(seen)) == PAGE_SIZE + 20
-        assert feed.horizon == NOW
+        assert feed.read_until == NOW
 
     def test_a_run_stopped_while_taking_a_page_reads_it_again(self) -> None:
         pagerduty, account = pagerduty_at()
         acknowledged(account, opened(account, NOW - 5000), [NOW - 1000 + n for n in range(PAGE_SIZE + 20)])
-        feed = Feed(horizon=NOW - 1000)
+        feed = Feed(read_until=NOW - 1000)
         stopped = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
         next_page(stopped)
         assert feed.window is not None and feed.window.offset == 0
@@ -173,30 +173,30 @@ class TestFeedPass:
         second = next_page(reading)
         # The first page was taken: the window went on, a page less the entries two pages share.
         assert feed.window is not None and feed.window.offset == page_step()
-        assert feed.horizon == NOW - 1000
+        assert feed.read_until == NOW - 1000
         rest = pages_of(reading)
         read = [e.id for p in [first, second, *rest] for look in p.looks for e in look.entries or []]
         assert len(set(read)) == PAGE_SIZE + 20
         assert len(read) - len(set(read)) == PAGE_SIZE - page_step()
-        assert (feed.horizon, feed.window) == (NOW, None)
+        assert (feed.read_until, feed.window) == (NOW, None)
 
-    def test_a_horizon_ahead_of_pagerdutys_clock_is_read_again_from_the_last_run(self) -> None:
+    def test_a_feed_position_ahead_of_pagerdutys_clock_is_read_again_from_the_last_run(self) -> None:
         pagerduty, _ = pagerduty_at()
-        feed = Feed(horizon=NOW + 3 * 3600)
+        feed = Feed(read_until=NOW + 3 * 3600)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=120.0))
         assert [p.repaired for p in pages] == [True, False]
         assert "ahead of PagerDuty's clock" in pages[0].warnings[0][0]
         assert pagerduty.requests[1][1] == NOW - 120 - OVERLAP - OVERLAP
-        assert feed.horizon == NOW
+        assert feed.read_until == NOW
 
     def test_an_unreadable_page_is_retried_then_cornered_and_passed_over(self) -> None:
         pagerduty, _ = pagerduty_at()
-        feed = Feed(horizon=NOW - 60)
+        feed = Feed(read_until=NOW - 60)
         for attempt in range(1, UNREADABLE_RETRIES):
             pagerduty.unreadable = 1
             with pytest.raises(UnreadableResponse):
                 pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - DAY, since_last_run=60.0))
-            assert (feed.failures, feed.horizon) == (attempt, NOW - 60)
+            assert (feed.failures, feed.read_until) == (attempt, NOW - 60)
         pagerduty.unreadable = 1000
         # PagerDuty dates no answer now: the feed reads up to the Agent's clock.
         passes = FeedPass(pagerduty, lambda: NOW).read(feed, NOW - DAY, 60.0)
@@ -205,16 +205,16 @@ class TestFeedPass:
             for step in passes:
                 if isinstance(step, Page):
                     pages.append(step)
-        # Halved down to the horizon's second, which is passed over; the next window fails afresh.
+        # Halved down to the feed position's second, which is passed over; the next window fails afresh.
         assert [s for p in pages for s in p.skipped] == [('unreadable', 1)]
         warned = [w for p in pages for w in p.warnings]
         assert [w[1:3] for w in warned] == [(format_time(NOW - 60), format_time(NOW - 59))]
-        assert (feed.failures, feed.horizon) == (1, NOW - 59)
+        assert (feed.failures, feed.read_until) == (1, NOW - 59)
 
     def test_an_incident_born_in_the_window_waits_for_the_page_with_its_trigger(self) -> None:
         pagerduty, account = pagerduty_at()
         born = story_of(account, PAGE_SIZE + 9, NOW - 900)
-        feed = Feed(horizon=NOW - 1000)
+        feed = Feed(read_until=NOW - 1000)
         reading = FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0)
         newest = next_page(reading)
         assert newest.looks == []
@@ -225,12 +225,12 @@ class TestFeedPass:
         ids = [entry.id for entry in story.entries or []]
         assert ids == entry_ids(account, born) and len(ids) == PAGE_SIZE + 11
         assert pages_of(reading) == []
-        assert (feed.horizon, feed.window) == (NOW, None)
+        assert (feed.read_until, feed.window) == (NOW, None)
 
     def test_a_run_stopped_while_entries_are_held_reads_them_again(self) -> None:
         pagerduty, account = pagerduty_at()
         story_of(account, PAGE_SIZE + 9, NOW - 900)
-        feed = Feed(horizon=NOW - 1000)
+        feed = Feed(read_until=NOW - 1000)
         next_page(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 2000, since_last_run=60.0))
         assert [r[3] for r in pagerduty.requests] == [0, 0, page_step()]
@@ -239,7 +239,7 @@ class TestFeedPass:
     def test_a_story_longer_than_the_pages_held_goes_over_without_its_trigger(self) -> None:
         pagerduty, account = pagerduty_at()
         story_of(account, (MAX_HELD_PAGES + 2) * PAGE_SIZE - 1, NOW - 3000)
-        feed = Feed(horizon=NOW - 3100)
+        feed = Feed(read_until=NOW - 3100)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 4000, since_last_run=60.0))
         handed = [len(p.looks) for p in pages]
         assert handed == [0] * MAX_HELD_PAGES + [1] * (len(pages) - MAX_HELD_PAGES)
@@ -260,12 +260,12 @@ class TestFeedPass:
         account, _ = small_account()
         pagerduty = EndlessPagerDuty(account)
         acknowledged(account, opened(account, NOW - 5000), [NOW - 50 + n for n in range(5)])
-        feed = Feed(horizon=NOW - 100)
+        feed = Feed(read_until=NOW - 100)
         pages = pages_of(FeedPass(pagerduty, agent_clock).read(feed, NOW - 200, since_last_run=60.0))
         assert [r[3] for r in pagerduty.requests] == [0, page_step(), 0, page_step()]
         assert [s for p in pages for s in p.skipped] == [('endless', 1)]
         assert len([w for p in pages for w in p.warnings]) == 1
-        assert (feed.horizon, feed.window) == (NOW, None)
+        assert (feed.read_until, feed.window) == (NOW, None)
 
 
 class TestSecondLook:
@@ -275,7 +275,7 @@ class TestSecondLook:
         assert NOW % LATE_PERIOD == 0
         pagerduty, account = pagerduty_at()
         incident_id = opened(account, NOW - 5000)
-        feed = Feed(horizon=NOW - 60)
+        feed = Feed(read_until=NOW - 60)
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(feed, NOW - DAY, since_last_run=60.0))
         # Indexed fifteen minutes late: not there for the run that read its second.
@@ -287,27 +287,27 @@ class TestSecondLook:
         assert [(look.incident.id, [e.id for e in look.entries or []]) for p in late for look in p.looks] == [
             (incident_id, entry_ids(account, incident_id)[2:])
         ]
-        assert (feed.horizon, feed.window) == (NOW, None)
+        assert (feed.read_until, feed.window) == (NOW, None)
 
     @pytest.mark.parametrize(
-        'horizon, clock',
+        'read_until, clock',
         [(NOW + 60, NOW + 120), (NOW, NOW + LATE_PERIOD - 1)],
         ids=['within-a-period', 'up-to-its-end'],
     )
-    def test_a_run_within_one_period_takes_no_second_look(self, horizon: float, clock: float) -> None:
+    def test_a_run_within_one_period_takes_no_second_look(self, read_until: float, clock: float) -> None:
         pagerduty, _ = pagerduty_at(clock)
         passes = FeedPass(pagerduty, agent_clock)
-        pages_of(passes.read(Feed(horizon=horizon), NOW - DAY, since_last_run=60.0))
+        pages_of(passes.read(Feed(read_until=read_until), NOW - DAY, since_last_run=60.0))
         assert pages_of(passes.second_look(NOW - DAY)) == []
         assert len(pagerduty.requests) == 1
 
-    def test_no_second_look_after_a_repaired_horizon_or_before_going_live(self) -> None:
+    def test_no_second_look_after_a_repaired_feed_position_or_before_going_live(self) -> None:
         pagerduty, _ = pagerduty_at()
         passes = FeedPass(pagerduty, agent_clock)
-        pages_of(passes.read(Feed(horizon=NOW + 3 * 3600), NOW - DAY, since_last_run=120.0))
+        pages_of(passes.read(Feed(read_until=NOW + 3 * 3600), NOW - DAY, since_last_run=120.0))
         assert pages_of(passes.second_look(NOW - DAY)) == []
         passes = FeedPass(pagerduty, agent_clock)
-        pages_of(passes.read(Feed(horizon=NOW - 60), NOW - 60, since_last_run=60.0))
+        pages_of(passes.read(Feed(read_until=NOW - 60), NOW - 60, since_last_run=60.0))
         assert pages_of(passes.second_look(NOW - 60)) == []
         assert len(pagerduty.requests) == 3
 
@@ -316,7 +316,7 @@ class TestSecondLook:
         pagerduty = EndlessPagerDuty(account)
         acknowledged(account, opened(account, NOW - 5000), [NOW - 600 + n for n in range(5)])
         passes = FeedPass(pagerduty, agent_clock)
-        pages_of(passes.read(Feed(horizon=NOW - 60), NOW - DAY, since_last_run=60.0))
+        pages_of(passes.read(Feed(read_until=NOW - 60), NOW - DAY, since_last_run=60.0))
         late = pages_of(passes.second_look(NOW - DAY))
         assert [r[3] for r in pagerduty.requests[1:]] == [0, page_step(), 0, page_step()]
         assert [(p.skipped, p.warnings) for p in late if p.skipped or p.warnings] == []
@@ -326,13 +326,13 @@ class TestSecondLook:
 
     def test_an_unreadable_page_ends_the_second_look_until_its_next_turn(self) -> None:
         pagerduty, _ = pagerduty_at()
-        feed = Feed(horizon=NOW - 60)
+        feed = Feed(read_until=NOW - 60)
         passes = FeedPass(pagerduty, agent_clock)
         pages_of(passes.read(feed, NOW - DAY, since_last_run=60.0))
         pagerduty.unreadable = 1
         late = pages_of(passes.second_look(NOW - DAY))
         assert [(p.looks, p.skipped, p.warnings) for p in late] == [([], [], [])]
-        assert (feed.horizon, feed.window, feed.failures) == (NOW, None, 0)
+        assert (feed.read_until, feed.window, feed.failures) == (NOW, None, 0)
 
 
 class TestEveryRequestIsAnnounced:
@@ -342,10 +342,10 @@ class TestEveryRequestIsAnnounced:
         pagerduty, account = pagerduty_at()
         incidents = [opened(account, NOW - DAY + n) for n in range(1, PAGE_SIZE + 30)]
         acknowledged(account, incidents[0], [NOW - 900 + n for n in range(PAGE_SIZE + 20)])
-        state = CollectorState(horizon=NOW - 2 * DAY)
+        state = CollectorState(swept_until=NOW - 2 * DAY)
         state.incidents['PGONE1'] = record()
         passes = [
-            FeedPass(pagerduty, agent_clock).read(Feed(horizon=NOW - 1000), NOW - 2000, since_last_run=60.0),
+            FeedPass(pagerduty, agent_clock).read(Feed(read_until=NOW - 1000), NOW - 2000, since_last_run=60.0),
             ReconcilePass(pagerduty, agent_clock).read(state, None, pages_per_run=1),
             SweepPass(pagerduty).history(state, NOW),
         ]
@@ -415,39 +415,41 @@ class TestReconcilePass:
 
 
 class TestSweepPass:
-    """History by creation time: windows sized under the offset cap, the horizon moved once a window is read."""
+    """History by creation time: windows sized under the offset cap, `swept_until` moved once a window is read."""
 
     def test_history_is_read_window_by_window_up_to_the_target(self) -> None:
         pagerduty, account = pagerduty_at()
         for n in range(1, 11):
             resolved(account, NOW - n * DAY)
-        state = CollectorState(horizon=NOW - 30 * DAY)
+        state = CollectorState(swept_until=NOW - 30 * DAY)
         pages = pages_of(SweepPass(pagerduty).history(state, NOW))
         assert sorted(look.incident.number for p in pages for look in p.looks) == list(range(1, 11))
-        assert (state.horizon, state.window) == (NOW, None)
+        assert (state.swept_until, state.sweep_window) == (NOW, None)
 
     def test_a_window_over_the_offset_cap_is_narrowed_before_it_is_read(self) -> None:
         pagerduty, account = pagerduty_at()
         for n in range(1, 10_150):
             resolved(account, NOW - 10 * DAY + n * 60)
-        state = CollectorState(horizon=NOW - 10 * DAY)
+        state = CollectorState(swept_until=NOW - 10 * DAY)
         pages = SweepPass(pagerduty).history(state, NOW)
         first = next_page(pages)
         # The first answer only sized the window: the page taken is the narrower window's first.
         assert len(pagerduty.requests) == 2
-        assert 0 < state.width <= 10 * DAY / 2
-        assert state.window is not None and state.window.until - state.window.since == state.width
+        assert 0 < state.sweep_width <= 10 * DAY / 2
+        assert (
+            state.sweep_window is not None and state.sweep_window.until - state.sweep_window.since == state.sweep_width
+        )
         assert len(first.looks) == PAGE_SIZE
 
     def test_resending_ends_where_it_was_asked_to(self) -> None:
         pagerduty, account = pagerduty_at()
         incident_id = resolved(account, NOW - 2 * DAY)
-        state = CollectorState(resend=Window(NOW - 3 * DAY, NOW - DAY), resend_end=NOW - DAY)
+        state = CollectorState(resend=CreationWindow(NOW - 3 * DAY, NOW - DAY), resend_end=NOW - DAY)
         pages = pages_of(SweepPass(pagerduty).resend(state))
         assert [look.incident.id for p in pages for look in p.looks] == [incident_id]
         assert (state.resend, state.resend_end) == (None, None)
 
     def test_near_the_present_a_window_reaches_back_for_late_indexed_incidents(self) -> None:
         window = plan_window(NOW - 600, NOW, 0.0)
-        assert window == Window(since=NOW - 600 - OVERLAP, until=NOW)
+        assert window == CreationWindow(since=NOW - 600 - OVERLAP, until=NOW)
         assert plan_window(NOW, NOW, 0.0) is None

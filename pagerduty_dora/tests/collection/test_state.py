@@ -20,7 +20,7 @@ from datadog_checks.pagerduty_dora.collection.recheck import RECHECK, Recheck
 from datadog_checks.pagerduty_dora.collection.reconcile import BEFORE_FIRST, RECONCILIATION, Reconciliation
 from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord, tag_key
 from datadog_checks.pagerduty_dora.collection.state import DAMAGE_COST, LAYOUT, STATE_VERSION, CollectorState
-from datadog_checks.pagerduty_dora.collection.sweep import Window
+from datadog_checks.pagerduty_dora.collection.sweep import CreationWindow
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME
@@ -42,12 +42,12 @@ counts = st.integers(min_value=0, max_value=10_000)
 
 
 @st.composite
-def windows(draw: Any) -> Window:
+def windows(draw: Any) -> CreationWindow:
     since = draw(st.floats(min_value=0.0, max_value=LATEST_TIME - 2, allow_nan=False))
     until = draw(st.floats(min_value=since, max_value=LATEST_TIME, exclude_max=True, allow_nan=False))
     if until <= since:
         until = since + 1
-    return Window(since, until, draw(counts))
+    return CreationWindow(since, until, draw(counts))
 
 
 @st.composite
@@ -143,9 +143,9 @@ def states(draw: Any) -> CollectorState:
     return CollectorState(
         live_since=draw(optional_time),
         baseline=draw(st.booleans()),
-        horizon=draw(optional_time),
-        window=draw(st.one_of(st.none(), windows())),
-        width=draw(amounts),
+        swept_until=draw(optional_time),
+        sweep_window=draw(st.one_of(st.none(), windows())),
+        sweep_width=draw(amounts),
         feed=draw(st.one_of(st.none(), feeds())),
         reconciliation=draw(st.one_of(st.none(), reconciliations())),
         resend=draw(st.one_of(st.none(), windows())),
@@ -191,12 +191,12 @@ def full_state() -> CollectorState:
     return CollectorState(
         live_since=now - 86400,
         baseline=True,
-        horizon=now - 3600,
-        window=Window(now - 3600, now, 200),
-        width=86400.0,
+        swept_until=now - 3600,
+        sweep_window=CreationWindow(now - 3600, now, 200),
+        sweep_width=86400.0,
         feed=Feed(now - 60, FeedWindow(now - 120, now - 60, 97, now - 60, ['L1', 'L2', 'L3']), 600.0, 1),
         reconciliation=Reconciliation(now - 30, (now - 2 * 365 * 86400, BEFORE_FIRST), 100, None, {'PABC123'}),
-        resend=Window(now - 7200, now - 3600),
+        resend=CreationWindow(now - 7200, now - 3600),
         resend_end=now - 3600,
         delivering=True,
         incidents={'PABC123': record, 'PDEF456': record},
@@ -228,7 +228,7 @@ class TestRoundTrip:
             assert damage == []
             # A live state without a feed is completed on read; every other value comes back as it was.
             if state.live_since is not None and state.feed is None:
-                state.feed = Feed(horizon=state.live_since)
+                state.feed = Feed(read_until=state.live_since)
             assert again == state
             reached['round trip'] += 1
             scan = state.reconciliation
@@ -345,9 +345,9 @@ class TestDamage:
         assert again.live_since is not None and again.feed is not None
         assert state.last_run is not None and state.feed is not None
         if part == 'feed':
-            assert again.feed == Feed(horizon=state.last_run[0])
+            assert again.feed == Feed(read_until=state.last_run[0])
         if part == 'live_since':
-            assert again.live_since == state.feed.horizon
+            assert again.live_since == state.feed.read_until
 
     @pytest.mark.parametrize('index, value', _fields_cases(RECORD, 'record'))
     def test_a_damaged_record_is_dropped_and_read_again_by_id(self, index: int, value: Any) -> None:
@@ -369,7 +369,7 @@ class TestDamage:
         stored['feed'][index] = value
         again, damage = CollectorState.read(json.dumps(stored))
         assert [d.part for d in damage] == ['feed']
-        assert state.last_run is not None and again.feed == Feed(horizon=state.last_run[0])
+        assert state.last_run is not None and again.feed == Feed(read_until=state.last_run[0])
         assert again.incidents == state.incidents
 
     @pytest.mark.parametrize('index, value', _fields_cases(RECHECK, 'recheck'))
@@ -410,9 +410,19 @@ class TestDamage:
             assert lenient == (['monitor'] if domain is RECORD else [])
 
 
+def layout_5(state: CollectorState) -> dict[str, Any]:
+    """`state` as layout 5 stored it: the sweep's cursor under `horizon`, `window` and `width`."""
+    stored = json.loads(state.dumps())
+    stored['horizon'] = stored.pop('swept_until')
+    stored['window'] = stored.pop('sweep_window')
+    stored['width'] = stored.pop('sweep_width')
+    stored['version'] = 5
+    return stored
+
+
 def layout_4(state: CollectorState, checked_at: dict[str, float]) -> dict[str, Any]:
     """`state` as layout 4 stored it: each record with its tags and `checked_at`, no table, no pass's `met`."""
-    stored = json.loads(state.dumps())
+    stored = layout_5(state)
     tag_sets = stored.pop('tag_sets')
     for key, raw in stored['incidents'].items():
         # Layout 4: ..., delivered, tags, acked, wanted, checked_at, base, ...
@@ -438,7 +448,7 @@ class TestLayout3:
 
 
 class TestLayout4:
-    """Layout 4, the last released before this one: records kept their tags and when they were last confirmed."""
+    """Layout 4: records kept their tags and when they were last confirmed."""
 
     def test_tags_go_to_the_table_and_the_pass_keeps_what_it_met(self) -> None:
         state = full_state()
@@ -468,6 +478,41 @@ class TestLayout4:
         again, damage = CollectorState.read(json.dumps(layout_4(state, {'PABC123': 1.0, 'PDEF456': 2.0})))
         assert damage == [] and again.tag_sets == {}
         assert {record.tag_set for record in again.incidents.values()} == {''}
+
+
+class TestLayout5:
+    """Layout 5, the last released before this one: the sweep's cursor was stored under other names."""
+
+    def test_a_sweep_under_way_goes_on_where_it_was(self) -> None:
+        state = full_state()
+        assert state.sweep_window is not None and state.sweep_window.offset > 0
+        stored = layout_5(state)
+        assert (stored['horizon'], stored['window'], stored['width']) == (
+            state.swept_until,
+            [state.sweep_window.since, state.sweep_window.until, state.sweep_window.offset],
+            state.sweep_width,
+        )
+        again, damage = CollectorState.read(json.dumps(stored))
+        assert damage == []
+        assert again == state
+        assert (again.swept_until, again.sweep_window, again.sweep_width) == (
+            state.swept_until,
+            state.sweep_window,
+            state.sweep_width,
+        )
+
+    def test_a_sweep_not_started_stays_so(self) -> None:
+        state = full_state()
+        state.swept_until, state.sweep_window, state.sweep_width = None, None, 0.0
+        again, damage = CollectorState.read(json.dumps(layout_5(state)))
+        assert damage == [] and again == state
+
+    def test_a_damaged_sweep_cursor_costs_its_part_alone(self) -> None:
+        stored = layout_5(full_state())
+        stored['window'] = [5, 1, 0]
+        again, damage = CollectorState.read(json.dumps(stored))
+        assert [d.part for d in damage] == ['sweep_window']
+        assert again.sweep_window is None and again.swept_until == full_state().swept_until
 
 
 class TestWrittenAPieceAtATime:

@@ -18,7 +18,7 @@ from ..fakes.pagerduty import NOW, raw_incident
 
 LIVE = NOW - DAY
 # A run well after going live: the feed read up to an hour ago; this run reads from there.
-LATER = Context(now=NOW, live_since=LIVE, read_start=NOW - 3600 - OVERLAP, horizon=NOW - 3600, baseline=True)
+LATER = Context(now=NOW, live_since=LIVE, read_start=NOW - 3600 - OVERLAP, feed_read_until=NOW - 3600, baseline=True)
 
 
 def incident(created_at: float, status: str = 'triggered', **changes: object) -> Incident:
@@ -116,7 +116,7 @@ class TestFirstLook:
 
     def test_a_status_its_log_does_not_explain_yet_waits_for_a_later_look(self) -> None:
         acked = incident(NOW - 600, 'acknowledged', last_status_change_at='2026-11-20T09:59:30Z')
-        quiet = replace(LATER, horizon=None)
+        quiet = replace(LATER, feed_read_until=None)
         assert look(acked, None, [trigger(NOW - 600)], quiet, from_feed=True) is None
 
 

@@ -39,7 +39,7 @@ def on_account_time(world: World, check: Any) -> Any:
 def backfilled(world: World, check: Any) -> bool:
     """Whether the history is read and every DORA failure it made is delivered."""
     state = stored_state(check)
-    return state.window is None and state.horizon == state.live_since and check.collector.dora.pending == 0
+    return state.sweep_window is None and state.swept_until == state.live_since and check.collector.dora.pending == 0
 
 
 def run_until_backfilled(world: World, check: Any, dd_run_check: Any, interval: float = INTERVAL) -> list[int]:

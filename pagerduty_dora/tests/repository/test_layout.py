@@ -441,7 +441,7 @@ class TestGlue:
             '    def __init__(self, a: Any, *, b: Any | None, c: int, d: Optional[Any] = None) -> None:\n'
             '        self.inner = Inner(now=lambda: self.now, key=sorted(c, key=lambda x: x))\n'
             '        self.inner.now = None\n'
-            '        other.field, state.horizon = 1, 2\n'
+            '        other.field, state.swept_until = 1, 2\n'
             '        self.run.report.pages += 1\n'
             '        self.own = 3\n'
         )
@@ -451,6 +451,91 @@ class TestGlue:
 
     def test_the_room_is_there(self) -> None:
         assert len(GLUED_MODULES) > 10
+
+
+# A word the package once gave two cursors (the sweep's creation time and the feed's log position):
+# each now has the name of what it holds (`swept_until`, `Feed.read_until`), and nothing takes the word.
+RETIRED_NAMES = {'horizon'}
+# In collection, `window` alone names a window only where its type says which: in the modules of the
+# feed and the sweep, as an argument or field annotated with one of their window types (a local of
+# theirs holds what such an argument or field holds). Anywhere else in the room it is qualified.
+WINDOW_MODULES = {'collection.feed', 'collection.feed_position', 'collection.sweep'}
+WINDOW_TYPES = {'FeedWindow', 'CreationWindow'}
+
+
+def _named(source: str) -> list[tuple[int, str, str]]:
+    """(line, name, annotation text) of every identifier of `source`: names, attributes, arguments,
+    keywords, definitions and fields; the annotation is an argument's or a class field's ('' for none)."""
+    tree = ast.parse(source)
+    fields = {
+        id(member.target): ast.unparse(member.annotation)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for member in node.body
+        if isinstance(member, ast.AnnAssign) and isinstance(member.target, ast.Name)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            found.append((node.lineno, node.id, fields.get(id(node), '')))
+        elif isinstance(node, ast.Attribute):
+            found.append((node.lineno, node.attr, ''))
+        elif isinstance(node, ast.arg):
+            found.append((node.lineno, node.arg, ast.unparse(node.annotation) if node.annotation else ''))
+        elif isinstance(node, ast.keyword) and node.arg is not None:
+            found.append((node.value.lineno, node.arg, ''))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.append((node.lineno, node.name, ''))
+    return sorted(found)
+
+
+def _retired(source: str) -> list[str]:
+    """`line: name` of each identifier of `source` named with a retired word."""
+    return ['{}: {}'.format(line, name) for line, name, _ in _named(source) if name in RETIRED_NAMES]
+
+
+def _bare_windows(source: str, *, owner: bool) -> list[str]:
+    """`line: window` of each identifier `window` the type does not qualify (in a window module: `owner`)."""
+    found = []
+    for line, name, annotation in _named(source):
+        if name != 'window':
+            continue
+        if owner and (not annotation or set(re.findall(r'\w+', annotation)) & WINDOW_TYPES):
+            continue
+        found.append('{}: {}'.format(line, name))
+    return found
+
+
+class TestPlainNames:
+    """The engine's cursors and windows are named for what they are (docs/how-it-works.md, Glossary)."""
+
+    @pytest.mark.parametrize('module', sorted(MODULES))
+    def test_no_identifier_takes_a_retired_name(self, module: str) -> None:
+        assert _retired(MODULES[module].read_text()) == []
+
+    @pytest.mark.parametrize('module', GLUED_MODULES)
+    def test_a_window_in_collection_says_which(self, module: str) -> None:
+        assert _bare_windows(MODULES[module].read_text(), owner=module in WINDOW_MODULES) == []
+
+    def test_the_checks_see_what_they_forbid(self) -> None:
+        source = (
+            'class Cursor:\n'
+            '    window: Window | None = None\n'
+            '    kept: FeedWindow | None = None\n'
+            '    def horizon(self, window: FeedWindow, other: int) -> None:\n'
+            '        horizon = Feed(horizon=1).horizon\n'
+            '        window = self.window\n'
+            'def scan(window: int) -> None:\n'
+            '    pass\n'
+        )
+        assert _retired(source) == ['4: horizon', '5: horizon', '5: horizon', '5: horizon']
+        assert _bare_windows(source, owner=True) == ['2: window', '7: window']
+        assert len(_bare_windows(source, owner=False)) == 5
+
+    def test_the_glossary_names_each_cursor(self) -> None:
+        glossary = GLOSSARY.split('## Glossary', 1)[1]
+        for word in ('`CollectorState.swept_until`', '`Feed.read_until`', '`CreationWindow`', '`FeedWindow`'):
+            assert word in glossary, word
 
 
 class TestGlossary:

@@ -165,7 +165,7 @@ class ChangeFailureAttribution:
     def save(self) -> None:
         """End of a run: send what was decided without an event to carry it, and persist the state."""
         self._report.end_run()
-        self._state.prune(self.rules.window)
+        self._state.prune(self.rules.attribution_window)
         self._persist()
 
     def preview(self, incident: Incident, mapping: MappingResult, wanted: bool = True) -> dict[str, Any]:

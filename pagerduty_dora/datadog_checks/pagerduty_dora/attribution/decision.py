@@ -50,19 +50,19 @@ SETTLE = 300.0
 class Rules:
     """The instance's rules of attribution, which travel together to whatever judges an incident.
 
-    `window`: how long before an incident's start a deployment may have finished to be blamed;
+    `attribution_window`: how long before an incident's start a deployment may have finished to be blamed;
     `min_severity` (None: any) with `severity_mapping`: which incidents qualify; `settle`: how long after
     its start an incident's first search waits. A blank `min_severity` is None, padding is dropped.
     """
 
-    window: float
+    attribution_window: float
     min_severity: str | None = None
     severity_mapping: Mapping[str, str] = field(default_factory=dict)
     settle: float = SETTLE
 
     def __post_init__(self) -> None:
         minimum = self.min_severity.strip() if self.min_severity else ''
-        object.__setattr__(self, 'window', float(self.window))
+        object.__setattr__(self, 'attribution_window', float(self.attribution_window))
         object.__setattr__(self, 'min_severity', minimum or None)
         object.__setattr__(self, 'severity_mapping', dict(self.severity_mapping))
         object.__setattr__(self, 'settle', float(self.settle))

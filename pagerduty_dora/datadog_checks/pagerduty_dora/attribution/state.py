@@ -141,12 +141,12 @@ class AttributionState:
         self.fields()
         self.queue.put(key, task)
 
-    def prune(self, window: float) -> None:
+    def prune(self, attribution_window: float) -> None:
         """Forget old records when anything changed; work still queued keeps its records."""
         if self._fields is None or not self.queue.dirty:
             return
         busy = {key.split(':', 1)[1] for key, _, _ in self.queue.dump()}
-        prune(self.incidents(), self.deployments(), self._clock(), window, busy)
+        prune(self.incidents(), self.deployments(), self._clock(), attribution_window, busy)
 
     def save(self) -> None:
         """Write the queue and the records, if they were read and changed."""
@@ -169,15 +169,17 @@ def _parses(raw: Any, kind: Any) -> bool:
     return True
 
 
-def prune(records: dict[str, dict], deployments: dict[str, dict], now: float, window: float, busy: set[str]) -> None:
-    """Forget incidents untouched for `RETENTION` (or two windows), then the oldest beyond `MAX_RECORDS`;
+def prune(
+    records: dict[str, dict], deployments: dict[str, dict], now: float, attribution_window: float, busy: set[str]
+) -> None:
+    """Forget incidents untouched for `RETENTION` (or two attribution windows), then the oldest beyond `MAX_RECORDS`;
     then deployments no remembered incident blames and untouched as long.
 
     `busy` names incidents and deployments with queued work: they are kept whatever their age. A
     forgotten incident leaves its deployment as it is in Datadog: forgetting never unmarks.
     """
-    horizon = now - max(RETENTION, window * 2)
-    for key in [k for k, record in records.items() if k not in busy and _touched(record) < horizon]:
+    forget_before = now - max(RETENTION, attribution_window * 2)
+    for key in [k for k, record in records.items() if k not in busy and _touched(record) < forget_before]:
         del records[key]
     if len(records) > MAX_RECORDS:
         for key in sorted(records, key=lambda k: _touched(records[k]))[: len(records) - MAX_RECORDS]:
@@ -186,7 +188,7 @@ def prune(records: dict[str, dict], deployments: dict[str, dict], now: float, wi
         k
         for k, deployment in deployments.items()
         if k not in busy
-        and _touched(deployment) < horizon
+        and _touched(deployment) < forget_before
         and not any(incident in records for incident in deployment.get('blamed_by') or ())
     ]:
         del deployments[key]

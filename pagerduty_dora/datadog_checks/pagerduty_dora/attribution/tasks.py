@@ -134,7 +134,7 @@ class AttributionTasks:
         target = attribution_key(facts) if reason is None else None
         follow: set[str] = set()
         now = self._clock()
-        settle, window = self._rules.settle, self._rules.window
+        settle, window = self._rules.settle, self._rules.attribution_window
         for _ in range(3):
             step = next_step(incident_id, reason, target, record, facts, now=now, settle=settle, window=window)
             if step.release:
@@ -221,12 +221,12 @@ class AttributionTasks:
             record['search'] = refused_search(search)
             self._report.note(incident_id, search_rejected_note(result.rejected.status))
             return
-        record['search'] = searched(search, result.events, result.candidates, facts, self._rules.window)
+        record['search'] = searched(search, result.events, result.candidates, facts, self._rules.attribution_window)
         record.pop('waiting_until', None)
         self._state.touch(record)
         if newly_unfound(previous, search, record['search']['deployment']):
             self._report.outcome(incident_id, NO_DEPLOYMENT)
-            note = no_deployment_note(search.service, search.env, self._rules.window, facts.start)
+            note = no_deployment_note(search.service, search.env, self._rules.attribution_window, facts.start)
             self._log.debug('Incident %s not attributed: %s', incident_id, note.plain)
             self._report.note(incident_id, note)
 
@@ -254,5 +254,5 @@ class AttributionTasks:
             found.version,
             signal,
         )
-        self._report.note(incident_id, blamed_note(found, len(others), search, self._rules.window))
+        self._report.note(incident_id, blamed_note(found, len(others), search, self._rules.attribution_window))
         return self._marks.sync(deployment_id)

@@ -221,7 +221,7 @@ class Collector:
             clock=clock,
             held=self.recovery.held() if state.rebuilt_at else {},
             mode=self._mode,
-            read_start=feed.horizon - OVERLAP if feed is not None else float('inf'),
+            read_start=feed.read_until - OVERLAP if feed is not None else float('inf'),
         )
         self._warned = set()
         self.recorder.start_run(run)
@@ -257,8 +257,8 @@ class Collector:
         state.go_live(self.client.now)
         now = run.now()
         state.switch_delivery(self.dora is not None, since=now - self.settings.backfill_days * DAY, now=now)
-        if state.horizon is None:
-            state.horizon = now - self.settings.backfill_days * DAY
+        if state.swept_until is None:
+            state.swept_until = now - self.settings.backfill_days * DAY
         self.recovery.check_drift(state, now)
         self._drive(run, passes.recheck.read(state, now, self.settings.recheck_resolved_days), recorder.recheck)
         self._drive(run, self.recovery.refetch(self.client, state), recorder.sweep_incident)
@@ -307,7 +307,7 @@ class Collector:
         for warning in page.warnings:
             self._warning(*warning)
         if page.repaired:
-            self.outputs.count('collection.repaired', 1, ['what:feed_horizon'])
+            self.outputs.count('collection.repaired', 1, ['what:feed_position'])
         if page.reads_back_to is not None:
             run.read_back_to(page.reads_back_to)
         for raw, error in page.malformed:
@@ -348,7 +348,11 @@ class Collector:
 
     def _history_complete(self, now: float) -> bool:
         state = self.state
-        return state.window is None and state.horizon is not None and state.horizon >= self._sweep_target(now) - 1
+        return (
+            state.sweep_window is None
+            and state.swept_until is not None
+            and state.swept_until >= self._sweep_target(now) - 1
+        )
 
     def _report_undated(self) -> None:
         """PagerDuty answers without a `Date` were dated by the Agent's clock: counted, and warned about once."""
@@ -365,9 +369,9 @@ class Collector:
 
     def _report_gauges(self, now: float, report: RunReport) -> None:
         state = self.state
-        if state.horizon is not None:
+        if state.swept_until is not None:
             feed = state.feed
-            reached = feed.horizon if feed is not None and self._history_complete(now) else state.horizon
+            reached = feed.read_until if feed is not None and self._history_complete(now) else state.swept_until
             self.outputs.gauge('collection.lag', max(0.0, now - min(reached, now)), [])
         if self.dora is not None:
             self.outputs.gauge('dora.pending', self.dora.pending, [])

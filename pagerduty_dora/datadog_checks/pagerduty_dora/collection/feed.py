@@ -6,8 +6,8 @@
 Each window's end is fixed when it is planned and its pages are read from offset 0 (the newest
 entries) down, `PAGE_OVERLAP` entries shared by consecutive pages, so an entry PagerDuty adds while
 the window is read only pushes older ones to higher offsets and none is lost. Entries are matched by
-id in the incidents' stories, so reading one twice is harmless. The horizon moves only once a window
-is read; an unreadable page is retried, then cornered and passed over with a count.
+id in the incidents' stories, so reading one twice is harmless. The feed's position (`Feed.read_until`)
+moves only once a window is read; an unreadable page is retried, then cornered and passed over with a count.
 
 An incident born in a window has its newest entries on the first pages read and its trigger on a later
 one: its entries are held back until the page with its trigger is read, and the window's position
@@ -58,7 +58,7 @@ from .pages import DAY, LATE_REACH, NEXT_REQUEST, OVERLAP, Look, Page, PassStep,
 PAGE_OVERLAP = 3
 # Runs a feed page may fail to read before it is narrowed, then passed over.
 UNREADABLE_RETRIES = 3
-# Longest pause between two runs taken into account when a stored horizon is repaired.
+# Longest pause between two runs taken into account when a stored feed position is repaired.
 MAX_REPAIR_SPAN = 7 * DAY
 # Pages a window is read past its stored position while entries wait for their incident's trigger:
 # what a stopped run reads again. Past it, those incidents' own logs are read.
@@ -71,7 +71,7 @@ class FeedPass:
     """Reads the log up to PagerDuty's present second and moves `feed` on as windows complete.
 
     `since_last_run` is the Agent-measured time since the previous run (None: unknown); it places a
-    stored horizon found ahead of PagerDuty's clock back where the last run really was.
+    stored position (`Feed.read_until`) found ahead of PagerDuty's clock back where the last run really was.
     """
 
     def __init__(self, client: PagerDutyClient, fallback_now: Callable[[], float]) -> None:
@@ -97,8 +97,8 @@ class FeedPass:
 
     def read(self, feed: Feed, live_since: float, since_last_run: float | None) -> Iterator[PassStep]:
         """One `Page` per request, oldest entries first within each page, until the present is read."""
-        self._started, self._reached = feed.horizon, None
-        self._reached = yield from self._read(feed, live_since, feed.horizon - OVERLAP, None, since_last_run)
+        self._started, self._reached = feed.read_until, None
+        self._reached = yield from self._read(feed, live_since, feed.read_until - OVERLAP, None, since_last_run)
 
     def second_look(self, live_since: float) -> Iterator[PassStep]:
         """After `read` reached the present: when it is due, the log since `LATE_REACH` ago up to where `read` began."""
@@ -112,7 +112,7 @@ class FeedPass:
         yield Page(reads_back_to=since, deliver=False)
         self._late = True
         try:
-            yield from self._read(Feed(horizon=since), live_since, since, until, None)
+            yield from self._read(Feed(read_until=since), live_since, since, until, None)
         except ApiError as e:
             if dispose(e) is not Disposition.UNREADABLE:
                 raise
@@ -142,14 +142,14 @@ class FeedPass:
             if target is None:
                 # PagerDuty's present, from its own answer: what lies at or past it is read next run.
                 target = self.client.now if self.client.now is not None else self.fallback_now()
-                if feed.horizon > target + 1:
+                if feed.read_until > target + 1:
                     _repair(feed, target, since_last_run, page)
-                    since, repaired = feed.horizon - OVERLAP, True
+                    since, repaired = feed.read_until - OVERLAP, True
                     yield page
                     continue
                 window.end = min(window.end, max(target, window.since + 1))
             if log is None or self._narrowed(feed, reading, log):
-                since = feed.horizon if log is None else window.since
+                since = feed.read_until if log is None else window.since
                 ahead, held_pages = None, 0
                 self._hand_over(page)
                 yield page
@@ -280,7 +280,7 @@ class FeedPass:
                 feed.window = None
                 return None
             feed.window, feed.failures = None, 0
-            feed.horizon = max(feed.horizon, window.until if window.offset == 0 else window.end)
+            feed.read_until = max(feed.read_until, window.until if window.offset == 0 else window.end)
             page.skipped.append(('unreadable', 1))
             page.warn(
                 'PagerDuty log entries of %s to %s could not be read after %d tries and were skipped; '
@@ -307,18 +307,18 @@ def page_step() -> int:
 
 
 def _repair(feed: Feed, now: float, since_last_run: float | None, page: Page) -> None:
-    """The stored horizon is ahead of PagerDuty's clock: read again from where the last run really was."""
+    """The stored position is ahead of PagerDuty's clock: read again from where the last run really was."""
     span = min(max(since_last_run, 0.0), MAX_REPAIR_SPAN) if since_last_run is not None else DAY
     repaired = now - span - OVERLAP
     page.warn(
         "The stored position of the change feed (%s) is ahead of PagerDuty's clock (%s); reading again from %s",
-        format_time(feed.horizon),
+        format_time(feed.read_until),
         format_time(now),
         format_time(repaired),
     )
     page.repaired = True
     page.reads_back_to = repaired - OVERLAP
-    feed.horizon, feed.window = repaired, None
+    feed.read_until, feed.window = repaired, None
 
 
 def _past_cap(window: FeedWindow, log: LogPage, page: Page) -> _Next | None:

@@ -4,7 +4,7 @@
 """The change feed's position: its shape, the rules that move it, and its stored form in every layout released.
 
 The feed (`feed.py`) reads the account's log window by window; `Feed` is where it stands between
-runs. A window's end is fixed when it is planned (`Feed.plan`), and the horizon moves only once a
+runs. A window's end is fixed when it is planned (`Feed.plan`), and `Feed.read_until` moves only once a
 window is read whole (`Feed.passed`), so a run that stops anywhere reads on from a known place.
 """
 
@@ -31,7 +31,7 @@ class FeedWindow:
     New entries (and entries PagerDuty indexes late) only push older ones to higher offsets, so
     paging from the newest down loses none; consecutive pages overlap by a few entries and `tail`
     holds the ids the next page must repeat, so an entry that disappears (its incident deleted) is
-    noticed and the page read again. `end` is where the feed's horizon moves once it is read.
+    noticed and the page read again. `end` is where the feed's `read_until` moves once it is read.
     """
 
     since: float
@@ -43,13 +43,13 @@ class FeedWindow:
 
 @dataclass
 class Feed:
-    """The account-wide log, read as a change feed: every entry before `horizon` (PagerDuty time) was applied.
+    """The account-wide log, read as a change feed: every entry before `read_until` (PagerDuty time) was applied.
 
     `window` is the window being paged, should a run stop in the middle of one; `width` is the span
     of the next window, learned from how many entries the last ones held.
     """
 
-    horizon: float
+    read_until: float
     window: FeedWindow | None = None
     width: float = 0.0
     # Runs in a row whose feed page could not be read (see `FeedPass._request`).
@@ -67,7 +67,7 @@ class Feed:
         """Move on past a page of `window` read at `reading`; where reading goes on while entries are held."""
         if following is None:
             self.window = None
-            self.horizon = max(self.horizon, window.end)
+            self.read_until = max(self.read_until, window.end)
             if reading.offset < WINDOW_ENTRIES // 4:
                 self.width = min(MAX_WINDOW, max(self.width, window.until - window.since) * 2)
             return None
@@ -85,7 +85,7 @@ def _not_empty(window: FeedWindow) -> None:
 
 FEED: codec.Struct[Feed] = codec.Struct(
     Feed,
-    horizon=codec.TIME,
+    read_until=codec.TIME,
     window=codec.Optional(
         codec.Struct(
             FeedWindow,
@@ -103,12 +103,12 @@ FEED: codec.Struct[Feed] = codec.Struct(
 
 
 def from_layout_2(raw: Any) -> list[Any] | None:
-    """The feed of layout 2 (horizon, window, width, applied ids) in today's form.
+    """The feed of layout 2 (read until, window, width, applied ids) in today's form.
 
-    Layout 2 read a window from its oldest page up: its window is read again from the horizon, in
+    Layout 2 read a window from its oldest page up: its window is read again from `read_until`, in
     today's order (entries are matched by id, so reading one twice is harmless).
     """
     if raw is None:
         return None
-    horizon, _window, width, _applied = raw
-    return [horizon, None, width, 0]
+    read_until, _window, width, _applied = raw
+    return [read_until, None, width, 0]

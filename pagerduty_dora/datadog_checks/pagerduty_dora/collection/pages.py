@@ -19,8 +19,8 @@ from datadog_checks.pagerduty_dora.pagerduty.client import LogEntry
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident, MalformedIncident, parse_incident
 
 DAY = 86400.0
-# How far back each run's first feed window reaches before the horizon, for entries PagerDuty
-# indexes late (it indexes most within seconds to a minute).
+# How far back each run's first feed window reaches before the feed's position (`Feed.read_until`),
+# for entries PagerDuty indexes late (it indexes most within seconds to a minute).
 OVERLAP = 180.0
 # How far back the feed's second, slower look reaches (see `feed.py`), and so how long an incident's
 # record keeps its steps apart from its base: an entry indexed later than that finds them folded.

@@ -175,7 +175,7 @@ class Recorder:
             now=self.run.now(),
             live_since=state.live_since,
             read_start=self.run.read_start,
-            horizon=state.feed.horizon if state.feed is not None else None,
+            feed_read_until=state.feed.read_until if state.feed is not None else None,
             baseline=state.baseline,
             reported=state.rebuilt.get(incident.id, ()),
             reported_until=state.reported_until or 0.0,

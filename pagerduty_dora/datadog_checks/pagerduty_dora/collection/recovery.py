@@ -202,7 +202,7 @@ class Recovery:
         start = record.resume_at()
         if start is not None:
             state.live_since = start
-            state.feed = Feed(horizon=start)
+            state.feed = Feed(read_until=start)
         state.last_event_at = record.latest_event_at
         state.rebuilt = {key: sorted(keys) for key, keys in record.emitted.items()}
         state.rebuilt_at = state.drift_at = now
@@ -246,7 +246,7 @@ class Recovery:
         """Drop what the rebuild read once it has served: events once the feed is past it, failures once history is."""
         if not state.rebuilt_at:
             return
-        if state.rebuilt and state.feed is not None and state.feed.horizon > state.rebuilt_at + DAY:
+        if state.rebuilt and state.feed is not None and state.feed.read_until > state.rebuilt_at + DAY:
             state.rebuilt = {}
         if history_complete and state.resend is None:
             state.rebuilt_at = 0.0

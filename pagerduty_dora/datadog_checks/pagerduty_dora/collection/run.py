@@ -107,7 +107,7 @@ class Run:
 
     `held` holds the digests of the failures Datadog held when the state was rebuilt, while history is
     compared with them (empty otherwise). `read_start`: log entries before it were read by earlier
-    runs; only a page that repairs the feed's horizon moves it back (`read_back_to`).
+    runs; only a page that repairs the feed's position (`Feed.read_until`) moves it back (`read_back_to`).
     """
 
     state: CollectorState
@@ -119,7 +119,7 @@ class Run:
     read_start: float
 
     def read_back_to(self, at: float) -> None:
-        """Log entries from `at` on are read again this run (a repaired horizon)."""
+        """Log entries from `at` on are read again this run (a repaired feed position)."""
         self.read_start = min(self.read_start, at)
 
     def now(self) -> float:

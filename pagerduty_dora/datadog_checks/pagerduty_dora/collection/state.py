@@ -29,10 +29,10 @@ from .recheck import RECHECK, Recheck
 from .reconcile import RECONCILIATION, Reconciliation
 from .record import RECORD, TAG_SETS, IncidentRecord, Records, tag_key
 from .story import settled
-from .sweep import WINDOW, Window
+from .sweep import CREATION_WINDOW, CreationWindow
 
 # The layout written; earlier ones are migrated when read (see `LAYOUT`).
-STATE_VERSION = 5
+STATE_VERSION = 6
 
 
 @dataclass
@@ -42,22 +42,23 @@ class CollectorState:
     # Whether a complete pass over the open incidents was made since going live: before it, an
     # open incident without a record may simply not have been met yet.
     baseline: bool = False
-    # Every incident created before `horizon` has been processed (None: nothing collected yet).
-    horizon: float | None = None
-    window: Window | None = None
+    # Every incident created before `swept_until` has been processed (None: nothing collected yet).
+    swept_until: float | None = None
+    # The sweep's creation-time window being paged (see `sweep.py`).
+    sweep_window: CreationWindow | None = None
     # Width of the next creation-time window, learned from the totals PagerDuty reports.
-    width: float = 0.0
+    sweep_width: float = 0.0
     feed: Feed | None = None
     reconciliation: Reconciliation | None = None
     # While DORA delivery catches up on history it missed (it was turned off): the creation time
     # up to which history was re-sent, and where that re-sending ends.
-    resend: Window | None = None
+    resend: CreationWindow | None = None
     resend_end: float | None = None
     # Whether the last run had DORA delivery on.
     delivering: bool = True
     incidents: dict[str, IncidentRecord] = field(default_factory=dict)
     # PagerDuty's time and the Agent's at the end of the last run: how much time passed between two
-    # runs, should a stored horizon turn out ahead of PagerDuty's clock.
+    # runs, should the feed's stored position turn out ahead of PagerDuty's clock.
     last_run: tuple[float, float] | None = None
     # Incidents to read again by id: their DORA failure is outstanding but no longer queued.
     refetch: list[str] = field(default_factory=list)
@@ -97,7 +98,7 @@ class CollectorState:
         """Collection goes live at PagerDuty's time of its first answer: what happens from then on is news."""
         if self.live_since is None and now is not None:
             self.live_since = now
-            self.feed = Feed(horizon=now)
+            self.feed = Feed(read_until=now)
             self.drift_at = now
 
     def dumps(self) -> str:
@@ -137,11 +138,11 @@ class CollectorState:
                 if keys:
                     self.rebuilt[key] = sorted(set(self.rebuilt.get(key, ())) | set(keys))
         if 'live_since' in parts:
-            self.live_since = self.feed.horizon if self.feed is not None else self._last_known()
+            self.live_since = self.feed.read_until if self.feed is not None else self._last_known()
         if 'feed' in parts and self.live_since is not None:
-            self.feed = Feed(horizon=max(self.live_since, self._last_known() or 0.0))
+            self.feed = Feed(read_until=max(self.live_since, self._last_known() or 0.0))
         if self.live_since is not None and self.feed is None:
-            self.feed = Feed(horizon=self.live_since)
+            self.feed = Feed(read_until=self.live_since)
 
     def event_sent(self, dated: float | None) -> None:
         """An event dated `dated` was sent (None: none was): the latest tells another node's later events apart."""
@@ -154,9 +155,9 @@ class CollectorState:
         Incidents with a record are wanted again by `Recovery.find_undelivered`; the others (history,
         and incidents resolved and forgotten meanwhile) are re-read by creation time up to now.
         """
-        if delivering and not self.delivering and self.horizon is not None:
+        if delivering and not self.delivering and self.swept_until is not None:
             self.resend_end = max(since + 1, now)
-            self.resend = Window(since=since, until=min(self.resend_end, since + MAX_WINDOW))
+            self.resend = CreationWindow(since=since, until=min(self.resend_end, since + MAX_WINDOW))
         self.delivering = delivering
 
     def prune(self, resolved_before: float, *, delivering: bool) -> None:
@@ -256,9 +257,9 @@ def _state_default(name: str) -> Callable[[], Any]:
 DAMAGE_COST = {
     'live_since': 'collection goes on from the change feed\'s position',
     'baseline': 'the next pass over the open incidents is read whole',
-    'horizon': 'history is read again from `backfill_days` ago (DORA failures only; nothing is sent twice)',
-    'window': 'the history window is planned again',
-    'width': 'window widths are learned again',
+    'swept_until': 'history is read again from `backfill_days` ago (DORA failures only; nothing is sent twice)',
+    'sweep_window': 'the history window is planned again',
+    'sweep_width': 'window widths are learned again',
     'feed': 'the change feed goes on from the end of the last run; a change between its real position and '
     'then is found by reconciliation',
     'reconciliation': 'the pass over the open incidents starts over',
@@ -284,12 +285,12 @@ DAMAGE_COST = {
 _PARTS: dict[str, codec.Domain] = {
     'live_since': codec.Optional(codec.TIME),
     'baseline': codec.FLAG,
-    'horizon': codec.Optional(codec.TIME),
-    'window': codec.Optional(WINDOW),
-    'width': codec.AMOUNT,
+    'swept_until': codec.Optional(codec.TIME),
+    'sweep_window': codec.Optional(CREATION_WINDOW),
+    'sweep_width': codec.AMOUNT,
     'feed': codec.Optional(FEED),
     'reconciliation': codec.Optional(RECONCILIATION),
-    'resend': codec.Optional(WINDOW),
+    'resend': codec.Optional(CREATION_WINDOW),
     'resend_end': codec.Optional(codec.TIME),
     'delivering': codec.FLAG,
     'incidents': RecordMap(RECORD),
@@ -383,8 +384,16 @@ def _from_layout_4(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _from_layout_5(document: dict[str, Any]) -> dict[str, Any]:
+    """Layout 5 (2026-12-07): the sweep's cursor was stored as `horizon`, `window` and `width`."""
+    for old, new in (('horizon', 'swept_until'), ('window', 'sweep_window'), ('width', 'sweep_width')):
+        if old in document:
+            document[new] = document.pop(old)
+    return document
+
+
 LAYOUT = Layout(
     STATE_VERSION,
     {name: Part(domain, _state_default(name), each=name == 'incidents') for name, domain in _PARTS.items()},
-    {1: _from_layout_1, 2: _from_layout_2, 3: _from_layout_3, 4: _from_layout_4},
+    {1: _from_layout_1, 2: _from_layout_2, 3: _from_layout_3, 4: _from_layout_4, 5: _from_layout_5},
 )

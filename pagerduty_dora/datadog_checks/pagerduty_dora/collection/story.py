@@ -38,15 +38,15 @@ class Context:
     """Where collection stands, in PagerDuty time, for one look.
 
     `live_since` is when collection went live (None before), `read_start` where this run's feed
-    reading starts, `horizon` the feed's position (None before going live), `baseline` whether the
-    first reconciliation pass is done, and `reported` the transition keys Datadog's record shows as
-    sent for the incident (after a rebuild).
+    reading starts, `feed_read_until` the feed's position (`Feed.read_until`; None before going live),
+    `baseline` whether the first reconciliation pass is done, and `reported` the transition keys
+    Datadog's record shows as sent for the incident (after a rebuild).
     """
 
     now: float
     live_since: float | None
     read_start: float
-    horizon: float | None
+    feed_read_until: float | None
     baseline: bool
     reported: Sequence[str] = ()
     # Before it, transitions of an incident without a record were reported by records since lost.
@@ -111,9 +111,9 @@ def look(
     if record is not None and not record.wanted:
         # Coming back into scope or the filters is not news: nothing that happened meanwhile is reported.
         new = []
-    if context.horizon is not None:
+    if context.feed_read_until is not None:
         # Steps are kept as long as the feed's second look may bring an entry indexed late among them.
-        base, steps, folded = fold(base, steps, context.horizon - LATE_REACH, incident)
+        base, steps, folded = fold(base, steps, context.feed_read_until - LATE_REACH, incident)
         emitted -= folded
     if record is not None:
         previous = (record.priority, record.urgency, record.service_id, record.service_name)
@@ -139,8 +139,8 @@ def _first_look(
         # Born before this run's reading, or born within it with its trigger on an older page than
         # these entries (more than a page of them): only its own log holds the start of its story.
         return _from_log(incident, steps, max(read_start, live), context, log)
-    horizon = context.horizon if context.horizon is not None else live
-    if incident.created_at >= max(live, min(read_start, horizon)):
+    read_until = context.feed_read_until if context.feed_read_until is not None else live
+    if incident.created_at >= max(live, min(read_start, read_until)):
         # Created where the feed reads: it reports the incident, with its whole story.
         return None
     if not context.baseline:
@@ -167,10 +167,10 @@ def _not_news(transitions: list[Transition], cut: float, context: Context) -> se
 
 def _missed(incident: Incident, context: Context) -> bool:
     """Whether the incident's status change should have been shown by the feed already."""
-    if context.horizon is None or not context.baseline:
+    if context.feed_read_until is None or not context.baseline:
         return False
     changed = incident.last_status_change_at
-    return changed is None or changed < context.horizon - OVERLAP
+    return changed is None or changed < context.feed_read_until - OVERLAP
 
 
 def merged(steps: Iterable[Step], more: Iterable[Step]) -> list[Step]:

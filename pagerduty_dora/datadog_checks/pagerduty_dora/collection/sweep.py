@@ -5,7 +5,7 @@
 
 `GET /incidents` filters on creation time, so history is read in creation-time windows, each sized
 from the `total` PagerDuty reports to stay under its offset cap and widened again while windows come
-back small. The cursor (`state.horizon`) only moves forward, once a window is read.
+back small. The cursor (`state.swept_until`) only moves forward, once a window is read.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ WINDOW_TARGET = 8000
 
 
 @dataclass
-class Window:
+class CreationWindow:
     """A creation-time window being paged through: [since, until) from `offset` on."""
 
     since: float
@@ -32,21 +32,24 @@ class Window:
     offset: int = 0
 
 
-def _not_empty(window: Window) -> None:
+def _not_empty(window: CreationWindow) -> None:
     if window.since >= window.until:
         raise codec.Invalid('empty window')
 
 
-WINDOW: codec.Domain[Window] = codec.Struct(Window, _not_empty, since=codec.TIME, until=codec.TIME, offset=codec.COUNT)
+CREATION_WINDOW: codec.Domain[CreationWindow] = codec.Struct(
+    CreationWindow, _not_empty, since=codec.TIME, until=codec.TIME, offset=codec.COUNT
+)
 
 
 class SweepCursor(Protocol):
-    """Where the sweep stands: history up to `horizon` is read, `window` is being paged, `width` is the next one's."""
+    """Where the sweep stands: history created before `swept_until` is read, `sweep_window` is being paged,
+    `sweep_width` is the next one's."""
 
-    horizon: float | None
-    window: Window | None
-    width: float
-    resend: Window | None
+    swept_until: float | None
+    sweep_window: CreationWindow | None
+    sweep_width: float
+    resend: CreationWindow | None
     resend_end: float | None
 
 
@@ -63,22 +66,22 @@ class SweepPass:
         self.pages = 0
 
     def history(self, state: SweepCursor, target: float) -> Iterator[PassStep]:
-        """Every incident created before `target`, from `state.horizon` on."""
-        assert state.horizon is not None
+        """Every incident created before `target`, from `state.swept_until` on."""
+        assert state.swept_until is not None
         while True:
-            window = state.window or plan_window(state.horizon, target, state.width)
+            window = state.sweep_window or plan_window(state.swept_until, target, state.sweep_width)
             if window is None:
                 return
-            state.window = window
+            state.sweep_window = window
             done, width = yield from self._window(window)
             if width is not None:
-                state.window, state.width = None, width
+                state.sweep_window, state.sweep_width = None, width
                 continue
             if done is not None:
-                state.horizon = max(state.horizon, done)
-                state.window = None
+                state.swept_until = max(state.swept_until, done)
+                state.sweep_window = None
                 if window.offset < WINDOW_TARGET // 4:
-                    state.width = min(MAX_WINDOW, max(state.width, window.until - window.since) * 2)
+                    state.sweep_width = min(MAX_WINDOW, max(state.sweep_width, window.until - window.since) * 2)
 
     def resend(self, state: SweepCursor) -> Iterator[PassStep]:
         """The history that runs with DORA delivery off kept back, window by window."""
@@ -86,13 +89,13 @@ class SweepPass:
             window = state.resend
             done, width = yield from self._window(window)
             if width is not None:
-                state.resend = Window(window.since, window.since + width)
+                state.resend = CreationWindow(window.since, window.since + width)
             elif done is not None and done < state.resend_end:
-                state.resend = Window(done, min(state.resend_end, done + MAX_WINDOW))
+                state.resend = CreationWindow(done, min(state.resend_end, done + MAX_WINDOW))
             else:
                 state.resend = state.resend_end = None
 
-    def _window(self, window: Window) -> Generator[PassStep, None, tuple[float | None, float | None]]:
+    def _window(self, window: CreationWindow) -> Generator[PassStep, None, tuple[float | None, float | None]]:
         """Page through one creation-time window from `window.offset` on.
 
         Returns (creation time up to which it is done, None) when the window is finished, or
@@ -134,19 +137,19 @@ class SweepPass:
                 window.since, window.offset = last, 0
 
 
-def plan_window(horizon: float, target: float, width: float) -> Window | None:
-    """The next creation-time window from `horizon`, or None once `target` is reached."""
-    if horizon >= target:
+def plan_window(swept_until: float, target: float, width: float) -> CreationWindow | None:
+    """The next creation-time window from `swept_until`, or None once `target` is reached."""
+    if swept_until >= target:
         return None
     width = min(width if width > 0 else MAX_WINDOW, MAX_WINDOW)
     # Near the present, reach back for late-indexed incidents, but never so far that the window
-    # ends before the horizon: the cursor only moves forward.
-    since = horizon - min(OVERLAP, width / 2) if horizon > target - DAY else horizon
-    until = min(target, max(since + width, horizon + 1))
-    return Window(since=since, until=max(until, since + 1))
+    # ends before `swept_until`: the cursor only moves forward.
+    since = swept_until - min(OVERLAP, width / 2) if swept_until > target - DAY else swept_until
+    until = min(target, max(since + width, swept_until + 1))
+    return CreationWindow(since=since, until=max(until, since + 1))
 
 
-def _over_cap(window: Window, total: int | None, more: bool, size: int) -> bool:
+def _over_cap(window: CreationWindow, total: int | None, more: bool, size: int) -> bool:
     """Whether a first page says its window holds more than PagerDuty lets an offset reach.
 
     Only a full page is taken at its word, and a window of one second cannot narrow further: a

@@ -66,8 +66,8 @@ class PendingQueue:
 
     def expire(self) -> list[tuple[str, dict]]:
         """Remove and return the entries that arrived more than `max_age` seconds ago."""
-        horizon = self._clock() - self.max_age
-        expired = [(key, entry[1]) for key, entry in self._entries.items() if entry[0] < horizon]
+        expire_before = self._clock() - self.max_age
+        expired = [(key, entry[1]) for key, entry in self._entries.items() if entry[0] < expire_before]
         for key, _ in expired:
             del self._entries[key]
         return expired
