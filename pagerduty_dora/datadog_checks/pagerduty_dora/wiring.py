@@ -8,8 +8,8 @@ clocks, as `AgentServices`) and its health hooks; each builder here reads the op
 part, so the check only wires the parts together and reports how the run went.
 
 Each reads the instance's config model: its defaults fill every option that has one, and its
-validators refuse a value out of range, so a builder takes such an option as given (a `cast` says
-so to the type checker; `config_models/validators.py` says why each holds).
+validators refuse a value out of range or a null, so a builder takes such an option as given (a
+`cast` says so to the type checker; `config_models/validators.py` says why each holds).
 """
 
 from __future__ import annotations
