@@ -6,11 +6,15 @@
 The check hands over what the Agent lends (its HTTP wrapper, persistent cache, log, warnings and
 clocks, as `AgentServices`) and its health hooks; each builder here reads the options of its own
 part, so the check only wires the parts together and reports how the run went.
+
+Each reads the instance's config model: its defaults fill every option that has one, and its
+validators refuse a value out of range or a null, so a builder takes such an option as given (a
+`cast` says so to the type checker; `config_models/validators.py` says why each holds).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, cast
 
 from datadog_checks.base.errors import ConfigurationError
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
@@ -23,6 +27,7 @@ from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiHooks, ApiTa
 from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
 from datadog_checks.pagerduty_dora.common.permissions import EU_PAGERDUTY_URL, is_eu_pagerduty
 from datadog_checks.pagerduty_dora.common.services import AgentServices
+from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
 from datadog_checks.pagerduty_dora.datadog.dora import DoraDelivery
 from datadog_checks.pagerduty_dora.pagerduty.client import auth_headers
 
@@ -65,7 +70,7 @@ def pagerduty_url_hint(url: str) -> str:
     return 'check `pagerduty_api_url` (EU accounts use {})'.format(EU_PAGERDUTY_URL)
 
 
-def overrides_of(config: Any) -> list[Override]:
+def overrides_of(config: InstanceConfig) -> list[Override]:
     """`service_overrides`, parsed; an invalid one is a configuration error."""
     try:
         return parse_overrides(plain(config.service_overrides or []))
@@ -73,29 +78,29 @@ def overrides_of(config: Any) -> list[Override]:
         raise ConfigurationError(str(e)) from None
 
 
-def severity_mapping_of(config: Any) -> dict[str, str] | None:
+def severity_mapping_of(config: InstanceConfig) -> dict[str, str] | None:
     """`severity_mapping` as a plain dict, or None when unset."""
     return plain(config.severity_mapping) if config.severity_mapping else None
 
 
-def request_seconds(config: Any) -> float:
+def request_seconds(config: InstanceConfig) -> float:
     """How long a run makes requests to each API without `max_requests_per_run`: a share of the interval."""
-    return float(config.min_collection_interval or 0) * REQUEST_TIME_SHARE
+    return float(cast(float, config.min_collection_interval)) * REQUEST_TIME_SHARE
 
 
-def request_limits(config: Any) -> RequestLimits:
+def request_limits(config: InstanceConfig) -> RequestLimits:
     """What each run may request of either API: `max_requests_per_run`, or a share of the interval."""
     return RequestLimits(config.max_requests_per_run, request_seconds(config))
 
 
-def pagerduty_client(config: Any, http: Any, hooks: ApiHooks, log: Any, clocks: Clocks) -> ApiClient:
+def pagerduty_client(config: InstanceConfig, http: Any, hooks: ApiHooks, log: Any, clocks: Clocks) -> ApiClient:
     """The client of PagerDuty's REST API: `pagerduty_api_url`, `api_token`, `max_requests_per_run`."""
-    url = config.pagerduty_api_url
+    url = cast(str, config.pagerduty_api_url)
     target = ApiTarget('pagerduty', url, auth_headers(config.api_token), pagerduty_url_hint(url))
     return ApiClient(target, http, request_limits(config), log, hooks, Timing(clocks.monotonic, clocks.sleep))
 
 
-def datadog_client(config: Any, http: Any, hooks: ApiHooks, log: Any, clocks: Clocks) -> ApiClient:
+def datadog_client(config: InstanceConfig, http: Any, hooks: ApiHooks, log: Any, clocks: Clocks) -> ApiClient:
     """The client of Datadog's API: `datadog_api_url` (or the Agent `site`), `datadog_api_key` (or the Agent
     `api_key`), `datadog_app_key`, `max_requests_per_run`."""
     site = datadog_agent.get_config('site') or DEFAULT_SITE
@@ -106,25 +111,24 @@ def datadog_client(config: Any, http: Any, hooks: ApiHooks, log: Any, clocks: Cl
     return ApiClient(target, http, request_limits(config), log, hooks, Timing(clocks.monotonic, clocks.sleep))
 
 
-def catalog_store(config: Any, datadog: ApiClient, services: AgentServices) -> CatalogStore:
+def catalog_store(config: InstanceConfig, datadog: ApiClient, services: AgentServices) -> CatalogStore:
     """The catalog: `catalog_files`, the Datadog API with `datadog_app_key`, `catalog_refresh_interval`."""
-    assert config.catalog_refresh_interval is not None
     return CatalogStore(
         api=datadog if config.datadog_app_key else None,
         files=list(config.catalog_files or ()),
-        refresh_interval=config.catalog_refresh_interval,
+        refresh_interval=cast(int, config.catalog_refresh_interval),
         services=services,
     )
 
 
-def dora_delivery(config: Any, datadog: ApiClient, services: AgentServices) -> DoraDelivery | None:
+def dora_delivery(config: InstanceConfig, datadog: ApiClient, services: AgentServices) -> DoraDelivery | None:
     """DORA failure delivery, or None without `submit_dora_failures`; removals need `datadog_app_key`."""
     if not config.submit_dora_failures:
         return None
     return DoraDelivery(datadog, services, can_remove=bool(config.datadog_app_key))
 
 
-def monitor_lookup(config: Any, datadog: ApiClient, services: AgentServices) -> MonitorLookup | None:
+def monitor_lookup(config: InstanceConfig, datadog: ApiClient, services: AgentServices) -> MonitorLookup | None:
     """The monitor mapping step, or None with `monitor_mapping: false`; with `datadog_app_key` it reads monitors."""
     if config.monitor_mapping is False:
         return None
@@ -132,7 +136,7 @@ def monitor_lookup(config: Any, datadog: ApiClient, services: AgentServices) -> 
 
 
 def attribution(
-    config: Any,
+    config: InstanceConfig,
     datadog: ApiClient,
     pagerduty: ApiClient,
     services: AgentServices,
@@ -141,16 +145,15 @@ def attribution(
     """Change-failure attribution, or None without `attribute_change_failures`; `event` submits its notes."""
     if not config.attribute_change_failures:
         return None
-    assert config.attribution_window is not None
-    rules = Rules(config.attribution_window, config.attribution_min_severity, severity_mapping_of(config) or {})
+    window = cast(int, config.attribution_window)
+    rules = Rules(window, config.attribution_min_severity, severity_mapping_of(config) or {})
     return ChangeFailureAttribution(datadog, pagerduty=pagerduty, rules=rules, services=services, event=event)
 
 
-def settings(config: Any, interval: float) -> Settings:
+def settings(config: InstanceConfig, interval: float) -> Settings:
     """What the collection selects and how it maps: the scope, filters, `env`, overrides and backfill."""
-    assert config.backfill_days is not None and config.recheck_resolved_days is not None
     return Settings(
-        backfill_days=config.backfill_days,
+        backfill_days=cast(int, config.backfill_days),
         env=config.env,
         overrides=overrides_of(config),
         severity_mapping=severity_mapping_of(config),
@@ -158,7 +161,7 @@ def settings(config: Any, interval: float) -> Settings:
         priorities=list(config.priorities) if config.priorities else None,
         service_ids=list(config.service_ids or ()),
         team_ids=list(config.team_ids or ()),
-        unmapped_incidents=config.unmapped_incidents or 'send',
+        unmapped_incidents=cast(str, config.unmapped_incidents),
         interval=interval,
-        recheck_resolved_days=config.recheck_resolved_days,
+        recheck_resolved_days=cast(int, config.recheck_resolved_days),
     )

@@ -26,7 +26,7 @@ from datadog_checks.base.utils.http import RequestsWrapper
 from datadog_checks.pagerduty_dora import PagerdutyDoraCheck
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
 from datadog_checks.pagerduty_dora.attribution.decision import Rules
-from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, Bounds
+from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, DEFAULT_BOUNDS, AttributionState
 from datadog_checks.pagerduty_dora.catalog.mapping import MappingResult
 from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget
 from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
@@ -106,7 +106,7 @@ class Rig:
         services = AgentServices(
             read_cache=lambda key: self.cache.get(key, ''), write_cache=refuse, log=self.log, warning=refuse
         )
-        state = AttributionState(replace(services, clock=lambda: self.now), Bounds(10_000, 7 * DAY))
+        state = AttributionState(replace(services, clock=lambda: self.now), DEFAULT_BOUNDS)
         state.fields()
         return state
 
@@ -127,7 +127,7 @@ class Rig:
             rules=Rules(window, min_severity),
             services=services,
             event=self.events.append,
-            bounds=Bounds(max_pending=max_pending),
+            bounds=replace(DEFAULT_BOUNDS, max_items=max_pending),
             dry_run=dry_run,
         )
 

@@ -10,9 +10,10 @@ import json
 
 from datadog_checks.pagerduty_dora.attribution.decision import rollback_search, wanted_patch
 from datadog_checks.pagerduty_dora.attribution.model import Facts
-from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, Bounds, from_layout_1
+from datadog_checks.pagerduty_dora.attribution.state import CACHE_KEY, AttributionState, from_layout_1
 from datadog_checks.pagerduty_dora.attribution.texts import Note
 from datadog_checks.pagerduty_dora.common.services import AgentServices
+from datadog_checks.pagerduty_dora.datadog.queue import QueueBounds
 
 from ..paths import LAYOUT_SAMPLES
 
@@ -104,7 +105,7 @@ class TestLayout1:
     def test_the_state_reads_a_layout_1_document_and_writes_it_back_in_layout_2(self) -> None:
         cache = {CACHE_KEY: json.dumps(LAYOUT_1)}
         warnings: list[tuple] = []
-        state = AttributionState(services(cache, warnings, now=1000.0), Bounds(max_pending=100, max_age=86400.0))
+        state = AttributionState(services(cache, warnings, now=1000.0), QueueBounds(max_items=100, max_age=86400.0))
         assert sorted(state.incidents()) == ['PALSO', 'PBLAMES', 'PFIXED', 'PWAITING']
         assert sorted(state.deployments()) == ['dep-D2', 'dep-D5']
         assert warnings == []
@@ -122,7 +123,9 @@ class TestLayout2:
 
     @staticmethod
     def state(cache: dict, warnings: list) -> AttributionState:
-        return AttributionState(services(cache, warnings, now=1793621400.0), Bounds(max_pending=100, max_age=86400.0))
+        return AttributionState(
+            services(cache, warnings, now=1793621400.0), QueueBounds(max_items=100, max_age=86400.0)
+        )
 
     def test_the_sample_reads_and_keeps_its_layout(self) -> None:
         stored = json.loads(SAMPLE.read_text(encoding='utf-8'))['cache'][CACHE_KEY]

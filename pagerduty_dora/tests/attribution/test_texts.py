@@ -12,10 +12,11 @@ import pytest
 from datadog_checks.pagerduty_dora.attribution import model, texts
 from datadog_checks.pagerduty_dora.attribution.model import Deployment
 from datadog_checks.pagerduty_dora.attribution.reporting import METRIC, Reporter, preview_result
-from datadog_checks.pagerduty_dora.attribution.state import AttributionState, Bounds
+from datadog_checks.pagerduty_dora.attribution.state import AttributionState
 from datadog_checks.pagerduty_dora.attribution.texts import Note
 from datadog_checks.pagerduty_dora.common.permissions import deployments_refusal
 from datadog_checks.pagerduty_dora.common.services import AgentServices
+from datadog_checks.pagerduty_dora.datadog.queue import QueueBounds
 
 # 2026-11-26T12:00:00Z
 T0 = 1795694400.0
@@ -246,7 +247,7 @@ class TestState:
             warning=lambda *a: None,
             clock=lambda: T0,
         )
-        return AttributionState(services, Bounds(max_pending=10, max_age=DAY))
+        return AttributionState(services, QueueBounds(max_items=10, max_age=DAY))
 
     def test_unreadable_records_are_dropped(self):
         cache: dict[str, str] = {}

@@ -3,6 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +28,7 @@ BAD_VALUES = [
     ({'pagerduty_api_url': 'http://10.20.30.40:8080'}, '`pagerduty_api_url` must use https'),
     ({'pagerduty_api_url': 'api.pagerduty.com'}, '`pagerduty_api_url` must be a URL'),
     ({'pagerduty_api_url': 'ftp://api.pagerduty.com'}, '`pagerduty_api_url` must be a URL'),
+    ({'pagerduty_api_url': None}, '`pagerduty_api_url` must be a URL, got none'),
     ({'datadog_api_url': 'http://api.datadoghq.com'}, '`datadog_api_url` must use https'),
     ({'datadog_api_url': 'http://127.0.0.1.example.com'}, '`datadog_api_url` must use https'),
     ({'datadog_api_url': 'https://'}, '`datadog_api_url` must be a URL'),
@@ -76,6 +78,7 @@ BAD_IDS = [
     'pagerduty_api_url-http-private-address',
     'pagerduty_api_url-no-scheme',
     'pagerduty_api_url-ftp',
+    'pagerduty_api_url-null',
     'datadog_api_url-http-public-host',
     'datadog_api_url-http-host-looking-like-loopback',
     'datadog_api_url-no-host',
@@ -149,6 +152,44 @@ class TestBadConfiguration:
             _load(make_instance('http://127.0.0.1:9', **options))
         assert API_TOKEN not in str(raised.value)
         assert DATADOG_API_KEY not in str(raised.value)
+
+
+def _taken_as_given() -> list[str]:
+    """The options the check, its wiring and the dry run take as filled in: each `cast(type, config.<option>)`."""
+    found = set()
+    for path in (PACKAGE / 'wiring.py', PACKAGE / 'check.py', PACKAGE / 'cli' / 'dry_run.py'):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'cast':
+                value = node.args[1]
+                if (
+                    isinstance(value, ast.Attribute)
+                    and isinstance(value.value, ast.Name)
+                    and value.value.id == 'config'
+                ):
+                    found.add(value.attr)
+    return sorted(found)
+
+
+TAKEN_AS_GIVEN = _taken_as_given()
+
+
+class TestOptionsTakenAsGiven:
+    """What the wiring takes as filled in, the config model guarantees: its default when unset, never a null."""
+
+    def test_the_wiring_takes_options_as_given(self) -> None:
+        assert {'pagerduty_api_url', 'min_collection_interval', 'backfill_days', 'attribution_window'} <= set(
+            TAKEN_AS_GIVEN
+        )
+
+    @pytest.mark.parametrize('option', TAKEN_AS_GIVEN)
+    def test_unset_it_has_its_default(self, option: str) -> None:
+        assert getattr(_load({'api_token': API_TOKEN}), option) is not None
+
+    @pytest.mark.parametrize('option', TAKEN_AS_GIVEN)
+    def test_set_to_null_it_is_refused_by_name(self, option: str) -> None:
+        with pytest.raises(ConfigurationError, match='Detected 1 error') as raised:
+            _load({'api_token': API_TOKEN, option: None})
+        assert '`{}`'.format(option) in str(raised.value)
 
 
 class TestGoodConfiguration:

@@ -14,7 +14,16 @@ import pytest
 from datadog_checks.dev.utils import get_metadata_metrics
 from datadog_checks.pagerduty_dora.collection.monitors import MonitorLookup, monitor_tags
 from datadog_checks.pagerduty_dora.collection.record import RECORD, IncidentRecord
-from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.errors import (
+    AuthError,
+    BudgetExhausted,
+    ConnectionFailed,
+    DeadlineReached,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+    UnreadableResponse,
+)
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
 from datadog_checks.pagerduty_dora.demo.rendering import datadog_event
 from datadog_checks.pagerduty_dora.pagerduty.incident import parse_incident
@@ -639,3 +648,71 @@ class TestAlertsThatCannotBeRead:
         lookup = MonitorLookup(None, logging.getLogger(__name__), lambda *args: None)
         assert lookup.decide(client, incident) == NO_MONITOR
         assert client.asked == ['PALERTS']
+
+
+class FailingMonitorApi:
+    """Datadog's monitor endpoint answering every read with `error`; stalls as the `ApiClient` does."""
+
+    def __init__(self, error):
+        self.error = error
+        self.reads = 0
+        self.stalls = set()
+
+    def stalled(self, caller):
+        return caller in self.stalls
+
+    def stall(self, caller):
+        self.stalls.add(caller)
+
+    def get(self, path, endpoint):
+        self.reads += 1
+        raise self.error
+
+
+class TestMonitorReadFailures:
+    """What a failed monitor read means, by its disposition: the run ends, the key is told, or the alert decides."""
+
+    @pytest.mark.parametrize(
+        'error',
+        [
+            BudgetExhausted('datadog', 'budget spent'),
+            RateLimited('datadog', 'rate limited', status=429),
+            DeadlineReached('datadog', 'the run reached its deadline'),
+        ],
+        ids=['budget', 'rate-limited', 'deadline'],
+    )
+    def test_the_run_ends(self, error):
+        api = FailingMonitorApi(error)
+        lookup = MonitorLookup(api, logging.getLogger(__name__), lambda *args: None)
+        with pytest.raises(type(error)):
+            lookup._monitor_tags(MonitorAlert(MONITOR))
+
+    def test_a_refused_key_is_told_once_and_asked_again_next_run(self):
+        api = FailingMonitorApi(AuthError('datadog', 'forbidden', status=403))
+        warnings = []
+        lookup = MonitorLookup(api, logging.getLogger(__name__), lambda *args: warnings.append(args))
+
+        assert lookup._monitor_tags(MonitorAlert(MONITOR)) is None
+        assert lookup._monitor_tags(MonitorAlert(MONITOR + 1)) is None
+        assert (api.reads, len(warnings), api.stalls) == (1, 1, {'monitor'})
+
+    @pytest.mark.parametrize(
+        'error, reads',
+        [
+            (TransientError('datadog', 'server error', status=503), 2),
+            (ConnectionFailed('datadog', 'no answer', 'timeout'), 2),
+            (UnreadableResponse('datadog', 'not JSON', status=200), 2),
+            (RequestRejected('datadog', 'not found', status=404), 1),
+            (RequestRejected('datadog', 'bad request', status=400), 1),
+        ],
+        ids=['5xx', 'no-connection', 'unreadable', 'gone', 'rejected'],
+    )
+    def test_the_alert_decides(self, error, reads):
+        """A failure for now is asked again at the monitor's next incident; a refusal for good is remembered."""
+        api = FailingMonitorApi(error)
+        warnings = []
+        lookup = MonitorLookup(api, logging.getLogger(__name__), lambda *args: warnings.append(args))
+
+        assert lookup._monitor_tags(MonitorAlert(MONITOR)) is None
+        assert lookup._monitor_tags(MonitorAlert(MONITOR)) is None
+        assert (api.reads, warnings, api.stalls) == (reads, [], set())

@@ -4,7 +4,8 @@
 """The package map of docs/package-map.md, held to: sub-packages import one way, no cycles, rooms of a readable size.
 
 Also: narrow constructors everywhere, a run context and typed collaborators in collection, one import path per
-name, tests grouped by part, and a glossary (docs/how-it-works.md) naming modules that exist.
+name, one error disposition (no caller translating error classes by itself), tests grouped by part, and a glossary
+(docs/how-it-works.md) naming modules that exist.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ DATA_VALUES = {
     'base': 'the base of a story being built (`collection/story.py`)',
 }
 GLOSSARY = (INTEGRATION / 'docs' / 'how-it-works.md').read_text(encoding='utf-8')
+# The typed errors of an API request, and the one table of what each means to a caller: the only modules
+# that may tell several of them apart.
+ERRORS_MODULE = 'common.errors'
+ERROR_TABLES = {ERRORS_MODULE, 'common.disposition'}
+# Functions (`module:qualified name`) whose `try` tells several error classes apart, each with why it decides
+# something the disposition does not say.
+OWN_ERROR_DECISIONS: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:
@@ -304,6 +312,122 @@ class TestImportPaths:
         ]
 
 
+def _error_names(module: str | None, path: Path, tree: ast.Module, classes: frozenset[str]) -> tuple[dict, set]:
+    """The names `module` binds to error classes of `common/errors.py` (name -> class), and to that module itself."""
+    found: dict[str, str] = {}
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = _source_module(module, path, node)
+            for alias in node.names if source is not None else ():
+                if source == ERRORS_MODULE and alias.name in classes:
+                    found[alias.asname or alias.name] = alias.name
+                elif '{}.{}'.format(source, alias.name).lstrip('.') == ERRORS_MODULE:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname for a in node.names if a.asname and a.name == NAME + '.' + ERRORS_MODULE)
+    return found, modules
+
+
+def _caught(handler: ast.ExceptHandler, names: dict[str, str], modules: set[str]) -> list[str]:
+    """The error classes of `common/errors.py` an `except` clause names."""
+    kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type] if handler.type else []
+    caught = []
+    for kind in kinds:
+        if isinstance(kind, ast.Name) and kind.id in names:
+            caught.append(names[kind.id])
+        elif isinstance(kind, ast.Attribute) and isinstance(kind.value, ast.Name) and kind.value.id in modules:
+            caught.append(kind.attr)
+    return caught
+
+
+def _error_translations(module: str | None, path: Path, classes: frozenset[str]) -> list[str]:
+    """`module:function:line: classes` of each `try` whose `except` clauses, together, name more than one error
+    class of `common/errors.py`: a caller translating errors by class rather than by `dispose()`."""
+    tree = ast.parse(path.read_text())
+    names, modules = _error_names(module, path, tree, classes)
+    found = []
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = scope
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = '{}.{}'.format(scope, child.name) if scope else child.name
+            if isinstance(child, (ast.Try, ast.TryStar)):
+                caught = sorted({kind for handler in child.handlers for kind in _caught(handler, names, modules)})
+                if len(caught) > 1:
+                    found.append('{}:{}:{}: {}'.format(module, inner or '<module>', child.lineno, ', '.join(caught)))
+            visit(child, inner)
+
+    visit(tree, '')
+    return found
+
+
+ERROR_CLASSES = frozenset(
+    node.name for node in ast.parse(MODULES[ERRORS_MODULE].read_text()).body if isinstance(node, ast.ClassDef)
+)
+
+
+class TestOneErrorDisposition:
+    """What a failed answer means is said once (`common/disposition.py`): callers branch on `dispose(error)`.
+
+    The rule: outside `common/errors.py` and `common/disposition.py`, no `try` statement of the package names
+    more than one error class of `common/errors.py` in its `except` clauses (in one tuple or across clauses),
+    unless its function is in `OWN_ERROR_DECISIONS` with the reason. One class caught alone (`except ApiError`,
+    or a class a caller expects by name) is no translation table.
+    """
+
+    @pytest.mark.parametrize('module', sorted(set(MODULES) - ERROR_TABLES))
+    def test_no_caller_translates_error_classes_itself(self, module: str) -> None:
+        found = _error_translations(module, MODULES[module], ERROR_CLASSES)
+        assert [f for f in found if f.rsplit(':', 2)[0] not in OWN_ERROR_DECISIONS] == []
+
+    def test_every_listed_decision_is_still_there(self) -> None:
+        found = {
+            f.rsplit(':', 2)[0]
+            for m in sorted(set(MODULES) - ERROR_TABLES)
+            for f in _error_translations(m, MODULES[m], ERROR_CLASSES)
+        }
+        assert sorted(set(OWN_ERROR_DECISIONS) - found) == []
+
+    def test_the_check_sees_every_way_of_naming_the_classes(self, tmp_path: Path) -> None:
+        source = (
+            'from {0}.common.errors import AuthError, RateLimited as Limited, TransientError\n'
+            'from {0}.common import errors\n'
+            'from {0}.common.errors import ApiError\n'
+            '\n'
+            'def tuple_of_two():\n'
+            '    try:\n'
+            '        pass\n'
+            '    except (AuthError, Limited, ValueError):\n'
+            '        pass\n'
+            '\n'
+            'class Caller:\n'
+            '    def clauses(self):\n'
+            '        try:\n'
+            '            pass\n'
+            '        except errors.AuthError:\n'
+            '            pass\n'
+            '        except TransientError:\n'
+            '            pass\n'
+            '\n'
+            'def by_disposition():\n'
+            '    try:\n'
+            '        pass\n'
+            '    except ApiError:\n'
+            '        pass\n'
+            '    except KeyError:\n'
+            '        pass\n'
+        ).format(NAME)
+        path = tmp_path / 'caller.py'
+        path.write_text(source)
+        assert _error_translations('collection.caller', path, ERROR_CLASSES) == [
+            'collection.caller:tuple_of_two:6: AuthError, RateLimited',
+            'collection.caller:Caller.clauses:13: AuthError, TransientError',
+        ]
+        assert {'ApiError', 'AuthError', 'RequestRejected', 'BudgetExhausted'} <= ERROR_CLASSES
+
+
 class TestPackageMap:
     """docs/package-map.md says what the code does: every room on its layer, every module it names present."""
 
@@ -314,6 +438,21 @@ class TestPackageMap:
         mapped = {room: int(layer) for layer, cell in rows for room in re.findall(r'`([a-z_]+)(?:/|\.py)`', cell)}
         rooms = {_room(m) for m in MODULES if '.' in m} | {'check'}
         assert {room: mapped.get(room) for room in rooms} == {room: LAYERS[room] for room in rooms}
+
+    def test_every_module_of_a_room_is_named_in_its_row(self) -> None:
+        rows = re.findall(r'^\| \d+ \| (.+?) \| (.+?) \|', self.MAP, flags=re.MULTILINE)
+        unnamed = []
+        for rooms_cell, owns in rows:
+            named = set(re.findall(r'`([a-z_]+)(?:\.py)?`', owns))
+            for room in re.findall(r'`([a-z_]+)(?:/|\.py)`', rooms_cell):
+                members = [m for m in MODULES if '.' in m and _room(m) == room]
+                if room == 'check':
+                    # The modules of the wiring's layer that sit beside check.py, outside any room.
+                    members = [m for m in MODULES if '.' not in m and _layer(m) == TOP_LAYER and m[0] != '_']
+                    members.remove('check')
+                unnamed += ['{} ({})'.format(m, room) for m in members if m.rpartition('.')[2] not in named]
+        assert len(rows) == len(set(LAYERS.values())) - 1
+        assert sorted(unnamed) == []
 
     def test_every_module_the_map_names_exists(self) -> None:
         named = set(re.findall(r'`([a-z_]+/[a-z_]+)\.py`', self.MAP))

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import mapping_tags
+from datadog_checks.pagerduty_dora.datadog.queue import QueueBounds
 
 from .decision import Rules
 from .deployments import DeploymentsClient, PagerDutySignals
@@ -42,7 +43,7 @@ from .eligibility import facts_of
 from .executor import Executor
 from .model import DELETED, Deployment, Facts
 from .reporting import Reporter, preview_result
-from .state import CACHE_KEY, DEFAULT_BOUNDS, AttributionState, Bounds
+from .state import CACHE_KEY, DEFAULT_BOUNDS, AttributionState
 from .tasks import AttributionTasks
 from .texts import REOPENED
 
@@ -74,7 +75,7 @@ class ChangeFailureAttribution:
         rules: Rules,
         services: AgentServices,
         event: Callable[[dict], None] | None = None,
-        bounds: Bounds = DEFAULT_BOUNDS,
+        bounds: QueueBounds = DEFAULT_BOUNDS,
         dry_run: bool = False,
     ) -> None:
         # A dry run judges every incident as if the settle time had passed: it has one look only.

@@ -16,7 +16,6 @@ optional: a layout-2 document an earlier release wrote reads as it is, and means
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from datadog_checks.pagerduty_dora.common.services import AgentServices
@@ -34,15 +33,8 @@ MAX_RECORDS = 20000
 MAX_UNTOLD = 20
 
 
-@dataclass(frozen=True)
-class Bounds:
-    """How much work the queue keeps: `max_pending` tasks at most, each for `max_age` seconds at most."""
-
-    max_pending: int = 10000
-    max_age: float = 7 * 86400.0
-
-
-DEFAULT_BOUNDS = Bounds()
+# How much work the queue keeps: this many tasks at most, each for this many seconds at most.
+DEFAULT_BOUNDS = QueueBounds(max_items=10000, max_age=7 * 86400.0)
 
 
 class AttributionState:
@@ -51,7 +43,7 @@ class AttributionState:
     `services` lend the persistent cache, the warnings (a damaged entry, work dropped) and the clock.
     """
 
-    def __init__(self, services: AgentServices, bounds: Bounds = DEFAULT_BOUNDS) -> None:
+    def __init__(self, services: AgentServices, bounds: QueueBounds = DEFAULT_BOUNDS) -> None:
         self._clock = services.clock
         document = QueueDocument(
             CACHE_KEY,
@@ -62,7 +54,7 @@ class AttributionState:
             version=CACHE_VERSION,
             upgrades={1: from_layout_1},
         )
-        self.queue = StoredQueue(document, services, QueueBounds(bounds.max_pending, bounds.max_age))
+        self.queue = StoredQueue(document, services, bounds)
         self._fields: dict[str, Any] | None = None
 
     @property

@@ -10,10 +10,11 @@ a warning, and a listing that cannot be read fails the whole source (`CatalogSou
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, cast
 from urllib.parse import parse_qs, urlsplit
 
-from datadog_checks.pagerduty_dora.common.errors import AuthError
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.permissions import catalog_refusal
 from datadog_checks.pagerduty_dora.common.text import for_log, text_or_none
@@ -64,8 +65,11 @@ class CatalogApi:
     def _get(self, path: str, params: dict[str, Any]) -> Mapping[str, Any]:
         try:
             response = self._api.get(path, params=params, endpoint=path)
-        except AuthError as e:
-            raise CatalogSourceError(catalog_refusal(e, path, SCOPES.get(path, 'needed'))) from None
+        except ApiError as e:
+            if dispose(e) is not Disposition.FIX_KEY:
+                raise
+            # The key refused: the source fails with what to fix, the permission this listing needs.
+            raise CatalogSourceError(catalog_refusal(cast(AuthError, e), path, SCOPES.get(path, 'needed'))) from None
         body = response.data
         if not isinstance(body, Mapping) or not isinstance(body.get('data'), list):
             raise CatalogSourceError('GET {} answered a body without a data list'.format(path))

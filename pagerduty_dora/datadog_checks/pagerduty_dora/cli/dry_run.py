@@ -7,13 +7,17 @@ have sent."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from datadog_checks.pagerduty_dora.catalog.qualification import Qualification
 
 from .probes import probe_permissions
 from .results import METRIC_PREFIX, example_failure, incident_row, metric_summaries, rule_counts
 from .standalone import CliError, agent_settings, agent_stubs, collect, initialize, new_check, no_write
+
+if TYPE_CHECKING:
+    from datadog_checks.pagerduty_dora.check import PagerdutyDoraCheck
+    from datadog_checks.pagerduty_dora.config_models.instance import InstanceConfig
 
 # The dry run previews attribution for at most this many incidents, within this many seconds.
 ATTRIBUTION_ROWS = 50
@@ -44,7 +48,8 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     # Read with `datadog_app_key` once per permission the configuration uses, when the API answers at all.
     permissions = [] if datadog.get('error') else probe_permissions(check.datadog_api, agent_config, check.monotonic)
     config = check.config
-    rows = incident_rows(report.mappings, qualification_of(config), wanted_dora=wanted_dora)
+    qualification = qualification_of(config)
+    rows = incident_rows(report.mappings, qualification, wanted_dora=wanted_dora)
     attribution = None
     if agent_config.attribute_change_failures and not datadog.get('error'):
         attribution = preview_attribution(check, agent_config, rows, report.mappings)
@@ -62,7 +67,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
         'incidents': rows,
         'rules': rule_counts(rows),
         'dora_failures': _dora_failures(rows, wanted_dora),
-        'unmapped_incidents': _unmapped_incidents(rows, config.unmapped_incidents),
+        'unmapped_incidents': _unmapped_incidents(rows, qualification.unmapped_incidents),
         'attribution': attribution,
         'datadog_api': datadog,
         'permissions': permissions,
@@ -80,7 +85,7 @@ def run_dry(init_config: dict, instance: dict, path: str, index: int) -> dict[st
     }
 
 
-def _agent_config(init_config: dict, instance: dict, aggregator: Any, datadog_agent: Any) -> Any:
+def _agent_config(init_config: dict, instance: dict, aggregator: Any, datadog_agent: Any) -> InstanceConfig:
     """The instance as written, through the Agent's own validation; the stubs are left empty after it.
 
     The dry run refuses what the Agent refuses, with the same message, before any option is turned off.
@@ -95,29 +100,29 @@ def _agent_config(init_config: dict, instance: dict, aggregator: Any, datadog_ag
     return agent_check.config
 
 
-def _dry_check(init_config: dict, instance: dict) -> Any:
+def _dry_check(init_config: dict, instance: dict) -> PagerdutyDoraCheck:
     """The check that collects: DORA delivery and attribution off, nothing it sees stored."""
     # A copy, so the instance shown in errors and the user's file stay as written.
     dry_instance = dict(instance, submit_dora_failures=False, attribute_change_failures=False)
     check = new_check(dict(init_config), dry_instance)
     # Nothing a dry run sees may be stored: a later real run must start from what the Agent knows.
     check.write_persistent_cache = no_write
+    # Built by `initialize`, or it raised.
     initialize(check)
-    if check.collector is not None:
-        check.collector.preview(persist=False)
+    check.collector.preview(persist=False)
     # One attempt per connection: an API that does not answer is told now, not after the Agent's backoff.
     for client in (check.pagerduty_api, check.datadog_api):
-        if client is not None:
-            client.retry_connection_failures = False
+        client.retry_connection_failures = False
     return check
 
 
-def qualification_of(config: Any) -> Qualification:
+def qualification_of(config: InstanceConfig) -> Qualification:
     """The collection rule of an instance's `urgencies`, `priorities` and `unmapped_incidents`."""
     return Qualification(
         urgencies=list(config.urgencies) if config.urgencies else None,
         priorities=list(config.priorities) if config.priorities else None,
-        unmapped_incidents=config.unmapped_incidents,
+        # The config model fills its default in (and refuses a value other than `send` or `skip`).
+        unmapped_incidents=cast(str, config.unmapped_incidents),
     )
 
 
@@ -153,7 +158,9 @@ def _unmapped_incidents(rows: list[dict], option: str) -> dict[str, Any]:
     }
 
 
-def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dict) -> dict[str, Any]:
+def preview_attribution(
+    check: PagerdutyDoraCheck, config: InstanceConfig, rows: list[dict], mappings: dict
+) -> dict[str, Any]:
     """Per counted incident, the deployment attribution would mark and the remediation it would record.
 
     Reads the DORA deployments API with the check's own Datadog client; nothing is written. The most
@@ -163,11 +170,12 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
     from datadog_checks.pagerduty_dora.attribution.decision import Rules
     from datadog_checks.pagerduty_dora.common.services import AgentServices
 
-    assert config.attribution_window is not None
+    # The config model fills the window's default in (and refuses a value that is not a positive number).
+    window = cast(int, config.attribution_window)
     attribution = ChangeFailureAttribution(
         check.datadog_api,
         pagerduty=check.pagerduty_api,
-        rules=Rules(config.attribution_window, config.attribution_min_severity, dict(config.severity_mapping or {})),
+        rules=Rules(window, config.attribution_min_severity, dict(config.severity_mapping or {})),
         services=AgentServices(read_cache=lambda key: '', write_cache=no_write, log=check.log, warning=check.warning),
         dry_run=True,
     )
@@ -181,7 +189,7 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
         row['attribution'] = preview
         previews.append(dict(preview, number=row['number'], title=row['title']))
     return {
-        'window': config.attribution_window,
+        'window': window,
         'min_severity': config.attribution_min_severity,
         'previewed': len(previews),
         'not_previewed': max(0, len(counted) - len(previews)),
@@ -195,11 +203,9 @@ def preview_attribution(check: Any, config: Any, rows: list[dict], mappings: dic
     }
 
 
-def catalog_file_report(check: Any) -> list[dict[str, Any]]:
+def catalog_file_report(check: PagerdutyDoraCheck) -> list[dict[str, Any]]:
     """Per `catalog_files` file (and pattern matching none): the entries it gave and why any were skipped."""
-    collector = getattr(check, 'collector', None)
-    store = getattr(collector, 'catalog', None)
-    return store.file_report() if store is not None else []
+    return check.catalog.file_report()
 
 
 def _raise_on_critical(aggregator: Any, warnings: list[str]) -> None:
@@ -212,7 +218,7 @@ def _raise_on_critical(aggregator: Any, warnings: list[str]) -> None:
                 raise CliError(service_check.message or '{} is CRITICAL'.format(METRIC_PREFIX + name), warnings)
 
 
-def check_datadog_api(check: Any, config: Any) -> dict[str, Any]:
+def check_datadog_api(check: PagerdutyDoraCheck, config: InstanceConfig) -> dict[str, Any]:
     """Whether the Datadog API answers and accepts the API key DORA failures would be sent with.
 
     `GET /api/v1/validate` checks an API key and writes nothing. The Agent would send DORA failures
@@ -221,6 +227,7 @@ def check_datadog_api(check: Any, config: Any) -> dict[str, Any]:
     is for the Agent (the `can_connect` service check of `api:datadog`).
     """
     from datadog_checks.base.stubs import datadog_agent
+    from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
     from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 
     url = check.datadog_api.base_url
@@ -230,9 +237,11 @@ def check_datadog_api(check: Any, config: Any) -> dict[str, Any]:
     check.datadog_api.start_run(check.monotonic() + VALIDATE_SECONDS)
     try:
         check.datadog_api.get(VALIDATE_PATH, endpoint='validate')
-    except AuthError as e:
+    except ApiError as e:
+        if dispose(e) is not Disposition.FIX_KEY:
+            return {'url': url, 'checked': True, 'key_checked': False, 'error': str(e)}
         if key:
-            return {'url': url, 'checked': True, 'key_checked': True, 'error': check._auth_message(e)}
+            return {'url': url, 'checked': True, 'key_checked': True, 'error': check._auth_message(cast(AuthError, e))}
         return {
             'url': url,
             'checked': True,
@@ -242,6 +251,4 @@ def check_datadog_api(check: Any, config: Any) -> dict[str, Any]:
                 'DD_API_KEY in the environment (or `datadog_api_key` in this copy of conf.yaml) to check it'
             ),
         }
-    except ApiError as e:
-        return {'url': url, 'checked': True, 'key_checked': False, 'error': str(e)}
     return {'url': url, 'checked': True, 'key_checked': True, 'note': 'the API key is accepted'}

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from datadog_checks.pagerduty_dora.catalog.api import DEFINITIONS_PATH, TEAMS_PATH
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 from datadog_checks.pagerduty_dora.common.permissions import FEATURES, status_text
 from datadog_checks.pagerduty_dora.common.times import format_time
@@ -97,14 +98,14 @@ def probe_permissions(api: Any, config: Any, monotonic: Callable[[], float]) -> 
 def _try(probe: Callable[[Any, float], None], api: Any) -> tuple[str, str]:
     try:
         probe(api, time.time())
-    except AuthError as e:
-        if e.missing_permission:
+    except ApiError as e:
+        if dispose(e) is not Disposition.FIX_KEY:
+            return FAILED, str(e)
+        if cast(AuthError, e).missing_permission:
             return MISSING, 'Datadog answered {}: the key lacks it'.format(status_text(e.status))
         return REFUSED, 'Datadog answered {}: the keys are wrong, or of another Datadog site'.format(
             status_text(e.status)
         )
-    except ApiError as e:
-        return FAILED, str(e)
     return GRANTED, 'one read answered'
 
 

@@ -56,8 +56,9 @@ import time
 from typing import Callable, Iterator
 
 from datadog_checks.pagerduty_dora.catalog.model import Catalog
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
 from datadog_checks.pagerduty_dora.common.documents import Unreadable
-from datadog_checks.pagerduty_dora.common.errors import BudgetExhausted, DeadlineReached, RateLimited
+from datadog_checks.pagerduty_dora.common.errors import ApiError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.datadog.outputs import Outputs
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
@@ -202,7 +203,10 @@ class Collector:
         try:
             self._collect(run, passes)
             report.sweep_complete = self._history_complete(run.now())
-        except (BudgetExhausted, RateLimited, DeadlineReached, StopRun) as e:
+        except (ApiError, StopRun) as e:
+            # A spent budget or an API out of time pauses the run; what failed ends it, for the check to tell.
+            if isinstance(e, ApiError) and dispose(e) not in (Disposition.WAIT, Disposition.PAUSE):
+                raise
             report.stopped = str(e)
             self.log.info('Collection paused until the next run: %s', e)
         finally:

@@ -18,15 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from datadog_checks.pagerduty_dora.common.errors import (
-    AuthError,
-    BudgetExhausted,
-    DeadlineReached,
-    RateLimited,
-    RequestRejected,
-    TransientError,
-    UnreadableResponse,
-)
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.permissions import status_text
 from datadog_checks.pagerduty_dora.pagerduty.client import PagerDutyClient
@@ -48,6 +41,8 @@ MONITOR_ENDPOINT = 'monitor'
 MAX_MONITORS_KEPT = 1000
 # A Multi Alert monitor's query groups by tags: `... by {service,env} > 1`.
 _GROUPED_QUERY = re.compile(r'\bby\s*\{[^}]*\}')
+# What the incident's alerts answered that no retry would read: it is mapped without its monitor.
+NEVER_READ = (Disposition.UNREADABLE, Disposition.GONE, Disposition.GIVE_UP)
 MONITORS_FORBIDDEN = (
     'Datadog refused GET /api/v1/monitor/{id} (%s): the user or service account of `datadog_app_key` lacks the '
     '`monitors_read` permission. Incidents from Datadog monitors are mapped by the tags their alerts carry'
@@ -91,7 +86,9 @@ class MonitorLookup:
         same way), so that one incident cannot hold the collection back. A transient failure ends the run."""
         try:
             return client.incident_alerts(incident.id)
-        except (UnreadableResponse, RequestRejected) as e:
+        except ApiError as e:
+            if dispose(e) not in NEVER_READ:
+                raise
             self.log.debug('Alerts of incident %s could not be read (%s); no monitor mapping', incident.id, e)
             return []
 
@@ -106,21 +103,22 @@ class MonitorLookup:
         path = '/api/v1/monitor/{}'.format(alert.monitor_id)
         try:
             data = api.get(path, endpoint=MONITOR_ENDPOINT).data
-        except (BudgetExhausted, DeadlineReached, RateLimited):
-            # The run ends; the incident is decided on the next one, with the monitor's tags.
-            raise
-        except AuthError as e:
-            # Asked again next run; until then every incident is mapped by its alert's tags.
-            api.stall(MONITOR_ENDPOINT)
-            self._warning(MONITORS_FORBIDDEN, status_text(e.status))
-            return None
-        except RequestRejected as e:
-            # 404: the monitor was deleted since it alerted; its alert's tags are all there is.
+        except ApiError as e:
+            disposition = dispose(e)
+            if disposition in (Disposition.WAIT, Disposition.PAUSE):
+                # The run ends; the incident is decided on the next one, with the monitor's tags.
+                raise
+            if disposition is Disposition.FIX_KEY:
+                # Asked again next run; until then every incident is mapped by its alert's tags.
+                api.stall(MONITOR_ENDPOINT)
+                self._warning(MONITORS_FORBIDDEN, status_text(e.status))
+                return None
+            if disposition.failed_for_now:
+                self.log.debug('Datadog monitor %d could not be read (%s); mapping by its alert', alert.monitor_id, e)
+                return None
+            # Refused for good, mostly GONE (the monitor was deleted since it alerted): its alert's tags decide.
             self.log.debug('Datadog monitor %d answered %s; mapping by its alert', alert.monitor_id, e.status)
             tags = None
-        except TransientError as e:
-            self.log.debug('Datadog monitor %d could not be read (%s); mapping by its alert', alert.monitor_id, e)
-            return None
         else:
             tags = monitor_tags(data)
         if len(known) >= MAX_MONITORS_KEPT:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Iterator, Protocol
 
 from datadog_checks.pagerduty_dora.common import codec
-from datadog_checks.pagerduty_dora.common.errors import UnreadableResponse
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError
 from datadog_checks.pagerduty_dora.pagerduty.client import MAX_WINDOW, OFFSET_CAP, PAGE_SIZE, PagerDutyClient
 
 from .pages import NEXT_REQUEST, Look, Page, PassStep
@@ -131,7 +132,9 @@ class ReconcilePass:
         page = Page(deliver=False)
         try:
             raw = self.client.get_incident(key)
-        except UnreadableResponse:
+        except ApiError as e:
+            if dispose(e) is not Disposition.UNREADABLE:
+                raise
             # One answer that cannot be read must not end the verification of those after it.
             page.skipped.append(('unreadable_incident', 1))
             return page

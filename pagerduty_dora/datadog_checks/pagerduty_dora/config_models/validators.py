@@ -51,7 +51,12 @@ def instance_api_token(value: Any, **kwargs: Any) -> Any:
 
 
 def instance_pagerduty_api_url(value: Any, **kwargs: Any) -> Any:
-    """Require an https URL with a host, read alike by every URL parser; plain http only for a loopback host."""
+    """Require an https URL with a host, read alike by every URL parser; plain http only for a loopback host.
+
+    Unlike `datadog_api_url`, it has no meaning when unset other than its default: an empty value is refused.
+    """
+    if value is None:
+        raise ValueError('`pagerduty_api_url` must be a URL, got none: leave it out for the default')
     return _check_api_url('pagerduty_api_url', value)
 
 

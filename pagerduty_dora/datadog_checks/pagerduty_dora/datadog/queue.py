@@ -95,7 +95,10 @@ class PendingQueue:
 
 @dataclass(frozen=True)
 class QueueBounds:
-    """How much a queue keeps: `max_items` entries at most, each for `max_age` seconds at most."""
+    """How much a queue keeps: `max_items` entries at most, each for `max_age` seconds at most.
+
+    The bounds of every stored queue: DORA failures waiting for delivery, change-failure attribution's tasks.
+    """
 
     max_items: int
     max_age: float

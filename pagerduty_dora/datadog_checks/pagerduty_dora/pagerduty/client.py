@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Sequence
 
-from datadog_checks.pagerduty_dora.common.errors import RequestRejected, TransientError, UnreadableResponse
+from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.errors import ApiError, TransientError, UnreadableResponse
 from datadog_checks.pagerduty_dora.common.http import ApiClient
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 
@@ -170,14 +171,11 @@ class PagerDutyClient:
 
     def get_incident(self, incident_id: str) -> Any | None:
         """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
-        try:
-            response = self._get(
-                '/incidents/{}'.format(incident_id), [('time_zone', 'UTC'), WITH_TRIGGER], endpoint='incident'
-            )
-        except RequestRejected as e:
-            if e.status == 404:
-                return None
-            raise
+        response = self._get_unless_gone(
+            '/incidents/{}'.format(incident_id), [('time_zone', 'UTC'), WITH_TRIGGER], endpoint='incident'
+        )
+        if response is None:
+            return None
         data = response.data
         if not isinstance(data, dict) or not isinstance(data.get('incident'), dict):
             raise UnreadableResponse(self.api.name, 'incident answer without an incident object')
@@ -186,12 +184,9 @@ class PagerDutyClient:
     def incident_alerts(self, incident_id: str) -> list[Any]:
         """The first alerts of one incident, oldest first (an empty list when PagerDuty no longer knows it)."""
         params = [('time_zone', 'UTC'), ('sort_by', 'created_at:asc'), ('limit', str(ALERTS_PAGE)), ('offset', '0')]
-        try:
-            response = self._get('/incidents/{}/alerts'.format(incident_id), params, endpoint='incident_alerts')
-        except RequestRejected as e:
-            if e.status == 404:
-                return []
-            raise
+        response = self._get_unless_gone('/incidents/{}/alerts'.format(incident_id), params, endpoint='incident_alerts')
+        if response is None:
+            return []
         data = response.data
         alerts = data.get('alerts') if isinstance(data, dict) else None
         if not isinstance(alerts, list):
@@ -248,14 +243,11 @@ class PagerDutyClient:
             params.append(('include[]', 'channels'))
             if since is not None:
                 params += [('since', format_time(since)), ('until', format_time(since + MAX_WINDOW))]
-            try:
-                response = self._get(
-                    '/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries'
-                )
-            except RequestRejected as e:
-                if e.status == 404:
-                    return []
-                raise
+            response = self._get_unless_gone(
+                '/incidents/{}/log_entries'.format(incident_id), params, endpoint='incident_log_entries'
+            )
+            if response is None:
+                return []
             data = response.data
             entries = data.get('log_entries') if isinstance(data, dict) else None
             if not isinstance(entries, list):
@@ -288,6 +280,15 @@ class PagerDutyClient:
         # Within a run PagerDuty's time only moves forward, whatever one answer says.
         self.now = at if self.now is None else max(self.now, at)
         return response
+
+    def _get_unless_gone(self, path: str, params: Any, endpoint: str) -> Any | None:
+        """`_get`, or None when PagerDuty no longer knows what `path` names (the `GONE` disposition: deleted)."""
+        try:
+            return self._get(path, params, endpoint)
+        except ApiError as e:
+            if dispose(e) is not Disposition.GONE:
+                raise
+            return None
 
     def _page(self, response: Any) -> IncidentPage:
         data = response.data
