@@ -14,7 +14,9 @@ validators refuse a value out of range or a null, so a builder takes such an opt
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, cast
+from typing import Any, Callable, Mapping, NamedTuple, cast
+
+from pydantic import BaseModel
 
 from datadog_checks.base.errors import ConfigurationError
 from datadog_checks.pagerduty_dora.attribution.attributor import ChangeFailureAttribution
@@ -54,9 +56,9 @@ class Clocks(NamedTuple):
 
 def plain(value: Any) -> Any:
     """Config model values (frozen models, mapping proxies, tuples) as plain Python values."""
-    if hasattr(value, 'model_dump'):
+    if isinstance(value, BaseModel):
         return {k: plain(v) for k, v in value.model_dump().items()}
-    if hasattr(value, 'items'):
+    if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
