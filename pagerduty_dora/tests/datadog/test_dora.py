@@ -323,7 +323,8 @@ class Harness:
         self.warnings = []
         self.api = ApiClient(
             ApiTarget('datadog', server.url, {'DD-API-KEY': key}),
-            RequestsWrapper({'timeout': 0.3}, {}),
+            # Well above a loopback answer on a loaded machine, below the fake's held-back `timeout` fault (2 s).
+            RequestsWrapper({'timeout': 1.0}, {}),
             RequestLimits(500),
             logging.getLogger('test.api'),
             timing=Timing(clock=clock, sleep=clock.sleep, jitter=lambda: 0.5),

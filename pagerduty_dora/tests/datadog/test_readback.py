@@ -78,14 +78,15 @@ class Rig:
     def __init__(self) -> None:
         self.clock = Clock()
         self.dora = DoraState(DD_API_KEY, app_key=DD_APP_KEY)
-        self.events = EventsState(DD_API_KEY, DD_APP_KEY, clock=self.clock, timeout_delay=1.0)
-        self.dora.timeout_delay = 1.0
+        self.events = EventsState(DD_API_KEY, DD_APP_KEY, clock=self.clock, timeout_delay=2.0)
+        self.dora.timeout_delay = 2.0
         self.server = FakeServer(self.dora.routes() + self.events.routes()).start()
 
     def api(self, *, max_requests: int = 1000, app_key: str = DD_APP_KEY) -> ApiClient:
         api = ApiClient(
             ApiTarget('datadog', self.server.url, {'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': app_key}),
-            RequestsWrapper({'timeout': 0.3}, {}),
+            # Well above a loopback answer on a loaded machine, below the fakes' held-back `timeout` fault (2 s).
+            RequestsWrapper({'timeout': 1.0}, {}),
             RequestLimits(max_requests),
             logging.getLogger('test.readback'),
             timing=Timing(sleep=lambda seconds: None),
