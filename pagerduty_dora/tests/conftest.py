@@ -25,6 +25,12 @@ SLOW_TESTS = (
     'collection/test_monitor_mapping.py::TestCost::test_a_burst_read_in_one_go',
     'collection/test_state.py::TestRoundTrip::test_every_state_round_trips',
     'collection/test_state.py::TestWholeDocument::test_any_current_document_decodes_part_by_part',
+    'collection/test_state_repair.py::TestEveryPart::test_no_run_error_and_every_transition_reported',
+    'collection/test_records_index.py::test_kept_answers_equal_a_full_count',
+    'collection/test_upgrades.py::TestUpgrade::test_only_changed_and_pending_failures_are_posted',
+    'collection/test_upgrades.py::TestUpgrade::test_the_pending_failures_are_delivered',
+    'repository/test_layout.py::TestImportPaths::test_no_name_is_imported_through_another_module',
+    'common/test_pacing.py::TestRunTime::test_a_short_interval_stops_the_requests_at_half_of_it',
 )
 
 

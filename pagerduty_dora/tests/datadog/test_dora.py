@@ -313,7 +313,7 @@ class Clock:
 class Harness:
     """A DORA fake on loopback, a real `ApiClient` in front of it and the sinks a check would give."""
 
-    def __init__(self, server, state, clock, key=API_KEY):
+    def __init__(self, server, state, clock, key=API_KEY, timeout=2.0):
         self.server = server
         self.state = state
         self.clock = clock
@@ -323,8 +323,9 @@ class Harness:
         self.warnings = []
         self.api = ApiClient(
             ApiTarget('datadog', server.url, {'DD-API-KEY': key}),
-            # Well above a loopback answer on a loaded machine, below the fake's held-back `timeout` fault (2 s).
-            RequestsWrapper({'timeout': 1.0}, {}),
+            # Well above a loopback answer on a loaded machine; a test of the fake's held-back `timeout`
+            # fault (1 s) waits less.
+            RequestsWrapper({'timeout': timeout}, {}),
             RequestLimits(500),
             logging.getLogger('test.api'),
             timing=Timing(clock=clock, sleep=clock.sleep, jitter=lambda: 0.5),
@@ -433,6 +434,10 @@ class TestDeliveryFaults:
 
     @pytest.mark.parametrize('fault', [429, 500, 503, 'timeout'], ids=['429', '500', '503', 'timeout'])
     def test_transient_error_keeps_pending_and_retries_next_run_oldest_first(self, harness, fault):
+        if fault == 'timeout':
+            # Wait less than the fake holds the answer back.
+            harness = Harness(harness.server, harness.state, harness.clock, timeout=0.3)
+            harness.start_run()
         delivery = harness.delivery()
         enqueue(delivery, 1, 2, 3)
         # The client retries three times within a run (a 429's reset fits in the run here); the fault outlasts them.

@@ -78,15 +78,16 @@ class Rig:
     def __init__(self) -> None:
         self.clock = Clock()
         self.dora = DoraState(DD_API_KEY, app_key=DD_APP_KEY)
-        self.events = EventsState(DD_API_KEY, DD_APP_KEY, clock=self.clock, timeout_delay=2.0)
-        self.dora.timeout_delay = 2.0
+        self.events = EventsState(DD_API_KEY, DD_APP_KEY, clock=self.clock, timeout_delay=1.0)
+        self.dora.timeout_delay = 1.0
         self.server = FakeServer(self.dora.routes() + self.events.routes()).start()
 
-    def api(self, *, max_requests: int = 1000, app_key: str = DD_APP_KEY) -> ApiClient:
+    def api(self, *, max_requests: int = 1000, app_key: str = DD_APP_KEY, timeout: float = 2.0) -> ApiClient:
         api = ApiClient(
             ApiTarget('datadog', self.server.url, {'DD-API-KEY': DD_API_KEY, 'DD-APPLICATION-KEY': app_key}),
-            # Well above a loopback answer on a loaded machine, below the fakes' held-back `timeout` fault (2 s).
-            RequestsWrapper({'timeout': 1.0}, {}),
+            # Well above a loopback answer on a loaded machine; a test of the fakes' held-back `timeout`
+            # fault (1 s) waits less.
+            RequestsWrapper({'timeout': timeout}, {}),
             RequestLimits(max_requests),
             logging.getLogger('test.readback'),
             timing=Timing(sleep=lambda seconds: None),
@@ -95,7 +96,7 @@ class Rig:
         return api
 
     def readback(self, **options: Any) -> Readback:
-        api_options = {k: options.pop(k) for k in ('max_requests', 'app_key') if k in options}
+        api_options = {k: options.pop(k) for k in ('max_requests', 'app_key', 'timeout') if k in options}
         return Readback(self.api(**api_options), **options)
 
     def requests(self, path: str) -> list:
@@ -542,7 +543,7 @@ class TestErrors:
         getattr(rig, fake).faults.fail_next(4, kind)
 
         with pytest.raises(TransientError) as raised:
-            read(rig.readback())
+            read(rig.readback(timeout=0.3) if kind == 'timeout' else rig.readback())
 
         assert raised.value.endpoint == endpoint
         if kind == 'timeout':
