@@ -21,7 +21,7 @@ from datadog_checks.pagerduty_dora.collection import recorder
 from datadog_checks.pagerduty_dora.collection.collector import STATE_KEY
 from datadog_checks.pagerduty_dora.collection.pages import LATE_REACH
 from datadog_checks.pagerduty_dora.collection.record import RECORD, Records
-from datadog_checks.pagerduty_dora.common import codec
+from datadog_checks.pagerduty_dora.common import codec, json_format
 from datadog_checks.pagerduty_dora.datadog import dora
 from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
 
@@ -226,9 +226,9 @@ class TestSignature:
     @pytest.fixture(params=['orjson', 'json_format'])
     def writer(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
         if request.param == 'json_format':
-            monkeypatch.setattr(parsing, '_dumps', None)
+            monkeypatch.setattr(json_format, '_orjson_dumps', None)
         else:
-            assert parsing._dumps is not None
+            assert json_format._orjson_dumps is not None
         monkeypatch.setattr(parsing, '_remembered', {})
         return request.param
 

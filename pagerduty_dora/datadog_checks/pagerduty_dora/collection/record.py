@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from datadog_checks.pagerduty_dora.common import codec, json_format
 from datadog_checks.pagerduty_dora.common.text import digest
@@ -58,8 +58,7 @@ class IncidentRecord(codec.Kept):
     _owner = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        object.__setattr__(self, '_kept', None)
+        super().__setattr__(name, value)
         owner = self._owner
         if owner is not None:
             owner[0].changed(owner[1])
@@ -176,7 +175,7 @@ class Records(dict[str, IncidentRecord]):
 
     def update(self, *others: Any, **more: IncidentRecord) -> None:
         for other in (*others, more):
-            for key, record in other.items() if hasattr(other, 'items') else other:
+            for key, record in other.items() if isinstance(other, Mapping) else other:
                 self[key] = record
 
     def __ior__(self, other: Any) -> Records:  # type: ignore[override, misc]

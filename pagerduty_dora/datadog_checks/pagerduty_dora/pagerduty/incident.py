@@ -9,9 +9,8 @@ string makes the incident malformed, since an id is sent back in URLs, state, ta
 
 The common shapes take fast paths: an id of letters and digits, a short ASCII name, a plain dict. An
 open incident read again exactly as it was (reconciliation reads each one every few minutes) is not
-parsed again: the same `Incident` is given back. It is recognised by a SHA-256 digest of its JSON as
-orjson writes it (one pass in C, no text decoded or encoded again), or as `json_format` writes it
-where orjson is absent or refuses the value.
+parsed again: the same `Incident` is given back. It is recognised by a SHA-256 digest of its JSON
+(`json_format.encode_bytes`: orjson's bytes in one pass where installed).
 """
 
 from __future__ import annotations
@@ -27,11 +26,6 @@ from datadog_checks.pagerduty_dora.common.text import UNSAFE_CATEGORIES, clean, 
 from datadog_checks.pagerduty_dora.common.times import parse_time
 
 from .monitor import MonitorAlert, datadog_alert
-
-try:
-    from orjson import dumps as _dumps
-except ImportError:  # the standard library's JSON only
-    _dumps = None
 
 STATUSES = ('triggered', 'acknowledged', 'resolved')
 URGENCIES = ('high', 'low')
@@ -179,12 +173,7 @@ def parse_incident(raw: Any) -> Incident:
 
 def _signature(raw: dict) -> bytes:
     """A digest of the JSON of `raw`: the same for the same document, different for any change."""
-    if _dumps is not None:
-        try:
-            return hashlib.sha256(_dumps(raw)).digest()
-        except TypeError:  # a lone surrogate, an integer beyond 64 bits: the standard library writes them
-            pass
-    return hashlib.sha256(json_format.encode(raw).encode('utf-8', 'surrogatepass')).digest()
+    return hashlib.sha256(json_format.encode_bytes(raw)).digest()
 
 
 def _parse(raw: Any) -> Incident:
