@@ -74,6 +74,9 @@ RELEASES = (
     Release(
         '7977aa9', '2026-12-07', collector=4, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=SEVEN_FIELDS
     ),
+    Release(
+        '694aa32', '2026-12-07', collector=5, attribution=2, dora_pending=1, catalog=1, cache_id_scheme=SEVEN_FIELDS
+    ),
 )
 
 
