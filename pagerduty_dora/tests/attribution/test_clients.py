@@ -20,7 +20,7 @@ from datadog_checks.pagerduty_dora.attribution.deployments import (
     search_query,
 )
 from datadog_checks.pagerduty_dora.common.errors import AuthError, BudgetExhausted, RequestRejected, TransientError
-from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget, Response
+from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiTarget, BodyReader, Response
 from datadog_checks.pagerduty_dora.common.pacing import RequestLimits
 
 
@@ -35,7 +35,9 @@ class Api(ApiClient):
     def post(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:
         return self._answer('post', path)
 
-    def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
+    def get(
+        self, path: str, params: Any = None, endpoint: str | None = None, read: BodyReader | None = None
+    ) -> Response:
         return self._answer('get', path)
 
     def patch(self, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True) -> Response:

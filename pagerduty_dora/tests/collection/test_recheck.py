@@ -13,7 +13,8 @@ from datadog_checks.pagerduty_dora.collection.record import IncidentRecord
 from datadog_checks.pagerduty_dora.collection.state import CollectorState
 from datadog_checks.pagerduty_dora.common.times import format_time
 from datadog_checks.pagerduty_dora.datadog.dora import failure_id
-from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE, IncidentPage
+from datadog_checks.pagerduty_dora.pagerduty.client import PAGE_SIZE
+from datadog_checks.pagerduty_dora.pagerduty.listing import IncidentPage, parse_page
 
 from ..fakes.pagerduty import NOW, InProcessPagerDuty, raw_incident
 from ..harness import DAY, event_keys, transition_of
@@ -186,7 +187,7 @@ class ResolvedPagerDuty(InProcessPagerDuty):
     def list_resolved(self, offset: int = 0) -> IncidentPage:
         self._answer(('list_resolved', offset))
         page = self.resolved[offset : offset + PAGE_SIZE]
-        return IncidentPage(page, offset + PAGE_SIZE < len(self.resolved), None)
+        return parse_page({'incidents': page, 'more': offset + PAGE_SIZE < len(self.resolved)}, None)
 
 
 def resolved(number: int, resolved_at: float, *, updated: float | None) -> dict:

@@ -24,6 +24,7 @@ from datadog_checks.pagerduty_dora.collection.record import RECORD, Records
 from datadog_checks.pagerduty_dora.common import codec, json_format
 from datadog_checks.pagerduty_dora.datadog import dora
 from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
+from datadog_checks.pagerduty_dora.pagerduty.listing import RepeatedPages
 
 from ..harness import World, stored_state
 
@@ -49,6 +50,8 @@ def costs(monkeypatch: pytest.MonkeyPatch) -> Counter:
     monkeypatch.setattr(recorder, 'fingerprint_of', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(dora, 'fingerprint', counting('fingerprint', dora.fingerprint))
     monkeypatch.setattr(parsing, '_parse', counting('parse', parsing._parse))
+    # A list page read again byte for byte is neither decoded nor parsed (`RepeatedPages`).
+    monkeypatch.setattr(RepeatedPages, 'keep', counting('parse_page', RepeatedPages.keep))
     # What a run asks of all the records is kept as they change: an idle run counts none again, and
     # the records' text is joined again only when one changed.
     monkeypatch.setattr(Records, 'facts', counting('record_facts', Records.facts))
@@ -77,6 +80,16 @@ def settle(world: World, check: Any, dd_run_check: Any) -> None:
     for _ in range(int(LATE_REACH // 300) + 4):
         dd_run_check(check)
         world.account.advance(300)
+
+
+def settled_check(world: World, services: dict[str, str], dd_run_check: Any) -> tuple[Any, list[str]]:
+    """A check live on an account with `OPEN` incidents opened and settled; the check and the incidents."""
+    check = world.check()
+    dd_run_check(check)
+    world.account.advance(60)
+    opened = open_incidents(world, services)
+    settle(world, check, dd_run_check)
+    return check, opened
 
 
 def open_gauges(aggregator: Any) -> dict[tuple[str, ...], float]:
@@ -127,11 +140,7 @@ class TestUnchangedIncident:
     def test_a_changed_incident_costs_only_its_own(
         self, world, services, dd_run_check, aggregator, costs: Counter
     ) -> None:
-        check = world.check()
-        dd_run_check(check)
-        world.account.advance(60)
-        opened = open_incidents(world, services)
-        settle(world, check, dd_run_check)
+        check, opened = settled_check(world, services, dd_run_check)
         aggregator.reset()
         costs.clear()
         # PagerDuty logs no priority change: reconciliation finds it.
@@ -141,12 +150,34 @@ class TestUnchangedIncident:
         dd_run_check(check)
 
         assert [e['aggregation_key'] for e in aggregator.events] == [opened[7]]
+        # Only the page that holds it is read in full.
+        assert costs['parse_page'] == 1
         assert costs['build_failure'] == 1
         # The record is encoded once, after its new failure was delivered.
         assert costs['encode'] == 1
         # The new payload is fingerprinted once, and not again when Datadog accepts it.
         assert costs['fingerprint'] == 1
         assert stored_state(check).incidents[opened[7]].priority == 'P1'
+
+    def test_a_change_undone_is_seen(self, world, services, dd_run_check, aggregator) -> None:
+        check, opened = settled_check(world, services, dd_run_check)
+        aggregator.reset()
+        changes = []
+        # P2 -> P1 -> P2, unlogged: each is a change from what the record holds (`test_listing.py` reads the
+        # same bytes again).
+        for priority in ('P1', 'P2'):
+            world.account.set_priority(opened[7], priority)
+            world.account.advance(60)
+            dd_run_check(check)
+            changes += [
+                (e['aggregation_key'], priority)
+                for e in aggregator.events
+                if 'transition:priority_changed' in e['tags']
+            ]
+            aggregator.reset()
+            assert stored_state(check).incidents[opened[7]].priority == priority
+
+        assert changes == [(opened[7], 'P1'), (opened[7], 'P2')]
 
     def test_the_stored_state_is_the_same_document_after_a_restart(self, world, services, dd_run_check) -> None:
         check = world.check()
@@ -193,11 +224,7 @@ class TestGaugeFromTheTable:
     """The open-incident gauge takes its tags from the table records name, and follows a mapping that changed."""
 
     def test_a_moved_incident_is_gauged_under_its_new_tags(self, world, services, dd_run_check, aggregator) -> None:
-        check = world.check()
-        dd_run_check(check)
-        world.account.advance(60)
-        opened = open_incidents(world, services)
-        settle(world, check, dd_run_check)
+        check, opened = settled_check(world, services, dd_run_check)
         assert sum(open_gauges(aggregator).values()) == OPEN
         aggregator.reset()
         other = world.account.add_service('Search', team_ids=[world.account.add_team('Discovery')])

@@ -12,6 +12,7 @@ from datadog_checks.pagerduty_dora.common.errors import (
     RateLimited,
     RequestRejected,
     TransientError,
+    UnreadableResponse,
 )
 from datadog_checks.pagerduty_dora.common.http import ApiClient, ApiHooks, ApiTarget
 from datadog_checks.pagerduty_dora.common.pacing import RequestLimits, Timing
@@ -264,6 +265,18 @@ class TestErrors:
                 client.get('/things')
         assert SECRET not in str(caught.value)
         assert SECRET not in caught.value.body
+
+    def test_a_reader_reads_the_body_and_its_value_error_is_an_unreadable_answer(self, clock):
+        def read(content):
+            if content.startswith(b'{"ok"'):
+                return ('read', content)
+            raise ValueError('not a page')
+
+        with serve(Reply(200, {'ok': 1}), Reply(200, {'other': 1})) as server:
+            client = make_client(server.url, clock)
+            assert client.get('/things', read=read).data == ('read', b'{"ok": 1}')
+            with pytest.raises(UnreadableResponse, match='not valid JSON'):
+                client.get('/things', read=read)
 
     def test_timeout_is_transient(self, clock):
         with serve(Reply(200, {}, delay=3)) as server:

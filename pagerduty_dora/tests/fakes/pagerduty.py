@@ -60,12 +60,12 @@ from datadog_checks.pagerduty_dora.demo.rendering import (
 from datadog_checks.pagerduty_dora.pagerduty.client import (
     MAX_WINDOW,
     PAGE_SIZE,
-    IncidentPage,
     LogEntry,
     LogPage,
     PagerDutyClient,
     parse_log_entry,
 )
+from datadog_checks.pagerduty_dora.pagerduty.listing import IncidentPage, parse_page
 from datadog_checks.pagerduty_dora.pagerduty.transitions import TRANSITION_KINDS
 
 from .faults import Faults
@@ -510,7 +510,8 @@ class InProcessPagerDuty(PagerDutyClient):
     def _incidents(self, rows: Sequence[int], offset: int, with_total: bool = False) -> IncidentPage:
         with self.account.lock:
             page = [self.account.render_incident(i, UTC_ZONE, API_URL, True) for i in rows[offset : offset + PAGE_SIZE]]
-        return IncidentPage(page, offset + PAGE_SIZE < len(rows), len(rows) if with_total else None)
+        more = offset + PAGE_SIZE < len(rows)
+        return parse_page({'incidents': page, 'more': more}, len(rows) if with_total else None)
 
     def log_entries(self, since: float, until: float, offset: int = 0, with_total: bool = False) -> LogPage:
         self._answer(('log_entries', since, until, offset))

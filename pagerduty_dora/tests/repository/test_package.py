@@ -127,6 +127,7 @@ SHIPPED = [
     'pagerduty/__init__.py',
     'pagerduty/client.py',
     'pagerduty/incident.py',
+    'pagerduty/listing.py',
     'pagerduty/monitor.py',
     'pagerduty/transitions.py',
     'wiring.py',

@@ -24,7 +24,7 @@ Cost: two requests a day per 100 incidents resolved within `recheck_resolved_day
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 from datadog_checks.pagerduty_dora.common import codec
 from datadog_checks.pagerduty_dora.pagerduty.client import OFFSET_CAP, PAGE_SIZE, PagerDutyClient
@@ -104,9 +104,9 @@ class RecheckPass:
             yield NEXT_REQUEST
             listed = self.client.list_resolved(scan.offset)
             self.pages += 1
-            page = Page()
+            page = Page(malformed=list(listed.malformed))
             reached, ended = self._take(page, listed.incidents, state, scan, oldest)
-            ended = ended or not listed.more or not listed.incidents
+            ended = ended or not listed.more or not listed.listed
             if not ended and scan.offset + PAGE_SIZE + _step() > OFFSET_CAP:
                 ended = True
                 page.warn(
@@ -123,14 +123,11 @@ class RecheckPass:
 
     @staticmethod
     def _take(
-        page: Page, listed: list, state: ResolvedIncidents, scan: Recheck, oldest: float
+        page: Page, listed: Iterable[Incident], state: ResolvedIncidents, scan: Recheck, oldest: float
     ) -> tuple[float | None, bool]:
         """Hand the incidents of one list page to look at to `page`; the resolve time reached, whether the pass ends."""
         reached = scan.reached
-        for raw in listed:
-            incident = page.parsed(raw)
-            if incident is None:
-                continue
+        for incident in listed:
             resolved_at = incident.resolved_at
             if resolved_at is not None:
                 if resolved_at < oldest:

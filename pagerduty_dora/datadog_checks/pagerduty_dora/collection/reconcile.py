@@ -160,19 +160,16 @@ class ReconcilePass:
         if scan.started is None:
             # The first pass starts with PagerDuty's first answer: records it meets are dated by that clock.
             scan.started = self.client.now if self.client.now is not None else self.fallback_now()
-        page = Page()
+        page = Page(malformed=list(listed.malformed))
         position = scan.position
-        for raw in listed.incidents:
-            incident = page.parsed(raw)
-            if incident is None:
-                continue
+        for incident in listed.incidents:
             key = (incident.created_at, incident.number)
             if scan.position is not None and key <= scan.position:
                 continue
             page.looks.append(Look(incident))
             position = key if position is None else max(position, key)
         fresh = len(page.looks)
-        if listed.more and not fresh and not _can_step(scan, len(listed.incidents)):
+        if listed.more and not fresh and not _can_step(scan, listed.listed):
             page.warn(
                 'The list of open PagerDuty incidents did not end within %d incidents of one position; '
                 'this reconciliation pass ends there and the next one starts over',
@@ -181,7 +178,7 @@ class ReconcilePass:
 
         def move(state: OpenIncidents) -> None:
             scan.position = position
-            _move(scan, state, now, since, until, listed.more, fresh, len(listed.incidents))
+            _move(scan, state, now, since, until, listed.more, fresh, listed.listed)
 
         return page, move
 

@@ -106,15 +106,11 @@ class SweepPass:
             first = window.offset == 0
             listed = self.client.list_created(window.since, window.until, window.offset, with_total=first)
             self.pages += 1
-            if first and _over_cap(window, listed.total, listed.more, len(listed.incidents)):
+            if first and _over_cap(window, listed.total, listed.more, listed.listed):
                 return None, narrower(window.until - window.since, listed.total or 0, WINDOW_TARGET)
-            page = Page()
-            for raw in listed.incidents:
-                incident = page.parsed(raw)
-                if incident is not None:
-                    page.looks.append(Look(incident))
+            page = Page(looks=[Look(incident) for incident in listed.incidents], malformed=list(listed.malformed))
             # An empty page that claims more is not believed: the window ends there.
-            more = listed.more and bool(listed.incidents)
+            more = listed.more and listed.listed > 0
             last = None
             if more and window.offset + 2 * PAGE_SIZE > OFFSET_CAP:
                 last = max((look.incident.created_at for look in page.looks), default=None)

@@ -72,6 +72,10 @@ def status_class(status: int | None) -> str:
     return _STATUS_CLASSES.get(status // 100) or '{}xx'.format(status // 100)
 
 
+# What a caller makes of a 2xx body's bytes (JSON by default); raises `ValueError` for a body it cannot read.
+BodyReader = Callable[[bytes], Any]
+
+
 def _ignored(*args: Any) -> None:
     """A hook nobody listens to."""
 
@@ -167,9 +171,11 @@ class ApiClient:
         """Whether `caller` stalled in this run; `start_run()` clears it."""
         return caller in self.limits.stalled
 
-    def get(self, path: str, params: Any = None, endpoint: str | None = None) -> Response:
+    def get(
+        self, path: str, params: Any = None, endpoint: str | None = None, read: BodyReader | None = None
+    ) -> Response:
         """`GET path` (see `request`)."""
-        return self.request('get', path, params=params, endpoint=endpoint)
+        return self.request('get', path, params=params, endpoint=endpoint, read=read)
 
     def send(
         self, method: str, path: str, body: Any, endpoint: str | None = None, *, expect_json: bool = True
@@ -189,23 +195,28 @@ class ApiClient:
         body: Any = None,
         endpoint: str | None = None,
         expect_json: bool = True,
+        read: BodyReader | None = None,
     ) -> Response:
         """Make one logical request (with bounded retries) and return its decoded JSON body.
 
         Raises an `ApiError` subclass, after telling `on_failure`; never returns a failed response. A
         2xx whose body is not JSON raises `UnreadableResponse`, unless `expect_json` is False: then the
         answer is a success whatever its body (`data` is None), which is what a write needs, since the
-        status alone says whether it was accepted.
+        status alone says whether it was accepted. `read` turns a 2xx body's bytes into `data` instead
+        of `json_format.decode` (a `ValueError` from it is the same `UnreadableResponse`).
         """
+        reader = read or json_format.decode
         try:
-            return self._request(method, path, params=params, body=body, endpoint=endpoint, expect_json=expect_json)
+            return self._request(
+                method, path, params=params, body=body, endpoint=endpoint, read=reader if expect_json else None
+            )
         except ApiError as e:
             e.endpoint = e.endpoint or endpoint or path
             self._on_failure(e)
             raise
 
     def _request(
-        self, method: str, path: str, *, params: Any, body: Any, endpoint: str | None, expect_json: bool
+        self, method: str, path: str, *, params: Any, body: Any, endpoint: str | None, read: BodyReader | None
     ) -> Response:
         """The attempts of one request: each paced and budgeted, retried while `_backoff` allows."""
         endpoint = endpoint or path
@@ -225,7 +236,7 @@ class ApiClient:
             try:
                 retry = self._judge(response, endpoint)
                 if retry is None:
-                    return self._accepted(response, endpoint, expect_json)
+                    return self._accepted(response, endpoint, read)
                 if not self._backoff(attempt, retry.reset, endpoint):
                     raise self._gave_up(retry, response, endpoint)
                 attempt += 1
@@ -273,12 +284,14 @@ class ApiClient:
             return RateLimited(self.name, '{} is rate limited; resuming next run'.format(endpoint), status)
         return TransientError(self.name, '{} answered {}'.format(endpoint, status), status, self._error_body(response))
 
-    def _accepted(self, response: Any, endpoint: str, expect_json: bool) -> Response:
-        """The `Response` of a 2xx: its decoded body, or none for a caller that only needs the status."""
-        if not expect_json:
+    def _accepted(self, response: Any, endpoint: str, read: BodyReader | None) -> Response:
+        """The `Response` of a 2xx: its body as `read` gives it, or none for a caller that only needs the status."""
+        if read is None:
             drain(response, self._out_of_time)
             return Response(status=response.status_code, headers=response.headers)
-        return Response(status=response.status_code, headers=response.headers, data=self._decode(response, endpoint))
+        return Response(
+            status=response.status_code, headers=response.headers, data=self._decode(response, endpoint, read)
+        )
 
     def _send(self, method: str, url: str, params: Any, body: Any) -> Any:
         options = dict(self._options)
@@ -289,13 +302,13 @@ class ApiClient:
             options['extra_headers'] = self._json_headers
         return getattr(self._http, method)(url, **options)
 
-    def _decode(self, response: Any, endpoint: str) -> Any:
-        """The JSON of a 2xx body, read within `MAX_BODY_BYTES` (looked up here at every call) and the deadline."""
+    def _decode(self, response: Any, endpoint: str, read: BodyReader) -> Any:
+        """A 2xx body as `read` gives it, read within `MAX_BODY_BYTES` (looked up at every call) and the deadline."""
         content = read_body(response, MAX_BODY_BYTES, api=self.name, endpoint=endpoint, out_of_time=self._out_of_time)
         if not content:
             return None
         try:
-            return json_format.decode(content)
+            return read(content)
         except (ValueError, RecursionError):
             # ValueError covers text that is not JSON or not UTF-8, and integers past Python's digit limit.
             raise UnreadableResponse(self.name, '{} answered a body that is not valid JSON'.format(endpoint)) from None

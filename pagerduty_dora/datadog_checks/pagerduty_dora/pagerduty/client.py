@@ -13,10 +13,11 @@ from typing import Any, Callable, Sequence
 
 from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
 from datadog_checks.pagerduty_dora.common.errors import ApiError, TransientError, UnreadableResponse
-from datadog_checks.pagerduty_dora.common.http import ApiClient
+from datadog_checks.pagerduty_dora.common.http import ApiClient, BodyReader
 from datadog_checks.pagerduty_dora.common.times import LATEST_TIME, format_time, parse_time
 
 from .incident import OPEN_STATUSES
+from .listing import Body, IncidentPage, RepeatedPages, parse_page
 from .monitor import MonitorAlert, datadog_alert
 
 # Log entry types that change an incident's status, by the action they stand for.
@@ -51,13 +52,6 @@ MAX_TRIGGERS_KEPT = 1000
 def auth_headers(token: str) -> dict[str, str]:
     """Headers that authenticate a REST API key; the token is only ever placed here."""
     return {'Authorization': 'Token token={}'.format(token), 'Accept': PD_ACCEPT}
-
-
-@dataclass
-class IncidentPage:
-    incidents: list[Any]
-    more: bool
-    total: int | None
 
 
 @dataclass
@@ -111,6 +105,8 @@ class PagerDutyClient:
         # The monitor (None: none) each incident's trigger entry named, where its own log was read with its
         # channels: the monitor mapping of that incident then needs no request of its own.
         self.triggers: dict[str, MonitorAlert | None] = {}
+        # Pages of the lists read again and again (open incidents, resolved ones), parsed once per body.
+        self.repeated_pages = RepeatedPages()
 
     def start_run(self) -> None:
         """A run begins: PagerDuty's time is read again from its next answer."""
@@ -154,7 +150,7 @@ class PagerDutyClient:
             ('offset', str(offset)),
             WITH_TRIGGER,
         ] + self._scope
-        return self._page(self._get('/incidents', params, endpoint='incidents_open'))
+        return self._page(self._get('/incidents', params, endpoint='incidents_open', read=self.repeated_pages.read))
 
     def list_resolved(self, offset: int = 0) -> IncidentPage:
         """One page of resolved incidents of any creation time, the latest resolve first."""
@@ -167,7 +163,7 @@ class PagerDutyClient:
             ('offset', str(offset)),
             WITH_TRIGGER,
         ] + self._scope
-        return self._page(self._get('/incidents', params, endpoint='incidents_resolved'))
+        return self._page(self._get('/incidents', params, endpoint='incidents_resolved', read=self.repeated_pages.read))
 
     def get_incident(self, incident_id: str) -> Any | None:
         """The incident with this id, or None when PagerDuty no longer knows it (deleted)."""
@@ -270,9 +266,9 @@ class PagerDutyClient:
                 self.triggers.clear()
             self.triggers[incident_id] = trigger.monitor
 
-    def _get(self, path: str, params: Any, endpoint: str) -> Any:
+    def _get(self, path: str, params: Any, endpoint: str, read: BodyReader | None = None) -> Any:
         """GET through the API client, noting PagerDuty's time from the answer's `Date` header."""
-        response = self.api.get(path, params, endpoint=endpoint)
+        response = self.api.get(path, params, endpoint=endpoint, read=read)
         at = http_date(response.headers)
         if at is None:
             self.undated += 1
@@ -291,10 +287,20 @@ class PagerDutyClient:
             return None
 
     def _page(self, response: Any) -> IncidentPage:
-        data = response.data
+        """The incidents of a list answer, parsed (or as parsed before, for a body read before: `RepeatedPages`)."""
+        body = response.data
+        if isinstance(body, Body):
+            if body.page is not None:
+                return body.page
+            data = body.data
+        else:
+            data = body
         if not isinstance(data, dict) or not isinstance(data.get('incidents'), list):
             raise TransientError(self.api.name, 'incident list answer without an incidents array')
-        return IncidentPage(incidents=data['incidents'], more=bool(data.get('more')), total=_total(data))
+        page = parse_page(data, _total(data))
+        if isinstance(body, Body):
+            self.repeated_pages.keep(body, page)
+        return page
 
 
 def _total(data: dict) -> int | None:
