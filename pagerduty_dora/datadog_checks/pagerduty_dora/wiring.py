@@ -14,7 +14,8 @@ validators refuse a value out of range or a null, so a builder takes such an opt
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, cast
+from collections.abc import Mapping
+from typing import Any, Callable, NamedTuple, cast
 
 from pydantic import BaseModel
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from datadog_checks.pagerduty_dora.catalog import model
 from datadog_checks.pagerduty_dora.catalog.mapping import (
     RULES,
     MappingResult,
@@ -587,6 +588,17 @@ class TestUrlKey:
     @pytest.mark.parametrize('value', ['', '   ', None, 42], ids=['empty', 'blank', 'none', 'not-a-string'])
     def test_no_key(self, value):
         assert pagerduty_url_key(value) == ''
+
+    def test_a_remembered_key_is_the_key_and_what_is_remembered_is_bounded(self):
+        url = 'https://acme.pagerduty.com/service-directory/PREMEMB'
+        model._url_key.cache_clear()
+        first = pagerduty_url_key(url)
+        again = pagerduty_url_key(url)
+        assert first == again == 'id:PREMEMB' and model._url_key.cache_info().hits == 1
+        for n in range(model.URL_KEYS_KEPT + 10):
+            pagerduty_url_key('https://status.example.com/svc{}'.format(n))
+        assert model._url_key.cache_info().currsize == model.URL_KEYS_KEPT
+        assert pagerduty_url_key(url) == 'id:PREMEMB'
 
 
 class TestCatalogIndexes:

@@ -10,7 +10,8 @@ a warning, and a listing that cannot be read fails the whole source (`CatalogSou
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator, cast
 from urllib.parse import parse_qs, urlsplit
 
 from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose

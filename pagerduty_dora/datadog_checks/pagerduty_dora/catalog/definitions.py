@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Iterable, Sequence
 
 from datadog_checks.pagerduty_dora.common.text import for_log, shown, text_or_none
 

@@ -9,8 +9,9 @@ can be tested on its own. The rules run in a fixed order and the first that matc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from datadog_checks.pagerduty_dora.common.text import text_or_none
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident

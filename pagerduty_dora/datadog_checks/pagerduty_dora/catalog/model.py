@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
+# Service URLs whose key is remembered (`pagerduty_url_key`); each at most a few kB (`incident.py`).
+URL_KEYS_KEPT = 1024
 # PagerDuty renders a service page as `/service-directory/<ID>` and its API `html_url` sometimes as
 # `/services/<ID>`; both name the same service, and the ID alone identifies it across hosts and regions.
 _SERVICE_PATH = re.compile(r'/(?:service-directory|services)/([A-Za-z0-9]+)(?:/.*)?\Z')
@@ -25,10 +28,16 @@ def pagerduty_url_key(url: Any) -> str:
 
     Scheme, host case, a trailing slash, query and fragment are ignored. When the path names a service
     (`/service-directory/<ID>` or `/services/<ID>`) the ID alone decides, so US and EU hosts, the two
-    path forms and the account subdomain's spelling do not matter.
+    path forms and the account subdomain's spelling do not matter. An account has few services, and
+    every incident is mapped by its service's URL: the keys of the latest URLs are remembered.
     """
     if not isinstance(url, str) or not url.strip():
         return ''
+    return _url_key(url)
+
+
+@lru_cache(maxsize=URL_KEYS_KEPT)
+def _url_key(url: str) -> str:
     text = url.strip()
     if '://' not in text:
         text = 'https://' + text

@@ -14,8 +14,9 @@ definitions they read are parsed, merged and resolved by `definitions`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from datadog_checks.pagerduty_dora.common import documents
 from datadog_checks.pagerduty_dora.common.errors import ApiError

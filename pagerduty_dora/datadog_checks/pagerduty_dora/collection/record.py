@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator
 
 from datadog_checks.pagerduty_dora.common import codec, json_format
 from datadog_checks.pagerduty_dora.common.text import digest

@@ -29,20 +29,25 @@ class Mark(StrEnum):
     (found by the daily drift check): whatever the incident wants now (its resolve, or a removal) is sent again."""
 
 
+# The removal key as plain text: a queued payload is asked for it at every delivery, and an enum
+# member's `value` is a descriptor read each time.
+_REMOVE_KEY: str = Mark.REMOVE.value
+
+
 def removal(failure_id: str) -> dict[str, str]:
     """The queued payload that deletes the failure `failure_id`."""
-    return {Mark.REMOVE.value: failure_id}
+    return {_REMOVE_KEY: failure_id}
 
 
 def removal_of(payload: Mapping[str, object]) -> str | None:
     """The failure id a queued removal deletes; None for a failure payload."""
-    target = payload.get(Mark.REMOVE.value)
+    target = payload.get(_REMOVE_KEY)
     return None if target is None else str(target)
 
 
 def is_removal(payload: Mapping[str, object]) -> bool:
     """Whether a queued payload is a removal rather than a failure."""
-    return Mark.REMOVE.value in payload
+    return _REMOVE_KEY in payload
 
 
 def rejected(fingerprint: str) -> str:

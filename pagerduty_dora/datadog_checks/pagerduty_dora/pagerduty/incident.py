@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from datadog_checks.pagerduty_dora.common import json_format
 from datadog_checks.pagerduty_dora.common.text import UNSAFE_CATEGORIES, clean, shown

@@ -15,8 +15,9 @@ read as "no monitor" or as fewer tags, never as a mapping.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from datadog_checks.pagerduty_dora.common import codec
