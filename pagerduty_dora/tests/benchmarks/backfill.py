@@ -399,16 +399,10 @@ def _replay_beside(urls: dict, since: dict, replayer: Any, skew: Any, totals: di
 
     The time this takes is taken off the shared clock: the next run starts when it would have.
     """
-    import requests
-
     began = time.monotonic()
     until = _marks(urls)
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, 'run.pickle')
-        params = {'path': path}
-        for api in ('pagerduty', 'datadog'):
-            params.update({api + '_from': since[api], api + '_to': until[api]})
-        requests.post(urls['datadog'] + '/_log', params=params, timeout=600)
+        path = _write_log(urls, (since, until), os.path.join(folder, 'run.pickle'))
         replayer.send(path)
         result = replayer.recv()
     totals['cpu'] += result['cpu']
@@ -429,16 +423,33 @@ def replay_run_by_run(twin: dict, live: dict, connection: Any) -> None:
         if path is None:
             return
         with open(path, 'rb') as recorded:
-            logged = pickle.load(recorded)
-        cpu, read = time.process_time(), 0
-        for method, url, headers, body in logged:
-            for base, other in bases:
-                if url.startswith(base):
-                    url = other + url[len(base) :]
-                    break
-            answer = session.request(method, url, data=body or None, headers=headers, allow_redirects=False)
-            read += len(answer.content)
+            logged = [
+                (method, _on_twin(url, bases), headers, body) for method, url, headers, body in pickle.load(recorded)
+            ]
+        cpu = time.process_time()
+        _make_again(session, logged, {})
         connection.send({'cpu': time.process_time() - cpu, 'requests': len(logged)})
+
+
+def _on_twin(url: str, bases: list[tuple[str, str]]) -> str:
+    """`url` of the live fakes, on their twin."""
+    for base, other in bases:
+        if url.startswith(base):
+            return other + url[len(base) :]
+    return url
+
+
+def _make_again(session: Any, logged: list, statuses: dict[int, int]) -> int:
+    """Each logged request made again by `session`, its answer read and dropped; answers counted by status.
+
+    Returns the bytes read (every answer is read whole, as the check reads each).
+    """
+    read = 0
+    for method, url, headers, body in logged:
+        answer = session.request(method, url, data=body or None, headers=headers, allow_redirects=False)
+        read += len(answer.content)
+        statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+    return read
 
 
 def _restart(instance: dict, aggregator: Any) -> dict:
@@ -507,28 +518,28 @@ def replay(path: str, repeat: int, connection: Any) -> None:
         logged = pickle.load(recorded)
     session = requests.Session()
     statuses: dict[int, int] = {}
-    read = 0
     cpu = time.process_time()
     for _ in range(repeat):
-        for method, url, headers, body in logged:
-            answer = session.request(method, url, data=body or None, headers=headers, allow_redirects=False)
-            read += len(answer.content)
-            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+        _make_again(session, logged, statuses)
     connection.send({'cpu': (time.process_time() - cpu) / repeat, 'requests': len(logged), 'statuses': statuses})
 
 
 def replayed(urls: dict, marks: tuple[dict, dict], repeat: int = 1) -> dict:
     """The check's requests between two marks, made again by a bare client in a fresh process."""
+    with tempfile.TemporaryDirectory() as folder:
+        return in_process(replay, _write_log(urls, marks, os.path.join(folder, 'requests.pickle')), repeat)
+
+
+def _write_log(urls: dict, marks: tuple[dict, dict], path: str) -> str:
+    """Have the fakes write the check's requests between two marks to `path`, for a replay; the path."""
     import requests
 
     since, until = marks
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, 'requests.pickle')
-        params = {'path': path}
-        for api in ('pagerduty', 'datadog'):
-            params.update({api + '_from': since[api], api + '_to': until[api]})
-        requests.post(urls['datadog'] + '/_log', params=params, timeout=600)
-        return in_process(replay, path, repeat)
+    params = {'path': path}
+    for api in ('pagerduty', 'datadog'):
+        params.update({api + '_from': since[api], api + '_to': until[api]})
+    requests.post(urls['datadog'] + '/_log', params=params, timeout=600)
+    return path
 
 
 def limits(urls: dict, on: bool) -> dict:
