@@ -20,13 +20,15 @@ before a priority change of an open incident is reported: as PagerDuty serves it
 and from a server that logs it.
 
 The fakes log every request. Each request the check made in the backfill, and in the idle runs, is
-then made again by a bare client (one keep-alive `requests.Session`, each answer read and dropped)
-in a fresh process: the check's CPU over that replay's is what the check costs beyond its HTTP.
-The backfill's requests are also replayed run by run, right after each run, against a twin of the
-fakes (the same account, no rate limits), so that the check and its replay are measured side by
-side while the machine's speed drifts; the shared clock does not count the time the replay takes.
-The floor is the thinnest correct client (windows under the cap, 100 a page, one POST each), also
-in a fresh process. The fakes run in a process of their own, so their CPU is not counted.
+then made again by a bare client (one keep-alive `requests.Session` with the check's socket timeout,
+each answer read and dropped) in a fresh process: the check's CPU over that replay's is what the
+check costs beyond its HTTP. The backfill's requests are also replayed run by run, right after each
+run, against a twin of the fakes (the same account, rate limits never reached), so that the check
+and its replay are measured side by side while the machine's speed drifts; the shared clock does
+not count the time the replay takes. The replays and the floor are answered as the check was, rate
+limit headers included (a limit they never reach), so that they read the same answers. The floor
+is the thinnest correct client (windows under the cap, 100 a page, one POST each), also in a fresh
+process. The fakes run in a process of their own, so their CPU is not counted.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ REPLAYED_HEADERS = ('authorization', 'accept', 'content-type', 'dd-api-key', 'dd
 RESOLVED = 500
 TOKEN = 'bench-token'
 DD_API_KEY = 'bench0123456789abcdef0123456789ab'
+# The limit both fakes advertise while they are off: never reached, so nothing waits, while every
+# answer still carries the rate limit headers the check was answered with (the same bytes to read).
+NEVER_REACHED = 10**9
+# The socket timeout of every request the check makes (the Agent's default `timeout`, connect and
+# read): the bare clients set it too, since a socket with a timeout waits for each read and write
+# with a `poll` call of its own, which is part of the HTTP, not of the check.
+TIMEOUT = (10.0, 10.0)
 
 
 def serve_fakes(args: argparse.Namespace, end: float, skew: Any, connection: Any) -> None:
@@ -113,8 +122,8 @@ def serve_fakes(args: argparse.Namespace, end: float, skew: Any, connection: Any
     def limits(request: Any) -> Reply:
         # Off for the clients that do not pace themselves (the floor, the replays), on for the check.
         on = request.arg('on') == 'true'
-        pagerduty.rate_limit = DEFAULT_RATE_LIMIT if on else 10**9
-        dora.rate_limit = args.datadog_rate_limit if on else None
+        pagerduty.rate_limit = DEFAULT_RATE_LIMIT if on else NEVER_REACHED
+        dora.rate_limit = args.datadog_rate_limit if on else NEVER_REACHED
         return Reply(200, {'pagerduty': pagerduty.limited, 'datadog': dora.limited})
 
     datadog: Any = None
@@ -217,7 +226,7 @@ def run_floor(urls: dict, end: float, connection: Any) -> None:
                 'limit': 100,
                 'offset': offset,
             }
-            page = json.loads(session.get(urls['pagerduty'] + '/incidents', params=params).content)
+            page = json.loads(session.get(urls['pagerduty'] + '/incidents', params=params, timeout=TIMEOUT).content)
             for incident in page['incidents']:
                 fetched += 1
                 body = {
@@ -230,7 +239,12 @@ def run_floor(urls: dict, end: float, connection: Any) -> None:
                         }
                     }
                 }
-                session.post(urls['datadog'] + '/api/v2/dora/failure', json=body, headers={'DD-API-KEY': DD_API_KEY})
+                session.post(
+                    urls['datadog'] + '/api/v2/dora/failure',
+                    json=body,
+                    headers={'DD-API-KEY': DD_API_KEY},
+                    timeout=TIMEOUT,
+                )
                 posted += 1
             if not page['more']:
                 break
@@ -446,7 +460,9 @@ def _make_again(session: Any, logged: list, statuses: dict[int, int]) -> int:
     """
     read = 0
     for method, url, headers, body in logged:
-        answer = session.request(method, url, data=body or None, headers=headers, allow_redirects=False)
+        answer = session.request(
+            method, url, data=body or None, headers=headers, allow_redirects=False, timeout=TIMEOUT
+        )
         read += len(answer.content)
         statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
     return read
