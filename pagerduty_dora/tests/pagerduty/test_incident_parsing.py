@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from datadog_checks.pagerduty_dora.pagerduty import incident as parsing
@@ -79,3 +79,29 @@ class TestReadAgain:
                 raise AssertionError('parsed the second time') from None
             return
         assert parse_incident(copy.deepcopy(document)) == first
+
+
+class TestTeams:
+    """An incident's teams: those with a usable id, in order, each team one value however many incidents name it."""
+
+    def test_every_incident_of_a_team_holds_the_same_value(self) -> None:
+        first = parse_incident(dict(BASE_INCIDENT, id='PFIRST1'))
+        second = parse_incident(dict(BASE_INCIDENT, id='PSECOND'))
+        assert first.teams == second.teams and first.teams[0] is second.teams[0]
+        renamed = [{'id': 'PQ9K7I8', 'type': 'team_reference', 'summary': 'Payments and billing'}]
+        assert parse_incident(dict(BASE_INCIDENT, teams=renamed)).teams[0].name == 'Payments and billing'
+
+    @PROFILE
+    @given(st.one_of(st.lists(st.one_of(st.fixed_dictionaries({'id': texts, 'summary': texts}), texts)), texts))
+    @example([{'id': 'PQ9K7I8', 'summary': 'Payments'}, 'PQ9K7I8', {'id': None}, {'id': ' PB2 ', 'name': 'Billing'}])
+    def test_teams_with_a_usable_id_in_order(self, listed: object) -> None:
+        expected = (
+            [
+                (parsing._identifier(team.get('id')), parsing._reference_name(team))
+                for team in listed
+                if isinstance(team, dict) and parsing._identifier(team.get('id')) is not None
+            ]
+            if isinstance(listed, list)
+            else []
+        )
+        assert [(team.id, team.name) for team in parsing._teams(listed)] == expected

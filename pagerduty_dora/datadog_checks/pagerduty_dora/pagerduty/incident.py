@@ -20,6 +20,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from datadog_checks.pagerduty_dora.common import json_format
@@ -40,6 +41,8 @@ MAX_TITLE_LENGTH = 4096
 MAX_NAME_LENGTH = 1024
 # Open incidents remembered as last parsed (`parse_incident`); past this many the memory starts over.
 MAX_REMEMBERED = 20000
+# Teams met, each kept as one value: an account has far fewer teams than incidents.
+TEAMS_KEPT = 1024
 # What PagerDuty's ids look like: nothing in them to strip or refuse.
 _PLAIN_ID = re.compile(r'[A-Za-z0-9]{1,%d}' % MAX_ID_LENGTH)
 
@@ -231,13 +234,21 @@ def _parse(raw: Any) -> Incident:
 
 def _teams(listed: Any) -> tuple[Team, ...]:
     """The incident's teams with a usable id."""
-    return tuple(
-        Team(id=team_id, name=_reference_name(team))
-        for team in (listed if isinstance(listed, list) else [])
-        if _mapping(team)
-        for team_id in [_identifier(team.get('id'))]
-        if team_id is not None
-    )
+    if not isinstance(listed, list):
+        return ()
+    teams = []
+    for team in listed:
+        if _mapping(team):
+            team_id = _identifier(team.get('id'))
+            if team_id is not None:
+                teams.append(_team(team_id, _reference_name(team)))
+    return tuple(teams)
+
+
+@lru_cache(maxsize=TEAMS_KEPT)
+def _team(team_id: str, name: str) -> Team:
+    """The `Team` of this id and name: the same value for every incident of the team."""
+    return Team(id=team_id, name=name)
 
 
 def _first_trigger(entry: Any) -> dict[str, Any]:
