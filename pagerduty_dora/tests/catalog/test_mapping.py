@@ -601,6 +601,42 @@ class TestUrlKey:
         assert pagerduty_url_key(url) == 'id:PREMEMB'
 
 
+class TestRulings:
+    """The catalog rules decide once per service and teams: the incidents after the first get the same answer."""
+
+    SHAPES = [
+        {'service_id': 'PCHK003', 'service_url': PD + '/service-directory/PCHK003'},
+        {'service_id': 'PWEB010', 'service_url': PD + '/services/PWEB010'},
+        {'service_id': 'PSHR020', 'service_url': PD + '/service-directory/PSHR020'},
+        {'service_name': 'billing-service'},
+        {'teams': (('PT1', 'Search'),)},
+        {'service_name': 'Site Reliability'},
+        {'service_name': 'Unknown Service', 'teams': (('PT2', 'Mobile'),)},
+        {'service_id': 'PPAY001'},
+    ]
+
+    def test_each_incident_is_mapped_as_by_a_catalog_that_met_none_before(self):
+        catalog = Catalog(services=CATALOG.services, teams=CATALOG.teams)
+        for _ in range(2):
+            for shape in self.SHAPES:
+                incident = pd_incident(**shape)
+                fresh = Catalog(services=CATALOG.services, teams=CATALOG.teams)
+                assert map_incident(incident, catalog) == map_incident(incident, fresh), shape
+        assert len(catalog.rulings) == len(self.SHAPES)
+
+    def test_a_new_catalog_rules_anew(self):
+        incident = pd_incident(service_name='billing-service')
+        assert map_incident(incident, CATALOG).rule == 'service_name'
+        assert map_incident(incident, Catalog()).rule == 'fallback'
+
+    def test_rulings_are_bounded(self):
+        catalog = Catalog(services=CATALOG.services, teams=CATALOG.teams)
+        for n in range(model.RULINGS_KEPT + 10):
+            map_incident(pd_incident(service_id='PS{}'.format(n), service_name='svc {}'.format(n)), catalog)
+        assert len(catalog.rulings) <= model.RULINGS_KEPT
+        assert map_incident(pd_incident(service_name='billing-service'), catalog).services == ('Billing-Service',)
+
+
 class TestCatalogIndexes:
     """The catalog's lookups: names compare case-insensitively after trimming, handles win over display names."""
 

@@ -17,7 +17,7 @@ from datadog_checks.pagerduty_dora.common.text import text_or_none
 from datadog_checks.pagerduty_dora.pagerduty.incident import Incident
 from datadog_checks.pagerduty_dora.pagerduty.monitor import MONITOR_GROUP, MONITOR_TAGS, MonitorMapping
 
-from .model import Catalog, CatalogService, name_key, pagerduty_url_key
+from .model import RULINGS_KEPT, Catalog, CatalogService, name_key, pagerduty_url_key
 
 RULES = (
     'override',
@@ -124,7 +124,23 @@ def severity_of(priority: str | None, severity_mapping: Mapping[str, str] | None
 
 
 def _catalog_rules(incident: Incident, catalog: Catalog) -> tuple[str, tuple[str, ...], str | None]:
-    """Rules 1 to 5 (see the README's mapping table): (rule, services, team handle)."""
+    """Rules 1 to 5 (see the README's mapping table): (rule, services, team handle).
+
+    They read only the incident's service and teams: what they decided is kept in the catalog
+    (`Catalog.rulings`), so the incidents of one service and teams are ruled on once.
+    """
+    key = (incident.service_url, incident.service_id, incident.service_name, incident.teams)
+    rulings = catalog.rulings
+    ruling = rulings.get(key)
+    if ruling is None:
+        if len(rulings) >= RULINGS_KEPT:
+            rulings.clear()
+        ruling = rulings[key] = _rule(incident, catalog)
+    return ruling
+
+
+def _rule(incident: Incident, catalog: Catalog) -> tuple[str, tuple[str, ...], str | None]:
+    """`_catalog_rules`, decided."""
     by_url = catalog.by_pagerduty_url.get(incident_url_key(incident), ())
     if by_url:
         # The same entity may come from several sources; count distinct entities, not definitions.

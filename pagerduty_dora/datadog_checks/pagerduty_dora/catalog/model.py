@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 # Service URLs whose key is remembered (`pagerduty_url_key`); each at most a few kB (`incident.py`).
 URL_KEYS_KEPT = 1024
+# Catalog rulings kept per catalog (`Catalog.rulings`); past this many they start over.
+RULINGS_KEPT = 4096
 # PagerDuty renders a service page as `/service-directory/<ID>` and its API `html_url` sometimes as
 # `/services/<ID>`; both name the same service, and the ID alone identifies it across hosts and regions.
 _SERVICE_PATH = re.compile(r'/(?:service-directory|services)/([A-Za-z0-9]+)(?:/.*)?\Z')
@@ -110,8 +112,12 @@ class Catalog:
     by_pagerduty_url: Mapping[str, tuple[CatalogService, ...]] = field(init=False, repr=False, compare=False)
     by_name: Mapping[str, tuple[CatalogService, ...]] = field(init=False, repr=False, compare=False)
     team_handles: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    # What the catalog rules decided for each PagerDuty service and teams met (`mapping.py`), at
+    # most `RULINGS_KEPT`: they depend on nothing else, and an account has few of them.
+    rulings: dict[Any, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, 'rulings', {})
         object.__setattr__(self, 'services', tuple(self.services))
         object.__setattr__(self, 'teams', tuple(self.teams))
         object.__setattr__(
