@@ -114,7 +114,9 @@ class Catalog:
     team_handles: Mapping[str, str] = field(init=False, repr=False, compare=False)
     # What the catalog rules decided for each PagerDuty service and teams met (`mapping.py`), at
     # most `RULINGS_KEPT`: they depend on nothing else, and an account has few of them.
-    rulings: dict[Any, Any] = field(init=False, repr=False, compare=False)
+    rulings: dict[tuple[Any, ...], tuple[str, tuple[str, ...], str | None]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'rulings', {})
