@@ -21,6 +21,7 @@ from datadog_checks.pagerduty_dora.catalog.sources import CatalogStore
 from datadog_checks.pagerduty_dora.collection.collector import Collector
 from datadog_checks.pagerduty_dora.collection.run import Features, RunReport
 from datadog_checks.pagerduty_dora.common.disposition import Disposition, dispose
+from datadog_checks.pagerduty_dora.common.environment import read_environment_once
 from datadog_checks.pagerduty_dora.common.errors import ApiError, AuthError
 from datadog_checks.pagerduty_dora.common.services import AgentServices
 from datadog_checks.pagerduty_dora.common.urls import UnsafeUrl
@@ -158,6 +159,8 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         clocks = wiring.Clocks(self.monotonic, self.sleep)
         self.pagerduty_api = wiring.pagerduty_client(config, self.http, hooks('pagerduty'), self.log, clocks)
         self.datadog_api = wiring.datadog_client(config, self.http, hooks('datadog'), self.log, clocks)
+        if read_environment_once(self.http, (self.pagerduty_api.base_url, self.datadog_api.base_url)):
+            self.log.debug('The environment sets no proxy or CA bundle for the APIs: read once, not at every request')
         services = self._services()
         self.catalog = catalog = wiring.catalog_store(config, self.datadog_api, services)
         dora = wiring.dora_delivery(config, self.datadog_api, services)

@@ -87,6 +87,7 @@ SHIPPED = [
     'common/codec.py',
     'common/disposition.py',
     'common/documents.py',
+    'common/environment.py',
     'common/errors.py',
     'common/http.py',
     'common/json_format.py',
