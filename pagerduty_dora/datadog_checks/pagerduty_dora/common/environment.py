@@ -25,8 +25,8 @@ def read_environment_once(http: Any, base_urls: Iterable[str]) -> bool:
 
     With the lookup off, a `.netrc` entry for an API's host is not read either, as it should not be:
     `requests` would send its login in place of the key this check sends. Returns whether the lookup
-    was turned off. A session that cannot be made (a TLS option naming a missing file) is left to the
-    first request, which reports why (a `tls_ciphers` no cipher matches).
+    was turned off. A session that cannot be made (a `tls_ciphers` that no cipher matches) is left to
+    the first request, which reports why.
     """
     try:
         session = getattr(http, 'session', None)
