@@ -160,7 +160,7 @@ class PagerdutyDoraCheck(AgentCheck, ConfigMixin):
         self.pagerduty_api = wiring.pagerduty_client(config, self.http, hooks('pagerduty'), self.log, clocks)
         self.datadog_api = wiring.datadog_client(config, self.http, hooks('datadog'), self.log, clocks)
         if read_environment_once(self.http, (self.pagerduty_api.base_url, self.datadog_api.base_url)):
-            self.log.debug('The environment changes no proxy or CA bundle of the APIs: read once, not at every request')
+            self.log.debug("The environment's proxies and CA bundle for the APIs: read once, not at every request")
         services = self._services()
         self.catalog = catalog = wiring.catalog_store(config, self.datadog_api, services)
         dora = wiring.dora_delivery(config, self.datadog_api, services)

@@ -1,7 +1,7 @@
 # (C) The pagerduty_dora Authors 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The environment read once: a request sends what it sent when `requests` read it every time."""
+"""The environment read once: each request goes out as it did when `requests` read it every time."""
 
 import logging
 import os
@@ -65,11 +65,14 @@ CASES = [
     # (environment, the Agent's options, URLs, whether the environment is then read once)
     pytest.param({}, {}, [PAGERDUTY, DATADOG], True, id='nothing set'),
     pytest.param({'NO_PROXY': 'internal.example'}, {}, [PAGERDUTY, DATADOG], True, id='NO_PROXY alone'),
-    pytest.param({'HTTPS_PROXY': PROXY}, {}, [PAGERDUTY, DATADOG], False, id='HTTPS_PROXY'),
-    pytest.param({'https_proxy': PROXY}, {}, [PAGERDUTY, DATADOG], False, id='https_proxy'),
-    pytest.param({'ALL_PROXY': PROXY}, {}, [PAGERDUTY, DATADOG], False, id='ALL_PROXY'),
+    pytest.param({'HTTPS_PROXY': PROXY}, {}, [PAGERDUTY, DATADOG], True, id='HTTPS_PROXY'),
+    pytest.param({'https_proxy': PROXY}, {}, [PAGERDUTY, DATADOG], True, id='https_proxy'),
+    pytest.param({'ALL_PROXY': PROXY}, {}, [PAGERDUTY, DATADOG], True, id='ALL_PROXY'),
     pytest.param({'HTTP_PROXY': PROXY}, {}, [PAGERDUTY, DATADOG], True, id='HTTP_PROXY, https APIs'),
-    pytest.param({'HTTP_PROXY': PROXY}, {}, [LOOPBACK], False, id='HTTP_PROXY, http API'),
+    pytest.param({'HTTP_PROXY': PROXY}, {}, [LOOPBACK], True, id='HTTP_PROXY, http API'),
+    pytest.param(
+        {'HTTP_PROXY': PROXY, 'NO_PROXY': '127.0.0.1'}, {}, [PAGERDUTY, LOOPBACK], True, id='skipped for the http API'
+    ),
     pytest.param(
         {'HTTPS_PROXY': PROXY, 'NO_PROXY': 'api.pagerduty.com,datadoghq.com'},
         {},
@@ -106,8 +109,22 @@ CASES = [
         {'HTTP_PROXY': 'http://other.example:8080'},
         {'proxy': {'https': PROXY}},
         [PAGERDUTY, LOOPBACK],
-        False,
+        True,
         id='the Agent proxy for https, HTTP_PROXY for the http API',
+    ),
+    pytest.param(
+        {'ALL_PROXY': PROXY, 'NO_PROXY': 'api.datadoghq.com'},
+        {'proxy': {'https': 'http://other.example:8080'}},
+        [PAGERDUTY, DATADOG],
+        True,
+        id='the Agent proxy ahead of ALL_PROXY skipped for one API',
+    ),
+    pytest.param(
+        {'ALL_PROXY': PROXY, 'NO_PROXY': 'api.datadoghq.com'},
+        {'proxy': {'http': 'http://other.example:8080'}},
+        [PAGERDUTY, DATADOG],
+        False,
+        id='an Agent proxy for http, ALL_PROXY skipped for one API',
     ),
 ]
 
@@ -129,11 +146,22 @@ class TestReadOnce:
             st.sampled_from(['HTTPS_PROXY', 'http_proxy', 'ALL_PROXY', 'NO_PROXY', 'REQUESTS_CA_BUNDLE']),
             st.sampled_from([PROXY, BUNDLE, 'api.pagerduty.com', '127.0.0.1,.datadoghq.com', '*', '']),
         ),
-        instance=st.sampled_from([{}, {'proxy': {'https': PROXY}}, {'skip_proxy': True}, {'tls_verify': False}]),
+        instance=st.sampled_from(
+            [
+                {},
+                {'proxy': {'https': PROXY}},
+                {'proxy': {'http': PROXY, 'no_proxy': ['api.pagerduty.com']}},
+                {'skip_proxy': True},
+                {'tls_verify': False},
+            ]
+        ),
         urls=st.lists(st.sampled_from([PAGERDUTY, DATADOG, LOOPBACK]), min_size=1, max_size=3),
     )
     @example(environment={}, instance={}, urls=[PAGERDUTY]).via('read once')
-    @example(environment={'HTTPS_PROXY': PROXY}, instance={}, urls=[PAGERDUTY]).via('read at every request')
+    @example(environment={'HTTPS_PROXY': PROXY}, instance={}, urls=[PAGERDUTY]).via('a proxy read once')
+    @example(
+        environment={'HTTPS_PROXY': PROXY, 'NO_PROXY': 'api.pagerduty.com'}, instance={}, urls=[PAGERDUTY, DATADOG]
+    ).via('read at every request')
     def test_whatever_the_environment_requests_send_the_same(self, monkeypatch, environment, instance, urls):
         with monkeypatch.context() as patched:
             for name, value in environment.items():
@@ -205,6 +233,15 @@ class TestTheCheck:
     def test_reads_an_environment_without_proxy_once(self):
         assert self.check().http.session.trust_env is False
 
-    def test_leaves_a_proxy_of_the_environment_to_requests(self, monkeypatch):
+    def test_reads_a_proxy_for_both_apis_once(self, monkeypatch):
         monkeypatch.setenv('HTTPS_PROXY', PROXY)
-        assert self.check().http.session.trust_env is True
+        session = self.check().http.session
+        assert session.trust_env is False
+        assert select_proxy(PAGERDUTY, session.proxies) == select_proxy(DATADOG, session.proxies) == PROXY
+
+    def test_leaves_a_proxy_for_one_api_to_requests(self, monkeypatch):
+        monkeypatch.setenv('HTTPS_PROXY', PROXY)
+        monkeypatch.setenv('NO_PROXY', 'api.pagerduty.com')
+        session = self.check().http.session
+        assert session.trust_env is True
+        assert select_proxy(DATADOG, session.proxies) is None
