@@ -23,8 +23,8 @@ The fakes log every request. Each request the check made in the backfill, and in
 then made again by a bare client (one keep-alive `requests.Session` with the check's socket timeout,
 each answer read and dropped) in a fresh process: the check's CPU over that replay's is what the
 check costs beyond its HTTP. The backfill's are made once more by a client that, like the check
-when the environment sets no proxy or CA bundle for its APIs, does not read the environment at
-every request: how much of the difference that is. The backfill's requests are also replayed run
+wherever one reading of the environment says the same for its APIs, does not read the environment
+at every request: how much of the difference that is. The backfill's requests are also replayed run
 by run, right after each run, against a twin of the fakes (the same account, rate limits never
 reached), so that the check and its replay are measured side by side while the machine's speed
 drifts; the shared clock does not count the time the replay takes. The replays and the floor are
@@ -533,7 +533,7 @@ def replay(path: str, repeat: int, trust_env: bool, connection: Any) -> None:
     """The requests logged at `path`, made again `repeat` times by a bare keep-alive client; its CPU seconds.
 
     Without `trust_env`, the client does not read the environment (proxies, CA bundles, `.netrc`)
-    at every request, as the check does not when the environment sets nothing for its APIs.
+    at every request, as the check does not wherever one reading says the same for its APIs.
     """
     import requests
 

@@ -47,9 +47,8 @@ def used(http, urls, monkeypatch):
     seen = []
 
     def send(adapter, request, **options):
-        seen.append(
-            (select_proxy(request.url, options['proxies']), options['verify'] if request.url[:6] == 'https:' else None)
-        )
+        https = request.url.startswith('https:')
+        seen.append((select_proxy(request.url, options['proxies']), options['verify'] if https else None))
         answer = requests.Response()
         answer.status_code, answer.url, answer.raw = 200, request.url, None
         return answer
@@ -58,6 +57,8 @@ def used(http, urls, monkeypatch):
         patched.setattr(requests.adapters.HTTPAdapter, 'send', send)
         for url in urls:
             http.get(url + '/incidents', persist=True)
+    # Every request reached the adapter: the comparisons made of `seen` compare requests sent.
+    assert len(seen) == len(urls)
     return seen
 
 
